@@ -1,0 +1,7 @@
+.PHONY: up test bench lint
+up:
+	deploy/up.sh
+test:
+	deploy/test.sh
+lint:
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .

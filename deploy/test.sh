@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# `make test`: make sure the real services the suite needs run (Docker + swarm, Redis, PostgreSQL, HAProxy), then
+# ruff, Django's checks and pytest: the whole suite on PostgreSQL, the database-level tests again on SQLite.
+source "$(dirname "$0")/lib.sh"
+
+TEST_HOME="${BERTH_TEST_HOME:-/var/tmp/berth-test}"
+PG_PORT="${BERTH_TEST_PG_PORT:-54329}"
+PG_DIR="$TEST_HOME/postgres"
+mkdir -p "$TEST_HOME"
+
+ensure_packages docker.io redis-server haproxy git mmdebstrap python3-venv iproute2 ca-certificates \
+  postgresql docker-registry wrk chromium curl
+ensure_docker
+ensure_swarm
+# a database of its own on the usual Redis (db 15), so a running `make up` on db 0 is not disturbed
+export REDIS_URL="${BERTH_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
+ensure_redis "$REDIS_URL" "$TEST_HOME/redis"
+
+ensure_postgres() {
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  if runuser -u postgres -- "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; then return; fi
+  mkdir -p "$PG_DIR" && chown postgres:postgres "$PG_DIR"
+  if [ ! -f "$PG_DIR/data/PG_VERSION" ]; then
+    say "initialising a PostgreSQL cluster for the tests in $PG_DIR"
+    rm -rf "$PG_DIR/data"
+    runuser -u postgres -- "$bin/initdb" -D "$PG_DIR/data" -A trust -U postgres >/dev/null
+  fi
+  rm -f "$PG_DIR/data/postmaster.pid"  # a killed earlier run leaves it behind
+  say "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+  runuser -u postgres -- "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 60 \
+    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null
+}
+ensure_postgres
+ensure_venv
+
+cd "$REPO_DIR"
+export BERTH_HOME="$TEST_HOME/home"
+export BERTH_SECRET_KEY=test-secret-key-not-for-production
+rm -rf "$BERTH_HOME" && mkdir -p "$BERTH_HOME"
+
+say "ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+say "django checks"
+.venv/bin/python manage.py check --fail-level WARNING
+.venv/bin/python manage.py makemigrations --check --dry-run >/dev/null || die "models changed without a migration"
+say "stack image"
+.venv/bin/python manage.py stack_build
+
+say "pytest on PostgreSQL"
+DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/berth" .venv/bin/pytest "$@"
+say "pytest on SQLite (tests that need no Docker)"
+DATABASE_URL="sqlite:///$BERTH_HOME/berth.sqlite3" .venv/bin/pytest -m "not docker and not faults" -q "$@"

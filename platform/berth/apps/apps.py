@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AppsConfig(AppConfig):
+    name = "berth.apps"
+    label = "apps"

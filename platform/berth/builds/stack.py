@@ -1,0 +1,136 @@
+"""The stack image: the Debian base every buildpack builds FROM, made locally from Debian packages.
+
+No registry is assumed (air-gapped installs), so the image is `mmdebstrap | docker import`. Each variant is
+labelled with a hash of its recipe and rebuilt only when the recipe changes.
+"""
+
+import hashlib
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from berth.core.docker import docker_client
+
+STACK_REPOSITORY = "berth/stack"
+SUITE = "bookworm"
+RECIPE_LABEL = "org.berth.stack.recipe"
+BASE_PACKAGES = ("ca-certificates", "tini", "python3", "python3-venv", "python3-pip")
+
+
+@dataclass(frozen=True)
+class StackVariant:
+    """One flavour of the stack: the base packages plus a runtime (Node.js, Go, a web server)."""
+
+    name: str
+    extra_packages: tuple[str, ...] = ()
+
+    @property
+    def tag(self) -> str:
+        suffix = "" if self.name == "base" else f"-{self.name}"
+        return f"{STACK_REPOSITORY}:{SUITE}{suffix}"
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        return BASE_PACKAGES + self.extra_packages
+
+    @property
+    def recipe(self) -> dict:
+        return {"suite": SUITE, "variant": "minbase", "packages": sorted(self.packages), "env": STACK_ENV}
+
+    @property
+    def recipe_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+STACK_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+    "PYTHONUNBUFFERED": "1",
+}
+VARIANTS = {
+    "base": StackVariant("base"),
+    "node": StackVariant("node", ("nodejs", "npm")),
+    "go": StackVariant("go", ("golang-go", "git")),
+    "static": StackVariant("static", ("nginx-light",)),
+}
+
+
+class StackBuildError(RuntimeError):
+    pass
+
+
+def stack_image_ref(variant: str = "base") -> str:
+    """The image buildpacks build FROM. BERTH_STACK_IMAGE overrides the base variant (registry users)."""
+    if variant == "base" and settings.BERTH_STACK_IMAGE:
+        return settings.BERTH_STACK_IMAGE
+    return VARIANTS[variant].tag
+
+
+def stack_is_current(variant: str = "base") -> bool:
+    import docker.errors
+
+    stack = VARIANTS[variant]
+    try:
+        image = docker_client().images.get(stack.tag)
+    except docker.errors.ImageNotFound:
+        return False
+    return (image.labels or {}).get(RECIPE_LABEL) == stack.recipe_hash
+
+
+def stack_build(variant: str = "base", *, force: bool = False, echo: Callable[[str], None] = print) -> bool:
+    """Build the stack variant if it is missing or its recipe changed. Returns True if it built."""
+    if variant not in VARIANTS:
+        raise StackBuildError(f"unknown stack variant {variant!r}; known: {', '.join(VARIANTS)}")
+    if variant == "base" and settings.BERTH_STACK_IMAGE:
+        echo(f"BERTH_STACK_IMAGE={settings.BERTH_STACK_IMAGE} is used; nothing to build")
+        return False
+    stack = VARIANTS[variant]
+    if not force and stack_is_current(variant):
+        echo(f"{stack.tag} is up to date (recipe {stack.recipe_hash})")
+        return False
+    started = time.monotonic()
+    echo(f"building {stack.tag} from Debian {SUITE} packages: {', '.join(stack.packages)}")
+    changes = [f"LABEL {RECIPE_LABEL}={stack.recipe_hash}", 'ENTRYPOINT ["/usr/bin/tini", "--"]']
+    changes += [f"ENV {k}={v}" for k, v in STACK_ENV.items()]
+    debootstrap = subprocess.Popen(
+        [
+            "mmdebstrap",
+            "--variant=minbase",
+            "--mode=root",
+            "--format=tar",
+            f"--include={','.join(stack.packages)}",
+            "--aptopt=Acquire::Retries=3",
+            "--dpkgopt=path-exclude=/usr/share/doc/*",
+            "--dpkgopt=path-exclude=/usr/share/man/*",
+            "--dpkgopt=path-exclude=/usr/share/locale/*",
+            '--customize-hook=rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*',
+            SUITE,
+            "-",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    importer = subprocess.Popen(
+        ["docker", "import", *sum((["--change", c] for c in changes), []), "-", stack.tag],
+        stdin=debootstrap.stdout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    debootstrap.stdout.close()  # the importer owns the pipe now
+    for raw in debootstrap.stderr:
+        line = raw.decode(errors="replace").rstrip()
+        if line.startswith(("I:", "E:", "W:")):
+            echo(f"  {line}")
+    if debootstrap.wait() != 0:
+        importer.kill()
+        raise StackBuildError(f"mmdebstrap failed (exit {debootstrap.returncode}) building {stack.tag}")
+    output = importer.communicate()[0].decode(errors="replace").strip()
+    if importer.returncode != 0:
+        raise StackBuildError(f"docker import failed for {stack.tag}: {output}")
+    size = docker_client().images.get(stack.tag).attrs.get("Size", 0)
+    echo(f"built {stack.tag} in {time.monotonic() - started:.0f}s, {size / 1e6:.0f} MB")
+    return True

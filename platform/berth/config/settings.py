@@ -1,0 +1,186 @@
+"""Berth settings. Everything a deployment changes comes from the environment (see README, Configuration)."""
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from berth.config.env import env, env_bool, env_int, env_url, secret_from_home
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # platform/berth
+REPO_DIR = PACKAGE_DIR.parent.parent  # checkout root: buildpacks/, templates/, static/
+
+BERTH_HOME = Path(env("BERTH_HOME", "/var/lib/berth")).expanduser()
+try:
+    BERTH_HOME.mkdir(parents=True, exist_ok=True)
+except OSError as exc:
+    raise ImproperlyConfigured(f"BERTH_HOME={BERTH_HOME} cannot be created: {exc}") from exc
+if not os.access(BERTH_HOME, os.W_OK):
+    raise ImproperlyConfigured(f"BERTH_HOME={BERTH_HOME} is not writable by this user")
+
+SECRET_KEY = env("BERTH_SECRET_KEY") or secret_from_home(
+    BERTH_HOME, "secret_key", lambda: secrets.token_urlsafe(50)
+)
+DEBUG = env_bool("BERTH_DEBUG", False)
+
+BERTH_APPS_DOMAIN = env("BERTH_APPS_DOMAIN", "localhost")
+BERTH_HTTP_PORT = env_int("BERTH_HTTP_PORT", 80, minimum=1, maximum=65535)
+BERTH_WEB_PORT = env_int("BERTH_WEB_PORT", 8000, minimum=1, maximum=65535)
+BERTH_PUBLIC_URL = env("BERTH_PUBLIC_URL", f"http://127.0.0.1:{BERTH_WEB_PORT}")
+BERTH_ADMIN_USER = env("BERTH_ADMIN_USER", "admin")
+BERTH_ADMIN_PASSWORD = env("BERTH_ADMIN_PASSWORD")
+BERTH_STACK_IMAGE = env("BERTH_STACK_IMAGE")  # a pulled image instead of the locally built stack
+BERTH_BUILD_TIMEOUT = env_int("BERTH_BUILD_TIMEOUT", 15 * 60, minimum=10)
+BERTH_DEPLOY_TIMEOUT = env_int("BERTH_DEPLOY_TIMEOUT", 10 * 60, minimum=10)
+BERTH_ROUTER_DIR = Path(env("BERTH_ROUTER_DIR", str(BERTH_HOME / "router")))
+BERTH_ROUTER_ADMIN_SOCKET = Path(env("BERTH_ROUTER_ADMIN_SOCKET", str(BERTH_ROUTER_DIR / "admin.sock")))
+BERTH_BUILDPACKS_DIR = Path(env("BERTH_BUILDPACKS_DIR", str(REPO_DIR / "buildpacks")))
+
+DOCKER_HOST = env("DOCKER_HOST", "unix:///var/run/docker.sock")
+REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_url(
+            "DATABASE_URL",
+            f"sqlite:///{BERTH_HOME / 'berth.sqlite3'}",
+            schemes=("sqlite", "postgres", "postgresql"),
+        ),
+        conn_max_age=0,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL and a busy timeout let web, worker and watcher share one file without "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(BERTH_HOME / "test.sqlite3")}
+
+ALLOWED_HOSTS = [h for h in (env("BERTH_ALLOWED_HOSTS", "*") or "*").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in (env("BERTH_CSRF_TRUSTED_ORIGINS", "") or "").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "channels",
+    "berth.core",
+    "berth.accounts",
+    "berth.apps",
+    "berth.audit",
+    "berth.releases",
+    "berth.runtime",
+    "berth.builds",
+    "berth.routing",
+    "berth.discovery",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "berth.config.urls"
+ASGI_APPLICATION = "berth.config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [REPO_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [REPO_DIR / "static"]
+STATIC_ROOT = BERTH_HOME / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns on every start without it
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# git pushes stream through the git view; Django must not cap their bodies.
+DATA_UPLOAD_MAX_MEMORY_SIZE = None
+
+LOGIN_URL = "/login/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "EXCEPTION_HANDLER": "berth.core.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Berth API",
+    "DESCRIPTION": "Self-hosted Heroku on Docker Swarm.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
+    }
+}
+
+# Celery: builds and deploys are long, so the broker must not redeliver them while they still run
+# (visibility timeout above the longest task), and a worker takes one at a time (prefetch 1, acks_late).
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": max(BERTH_BUILD_TIMEOUT, BERTH_DEPLOY_TIMEOUT) + 600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = False  # a killed build is failed by the sweep, not replayed blindly
+CELERY_TASK_TIME_LIMIT = 60 * 60
+CELERY_TASK_SOFT_TIME_LIMIT = 55 * 60
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_BEAT_SCHEDULE = {
+    "sweep-stuck-work": {"task": "berth.core.tasks.sweep_stuck_work", "schedule": 30.0},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(BERTH_HOME / "celerybeat-schedule")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("BERTH_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,61 @@
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, *, timeout: float, interval: float = 0.1, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+@pytest.fixture
+def router(tmp_path, settings):
+    """A real HAProxy router on a free loopback port, in its own folder; stopped by PID afterwards."""
+    from berth.routing.haproxy import haproxy_command, write_config
+
+    directory = tmp_path / "router"
+    settings.BERTH_ROUTER_DIR = directory
+    settings.BERTH_ROUTER_ADMIN_SOCKET = directory / "admin.sock"
+    port = free_port()
+    paths = write_config(http_port=port)
+    process = subprocess.Popen(haproxy_command(paths), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: settings.BERTH_ROUTER_ADMIN_SOCKET.exists(), timeout=10, message="the admin socket")
+        yield SimpleNamespace(paths=paths, port=port, process=process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def manage(*args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
+    """Run manage.py in a fresh interpreter (settings are read at start-up, so each env gets its own)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [str(REPO_DIR / ".venv/bin/python"), str(REPO_DIR / "manage.py"), *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=check,
+    )

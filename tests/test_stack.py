@@ -1,0 +1,51 @@
+"""The stack image: built from Debian packages, labelled with its recipe, rebuilt only when that changes."""
+
+import docker
+import pytest
+from berth.builds.stack import RECIPE_LABEL, VARIANTS, StackBuildError, stack_build, stack_image_ref
+from berth.core.docker import docker_client
+
+pytestmark = pytest.mark.docker
+
+
+def test_stack_image_is_current_and_labelled_with_its_recipe():
+    lines = []
+    built = stack_build("base", echo=lines.append)  # built by `make test` already, so this is the no-op path
+    image = docker_client().images.get(VARIANTS["base"].tag)
+    assert image.labels[RECIPE_LABEL] == VARIANTS["base"].recipe_hash
+    if not built:
+        assert "up to date" in lines[-1]
+
+
+def test_stack_image_runs_python_with_venv_and_pip_and_an_init():
+    client = docker_client()
+    out = client.containers.run(
+        VARIANTS["base"].tag,
+        ["sh", "-c", "python3 -m venv /tmp/v && /tmp/v/bin/pip --version && ls /etc/ssl/certs | head -1"],
+        remove=True,
+    ).decode()
+    assert "pip" in out
+    image = client.images.get(VARIANTS["base"].tag)
+    assert image.attrs["Config"]["Entrypoint"] == ["/usr/bin/tini", "--"]
+
+
+def test_a_changed_recipe_is_not_current(monkeypatch):
+    from berth.builds import stack
+
+    changed = stack.StackVariant("base", ("hello",))
+    monkeypatch.setitem(stack.VARIANTS, "base", changed)
+    assert changed.recipe_hash != stack.StackVariant("base").recipe_hash
+    assert stack.stack_is_current("base") is False
+
+
+def test_unknown_variant_is_refused():
+    with pytest.raises(StackBuildError, match="unknown stack variant"):
+        stack_build("cobol")
+
+
+def test_berth_stack_image_overrides_the_base(settings):
+    settings.BERTH_STACK_IMAGE = "registry.example/stack:1"
+    assert stack_image_ref() == "registry.example/stack:1"
+    assert stack_build("base", echo=lambda line: None) is False
+    with pytest.raises(docker.errors.ImageNotFound):
+        docker_client().images.get("registry.example/stack:1")
