@@ -1,0 +1,50 @@
+from django.contrib import admin
+
+from berth.accounts.models import ApiToken, Invitation, Membership, Team
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    raw_id_fields = ["user"]
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ["name", "created_at"]
+    list_filter = ["created_at"]
+    search_fields = ["name"]
+    inlines = [MembershipInline]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "team", "role", "created_at"]
+    list_filter = ["role", "team"]
+    search_fields = ["user__username", "user__email", "team__name"]
+    raw_id_fields = ["user"]
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["email", "team", "role", "created_at", "expires_at", "accepted_at", "revoked_at"]
+    list_filter = ["role", "team", "accepted_at", "revoked_at"]
+    search_fields = ["email", "team__name"]
+    # The token exists only as a hash; nothing here can show or set it.
+    exclude = ["token_hash"]
+    readonly_fields = ["invited_by", "accepted_by", "accepted_at", "created_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # created through the API so the clear token can be shown once
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at", "created_at"]
+    search_fields = ["name", "user__username", "prefix"]
+    exclude = ["token_hash"]
+    readonly_fields = ["user", "prefix", "created_at", "last_used_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -1,0 +1,51 @@
+from django.contrib.auth import get_user_model
+from django.db.models import OuterRef, QuerySet, Subquery
+
+from berth.accounts.models import Invitation, Membership, Team
+from berth.accounts.roles import OWNER
+
+
+def user_role(*, user, team: Team) -> str | None:
+    """The user's role in the team, or None. An active superuser counts as an owner of every team."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return None
+    role = Membership.objects.filter(user=user, team=team).values_list("role", flat=True).first()
+    if role is None and user.is_superuser:
+        return OWNER
+    return role
+
+
+def teams_for_user(*, user) -> QuerySet[Team]:
+    """Teams the user can see, each annotated with `role` (the user's role; None for a superuser outside it)."""
+    role = Membership.objects.filter(team=OuterRef("pk"), user=user).values("role")[:1]
+    teams = Team.objects.annotate(role=Subquery(role)).order_by("name")
+    if user.is_superuser:
+        return teams
+    return teams.filter(memberships__user=user)
+
+
+def team_for_user(*, user, name: str) -> Team:
+    """The named team if the user can see it; Http404 otherwise (a team you are not in does not exist for you)."""
+    from django.http import Http404
+
+    team = Team.objects.filter(name=name).first()
+    if team is None or user_role(user=user, team=team) is None:
+        raise Http404(f"team {name!r} not found")
+    return team
+
+
+def team_members(*, team: Team) -> QuerySet[Membership]:
+    return Membership.objects.filter(team=team).select_related("user").order_by("user__username")
+
+
+def pending_invitations(*, team: Team) -> QuerySet[Invitation]:
+    return Invitation.objects.filter(team=team, accepted_at=None, revoked_at=None).order_by("-created_at")
+
+
+def user_by_username_or_email(*, username: str | None = None, email: str | None = None):
+    users = get_user_model().objects.filter(is_active=True)
+    if username:
+        return users.filter(username=username).first()
+    if email:
+        return users.filter(email__iexact=email).order_by("id").first()
+    return None

@@ -1,0 +1,255 @@
+"""Writes for teams, memberships, invitations and API tokens. Each records an AuditEvent."""
+
+import secrets
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.http import Http404
+from django.utils import timezone
+
+from berth.accounts.errors import Conflict
+from berth.accounts.models import ApiToken, Invitation, Membership, Team, hash_secret
+from berth.accounts.roles import OWNER, ROLES
+from berth.accounts.selectors import user_role
+from berth.accounts.validators import validate_team_name
+from berth.audit.services import audit_record
+
+TOKEN_PREFIX = "berth_"
+INVITATION_TTL = timedelta(days=7)
+# Writing last_used_at on every request would turn every API read into a write; once a minute is plenty.
+TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise ValidationError({"role": f"must be one of {', '.join(ROLES)}"})
+
+
+def team_create(*, name: str, actor: AbstractBaseUser, remote_addr: str | None = None) -> Team:
+    """Create a team; its creator becomes its owner."""
+    validate_team_name(name)
+    try:
+        with transaction.atomic():
+            team = Team.objects.create(name=name)
+            Membership.objects.create(user=actor, team=team, role=OWNER)
+            audit_record(action="team.create", actor=actor, team=team, target=name, remote_addr=remote_addr)
+    except IntegrityError:
+        raise Conflict(f"team {name!r} already exists") from None
+    return team
+
+
+def _guard_owner_change(*, team: Team, actor, old_role: str | None, new_role: str | None) -> None:
+    # Admins manage members, but only an owner may create or remove an owner.
+    if OWNER in (old_role, new_role) and old_role != new_role and user_role(user=actor, team=team) != OWNER:
+        raise PermissionDenied("only an owner can grant or remove the owner role")
+
+
+def _owners_left_after(*, team: Team, membership: Membership) -> int:
+    # Lock the owners so two concurrent demotions cannot both see "another owner remains".
+    owners = list(
+        Membership.objects.select_for_update().filter(team=team, role=OWNER).values_list("id", flat=True)
+    )
+    return len([pk for pk in owners if pk != membership.pk])
+
+
+def membership_add(
+    *, team: Team, user: AbstractBaseUser, role: str, actor, remote_addr: str | None = None
+) -> Membership:
+    """Add an existing user to a team with a role."""
+    _check_role(role)
+    _guard_owner_change(team=team, actor=actor, old_role=None, new_role=role)
+    try:
+        with transaction.atomic():
+            membership = Membership.objects.create(user=user, team=team, role=role)
+            audit_record(
+                action="membership.add",
+                actor=actor,
+                team=team,
+                target=user.get_username(),
+                remote_addr=remote_addr,
+                data={"role": role},
+            )
+    except IntegrityError:
+        raise Conflict(f"{user.get_username()} is already a member of {team.name}") from None
+    return membership
+
+
+def membership_role_change(
+    *, membership: Membership, role: str, actor, remote_addr: str | None = None
+) -> Membership:
+    """Change a member's role; the last owner cannot be demoted."""
+    _check_role(role)
+    _guard_owner_change(team=membership.team, actor=actor, old_role=membership.role, new_role=role)
+    with transaction.atomic():
+        if membership.role == OWNER and role != OWNER:
+            if _owners_left_after(team=membership.team, membership=membership) == 0:
+                raise Conflict("the last owner cannot be demoted; make someone else owner first")
+        old = membership.role
+        Membership.objects.filter(pk=membership.pk).update(role=role)
+        membership.role = role
+        audit_record(
+            action="membership.role_change",
+            actor=actor,
+            team=membership.team,
+            target=membership.user.get_username(),
+            remote_addr=remote_addr,
+            data={"from": old, "to": role},
+        )
+    return membership
+
+
+def membership_remove(*, membership: Membership, actor, remote_addr: str | None = None) -> None:
+    """Remove a member; the last owner cannot be removed."""
+    _guard_owner_change(team=membership.team, actor=actor, old_role=membership.role, new_role=None)
+    with transaction.atomic():
+        if membership.role == OWNER and _owners_left_after(team=membership.team, membership=membership) == 0:
+            raise Conflict("the last owner cannot be removed; make someone else owner first")
+        membership.delete()
+        audit_record(
+            action="membership.remove",
+            actor=actor,
+            team=membership.team,
+            target=membership.user.get_username(),
+            remote_addr=remote_addr,
+        )
+
+
+def invitation_create(
+    *, team: Team, email: str, role: str, actor, remote_addr: str | None = None
+) -> tuple[Invitation, str]:
+    """Invite an email address to a team. Returns the invitation and its clear token (shown once)."""
+    _check_role(role)
+    from django.core.validators import validate_email
+
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise ValidationError({"email": "is not a valid email address"}) from None
+    _guard_owner_change(team=team, actor=actor, old_role=None, new_role=role)
+    clear = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        invitation = Invitation.objects.create(
+            team=team,
+            email=email,
+            role=role,
+            token_hash=hash_secret(clear),
+            invited_by=actor,
+            expires_at=timezone.now() + INVITATION_TTL,
+        )
+        audit_record(
+            action="invitation.create",
+            actor=actor,
+            team=team,
+            target=email,
+            remote_addr=remote_addr,
+            data={"role": role, "invitation": invitation.pk},
+        )
+    return invitation, clear
+
+
+def invitation_accept(*, token: str, user: AbstractBaseUser, remote_addr: str | None = None) -> Membership:
+    """Redeem an invitation token: the user joins the team (a user already in it keeps the role they have)."""
+    if not isinstance(token, str) or not token:
+        raise ValidationError({"token": "is required"})
+    now = timezone.now()
+    with transaction.atomic():
+        invitation = (
+            Invitation.objects.select_for_update()
+            .select_related("team")
+            .filter(token_hash=hash_secret(token))
+            .first()
+        )
+        if invitation is None or invitation.revoked_at is not None:
+            raise Http404("invitation not found")
+        if invitation.accepted_at is not None:
+            raise Conflict("this invitation was already accepted")
+        if invitation.expires_at <= now:
+            raise Conflict("this invitation has expired; ask for a new one")
+        membership, created = Membership.objects.get_or_create(
+            user=user, team=invitation.team, defaults={"role": invitation.role}
+        )
+        Invitation.objects.filter(pk=invitation.pk).update(accepted_at=now, accepted_by=user)
+        audit_record(
+            action="invitation.accept",
+            actor=user,
+            team=invitation.team,
+            target=invitation.email,
+            remote_addr=remote_addr,
+            data={"role": membership.role, "invitation": invitation.pk, "joined": created},
+        )
+    return membership
+
+
+def invitation_revoke(*, invitation: Invitation, actor, remote_addr: str | None = None) -> None:
+    """Withdraw an invitation that was not accepted yet."""
+    with transaction.atomic():
+        updated = Invitation.objects.filter(pk=invitation.pk, accepted_at=None, revoked_at=None).update(
+            revoked_at=timezone.now()
+        )
+        if not updated:
+            raise Conflict("this invitation was already accepted or revoked")
+        audit_record(
+            action="invitation.revoke",
+            actor=actor,
+            team=invitation.team,
+            target=invitation.email,
+            remote_addr=remote_addr,
+            data={"invitation": invitation.pk},
+        )
+
+
+def token_create(
+    *, user: AbstractBaseUser, name: str, remote_addr: str | None = None
+) -> tuple[ApiToken, str]:
+    """Create an API token. Returns the row and the clear token, which is never available again."""
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise ValidationError({"name": "must be 1-100 characters"})
+    clear = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        token = ApiToken.objects.create(
+            user=user, name=name, token_hash=hash_secret(clear), prefix=clear[: len(TOKEN_PREFIX) + 6]
+        )
+        audit_record(
+            action="token.create", actor=user, target=name, remote_addr=remote_addr, data={"token": token.pk}
+        )
+    return token, clear
+
+
+def token_revoke(*, token: ApiToken, actor, remote_addr: str | None = None) -> None:
+    """Revoke a token; it stops authenticating at once."""
+    with transaction.atomic():
+        ApiToken.objects.filter(pk=token.pk, revoked_at=None).update(revoked_at=timezone.now())
+        audit_record(
+            action="token.revoke",
+            actor=actor,
+            target=token.name,
+            remote_addr=remote_addr,
+            data={"token": token.pk},
+        )
+
+
+def token_authenticate(*, clear: str, now: datetime | None = None) -> ApiToken | None:
+    """The live token for a clear value (its user active), or None. Touches last_used_at at most once a minute."""
+    if not clear or not clear.startswith(TOKEN_PREFIX):
+        return None
+    token = (
+        ApiToken.objects.select_related("user")
+        .filter(token_hash=hash_secret(clear), revoked_at=None, user__is_active=True)
+        .first()
+    )
+    if token is None:
+        return None
+    now = now or timezone.now()
+    if token.last_used_at is None or now - token.last_used_at >= TOKEN_TOUCH_INTERVAL:
+        # Conditional, so concurrent requests write it once.
+        stale = now - TOKEN_TOUCH_INTERVAL
+        from django.db.models import Q
+
+        ApiToken.objects.filter(Q(last_used_at=None) | Q(last_used_at__lte=stale), pk=token.pk).update(
+            last_used_at=now
+        )
+        token.last_used_at = now
+    return token

@@ -1,0 +1,73 @@
+"""The one permission map of API v1: route name -> HTTP method -> who may call it.
+
+PUBLIC: anyone; USER: any signed-in user (the view scopes what they see to themselves);
+viewer/member/admin/owner: at least that role in the team the route is about (the view's `permission_team`).
+A user outside that team gets 404, a role too low 403 naming the role needed, no credentials 401.
+A route or method missing from the map is refused (fail closed) and fails tests/control_plane/test_permission_matrix.
+"""
+
+from django.http import Http404
+from rest_framework.exceptions import NotAuthenticated, PermissionDenied
+from rest_framework.permissions import BasePermission
+
+from berth.accounts.roles import ADMIN, MEMBER, VIEWER, role_at_least
+from berth.accounts.selectors import user_role
+
+PUBLIC = "public"
+USER = "user"
+
+PERMISSION_MAP: dict[str, dict[str, str]] = {
+    "api-schema": {"GET": PUBLIC},
+    "api-docs": {"GET": PUBLIC},
+    "api:auth-token": {"POST": PUBLIC},
+    "api:me": {"GET": USER},
+    "api:teams": {"GET": USER, "POST": USER},
+    "api:team-members": {"GET": VIEWER, "POST": ADMIN},
+    "api:team-member": {"PATCH": ADMIN, "DELETE": ADMIN},
+    "api:team-invitations": {"GET": ADMIN, "POST": ADMIN},
+    "api:team-invitation": {"DELETE": ADMIN},
+    "api:team-audit": {"GET": ADMIN},
+    "api:invitation-accept": {"POST": USER},
+    "api:tokens": {"GET": USER, "POST": USER},
+    "api:token": {"DELETE": USER},
+    "api:apps": {"GET": USER, "POST": MEMBER},
+    "api:app": {"GET": VIEWER, "PATCH": MEMBER, "DELETE": ADMIN},
+    "api:app-config": {"GET": MEMBER, "PATCH": MEMBER},
+    "api:app-formation": {"GET": VIEWER, "PATCH": MEMBER},
+    "api:app-domains": {"GET": VIEWER, "POST": MEMBER},
+    "api:app-domain": {"DELETE": MEMBER},
+    "api:app-releases": {"GET": VIEWER},
+    "api:app-release": {"GET": VIEWER},
+}
+
+
+def rule_for(view_name: str, method: str) -> str | None:
+    method = "GET" if method == "HEAD" else method
+    return PERMISSION_MAP.get(view_name, {}).get(method)
+
+
+class RolePermission(BasePermission):
+    """Applies PERMISSION_MAP. Views about a team define `permission_team(request) -> Team` (Http404 if unseen)."""
+
+    def has_permission(self, request, view) -> bool:
+        if request.method == "OPTIONS":
+            return bool(request.user and request.user.is_authenticated)
+        match = request.resolver_match
+        rule = rule_for(match.view_name if match else "", request.method)
+        if rule is None:
+            raise PermissionDenied("this route has no permission rule")
+        if rule == PUBLIC:
+            return True
+        if not (request.user and request.user.is_authenticated):
+            raise NotAuthenticated()
+        if rule == USER:
+            return True
+        team = view.permission_team(request)
+        role = user_role(user=request.user, team=team)
+        if role is None:
+            raise Http404("not found")
+        if not role_at_least(role, rule):
+            raise PermissionDenied(
+                f"this needs the {rule} role (or higher) in team {team.name}; you are {role}"
+            )
+        return True

@@ -1,0 +1,29 @@
+"""API v1 routes. Every route name here must have a rule in berth.api.permissions.PERMISSION_MAP."""
+
+from django.urls import path
+
+from berth.api import views
+
+app_name = "api"
+
+urlpatterns = [
+    path("auth/token", views.AuthTokenView.as_view(), name="auth-token"),
+    path("me", views.MeView.as_view(), name="me"),
+    path("tokens", views.TokenListView.as_view(), name="tokens"),
+    path("tokens/<int:pk>", views.TokenView.as_view(), name="token"),
+    path("teams", views.TeamListView.as_view(), name="teams"),
+    path("teams/<str:team>/members", views.TeamMembersView.as_view(), name="team-members"),
+    path("teams/<str:team>/members/<str:username>", views.TeamMemberView.as_view(), name="team-member"),
+    path("teams/<str:team>/invitations", views.TeamInvitationsView.as_view(), name="team-invitations"),
+    path("teams/<str:team>/invitations/<int:pk>", views.TeamInvitationView.as_view(), name="team-invitation"),
+    path("teams/<str:team>/audit", views.TeamAuditView.as_view(), name="team-audit"),
+    path("invitations/accept", views.InvitationAcceptView.as_view(), name="invitation-accept"),
+    path("apps", views.AppListView.as_view(), name="apps"),
+    path("apps/<str:app>", views.AppView.as_view(), name="app"),
+    path("apps/<str:app>/config", views.AppConfigView.as_view(), name="app-config"),
+    path("apps/<str:app>/formation", views.AppFormationView.as_view(), name="app-formation"),
+    path("apps/<str:app>/domains", views.AppDomainsView.as_view(), name="app-domains"),
+    path("apps/<str:app>/domains/<str:hostname>", views.AppDomainView.as_view(), name="app-domain"),
+    path("apps/<str:app>/releases", views.AppReleasesView.as_view(), name="app-releases"),
+    path("apps/<str:app>/releases/<int:version>", views.AppReleaseView.as_view(), name="app-release"),
+]

@@ -1,0 +1,90 @@
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from berth.apps.crypto import decrypt_text
+
+
+class App(models.Model):
+    """An application a team deploys: named once, globally, served at http://<name>.<BERTH_APPS_DOMAIN>."""
+
+    name = models.CharField(max_length=30, unique=True)
+    team = models.ForeignKey("accounts.Team", on_delete=models.PROTECT, related_name="apps")
+    deploy_branch = models.CharField(max_length=255, default="main")
+    health_check_path = models.CharField(max_length=255, default="/")
+    buildpack = models.CharField(max_length=50, blank=True, default="", help_text='"" detects the buildpack')
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def url(self) -> str:
+        port = settings.BERTH_HTTP_PORT
+        suffix = "" if port == 80 else f":{port}"
+        return f"http://{self.name}.{settings.BERTH_APPS_DOMAIN}{suffix}"
+
+
+class ConfigVar(models.Model):
+    """One environment variable of an app. The value is stored encrypted (Fernet); read it with `.value`."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="config_vars")
+    key = models.CharField(max_length=255)
+    value_encrypted = models.TextField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["app", "key"], name="configvar_app_key_unique")]
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return f"{self.app}:{self.key}"
+
+    @property
+    def value(self) -> str:
+        return decrypt_text(self.value_encrypted)
+
+
+class Formation(models.Model):
+    """How many containers of one process type an app runs, and their limits (null = no limit)."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="formation")
+    process = models.CharField(max_length=63)
+    replicas = models.PositiveIntegerField(default=1, validators=[MaxValueValidator(100)])
+    memory_mb = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(32), MaxValueValidator(65536)]
+    )
+    cpu = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.01), MaxValueValidator(64)],
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["app", "process"], name="formation_app_process_unique")
+        ]
+        ordering = ["process"]
+
+    def __str__(self) -> str:
+        return f"{self.app}:{self.process}={self.replicas}"
+
+
+class Domain(models.Model):
+    """A custom hostname routed to an app (besides its own <name>.<BERTH_APPS_DOMAIN>)."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="domains")
+    hostname = models.CharField(max_length=253, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["hostname"]
+
+    def __str__(self) -> str:
+        return self.hostname

@@ -1,0 +1,104 @@
+"""Writes for releases: creation (numbered safely under concurrency) and status transitions (conditional UPDATE)."""
+
+from collections.abc import Iterable
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from berth.apps.crypto import encrypt_json
+from berth.apps.models import App, ConfigVar, Formation
+from berth.apps.validators import validate_process_name
+from berth.audit.services import audit_record
+from berth.releases.models import Release, ReleaseStatus
+from berth.releases.signals import release_created
+
+_CREATE_ATTEMPTS = 5
+
+
+def _validate_procfile(procfile) -> dict[str, str]:
+    if procfile is None:
+        return {}
+    if not isinstance(procfile, dict):
+        raise ValidationError({"procfile": "must be a mapping of process type to command"})
+    for process, command in procfile.items():
+        validate_process_name(process)
+        if not isinstance(command, str) or not command.strip():
+            raise ValidationError({"procfile": f"the command of {process} must be a non-empty string"})
+    return dict(procfile)
+
+
+def release_create(
+    *, app: App, image: str, procfile: dict, description: str, actor, status: str = "pending"
+) -> Release:
+    """Make the next release (v1, v2…) of `app` from an image, a procfile and the app's current config vars.
+
+    Numbering is safe under concurrency: the app row is locked while the next number is taken, and a clash that
+    still happens (SQLite has no row locks) is retried. New process types get a formation row (web 1, others 0).
+    """
+    if status not in ReleaseStatus.values:
+        raise ValidationError({"status": f"must be one of {', '.join(ReleaseStatus.values)}"})
+    procfile = _validate_procfile(procfile)
+    image = image or ""
+    last_error: IntegrityError | None = None
+    for _ in range(_CREATE_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                App.objects.select_for_update().filter(pk=app.pk).values_list("pk", flat=True).first()
+                last = (
+                    Release.objects.filter(app=app)
+                    .order_by("-version")
+                    .values_list("version", flat=True)
+                    .first()
+                )
+                config = {var.key: var.value for var in ConfigVar.objects.filter(app=app)}
+                release = Release.objects.create(
+                    app=app,
+                    version=(last or 0) + 1,
+                    image=image,
+                    config_encrypted=encrypt_json(config),
+                    procfile=procfile,
+                    description=(description or "")[:500],
+                    created_by=actor if getattr(actor, "is_authenticated", False) else None,
+                    status=status,
+                    status_changed_at=timezone.now(),
+                )
+                known = set(Formation.objects.filter(app=app).values_list("process", flat=True))
+                Formation.objects.bulk_create(
+                    [
+                        Formation(app=app, process=process, replicas=1 if process == "web" else 0)
+                        for process in procfile
+                        if process not in known
+                    ]
+                )
+                audit_record(
+                    action="release.create",
+                    actor=actor,
+                    team=app.team,
+                    target=f"{app.name} v{release.version}",
+                    data={"app": app.name, "version": release.version, "description": release.description},
+                )
+                transaction.on_commit(lambda r=release: release_created.send(sender=Release, release=r))
+            return release
+        except IntegrityError as exc:
+            last_error = exc
+    raise last_error
+
+
+def release_set_status(
+    *, release: Release, from_statuses: Iterable[str], to_status: str, reason: str = ""
+) -> bool:
+    """Move a release to `to_status` only if it is still in one of `from_statuses`.
+
+    Returns False when another worker moved it first (the row is untouched then). Updates `release` in place.
+    """
+    if to_status not in ReleaseStatus.values:
+        raise ValueError(f"unknown release status {to_status!r}")
+    now = timezone.now()
+    updated = Release.objects.filter(pk=release.pk, status__in=list(from_statuses)).update(
+        status=to_status, status_reason=reason, status_changed_at=now
+    )
+    if updated != 1:
+        return False
+    release.status, release.status_reason, release.status_changed_at = to_status, reason, now
+    return True

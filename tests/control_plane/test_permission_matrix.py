@@ -1,0 +1,164 @@
+"""Every API v1 route × method × role answers what berth.api.permissions.PERMISSION_MAP says.
+
+Roles: owner, admin, member, viewer of the team the route is about; an outsider (owner of another team); anonymous.
+Expected: PUBLIC -> the success status for everyone; otherwise anonymous -> 401; USER -> success for any signed-in
+user; a team role -> outsider 404, a lower role 403 (naming the role needed), that role or higher the success status.
+The guard test fails when a route exists that the map or this matrix does not cover.
+"""
+
+import pytest
+from berth.accounts.roles import role_at_least
+from berth.api.permissions import PERMISSION_MAP, PUBLIC, USER
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+ROLES = ["owner", "admin", "member", "viewer", "outsider", "anonymous"]
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def _token_of(world, role):
+    from berth.accounts.services import token_create
+
+    user = world.users.get(role) or world.users["owner"]
+    token, _ = token_create(user=user, name="to-delete")
+    return token.pk
+
+
+# route name -> method -> (path kwargs(world, role), body(world), success status)
+CASES = {
+    "api-schema": {"GET": (None, None, 200)},
+    "api-docs": {"GET": (None, None, 200)},
+    "api:auth-token": {"POST": (None, lambda w: {"username": "the-owner", "password": "pw-123456"}, 201)},
+    "api:me": {"GET": (None, None, 200)},
+    "api:tokens": {"GET": (None, None, 200), "POST": (None, lambda w: {"name": "laptop"}, 201)},
+    "api:token": {"DELETE": (lambda w, role: {"pk": _token_of(w, role)}, None, 204)},
+    "api:teams": {"GET": (None, None, 200), "POST": (None, lambda w: {"name": "newteam"}, 201)},
+    "api:team-members": {
+        "GET": (lambda w, r: {"team": "acme"}, None, 200),
+        "POST": (lambda w, r: {"team": "acme"}, lambda w: {"username": "newcomer", "role": "member"}, 201),
+    },
+    "api:team-member": {
+        "PATCH": (lambda w, r: {"team": "acme", "username": "the-member"}, lambda w: {"role": "viewer"}, 200),
+        "DELETE": (lambda w, r: {"team": "acme", "username": "the-viewer"}, None, 204),
+    },
+    "api:team-invitations": {
+        "GET": (lambda w, r: {"team": "acme"}, None, 200),
+        "POST": (lambda w, r: {"team": "acme"}, lambda w: {"email": "x@example.test", "role": "member"}, 201),
+    },
+    "api:team-invitation": {"DELETE": (lambda w, r: {"team": "acme", "pk": w.invitation.pk}, None, 204)},
+    "api:team-audit": {"GET": (lambda w, r: {"team": "acme"}, None, 200)},
+    "api:invitation-accept": {"POST": (None, lambda w: {"token": w.invitation_token}, 200)},
+    "api:apps": {
+        "GET": (None, None, 200),
+        "POST": (None, lambda w: {"name": "newapp", "team": "acme"}, 201),
+    },
+    "api:app": {
+        "GET": (lambda w, r: {"app": "demo"}, None, 200),
+        "PATCH": (lambda w, r: {"app": "demo"}, lambda w: {"deploy_branch": "prod"}, 200),
+        "DELETE": (lambda w, r: {"app": "demo"}, None, 204),
+    },
+    "api:app-config": {
+        "GET": (lambda w, r: {"app": "demo"}, None, 200),
+        "PATCH": (lambda w, r: {"app": "demo"}, lambda w: {"FOO": "bar"}, 200),
+    },
+    "api:app-formation": {
+        "GET": (lambda w, r: {"app": "demo"}, None, 200),
+        "PATCH": (lambda w, r: {"app": "demo"}, lambda w: [{"process": "web", "replicas": 2}], 200),
+    },
+    "api:app-domains": {
+        "GET": (lambda w, r: {"app": "demo"}, None, 200),
+        "POST": (lambda w, r: {"app": "demo"}, lambda w: {"hostname": "api.example.org"}, 201),
+    },
+    "api:app-domain": {"DELETE": (lambda w, r: {"app": "demo", "hostname": "www.example.org"}, None, 204)},
+    "api:app-releases": {"GET": (lambda w, r: {"app": "demo"}, None, 200)},
+    "api:app-release": {"GET": (lambda w, r: {"app": "demo", "version": 1}, None, 200)},
+}
+
+
+def api_routes(resolver=None, prefix: str = "", namespace: str = "") -> list[tuple[str, str, str]]:
+    """(route pattern, view name, METHOD) for every route under api/v1/ of the URLconf."""
+    resolver = resolver or get_resolver()
+    found = []
+    for entry in resolver.url_patterns:
+        pattern = prefix + str(entry.pattern)
+        if isinstance(entry, URLResolver):
+            inner = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
+            found += api_routes(entry, pattern, inner)
+        elif isinstance(entry, URLPattern) and pattern.startswith("api/v1/"):
+            view_class = getattr(entry.callback, "view_class", None) or getattr(entry.callback, "cls", None)
+            name = f"{namespace}{entry.name}" if entry.name else f"<unnamed {pattern}>"
+            methods = [m.upper() for m in METHODS if view_class is None or hasattr(view_class, m)]
+            found += [(pattern, name, method) for method in methods]
+    return found
+
+
+def uncovered(routes) -> list[str]:
+    """Routes × methods without a permission rule or a matrix case, and rules for routes that do not exist."""
+    problems = []
+    for pattern, name, method in routes:
+        if method not in PERMISSION_MAP.get(name, {}):
+            problems.append(f"{method} /{pattern} ({name}) has no rule in PERMISSION_MAP")
+        if method not in CASES.get(name, {}):
+            problems.append(f"{method} /{pattern} ({name}) has no case in the permission matrix")
+    existing = {(name, method) for _, name, method in routes}
+    for name, rules in PERMISSION_MAP.items():
+        problems += [
+            f"PERMISSION_MAP has {m} {name}, which is not a route" for m in rules if (name, m) not in existing
+        ]
+    return problems
+
+
+def expected_status(rule: str, role: str, success: int) -> int:
+    if rule == PUBLIC:
+        return success
+    if role == "anonymous":
+        return 401
+    if rule == USER:
+        return success
+    if role == "outsider":
+        return 404
+    return success if role_at_least(role, rule) else 403
+
+
+MATRIX = [
+    (name, method, role)
+    for name, methods in sorted(CASES.items())
+    for method in sorted(methods)
+    for role in ROLES
+]
+
+
+def test_every_api_route_has_a_rule_and_a_matrix_case():
+    routes = api_routes()
+    assert len(routes) == sum(len(m) for m in CASES.values())
+    assert uncovered(routes) == []
+
+
+def test_the_guard_notices_a_route_without_a_rule():
+    routes = api_routes(get_resolver("tests.control_plane.urls_with_extra_route"))
+    problems = uncovered(routes)
+    assert "GET /api/v1/forgotten (api-forgotten) has no rule in PERMISSION_MAP" in problems
+
+
+def test_matrix_size():
+    # 32 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
+    assert len(MATRIX) == 32 * 6
+
+
+@pytest.mark.parametrize(("name", "method", "role"), MATRIX)
+def test_permission_matrix(world, name, method, role):
+    kwargs_fn, body_fn, success = CASES[name][method]
+    url = reverse(name, kwargs=kwargs_fn(world, role) if kwargs_fn else None)
+    body = body_fn(world) if body_fn else None
+    client = world.client(role if role != "anonymous" else None)
+    response = (
+        getattr(client, method.lower())(url, body, format="json")
+        if body is not None
+        else (getattr(client, method.lower())(url))
+    )
+    rule = PERMISSION_MAP[name][method]
+    expected = expected_status(rule, role, success)
+    assert response.status_code == expected, (method, url, role, response.content[:300])
+    if expected >= 400:
+        assert "detail" in response.json()
+    if expected == 403:
+        assert f"needs the {rule} role" in response.json()["detail"]
