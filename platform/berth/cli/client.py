@@ -1,0 +1,186 @@
+"""The CLI's side of the wire: where the credentials live, and one small client for the REST API v1.
+
+Nothing here imports Django: the CLI runs on laptops and in CI scripts, far from the server's settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+LOGIN_HINT = "run `berth login --url URL`"
+
+
+class CliError(Exception):
+    """A failure the user can act on: printed as one `error: ...` line, exit code 1."""
+
+    exit_code = 1
+
+
+class UsageError(CliError):
+    """The command line itself is wrong (exit code 2, like argparse)."""
+
+    exit_code = 2
+
+
+class ApiError(CliError):
+    """The server answered with an error; the message is its `detail`."""
+
+    def __init__(self, message: str, *, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Credentials:
+    url: str
+    token: str
+    token_id: int | None = None  # lets `logout` revoke the token it created
+
+
+def credentials_path() -> Path:
+    return Path.home() / ".config" / "berth" / "credentials.json"
+
+
+def load_credentials() -> Credentials | None:
+    """The stored login, or None. A damaged file is an error, not a silent logout."""
+    path = credentials_path()
+    try:
+        data = json.loads(path.read_text())
+        return Credentials(url=data["url"], token=data["token"], token_id=data.get("token_id"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CliError(f"cannot read {path} ({exc}); delete it and {LOGIN_HINT}") from None
+
+
+def save_credentials(credentials: Credentials) -> Path:
+    """Write the token so that only this user can read it: folder 0700, file 0600, replaced atomically."""
+    path = credentials_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    temporary = path.with_suffix(".tmp")
+    # created 0600 from the start: the token is never readable by others, not even for a moment
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        json.dump(
+            {"url": credentials.url, "token": credentials.token, "token_id": credentials.token_id}, file
+        )
+    temporary.chmod(0o600)
+    os.replace(temporary, path)
+    return path
+
+
+def delete_credentials() -> bool:
+    try:
+        credentials_path().unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def current_credentials() -> Credentials:
+    """BERTH_URL / BERTH_TOKEN (for CI scripts) override the stored login, each on its own."""
+    stored = load_credentials()
+    url = os.environ.get("BERTH_URL") or (stored.url if stored else None)
+    token = os.environ.get("BERTH_TOKEN") or (stored.token if stored else None)
+    if not url or not token:
+        raise CliError(f"not logged in; {LOGIN_HINT}")
+    return Credentials(url=normalize_url(url), token=token, token_id=stored.token_id if stored else None)
+
+
+def normalize_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise UsageError(f"the server URL must look like https://berth.example.com, got {url!r}")
+    return url
+
+
+def segment(value: str | int) -> str:
+    """One URL path segment: a name can never reach another endpoint through `/` or `..`."""
+    return quote(str(value), safe="")
+
+
+class Client:
+    """JSON over HTTP to one Berth server; every failure becomes a CliError with a readable message."""
+
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 30.0):
+        self.url = normalize_url(url)
+        headers = {"Accept": "application/json", "User-Agent": "berth-cli"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def get(self, path: str) -> Any:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: Any) -> Any:
+        return self.request("POST", path, body)
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self.request("PATCH", path, body)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        try:
+            response = self.http.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise CliError(f"cannot reach Berth at {self.url}: {reason}") from None
+        if response.status_code == 204:
+            return None
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if response.is_success:
+            if data is None:
+                raise CliError(
+                    f"unexpected answer from {self.url}{path} (HTTP {response.status_code}, not JSON); "
+                    "is this a Berth server?"
+                )
+            return data
+        detail = data.get("detail") if isinstance(data, dict) else None
+        if response.status_code == 401:
+            reason = f" ({detail})" if detail else ""
+            raise ApiError(
+                f"the server rejected your token{reason}; it may be revoked or expired: log in again with "
+                f"`berth login --url {self.url}`",
+                status=401,
+            )
+        if detail:
+            raise ApiError(str(detail), status=response.status_code)
+        if response.status_code >= 500:
+            message = f"the server failed (HTTP {response.status_code}) on {method} {path}; try again shortly"
+        else:
+            message = (
+                f"HTTP {response.status_code} on {method} {path} from {self.url}; is this a Berth server?"
+            )
+        raise ApiError(message, status=response.status_code)
+
+
+def git(*args: str) -> subprocess.CompletedProcess | None:
+    """Run git in the current folder; None when git itself is missing."""
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        return None
+
+
+def app_from_git_remote() -> str | None:
+    """The app named by the `berth` remote of the repository here (`<server>/git/<app>.git`), like Heroku."""
+    result = git("remote", "get-url", "berth")
+    if result is None or result.returncode != 0:
+        return None
+    match = re.search(r"/git/([^/]+?)(?:\.git)?/?$", result.stdout.strip())
+    return match.group(1) if match else None

@@ -1,0 +1,238 @@
+"""The CLI without a Berth server: parsing, stored credentials, git remotes and errors as one line."""
+
+import json
+import stat
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from berth.cli import client as cli_client
+from berth.cli.main import COMMANDS, assignments, main, table
+
+from tests.cli.conftest import assert_one_error_line
+from tests.conftest import free_port
+
+SPEC_COMMANDS = (
+    "login logout whoami teams teams:create members members:add members:remove tokens tokens:create "
+    "tokens:revoke apps apps:create apps:info apps:destroy config config:get config:set config:unset domains "
+    "domains:add domains:remove releases releases:info audit git:remote ps:scale"
+).split()
+
+
+def git(*args, cwd):
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def test_the_command_table_has_exactly_the_documented_commands():
+    assert sorted(COMMANDS) == sorted(SPEC_COMMANDS)
+
+
+def test_version_prints_the_package_version(berth):
+    result = berth("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == "berth 0.1.0"
+
+
+@pytest.mark.parametrize("words", [["help"], ["-h"], ["--help"], []])
+def test_help_lists_every_command(berth, words):
+    result = berth(*words)
+    assert result.returncode == 0, result.stderr
+    listed = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")}
+    assert set(SPEC_COMMANDS) <= listed
+
+
+def test_help_for_one_command_shows_its_options(berth):
+    result = berth("help", "config:set")
+    assert result.returncode == 0
+    assert "KEY=VALUE" in result.stdout and "--app" in result.stdout
+
+
+def test_unknown_command_is_a_one_line_usage_error(berth):
+    line = assert_one_error_line(berth("deploy"), code=2, contains="unknown command 'deploy'")
+    assert "choose from" not in line
+
+
+def test_missing_argument_is_a_one_line_usage_error(berth):
+    assert_one_error_line(berth("teams:create"), code=2, contains="required")
+
+
+def test_bad_role_is_a_usage_error(berth):
+    assert_one_error_line(berth("members:add", "a@example.com", "--role", "god"), code=2, contains="--role")
+
+
+def test_not_logged_in_says_how_to_log_in(berth):
+    result = berth("apps")
+    assert result.stderr == "error: not logged in; run `berth login --url URL`\n"
+    assert result.returncode == 1
+
+
+@pytest.mark.parametrize("word", ["NOEQUALS", "=value", "1KEY=x", "BAD-KEY=x"])
+def test_config_set_rejects_malformed_pairs_before_any_request(berth, word):
+    # not logged in on purpose: the local check must come first
+    assert_one_error_line(berth("config:set", "GOOD=1", word, "-a", "demo"), code=2, contains=repr(word))
+
+
+def test_config_set_values_may_contain_equals_signs_and_be_empty():
+    assert assignments(["URL=postgres://a/b?x=1", "EMPTY="], "KEY=VALUE") == {
+        "URL": "postgres://a/b?x=1",
+        "EMPTY": "",
+    }
+
+
+@pytest.mark.parametrize("word", ["web", "web=three", "web=-1"])
+def test_ps_scale_rejects_malformed_sizes(berth, word):
+    assert_one_error_line(berth("ps:scale", word, "-a", "demo"), code=2)
+
+
+def test_releases_info_rejects_a_bad_version(berth):
+    assert_one_error_line(berth("releases:info", "latest", "-a", "demo"), code=2, contains="'latest'")
+
+
+def test_apps_destroy_refuses_without_a_matching_confirm(berth):
+    assert_one_error_line(berth("apps:destroy", "demo"), contains="--confirm demo")
+    assert_one_error_line(berth("apps:destroy", "demo", "--confirm", "other"), contains="--confirm demo")
+
+
+def test_an_app_command_outside_a_repo_without_a_says_how_to_name_the_app(berth, home):
+    assert_one_error_line(berth("config"), code=2, contains="-a APP")
+
+
+def test_the_app_comes_from_the_berth_git_remote(tmp_path, monkeypatch):
+    git("init", "-q", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert cli_client.app_from_git_remote() is None
+    git("remote", "add", "berth", "https://berth.example.com/git/shop-api.git", cwd=tmp_path)
+    assert cli_client.app_from_git_remote() == "shop-api"
+    git("remote", "set-url", "berth", "http://127.0.0.1:8000/prefix/git/blog", cwd=tmp_path)
+    assert cli_client.app_from_git_remote() == "blog"
+
+
+def test_git_remote_outside_a_repo_is_an_error(berth, home):
+    env = {"BERTH_URL": "http://127.0.0.1:9", "BERTH_TOKEN": "x"}
+    assert_one_error_line(berth("git:remote", "-a", "demo", env=env), contains="not in a git repository")
+
+
+def test_git_remote_needs_a(berth):
+    assert_one_error_line(berth("git:remote"), code=2, contains="-a/--app")
+
+
+def test_server_down_names_the_url(berth):
+    url = f"http://127.0.0.1:{free_port()}"
+    result = berth("whoami", env={"BERTH_URL": url, "BERTH_TOKEN": "x"})
+    assert_one_error_line(result, contains=f"error: cannot reach Berth at {url}: ")
+
+
+def test_login_to_a_server_that_is_down_stores_nothing(berth, home):
+    url = f"http://127.0.0.1:{free_port()}"
+    result = berth("login", "--url", url, "--username", "u", "--password", "p")
+    assert_one_error_line(result, contains="cannot reach Berth")
+    assert not (home / ".config/berth/credentials.json").exists()
+
+
+def test_login_rejects_a_url_without_scheme(berth):
+    assert_one_error_line(
+        berth("login", "--url", "berth.example.com", "--username", "u", "--password", "p"), code=2
+    )
+
+
+def test_login_without_a_terminal_and_missing_values_fails_in_one_line(berth):
+    assert_one_error_line(berth("login", "--url", "http://127.0.0.1:9"), contains="no input")
+
+
+def test_credentials_are_private(home, monkeypatch):
+    monkeypatch.setenv("HOME", str(home))
+    path = cli_client.save_credentials(
+        cli_client.Credentials(url="http://b", token="berth_secret", token_id=4)
+    )
+    assert path == home / ".config/berth/credentials.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert json.loads(path.read_text()) == {"url": "http://b", "token": "berth_secret", "token_id": 4}
+    assert cli_client.load_credentials() == cli_client.Credentials("http://b", "berth_secret", 4)
+    assert cli_client.delete_credentials() and cli_client.load_credentials() is None
+
+
+def test_environment_overrides_the_stored_login(home, monkeypatch):
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("BERTH_URL", raising=False)
+    monkeypatch.delenv("BERTH_TOKEN", raising=False)
+    cli_client.save_credentials(cli_client.Credentials(url="http://stored", token="stored-token"))
+    monkeypatch.setenv("BERTH_TOKEN", "ci-token")
+    assert cli_client.current_credentials().token == "ci-token"
+    assert cli_client.current_credentials().url == "http://stored"
+    monkeypatch.setenv("BERTH_URL", "https://ci.example.com/")
+    assert cli_client.current_credentials().url == "https://ci.example.com"
+
+
+def test_a_damaged_credentials_file_is_one_error_line(berth, home):
+    path = home / ".config/berth/credentials.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    assert_one_error_line(berth("whoami"), contains="credentials.json")
+
+
+def test_tables_align_columns_and_show_missing_values_as_dash():
+    text = table(
+        [{"n": "web", "r": 3}, {"n": "worker-long", "r": None}],
+        ["NAME", "REPLICAS"],
+        lambda row: [row["n"], row["r"]],
+        empty="none",
+    )
+    assert text.splitlines() == [
+        "NAME         REPLICAS",
+        "───────────  ────────",
+        "web          3",
+        "worker-long  -",
+    ]
+    assert table([], ["A"], lambda row: [], empty="none") == "none"
+
+
+def test_main_returns_exit_codes_instead_of_exiting(capsys):
+    assert main(["--version"]) == 0
+    assert main(["nope"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown command")
+
+
+class _Answers(BaseHTTPRequestHandler):
+    """A web server that is not Berth: HTML pages and a failing endpoint."""
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        status, body, kind = {
+            "/api/v1/me": (200, b"<html>welcome</html>", "text/html"),
+            "/api/v1/apps": (500, b"<html>boom</html>", "text/html"),
+            "/api/v1/teams": (404, b"<html>not found</html>", "text/html"),
+            "/api/v1/tokens": (403, b'{"detail": "only an admin may"}', "application/json"),
+        }[self.path]
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def not_berth():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["whoami"], "(HTTP 200, not JSON); is this a Berth server?"),
+        (["apps"], "the server failed (HTTP 500)"),
+        (["teams"], "HTTP 404 on GET /api/v1/teams"),
+        (["tokens"], "error: only an admin may"),
+    ],
+)
+def test_odd_answers_from_the_server_are_one_error_line(berth, not_berth, words, message):
+    result = berth(*words, env={"BERTH_URL": not_berth, "BERTH_TOKEN": "x"})
+    assert_one_error_line(result, contains=message)
