@@ -20,6 +20,7 @@ def run_berth(*args: str, home, cwd=None, env: dict | None = None, stdin: str | 
         capture_output=True,
         text=True,
         timeout=60,
+        start_new_session=True,  # no controlling terminal: getpass must never wait on a real tty
     )
 
 

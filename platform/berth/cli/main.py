@@ -136,6 +136,14 @@ def prompt(label: str) -> str:
     return value
 
 
+def read_password() -> str:
+    # hidden at a terminal; from a pipe (`echo "$PW" | berth login ...`) read plainly, without getpass's warning
+    password = getpass.getpass("Password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise CliError("a password is required")
+    return password
+
+
 # --- auth and tokens --------------------------------------------------------------------------------------------
 
 
@@ -150,7 +158,7 @@ def login(args):
     stored = load_credentials()
     url = normalize_url(args.url or (stored.url if stored else None) or prompt("Berth URL: "))
     username = args.username or prompt("Username: ")
-    password = args.password or getpass.getpass("Password: ")
+    password = args.password or read_password()
     body = {"username": username, "password": password, "name": f"berth-cli@{socket.gethostname()}"}
     token = Client(url).post("/api/v1/auth/token", body)
     path = save_credentials(Credentials(url=url, token=token["token"], token_id=token.get("id")))
@@ -196,7 +204,7 @@ def tokens_create(args):
     return token, f"Created token {token['name']} (id {token['id']}); it is shown only now:\n{token['token']}"
 
 
-@command("tokens:revoke", "revoke an API token", arg("id", metavar="ID"))
+@command("tokens:revoke", "revoke an API token", arg("id", metavar="ID", type=int))
 def tokens_revoke(args):
     api().delete(f"/api/v1/tokens/{segment(args.id)}")
     return {"revoked": args.id}, f"Revoked token {args.id}"
