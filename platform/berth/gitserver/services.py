@@ -1,0 +1,251 @@
+"""Writes: bare repositories for apps, and what a push does inside the pre-receive hook."""
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from berth.gitserver import conf
+from berth.gitserver.seams import get_push_handler
+from berth.gitserver.selectors import is_valid_branch, ref_value, repo_path, repos_root
+
+logger = logging.getLogger(__name__)
+
+HOOK_NAMES = ("pre-receive",)
+PUSH_LOCK_NAME = "berth-push.lock"
+STAMP_NAME = "berth-stamp"
+
+
+def _git(*args: str) -> None:
+    subprocess.run(["git", *args], check=True, capture_output=True, text=True, timeout=60)
+
+
+def _hook_script(hook: str) -> str:
+    manage = Path(settings.REPO_DIR) / "manage.py"
+    return (
+        "#!/bin/sh\n"
+        "# Installed by Berth (berth.gitserver.services.repo_ensure), rewritten when it changes: do not edit.\n"
+        "# The environment (DJANGO_SETTINGS_MODULE, BERTH_HOME, DATABASE_URL...) comes from the web process.\n"
+        f"exec {shlex.quote(sys.executable)} {shlex.quote(str(manage))} git_hook {hook}\n"
+    )
+
+
+def _repo_config() -> list[tuple[str, str]]:
+    return [
+        ("http.receivepack", "true"),
+        # Deleting the deploy branch is refused by our hook; other branches may go.
+        ("receive.denyDeletes", "false"),
+        ("receive.denyNonFastForwards", "false"),
+        ("receive.maxInputSize", str(conf.MAX_PUSH_BYTES)),
+        # A corrupt or hostile pack is rejected before any ref moves.
+        ("receive.fsckObjects", "true"),
+        ("core.logAllRefUpdates", "true"),
+    ]
+
+
+def _write_atomically(path: Path, text: str, mode: int) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def repo_ensure(*, app_name: str, deploy_branch: str = "main") -> Path:
+    """Create the app's bare repository on first use, and keep its config and hooks current.
+
+    Cheap when nothing changed (one stamp file read), so the git view calls it on every request.
+    """
+    if not is_valid_branch(deploy_branch):
+        raise ValueError(f"invalid deploy branch {deploy_branch!r}")
+    path = repo_path(app_name=app_name)
+    hooks = {name: _hook_script(name) for name in HOOK_NAMES}
+    config = _repo_config()
+    stamp = hashlib.sha256(repr((hooks, config, deploy_branch)).encode()).hexdigest()
+    stamp_file = path / STAMP_NAME
+    with contextlib.suppress(OSError):
+        if stamp_file.read_text() == stamp:
+            return path
+    root = repos_root()
+    root.mkdir(parents=True, exist_ok=True)
+    # Two first requests for one app may race; the second waits and then finds the stamp.
+    with _flock(root / f".{app_name}.lock"):
+        with contextlib.suppress(OSError):
+            if stamp_file.read_text() == stamp:
+                return path
+        if not (path / "HEAD").exists():
+            # An empty template: no sample hooks, nothing we did not choose.
+            _git("init", "--bare", "--quiet", "--template=", f"--initial-branch={deploy_branch}", str(path))
+        for key, value in config:
+            _git("--git-dir", str(path), "config", key, value)
+        # Clones check out the deploy branch.
+        _git("--git-dir", str(path), "symbolic-ref", "HEAD", f"refs/heads/{deploy_branch}")
+        (path / "hooks").mkdir(exist_ok=True)
+        for name, script in hooks.items():
+            _write_atomically(path / "hooks" / name, script, 0o755)
+        _write_atomically(stamp_file, stamp, 0o644)
+    logger.info("git repository for %s ready at %s", app_name, path)
+    return path
+
+
+def repo_delete(*, app_name: str) -> bool:
+    """Remove the app's repository (when the app is destroyed). Returns whether there was one."""
+    path = repo_path(app_name=app_name)
+    root = repos_root()
+    if not path.exists():
+        return False
+    # Renamed first so a concurrent request never sees half a repository.
+    trash = root / f".{app_name}.deleted.{uuid.uuid4().hex}"
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        (root / f".{app_name}.lock").unlink()
+    return True
+
+
+@dataclass(frozen=True)
+class RefUpdate:
+    """One line of pre-receive input."""
+
+    old: str
+    new: str
+    ref: str
+
+    @property
+    def deletes(self) -> bool:
+        return set(self.new) == {"0"}
+
+    @property
+    def creates(self) -> bool:
+        return set(self.old) == {"0"}
+
+
+def parse_ref_updates(lines: Iterable[str]) -> list[RefUpdate]:
+    updates = []
+    for line in lines:
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 3:
+            raise ValueError(f"unexpected pre-receive line {line!r}")
+        updates.append(RefUpdate(old=parts[0], new=parts[1], ref=parts[2]))
+    return updates
+
+
+def _hold_lock_until_refs_move(fd: int, repo: Path, updates: list[RefUpdate]) -> None:
+    """Keep the push lock until receive-pack has moved the refs, which it does after this hook exits.
+
+    Without this the next waiting push could take the lock in between, see the old ref and deploy a commit
+    whose ref update then fails. The holder inherits the lock's file description and drops it when it exits.
+    """
+    args = [f"{u.ref}={'' if u.deletes else u.new}" for u in updates]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
+    subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("lockhold.py")), str(repo), *args],
+        pass_fds=(fd,),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        close_fds=True,
+    )
+
+
+def push_receive(
+    *,
+    app_name: str,
+    deploy_branch: str,
+    repo: Path,
+    updates: list[RefUpdate],
+    write_line: Callable[[str], None],
+    wait_seconds: float | None = None,
+) -> bool:
+    """Decide a push from the pre-receive hook: True lets receive-pack move the refs, False leaves them all.
+
+    One push per app at a time (an flock on the repository, waited for visibly and for at most
+    BERTH_GIT_PUSH_WAIT seconds). The deploy branch may not be deleted; pushing it calls the installed
+    GitPushHandler; other branches are accepted and not deployed.
+    """
+    wait = conf.PUSH_WAIT_SECONDS if wait_seconds is None else wait_seconds
+    deploy_ref = f"refs/heads/{deploy_branch}"
+    fd = os.open(repo / PUSH_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if not _lock_waiting_visibly(fd, app_name=app_name, wait=wait, write_line=write_line):
+            write_line(
+                f"error: gave up after {wait:g}s waiting for the previous push of {app_name}; push again"
+            )
+            return False
+        for update in updates:
+            current = ref_value(repo=repo, ref=update.ref)
+            if (current or "0" * len(update.old)) != update.old:
+                write_line(f"error: {update.ref} changed while this push waited; fetch, then push again")
+                return False
+        if any(update.ref == deploy_ref and update.deletes for update in updates):
+            write_line("error: deleting the deploy branch is not allowed")
+            return False
+        for update in updates:
+            if update.ref != deploy_ref and update.ref.startswith("refs/heads/") and not update.deletes:
+                branch = update.ref.removeprefix("refs/heads/")
+                write_line(f"{branch}: not deployed: only {deploy_branch} deploys")
+        handler = get_push_handler()
+        for update in updates:
+            if update.ref != deploy_ref:
+                continue
+            try:
+                accepted = handler.on_push(
+                    app_name=app_name,
+                    ref=update.ref,
+                    old=update.old,
+                    new=update.new,
+                    repo_path=repo,
+                    write_line=write_line,
+                )
+            except Exception as exc:
+                logger.exception("push handler failed for %s", app_name)
+                write_line(f"error: the deploy failed unexpectedly ({type(exc).__name__}); push refused")
+                return False
+            if not accepted:
+                return False
+        _hold_lock_until_refs_move(fd, repo, updates)
+        return True
+    finally:
+        os.close(fd)
+
+
+def _lock_waiting_visibly(fd: int, *, app_name: str, wait: float, write_line: Callable[[str], None]) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        pass
+    write_line(f"waiting for the previous push of {app_name} to finish…")
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            continue
+    return False
