@@ -29,12 +29,20 @@ def _validate_procfile(procfile) -> dict[str, str]:
 
 
 def release_create(
-    *, app: App, image: str, procfile: dict, description: str, actor, status: str = "pending"
+    *,
+    app: App,
+    image: str,
+    procfile: dict,
+    description: str,
+    actor,
+    status: str = "pending",
+    config: dict[str, str] | None = None,
 ) -> Release:
     """Make the next release (v1, v2…) of `app` from an image, a procfile and the app's current config vars.
 
     Numbering is safe under concurrency: the app row is locked while the next number is taken, and a clash that
     still happens (SQLite has no row locks) is retried. New process types get a formation row (web 1, others 0).
+    `config` (a rollback's: the old release's vars) replaces the snapshot of the app's current config vars.
     """
     if status not in ReleaseStatus.values:
         raise ValidationError({"status": f"must be one of {', '.join(ReleaseStatus.values)}"})
@@ -51,7 +59,9 @@ def release_create(
                     .values_list("version", flat=True)
                     .first()
                 )
-                config = {var.key: var.value for var in ConfigVar.objects.filter(app=app)}
+                # A rollback passes the old release's config; everything else snapshots the app's.
+                if config is None:
+                    config = {var.key: var.value for var in ConfigVar.objects.filter(app=app)}
                 release = Release.objects.create(
                     app=app,
                     version=(last or 0) + 1,
