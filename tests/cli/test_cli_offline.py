@@ -10,7 +10,7 @@ import pytest
 from berth.cli import client as cli_client
 from berth.cli.main import COMMANDS, assignments, main, table
 
-from tests.cli.conftest import assert_one_error_line
+from tests.cli.conftest import BERTH, assert_one_error_line
 from tests.conftest import free_port
 
 SPEC_COMMANDS = (
@@ -80,9 +80,14 @@ def test_config_set_values_may_contain_equals_signs_and_be_empty():
     }
 
 
-@pytest.mark.parametrize("word", ["web", "web=three", "web=-1"])
+@pytest.mark.parametrize("word", ["web", "web=three", "web=-1", "=2"])
 def test_ps_scale_rejects_malformed_sizes(berth, word):
     assert_one_error_line(berth("ps:scale", word, "-a", "demo"), code=2)
+
+
+def test_ps_scale_leaves_process_names_to_the_server(berth):
+    # `worker-2` is a valid process type; the command gets as far as needing a login
+    assert_one_error_line(berth("ps:scale", "worker-2=1", "-a", "demo"), contains="not logged in")
 
 
 def test_releases_info_rejects_a_bad_version(berth):
@@ -140,6 +145,19 @@ def test_login_without_a_terminal_and_missing_values_fails_in_one_line(berth):
     assert_one_error_line(berth("login", "--url", "http://127.0.0.1:9"), contains="no input")
 
 
+def test_login_defaults_to_berth_url(berth):
+    url = f"http://127.0.0.1:{free_port()}"
+    result = berth("login", "--username", "u", "--password", "p", env={"BERTH_URL": url})
+    assert_one_error_line(result, contains=f"cannot reach Berth at {url}")
+
+
+def test_a_closed_pipe_is_not_an_error(home):
+    process = subprocess.Popen([BERTH, "help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    assert process.wait(timeout=30) == 0
+    assert process.stderr.read() == b""
+
+
 def test_credentials_are_private(home, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     path = cli_client.save_credentials(
@@ -181,7 +199,7 @@ def test_tables_align_columns_and_show_missing_values_as_dash():
     )
     assert text.splitlines() == [
         "NAME         REPLICAS",
-        "───────────  ────────",
+        "-----------  --------",
         "web          3",
         "worker-long  -",
     ]
@@ -203,6 +221,11 @@ class _Answers(BaseHTTPRequestHandler):
             "/api/v1/apps": (500, b"<html>boom</html>", "text/html"),
             "/api/v1/teams": (404, b"<html>not found</html>", "text/html"),
             "/api/v1/tokens": (403, b'{"detail": "only an admin may"}', "application/json"),
+            "/api/v1/apps/demo/config": (
+                200,
+                '{"GREETING": "caf\u00e9 \u2500"}'.encode(),
+                "application/json",
+            ),
         }[self.path]
         self.send_response(status)
         self.send_header("Content-Type", kind)
@@ -217,7 +240,7 @@ class _Answers(BaseHTTPRequestHandler):
 @pytest.fixture
 def not_berth():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -236,3 +259,9 @@ def not_berth():
 def test_odd_answers_from_the_server_are_one_error_line(berth, not_berth, words, message):
     result = berth(*words, env={"BERTH_URL": not_berth, "BERTH_TOKEN": "x"})
     assert_one_error_line(result, contains=message)
+
+
+def test_text_the_terminal_cannot_encode_is_replaced_not_a_traceback(berth, not_berth):
+    env = {"BERTH_URL": not_berth, "BERTH_TOKEN": "x", "PYTHONIOENCODING": "ascii"}
+    result = berth("config", "-a", "demo", env=env)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "GREETING=caf? ?\n", "")

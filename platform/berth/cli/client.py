@@ -134,6 +134,11 @@ class Client:
     def request(self, method: str, path: str, body: Any = None) -> Any:
         try:
             response = self.http.request(method, path, json=body)
+        except httpx.TimeoutException:
+            timeout = self.http.timeout.read
+            raise CliError(
+                f"Berth at {self.url} did not answer {method} {path} within {timeout:g} s"
+            ) from None
         except httpx.HTTPError as exc:
             reason = str(exc) or type(exc).__name__
             raise CliError(f"cannot reach Berth at {self.url}: {reason}") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import re
 import socket
 import sys
@@ -105,7 +106,7 @@ def table(rows: list[dict], headers: list[str], cells: Callable[[dict], list], *
         return empty
     lines = [headers] + [["-" if c in (None, "") else str(c) for c in cells(row)] for row in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
-    lines.insert(1, ["─" * width for width in widths])
+    lines.insert(1, ["-" * width for width in widths])
     return "\n".join(
         "  ".join(t.ljust(w) for t, w in zip(line, widths, strict=True)).rstrip() for line in lines
     )
@@ -156,7 +157,8 @@ def read_password() -> str:
 )
 def login(args):
     stored = load_credentials()
-    url = normalize_url(args.url or (stored.url if stored else None) or prompt("Berth URL: "))
+    url = args.url or os.environ.get("BERTH_URL") or (stored.url if stored else None) or prompt("Berth URL: ")
+    url = normalize_url(url)
     username = args.username or prompt("Username: ")
     password = args.password or read_password()
     body = {"username": username, "password": password, "name": f"berth-cli@{socket.gethostname()}"}
@@ -360,9 +362,10 @@ def git_remote(args):
 )
 def ps_scale(args):
     body = []
-    for process, count in assignments(args.sizes, "PROCESS=COUNT").items():
-        if not count.isdigit():
-            raise UsageError(f"{process}={count}: the count must be a whole number")
+    for word in args.sizes:
+        process, _, count = word.partition("=")
+        if not process or not count.isdigit():
+            raise UsageError(f"{word!r} is not PROCESS=COUNT (like web=2)")
         body.append({"process": process, "replicas": int(count)})
     rows = api().patch(app_path(args, "/formation"), body)
     return rows, table(
@@ -500,7 +503,7 @@ def synopsis(cmd: Command) -> str:
     for flags, options in cmd.arguments:
         metavar = options.get("metavar") or (flags[0].upper() if not flags[0].startswith("-") else None)
         if not flags[0].startswith("-"):
-            words.append(metavar + (" …" if options.get("nargs") == "+" else ""))
+            words.append(metavar + (" ..." if options.get("nargs") == "+" else ""))
         else:
             flag = flags[-1]
             text = f"{flag} {metavar or flag.lstrip('-').upper()}"
@@ -560,6 +563,8 @@ def package_version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # a config value the terminal's encoding cannot show becomes `?`, never a UnicodeEncodeError traceback
+    sys.stdout.reconfigure(errors="replace")
     parser = build_parser()
     try:
         try:
@@ -594,8 +599,9 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no input to read (pass the value as an option instead)", file=sys.stderr)
         return 1
     except BrokenPipeError:
-        # `berth releases | head -1`: the reader left early; not worth a traceback
-        sys.stderr.close()
+        # `berth releases | head -1`: the reader left early. Point stdout at /dev/null so the flush at exit
+        # does not complain either (the recipe from Python's signal docs).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     return 0
 
