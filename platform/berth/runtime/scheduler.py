@@ -1,0 +1,174 @@
+"""The scheduler seam: what the deploy orchestration asks of whatever runs a release's processes.
+
+Plain dataclasses in and out (no models), so the layers above can be tested against a double and the one real
+backend, Swarm (`berth.runtime.swarm`), is tested against the real engine. `get_scheduler()` picks the backend
+named by the `BERTH_SCHEDULER` setting (default "swarm").
+"""
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+
+LABEL_APP = "org.berth.app"
+LABEL_TEAM = "org.berth.team"
+LABEL_RELEASE = "org.berth.release"
+LABEL_PROCESS = "org.berth.process"
+LABEL_SPEC = "org.berth.spec"  # hash of what ensure_process asked for, so an unchanged spec is not re-rolled
+LABEL_ONEOFF = "org.berth.oneoff"
+
+WEB_PROCESS = "web"
+DEFAULT_PORT = 5000
+
+# Swarm service names must be valid DNS labels (they resolve on the overlay): at most 63 characters.
+_NAME_PART = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+
+
+class SchedulerError(RuntimeError):
+    """Something the scheduler could not do; the message is meant for the person deploying."""
+
+
+@dataclass
+class ProcessSpec:
+    """One process type of one release: `<app>-v<release>-<process>` with `replicas` copies."""
+
+    app: str
+    team: str
+    release: int
+    process: str
+    image: str
+    command: str | None  # run by `sh -c` through the image's entrypoint; None runs the image's CMD
+    env: dict[str, str]
+    replicas: int
+    memory_mb: int | None = None
+    cpu: float | None = None
+    port: int | None = DEFAULT_PORT  # only the web process gets PORT and a published port
+    constraints: list[str] = field(default_factory=list)
+
+    @property
+    def service_name(self) -> str:
+        return service_name(app=self.app, release=self.release, process=self.process)
+
+    @property
+    def is_web(self) -> bool:
+        return self.process == WEB_PROCESS
+
+    @property
+    def container_port(self) -> int | None:
+        return self.port if self.is_web else None
+
+
+@dataclass
+class TaskInfo:
+    """One task (one container) of a service, as the scheduler last saw it."""
+
+    id: str
+    service: str
+    app: str
+    release: int
+    process: str
+    slot: int | None
+    node_id: str
+    node_address: str | None
+    state: str
+    desired_state: str
+    published_port: int | None
+    container_id: str | None
+    started_at: datetime | None
+    error: str  # this task's own error, "" when none
+    last_error: str  # this task's error or, failing that, the latest one of an earlier task in its slot
+    restarts: int  # earlier tasks of the same slot (Swarm keeps a bounded history, see task_history_limit)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running" and self.desired_state == "running"
+
+
+@dataclass
+class ServiceInfo:
+    """One process type of one release as it runs: what `berth ps` shows per service."""
+
+    id: str
+    name: str
+    app: str
+    team: str
+    release: int
+    process: str
+    image: str
+    replicas: int
+    port: int | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+def service_name(*, app: str, release: int, process: str) -> str:
+    for what, value in (("app", app), ("process", process)):
+        if not _NAME_PART.match(value):
+            raise SchedulerError(f"invalid {what} name {value!r}: use lowercase letters, digits and dashes")
+    name = f"{app}-v{int(release)}-{process}"
+    if len(name) > 63:
+        raise SchedulerError(f"service name {name!r} is longer than 63 characters")
+    return name
+
+
+def team_network_name(team: str) -> str:
+    if not _NAME_PART.match(team):
+        raise SchedulerError(f"invalid team name {team!r}: use lowercase letters, digits and dashes")
+    return f"berth-team-{team}"
+
+
+class Scheduler(ABC):
+    """Runs each process type of a release as a set of replicas reachable on published ports."""
+
+    @abstractmethod
+    def ensure_process(self, spec: ProcessSpec) -> str:
+        """Create the process's service, or update it to match `spec`. Returns the service id."""
+
+    @abstractmethod
+    def tasks(self, *, app: str, release: int | None = None, process: str | None = None) -> list[TaskInfo]:
+        """The newest task of each slot of the matching services."""
+
+    @abstractmethod
+    def wait_running(
+        self, *, app: str, release: int, process: str, replicas: int, timeout: float
+    ) -> list[TaskInfo]:
+        """Block until `replicas` tasks run (web: with a published port); raise SchedulerError otherwise."""
+
+    @abstractmethod
+    def scale(self, *, app: str, release: int, process: str, replicas: int) -> None: ...
+
+    @abstractmethod
+    def remove(self, *, app: str, release: int | None = None, process: str | None = None) -> list[str]:
+        """Remove the matching services and wait (bounded) until their containers are gone. Returns names."""
+
+    @abstractmethod
+    def services(self, *, app: str) -> list[ServiceInfo]: ...
+
+    @abstractmethod
+    def task_logs(self, task_id: str, tail: int = 100) -> list[str]: ...
+
+
+SCHEDULERS: dict[str, Callable[[], Scheduler]] = {}
+
+
+def register_scheduler(name: str):
+    def register(factory: Callable[[], Scheduler]):
+        SCHEDULERS[name] = factory
+        return factory
+
+    return register
+
+
+def get_scheduler() -> Scheduler:
+    """The scheduler named by settings.BERTH_SCHEDULER ("swarm" unless set)."""
+    import berth.runtime.swarm  # noqa: F401  registers "swarm"
+
+    name = getattr(settings, "BERTH_SCHEDULER", None) or "swarm"
+    try:
+        factory = SCHEDULERS[name]
+    except KeyError:
+        raise SchedulerError(f"unknown scheduler {name!r}; known: {', '.join(sorted(SCHEDULERS))}") from None
+    return factory()
