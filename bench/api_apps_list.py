@@ -1,0 +1,180 @@
+"""Benchmark: GET /api/v1/apps for a user with 100 apps, against a real gunicorn + uvicorn server.
+
+    .venv/bin/python bench/api_apps_list.py [--apps 100] [--requests 200] [--concurrency 1,8] [--database-url URL]
+
+Uses a throwaway BERTH_HOME (SQLite unless --database-url names a PostgreSQL database it may wipe: it runs
+migrate and creates a user "bench" with its apps there). Starts gunicorn on a free loopback port, measures the
+latency of sequential and concurrent requests (bounded in count and time) and prints a table. The server is
+stopped by its PID at the end.
+"""
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = REPO / ".venv/bin/python"
+GUNICORN = REPO / ".venv/bin/gunicorn"
+TIME_BUDGET_S = 120  # no phase may run longer than this
+
+SETUP = """
+import sys
+from django.contrib.auth import get_user_model
+from berth.accounts.services import team_create, token_create
+from berth.apps.services import app_create
+from berth.releases.services import release_create
+n = int(sys.argv[1])
+user = get_user_model().objects.create_user("bench", "bench@example.test", "bench-password")
+team = team_create(name="bench", actor=user)
+for i in range(n):
+    app = app_create(team=team, name=f"bench-app-{i:03d}", actor=user)
+    if i % 2 == 0:  # half the apps have a release, so current_release is computed for real
+        release_create(app=app, image=f"img:{i}", procfile={"web": "serve"}, description="", actor=user)
+print(token_create(user=user, name="bench")[1])
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def run_load(url: str, token: str, total: int, concurrency: int) -> tuple[list[float], float]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+    remaining = [total]
+    deadline = time.monotonic() + TIME_BUDGET_S
+
+    def worker():
+        with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=10) as client:
+            while time.monotonic() < deadline:
+                with lock:
+                    if remaining[0] <= 0:
+                        return
+                    remaining[0] -= 1
+                start = time.perf_counter()
+                response = client.get(url)
+                elapsed = time.perf_counter() - start
+                response.raise_for_status()
+                with lock:
+                    latencies.append(elapsed * 1000)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIME_BUDGET_S + 15)
+    return latencies, time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--apps", type=int, default=100)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", default="1,8", help="comma-separated client counts")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (deploy/Procfile uses 2)")
+    parser.add_argument("--database-url", default=None, help="a PostgreSQL database to wipe and use")
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="berth-bench-"))
+    env = {
+        **os.environ,
+        "BERTH_HOME": str(home),
+        "BERTH_SECRET_KEY": "bench",
+        "BERTH_LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(REPO / "platform"),
+    }
+    env.pop("DATABASE_URL", None)
+    if args.database_url:
+        env["DATABASE_URL"] = args.database_url
+    server = None
+    try:
+        if args.database_url:
+            subprocess.run(
+                [str(PYTHON), "manage.py", "flush", "--no-input"], cwd=REPO, env=env, check=False, timeout=120
+            )
+        subprocess.run(
+            [str(PYTHON), "manage.py", "migrate", "-v", "0"], cwd=REPO, env=env, check=True, timeout=300
+        )
+        setup = subprocess.run(
+            [str(PYTHON), "manage.py", "shell", "-c", SETUP.replace("sys.argv[1]", str(args.apps))],
+            cwd=REPO,
+            env=env,
+            check=True,
+            timeout=300,
+            capture_output=True,
+            text=True,
+        )
+        token = setup.stdout.strip().splitlines()[-1]
+        port = free_port()
+        server = subprocess.Popen(
+            [
+                str(GUNICORN),
+                "berth.config.asgi:application",
+                "--worker-class",
+                "uvicorn.workers.UvicornWorker",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(args.workers),
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=(home / "gunicorn.log").open("w"),
+        )
+        url = f"http://127.0.0.1:{port}/api/v1/apps"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=5)
+                assert len(response.json()) == args.apps, response.text[:200]
+                break
+            except (httpx.TransportError, ValueError):
+                if time.monotonic() > deadline or server.poll() is not None:
+                    sys.stderr.write((home / "gunicorn.log").read_text())
+                    raise SystemExit("the server did not start") from None
+                time.sleep(0.2)
+        run_load(url, token, 20, 1)  # warm up every worker's connection and caches
+
+        database = "PostgreSQL" if args.database_url else "SQLite"
+        print(f"GET /api/v1/apps with {args.apps} apps, {database}, gunicorn+uvicorn x{args.workers} workers")
+        print(f"{'clients':>7} {'requests':>8} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'req/s':>8}")
+        for concurrency in [int(c) for c in args.concurrency.split(",")]:
+            latencies, wall = run_load(url, token, args.requests, concurrency)
+            print(
+                f"{concurrency:>7} {len(latencies):>8} {statistics.median(latencies):>8.1f} "
+                f"{percentile(latencies, 0.95):>8.1f} {max(latencies):>8.1f} {len(latencies) / wall:>8.0f}"
+            )
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
