@@ -85,6 +85,12 @@ def test_login_stores_a_private_token_and_whoami_answers(berth, home, live_serve
     assert me["username"] == "ada" and me["email"] == "ada@example.test" and me["teams"] == []
 
 
+def test_logging_in_again_replaces_this_machines_token(berth, live_server, ada):
+    for _ in range(2):
+        ok(berth("login", "--url", live_server.url, "--username", "ada", "--password", PASSWORD))
+    assert len(as_json(berth("tokens", "--json"))) == 1
+
+
 def test_login_prompts_for_what_is_missing(berth, live_server, ada):
     result = berth("login", "--url", live_server.url, stdin=f"ada\n{PASSWORD}\n")
     assert "Logged in" in ok(result)

@@ -145,6 +145,15 @@ def read_password() -> str:
     return password
 
 
+def revoke_quietly(credentials: Credentials) -> str | None:
+    """Revoke a stored token with itself; the reason it failed, or None."""
+    try:
+        Client(credentials.url, credentials.token).delete(f"/api/v1/tokens/{segment(credentials.token_id)}")
+    except CliError as exc:
+        return str(exc)
+    return None
+
+
 # --- auth and tokens --------------------------------------------------------------------------------------------
 
 
@@ -164,6 +173,8 @@ def login(args):
     body = {"username": username, "password": password, "name": f"berth-cli@{socket.gethostname()}"}
     token = Client(url).post("/api/v1/auth/token", body)
     path = save_credentials(Credentials(url=url, token=token["token"], token_id=token.get("id")))
+    if stored and stored.url == url and stored.token_id is not None:
+        revoke_quietly(stored)  # logging in again replaces this machine's token instead of piling them up
     return {"url": url, "username": username}, f"Logged in to {url} as {username} (token saved in {path})"
 
 
@@ -172,13 +183,9 @@ def logout(args):
     stored = load_credentials()
     if stored is None:
         raise CliError("not logged in (no stored credentials)")
-    note = ""
-    if stored.token_id is not None:
-        try:
-            Client(stored.url, stored.token).delete(f"/api/v1/tokens/{segment(stored.token_id)}")
-        except CliError as exc:
-            # logging out must work offline too; say what was left behind
-            note = f"; the token could not be revoked on the server ({exc})"
+    problem = revoke_quietly(stored) if stored.token_id is not None else None
+    # logging out must work offline too; say what was left behind
+    note = f"; the token could not be revoked on the server ({problem})" if problem else ""
     delete_credentials()
     return {"url": stored.url, "revoked": not note}, f"Logged out of {stored.url}{note}"
 
