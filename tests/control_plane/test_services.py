@@ -229,3 +229,15 @@ def test_superusers_act_as_owners(world, make_user):
     root = make_user(is_superuser=True, is_staff=True)
     assert user_role(user=root, team=world.team) == "owner"
     assert user_role(user=world.users["outsider"], team=world.team) is None
+
+
+def test_config_update_makes_a_pending_release_of_the_latest_image_and_procfile(make_app):
+    app = make_app()
+    release_create(
+        app=app, image="img:1", procfile={"web": "serve"}, description="", actor=None, status="live"
+    )
+    release = config_update(app=app, changes={"A": "1", "B": "2"}, actor=None)
+    assert (release.version, release.status, release.image) == (2, "pending", "img:1")
+    assert release.procfile == {"web": "serve"} and release.config == {"A": "1", "B": "2"}
+    assert release.description == "Set A, B config vars"
+    assert config_update(app=app, changes={"A": None}, actor=None).description == "Unset A"

@@ -4,6 +4,7 @@ from django.contrib.auth import authenticate
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 from rest_framework.response import Response
@@ -14,6 +15,7 @@ from berth.accounts import services as accounts_services
 from berth.accounts.errors import Conflict
 from berth.accounts.models import ApiToken, Invitation, Membership, Team
 from berth.accounts.roles import VIEWER
+from berth.api import schema as S
 from berth.api.permissions import RolePermission
 from berth.apps import selectors as apps_selectors
 from berth.apps import services as apps_services
@@ -158,6 +160,7 @@ class AppScopedView(BerthAPIView):
 class AuthTokenView(BerthAPIView):
     authentication_classes = []  # a stale header must not stop someone signing in again
 
+    @extend_schema(request=S.SignIn, responses={201: S.TokenCreated, 400: S.Error})
     def post(self, request):
         data = _body(request)
         username = _str_field(data, "username")
@@ -171,6 +174,7 @@ class AuthTokenView(BerthAPIView):
 
 
 class MeView(BerthAPIView):
+    @extend_schema(responses=S.Me)
     def get(self, request):
         user = request.user
         teams = Membership.objects.filter(user=user).select_related("team").order_by("team__name")
@@ -185,6 +189,7 @@ class MeView(BerthAPIView):
 
 
 class TokenListView(BerthAPIView):
+    @extend_schema(responses=S.Token(many=True))
     def get(self, request):
         tokens = ApiToken.objects.filter(user=request.user, revoked_at=None).order_by("-created_at")
         return Response(
@@ -194,6 +199,7 @@ class TokenListView(BerthAPIView):
             ]
         )
 
+    @extend_schema(request=S.Name, responses={201: S.TokenCreated})
     def post(self, request):
         name = _str_field(_body(request), "name")
         token, clear = accounts_services.token_create(
@@ -203,6 +209,7 @@ class TokenListView(BerthAPIView):
 
 
 class TokenView(BerthAPIView):
+    @extend_schema(responses={204: S.NoContent})
     def delete(self, request, pk: int):
         token = ApiToken.objects.filter(user=request.user, pk=pk, revoked_at=None).first()
         if token is None:
@@ -215,6 +222,7 @@ class TokenView(BerthAPIView):
 
 
 class TeamListView(BerthAPIView):
+    @extend_schema(responses=S.Team(many=True))
     def get(self, request):
         teams = accounts_selectors.teams_for_user(user=request.user)
         return Response(
@@ -228,6 +236,7 @@ class TeamListView(BerthAPIView):
             ]
         )
 
+    @extend_schema(request=S.Name, responses={201: S.Team, 409: S.Error})
     def post(self, request):
         name = _str_field(_body(request), "name")
         team = accounts_services.team_create(name=name, actor=request.user, remote_addr=_client_ip(request))
@@ -235,12 +244,14 @@ class TeamListView(BerthAPIView):
 
 
 class TeamMembersView(TeamScopedView):
+    @extend_schema(responses=S.Member(many=True))
     def get(self, request, team: str):
         members = accounts_selectors.team_members(team=self.team)
         return Response(
             [{"username": m.user.get_username(), "email": m.user.email, "role": m.role} for m in members]
         )
 
+    @extend_schema(request=S.MemberAdd, responses={201: S.Member, 409: S.Error})
     def post(self, request, team: str):
         data = _body(request)
         role = _str_field(data, "role")
@@ -270,6 +281,7 @@ class TeamMemberView(TeamScopedView):
             raise Http404(f"{username} is not a member of {self.team.name}")
         return membership
 
+    @extend_schema(request=S.RoleChange, responses={200: S.Member, 409: S.Error})
     def patch(self, request, team: str, username: str):
         role = _str_field(_body(request), "role")
         membership = accounts_services.membership_role_change(
@@ -281,6 +293,7 @@ class TeamMemberView(TeamScopedView):
         user = membership.user
         return Response({"username": user.get_username(), "email": user.email, "role": membership.role})
 
+    @extend_schema(responses={204: S.NoContent, 409: S.Error})
     def delete(self, request, team: str, username: str):
         accounts_services.membership_remove(
             membership=self._membership(username), actor=request.user, remote_addr=_client_ip(request)
@@ -289,9 +302,11 @@ class TeamMemberView(TeamScopedView):
 
 
 class TeamInvitationsView(TeamScopedView):
+    @extend_schema(responses=S.Invitation(many=True))
     def get(self, request, team: str):
         return Response([_invitation(i) for i in accounts_selectors.pending_invitations(team=self.team)])
 
+    @extend_schema(request=S.InvitationCreate, responses={201: S.Invitation})
     def post(self, request, team: str):
         data = _body(request)
         invitation, token = accounts_services.invitation_create(
@@ -305,6 +320,7 @@ class TeamInvitationsView(TeamScopedView):
 
 
 class TeamInvitationView(TeamScopedView):
+    @extend_schema(responses={204: S.NoContent})
     def delete(self, request, team: str, pk: int):
         invitation = accounts_selectors.pending_invitations(team=self.team).filter(pk=pk).first()
         if invitation is None:
@@ -316,6 +332,7 @@ class TeamInvitationView(TeamScopedView):
 
 
 class InvitationAcceptView(BerthAPIView):
+    @extend_schema(request=S.InvitationAccept, responses={200: S.Joined, 404: S.Error, 409: S.Error})
     def post(self, request):
         token = _str_field(_body(request), "token")
         membership = accounts_services.invitation_accept(
@@ -325,6 +342,7 @@ class InvitationAcceptView(BerthAPIView):
 
 
 class TeamAuditView(TeamScopedView):
+    @extend_schema(responses=S.AuditEvent(many=True))
     def get(self, request, team: str):
         return Response(
             [
@@ -367,9 +385,11 @@ class AppListView(BerthAPIView):
         self.team = teams[0]
         return self.team
 
+    @extend_schema(responses=S.AppSummary(many=True))
     def get(self, request):
         return Response([_app_summary(app) for app in apps_selectors.apps_for_user(user=request.user)])
 
+    @extend_schema(request=S.AppCreate, responses={201: S.AppDetail, 400: S.Error, 409: S.Error})
     def post(self, request):
         data = _body(request)
         name = _str_field(data, "name")
@@ -381,9 +401,11 @@ class AppListView(BerthAPIView):
 
 
 class AppView(AppScopedView):
+    @extend_schema(responses=S.AppDetail)
     def get(self, request, app: str):
         return Response(_app_detail(self.app))
 
+    @extend_schema(request=S.AppChange, responses=S.AppDetail)
     def patch(self, request, app: str):
         data = _body(request)
         apps_services.app_update(
@@ -391,15 +413,18 @@ class AppView(AppScopedView):
         )
         return Response(_app_detail(self.app))
 
+    @extend_schema(responses={204: S.NoContent})
     def delete(self, request, app: str):
         apps_services.app_destroy(app=self.app, actor=request.user, remote_addr=_client_ip(request))
         return Response(status=204)
 
 
 class AppConfigView(AppScopedView):
+    @extend_schema(responses=S.Config)
     def get(self, request, app: str):
         return Response(apps_selectors.config_for_app(app=self.app))
 
+    @extend_schema(request=S.ConfigChange, responses=S.Config)
     def patch(self, request, app: str):
         apps_services.config_update(
             app=self.app, changes=_body(request), actor=request.user, remote_addr=_client_ip(request)
@@ -408,9 +433,11 @@ class AppConfigView(AppScopedView):
 
 
 class AppFormationView(AppScopedView):
+    @extend_schema(responses=S.Formation(many=True))
     def get(self, request, app: str):
         return Response([_formation(f) for f in apps_selectors.formation_for_app(app=self.app)])
 
+    @extend_schema(request=S.FormationChange(many=True), responses=S.Formation(many=True))
     def patch(self, request, app: str):
         rows = apps_services.formation_update(
             app=self.app, changes=_body(request, list), actor=request.user, remote_addr=_client_ip(request)
@@ -419,6 +446,7 @@ class AppFormationView(AppScopedView):
 
 
 class AppDomainsView(AppScopedView):
+    @extend_schema(responses=S.Domain(many=True))
     def get(self, request, app: str):
         return Response(
             [
@@ -427,6 +455,7 @@ class AppDomainsView(AppScopedView):
             ]
         )
 
+    @extend_schema(request=S.DomainAdd, responses={201: S.Domain, 409: S.Error})
     def post(self, request, app: str):
         hostname = _str_field(_body(request), "hostname")
         domain = apps_services.domain_add(
@@ -436,6 +465,7 @@ class AppDomainsView(AppScopedView):
 
 
 class AppDomainView(AppScopedView):
+    @extend_schema(responses={204: S.NoContent})
     def delete(self, request, app: str, hostname: str):
         domain = Domain.objects.filter(app=self.app, hostname=hostname.lower().rstrip(".")).first()
         if domain is None:
@@ -445,10 +475,12 @@ class AppDomainView(AppScopedView):
 
 
 class AppReleasesView(AppScopedView):
+    @extend_schema(responses=S.Release(many=True))
     def get(self, request, app: str):
         return Response([_release(r) for r in releases_for_app(app=self.app)])
 
 
 class AppReleaseView(AppScopedView):
+    @extend_schema(responses=S.Release)
     def get(self, request, app: str, version: int):
         return Response(_release(release_for_app(app=self.app, version=version)))

@@ -141,8 +141,9 @@ def config_update(*, app: App, changes: dict[str, str | None], actor, remote_add
             procfile=previous.procfile if previous else {},
             description=_config_description(set_keys, unset_keys),
             actor=actor,
-            # Same image, new config: ready to deploy at once. Without an image there is nothing to run yet.
-            status="built" if image else "pending",
+            # `pending`: deploys roll out a pending release that has an image when it is created (their
+            # receiver of release_created); builds make `built` ones and deploy those themselves.
+            status="pending",
         )
 
 
