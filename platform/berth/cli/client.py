@@ -134,14 +134,15 @@ class Client:
     def request(self, method: str, path: str, body: Any = None) -> Any:
         try:
             response = self.http.request(method, path, json=body)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise CliError(f"cannot reach Berth at {self.url}: {exc or type(exc).__name__}") from None
         except httpx.TimeoutException:
             timeout = self.http.timeout.read
             raise CliError(
                 f"Berth at {self.url} did not answer {method} {path} within {timeout:g} s"
             ) from None
         except httpx.HTTPError as exc:
-            reason = str(exc) or type(exc).__name__
-            raise CliError(f"cannot reach Berth at {self.url}: {reason}") from None
+            raise CliError(f"talking to Berth at {self.url} failed: {exc or type(exc).__name__}") from None
         if response.status_code == 204:
             return None
         try:
@@ -157,10 +158,9 @@ class Client:
             return data
         detail = data.get("detail") if isinstance(data, dict) else None
         if response.status_code == 401:
-            reason = f" ({detail})" if detail else ""
+            reason = f": {detail}" if detail else " (revoked or expired)"
             raise ApiError(
-                f"the server rejected your token{reason}; it may be revoked or expired: log in again with "
-                f"`berth login --url {self.url}`",
+                f"the server rejected your token{reason}; log in again with `berth login --url {self.url}`",
                 status=401,
             )
         if detail:
