@@ -9,6 +9,7 @@ stopped by its PID at the end.
 """
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -159,12 +160,30 @@ def main() -> int:
         database = "PostgreSQL" if args.database_url else "SQLite"
         print(f"GET /api/v1/apps with {args.apps} apps, {database}, gunicorn+uvicorn x{args.workers} workers")
         print(f"{'clients':>7} {'requests':>8} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'req/s':>8}")
+        rows = []
         for concurrency in [int(c) for c in args.concurrency.split(",")]:
             latencies, wall = run_load(url, token, args.requests, concurrency)
+            row = {
+                "clients": concurrency,
+                "requests": len(latencies),
+                "p50_ms": round(statistics.median(latencies), 1),
+                "p95_ms": round(percentile(latencies, 0.95), 1),
+                "max_ms": round(max(latencies), 1),
+                "req_per_s": round(len(latencies) / wall),
+            }
+            rows.append(row)
             print(
-                f"{concurrency:>7} {len(latencies):>8} {statistics.median(latencies):>8.1f} "
-                f"{percentile(latencies, 0.95):>8.1f} {max(latencies):>8.1f} {len(latencies) / wall:>8.0f}"
+                f"{row['clients']:>7} {row['requests']:>8} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} "
+                f"{row['max_ms']:>8.1f} {row['req_per_s']:>8}",
+                flush=True,
             )
+        results = REPO / "bench" / "results"
+        results.mkdir(exist_ok=True)
+        (results / "api_apps_list.json").write_text(
+            json.dumps(
+                {"apps": args.apps, "database": database, "workers": args.workers, "rows": rows}, indent=2
+            )
+        )
     finally:
         if server is not None:
             server.terminate()
