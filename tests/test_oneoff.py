@@ -4,7 +4,7 @@ import time
 
 import pytest
 from berth.core.docker import docker_client
-from berth.runtime.oneoff import oneoff_logs, oneoff_remove, oneoff_wait, run_oneoff
+from berth.runtime.oneoff import oneoff_logs, oneoff_prune, oneoff_remove, oneoff_wait, run_oneoff
 from berth.runtime.scheduler import SchedulerError
 
 from tests import test_scheduler
@@ -78,3 +78,14 @@ def test_detached_run_keeps_going_and_its_logs_are_readable(team):
         oneoff_remove(result.container_id)
     with pytest.raises(SchedulerError):
         oneoff_logs(result.container_id)
+
+
+def test_prune_removes_old_runs_of_the_app(team):
+    app = unique()
+    result = run(team, "sleep 600", detach=True, app=app)
+    try:
+        assert oneoff_prune(older_than=3600, app=app) == []
+        assert oneoff_prune(older_than=0, app=app) == [result.container_id]
+        assert docker_client().api.containers(all=True, filters={"id": result.container_id}) == []
+    finally:
+        oneoff_remove(result.container_id)

@@ -175,3 +175,20 @@ def oneoff_remove(container_id: str) -> None:
         docker_client().api.remove_container(container_id, force=True)
     except docker.errors.NotFound:
         pass
+
+
+def oneoff_prune(*, older_than: float, app: str | None = None) -> list[str]:
+    """Remove one-off containers created more than `older_than` seconds ago, running or not: attached runs whose
+    caller died, and detached runs nobody removed. Returns their ids."""
+    client = docker_client()
+    labels = [f"{LABEL_ONEOFF}=1"] + ([f"{LABEL_APP}={app}"] if app else [])
+    cutoff = time.time() - older_than
+    removed = []
+    for container in client.api.containers(all=True, filters={"label": labels}):
+        if container["Created"] <= cutoff:
+            try:
+                client.api.remove_container(container["Id"], force=True)
+                removed.append(container["Id"])
+            except docker.errors.NotFound:
+                pass
+    return removed

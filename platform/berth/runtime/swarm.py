@@ -7,6 +7,11 @@ Choices measured on this platform (Docker 20.10, a kernel without IPVS):
 - Apps of one team share an attachable overlay network `berth-team-<team>`; the web process carries the network
   alias `<app>`, so `http://<app>:<port>` reaches it from the team's other apps and one-off runs (DNS round robin).
 - The image is not resolved to a registry digest (there may be no registry); every node must have the image.
+- A task's address for the router is its node's Status.Addr, except for tasks on this manager, where it is
+  127.0.0.1: host-mode ports bind every interface, Berth and its router run on the manager, and a one-node swarm
+  advertises 127.0.0.1 anyway.
+- Docker's proxy accepts connections on a published port even when nothing in the container listens; a running
+  task with a port is therefore not yet a ready one (see berth.runtime.health.http_ready).
 """
 
 import hashlib
@@ -430,10 +435,15 @@ class SwarmScheduler(Scheduler):
         # Host-mode ports bind every interface of the node, so the manager reaches its own tasks on loopback;
         # other nodes at the address they registered with (Status.Addr).
         local = self.api.info().get("Swarm", {}).get("NodeID")
-        return {
-            node["ID"]: LOOPBACK if node["ID"] == local else node.get("Status", {}).get("Addr")
-            for node in self.api.nodes()
-        }
+        addresses = {}
+        for node in self.api.nodes():
+            address = node.get("Status", {}).get("Addr")
+            if address in (None, "", "0.0.0.0"):
+                # a manager may report no usable Status.Addr; its manager address has the host
+                manager = (node.get("ManagerStatus") or {}).get("Addr", "")
+                address = manager.rpartition(":")[0] or None
+            addresses[node["ID"]] = LOOPBACK if node["ID"] == local else address
+        return addresses
 
     def _tasks_of(self, services: list[dict], raw: list[dict] | None = None) -> list[TaskInfo]:
         if not services:
