@@ -1,0 +1,344 @@
+"""The image builder: a source tree plus a buildpack become an image, its output streamed line by line.
+
+It renders the buildpack's Dockerfile, packs the build context itself (the source under app/, Berth's files
+under berth/: the proxy's CA bundle and the buildpack's helper files) and runs the Docker engine's build through
+the SDK's low-level `APIClient.build`, so every line reaches `on_line` as the engine prints it.
+
+Stopping a build: the engine cancels a build when its client goes away, killing the step that runs. The SDK
+has no call for that, so the builder keeps the HTTP response of the build and shuts its socket down on timeout
+or cancellation (measured: the running step's container is gone within a second or two).
+"""
+
+import fcntl
+import io
+import queue
+import re
+import socket
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import docker
+from django.conf import settings
+from docker.utils.build import exclude_paths
+
+from berth.builds.buildpacks import Buildpack, render_dockerfile
+from berth.builds.errors import BuildCancelled, BuildError
+from berth.builds.stack import stack_build, stack_image_ref, stack_is_current
+from berth.core.docker import docker_client
+
+BUILDPACK_LABEL = "org.berth.buildpack"
+CONTEXT_CA_PATH = "berth/ca.crt"
+# Never sent to the engine: history and secrets of the repository, not part of the app.
+ALWAYS_EXCLUDED = (".git", ".berth-ca.crt")
+CANCEL_POLL_SECONDS = 0.5
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_SUCCESS = re.compile(r"^Successfully built ([0-9a-f]+)$")
+# The engine colours a step's stderr; the log is plain text.
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image_id: str
+    tag: str
+    duration: float
+    buildpack: Buildpack
+
+
+class _BuildAPIClient(docker.APIClient):
+    """The SDK's APIClient, keeping the streamed build response so another call can close its socket."""
+
+    response = None
+
+    def _stream_helper(self, response, decode=False):
+        self.response = response
+        return super()._stream_helper(response, decode)
+
+    def abort(self) -> None:
+        response = self.response
+        if response is None:
+            return
+        try:
+            # Only shutdown() wakes a thread blocked reading the socket; close() alone does not.
+            sock = self._get_raw_response_socket(response)
+            sock = getattr(sock, "_sock", sock)
+            sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError):
+            pass
+        response.close()
+
+
+def build_context(
+    *, source_dir: Path, buildpack: Buildpack, dockerfile: str, ca_bundle: Path | None
+) -> IO[bytes]:
+    """The build context as an uncompressed tar in a temporary file, positioned at its start.
+
+    File times are not changed: the engine's build cache keys COPY steps on file contents and modes only.
+    """
+    source_dir = Path(source_dir)
+    context = tempfile.TemporaryFile()
+    patterns = _dockerignore(source_dir) + list(ALWAYS_EXCLUDED) + list(buildpack.exclude)
+    wrapped = buildpack.context == "wrapped"
+    prefix = "app/" if wrapped else ""
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        _add_bytes(tar, "Dockerfile", dockerfile.encode())
+        if wrapped:
+            tar.add(source_dir, arcname="app", recursive=False, filter=_normalise)
+        for relative in sorted(exclude_paths(str(source_dir), patterns, dockerfile="Dockerfile")):
+            if not wrapped and relative == "Dockerfile":
+                continue  # the rendered one is already in
+            tar.add(source_dir / relative, arcname=prefix + relative, recursive=False, filter=_normalise)
+        if wrapped:
+            ca = ca_bundle.read_bytes() if ca_bundle else b""
+            _add_bytes(tar, CONTEXT_CA_PATH, ca)
+            if buildpack.files_dir.is_dir():
+                for path in sorted(buildpack.files_dir.rglob("*")):
+                    arcname = "berth/files/" + path.relative_to(buildpack.files_dir).as_posix()
+                    tar.add(path, arcname=arcname, recursive=False, filter=_normalise)
+    context.seek(0)
+    return context
+
+
+def _dockerignore(source_dir: Path) -> list[str]:
+    path = source_dir / ".dockerignore"
+    if not path.is_file():
+        return []
+    lines = (line.strip() for line in path.read_text(errors="replace").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    # Owner names of the machine that pushed mean nothing in the image.
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    info.mtime = 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+def ensure_stacks(buildpack: Buildpack, *, on_line: Callable[[str], None]) -> None:
+    """Build the stack variants the buildpack needs when missing (first use of node/go/static: 30-90 s).
+
+    A file lock keeps two builds from making the same variant at once.
+    """
+    for variant in buildpack.stacks:
+        if variant == "base" and settings.BERTH_STACK_IMAGE:
+            continue
+        if stack_is_current(variant):
+            continue
+        lock_dir = Path(settings.BERTH_HOME) / "locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(lock_dir / f"stack-{variant}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            on_line(f"-----> Preparing the {variant} stack (first use; this takes a minute)")
+            stack_build(variant, echo=lambda line: on_line(f"       {line.strip()}"))
+
+
+def docker_build(
+    *,
+    source_dir: Path,
+    tag: str,
+    buildpack: Buildpack,
+    on_line: Callable[[str], None],
+    ca_bundle: Path | None,
+    timeout: float,
+    cancelled: Callable[[], bool] = lambda: False,
+    labels: dict[str, str] | None = None,
+) -> BuildResult:
+    """Build `source_dir` into image `tag` with `buildpack`, calling `on_line` with each output line as it comes.
+
+    Raises BuildError (its message is also the last line given to on_line) when a step fails or `timeout`
+    seconds pass, and BuildCancelled when `cancelled()` turns true; either way the engine stops the build.
+    `on_line` and `cancelled` are called from the calling thread only.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
+    on_line(f"-----> {buildpack.display_name} app detected")
+    try:
+        ensure_stacks(buildpack, on_line=on_line)
+        stack_image = stack_image_ref(buildpack.stack)
+        run_image = stack_image_ref(buildpack.run_stack)
+        dockerfile = render_dockerfile(buildpack, source_dir, stack_image=stack_image, run_image=run_image)
+        if ca_bundle is not None and not Path(ca_bundle).is_file():
+            raise BuildError(f"the build CA bundle {ca_bundle} does not exist")
+        context = build_context(
+            source_dir=source_dir, buildpack=buildpack, dockerfile=dockerfile, ca_bundle=ca_bundle
+        )
+    except BuildError as exc:
+        on_line(f"error: {exc}")
+        raise
+    size = context.seek(0, io.SEEK_END)
+    context.seek(0)
+    on_line(f"-----> Building image {tag} FROM {stack_image} (context {size / 1e6:.1f} MB)")
+    with context:
+        image_id = _run_build(
+            context=context,
+            tag=tag,
+            labels={BUILDPACK_LABEL: buildpack.name, **(labels or {})},
+            on_line=on_line,
+            deadline=deadline,
+            timeout=timeout,
+            cancelled=cancelled,
+        )
+    duration = time.monotonic() - started
+    on_line(f"-----> Built {tag} ({image_id[:19]}) in {duration:.1f}s")
+    return BuildResult(image_id=image_id, tag=tag, duration=duration, buildpack=buildpack)
+
+
+class _Output:
+    """Turns the engine's JSON messages into whole lines and remembers the step and the outcome."""
+
+    def __init__(self, on_line: Callable[[str], None]):
+        self.on_line = on_line
+        self.partial = ""
+        self.step: tuple[str, str, str] | None = None  # number, total, instruction
+        self.error: str | None = None
+        self.image_id: str | None = None
+
+    def feed(self, message: dict) -> None:
+        if "stream" in message:
+            self._text(message["stream"])
+        elif "status" in message:
+            self._text(f"{message['status']} {message.get('progress', '')}".rstrip() + "\n")
+        if "aux" in message and isinstance(message["aux"], dict) and message["aux"].get("ID"):
+            self.image_id = message["aux"]["ID"]
+        if "error" in message or "errorDetail" in message:
+            self.flush()
+            detail = message.get("errorDetail") or {}
+            self.error = (detail.get("message") or message.get("error") or "unknown error").strip()
+
+    def _text(self, text: str) -> None:
+        self.partial += text
+        *lines, self.partial = self.partial.split("\n")
+        for line in lines:
+            self._line(line)
+
+    def _line(self, line: str) -> None:
+        line = _ANSI.sub("", line).rstrip("\r")
+        step = _STEP.match(line)
+        if step:
+            self.step = step.groups()
+        success = _SUCCESS.match(line)
+        if success and not self.image_id:
+            self.image_id = success.group(1)
+        self.on_line(line)
+
+    def flush(self) -> None:
+        if self.partial:
+            line, self.partial = self.partial, ""
+            self._line(line)
+
+    def failure(self) -> str:
+        if self.step:
+            # The engine's total counts the LABEL steps the labels add, so only the number is shown.
+            number, _total, _instruction = self.step
+            return f"error: the Dockerfile's step {number} failed: {self.error}"
+        return f"error: the Dockerfile could not be built: {self.error}"
+
+
+def _run_build(
+    *,
+    context: IO[bytes],
+    tag: str,
+    labels: dict[str, str],
+    on_line: Callable[[str], None],
+    deadline: float,
+    timeout: float,
+    cancelled: Callable[[], bool],
+) -> str:
+    # The engine's output is read on a thread of its own, so that this thread can notice a timeout or a
+    # cancellation while a step prints nothing, and stop the build by shutting the stream's socket.
+    api = _BuildAPIClient(base_url=settings.DOCKER_HOST, version="auto", timeout=60)
+    messages: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        try:
+            stream = api.build(
+                fileobj=context,
+                custom_context=True,
+                tag=tag,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                labels=labels,
+                decode=True,
+                dockerfile="Dockerfile",
+                timeout=None,  # a quiet step (a long compile) must not end the stream; the deadline does
+            )
+            for message in stream:
+                messages.put(("message", message))
+            messages.put(("end", None))
+        except Exception as exc:  # handed to the calling thread, which decides what it means
+            messages.put(("exception", exc))
+
+    reader = threading.Thread(target=read, name=f"docker-build {tag}", daemon=True)
+    reader.start()
+    output = _Output(on_line)
+    stop: type[BuildError] | None = None
+    stop_message = ""
+    next_cancel_check = 0.0
+    try:
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                stop, stop_message = BuildError, f"error: the build timed out after {timeout:g}s"
+                break
+            if now >= next_cancel_check:
+                next_cancel_check = now + CANCEL_POLL_SECONDS
+                if cancelled():
+                    stop, stop_message = BuildCancelled, "error: the build was cancelled"
+                    break
+            try:
+                kind, value = messages.get(timeout=min(CANCEL_POLL_SECONDS, max(deadline - now, 0.01)))
+            except queue.Empty:
+                continue
+            if kind == "message":
+                output.feed(value)
+            elif kind == "end":
+                break
+            else:
+                output.flush()
+                raise _engine_error(value, on_line) from value
+    finally:
+        if stop is None:
+            reader.join(timeout=5)
+        if reader.is_alive():
+            api.abort()
+            reader.join(timeout=30)
+        api.close()
+    output.flush()
+    if stop is not None:
+        on_line(stop_message)
+        raise stop(stop_message)
+    if output.error:
+        message = output.failure()
+        on_line(message)
+        raise BuildError(message)
+    if not output.image_id:
+        message = "error: the engine ended the build without an image"
+        on_line(message)
+        raise BuildError(message)
+    # The engine may report the short id only; the image's full id is what a release should pin.
+    return docker_client().images.get(tag).id
+
+
+def _engine_error(exc: Exception, on_line: Callable[[str], None]) -> BuildError:
+    if isinstance(exc, docker.errors.APIError):
+        # the engine answers 4xx before any step for a Dockerfile it cannot parse
+        message = f"error: the Dockerfile could not be built: {exc.explanation or exc}"
+    else:
+        message = f"error: lost the Docker engine during the build: {exc}"
+    on_line(message)
+    return BuildError(message)
