@@ -65,17 +65,19 @@ def load_credentials() -> Credentials | None:
 def save_credentials(credentials: Credentials) -> Path:
     """Write the token so that only this user can read it: folder 0700, file 0600, replaced atomically."""
     path = credentials_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.parent.chmod(0o700)
     temporary = path.with_suffix(".tmp")
-    # created 0600 from the start: the token is never readable by others, not even for a moment
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as file:
-        json.dump(
-            {"url": credentials.url, "token": credentials.token, "token_id": credentials.token_id}, file
-        )
-    temporary.chmod(0o600)
-    os.replace(temporary, path)
+    data = {"url": credentials.url, "token": credentials.token, "token_id": credentials.token_id}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o700)
+        # created 0600 from the start: the token is never readable by others, not even for a moment
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            json.dump(data, file)
+        temporary.chmod(0o600)
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise CliError(f"cannot save the credentials in {path}: {exc}") from None
     return path
 
 

@@ -571,7 +571,8 @@ def package_version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     # a config value the terminal's encoding cannot show becomes `?`, never a UnicodeEncodeError traceback
-    sys.stdout.reconfigure(errors="replace")
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="replace")
     parser = build_parser()
     try:
         try:
@@ -610,6 +611,9 @@ def main(argv: list[str] | None = None) -> int:
         # does not complain either (the recipe from Python's signal docs).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # a bug here or an answer we did not expect: still one line, never a traceback
+        print(f"error: unexpected {type(exc).__name__}: {exc} (please report this)", file=sys.stderr)
+        return 1
     return 0
 
 
