@@ -163,8 +163,43 @@ def test_a_push_over_the_size_limit_is_refused_clearly(asgi_server, git, work):
     git.commit(work, "too big", {"big.bin": os.urandom(ASGI_MAX_PUSH_BYTES + 2 * 2**20)})
     result = git("push", "origin", "HEAD:main", cwd=work, check=False)
     assert result.returncode != 0
-    assert "HTTP 413" in result.stderr or "pack exceeds maximum allowed size" in result.stderr, result.stderr
+    assert "remote: error: push too large: it is over this Berth's limit of 24.0 MiB" in result.stderr
+    assert "BERTH_GIT_MAX_PUSH_BYTES" in result.stderr
+    assert "-> main (push too large)" in result.stderr
     assert remote_ref(git, asgi_server.url, "asgi-limit") == before
+
+
+def test_a_push_over_the_size_limit_gets_413_outside_git(asgi_server, git, work):
+    add_remote(git, work, asgi_server, "asgi-limit-raw")
+    base = git("rev-parse", "HEAD", cwd=work).stdout.strip()
+    git("push", "origin", "HEAD:main", cwd=work)
+    big = git.commit(work, "too big", {"big.bin": os.urandom(ASGI_MAX_PUSH_BYTES + 2**20)})
+    pack = subprocess.run(
+        ["git", "pack-objects", "--stdout", "--revs", "-q"],
+        cwd=work,
+        env=git.env,
+        input=f"{big}\n^{base}\n".encode(),
+        capture_output=True,
+        check=True,
+    ).stdout
+    command = f"{base} {big} refs/heads/main\0report-status\n".encode()
+    body = f"{len(command) + 4:04x}".encode() + command + b"0000" + pack
+
+    def chunks():  # no Content-Length: only counting the body can tell
+        for start in range(0, len(body), 2**20):
+            yield body[start : start + 2**20]
+
+    response = httpx.post(
+        f"{asgi_server.url}/git/asgi-limit-raw.git/git-receive-pack",
+        content=chunks(),
+        auth=("me", WRITE_TOKEN),
+        headers={"Content-Type": "application/x-git-receive-pack-request"},
+        timeout=60,
+    )
+    assert response.status_code == 413
+    assert "push too large: it is over this Berth's limit of 24.0 MiB" in response.text
+    assert "BERTH_GIT_MAX_PUSH_BYTES" in response.text
+    assert remote_ref(git, asgi_server.url, "asgi-limit-raw") == base
 
 
 def test_a_garbage_body_gets_400_and_the_repository_stays_intact(asgi_server, git, work):

@@ -28,7 +28,9 @@ def test_clone_push_fetch_and_clone_again_under_wsgi(wsgi_server, git, tmp_path)
     assert git("rev-parse", "origin/main", cwd=again).stdout.strip() == second
 
 
-def test_a_push_over_the_limit_with_a_content_length_gets_413(wsgi_server, git, tmp_path, monkeypatch):
+def test_a_push_over_the_limit_with_a_content_length_is_refused_before_reading_it(
+    wsgi_server, git, tmp_path, monkeypatch
+):
     from berth.gitserver import conf
 
     monkeypatch.setattr(conf, "MAX_PUSH_BYTES", 100_000)
@@ -39,7 +41,9 @@ def test_a_push_over_the_limit_with_a_content_length_gets_413(wsgi_server, git, 
     git("remote", "add", "origin", remote_url(wsgi_server.url, "wsgi-limit"), cwd=work)
     result = git("push", "origin", "HEAD:main", cwd=work, check=False)
     assert result.returncode != 0
-    assert "HTTP 413" in result.stderr
+    # git shows an HTTP 413 only as "RPC failed", so git clients get the refusal in git's protocol.
+    assert "remote: error: push too large: 0.3 MiB is over this Berth's limit of 0.1 MiB" in result.stderr
+    assert "-> main (push too large)" in result.stderr
     assert remote_ref(git, wsgi_server.url, "wsgi-limit") is None
     response = httpx.post(
         f"{wsgi_server.url}/git/wsgi-limit.git/git-receive-pack",
@@ -48,5 +52,5 @@ def test_a_push_over_the_limit_with_a_content_length_gets_413(wsgi_server, git, 
         headers={"Content-Type": "application/x-git-receive-pack-request"},
     )
     assert response.status_code == 413
-    assert "over this Berth's limit of 100000 bytes" in response.text
+    assert "over this Berth's limit of 0.1 MiB (100000 bytes" in response.text
     assert "BERTH_GIT_MAX_PUSH_BYTES" in response.text

@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
 MAX_HEADER_BYTES = 64 * 1024
+HEAD_BYTES = 64 * 1024
 STOP_GRACE_SECONDS = 5
 
 
@@ -25,9 +26,10 @@ class CgiError(Exception):
 
 
 class PushTooLarge(Exception):
-    def __init__(self, received: int):
+    def __init__(self, received: int, head: bytes):
         super().__init__(received)
         self.received = received
+        self.head = head  # the start of the body, where git's commands are
 
 
 @dataclass
@@ -87,6 +89,7 @@ async def cgi_start(
 
 async def _feed(process, read_body, first_bytes: bytes, limit: int | None) -> int:
     total = 0
+    head = b""
     try:
         chunk = first_bytes
         while True:
@@ -96,8 +99,10 @@ async def _feed(process, read_body, first_bytes: bytes, limit: int | None) -> in
                 if not chunk:
                     break
             total += len(chunk)
+            if len(head) < HEAD_BYTES:
+                head += chunk[: HEAD_BYTES - len(head)]
             if limit is not None and total > limit:
-                raise PushTooLarge(total)
+                raise PushTooLarge(total, head)
             process.stdin.write(chunk)
             await process.stdin.drain()
             chunk = b""

@@ -12,7 +12,15 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, Strea
 from django.views.decorators.csrf import csrf_exempt
 
 from berth.gitserver import conf
-from berth.gitserver.backend import CgiError, PushTooLarge, cgi_start, iterate_on_bridge, on_bridge
+from berth.gitserver.backend import (
+    HEAD_BYTES,
+    CgiError,
+    PushTooLarge,
+    cgi_start,
+    iterate_on_bridge,
+    on_bridge,
+)
+from berth.gitserver.pktline import read_commands, refusal
 from berth.gitserver.seams import GitDenied, GitTarget, get_git_access
 from berth.gitserver.selectors import is_valid_branch, repos_root
 from berth.gitserver.services import repo_ensure
@@ -112,7 +120,8 @@ async def git_http(request: HttpRequest, app: str, service: str) -> HttpResponse
 
     length = request.META.get("CONTENT_LENGTH", "")
     if service == RECEIVE and length.isdigit() and int(length) > conf.MAX_PUSH_BYTES:
-        return _too_large(int(length))
+        head = await sync_to_async(request.read, thread_sensitive=False)(HEAD_BYTES)
+        return _too_large(request, head, f"{int(length) / 2**20:.1f} MiB")
     wsgi = not isinstance(request, ASGIRequest)
     if wsgi and service != INFO_REFS and not length.isdigit():
         # WSGI servers hand Django no chunked bodies; git sends pushes over http.postBuffer chunked.
@@ -136,7 +145,7 @@ async def git_http(request: HttpRequest, app: str, service: str) -> HttpResponse
     try:
         cgi = await (on_bridge(start) if wsgi else start)
     except PushTooLarge as too_large:
-        return _too_large(too_large.received)
+        return _too_large(request, too_large.head, "it")
     except CgiError as exc:
         return _text(502, f"git http-backend failed: {exc}")
 
@@ -148,10 +157,23 @@ async def git_http(request: HttpRequest, app: str, service: str) -> HttpResponse
     return response
 
 
-def _too_large(received: int) -> HttpResponse:
+def _too_large(request: HttpRequest, head: bytes, size: str) -> HttpResponse:
+    """413 with the reason; to a git client, the same reason in git's own protocol so the pusher reads it.
+
+    git shows an HTTP error on a push only as "RPC failed; HTTP 413", so when the request carries the
+    commands and asks for a report, the refusal is a receive-pack result instead (every ref rejected).
+    """
     limit = conf.MAX_PUSH_BYTES
-    return _text(
-        413,
-        f"push too large: at least {received} bytes, over this Berth's limit of {limit} bytes "
-        f"({limit / 2**20:.0f} MiB, BERTH_GIT_MAX_PUSH_BYTES)",
+    message = (
+        f"push too large: {size} is over this Berth's limit of {limit / 2**20:.1f} MiB "
+        f"({limit} bytes, BERTH_GIT_MAX_PUSH_BYTES); nothing was changed"
     )
+    commands = read_commands(head)
+    if request.headers.get("User-Agent", "").startswith("git/") and commands:
+        refs, capabilities = commands
+        body = refusal(refs=refs, capabilities=capabilities, message=message, reason="push too large")
+        if body is not None:
+            response = HttpResponse(body, content_type="application/x-git-receive-pack-result")
+            response["Cache-Control"] = "no-cache, max-age=0, must-revalidate"
+            return response
+    return _text(413, message)
