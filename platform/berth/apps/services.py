@@ -7,7 +7,8 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 
 from berth.accounts.errors import Conflict
 from berth.accounts.models import Team
@@ -27,6 +28,19 @@ BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,255}(?<![./])
 HEALTH_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,254}$")
 BUILDPACK_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,49}$")
 UPDATABLE_FIELDS = ("deploy_branch", "health_check_path", "buildpack")
+
+
+def app_lock(*, app: App) -> None:
+    """Serialise writers of one app until the current transaction ends (call it first in the transaction).
+
+    PostgreSQL: a row lock. SQLite has no row locks and ignores SELECT … FOR UPDATE; a transaction that read
+    first and then writes fails at once with "database is locked" when another writer got in between. A no-op
+    UPDATE as the first statement takes SQLite's write lock instead, waiting for it up to the busy timeout.
+    """
+    if connection.vendor == "sqlite":
+        App.objects.filter(pk=app.pk).update(name=F("name"))
+    else:
+        App.objects.select_for_update().filter(pk=app.pk).values_list("pk", flat=True).first()
 
 
 def _validate_settings(changes: dict) -> dict:
@@ -114,7 +128,7 @@ def config_update(*, app: App, changes: dict[str, str | None], actor, remote_add
             validate_config_value(key, value)
     with transaction.atomic():
         # Lock the app first so concurrent config changes apply one after another (each its own release).
-        App.objects.select_for_update().filter(pk=app.pk).values_list("pk", flat=True).first()
+        app_lock(app=app)
         existing = set(ConfigVar.objects.filter(app=app).values_list("key", flat=True))
         set_keys = sorted(k for k, v in changes.items() if v is not None)
         unset_keys = sorted(k for k, v in changes.items() if v is None and k in existing)

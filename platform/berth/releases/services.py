@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from berth.apps.crypto import encrypt_json
 from berth.apps.models import App, ConfigVar, Formation
+from berth.apps.services import app_lock
 from berth.apps.validators import validate_process_name
 from berth.audit.services import audit_record
 from berth.releases.models import Release, ReleaseStatus
@@ -40,8 +41,8 @@ def release_create(
 ) -> Release:
     """Make the next release (v1, v2…) of `app` from an image, a procfile and the app's current config vars.
 
-    Numbering is safe under concurrency: the app row is locked while the next number is taken, and a clash that
-    still happens (SQLite has no row locks) is retried. New process types get a formation row (web 1, others 0).
+    Numbering is safe under concurrency: the app is locked (apps.services.app_lock) while the next number is
+    taken, and a clash that still happens is retried. New process types get a formation row (web 1, others 0).
     `config` (a rollback's: the old release's vars) replaces the snapshot of the app's current config vars.
     """
     if status not in ReleaseStatus.values:
@@ -52,7 +53,7 @@ def release_create(
     for _ in range(_CREATE_ATTEMPTS):
         try:
             with transaction.atomic():
-                App.objects.select_for_update().filter(pk=app.pk).values_list("pk", flat=True).first()
+                app_lock(app=app)
                 last = (
                     Release.objects.filter(app=app)
                     .order_by("-version")
