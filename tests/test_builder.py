@@ -158,6 +158,27 @@ def test_python_dependencies_install_from_pypi_with_the_ca_bundle_which_stays_ou
     assert output.split() == ["flask", "0"]
 
 
+def test_the_default_command_is_the_direct_child_of_tini_so_it_gets_sigterm(built, docker_env):
+    # dash does not exec the last command of `sh -c`: without the CMD's `exec` the app would sit under a shell,
+    # which dies on SIGTERM and leaves the app to be killed without a chance to finish its requests.
+    result, _ = built("python")
+    container = docker_env.containers.run(result.tag, detach=True, labels=LABELS)
+    try:
+        wait_for(
+            lambda: "Running on" in container.logs().decode(),
+            timeout=20,
+            message="the app to start listening",
+        )
+        top = container.top()
+        column = top["Titles"].index("CMD")
+        assert [process[column] for process in top["Processes"]] == [
+            "/usr/bin/tini -- /bin/sh -c exec python app.py",
+            "python app.py",
+        ]
+    finally:
+        container.remove(force=True)
+
+
 def test_a_code_only_change_reuses_the_dependency_layer(docker_env, tmp_path):
     source = tmp_path / "app"
     shutil.copytree(APPS / "python", source)

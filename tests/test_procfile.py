@@ -2,7 +2,7 @@
 
 import pytest
 from berth.builds.errors import BuildError, ProcfileError
-from berth.builds.procfile import MAX_BYTES, parse_procfile, read_procfile
+from berth.builds.procfile import MAX_BYTES, command_args, parse_procfile, read_procfile
 
 
 def test_processes_are_read_in_order_with_release_comments_and_blank_lines():
@@ -64,6 +64,11 @@ def test_read_procfile_falls_back_to_the_buildpack_default_web_command(tmp_path)
     assert read_procfile(tmp_path, default_web_command="python app.py") == {"web": "python app.py"}
 
 
+def test_without_procfile_or_default_command_no_process_is_declared(tmp_path):
+    # the dockerfile buildpack: the release then runs the image's own CMD as web
+    assert read_procfile(tmp_path, default_web_command="") == {}
+
+
 def test_read_procfile_reads_the_source_tree(tmp_path):
     (tmp_path / "Procfile").write_text("web: ./serve\nclock: ./tick\n")
     assert read_procfile(tmp_path, default_web_command="python app.py") == {
@@ -76,3 +81,10 @@ def test_a_procfile_that_is_not_utf8_is_refused(tmp_path):
     (tmp_path / "Procfile").write_bytes(b"web: caf\xe9\n")
     with pytest.raises(ProcfileError, match="not UTF-8"):
         read_procfile(tmp_path, default_web_command="x")
+
+
+def test_simple_commands_run_through_sh_with_exec_and_shell_lines_as_written():
+    assert command_args("gunicorn app:app") == ["/bin/sh", "-c", "exec gunicorn app:app"]
+    assert command_args("./migrate && ./serve") == ["/bin/sh", "-c", "./migrate && ./serve"]
+    assert command_args("PYTHONPATH=src ./serve") == ["/bin/sh", "-c", "PYTHONPATH=src ./serve"]
+    assert command_args("echo $(date)") == ["/bin/sh", "-c", "echo $(date)"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from django.conf import settings
 
 from berth.builds.errors import BuildError
+from berth.builds.procfile import command_args
 from berth.builds.stack import VARIANTS, stack_image_ref
 
 DEFAULT_PORT = 5000
@@ -137,14 +138,8 @@ def detect(source_dir: Path, override: str | None = None, *, directory: Path | N
 
 
 def web_command_cmd(command: str) -> str:
-    """The Dockerfile CMD (exec form) that runs a command line through sh, as a Procfile command is run.
-
-    A simple command is `exec`ed so it replaces the shell and receives SIGTERM from tini itself (dash does not exec
-    the last command of `sh -c` on its own); a command with shell operators or leading variable assignments is
-    left as written.
-    """
-    simple = not re.search(r"[;&|`\n]|\$\(|^\s*\w+=", command)
-    return json.dumps(["/bin/sh", "-c", f"exec {command}" if simple else command])
+    """The Dockerfile CMD (exec form) that runs a Procfile-style command line."""
+    return json.dumps(command_args(command))
 
 
 def render_dockerfile(

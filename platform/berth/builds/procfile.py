@@ -50,11 +50,12 @@ def parse_procfile(text: str) -> dict[str, str]:
 def read_procfile(source_dir: Path, *, default_web_command: str) -> dict[str, str]:
     """The processes of a source tree: its Procfile, else `{"web": default_web_command}` (the buildpack's).
 
-    An empty default command (the dockerfile buildpack's) means: run the image's own CMD.
+    With no Procfile and an empty default (the dockerfile buildpack's), it is `{}`: a release without processes
+    runs the image's own CMD as `web`.
     """
     path = Path(source_dir) / "Procfile"
     if not path.is_file():
-        return {"web": default_web_command}
+        return {"web": default_web_command} if default_web_command.strip() else {}
     if path.stat().st_size > MAX_BYTES:
         raise ProcfileError(f"the file is larger than {MAX_BYTES // 1024} KiB")
     try:
@@ -62,6 +63,17 @@ def read_procfile(source_dir: Path, *, default_web_command: str) -> dict[str, st
     except UnicodeDecodeError as exc:
         raise ProcfileError(f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     return parse_procfile(text)
+
+
+def command_args(command: str) -> list[str]:
+    """The argv that runs a Procfile command line through sh, as Heroku does (behind the image's tini).
+
+    A simple command is `exec`ed so it replaces the shell and gets SIGTERM from tini itself: dash does not exec
+    the last command of `sh -c` on its own, and would leave the app to be killed after the stop grace period.
+    A command with shell operators or leading variable assignments is left as written.
+    """
+    simple = not re.search(r"[;&|`\n]|\$\(|^\s*\w+=", command)
+    return ["/bin/sh", "-c", f"exec {command.strip()}" if simple else command]
 
 
 def _shorten(text: str, limit: int = 60) -> str:
