@@ -458,3 +458,10 @@ def test_schema_lists_the_api_routes(world, client):
     assert response.status_code == 200
     assert b"/api/v1/apps/{app}/config" in response.content
     assert client.get("/api/v1/docs/").status_code == 200
+
+
+@pytest.mark.urls("tests.control_plane.urls_with_extra_route")
+def test_a_route_without_a_permission_rule_is_refused(world, owner):
+    response = owner.get("/api/v1/forgotten")
+    assert response.status_code == 403
+    assert response.json() == {"detail": "this route has no permission rule"}

@@ -1,12 +1,13 @@
-"""The real URLconf plus one API route that has no permission rule: the guard test must notice it."""
+"""The real URLconf plus one API route that has no permission rule: the guard test must notice it, and the
+permission class must refuse it (fail closed)."""
 
+from berth.api.views import BerthAPIView
 from berth.config.urls import urlpatterns as real_urlpatterns
 from django.urls import path
-from rest_framework.views import APIView
 
 
-class ForgottenView(APIView):
-    def get(self, request):  # pragma: no cover - never called, only discovered
+class ForgottenView(BerthAPIView):
+    def get(self, request):  # pragma: no cover - the permission class refuses it first
         raise AssertionError
 
 

@@ -20,6 +20,10 @@ class AppAdmin(admin.ModelAdmin):
     search_fields = ["name", "team__name"]
     inlines = [FormationInline, DomainInline]
 
+    def get_readonly_fields(self, request, obj=None):
+        # The name is the app's hostname, repository and service label: it never changes once created.
+        return ["name", "created_at"] if obj else ["created_at"]
+
 
 @admin.register(ConfigVar)
 class ConfigVarAdmin(admin.ModelAdmin):
@@ -36,6 +40,9 @@ class ConfigVarAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # unsetting a var makes a release; that goes through config_update (API, CLI)
 
 
 @admin.register(Formation)
