@@ -307,6 +307,16 @@ def test_crash_loop_fails_wait_running_early_with_the_error(scheduler):
     assert task.restarts >= 2 and "non-zero exit" in task.last_error
 
 
+def test_missing_image_fails_fast_with_the_reason(scheduler):
+    app, team = unique(), unique("ts")
+    scheduler.ensure_process(spec_for(app, team, "worker", image="berth-test/missing:1"))
+    started = time.monotonic()
+    with pytest.raises(SchedulerError, match="No such image: berth-test/missing:1") as raised:
+        scheduler.wait_running(app=app, release=1, process="worker", replicas=1, timeout=60)
+    assert time.monotonic() - started < 30
+    assert "exit code" not in str(raised.value)
+
+
 def test_unschedulable_process_times_out_with_the_reason(scheduler):
     app, team = unique(), unique("ts")
     scheduler.ensure_process(spec_for(app, team, "worker", constraints=["node.labels.berth-nowhere==1"]))

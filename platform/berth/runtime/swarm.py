@@ -18,7 +18,7 @@ import hashlib
 import json
 import time
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 
 import docker.errors
 from docker import types
@@ -47,6 +47,7 @@ LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
 FAILED_STATES = frozenset({"failed", "rejected"})
 TERMINAL_STATES = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
 LOOPBACK = "127.0.0.1"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -310,7 +311,7 @@ class SwarmScheduler(Scheduler):
                 for t in self.api.tasks(filters={"service": [service["ID"]]})
                 if _task_spec_hash(t) == spec_hash
             ]
-            current = self._tasks_of([service], raw=raw)
+            current = self._tasks_of([service], raw=raw, keep_finished=True)
             needs_port = _target_port(service) is not None
             now = time.monotonic()
             up = [t for t in current if t.running and (t.published_port or not needs_port)]
@@ -445,7 +446,9 @@ class SwarmScheduler(Scheduler):
             addresses[node["ID"]] = LOOPBACK if node["ID"] == local else address
         return addresses
 
-    def _tasks_of(self, services: list[dict], raw: list[dict] | None = None) -> list[TaskInfo]:
+    def _tasks_of(
+        self, services: list[dict], raw: list[dict] | None = None, keep_finished: bool = False
+    ) -> list[TaskInfo]:
         if not services:
             return []
         if raw is None:
@@ -458,10 +461,11 @@ class SwarmScheduler(Scheduler):
                 slots[_slot_key(task)].append(task)
         infos = []
         for history in slots.values():
-            history.sort(key=lambda t: parse_time(t["CreatedAt"]))
+            history.sort(key=lambda t: parse_time(t.get("CreatedAt")) or EPOCH)
             task = history[-1]
             status = task.get("Status", {})
-            if task.get("DesiredState") != "running" and status.get("State") in TERMINAL_STATES:
+            finished = task.get("DesiredState") != "running" and status.get("State") in TERMINAL_STATES
+            if finished and not keep_finished:
                 continue  # a slot being scaled away or a removed service: no longer part of what runs
             service = by_id[task["ServiceID"]]
             labels = service["Spec"].get("Labels", {})
@@ -505,9 +509,13 @@ class SwarmScheduler(Scheduler):
                 detail += f" ({task.last_error})"
             parts.append(detail)
         if failed:
-            latest = max(failed, key=lambda t: t["Status"].get("Timestamp", ""))
-            exit_code = (latest["Status"].get("ContainerStatus") or {}).get("ExitCode")
-            lines = self.task_logs(latest["ID"], tail=5) if latest["Status"].get("ContainerStatus") else []
-            tail = " | ".join(line.strip() for line in lines if line.strip())
-            parts.append(f"last failure: exit code {exit_code}" + (f", output: {tail}" if tail else ""))
+            latest = max(failed, key=lambda t: parse_time(t["Status"].get("Timestamp")) or EPOCH)
+            detail = f"last failure: {latest['Status'].get('Err') or latest['Status']['State']}"
+            container = latest["Status"].get("ContainerStatus") or {}
+            if container.get("ContainerID"):  # a rejected task (say, a missing image) never had a container
+                detail += f", exit code {container.get('ExitCode')}"
+                lines = [line.strip() for line in self.task_logs(latest["ID"], tail=5) if line.strip()]
+                if lines:
+                    detail += f", output: {' | '.join(lines)}"
+            parts.append(detail)
         return "; ".join(parts)
