@@ -1,4 +1,4 @@
-"""REST API v1 (see the contract in the README of the CLI). Views parse, call a selector or service, render."""
+"""REST API v1, as in the API contract shared with the CLI. Views parse, call a selector or service, render."""
 
 from django.contrib.auth import authenticate
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
