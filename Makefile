@@ -5,3 +5,5 @@ test:
 	deploy/test.sh
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+bench:
+	deploy/bench.sh

@@ -33,6 +33,7 @@ ensure_postgres() {
 }
 ensure_postgres
 ensure_venv
+if [ "${1:-}" = "--services-only" ]; then exit 0; fi
 
 cd "$REPO_DIR"
 export BERTH_HOME="$TEST_HOME/home"

@@ -74,6 +74,46 @@ CASES = {
 }
 
 
+def _finished_build(world, role):
+    from berth.builds.models import Build
+    from berth.builds.services import log_stream
+
+    build = Build.objects.create(app=world.app, source="image", image_ref="demo:v1", status="succeeded")
+    log_stream(build).close("succeeded")
+    return {"app": "demo", "build_id": build.pk}
+
+
+def _queued_build(world, role):
+    from berth.builds.models import Build
+
+    Build.objects.filter(app=world.app, status__in=["queued", "building"]).update(status="failed")
+    return {
+        "app": "demo",
+        "build_id": Build.objects.create(app=world.app, source="image", image_ref="x:1").pk,
+    }
+
+
+def _no_active_build(world, role):
+    from berth.builds.models import Build
+
+    Build.objects.filter(app=world.app, status__in=["queued", "building"]).update(status="failed")
+    return {"app": "demo"}
+
+
+# builds, deploys and what runs (berth.builds.api, berth.deploys.api)
+CASES.update(
+    {
+        "api:app-builds": {"GET": (lambda w, r: {"app": "demo"}, None, 200)},
+        "api:app-build": {"GET": (_finished_build, None, 200)},
+        "api:app-build-output": {"GET": (_finished_build, None, 200)},
+        "api:app-build-cancel": {"POST": (_queued_build, lambda w: {}, 200)},
+        "api:app-deploys": {"POST": (_no_active_build, lambda w: {"image": "127.0.0.1:1/none:1"}, 202)},
+        "api:app-rollback": {"POST": (lambda w, r: {"app": "demo"}, lambda w: {"version": 1}, 201)},
+        "api:app-processes": {"GET": (lambda w, r: {"app": "demo"}, None, 200)},
+    }
+)
+
+
 def api_routes(resolver=None, prefix: str = "", namespace: str = "") -> list[tuple[str, str, str]]:
     """(route pattern, view name, METHOD) for every route under api/v1/ of the URLconf."""
     resolver = resolver or get_resolver()
@@ -140,8 +180,8 @@ def test_the_guard_notices_a_route_without_a_rule():
 
 
 def test_matrix_size():
-    # 32 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
-    assert len(MATRIX) == 32 * 6
+    # 39 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
+    assert len(MATRIX) == 39 * 6
 
 
 @pytest.mark.parametrize(("name", "method", "role"), MATRIX)

@@ -38,6 +38,13 @@ PERMISSION_MAP: dict[str, dict[str, str]] = {
     "api:app-domain": {"DELETE": MEMBER},
     "api:app-releases": {"GET": VIEWER},
     "api:app-release": {"GET": VIEWER},
+    "api:app-builds": {"GET": VIEWER},
+    "api:app-build": {"GET": VIEWER},
+    "api:app-build-output": {"GET": VIEWER},
+    "api:app-build-cancel": {"POST": MEMBER},
+    "api:app-deploys": {"POST": MEMBER},
+    "api:app-rollback": {"POST": MEMBER},
+    "api:app-processes": {"GET": VIEWER},
 }
 
 

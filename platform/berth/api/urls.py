@@ -3,6 +3,8 @@
 from django.urls import path
 
 from berth.api import views
+from berth.builds import api as builds_api
+from berth.deploys import api as deploys_api
 
 app_name = "api"
 
@@ -26,4 +28,19 @@ urlpatterns = [
     path("apps/<str:app>/domains/<str:hostname>", views.AppDomainView.as_view(), name="app-domain"),
     path("apps/<str:app>/releases", views.AppReleasesView.as_view(), name="app-releases"),
     path("apps/<str:app>/releases/<int:version>", views.AppReleaseView.as_view(), name="app-release"),
+    path("apps/<str:app>/builds", builds_api.AppBuildsView.as_view(), name="app-builds"),
+    path("apps/<str:app>/builds/<int:build_id>", builds_api.AppBuildView.as_view(), name="app-build"),
+    path(
+        "apps/<str:app>/builds/<int:build_id>/output",
+        builds_api.AppBuildOutputView.as_view(),
+        name="app-build-output",
+    ),
+    path(
+        "apps/<str:app>/builds/<int:build_id>/cancel",
+        builds_api.AppBuildCancelView.as_view(),
+        name="app-build-cancel",
+    ),
+    path("apps/<str:app>/deploys", builds_api.AppDeploysView.as_view(), name="app-deploys"),
+    path("apps/<str:app>/rollback", deploys_api.AppRollbackView.as_view(), name="app-rollback"),
+    path("apps/<str:app>/ps", deploys_api.AppProcessesView.as_view(), name="app-processes"),
 ]

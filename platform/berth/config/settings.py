@@ -77,6 +77,10 @@ INSTALLED_APPS = [
     "berth.audit",
     "berth.releases",
     "berth.runtime",
+    "berth.deploys",
+    "berth.gitserver",
+    "berth.observe",
+    "berth.dashboard",
     "berth.builds",
     "berth.routing",
     "berth.discovery",
@@ -173,6 +177,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = False  # a killed build is failed by the swe
 CELERY_TASK_TIME_LIMIT = 60 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 55 * 60
 CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {"berth.builds.*": {"queue": "builds"}, "berth.deploys.*": {"queue": "deploys"}}
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-work": {"task": "berth.core.tasks.sweep_stuck_work", "schedule": 30.0},
 }

@@ -10,4 +10,6 @@ urlpatterns = [
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("berth.api.urls")),
+    path("", include("berth.gitserver.urls")),
+    path("", include("berth.dashboard.urls")),
 ]

@@ -1,20 +1,14 @@
-import logging
-
 from django.core.management.base import BaseCommand
 
-from berth.core.docker import docker_client
-
-logger = logging.getLogger("berth.watcher")
+from berth.discovery.services import watch
 
 
 class Command(BaseCommand):
-    help = "Follow Docker events for Berth's services and tasks (the service-discovery watcher)."
+    help = (
+        "Follow Docker events for Berth's apps and keep the router in step (the service-discovery watcher)."
+    )
 
     def handle(self, *args, **options):
-        client = docker_client(timeout=None)
-        self.stdout.write("watcher: following Docker events")
+        self.stdout.write("watcher: following Docker events; full reconcile every few seconds")
         self.stdout.flush()
-        for event in client.events(decode=True, filters={"label": "org.berth.app"}):
-            logger.info(
-                "event %s %s %s", event.get("Type"), event.get("Action"), event.get("Actor", {}).get("ID")
-            )
+        watch()

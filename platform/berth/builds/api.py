@@ -1,0 +1,99 @@
+"""API v1 for builds: list, detail (with log), live output, cancel, and deploys from an image reference."""
+
+from django.http import StreamingHttpResponse
+from rest_framework import status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.response import Response
+
+from berth.api.views import AppScopedView, ConflictError, _body, _client_ip
+from berth.builds import services
+from berth.builds.models import Build
+
+
+def build_repr(build: Build, *, with_log: bool = False) -> dict:
+    data = {
+        "id": build.pk,
+        "app": build.app.name,
+        "source": build.source,
+        "status": build.status,
+        "status_reason": build.status_reason,
+        "buildpack": build.buildpack,
+        "git_ref": build.git_ref,
+        "git_sha": build.git_sha,
+        "image_ref": build.image_ref,
+        "image": build.image,
+        "release": build.release.version if build.release_id else None,
+        "created_by": build.created_by.get_username() if build.created_by_id else None,
+        "created_at": build.created_at,
+        "started_at": build.started_at,
+        "finished_at": build.finished_at,
+    }
+    if with_log:
+        data["log"] = build.log if build.is_finished else "\n".join(services.log_stream(build).read_all())
+    return data
+
+
+class _BuildView(AppScopedView):
+    def get_build(self, build_id: int) -> Build:
+        build = (
+            Build.objects.select_related("app", "release", "created_by")
+            .filter(app=self.app, pk=build_id)
+            .first()
+        )
+        if build is None:
+            raise NotFound(f"{self.app.name} has no build {build_id}")
+        return build
+
+
+class AppBuildsView(AppScopedView):
+    def get(self, request, app: str):
+        builds = Build.objects.select_related("app", "release", "created_by").filter(app=self.app)[:50]
+        return Response([build_repr(b) for b in builds])
+
+
+class AppBuildView(_BuildView):
+    def get(self, request, app: str, build_id: int):
+        return Response(build_repr(self.get_build(build_id), with_log=True))
+
+
+class AppBuildCancelView(_BuildView):
+    def post(self, request, app: str, build_id: int):
+        build = self.get_build(build_id)
+        try:
+            build = services.build_cancel(build=build, actor=request.user, remote_addr=_client_ip(request))
+        except ValueError as exc:
+            raise ConflictError(str(exc)) from exc
+        return Response(build_repr(build))
+
+
+class AppBuildOutputView(_BuildView):
+    """The build's lines as plain text, streamed until it ends (what `berth builds:output` and deploys follow)."""
+
+    def get(self, request, app: str, build_id: int):
+        build = self.get_build(build_id)
+        stream = services.log_stream(build)
+
+        def lines():
+            for _, line in stream.follow(last_id="0", timeout=services.follow_timeout()):
+                yield (line + "\n").encode()
+            build.refresh_from_db()
+            yield f"[build {build.pk} {build.status}]\n".encode()
+
+        return StreamingHttpResponse(lines(), content_type="text/plain; charset=utf-8")
+
+
+class AppDeploysView(AppScopedView):
+    def post(self, request, app: str):
+        data = _body(request)
+        image = data.get("image")
+        if not isinstance(image, str) or not image.strip():
+            raise ValidationError({"image": "is required: an image reference such as registry:5000/name:tag"})
+        try:
+            build = services.image_deploy(
+                app=self.app, image_ref=image, actor=request.user, remote_addr=_client_ip(request)
+            )
+        except ValueError as exc:
+            raise ValidationError({"image": str(exc)}) from exc
+        except services.BuildConflict as exc:
+            raise ConflictError(str(exc)) from exc
+        return Response(build_repr(build), status=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,103 @@
+"""The project's side of the git server's two seams: who may fetch or push an app, and what a push does.
+
+A push of the deploy branch becomes a Build run by a Celery worker; the hook follows the build's Redis stream, so
+the pusher sees each line live as `remote:` output, and the ref is accepted only if the build and roll-out succeed.
+"""
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+
+from berth.accounts.roles import MEMBER, VIEWER, role_at_least
+from berth.accounts.selectors import user_role
+from berth.accounts.services import token_authenticate
+from berth.apps.models import App
+from berth.builds import services
+from berth.builds.models import Build, BuildStatus
+from berth.gitserver.seams import GitDenied, GitTarget
+from berth.gitserver.services import repo_ensure
+
+
+class TokenGitAccess:
+    """HTTP Basic with any username and an API token as the password; roles as in the API."""
+
+    def authorize(self, *, app_name: str, token: str, write: bool) -> GitTarget:
+        api_token = token_authenticate(clear=token) if token else None
+        if api_token is None:
+            raise GitDenied(
+                401, "authentication failed: use an API token (berth tokens:create) as the password"
+            )
+        user = api_token.user
+        app = App.objects.select_related("team").filter(name=app_name).first()
+        role = user_role(user=user, team=app.team) if app else None
+        if app is None or role is None:
+            raise GitDenied(404, f"no app named {app_name}")
+        needed = MEMBER if write else VIEWER
+        if not role_at_least(role, needed):
+            raise GitDenied(403, f"pushing to {app_name} needs the {needed} role; you are {role}")
+        return GitTarget(
+            app_name=app.name,
+            repo_path=repo_ensure(app_name=app.name, deploy_branch=app.deploy_branch),
+            deploy_branch=app.deploy_branch,
+            user_label=user.get_username(),
+        )
+
+
+class BuildOnPush:
+    """Runs a build of the pushed commit and accepts the ref only if it ends live."""
+
+    def on_push(
+        self,
+        *,
+        app_name: str,
+        ref: str,
+        old: str,
+        new: str,
+        repo_path: Path,
+        write_line: Callable[[str], None],
+    ) -> bool:
+        app = App.objects.select_related("team").filter(name=app_name).first()
+        if app is None:
+            write_line(f"error: no app named {app_name}")
+            return False
+        actor = get_user_model().objects.filter(username=os.environ.get("REMOTE_USER", "")).first()
+        source = services.builds_dir() / f"push-{uuid.uuid4().hex}"
+        source.mkdir()
+        # the pushed objects are still in git's quarantine, visible to this process only: export the tree here
+        archive = subprocess.Popen(
+            ["git", "archive", "--format=tar", new], cwd=repo_path, stdout=subprocess.PIPE
+        )
+        untar = subprocess.run(["tar", "-x", "-C", str(source)], stdin=archive.stdout, capture_output=True)
+        archive.stdout.close()
+        if archive.wait() != 0 or untar.returncode != 0:
+            write_line(f"error: cannot read the pushed commit {new[:12]}")
+            return False
+        try:
+            build = services.build_create(
+                app=app,
+                source=Build.Source.GIT,
+                actor=actor,
+                git_ref=ref,
+                git_sha=new,
+                source_path=str(source),
+            )
+        except services.BuildConflict as exc:
+            shutil.rmtree(source, ignore_errors=True)
+            write_line(f"error: {exc}")
+            return False
+        services.build_enqueue(build)
+        write_line(f"-----> Build {build.pk} of {app_name} ({new[:7]}) queued")
+        for _, line in services.log_stream(build).follow(last_id="0", timeout=services.follow_timeout()):
+            write_line(line)
+        build.refresh_from_db()
+        if build.status != BuildStatus.SUCCEEDED:
+            write_line(
+                f"error: build {build.pk} {build.status}; the push was not accepted and nothing changed"
+            )
+            return False
+        return True

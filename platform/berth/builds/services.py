@@ -1,0 +1,374 @@
+"""Writes for builds: create, move through states, run (build → release → deploy), cancel, sweep.
+
+A build's whole life is here so the git hook, the API and the Celery task stay thin adapters.
+"""
+
+import logging
+import re
+import shutil
+import subprocess
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+import redis
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from berth.apps.models import App
+from berth.audit.services import audit_record
+from berth.builds.models import ACTIVE_BUILD_STATUSES, Build, BuildStatus
+from berth.core.sweep import register_sweeper
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5
+# A build whose worker has not beaten for this long is dead (SIGKILL, lost node): fail it, never leave it stuck.
+HEARTBEAT_GRACE = timedelta(seconds=45)
+QUEUED_GRACE = timedelta(minutes=10)
+IMAGE_REF = re.compile(
+    r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]{1,5})?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+
+
+class BuildConflict(Exception):
+    """Another build of the same app is still running."""
+
+
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5, health_check_interval=30)
+
+
+def log_stream(build: Build):
+    from berth.builds.logstream import LogStream
+
+    return LogStream(redis_client(), build.stream_key)
+
+
+def validate_image_ref(ref: str) -> str:
+    ref = (ref or "").strip()
+    if len(ref) > 512 or not IMAGE_REF.match(ref):
+        raise ValueError(f"not a valid image reference: {ref[:80]!r} (expected e.g. registry:5000/name:tag)")
+    return ref
+
+
+def build_create(
+    *,
+    app: App,
+    source: str,
+    actor,
+    git_ref: str = "",
+    git_sha: str = "",
+    image_ref: str = "",
+    source_path: str = "",
+    remote_addr: str | None = None,
+) -> Build:
+    """Queue a build. One build at a time per app: a second one is refused (BuildConflict) with a clear message."""
+    if source == Build.Source.IMAGE:
+        image_ref = validate_image_ref(image_ref)
+    with transaction.atomic():
+        App.objects.select_for_update().filter(pk=app.pk).first()
+        running = Build.objects.filter(app=app, status__in=ACTIVE_BUILD_STATUSES).first()
+        if running is not None:
+            raise BuildConflict(
+                f"build {running.pk} of {app.name} is still {running.status}; wait for it or cancel it"
+            )
+        build = Build.objects.create(
+            app=app,
+            source=source,
+            git_ref=git_ref,
+            git_sha=git_sha,
+            image_ref=image_ref,
+            source_path=source_path,
+            created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        )
+        audit_record(
+            action="build.create",
+            actor=actor,
+            team=app.team,
+            target=f"{app.name} build {build.pk}",
+            remote_addr=remote_addr,
+            data={"source": source, "git_sha": git_sha, "image_ref": image_ref},
+        )
+    return build
+
+
+def builds_dir() -> Path:
+    """Where pushed trees wait for their build (the hook writes them, the worker reads and removes them)."""
+    path = Path(settings.BERTH_HOME) / "builds"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def build_transition(*, build: Build, from_statuses, to_status: str, reason: str = "", **fields) -> bool:
+    """Move a build only if it is still in one of `from_statuses`; False if another worker moved it first."""
+    now = timezone.now()
+    if to_status == BuildStatus.BUILDING:
+        fields.setdefault("started_at", now)
+        fields.setdefault("heartbeat_at", now)
+        fields.setdefault("deadline", now + timedelta(seconds=settings.BERTH_BUILD_TIMEOUT))
+    if to_status not in ACTIVE_BUILD_STATUSES:
+        fields.setdefault("finished_at", now)
+    updated = Build.objects.filter(pk=build.pk, status__in=list(from_statuses)).update(
+        status=to_status, status_reason=reason, **fields
+    )
+    if updated != 1:
+        return False
+    build.refresh_from_db()
+    return True
+
+
+def build_cancel(*, build: Build, actor, remote_addr: str | None = None) -> Build:
+    if build.is_finished:
+        raise ValueError(f"build {build.pk} already {build.status}")
+    Build.objects.filter(pk=build.pk).update(cancel_requested=True)
+    # a queued build has no worker to notice: cancel it here
+    if build_transition(
+        build=build, from_statuses=[BuildStatus.QUEUED], to_status=BuildStatus.CANCELLED, reason="cancelled"
+    ):
+        _finish_log(build, "error: build cancelled", BuildStatus.CANCELLED)
+    audit_record(
+        action="build.cancel",
+        actor=actor,
+        team=build.app.team,
+        target=f"{build.app.name} build {build.pk}",
+        remote_addr=remote_addr,
+        data={},
+    )
+    build.refresh_from_db()
+    return build
+
+
+def _finish_log(build: Build, last_line: str | None, status: str) -> None:
+    _remove_source(build)
+    stream = log_stream(build)
+    if last_line:
+        stream.append(last_line)
+    stream.close(status)
+    Build.objects.filter(pk=build.pk).update(log="\n".join(stream.read_all()))
+
+
+class _BuildLog:
+    """Lines go to the Redis stream (read live by the pusher and the browser) and beat the heartbeat."""
+
+    def __init__(self, build: Build):
+        self.build = build
+        self.stream = log_stream(build)
+        self._last_beat = timezone.now()
+
+    def __call__(self, line: str) -> None:
+        self.stream.append(line)
+        now = timezone.now()
+        if (now - self._last_beat).total_seconds() >= HEARTBEAT_SECONDS:
+            Build.objects.filter(pk=self.build.pk).update(heartbeat_at=now)
+            self._last_beat = now
+
+    def cancelled(self) -> bool:
+        now = timezone.now()
+        if (now - self._last_beat).total_seconds() >= HEARTBEAT_SECONDS:
+            Build.objects.filter(pk=self.build.pk).update(heartbeat_at=now)
+            self._last_beat = now
+        return Build.objects.filter(pk=self.build.pk, cancel_requested=True).exists()
+
+
+def repo_path(app_name: str) -> Path:
+    return Path(settings.BERTH_HOME) / "repos" / f"{app_name}.git"
+
+
+def _export_source(*, app: App, sha: str, into: Path) -> None:
+    """Write the tree of `sha` into `into` (git archive | tar), no .git folder: the build sees only the commit."""
+    archive = subprocess.Popen(
+        ["git", "--git-dir", str(repo_path(app.name)), "archive", "--format=tar", sha], stdout=subprocess.PIPE
+    )
+    untar = subprocess.run(["tar", "-x", "-C", str(into)], stdin=archive.stdout, capture_output=True)
+    archive.stdout.close()
+    if archive.wait() != 0 or untar.returncode != 0:
+        raise RuntimeError(f"cannot read commit {sha[:12]} from the repository")
+
+
+def build_run(build_id: int) -> Build | None:
+    """Run a queued build to its end: build or pull the image, make the release, roll it out.
+
+    Idempotent: a build another worker already took (or that was cancelled) is left alone.
+    """
+    from berth.builds.builder import docker_build
+    from berth.builds.buildpacks import detect
+    from berth.builds.errors import BuildCancelled, BuildError
+    from berth.builds.procfile import read_procfile
+    from berth.deploys.services import DeployError, release_deploy
+    from berth.releases.services import release_create
+
+    build = Build.objects.select_related("app", "app__team", "created_by").filter(pk=build_id).first()
+    if build is None or not build_transition(
+        build=build, from_statuses=[BuildStatus.QUEUED], to_status=BuildStatus.BUILDING
+    ):
+        return build
+    app = build.app
+    log = _BuildLog(build)
+    try:
+        if build.source == Build.Source.IMAGE:
+            image, procfile = _pull_image(build, log)
+            description = f"Deploy {build.image_ref}"
+        else:
+            with tempfile.TemporaryDirectory(prefix=f"berth-build-{build.pk}-") as tmp:
+                source_dir = Path(tmp)
+                if build.source_path:
+                    # the pre-receive hook exported the pushed tree (its objects are still in git's quarantine)
+                    source_dir = Path(build.source_path)
+                    if not source_dir.is_dir():
+                        raise BuildError(
+                            "the pushed source is gone (was the build retried on another machine?)"
+                        )
+                else:
+                    _export_source(app=app, sha=build.git_sha, into=source_dir)
+                buildpack = detect(source_dir, app.buildpack or None)
+                Build.objects.filter(pk=build.pk).update(buildpack=buildpack.name)
+                procfile = read_procfile(source_dir, default_web_command=buildpack.default_web_command)
+                result = docker_build(
+                    source_dir=source_dir,
+                    tag=f"berth/{app.name}:build-{build.pk}",
+                    buildpack=buildpack,
+                    on_line=log,
+                    ca_bundle=_ca_bundle(),
+                    timeout=settings.BERTH_BUILD_TIMEOUT,
+                    cancelled=log.cancelled,
+                )
+                image = result.tag
+            description = f"Deploy {build.git_sha[:7]}"
+        Build.objects.filter(pk=build.pk).update(image=image)
+        release = release_create(
+            app=app,
+            image=image,
+            procfile=procfile,
+            description=description,
+            actor=build.created_by,
+            status="built",
+        )
+        Build.objects.filter(pk=build.pk).update(release=release)
+        log(f"-----> Releasing v{release.version}…")
+        release_deploy(release=release, log=log)
+        log(f"-----> Released v{release.version}")
+        log(f"       {app.url} deployed to Berth")
+    except BuildCancelled:
+        build_transition(
+            build=build,
+            from_statuses=[BuildStatus.BUILDING],
+            to_status=BuildStatus.CANCELLED,
+            reason="cancelled",
+        )
+        _finish_log(build, "error: build cancelled", BuildStatus.CANCELLED)
+        return build
+    except (BuildError, DeployError, ValueError) as exc:
+        return _fail(build, str(exc))
+    except Exception as exc:
+        logger.exception("build %s crashed", build.pk)
+        return _fail(build, f"internal error: {type(exc).__name__}: {exc}")
+    if build_transition(build=build, from_statuses=[BuildStatus.BUILDING], to_status=BuildStatus.SUCCEEDED):
+        _finish_log(build, None, BuildStatus.SUCCEEDED)
+    return build
+
+
+def _remove_source(build: Build) -> None:
+    if build.source_path:
+        shutil.rmtree(build.source_path, ignore_errors=True)
+
+
+def _fail(build: Build, reason: str) -> Build:
+    line = reason if reason.startswith("error:") else f"error: {reason}"
+    if build_transition(
+        build=build, from_statuses=ACTIVE_BUILD_STATUSES, to_status=BuildStatus.FAILED, reason=reason
+    ):
+        _finish_log(build, line, BuildStatus.FAILED)
+    return build
+
+
+def _ca_bundle() -> Path | None:
+    path = Path(getattr(settings, "BERTH_BUILD_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
+    return path if path.is_file() else None
+
+
+def _pull_image(build: Build, log) -> tuple[str, dict]:
+    """Pull an image reference, streaming progress; the release runs it by digest so every node runs the same bytes."""
+    import docker.errors
+
+    from berth.core.docker import docker_client
+
+    client = docker_client(timeout=300)
+    log(f"-----> Pulling {build.image_ref}")
+    repository, _, tag = (
+        build.image_ref.rpartition(":") if "@" not in build.image_ref else (build.image_ref, "", "")
+    )
+    if not repository or "/" in tag:
+        repository, tag = build.image_ref, "latest"
+    try:
+        seen = set()
+        for event in client.api.pull(repository, tag=tag or None, stream=True, decode=True):
+            if "error" in event:
+                raise ValueError(f"cannot pull {build.image_ref}: {event['error']}")
+            status = event.get("status", "")
+            key = (event.get("id"), status)
+            if status and key not in seen and "Downloading" not in status and "Extracting" not in status:
+                seen.add(key)
+                log(f"       {event.get('id', '')}{': ' if event.get('id') else ''}{status}")
+            if log.cancelled():
+                from berth.builds.errors import BuildCancelled
+
+                raise BuildCancelled("cancelled")
+        image = client.images.get(build.image_ref)
+    except docker.errors.APIError as exc:
+        raise ValueError(f"cannot pull {build.image_ref}: {exc.explanation or exc}") from exc
+    digests = image.attrs.get("RepoDigests") or []
+    ref = next(
+        (d for d in digests if d.startswith(repository.split("@")[0] + "@")),
+        digests[0] if digests else image.id,
+    )
+    log(f"       digest {ref}")
+    return ref, {}
+
+
+@register_sweeper
+def builds_sweep() -> int:
+    """Fail builds whose worker died (no heartbeat), that ran past their deadline, or that were never picked up."""
+    now = timezone.now()
+    stuck = list(
+        Build.objects.filter(status=BuildStatus.BUILDING, heartbeat_at__lt=now - HEARTBEAT_GRACE)
+        | Build.objects.filter(status=BuildStatus.BUILDING, deadline__lt=now)
+        | Build.objects.filter(status=BuildStatus.QUEUED, created_at__lt=now - QUEUED_GRACE)
+    )
+    fixed = 0
+    for build in stuck:
+        if build.deadline and build.deadline < now:
+            reason = f"error: the build ran past its deadline ({settings.BERTH_BUILD_TIMEOUT} s)"
+        elif build.status == BuildStatus.QUEUED:
+            reason = "error: no build worker picked this build up; is the worker running?"
+        else:
+            reason = "error: the build worker stopped (killed or lost); the build was failed by the sweep"
+        if build_transition(
+            build=build, from_statuses=[build.status], to_status=BuildStatus.FAILED, reason=reason
+        ):
+            _finish_log(build, reason, BuildStatus.FAILED)
+            fixed += 1
+    return fixed
+
+
+def follow_timeout() -> float:
+    """How long a follower waits for a build's next line: past the build and deploy deadlines it cannot be alive."""
+    return float(settings.BERTH_BUILD_TIMEOUT + settings.BERTH_DEPLOY_TIMEOUT + 60)
+
+
+def build_enqueue(build: Build) -> None:
+    from berth.builds.tasks import build_run_task
+
+    transaction.on_commit(lambda: build_run_task.delay(build.pk))
+
+
+def image_deploy(*, app: App, image_ref: str, actor, remote_addr: str | None = None) -> Build:
+    """Deploy an image reference: pull it (progress in the build's stream), record its digest, make a release."""
+    with transaction.atomic():
+        build = build_create(
+            app=app, source=Build.Source.IMAGE, image_ref=image_ref, actor=actor, remote_addr=remote_addr
+        )
+        build_enqueue(build)
+    return build

@@ -1,0 +1,62 @@
+"""Dashboard pages (server-rendered Django templates, small plain JS). App names are validated by the services;
+here they only have to look like one, so other routes (api/, git/, static/) never match."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path, register_converter
+
+from berth.dashboard import team_views, views
+
+
+class AppNameConverter:
+    regex = "[a-z][a-z0-9-]{1,29}"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(AppNameConverter, "appname")
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path(
+        "login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True, next_page="dashboard:apps"),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(next_page="dashboard:login"), name="logout"),
+    path("", views.home, name="home"),
+    path("apps/", views.apps_list, name="apps"),
+    path("apps/status.json", views.apps_status, name="apps-status"),
+    path("apps/new", views.app_new, name="app-new"),
+    path("apps/<appname:app>/", views.app_detail, name="app"),
+    path("apps/<appname:app>/config/value", views.config_value, name="config-value"),
+    path("apps/<appname:app>/config/set", views.config_set, name="config-set"),
+    path("apps/<appname:app>/config/unset", views.config_unset, name="config-unset"),
+    path("apps/<appname:app>/formation", views.formation_set, name="formation"),
+    path("apps/<appname:app>/domains/add", views.domain_add, name="domain-add"),
+    path("apps/<appname:app>/domains/remove", views.domain_remove, name="domain-remove"),
+    path("apps/<appname:app>/rollback", views.rollback, name="rollback"),
+    path("apps/<appname:app>/deploy", views.deploy_image, name="deploy"),
+    path("apps/<appname:app>/settings", views.app_settings, name="app-settings"),
+    path("apps/<appname:app>/destroy", views.app_destroy, name="app-destroy"),
+    path("apps/<appname:app>/builds/<int:build_id>/", views.build_detail, name="build"),
+    path("apps/<appname:app>/builds/<int:build_id>/cancel", views.build_cancel, name="build-cancel"),
+    path("teams/switch", team_views.team_switch, name="team-switch"),
+    path("teams/new", team_views.team_new, name="team-new"),
+    path("teams/<str:team>/", team_views.team_detail, name="team"),
+    path("teams/<str:team>/members/add", team_views.member_add, name="member-add"),
+    path("teams/<str:team>/members/<str:username>/role", team_views.member_role, name="member-role"),
+    path("teams/<str:team>/members/<str:username>/remove", team_views.member_remove, name="member-remove"),
+    path("teams/<str:team>/invitations/new", team_views.invitation_create, name="invitation-new"),
+    path(
+        "teams/<str:team>/invitations/<int:pk>/revoke", team_views.invitation_revoke, name="invitation-revoke"
+    ),
+    path("invitations/accept", team_views.invitation_accept, name="invitation-accept"),
+    path("tokens/new", team_views.token_create, name="token-new"),
+    path("tokens/<int:pk>/revoke", team_views.token_revoke, name="token-revoke"),
+    path("nodes/", team_views.nodes, name="nodes"),
+]

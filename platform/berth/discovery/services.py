@@ -1,0 +1,85 @@
+"""Service discovery: follow Docker's container events for Berth's apps and keep the router in step.
+
+As in the seed's etcd+confd (or Marathon+HAProxy) pattern: the swarm is the registry of what runs and where
+(task → node address : published port); the watcher turns each change into a reconcile of that app's routes, and
+a periodic full reconcile heals missed events and a router restarted from nothing.
+"""
+
+import logging
+import queue
+import threading
+import time
+
+from berth.apps.models import App
+from berth.core.docker import docker_client
+from berth.releases.models import ReleaseStatus
+
+logger = logging.getLogger("berth.watcher")
+
+FULL_RECONCILE_SECONDS = 10.0
+DEBOUNCE_SECONDS = 0.2
+APP_LABEL = "org.berth.app"
+
+
+def reconcile_apps(names: set[str] | None = None) -> int:
+    """Reconcile the routes of the named apps (all apps with a live release when None). Returns how many."""
+    from berth.deploys.services import app_reconcile
+
+    apps = App.objects.select_related("team").filter(releases__status=ReleaseStatus.LIVE).distinct()
+    if names is not None:
+        apps = apps.filter(name__in=names)
+    count = 0
+    for app in apps:
+        try:
+            app_reconcile(app)
+            count += 1
+        except Exception:  # one app's trouble must not stop the others' routes
+            logger.exception("reconcile of %s failed", app.name)
+    return count
+
+
+def _follow_events(changed: "queue.Queue[str]", stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            client = docker_client(timeout=None)
+            for event in client.events(decode=True, filters={"type": "container", "label": APP_LABEL}):
+                app = event.get("Actor", {}).get("Attributes", {}).get(APP_LABEL)
+                if app and event.get("Action") in {
+                    "start",
+                    "die",
+                    "stop",
+                    "kill",
+                    "destroy",
+                    "health_status",
+                }:
+                    changed.put(app)
+                if stop.is_set():
+                    return
+        except Exception as exc:  # the engine restarted: follow again after a pause, reconcile heals the gap
+            logger.warning("lost Docker events (%s); following again", exc)
+            time.sleep(1)
+
+
+def watch(*, stop: threading.Event | None = None, full_every: float = FULL_RECONCILE_SECONDS) -> None:
+    """Run until `stop` is set: reconcile apps whose containers changed, and all apps every `full_every` s."""
+    from django.db import close_old_connections
+
+    stop = stop or threading.Event()
+    changed: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_follow_events, args=(changed, stop), daemon=True, name="docker-events").start()
+    last_full = 0.0
+    while not stop.is_set():
+        names: set[str] = set()
+        try:
+            names.add(changed.get(timeout=1.0))
+            time.sleep(DEBOUNCE_SECONDS)  # a deploy changes many containers at once: one reconcile for all
+            while True:
+                names.add(changed.get_nowait())
+        except queue.Empty:
+            pass
+        close_old_connections()
+        if time.monotonic() - last_full >= full_every:
+            reconcile_apps()
+            last_full = time.monotonic()
+        elif names:
+            reconcile_apps(names)

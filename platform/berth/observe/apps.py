@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ObserveConfig(AppConfig):
+    name = "berth.observe"
+    label = "observe"
