@@ -162,7 +162,8 @@ def _hold_lock_until_refs_move(fd: int, repo: Path, updates: list[RefUpdate]) ->
     args = [f"{u.ref}={'' if u.deletes else u.new}" for u in updates]
     env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
     subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("lockhold.py")), str(repo), *args],
+        # -I: the script's folder (with our selectors.py) must not shadow the standard library.
+        [sys.executable, "-I", str(Path(__file__).with_name("lockhold.py")), str(repo), *args],
         pass_fds=(fd,),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
