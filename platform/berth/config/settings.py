@@ -47,13 +47,15 @@ DATABASES = {
             f"sqlite:///{BERTH_HOME / 'berth.sqlite3'}",
             schemes=("sqlite", "postgres", "postgresql"),
         ),
-        conn_max_age=0,
+        conn_max_age=60,  # a new PostgreSQL connection per request doubled API latency (bench/api_apps_list.py)
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and a busy timeout let web, worker and watcher share one file without "database is locked".
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,
+        "transaction_mode": "IMMEDIATE",  # every write transaction waits its turn instead of failing mid-way
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["TEST"] = {"NAME": str(BERTH_HOME / "test.sqlite3")}
