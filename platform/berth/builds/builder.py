@@ -29,7 +29,7 @@ from docker.utils.build import exclude_paths
 
 from berth.builds.buildpacks import Buildpack, render_dockerfile
 from berth.builds.errors import BuildCancelled, BuildError
-from berth.builds.stack import stack_build, stack_image_ref, stack_is_current
+from berth.builds.stack import StackBuildError, stack_build, stack_image_ref, stack_is_current
 from berth.core.docker import docker_client
 
 BUILDPACK_LABEL = "org.berth.buildpack"
@@ -159,8 +159,8 @@ def docker_build(
 ) -> BuildResult:
     """Build `source_dir` into image `tag` with `buildpack`, calling `on_line` with each output line as it comes.
 
-    Raises BuildError (its message is also the last line given to on_line) when a step fails or `timeout`
-    seconds pass, and BuildCancelled when `cancelled()` turns true; either way the engine stops the build.
+    Raises BuildError (its message, "error: …", is also the last line given to on_line) when a step fails or
+    `timeout` seconds pass, and BuildCancelled when `cancelled()` turns true; either way the engine stops the build.
     `on_line` and `cancelled` are called from the calling thread only.
     """
     started = time.monotonic()
@@ -176,12 +176,16 @@ def docker_build(
         context = build_context(
             source_dir=source_dir, buildpack=buildpack, dockerfile=dockerfile, ca_bundle=ca_bundle
         )
-    except BuildError as exc:
-        on_line(f"error: {exc}")
-        raise
-    size = context.seek(0, io.SEEK_END)
+    except (BuildError, StackBuildError) as exc:
+        line = str(exc) if str(exc).startswith("error:") else f"error: {exc}"
+        on_line(line)
+        raise BuildError(line) from exc
+    size = context.seek(0, io.SEEK_END) / 1e6
     context.seek(0)
-    on_line(f"-----> Building image {tag} FROM {stack_image} (context {size / 1e6:.1f} MB)")
+    if buildpack.context == "repository":
+        on_line(f"-----> Building image {tag} with the repository's Dockerfile (context {size:.1f} MB)")
+    else:
+        on_line(f"-----> Building image {tag} FROM {stack_image} (context {size:.1f} MB)")
     with context:
         image_id = _run_build(
             context=context,
