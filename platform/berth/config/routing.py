@@ -1,3 +1,12 @@
 """WebSocket routes (Channels consumers), added by the domains that stream."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from berth.observe import consumers
+
+websocket_urlpatterns: list = [
+    path("ws/apps/<str:app>/logs", consumers.AppLogsConsumer.as_asgi()),
+    path("ws/apps/<str:app>/events", consumers.AppEventsConsumer.as_asgi()),
+    path("ws/builds/<int:build_id>", consumers.BuildConsumer.as_asgi()),
+    path("ws/nodes", consumers.NodesConsumer.as_asgi()),
+]

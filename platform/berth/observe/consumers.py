@@ -1,0 +1,355 @@
+"""WebSocket consumers: an app's logs, a build's output, an app's events and health, the nodes.
+
+Each connection reads the Redis streams itself (XREAD BLOCK in a task of its own), so one slow or stuck client
+never holds up another. Live app logs go through a bounded outbox per connection: when the client does not keep up,
+the oldest queued lines are dropped and a {"type": "dropped", "count": N} message takes their place.
+
+Closing codes: 4401 no (valid) credentials, 4404 the app or build is not one of the user's teams' (or does not
+exist), 4403 the user's role is too low (nodes: admins only). The socket is accepted first and then closed with
+the code, because a close before the handshake reaches the client as a bare HTTP 403 without it.
+"""
+
+import asyncio
+import json
+import logging
+from collections import deque
+from urllib.parse import parse_qs
+
+import redis.asyncio as aioredis
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+
+from berth.observe.metrics import NODES_KEY, health_key
+from berth.observe.services import as_text, events_key, logs_key
+
+logger = logging.getLogger(__name__)
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+
+DEFAULT_TAIL = 100
+MAX_TAIL = 10_000
+REPLAY_SCAN_LIMIT = 200_000  # entries read back at most to find N lines of one process type
+BLOCK_MS = 5000
+TICK_SECONDS = 3.0
+
+
+class Outbox:
+    """A bounded queue of text frames: when full, the oldest is dropped and counted."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.items: deque[str] = deque()
+        self.dropped = 0
+        self.closed = False
+        self.ready = asyncio.Event()
+
+    def put(self, text: str) -> None:
+        if len(self.items) >= self.size:
+            self.items.popleft()
+            self.dropped += 1
+        self.items.append(text)
+        self.ready.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.ready.set()
+
+    async def get(self) -> str | None:
+        """The next frame, a `dropped` marker where lines were lost, or None once closed and drained."""
+        while True:
+            if self.dropped:
+                count, self.dropped = self.dropped, 0
+                return json.dumps({"type": "dropped", "count": count})
+            if self.items:
+                return self.items.popleft()
+            if self.closed:
+                return None
+            self.ready.clear()
+            await self.ready.wait()
+
+
+def _fields(raw: dict) -> dict[str, str]:
+    return {as_text(k): as_text(v) for k, v in raw.items()}
+
+
+def _query(scope) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
+
+
+def _int(value: str | None, default: int, maximum: int) -> int:
+    try:
+        return max(0, min(int(value), maximum)) if value is not None else default
+    except ValueError:
+        return default
+
+
+class StreamConsumer(AsyncWebsocketConsumer):
+    """Accept, authorize, then run `produce()` and a sender in tasks of their own until either side closes."""
+
+    # No channel layer: these consumers read Redis streams themselves, and a layer channel per socket would
+    # only poll Redis for messages nobody sends.
+    channel_layer_alias = "no-channel-layer"
+    outbox_size = 1000
+
+    async def connect(self):
+        self.tasks: list[asyncio.Task] = []
+        self.redis = None
+        self.outbox = Outbox(self.outbox_size)
+        self.query = _query(self.scope)
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        try:
+            await database_sync_to_async(self.authorize)(user)
+        except Http404:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        except PermissionDenied:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self.redis = aioredis.Redis.from_url(settings.REDIS_URL)
+        self.tasks = [
+            asyncio.create_task(self._run(self.produce())),
+            asyncio.create_task(self._run(self.deliver())),
+        ]
+
+    async def disconnect(self, code):
+        current = asyncio.current_task()
+        for task in self.tasks:
+            if task is not current:
+                task.cancel()
+        await asyncio.gather(*(t for t in self.tasks if t is not current), return_exceptions=True)
+        if self.redis is not None:
+            await self.redis.aclose()
+            self.redis = None
+
+    async def _run(self, coroutine) -> None:
+        try:
+            await coroutine
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("%s failed", type(self).__name__)
+            await self.close(code=1011)
+
+    def authorize(self, user) -> None:
+        """Raise Http404 or PermissionDenied unless the user may watch this (runs in a thread)."""
+        raise NotImplementedError
+
+    async def produce(self) -> None:
+        raise NotImplementedError
+
+    async def deliver(self) -> None:
+        while (text := await self.outbox.get()) is not None:
+            await self.send(text_data=text)
+        await self.close()
+
+    async def send_json(self, message: dict) -> None:
+        await self.send(text_data=json.dumps(message))
+
+    def authorize_app(self, user, name: str) -> None:
+        from berth.apps.selectors import app_for_user
+
+        self.app = app_for_user(user=user, name=name, min_role="viewer").name
+
+    @property
+    def follow(self) -> bool:
+        # An addition to the contract for the CLI: `follow=0` replays and then closes (code 1000).
+        return self.query.get("follow", "1") not in ("0", "false", "no")
+
+
+class AppLogsConsumer(StreamConsumer):
+    """/ws/apps/<app>/logs?tail=N&process=web: the last N lines, then live lines."""
+
+    def authorize(self, user) -> None:
+        self.authorize_app(user, self.scope["url_route"]["kwargs"]["app"])
+
+    def message(self, entry_id: str, fields: dict[str, str]) -> dict | None:
+        process = self.query.get("process")
+        if process and fields.get("process") != process:
+            return None
+        if fields.get("stream") == "gap":
+            return {"type": "gap", "message": fields.get("line", "")}
+        return {
+            "type": "line",
+            "id": entry_id,
+            "ts": fields.get("ts", ""),
+            "process": fields.get("process", ""),
+            "instance": fields.get("instance", ""),
+            "stream": fields.get("stream", ""),
+            "line": fields.get("line", ""),
+        }
+
+    async def replay(self, key: str, tail: int) -> str:
+        """Send the last `tail` matching lines, oldest first; returns the id to follow from."""
+        newest = "0-0"
+        found: list[dict] = []
+        upper, scanned = "+", 0
+        batch = max(tail, 1) if not self.query.get("process") else 1000
+        while len(found) < tail and scanned < REPLAY_SCAN_LIMIT:
+            entries = await self.redis.xrevrange(key, max=upper, min="-", count=batch)
+            if not entries:
+                break
+            if newest == "0-0":
+                newest = as_text(entries[0][0])
+            for entry_id, raw in entries:
+                message = self.message(as_text(entry_id), _fields(raw))
+                if message is not None and len(found) < tail:
+                    found.append(message)
+            scanned += len(entries)
+            upper = "(" + as_text(entries[-1][0])  # exclusive: continue below the oldest entry read
+        if tail == 0 and newest == "0-0":
+            entries = await self.redis.xrevrange(key, count=1)
+            newest = as_text(entries[0][0]) if entries else "0-0"
+        for message in reversed(found):
+            # replay waits for the client (it is what it asked for); only live lines may be dropped
+            await self.send_json(message)
+        return newest
+
+    async def produce(self) -> None:
+        key = logs_key(self.app)
+        last_id = await self.replay(key, _int(self.query.get("tail"), DEFAULT_TAIL, MAX_TAIL))
+        if not self.follow:
+            self.outbox.close()
+            return
+        while True:
+            response = await self.redis.xread({key: last_id}, count=500, block=BLOCK_MS)
+            for _, entries in response or []:
+                for entry_id, raw in entries:
+                    last_id = as_text(entry_id)
+                    message = self.message(last_id, _fields(raw))
+                    if message is not None:
+                        self.outbox.put(json.dumps(message))
+
+
+class BuildConsumer(StreamConsumer):
+    """/ws/builds/<id>: every line of the build from the start, then live, then {"type": "end"} and close.
+
+    No line is dropped here: a slow client only slows its own reader (the build log is bounded).
+    """
+
+    def authorize(self, user) -> None:
+        from berth.builds.models import Build
+
+        build = (
+            Build.objects.select_related("app")
+            .filter(pk=self.scope["url_route"]["kwargs"]["build_id"])
+            .first()
+        )
+        if build is None:
+            raise Http404("no such build")
+        self.authorize_app(user, build.app.name)
+        self.build_id = build.pk
+        self.key = build.stream_key
+
+    def build_state(self) -> tuple[str | None, str]:
+        from berth.builds.models import Build
+
+        build = Build.objects.filter(pk=self.build_id).first()
+        if build is None:
+            return "cancelled", ""
+        return (build.status if build.is_finished else None), build.log
+
+    async def produce(self) -> None:
+        last_id, seen = "0-0", False
+        while True:
+            response = await self.redis.xread({self.key: last_id}, count=500, block=BLOCK_MS)
+            for _, entries in response or []:
+                for entry_id, raw in entries:
+                    last_id, seen = as_text(entry_id), True
+                    fields = _fields(raw)
+                    if "end" in fields:
+                        await self.finish(fields["end"])
+                        return
+                    await self.send_json({"type": "line", "line": fields.get("line", "")})
+            if response:
+                continue
+            # Nothing new for a while: the stream may have expired, or the build ended without closing it.
+            status, log = await database_sync_to_async(self.build_state)()
+            if status is None:
+                continue
+            if await self.redis.xread({self.key: last_id}, count=1):
+                continue  # lines (or the end marker) arrived meanwhile
+            if not seen:
+                for line in log.splitlines():
+                    await self.send_json({"type": "line", "line": line})
+            await self.finish(status)
+            return
+
+    async def finish(self, status: str) -> None:
+        await self.send_json({"type": "end", "status": status})
+        self.outbox.close()
+
+
+class AppEventsConsumer(StreamConsumer):
+    """/ws/apps/<app>/events: the recent platform events, then live ones, and the app's health every few s."""
+
+    def authorize(self, user) -> None:
+        self.authorize_app(user, self.scope["url_route"]["kwargs"]["app"])
+
+    @staticmethod
+    def event(fields: dict[str, str]) -> str:
+        return json.dumps(
+            {
+                "type": "event",
+                "ts": fields.get("ts", ""),
+                "kind": fields.get("kind", ""),
+                "message": fields.get("message", ""),
+            }
+        )
+
+    async def health(self) -> None:
+        while True:
+            entries = await self.redis.xrevrange(health_key(self.app), count=1)
+            if entries:
+                snapshot = json.loads(as_text(entries[0][1][b"data"]))
+                self.outbox.put(json.dumps({"type": "health", "processes": snapshot["processes"]}))
+            await asyncio.sleep(TICK_SECONDS)
+
+    async def produce(self) -> None:
+        key = events_key(self.app)
+        entries = await self.redis.xrevrange(key, count=_int(self.query.get("tail"), 20, 1000) or 1)
+        last_id = as_text(entries[0][0]) if entries else "0-0"
+        if self.query.get("tail") == "0":
+            entries = []
+        for _, raw in reversed(entries):
+            await self.send(text_data=self.event(_fields(raw)))
+        if not self.follow:
+            self.outbox.close()
+            return
+        self.tasks.append(asyncio.create_task(self._run(self.health())))
+        while True:
+            response = await self.redis.xread({key: last_id}, count=100, block=BLOCK_MS)
+            for _, batch in response or []:
+                for entry_id, raw in batch:
+                    last_id = as_text(entry_id)
+                    self.outbox.put(self.event(_fields(raw)))
+
+
+class NodesConsumer(StreamConsumer):
+    """/ws/nodes: the swarm's nodes every few seconds, for admins (or owners) of any team."""
+
+    def authorize(self, user) -> None:
+        from berth.accounts.models import Membership
+        from berth.accounts.roles import ADMIN, OWNER
+
+        if (
+            not user.is_superuser
+            and not Membership.objects.filter(user=user, role__in=(ADMIN, OWNER)).exists()
+        ):
+            raise PermissionDenied("the nodes are shown to team admins")
+
+    async def produce(self) -> None:
+        while True:
+            entries = await self.redis.xrevrange(NODES_KEY, count=1)
+            if entries:
+                snapshot = json.loads(as_text(entries[0][1][b"data"]))
+                self.outbox.put(json.dumps({"type": "nodes", "nodes": snapshot["nodes"]}))
+            await asyncio.sleep(TICK_SECONDS)

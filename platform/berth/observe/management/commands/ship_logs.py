@@ -1,0 +1,34 @@
+import signal
+import threading
+
+from django.core.management.base import BaseCommand
+
+from berth.observe.metrics import SAMPLE_INTERVAL, Sampler
+from berth.observe.shipper import SCAN_INTERVAL, Shipper
+
+
+class Command(BaseCommand):
+    help = (
+        "Ship the logs of this node's app containers into Redis (exactly once, resuming after a restart) and "
+        "sample their health and metrics. Runs until SIGTERM or Ctrl-C."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-metrics", action="store_true", help="ship logs only")
+        parser.add_argument("--scan-interval", type=float, default=SCAN_INTERVAL)
+        parser.add_argument("--sample-interval", type=float, default=SAMPLE_INTERVAL)
+
+    def handle(self, *args, **options):
+        done = threading.Event()
+        # The main thread only waits: SIGTERM (honcho, systemd) and Ctrl-C both end in a clean stop.
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+        signal.signal(signal.SIGINT, lambda *_: done.set())
+        shipper = Shipper().start(scan_interval=options["scan_interval"])
+        sampler = None if options["no_metrics"] else Sampler(interval=options["sample_interval"]).start()
+        self.stdout.write(f"ship_logs: following app containers on node {shipper.node}")
+        self.stdout.flush()
+        done.wait()
+        if sampler is not None:
+            sampler.stop()
+        shipper.stop()
+        self.stdout.write("ship_logs: stopped")

@@ -1,0 +1,343 @@
+"""The log shipper: every line an app's containers print, into the app's Redis log stream, exactly once.
+
+One thread follows each stream (stdout, stderr) of each running container labelled org.berth.app on this node's
+Docker engine; Docker events attach new containers at once and a periodic scan catches whatever the events missed
+(the shipper was down, the event stream broke). Docker keeps each line with a nanosecond timestamp; after every line
+the shipper stores, in the same Redis transaction as the line, the cursor "<timestamp> <lines shipped at exactly that
+timestamp>" per container and stream. On a restart it asks Docker for the lines since that second and skips what the
+cursor says it already shipped, so nothing is written twice. If the line under the cursor is no longer in Docker's
+log (rotated away while the shipper was down), lines may have been lost in between: a `gap` entry says so.
+"""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import docker
+import redis
+from django.conf import settings
+
+from berth.core.docker import docker_client
+from berth.observe.services import log_entries_append, log_trim_all, logs_key, redis_client, retention_lines
+from berth.runtime.scheduler import LABEL_APP, LABEL_PROCESS
+
+logger = logging.getLogger(__name__)
+
+STREAMS = ("stdout", "stderr")
+SCAN_INTERVAL = 10.0
+TRIM_INTERVAL = 300.0
+TASK_NAME_LABEL = "com.docker.swarm.task.name"
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Target:
+    """One container whose logs are shipped, with the names its lines carry."""
+
+    container_id: str
+    app: str
+    process: str
+    instance: str
+
+
+def target_from_labels(container_id: str, labels: dict[str, str], name: str = "") -> Target | None:
+    app = labels.get(LABEL_APP)
+    if not app:
+        return None
+    process = labels.get(LABEL_PROCESS) or "run"
+    # Swarm names a task's container "<service>.<slot>.<task id>"; service names hold no dots (DNS labels).
+    parts = labels.get(TASK_NAME_LABEL, "").split(".")
+    slot = parts[1] if len(parts) == 3 else (name.lstrip("/") or container_id[:12])
+    return Target(container_id=container_id, app=app, process=process, instance=f"{process}.{slot}")
+
+
+def parse_docker_time(text: str) -> int:
+    """Docker's RFC 3339 timestamp ("2026-11-27T21:30:00.123456789Z", trailing zeros trimmed) in ns since epoch.
+
+    Integers, because Go drops trailing zeros of the fraction: the strings do not sort, and floats lose the ns.
+    """
+    text = text.strip()
+    if text.endswith("Z"):
+        text = text[:-1]
+    elif text.endswith("+00:00"):
+        text = text[:-6]
+    whole, _, fraction = text.partition(".")
+    seconds = int(datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp())
+    return seconds * NS + int((fraction + "000000000")[:9])
+
+
+def iso_from_ns(ns: int) -> str:
+    stamp = datetime.fromtimestamp(ns // NS, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{(ns % NS) // 1000:06d}Z"
+
+
+class Follower(threading.Thread):
+    """Ships one stream (stdout or stderr) of one container until it ends or the shipper stops."""
+
+    def __init__(self, shipper: "Shipper", target: Target, stream: str):
+        super().__init__(name=f"ship-{target.container_id[:12]}-{stream}", daemon=True)
+        self.shipper = shipper
+        self.target = target
+        self.stream = stream
+        self.cursor_field = f"{target.container_id}:{stream}"
+        self.response = None
+
+    def run(self) -> None:
+        while not self.shipper.stopping.is_set():
+            try:
+                self.follow_once()
+            except Exception as exc:  # a broken connection to Docker or Redis: resume from the cursor
+                if self.shipper.stopping.is_set():
+                    return
+                logger.warning("following %s failed (%s); resuming", self.name, exc)
+                self.shipper.stopping.wait(1.0)
+            # Docker ends a follow when the container stops; it may also drop it. Resume while it runs.
+            if not self.shipper.container_running(self.target.container_id):
+                return
+
+    def close(self) -> None:
+        response = self.response
+        if response is not None:
+            try:
+                response.close()
+            except Exception:  # already closed, or the socket is gone: nothing left to stop
+                pass
+
+    def follow_once(self) -> None:
+        cursor = self.shipper.cursor_get(self.cursor_field)
+        options = {"since": cursor[0] // NS} if cursor and cursor[0] >= NS else {}
+        self.response = self.shipper.stream_api.logs(
+            self.target.container_id,
+            stdout=self.stream == "stdout",
+            stderr=self.stream == "stderr",
+            stream=True,
+            follow=True,
+            timestamps=True,
+            **options,
+        )
+        if self.shipper.stopping.is_set():
+            self.close()
+            return
+        cursor_ns, skip = cursor if cursor else (0, 0)
+        anchored = cursor is None
+        partial = b""
+        for chunk in self.response:
+            if self.shipper.stopping.is_set():
+                return
+            # One frame is one Docker log message "<ts> <text>\n". A line longer than Docker's 16 KiB buffer comes
+            # as several messages, each with its own ts, only the last ending in a newline: it is shipped whole,
+            # under the last part's ts (the cursor then skips all of its parts on a resume).
+            for record in _records(chunk):
+                stamp, _, text = record.partition(b" ")
+                try:
+                    ts = parse_docker_time(stamp.decode())
+                except ValueError:
+                    continue
+                if not text.endswith(b"\n"):
+                    partial += text
+                    continue
+                text, partial = partial + text[:-1], b""
+                if not anchored:
+                    if ts < cursor_ns:
+                        continue
+                    anchored = True
+                    if ts > cursor_ns:
+                        self.shipper.gap(self.target, self.cursor_field, ts)
+                        cursor_ns, skip = ts, 0
+                if ts == cursor_ns and skip > 0:
+                    skip -= 1
+                    continue
+                self.shipper.ship(self.target, self.stream, self.cursor_field, ts, text)
+
+
+def _records(chunk: bytes) -> list[bytes]:
+    # split on "\n" only (bytes.splitlines would also cut at a bare "\r", which progress bars print)
+    parts = chunk.split(b"\n")
+    records = [part + b"\n" for part in parts[:-1]]
+    if parts[-1]:
+        records.append(parts[-1])
+    return records
+
+
+class Shipper:
+    """Follows the logs of every app container on this node's Docker engine into Redis."""
+
+    def __init__(
+        self,
+        *,
+        client: docker.DockerClient | None = None,
+        redis_conn: redis.Redis | None = None,
+        only_labels: dict[str, str] | None = None,
+    ):
+        self.client = client or docker_client()
+        self.api = self.client.api
+        # Followers hold a request open for as long as a container runs: no read timeout, and a pool big enough
+        # that each keeps its own connection.
+        self.stream_api = docker.APIClient(
+            base_url=settings.DOCKER_HOST, version=self.api.api_version, timeout=None, max_pool_size=1000
+        )
+        self.redis = redis_conn or redis_client()
+        info = self.api.info()
+        self.node = (info.get("Swarm") or {}).get("NodeID") or info.get("Name") or "local"
+        self.cursor_key = f"berth:ship:cursors:{self.node}"
+        self.stopping = threading.Event()
+        self.followers: dict[str, Follower] = {}
+        self.lock = threading.Lock()
+        self.threads: list[threading.Thread] = []
+        self.events_stream = None
+        self._cursors: dict[str, tuple[int, int]] = {}
+        # `only_labels` narrows what is followed (tests follow only their own containers on a shared engine)
+        self.label_filter = [LABEL_APP, *(f"{k}={v}" for k, v in (only_labels or {}).items())]
+
+    # -- cursor and writes ------------------------------------------------------------------------------------
+
+    def cursor_get(self, field: str) -> tuple[int, int] | None:
+        raw = self.redis.hget(self.cursor_key, field)
+        if not raw:
+            self._cursors.pop(field, None)
+            return None
+        ts, _, count = raw.decode().partition(" ")
+        cursor = (int(ts), int(count or 0))
+        self._cursors[field] = cursor
+        return cursor
+
+    def ship(self, target: Target, stream: str, field: str, ts: int, text: bytes) -> None:
+        """Append one line and move the cursor past it, atomically: a crash leaves both or neither."""
+        cursor = self._cursors.get(field)
+        count = cursor[1] + 1 if cursor and cursor[0] == ts else 1
+        entry = {
+            "ts": iso_from_ns(ts),
+            "process": target.process,
+            "instance": target.instance,
+            "stream": stream,
+            "line": text.decode("utf-8", errors="replace").rstrip("\r"),
+        }
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(logs_key(target.app), entry, maxlen=retention_lines(), approximate=True)
+            pipe.hset(self.cursor_key, field, f"{ts} {count}")
+            pipe.execute()
+        self._cursors[field] = (ts, count)
+
+    def gap(self, target: Target, field: str, ts: int) -> None:
+        cursor = self._cursors.get(field)
+        since = iso_from_ns(cursor[0]) if cursor else "?"
+        message = (
+            f"{target.instance} {field.rpartition(':')[2]}: lines printed between {since} and {iso_from_ns(ts)} "
+            "may be missing (Docker no longer had them when the shipper resumed)"
+        )
+        log_entries_append(
+            app=target.app,
+            entries=[
+                {
+                    "ts": iso_from_ns(ts),
+                    "process": target.process,
+                    "instance": target.instance,
+                    "stream": "gap",
+                    "line": message,
+                }
+            ],
+            client=self.redis,
+        )
+        logger.warning("gap in %s: %s", target.app, message)
+
+    # -- containers -------------------------------------------------------------------------------------------
+
+    def container_running(self, container_id: str) -> bool:
+        try:
+            return bool(self.api.inspect_container(container_id)["State"].get("Running"))
+        except docker.errors.NotFound:
+            return False
+
+    def attach(self, target: Target) -> None:
+        with self.lock:
+            if self.stopping.is_set():
+                return
+            for stream in STREAMS:
+                key = f"{target.container_id}:{stream}"
+                follower = self.followers.get(key)
+                if follower is not None and follower.is_alive():
+                    continue
+                follower = Follower(self, target, stream)
+                self.followers[key] = follower
+                follower.start()
+
+    def scan(self) -> int:
+        """Attach every running app container not yet followed; forget cursors of containers that are gone."""
+        containers = self.api.containers(filters={"label": self.label_filter, "status": "running"})
+        for container in containers:
+            target = target_from_labels(
+                container["Id"], container.get("Labels") or {}, (container.get("Names") or [""])[0]
+            )
+            if target:
+                self.attach(target)
+        existing = {c["Id"] for c in self.api.containers(all=True, filters={"label": LABEL_APP})}
+        stale = [f for f in self.redis.hkeys(self.cursor_key) if f.decode().partition(":")[0] not in existing]
+        if stale:
+            self.redis.hdel(self.cursor_key, *stale)
+        with self.lock:
+            for key in [k for k, f in self.followers.items() if not f.is_alive()]:
+                del self.followers[key]
+        return len(containers)
+
+    def watch_events(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.events_stream = self.stream_api.events(
+                    decode=True, filters={"type": "container", "event": "start", "label": self.label_filter}
+                )
+                if self.stopping.is_set():
+                    return
+                for event in self.events_stream:
+                    container_id = event.get("id") or event.get("Actor", {}).get("ID")
+                    attributes = event.get("Actor", {}).get("Attributes", {})
+                    target = target_from_labels(container_id, attributes, attributes.get("name", ""))
+                    if target:
+                        self.attach(target)
+            except Exception as exc:
+                if self.stopping.is_set():
+                    return
+                logger.warning("Docker events broke (%s); reconnecting", exc)
+                self.stopping.wait(1.0)
+
+    def scan_loop(self, interval: float) -> None:
+        last_trim = 0.0
+        while not self.stopping.is_set():
+            try:
+                self.scan()
+                if time.monotonic() - last_trim >= TRIM_INTERVAL:
+                    log_trim_all(client=self.redis)
+                    last_trim = time.monotonic()
+            except Exception:
+                logger.exception("log shipper scan failed")
+            self.stopping.wait(interval)
+
+    # -- life cycle -------------------------------------------------------------------------------------------
+
+    def start(self, *, scan_interval: float = SCAN_INTERVAL) -> "Shipper":
+        # Events first, then the first scan: a container starting in between is caught by one or the other.
+        for target, name in (
+            (self.watch_events, "ship-events"),
+            (lambda: self.scan_loop(scan_interval), "ship-scan"),
+        ):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stopping.set()
+        if self.events_stream is not None:
+            try:
+                self.events_stream.close()
+            except Exception:  # already closed
+                pass
+        with self.lock:
+            followers = list(self.followers.values())
+        for follower in followers:
+            follower.close()
+        deadline = time.monotonic() + timeout
+        for thread in [*self.threads, *followers]:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self.stream_api.close()

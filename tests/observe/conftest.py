@@ -1,0 +1,113 @@
+"""People, an app and Redis keys for the observe tests; every app name is unique, its keys removed afterwards."""
+
+import time
+import uuid
+from types import SimpleNamespace
+
+import pytest
+
+from tests.control_plane.conftest import make_app, make_team, make_user  # noqa: F401  shared factories
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def rds():
+    from berth.observe.services import redis_client
+
+    return redis_client()
+
+
+@pytest.fixture
+def app_name(rds):
+    """A fresh app name; its log, event and health keys are deleted before and after."""
+    name = f"obs-{uuid.uuid4().hex[:10]}"
+    keys = [f"berth:logs:{name}", f"berth:events:{name}", f"berth:health:{name}"]
+    rds.delete(*keys)
+    yield name
+    rds.delete(*keys)
+
+
+@pytest.fixture
+def people(transactional_db, make_user, make_team, make_app, app_name):  # noqa: F811  (fixtures)
+    """A team with an owner and a viewer and one app; an outsider in another team; tokens for each."""
+    from berth.accounts.services import membership_add, token_create
+
+    owner, viewer, outsider = make_user(), make_user(), make_user()
+    team = make_team(owner=owner)
+    membership_add(team=team, user=viewer, role="viewer", actor=owner)
+    make_team(owner=outsider)
+    app = make_app(app_name, team=team, actor=owner)
+    tokens = {
+        name: token_create(user=user, name="t")[1]
+        for name, user in (("owner", owner), ("viewer", viewer), ("outsider", outsider))
+    }
+    return SimpleNamespace(owner=owner, viewer=viewer, outsider=outsider, team=team, app=app, tokens=tokens)
+
+
+TEST_LABEL = "org.berth.observe-test"
+
+
+def _remove_services(client, label: str) -> None:
+    for service in client.services.list(filters={"label": label}):
+        try:
+            service.remove()
+        except Exception:  # already gone
+            pass
+
+
+@pytest.fixture
+def run_service():
+    """`run_service(app, script, process=, log_options=)` runs a one-replica Swarm service labelled like Berth's
+    (org.berth.app/process/release on the service and its container, org.berth.test=1) that runs `sh -c script`
+    in the stack image. Services of this test (and leftovers of a killed earlier run) are removed afterwards."""
+    import docker
+    from berth.core.docker import docker_client
+
+    from tests.conftest import wait_for
+
+    client = docker_client()
+    _remove_services(client, TEST_LABEL)
+    run_id = uuid.uuid4().hex[:12]
+
+    def run(
+        app: str, script: str, *, process: str = "web", log_options: dict | None = None, restart: str = "none"
+    ):
+        labels = {
+            "org.berth.app": app,
+            "org.berth.process": process,
+            "org.berth.release": "1",
+            "org.berth.test": "1",
+            TEST_LABEL: run_id,
+        }
+        service = client.services.create(
+            "berth/stack:bookworm",
+            ["sh", "-c", script],
+            name=f"{app}-v1-{process}",
+            labels=labels,
+            container_labels=labels,
+            restart_policy=docker.types.RestartPolicy(condition=restart, delay=200_000_000),
+            log_driver="json-file",
+            log_driver_options=log_options or {"max-size": "10m", "max-file": "3"},
+        )
+
+        def container():
+            found = client.containers.list(filters={"label": f"com.docker.swarm.service.id={service.id}"})
+            return found[0] if found else None
+
+        wait_for(container, timeout=60, message=f"a running container of {app}")
+        return SimpleNamespace(service=service, container=container, labels={TEST_LABEL: run_id})
+
+    run.only_labels = {TEST_LABEL: run_id}
+    try:
+        yield run
+    finally:
+        _remove_services(client, TEST_LABEL)
+        deadline = time.monotonic() + 30
+        while client.containers.list(all=True, filters={"label": TEST_LABEL}):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
