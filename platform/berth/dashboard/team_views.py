@@ -1,0 +1,250 @@
+"""Dashboard pages for teams (switcher, admin panel: members, invitations, audit), API tokens and nodes."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from berth.accounts import selectors as accounts_selectors
+from berth.accounts import services as accounts_services
+from berth.accounts.roles import ADMIN, ROLE_CHOICES, VIEWER, role_at_least
+from berth.audit.selectors import audit_events_for_team
+from berth.dashboard.common import SESSION_SHOWN_ONCE, SESSION_TEAM, attempt, client_ip, page, team_with_role
+from berth.dashboard.selectors import tokens_for_user, user_is_admin_somewhere
+
+AUDIT_SHOWN = 100
+
+
+def _next_or(request: HttpRequest, fallback: str) -> HttpResponse:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(target)
+    return redirect(fallback)
+
+
+def _team_back(team, section: str) -> HttpResponse:
+    return redirect(reverse("dashboard:team", kwargs={"team": team.name}) + f"#{section}")
+
+
+def _show_once(request: HttpRequest, label: str, secret: str) -> None:
+    # Kept in the session only until the next page shows it; never stored anywhere else in clear.
+    request.session[SESSION_SHOWN_ONCE] = {"label": label, "secret": secret}
+
+
+@login_required
+@require_POST
+def team_switch(request: HttpRequest) -> HttpResponse:
+    team = accounts_selectors.team_for_user(user=request.user, name=request.POST.get("team", ""))
+    request.session[SESSION_TEAM] = team.name
+    return _next_or(request, reverse("dashboard:apps"))
+
+
+@login_required
+def team_new(request: HttpRequest) -> HttpResponse:
+    name = ""
+    if request.method == "POST":
+        name = request.POST.get("name", "").strip()
+        ok, team = attempt(
+            request,
+            accounts_services.team_create,
+            name=name,
+            actor=request.user,
+            remote_addr=client_ip(request),
+        )
+        if ok:
+            request.session[SESSION_TEAM] = team.name
+            messages.success(request, f"Created team {team.name}; you are its owner.")
+            return redirect("dashboard:team", team=team.name)
+    elif request.method != "GET":
+        return HttpResponse(status=405)
+    return page(request, "dashboard/team_new.html", {"name": name})
+
+
+@login_required
+@require_GET
+def team_detail(request: HttpRequest, team: str) -> HttpResponse:
+    team, role = team_with_role(request, team, VIEWER)
+    can_admin = role_at_least(role, ADMIN)
+    context = {
+        "team": team,
+        "role": role,
+        "can_admin": can_admin,
+        "is_owner": role == "owner",
+        "members": list(accounts_selectors.team_members(team=team)),
+        "role_choices": ROLE_CHOICES,
+        "tokens": list(tokens_for_user(user=request.user)),
+        "invitations": list(accounts_selectors.pending_invitations(team=team)) if can_admin else [],
+        "audit": list(audit_events_for_team(team=team, limit=AUDIT_SHOWN)) if can_admin else [],
+    }
+    return page(request, "dashboard/team.html", context)
+
+
+@login_required
+@require_POST
+def member_add(request: HttpRequest, team: str) -> HttpResponse:
+    team, _ = team_with_role(request, team, ADMIN)
+    who = request.POST.get("user", "").strip()
+    user = accounts_selectors.user_by_username_or_email(
+        username=who if "@" not in who else None, email=who if "@" in who else None
+    )
+    if user is None:
+        messages.error(request, f"No user {who!r}; invite them by email instead.")
+        return _team_back(team, "members")
+    attempt(
+        request,
+        accounts_services.membership_add,
+        team=team,
+        user=user,
+        role=request.POST.get("role", ""),
+        actor=request.user,
+        remote_addr=client_ip(request),
+        success=f"Added {user.get_username()} to {team.name}.",
+    )
+    return _team_back(team, "members")
+
+
+def _membership(team, username: str):
+    membership = accounts_selectors.team_members(team=team).filter(user__username=username).first()
+    if membership is None:
+        raise Http404(f"{username} is not a member of {team.name}")
+    return membership
+
+
+@login_required
+@require_POST
+def member_role(request: HttpRequest, team: str, username: str) -> HttpResponse:
+    team, _ = team_with_role(request, team, ADMIN)
+    role = request.POST.get("role", "")
+    attempt(
+        request,
+        accounts_services.membership_role_change,
+        membership=_membership(team, username),
+        role=role,
+        actor=request.user,
+        remote_addr=client_ip(request),
+        success=f"{username} is now {role}.",
+    )
+    return _team_back(team, "members")
+
+
+@login_required
+@require_POST
+def member_remove(request: HttpRequest, team: str, username: str) -> HttpResponse:
+    team, _ = team_with_role(request, team, ADMIN)
+    attempt(
+        request,
+        accounts_services.membership_remove,
+        membership=_membership(team, username),
+        actor=request.user,
+        remote_addr=client_ip(request),
+        success=f"Removed {username} from {team.name}.",
+    )
+    return _team_back(team, "members")
+
+
+@login_required
+@require_POST
+def invitation_create(request: HttpRequest, team: str) -> HttpResponse:
+    team, _ = team_with_role(request, team, ADMIN)
+    email = request.POST.get("email", "").strip()
+    ok, result = attempt(
+        request,
+        accounts_services.invitation_create,
+        team=team,
+        email=email,
+        role=request.POST.get("role", ""),
+        actor=request.user,
+        remote_addr=client_ip(request),
+    )
+    if ok:
+        _, clear = result
+        _show_once(request, f"Invitation token for {email} (send it to them; it is shown only now)", clear)
+    return _team_back(team, "invitations")
+
+
+@login_required
+@require_POST
+def invitation_revoke(request: HttpRequest, team: str, pk: int) -> HttpResponse:
+    team, _ = team_with_role(request, team, ADMIN)
+    invitation = accounts_selectors.pending_invitations(team=team).filter(pk=pk).first()
+    if invitation is None:
+        raise Http404("invitation not found")
+    attempt(
+        request,
+        accounts_services.invitation_revoke,
+        invitation=invitation,
+        actor=request.user,
+        remote_addr=client_ip(request),
+        success=f"Revoked the invitation of {invitation.email}.",
+    )
+    return _team_back(team, "invitations")
+
+
+@login_required
+def invitation_accept(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        try:
+            ok, membership = attempt(
+                request,
+                accounts_services.invitation_accept,
+                token=request.POST.get("token", "").strip(),
+                user=request.user,
+                remote_addr=client_ip(request),
+            )
+        except Http404:
+            ok = False
+            messages.error(request, "That invitation does not exist or was revoked.")
+        if ok:
+            request.session[SESSION_TEAM] = membership.team.name
+            messages.success(request, f"You joined {membership.team.name} as {membership.role}.")
+            return redirect("dashboard:team", team=membership.team.name)
+    elif request.method != "GET":
+        return HttpResponse(status=405)
+    return page(request, "dashboard/invitation_accept.html")
+
+
+@login_required
+@require_POST
+def token_create(request: HttpRequest) -> HttpResponse:
+    ok, result = attempt(
+        request,
+        accounts_services.token_create,
+        user=request.user,
+        name=request.POST.get("name", ""),
+        remote_addr=client_ip(request),
+    )
+    if ok:
+        token, clear = result
+        _show_once(request, f"API token {token.name!r} (copy it now; it is shown only once)", clear)
+    return _next_or(request, reverse("dashboard:apps"))
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    token = tokens_for_user(user=request.user).filter(pk=pk).first()
+    if token is None:
+        raise Http404("token not found")
+    attempt(
+        request,
+        accounts_services.token_revoke,
+        token=token,
+        actor=request.user,
+        remote_addr=client_ip(request),
+        success=f"Revoked token {token.name!r}.",
+    )
+    return _next_or(request, reverse("dashboard:apps"))
+
+
+@login_required
+@require_GET
+def nodes(request: HttpRequest) -> HttpResponse:
+    if not user_is_admin_somewhere(user=request.user):
+        raise PermissionDenied("the nodes page is for team admins")
+    return page(request, "dashboard/nodes.html")

@@ -1,0 +1,427 @@
+"""Dashboard pages for apps and builds. Thin: find the app with the role the action needs, call a service or a
+selector, render or redirect. Every POST re-checks the role (a forged form from a viewer gets 403)."""
+
+import logging
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from berth.accounts.roles import ADMIN, MEMBER, VIEWER, role_at_least
+from berth.accounts.selectors import user_role
+from berth.apps import selectors as apps_selectors
+from berth.apps import services as apps_services
+from berth.builds import services as builds_services
+from berth.dashboard.common import attempt, client_ip, current_team, page, team_with_role
+from berth.dashboard.selectors import app_state, apps_with_status, build_for_app, builds_for_app
+from berth.deploys import services as deploys_services
+from berth.releases.selectors import releases_for_app
+
+logger = logging.getLogger(__name__)
+
+RELEASES_SHOWN = 30
+
+
+def _app(request: HttpRequest, name: str, min_role: str):
+    """The app and the user's role in its team: 404 outside the team, 403 below `min_role`."""
+    app = apps_selectors.app_for_user(user=request.user, name=name, min_role=min_role)
+    return app, user_role(user=request.user, team=app.team)
+
+
+def _back(app, section: str) -> HttpResponse:
+    return redirect(reverse("dashboard:app", kwargs={"app": app.name}) + f"#{section}")
+
+
+# --- apps list ------------------------------------------------------------------------------------------------
+
+
+def _status_rows(request: HttpRequest) -> tuple[object, list[dict]]:
+    team, _ = current_team(request)
+    if team is None:
+        return None, []
+    apps = apps_with_status(apps=apps_selectors.apps_for_team(team=team))
+    return team, [
+        {
+            "name": app.name,
+            "url": app.url,
+            "current_release": app.current_version,
+            "state": app_state(app),
+            "build_id": app.build_id,
+            "build_status": app.build_status,
+            "created_at": app.created_at,
+        }
+        for app in apps
+    ]
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    return redirect("dashboard:apps")
+
+
+@login_required
+@require_GET
+def apps_list(request: HttpRequest) -> HttpResponse:
+    team, rows = _status_rows(request)
+    role = user_role(user=request.user, team=team) if team else None
+    return page(
+        request,
+        "dashboard/apps.html",
+        {"apps": rows, "role": role, "can_create": role_at_least(role, MEMBER)},
+    )
+
+
+@login_required
+@require_GET
+@never_cache
+def apps_status(request: HttpRequest) -> JsonResponse:
+    """What the apps list polls to stay live (current release and state of each app of the current team)."""
+    _, rows = _status_rows(request)
+    for row in rows:
+        row.pop("created_at")
+    return JsonResponse({"apps": rows})
+
+
+@login_required
+def app_new(request: HttpRequest) -> HttpResponse:
+    team, teams = current_team(request)
+    choices = [t for t in teams if role_at_least(user_role(user=request.user, team=t), MEMBER)]
+    form = {"name": "", "team": team.name if team else "", "deploy_branch": "main", "health_check_path": "/"}
+    if request.method == "POST":
+        form = {key: request.POST.get(key, "").strip() for key in form}
+        chosen, _ = team_with_role(request, form["team"], MEMBER)
+        settings_ = {k: form[k] for k in ("deploy_branch", "health_check_path") if form[k]}
+        ok, app = attempt(
+            request,
+            apps_services.app_create,
+            team=chosen,
+            name=form["name"],
+            actor=request.user,
+            remote_addr=client_ip(request),
+            **settings_,
+        )
+        if ok:
+            messages.success(request, f"Created {app.name}. Deploy an image or push with git to run it.")
+            return redirect("dashboard:app", app=app.name)
+    elif request.method != "GET":
+        return HttpResponse(status=405)
+    return page(request, "dashboard/app_new.html", {"form": form, "team_choices": choices})
+
+
+# --- one app -----------------------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def app_detail(request: HttpRequest, app: str) -> HttpResponse:
+    app, role = _app(request, app, VIEWER)
+    app = apps_selectors.app_detail(app=app)
+    can_edit = role_at_least(role, MEMBER)
+    config_rows = None
+    if can_edit:
+        # Values stay on the server until someone asks: ?reveal=KEY (or the JS fetch) shows one at a time.
+        reveal, edit = request.GET.get("reveal"), request.GET.get("edit")
+        config_rows = [
+            {"key": key, "value": value if key in (reveal, edit) else None, "editing": key == edit}
+            for key, value in apps_selectors.config_for_app(app=app).items()
+        ]
+    processes, processes_error = [], None
+    try:
+        processes = deploys_services.app_processes(app=app)
+    except Exception as exc:  # the page must render when Docker is down; say so in the section instead
+        logger.warning("processes of %s unavailable: %s", app.name, exc)
+        processes_error = f"cannot list processes right now ({type(exc).__name__})"
+    formation = list(apps_selectors.formation_for_app(app=app))
+    process_types = sorted({f.process for f in formation} | {p["process"] for p in processes})
+    return page(
+        request,
+        "dashboard/app.html",
+        {
+            "app": app,
+            "role": role,
+            "can_edit": can_edit,
+            "can_admin": role_at_least(role, ADMIN),
+            "releases": list(releases_for_app(app=app)[:RELEASES_SHOWN]),
+            "formation": formation,
+            "processes": processes,
+            "processes_error": processes_error,
+            "process_types": process_types,
+            "domains": list(apps_selectors.domains_for_app(app=app)),
+            "config_rows": config_rows,
+            "builds": list(builds_for_app(app=app)),
+        },
+    )
+
+
+@login_required
+@require_GET
+@never_cache
+def config_value(request: HttpRequest, app: str) -> JsonResponse:
+    """One config value, for the reveal and edit buttons (members and above, like the API's config GET)."""
+    app, _ = _app(request, app, MEMBER)
+    key = request.GET.get("key", "")
+    config = apps_selectors.config_for_app(app=app)
+    if key not in config:
+        raise Http404(f"{app.name} has no config var {key!r}")
+    return JsonResponse({"key": key, "value": config[key]})
+
+
+@login_required
+@require_POST
+def config_set(request: HttpRequest, app: str) -> HttpResponse:
+    app, _ = _app(request, app, MEMBER)
+    key = request.POST.get("key", "").strip()
+    # browsers send textarea newlines as CRLF; config values are Unix text
+    value = request.POST.get("value", "").replace("\r\n", "\n")
+    ok, release = attempt(
+        request,
+        apps_services.config_update,
+        app=app,
+        changes={key: value},
+        actor=request.user,
+        remote_addr=client_ip(request),
+    )
+    if ok:
+        if release is None:
+            messages.info(request, "Nothing changed.")
+        else:
+            messages.success(request, f"Set {key}; made release v{release.version}.")
+    return _back(app, "config")
+
+
+@login_required
+@require_POST
+def config_unset(request: HttpRequest, app: str) -> HttpResponse:
+    app, _ = _app(request, app, MEMBER)
+    key = request.POST.get("key", "").strip()
+    ok, release = attempt(
+        request,
+        apps_services.config_update,
+        app=app,
+        changes={key: None},
+        actor=request.user,
+        remote_addr=client_ip(request),
+    )
+    if ok:
+        if release is None:
+            messages.info(request, f"{key} was not set; nothing changed.")
+        else:
+            messages.success(request, f"Unset {key}; made release v{release.version}.")
+    return _back(app, "config")
+
+
+def _optional_int(raw: str, field: str, process: str) -> int | None:
+    raw = raw.strip()
+    if raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValidationError({field: f"{process}: {raw[:20]!r} is not a whole number"}) from None
+
+
+def _formation_changes(post) -> list[dict]:
+    """The formation form as the service's list: replicas-<process>, memory_mb-<process>, cpu-<process>."""
+    changes = []
+    for name in post:
+        if not name.startswith("replicas-"):
+            continue
+        process = name.removeprefix("replicas-")
+        replicas = _optional_int(post[name], "replicas", process)
+        if replicas is None:
+            raise ValidationError({"replicas": f"{process}: give a number of processes"})
+        item = {"process": process, "replicas": replicas}
+        if f"memory_mb-{process}" in post:
+            item["memory_mb"] = _optional_int(post[f"memory_mb-{process}"], "memory_mb", process)
+        if f"cpu-{process}" in post:
+            item["cpu"] = post[f"cpu-{process}"].strip() or None
+        changes.append(item)
+    return changes
+
+
+@login_required
+@require_POST
+def formation_set(request: HttpRequest, app: str) -> HttpResponse:
+    app, _ = _app(request, app, MEMBER)
+
+    def scale():
+        return apps_services.formation_update(
+            app=app,
+            changes=_formation_changes(request.POST),
+            actor=request.user,
+            remote_addr=client_ip(request),
+        )
+
+    ok, rows = attempt(request, scale)
+    if ok:
+        summary = ", ".join(f"{row.process}={row.replicas}" for row in rows)
+        messages.success(request, f"Formation saved: {summary}.")
+    return _back(app, "processes")
+
+
+@login_required
+@require_POST
+def domain_add(request: HttpRequest, app: str) -> HttpResponse:
+    app, _ = _app(request, app, MEMBER)
+    ok, domain = attempt(
+        request,
+        apps_services.domain_add,
+        app=app,
+        hostname=request.POST.get("hostname", ""),
+        actor=request.user,
+        remote_addr=client_ip(request),
+    )
+    if ok:
+        messages.success(request, f"Added {domain.hostname}.")
+    return _back(app, "domains")
+
+
+@login_required
+@require_POST
+def domain_remove(request: HttpRequest, app: str) -> HttpResponse:
+    app, _ = _app(request, app, MEMBER)
+    hostname = request.POST.get("hostname", "").strip().lower().rstrip(".")
+    domain = apps_selectors.domains_for_app(app=app).filter(hostname=hostname).first()
+    if domain is None:
+        messages.error(request, f"{hostname or 'that name'} is not a domain of {app.name}.")
+        return _back(app, "domains")
+    attempt(
+        request,
+        apps_services.domain_remove,
+        domain=domain,
+        actor=request.user,
+        remote_addr=client_ip(request),
+        success=f"Removed {hostname}.",
+    )
+    return _back(app, "domains")
+
+
+@login_required
+@require_POST
+def rollback(request: HttpRequest, app: str) -> HttpResponse:
+    app, _ = _app(request, app, MEMBER)
+    raw = request.POST.get("version", "").strip().lstrip("vV")
+    if not raw.isdigit():
+        messages.error(request, "Choose a release to roll back to.")
+        return _back(app, "releases")
+    ok, release = attempt(
+        request,
+        deploys_services.release_rollback,
+        errors=(deploys_services.DeployError,),
+        app=app,
+        version=int(raw),
+        actor=request.user,
+        remote_addr=client_ip(request),
+    )
+    if ok:
+        messages.success(request, f"Rolling back to v{raw}: made release v{release.version}.")
+    return _back(app, "releases")
+
+
+@login_required
+@require_POST
+def deploy_image(request: HttpRequest, app: str) -> HttpResponse:
+    app, _ = _app(request, app, MEMBER)
+    ok, build = attempt(
+        request,
+        builds_services.image_deploy,
+        errors=(ValueError, builds_services.BuildConflict),
+        app=app,
+        image_ref=request.POST.get("image", ""),
+        actor=request.user,
+        remote_addr=client_ip(request),
+    )
+    if not ok:
+        return _back(app, "deploy")
+    return redirect("dashboard:build", app=app.name, build_id=build.pk)
+
+
+@login_required
+@require_POST
+def app_settings(request: HttpRequest, app: str) -> HttpResponse:
+    app, _ = _app(request, app, MEMBER)
+    changes = {
+        field: request.POST[field].strip()
+        for field in apps_services.UPDATABLE_FIELDS
+        if field in request.POST and request.POST[field].strip() != getattr(app, field)
+    }
+    ok, _ = attempt(
+        request,
+        apps_services.app_update,
+        app=app,
+        changes=changes,
+        actor=request.user,
+        remote_addr=client_ip(request),
+    )
+    if ok:
+        messages.success(request, "Settings saved." if changes else "Nothing changed.")
+    return _back(app, "settings")
+
+
+@login_required
+@require_POST
+def app_destroy(request: HttpRequest, app: str) -> HttpResponse:
+    app, _ = _app(request, app, ADMIN)
+    if request.POST.get("confirm", "").strip() != app.name:
+        messages.error(request, f"Type the app's name ({app.name}) to confirm deleting it.")
+        return _back(app, "settings")
+    name = app.name
+    ok, _ = attempt(
+        request, apps_services.app_destroy, app=app, actor=request.user, remote_addr=client_ip(request)
+    )
+    if not ok:
+        return _back(app, "settings")
+    messages.success(request, f"Deleted {name}.")
+    return redirect("dashboard:apps")
+
+
+# --- builds ---------------------------------------------------------------------------------------------------
+
+
+def _stored_log(build) -> str:
+    """A finished build's kept log; a running one's lines so far (the page's fallback when the socket fails)."""
+    if build.is_finished:
+        return build.log
+    try:
+        return "\n".join(builds_services.log_stream(build).read_all())
+    except Exception as exc:  # Redis down: the page still renders, the socket may still work later
+        logger.warning("build %s log unavailable: %s", build.pk, exc)
+        return ""
+
+
+@login_required
+@require_GET
+def build_detail(request: HttpRequest, app: str, build_id: int) -> HttpResponse:
+    app, role = _app(request, app, VIEWER)
+    build = build_for_app(app=app, build_id=build_id)
+    if build is None:
+        raise Http404(f"{app.name} has no build {build_id}")
+    return page(
+        request,
+        "dashboard/build.html",
+        {"app": app, "build": build, "log": _stored_log(build), "can_edit": role_at_least(role, MEMBER)},
+    )
+
+
+@login_required
+@require_POST
+def build_cancel(request: HttpRequest, app: str, build_id: int) -> HttpResponse:
+    app, _ = _app(request, app, MEMBER)
+    build = build_for_app(app=app, build_id=build_id)
+    if build is None:
+        raise Http404(f"{app.name} has no build {build_id}")
+    attempt(
+        request,
+        builds_services.build_cancel,
+        errors=(ValueError,),
+        build=build,
+        actor=request.user,
+        remote_addr=client_ip(request),
+        success=f"Cancelling build {build.pk}.",
+    )
+    return redirect("dashboard:build", app=app.name, build_id=build.pk)
