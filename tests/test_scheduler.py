@@ -3,6 +3,7 @@
 import io
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import docker.errors
 import pytest
@@ -371,6 +372,24 @@ def test_leftover_of_a_killed_run_is_cleaned():
 
 def test_get_scheduler_is_swarm():
     assert isinstance(get_scheduler(), SwarmScheduler)
+
+
+def test_unknown_scheduler_setting_is_refused(settings):
+    settings.BERTH_SCHEDULER = "nomad"
+    with pytest.raises(SchedulerError, match="unknown scheduler 'nomad'"):
+        get_scheduler()
+
+
+def test_concurrent_ensure_process_makes_one_service(scheduler):
+    app, team = unique(), unique("ts")
+    spec = spec_for(app, team, "worker")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        ids = list(
+            pool.map(lambda _: SwarmScheduler(extra_labels=TEST_LABELS).ensure_process(spec), range(4))
+        )
+    assert len(set(ids)) == 1
+    assert [s.id for s in scheduler.services(app=app)] == ids[:1]
+    assert len(docker_client().api.networks(filters={"label": f"org.berth.team={team}"})) == 1
 
 
 @pytest.mark.parametrize("app", ["Upper", "under_score", "-dash", "a" * 60])
