@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "tests" / "fixtures" / "apps" / "python"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 BUILD_TIMEOUT_S = 600  # no single build may run longer than this
+CREATED: list[list[str]] = []  # output lines of every build, to remove the layers they made
 
 sys.path.insert(0, str(REPO / "platform"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "berth.config.settings")
@@ -54,15 +55,17 @@ def berth_builds(work: Path, tag: str, warm_runs: int) -> dict:
     buildpack = detect(source)
 
     def build() -> float:
+        lines: list[str] = []
         result = docker_build(
             source_dir=source,
             tag=tag,
             buildpack=buildpack,
-            on_line=lambda line: None,
+            on_line=lines.append,
             ca_bundle=CA_BUNDLE if CA_BUNDLE.is_file() else None,
             timeout=BUILD_TIMEOUT_S,
             labels={"org.berth.bench": "1"},
         )
+        CREATED.append(lines)
         return result.duration
 
     cold = build()
@@ -95,14 +98,17 @@ def raw_builds(work: Path, tag: str, warm_runs: int) -> dict:
 
     def build() -> float:
         started = time.monotonic()
-        subprocess.run(
-            ["docker", "build", "-q", "--label", "org.berth.bench=1", "-t", tag, str(context_dir)],
+        done = subprocess.run(
+            ["docker", "build", "--label", "org.berth.bench=1", "-t", tag, str(context_dir)],
             env={**os.environ, "DOCKER_BUILDKIT": "0"},
             check=True,
             capture_output=True,
+            text=True,
             timeout=BUILD_TIMEOUT_S,
         )
-        return time.monotonic() - started
+        elapsed = time.monotonic() - started
+        CREATED.append(done.stdout.splitlines())
+        return elapsed
 
     cold = build()
     warm = []
@@ -110,6 +116,21 @@ def raw_builds(work: Path, tag: str, warm_runs: int) -> dict:
         _edit_code(context_dir / "app" / "app.py", run)
         warm.append(build())
     return {"cold_s": cold, "warm_s": warm, "warm_median_s": statistics.median(warm)}
+
+
+def _remove_what_was_built() -> None:
+    """Every layer the benchmark's builds made, newest first; the cache earlier builds made is left alone."""
+    import docker.errors
+    from berth.builds.builder import layers_created
+    from berth.core.docker import docker_client
+
+    client = docker_client()
+    for lines in reversed(CREATED):
+        for layer in layers_created(lines):
+            try:
+                client.images.remove(layer, force=True, noprune=True)
+            except docker.errors.APIError:
+                pass  # already gone, or a layer another image still uses
 
 
 def stack_sizes() -> dict:
@@ -143,8 +164,7 @@ def main() -> int:
             berth = berth_builds(Path(tmp), berth_tag, args.warm_runs)
             raw = raw_builds(Path(tmp), raw_tag, args.warm_runs)
         finally:
-            for tag in (berth_tag, raw_tag):
-                subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+            _remove_what_was_built()
     sizes = stack_sizes()
     print(
         f"python sample (Flask from PyPI)     cold      warm (median of {args.warm_runs}, code-only change)"

@@ -10,7 +10,7 @@ from pathlib import Path
 import docker
 import httpx
 import pytest
-from berth.builds.builder import BUILDPACK_LABEL, docker_build
+from berth.builds.builder import BUILDPACK_LABEL, docker_build, layers_created
 from berth.builds.buildpacks import detect, get_buildpack
 from berth.builds.errors import BuildCancelled, BuildError
 from berth.builds.stack import stack_build
@@ -41,18 +41,37 @@ def _remove_leftovers(client: docker.DockerClient) -> None:
         for tag in image.tags:
             if tag.startswith(TAG_PREFIX):
                 client.images.remove(tag, force=True)
+    # a rebuild under the same tag leaves the previous image untagged
+    for image in client.images.list(filters={"label": f"{SUITE_LABEL}=builds", "dangling": True}):
+        try:
+            client.images.remove(image.id, force=True)
+        except docker.errors.NotFound:
+            pass
 
 
 @pytest.fixture(scope="session")
 def docker_env():
-    """The stack variants, built once per session when missing; leftovers of a killed run removed first and
-    everything this module made removed at the end."""
+    """Leftovers of a killed run removed first, everything these tests made removed at the end. The node, go and
+    static stacks are built by the first build that needs them (once: they stay), so that cost falls in that test.
+    """
     client = docker_client()
     _remove_leftovers(client)
-    for variant in ("base", "node", "go", "static"):
-        stack_build(variant, echo=lambda line: None)
+    stack_build("base", echo=lambda line: None)
     yield client
     _remove_leftovers(client)
+
+
+@pytest.fixture
+def one_off_layers(docker_env):
+    """Lines of builds whose cache no later build reuses: the layers they made are removed afterwards."""
+    builds: list[list[str]] = []
+    yield builds
+    for lines in builds:
+        for layer in layers_created(lines):
+            try:
+                docker_env.images.remove(layer, noprune=True)
+            except docker.errors.APIError:
+                pass  # still used by an image or another cached build
 
 
 def _tag(name: str) -> str:
@@ -136,7 +155,7 @@ def test_each_buildpack_builds_its_sample_app_and_the_image_answers_http_on_port
 
 
 def test_python_dependencies_install_from_pypi_with_the_ca_bundle_which_stays_out_of_the_image(
-    docker_env, tmp_path
+    docker_env, tmp_path, one_off_layers
 ):
     source = tmp_path / "app"
     shutil.copytree(APPS / "python", source)
@@ -144,6 +163,7 @@ def test_python_dependencies_install_from_pypi_with_the_ca_bundle_which_stays_ou
     with open(source / "requirements.txt", "a") as requirements:
         requirements.write(f"# {uuid.uuid4()}\n")
     result, lines = _build(source)
+    one_off_layers.append(lines)
     assert any(line.startswith("Successfully installed") and "flask-3.0.3" in line for line in lines)
     output = docker_env.containers.run(
         result.tag,
@@ -193,6 +213,52 @@ def test_a_code_only_change_reuses_the_dependency_layer(docker_env, tmp_path):
     assert lines[pip_step + 1] == " ---> Using cache"
     assert elapsed < 20, f"a code-only rebuild took {elapsed:.1f}s"
     assert "hello again from python" in _serve(docker_env, result.tag)
+
+
+def test_a_pyproject_app_installs_its_project_dependencies(docker_env):
+    result, lines = _build(APPS / "python-pyproject")
+    assert result.buildpack.name == "python"
+    assert "hello from a pyproject app" in _serve(docker_env, result.tag)
+
+
+def test_a_node_app_without_a_lockfile_is_installed_with_npm_install(docker_env, tmp_path):
+    source = tmp_path / "app"
+    shutil.copytree(APPS / "node", source)
+    (source / "package-lock.json").unlink()
+    # `npm ci` would refuse to run without a lockfile, so a built image is the proof
+    result, _ = _build(source)
+    assert EXPECTED["node"] in _serve(docker_env, result.tag)
+
+
+def test_a_static_site_without_public_serves_the_repository_but_not_dotfiles(docker_env, tmp_path):
+    (tmp_path / "index.html").write_text("<h1>root site</h1>")
+    (tmp_path / "style.css").write_text("h1 { color: teal }")
+    (tmp_path / ".env").write_text("SECRET=1")
+    result, _ = _build(tmp_path)
+    assert result.buildpack.name == "static"
+    container = docker_env.containers.run(
+        result.tag,
+        detach=True,
+        environment={"PORT": "8080"},
+        ports={"8080/tcp": ("127.0.0.1", None)},
+        labels=LABELS,
+    )
+    try:
+        container.reload()
+        base = f"http://127.0.0.1:{container.attrs['NetworkSettings']['Ports']['8080/tcp'][0]['HostPort']}"
+
+        def get(path):
+            try:
+                return httpx.get(base + path, timeout=2)
+            except httpx.TransportError:
+                return None
+
+        assert "root site" in wait_for(lambda: get("/"), timeout=20, message="nginx on $PORT=8080").text
+        css = get("/style.css")
+        assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+        assert get("/.env").status_code == 404
+    finally:
+        container.remove(force=True)
 
 
 def test_a_failing_step_raises_build_error_naming_the_step_in_the_last_line(docker_env, tmp_path):

@@ -201,6 +201,23 @@ def docker_build(
     return BuildResult(image_id=image_id, tag=tag, duration=duration, buildpack=buildpack)
 
 
+def layers_created(lines: list[str]) -> list[str]:
+    """The short ids of the layers a build made rather than took from the cache, newest first, read from its
+    output lines. Removing them (an image still in use refuses) drops a one-off build's cache, e.g. a benchmark's."""
+    created, skip = [], False
+    for line in lines:
+        step = _STEP.match(line)
+        if step:
+            skip = step.group(3).upper().startswith("FROM ")  # a FROM step's id is the stack's own
+        elif line == " ---> Using cache":
+            skip = True
+        elif line.startswith(" ---> ") and not skip:
+            layer = line.removeprefix(" ---> ").strip()
+            if re.fullmatch(r"[0-9a-f]{12}", layer):
+                created.append(layer)
+    return created[::-1]
+
+
 class _Output:
     """Turns the engine's JSON messages into whole lines and remembers the step and the outcome."""
 
