@@ -5,6 +5,7 @@ test, in whatever process the hook runs: `berth-test: slow` writes five lines 0.
 refuses, `berth-test: hold <seconds>` keeps the push busy.
 """
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -52,7 +53,8 @@ class ScriptedPushHandler:
         if "berth-test: refuse" in message:
             write_line("error: the build failed (as this test asked)")
             return False
-        write_line(f"deployed {app_name} {new[:7]}")
+        # REMOTE_USER is the GitTarget's user_label, passed down by the view through git http-backend.
+        write_line(f"deployed {app_name} {new[:7]} for {os.environ.get('REMOTE_USER')}")
         return True
 
 

@@ -1,7 +1,9 @@
 """git over smart HTTP against the real web process: gunicorn with the uvicorn worker, as `make up` runs it."""
 
+import fcntl
 import http.client
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -10,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import wait_for
 from tests.gitserver.conftest import ASGI_MAX_PUSH_BYTES, remote_ref, remote_url, worker_pids
 from tests.gitserver.fakes import READ_TOKEN, WRITE_TOKEN
 
@@ -36,7 +39,7 @@ def test_clone_of_an_empty_repository_then_push_fetch_and_clone_again(asgi_serve
 
     sha = git.commit(first, "first")
     pushed = git("push", "origin", "HEAD:main", cwd=first)
-    assert f"remote: deployed asgi-basic {sha[:7]}" in pushed.stderr
+    assert f"remote: deployed asgi-basic {sha[:7]} for alice" in pushed.stderr
     assert remote_ref(git, asgi_server.url, "asgi-basic") == sha
 
     second = tmp_path / "second"
@@ -298,3 +301,52 @@ def test_a_second_push_waits_visibly_for_the_first(asgi_server, git, work, tmp_p
     assert second.returncode == 0, second.stderr
     assert "remote: waiting for the previous push of asgi-queue to finish…" in second.stderr
     assert second_done > first_done - 0.5
+
+
+def test_an_abandoned_push_is_stopped_and_frees_the_app(asgi_server, git, work):
+    add_remote(git, work, asgi_server, "asgi-abandon")
+    before = git("rev-parse", "HEAD", cwd=work).stdout.strip()
+    git("push", "origin", "HEAD:main", cwd=work)
+    git.commit(work, "endless\n\nberth-test: hold 60")
+    repo = asgi_server.home / "repos" / "asgi-abandon.git"
+    lock = repo / "berth-push.lock"
+
+    def processes_in_repo():
+        # receive-pack and the hook run with the repository as working directory.
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.readlink(f"/proc/{pid}/cwd") == str(repo):
+                    found.append(pid)
+            except OSError:
+                continue
+        return found
+
+    process = subprocess.Popen(
+        ["git", "push", "origin", "HEAD:main"],
+        cwd=work,
+        env=git.env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    # Wait until the hook runs, then walk away as Ctrl-C does: the whole group, git-remote-http included.
+    seen = process.stderr.readline()
+    assert "holding asgi-abandon" in seen
+    assert processes_in_repo()
+    os.killpg(process.pid, signal.SIGINT)
+    process.wait(timeout=10)
+
+    def lock_free():
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+
+    wait_for(lock_free, timeout=15, message="the abandoned push to be stopped")
+    wait_for(lambda: not processes_in_repo(), timeout=10, message="receive-pack and the hook to be gone")
+    assert remote_ref(git, asgi_server.url, "asgi-abandon") == before

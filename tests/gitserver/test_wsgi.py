@@ -16,7 +16,7 @@ def test_clone_push_fetch_and_clone_again_under_wsgi(wsgi_server, git, tmp_path)
     assert "empty repository" in cloned.stderr
     sha = git.commit(work, "first")
     pushed = git("push", "origin", "HEAD:main", cwd=work)
-    assert "remote: deployed wsgi-app" in pushed.stderr
+    assert f"remote: deployed wsgi-app {sha[:7]} for alice" in pushed.stderr
     assert remote_ref(git, wsgi_server.url, "wsgi-app") == sha
 
     again = tmp_path / "again"
