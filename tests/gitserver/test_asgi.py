@@ -350,3 +350,26 @@ def test_an_abandoned_push_is_stopped_and_frees_the_app(asgi_server, git, work):
     wait_for(lock_free, timeout=15, message="the abandoned push to be stopped")
     wait_for(lambda: not processes_in_repo(), timeout=10, message="receive-pack and the hook to be gone")
     assert remote_ref(git, asgi_server.url, "asgi-abandon") == before
+
+
+def test_a_fetch_with_a_gzipped_negotiation_works(asgi_server, git, work, tmp_path):
+    add_remote(git, work, asgi_server, "asgi-gzip")
+    sha = git("rev-parse", "HEAD", cwd=work).stdout.strip()
+    git("push", "origin", "HEAD:main", cwd=work)
+    # Many commits the server lacks: git lists them as "have" lines, and gzips requests over 1 KiB.
+    local = tmp_path / "local"
+    git("init", "-q", "-b", "main", str(local))
+    for number in range(80):
+        git("commit", "-q", "--allow-empty", "-m", f"local {number}", cwd=local)
+    git("remote", "add", "origin", remote_url(asgi_server.url, "asgi-gzip", READ_TOKEN), cwd=local)
+    result = subprocess.run(
+        ["git", "fetch", "origin"],
+        cwd=local,
+        env={**git.env, "GIT_TRACE_CURL": "1", "GIT_TRACE_CURL_NO_DATA": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "Content-Encoding: gzip" in result.stderr
+    assert git("rev-parse", "origin/main", cwd=local).stdout.strip() == sha
