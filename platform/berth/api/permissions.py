@@ -45,6 +45,10 @@ PERMISSION_MAP: dict[str, dict[str, str]] = {
     "api:app-deploys": {"POST": MEMBER},
     "api:app-rollback": {"POST": MEMBER},
     "api:app-processes": {"GET": VIEWER},
+    # a one-off run sees the app's config: as reading config, member or above
+    "api:app-runs": {"POST": MEMBER},
+    "api:app-run": {"GET": MEMBER},
+    "api:app-run-output": {"GET": MEMBER},
 }
 
 

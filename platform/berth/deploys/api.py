@@ -1,11 +1,13 @@
-"""API v1 for what runs: processes (ps) and rollbacks."""
+"""API v1 for what runs: processes (ps), rollbacks and one-off runs."""
 
+from django.http import StreamingHttpResponse
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
-from berth.api.views import AppScopedView, _body, _client_ip, _release
+from berth.api.views import AppScopedView, ConflictError, _body, _client_ip, _release
 from berth.deploys import services
+from berth.runtime.scheduler import SchedulerError
 
 
 class AppProcessesView(AppScopedView):
@@ -30,3 +32,46 @@ class AppRollbackView(AppScopedView):
         except services.DeployError as exc:
             raise NotFound(str(exc)) from exc
         return Response(_release(release), status=status.HTTP_201_CREATED)
+
+
+class AppRunsView(AppScopedView):
+    def post(self, request, app: str):
+        data = _body(request)
+        command, detach = data.get("command"), data.get("detach", False)
+        if not isinstance(command, str) or not isinstance(detach, bool):
+            raise ValidationError(
+                {"command": "is required: the command line to run, e.g. python manage.py migrate"}
+            )
+        try:
+            run = services.oneoff_start(
+                app=self.app,
+                command=command,
+                detach=detach,
+                actor=request.user,
+                remote_addr=_client_ip(request),
+            )
+        except ValueError as exc:
+            raise ValidationError({"command": str(exc)}) from exc
+        except services.DeployError as exc:
+            raise ConflictError(str(exc)) from exc
+        return Response(run, status=status.HTTP_201_CREATED)
+
+
+class AppRunView(AppScopedView):
+    def get(self, request, app: str, run_id: str):
+        try:
+            return Response(services.oneoff_info(app=self.app, run_id=run_id))
+        except SchedulerError as exc:
+            raise NotFound(str(exc)) from exc
+
+
+class AppRunOutputView(AppScopedView):
+    def get(self, request, app: str, run_id: str):
+        try:
+            services.oneoff_info(app=self.app, run_id=run_id)  # 404 before a stream starts
+        except SchedulerError as exc:
+            raise NotFound(str(exc)) from exc
+        lines = services.oneoff_output(app=self.app, run_id=run_id)
+        return StreamingHttpResponse(
+            ((line + "\n").encode() for line in lines), content_type="text/plain; charset=utf-8"
+        )

@@ -8,7 +8,7 @@ line while it runs, and the exit code is returned. A run is not a Swarm service:
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import docker.errors
@@ -192,3 +192,46 @@ def oneoff_prune(*, older_than: float, app: str | None = None) -> list[str]:
             except docker.errors.NotFound:
                 pass
     return removed
+
+
+def oneoff_follow(container_id: str, *, app: str) -> Iterator[str]:
+    """The run's output line by line until it exits (what it printed before is replayed first)."""
+    _check_run_id(container_id, app=app)
+    container = _oneoff_container(docker_client(timeout=SILENT_READ_TIMEOUT_S), container_id, app=app)
+    splitter_lines: list[str] = []
+    splitter = _LineSplitter(splitter_lines.append)
+    for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+        splitter.feed(chunk)
+        yield from splitter_lines
+        splitter_lines.clear()
+    splitter.close()
+    yield from splitter_lines
+
+
+def oneoff_status(container_id: str, *, app: str) -> dict:
+    """{"id", "status": "running"|"exited", "exit_code"} of one of `app`'s runs (SchedulerError if not its run)."""
+    _check_run_id(container_id, app=app)
+    container = _oneoff_container(docker_client(), container_id, app=app)
+    state = container.attrs.get("State", {})
+    running = state.get("Running", False) or state.get("Status") == "created"
+    return {
+        "id": container.id[:12],
+        "status": "running" if running else "exited",
+        "exit_code": None if running else state.get("ExitCode"),
+    }
+
+
+def _check_run_id(container_id: str, *, app: str) -> None:
+    if not 12 <= len(container_id) <= 64 or not all(c in "0123456789abcdef" for c in container_id):
+        raise SchedulerError(f"no run {container_id[:64]!r} of {app}")
+
+
+def _oneoff_container(client, container_id: str, *, app: str):
+    try:
+        container = client.containers.get(container_id)
+    except docker.errors.NotFound:
+        raise SchedulerError(f"no run {container_id[:12]} of {app}") from None
+    labels = container.labels or {}
+    if labels.get(LABEL_APP) != app or labels.get(LABEL_ONEOFF) != "1":
+        raise SchedulerError(f"no run {container_id[:12]} of {app}")
+    return container
