@@ -55,22 +55,27 @@ class _BuildAPIClient(docker.APIClient):
     """The SDK's APIClient, keeping the streamed build response so another call can close its socket."""
 
     response = None
+    aborted = False
 
     def _stream_helper(self, response, decode=False):
         self.response = response
+        if self.aborted:  # stopped while the context was still uploading
+            self._shutdown(response)
         return super()._stream_helper(response, decode)
 
     def abort(self) -> None:
-        response = self.response
-        if response is None:
-            return
+        self.aborted = True
+        if self.response is not None:
+            self._shutdown(self.response)
+
+    def _shutdown(self, response) -> None:
         try:
             # Only shutdown() wakes a thread blocked reading the socket; close() alone does not.
             sock = self._get_raw_response_socket(response)
             sock = getattr(sock, "_sock", sock)
             sock.shutdown(socket.SHUT_RDWR)
-        except (OSError, AttributeError):
-            pass
+        except (OSError, AttributeError, docker.errors.APIError):
+            pass  # the stream is already over
         response.close()
 
 
@@ -337,6 +342,9 @@ def _run_build(
             reader.join(timeout=5)
         if reader.is_alive():
             api.abort()
+            if api.response is None:
+                # still sending the context: closing it ends the upload, and the engine drops the build
+                context.close()
             reader.join(timeout=30)
         api.close()
     output.flush()
