@@ -215,6 +215,13 @@ def test_a_code_only_change_reuses_the_dependency_layer(docker_env, tmp_path):
     assert "hello again from python" in _serve(docker_env, result.tag)
 
 
+def test_a_python_app_with_an_empty_requirements_file_builds_and_runs(docker_env, tmp_path):
+    (tmp_path / "requirements.txt").write_text("")
+    (tmp_path / "app.py").write_text((APPS / "dockerfile" / "server.py").read_text())
+    result, _ = _build(tmp_path)
+    assert "hello from a Dockerfile" in _serve(docker_env, result.tag)
+
+
 def test_a_pyproject_app_installs_its_project_dependencies(docker_env):
     result, lines = _build(APPS / "python-pyproject")
     assert result.buildpack.name == "python"
