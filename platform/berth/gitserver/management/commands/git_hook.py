@@ -22,6 +22,8 @@ def write_line(line: str) -> None:
 
 class Command(BaseCommand):
     help = "Git hook entry point (pre-receive) for Berth's app repositories."
+    # Every push waits for this process to start: skip the system checks (they import every URLconf and view).
+    requires_system_checks = []
 
     def add_arguments(self, parser):
         parser.add_argument("hook", choices=["pre-receive"])
