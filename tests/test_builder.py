@@ -276,7 +276,7 @@ def test_a_failing_step_raises_build_error_naming_the_step_in_the_last_line(dock
         _build(tmp_path)
     last = caught.value.lines[-1]
     assert last.startswith("error: the Dockerfile's step 3 failed: ")
-    assert "returned a non-zero code: 3" in last
+    assert last.endswith("RUN echo about to fail && exit 3 returned a non-zero code: 3")
     assert str(caught.value) == last
     assert "about to fail" in caught.value.lines
     assert "never" not in caught.value.lines

@@ -6,7 +6,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from berth.builds.builder import build_context
+from berth.builds.builder import build_context, layers_created
 from berth.builds.buildpacks import (
     NOTHING_DETECTED,
     detect,
@@ -156,3 +156,22 @@ def test_the_repository_context_is_the_tree_itself_with_the_rendered_dockerfile(
     with tarfile.open(fileobj=context) as tar:
         assert sorted(tar.getnames()) == ["Dockerfile", "server.py"]
         assert tar.extractfile("Dockerfile").read() == b"FROM rendered\n"
+
+
+def test_layers_created_skips_cached_steps_and_from_images():
+    lines = [
+        "Step 1/4 : FROM berth/stack:bookworm",
+        " ---> f46713ea791b",
+        "Step 2/4 : COPY a /a",
+        " ---> Using cache",
+        " ---> 111111111111",
+        "Step 3/4 : RUN make",
+        " ---> Running in 222222222222",
+        "Removing intermediate container 222222222222",
+        " ---> 333333333333",
+        "Step 4/4 : CMD x",
+        " ---> Running in 444444444444",
+        " ---> 555555555555",
+        "Successfully built 555555555555",
+    ]
+    assert layers_created(lines) == ["555555555555", "333333333333"]

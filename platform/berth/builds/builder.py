@@ -39,6 +39,7 @@ ALWAYS_EXCLUDED = (".git",)
 CANCEL_POLL_SECONDS = 0.5
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _SUCCESS = re.compile(r"^Successfully built ([0-9a-f]+)$")
+_NON_ZERO = re.compile(r"returned a non-zero code: (\d+)\s*$")
 # The engine colours a step's stderr; the log is plain text.
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -269,8 +270,13 @@ class _Output:
 
     def failure(self) -> str:
         if self.step:
-            # The engine's total counts the LABEL steps the labels add, so only the number is shown.
-            number, _total, _instruction = self.step
+            # The engine's total counts the LABEL steps the labels add, so only the number is shown; its message
+            # repeats the whole command, which the step's line above already shows in full.
+            number, _total, instruction = self.step
+            exit_code = _NON_ZERO.search(self.error or "")
+            if exit_code:
+                short = instruction if len(instruction) <= 100 else instruction[:99] + "…"
+                return f"error: the Dockerfile's step {number} failed: {short} returned a non-zero code: {exit_code[1]}"
             return f"error: the Dockerfile's step {number} failed: {self.error}"
         return f"error: the Dockerfile could not be built: {self.error}"
 
