@@ -1,15 +1,46 @@
-"""The router's base: HAProxy in master-worker mode with an admin socket and a Berth 404 for unknown hosts."""
+"""The router: HAProxy in master-worker mode with an admin socket, a Berth 404 for unknown hosts, and the Router
+seam (apply/remove/state) changing it at run time, tested against real HAProxy and real backend processes."""
 
+import concurrent.futures
+import json
+import socket
 import subprocess
+import time
 
 import httpx
+import pytest
 from berth.routing.haproxy import admin_command, write_config
+from berth.routing.router import Endpoint, HaproxyRouter, InMemoryRouter, get_router
+from berth.routing.testing import start_backend
+from websockets.sync.client import connect as websocket_connect
+
+from tests.conftest import free_port, wait_for
+
+
+@pytest.fixture
+def backends():
+    """Starts backend processes on free loopback ports: backends("a") → Backend; all stopped by PID afterwards."""
+    started = []
+
+    def start(ident: str, kind: str = "http"):
+        backend = start_backend(ident, port=free_port(), kind=kind)
+        started.append(backend)
+        return backend
+
+    yield start
+    for backend in started:
+        backend.stop()
+
+
+def get(router, host: str, path: str = "/") -> httpx.Response:
+    return httpx.get(f"http://127.0.0.1:{router.port}{path}", headers={"Host": host}, timeout=10)
 
 
 def test_rendered_configuration_is_valid_for_haproxy(tmp_path, settings):
     paths = write_config(http_port=18080, directory=tmp_path)
     result = subprocess.run(["haproxy", "-c", "-f", str(paths.config)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNING" not in result.stdout + result.stderr
 
 
 def test_unknown_host_gets_the_berth_404_page(router):
@@ -21,3 +52,197 @@ def test_unknown_host_gets_the_berth_404_page(router):
 def test_admin_socket_answers_runtime_commands(router):
     assert "Name: HAProxy" in admin_command("show info")
     assert "app_001" in admin_command("show servers state app_001")
+
+
+def test_get_router_gives_the_haproxy_router_by_default(router):
+    assert isinstance(get_router(), HaproxyRouter)
+
+
+def test_apply_routes_a_host_to_its_app(router, backends):
+    demo, other = backends("demo-1"), backends("other-1")
+    router_ = get_router()
+    router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[demo.endpoint])
+    router_.apply(app="other", hostnames=["other.localhost"], endpoints=[other.endpoint])
+
+    assert get(router, "demo.localhost").text == "demo-1"
+    assert get(router, "other.localhost").text == "other-1"
+    assert get(router, "DEMO.localhost:8080").text == "demo-1"  # Host is matched lower-cased, port ignored
+    assert get(router, "third.localhost").status_code == 404
+
+
+def test_custom_domains_route_to_the_same_app_and_can_be_taken_away(router, backends):
+    demo = backends("demo-1")
+    router_ = get_router()
+    router_.apply(app="demo", hostnames=["demo.localhost", "WWW.Example.COM"], endpoints=[demo.endpoint])
+    assert get(router, "www.example.com").text == "demo-1"
+
+    router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[demo.endpoint])
+    assert get(router, "www.example.com").status_code == 404
+    assert get(router, "demo.localhost").text == "demo-1"
+
+
+def test_a_hostname_claimed_by_another_app_moves_to_it(router, backends):
+    first, second = backends("first"), backends("second")
+    router_ = get_router()
+    router_.apply(app="one", hostnames=["shop.example.com"], endpoints=[first.endpoint])
+    router_.apply(app="two", hostnames=["shop.example.com"], endpoints=[second.endpoint])
+    assert get(router, "shop.example.com").text == "second"
+    assert router_.state()["one"]["hostnames"] == []
+
+
+def test_requests_are_spread_round_robin_over_endpoints(router, backends):
+    started = [backends(f"web-{n}") for n in range(3)]
+    get_router().apply(app="demo", hostnames=["demo.localhost"], endpoints=[b.endpoint for b in started])
+    answers = [get(router, "demo.localhost").text for _ in range(30)]
+    assert {answer: answers.count(answer) for answer in answers} == {"web-0": 10, "web-1": 10, "web-2": 10}
+
+
+def test_scale_up_and_down(router, backends):
+    router_ = get_router()
+    web = [backends(f"web-{n}") for n in range(4)]
+    router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[web[0].endpoint])
+    assert {get(router, "demo.localhost").text for _ in range(8)} == {"web-0"}
+
+    router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[b.endpoint for b in web])
+    assert {get(router, "demo.localhost").text for _ in range(16)} == {"web-0", "web-1", "web-2", "web-3"}
+
+    router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[web[2].endpoint], drain_timeout=5)
+    assert {get(router, "demo.localhost").text for _ in range(8)} == {"web-2"}
+    assert router_.state()["demo"]["endpoints"] == [("127.0.0.1", web[2].port, "UP")]
+
+
+def test_apply_is_idempotent(router, backends):
+    router_ = get_router()
+    web = [backends(f"web-{n}") for n in range(2)]
+    for _ in range(3):
+        router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[b.endpoint for b in web])
+    state = router_.state()["demo"]
+    assert state["hostnames"] == ["demo.localhost"]
+    assert sorted(state["endpoints"]) == sorted(("127.0.0.1", b.port, "UP") for b in web)
+    assert admin_command(f"show map {router.paths.hosts_map}").count("demo.localhost") == 1
+
+
+def test_state_is_read_back_from_haproxy(router, backends):
+    web = backends("web")
+    router_ = get_router()
+    router_.apply(app="demo", hostnames=["b.localhost", "a.localhost"], endpoints=[web.endpoint])
+    assert router_.state() == {
+        "demo": {"hostnames": ["a.localhost", "b.localhost"], "endpoints": [("127.0.0.1", web.port, "UP")]}
+    }
+    # what HAProxy reports, not what Berth asked for: a server put in maintenance by hand disappears
+    backend = json.loads(router.paths.slots.read_text())["apps"]["demo"]["backend"]
+    admin_command(f"set server {backend}/s1 state maint")
+    assert router_.state()["demo"]["endpoints"] == []
+
+
+def test_the_hosts_map_on_disk_follows_every_change(router, backends):
+    web = backends("web")
+    router_ = get_router()
+    router_.apply(app="demo", hostnames=["demo.localhost", "www.example.com"], endpoints=[web.endpoint])
+    lines = router.paths.hosts_map.read_text().splitlines()
+    assert sorted(line.split()[0] for line in lines) == ["demo.localhost", "www.example.com"]
+    router_.remove(app="demo")
+    assert router.paths.hosts_map.read_text() == ""
+
+
+def test_remove_unmaps_the_app_and_frees_its_backend_slot(router, backends):
+    web = backends("web")
+    router_ = get_router()
+    router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[web.endpoint])
+    backend = json.loads(router.paths.slots.read_text())["apps"]["demo"]["backend"]
+    router_.remove(app="demo", drain_timeout=5)
+
+    assert get(router, "demo.localhost").status_code == 404
+    assert router_.state() == {}
+    assert "demo" not in json.loads(router.paths.slots.read_text())["apps"]
+    assert f"{backend} 1 s1 127.0.0.1 0 5 " in admin_command(f"show servers state {backend}")  # maint again
+    router_.remove(app="demo")  # removing twice is harmless
+
+
+def test_drain_waits_for_running_requests_before_maintenance(router, backends):
+    old, new = backends("old"), backends("new")
+    router_ = get_router()
+    router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[old.endpoint])
+    with httpx.Client(timeout=10) as client:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(
+                client.get, f"http://127.0.0.1:{router.port}/slow?s=1.5", headers={"Host": "demo.localhost"}
+            )
+            wait_for(
+                lambda: router_.state()["demo"]["endpoints"] and _sessions(router) > 0,
+                timeout=5,
+                message="the slow request to reach the old endpoint",
+            )
+            router_.apply(
+                app="demo", hostnames=["demo.localhost"], endpoints=[new.endpoint], drain_timeout=10
+            )
+            assert slow.done()  # apply returned only after the old endpoint's request had finished
+            assert slow.result().text == "old"
+    assert router_.state()["demo"]["endpoints"] == [("127.0.0.1", new.port, "UP")]
+
+
+def _sessions(router) -> int:
+    backend = json.loads(router.paths.slots.read_text())["apps"]["demo"]["backend"]
+    lines = admin_command(f"show stat {backend} 4 -1").splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    return sum(
+        int(dict(zip(header, line.split(","), strict=False))["scur"] or 0) for line in lines[1:] if line
+    )
+
+
+def test_a_drain_that_outlasts_its_timeout_ends_in_maintenance_anyway(router, backends):
+    old, new = backends("old"), backends("new")
+    router_ = get_router()
+    router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[old.endpoint])
+    with socket.create_connection(("127.0.0.1", router.port)) as stuck:
+        stuck.sendall(b"GET /slow?s=30 HTTP/1.1\r\nHost: demo.localhost\r\n\r\n")
+        wait_for(lambda: _sessions(router) > 0, timeout=5, message="the stuck request")
+        router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[new.endpoint], drain_timeout=1)
+    assert router_.state()["demo"]["endpoints"] == [("127.0.0.1", new.port, "UP")]
+
+
+def test_a_dead_endpoint_leaves_rotation_within_three_seconds(router, backends):
+    alive, dying = backends("alive"), backends("dying")
+    router_ = get_router()
+    router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[alive.endpoint, dying.endpoint])
+    dying.kill()
+    started = time.monotonic()
+    wait_for(
+        lambda: ("127.0.0.1", dying.port, "DOWN") in router_.state()["demo"]["endpoints"],
+        timeout=3,
+        interval=0.05,
+        message="the dead endpoint to be marked DOWN",
+    )
+    assert time.monotonic() - started < 3
+    assert {get(router, "demo.localhost").text for _ in range(6)} == {"alive"}
+
+
+def test_websockets_pass_through(router, backends):
+    echo = backends("ws-1", kind="ws")
+    get_router().apply(app="chat", hostnames=["chat.localhost"], endpoints=[echo.endpoint])
+    sock = socket.create_connection(("127.0.0.1", router.port))
+    with websocket_connect(f"ws://chat.localhost:{router.port}/", sock=sock, open_timeout=5) as websocket:
+        for n in range(3):
+            websocket.send(f"hello {n}")
+            assert websocket.recv(timeout=5) == f"ws-1:hello {n}"
+
+
+@pytest.mark.parametrize(
+    "hostnames, endpoints",
+    [
+        (["demo.localhost; del map x"], [Endpoint("127.0.0.1", 8000)]),
+        (["-bad.localhost"], [Endpoint("127.0.0.1", 8000)]),
+        (["demo.localhost"], [Endpoint("localhost", 8000)]),
+        (["demo.localhost"], [Endpoint("127.0.0.1", 0)]),
+    ],
+)
+def test_apply_refuses_what_could_not_be_a_hostname_or_endpoint(hostnames, endpoints):
+    with pytest.raises(ValueError):
+        InMemoryRouter().apply(app="demo", hostnames=hostnames, endpoints=endpoints)
+
+
+def test_in_memory_router_keeps_what_it_is_given():
+    router_ = InMemoryRouter()
+    router_.apply(app="demo", hostnames=["Demo.localhost"], endpoints=[Endpoint("127.0.0.1", 8000)])
+    router_.sync({"other": (["other.localhost"], [])})
+    assert router_.state() == {"other": {"hostnames": ["other.localhost"], "endpoints": []}}

@@ -1,0 +1,132 @@
+"""When the router's slots run out it rewrites its configuration with more and reloads HAProxy through the master
+socket; the servers' run-time state crosses the reload. Measured here under keep-alive load."""
+
+import json
+import subprocess
+import time
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from berth.routing.haproxy import admin_command, haproxy_command, write_config
+from berth.routing.router import get_router
+from berth.routing.testing import KeepAliveLoad, start_backend
+
+from tests.conftest import free_port, wait_for
+
+
+@pytest.fixture
+def small_router(tmp_path, settings):
+    """A real HAProxy with 2 backend slots of 2 server slots each, so the pool runs out quickly."""
+    directory = tmp_path / "router"
+    settings.BERTH_ROUTER_DIR = directory
+    settings.BERTH_ROUTER_ADMIN_SOCKET = directory / "admin.sock"
+    port = free_port()
+    paths = write_config(http_port=port, backends=2, servers=2)
+    process = subprocess.Popen(haproxy_command(paths), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: settings.BERTH_ROUTER_ADMIN_SOCKET.exists(), timeout=10, message="the admin socket")
+        yield SimpleNamespace(paths=paths, port=port, process=process)
+    finally:
+        process.terminate()  # the master; its workers leave with it
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def backends():
+    """Starts backend processes on free loopback ports: backends("a") → Backend; all stopped by PID afterwards."""
+    started = []
+
+    def start(ident: str, kind: str = "http"):
+        backend = start_backend(ident, port=free_port(), kind=kind)
+        started.append(backend)
+        return backend
+
+    yield start
+    for backend in started:
+        backend.stop()
+
+
+def get(port: int, host: str) -> str:
+    return httpx.get(f"http://127.0.0.1:{port}/", headers={"Host": host}, timeout=10).text
+
+
+def worker_pid() -> int:
+    info = admin_command("show info")
+    return int(next(line for line in info.splitlines() if line.startswith("Pid:")).split(":")[1])
+
+
+def test_running_out_of_backend_slots_reloads_with_more(small_router, backends):
+    router_ = get_router()
+    apps = [backends(f"app{n}") for n in range(3)]
+    for n, backend in enumerate(apps[:2]):
+        router_.apply(app=f"app{n}", hostnames=[f"app{n}.localhost"], endpoints=[backend.endpoint])
+    before = worker_pid()
+
+    router_.apply(app="app2", hostnames=["app2.localhost"], endpoints=[apps[2].endpoint])
+
+    assert worker_pid() != before
+    assert json.loads(small_router.paths.slots.read_text())["config"]["backends"] == 4
+    assert "backend app_004" in small_router.paths.config.read_text()
+    assert [get(small_router.port, f"app{n}.localhost") for n in range(3)] == ["app0", "app1", "app2"]
+    # the state of the servers crossed the reload: addresses, and UP
+    assert router_.state()["app0"]["endpoints"] == [("127.0.0.1", apps[0].port, "UP")]
+    assert small_router.paths.server_state.read_text() == "1\n"  # not left to be loaded by a later start
+
+
+def test_running_out_of_server_slots_reloads_with_more(small_router, backends):
+    router_ = get_router()
+    web = [backends(f"web{n}") for n in range(3)]
+    router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[w.endpoint for w in web[:2]])
+    router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[w.endpoint for w in web])
+
+    assert json.loads(small_router.paths.slots.read_text())["config"]["servers"] == 4
+    assert {get(small_router.port, "demo.localhost") for _ in range(9)} == {"web0", "web1", "web2"}
+
+
+def test_a_release_cut_over_needing_more_server_slots_still_has_a_ready_server(small_router, backends):
+    # two endpoints fill the two slots; the next release's two must come in before the old ones go out
+    router_ = get_router()
+    old, new = [backends(f"old{n}") for n in range(2)], [backends(f"new{n}") for n in range(2)]
+    router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[b.endpoint for b in old])
+    router_.apply(
+        app="demo", hostnames=["demo.localhost"], endpoints=[b.endpoint for b in new], drain_timeout=5
+    )
+    assert {get(small_router.port, "demo.localhost") for _ in range(8)} == {"new0", "new1"}
+
+
+def test_a_grown_router_restarts_with_its_grown_size(small_router, backends, settings):
+    router_ = get_router()
+    for n in range(3):
+        router_.apply(app=f"app{n}", hostnames=[f"app{n}.localhost"], endpoints=[])
+    paths = write_config(http_port=small_router.port)  # what `manage.py router_run` does at start
+    assert "backend app_004" in paths.config.read_text()
+
+
+def test_a_reload_under_keep_alive_load(small_router, backends):
+    """Measures what a reload costs clients on keep-alive connections (the number is printed)."""
+    router_ = get_router()
+    web = backends("web")
+    router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[web.endpoint])
+    router_.apply(app="other", hostnames=["other.localhost"], endpoints=[])
+    with KeepAliveLoad(
+        port=small_router.port, host="demo.localhost", threads=4, duration=15, max_requests=150_000
+    ) as load:
+        load.wait_for_requests(500)
+        started = time.monotonic()
+        router_.apply(app="third", hostnames=["third.localhost"], endpoints=[])  # out of backend slots
+        reloaded_in = time.monotonic() - started
+        assert "# old workers" in admin_command("show proc", socket_path=small_router.paths.master_socket)
+        time.sleep(6)  # past close-spread-time (5 s): the old worker has ended every connection it had
+        assert "# old workers" not in admin_command("show proc", socket_path=small_router.paths.master_socket)
+        load.stop()
+    print(
+        f"\nreload under keep-alive load: {load.total} requests, {len(load.failures)} failed "
+        f"({sorted(set(load.failures))[:3]}); the reload took {reloaded_in:.2f}s"
+    )
+    assert load.total > 1000
+    assert set(load.served_by(since=started + reloaded_in + 0.2)) == {"web"}
+    assert load.failures == []

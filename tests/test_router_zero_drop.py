@@ -1,0 +1,139 @@
+"""The router under keep-alive load: release cut-overs, a crashing endpoint and a restarted HAProxy.
+
+Load comes from KeepAliveLoad (plain http.client, no client retries), so every failure a client could see counts.
+"""
+
+import shutil
+import subprocess
+import time
+
+import httpx
+import pytest
+from berth.routing.haproxy import haproxy_command, write_config
+from berth.routing.router import get_router
+from berth.routing.testing import KeepAliveLoad, start_backend
+
+from tests.conftest import free_port, wait_for
+
+
+@pytest.fixture
+def backends():
+    """Starts backend processes on free loopback ports: backends("a") → Backend; all stopped by PID afterwards."""
+    started = []
+
+    def start(ident: str, kind: str = "http"):
+        backend = start_backend(ident, port=free_port(), kind=kind)
+        started.append(backend)
+        return backend
+
+    yield start
+    for backend in started:
+        backend.stop()
+
+
+def get(port: int, host: str) -> httpx.Response:
+    return httpx.get(f"http://127.0.0.1:{port}/", headers={"Host": host}, timeout=10)
+
+
+def test_release_cut_overs_under_keep_alive_load_drop_no_request(router, backends):
+    router_ = get_router()
+    current = backends("v1")
+    router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[current.endpoint])
+    with KeepAliveLoad(
+        port=router.port, host="demo.localhost", threads=4, duration=15, max_requests=60_000
+    ) as load:
+        load.wait_for_requests(200)
+        for release in range(2, 7):
+            new = backends(f"v{release}")
+            router_.apply(
+                app="demo", hostnames=["demo.localhost"], endpoints=[new.endpoint], drain_timeout=10
+            )
+            cut_over = time.monotonic()
+            current.stop()  # the old release goes away as soon as apply() has drained it
+            current = new
+            time.sleep(0.5)
+        load.stop()
+    print(f"\ncut-overs: 5, requests: {load.total}, failed: {len(load.failures)}")
+    assert load.failures == []
+    assert set(load.served_by(since=cut_over + 0.2)) == {"v6"}
+    assert set(load.served_by()) == {f"v{n}" for n in range(1, 7)}
+
+
+def test_an_endpoint_killed_under_load_costs_no_request(router, backends):
+    router_ = get_router()
+    doomed, survivor = backends("doomed"), backends("survivor")
+    router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[doomed.endpoint, survivor.endpoint])
+    with KeepAliveLoad(
+        port=router.port, host="demo.localhost", threads=4, duration=10, max_requests=40_000
+    ) as load:
+        load.wait_for_requests(300)
+        doomed.kill()
+        killed = time.monotonic()
+        wait_for(
+            lambda: ("127.0.0.1", doomed.port, "DOWN") in router_.state()["demo"]["endpoints"],
+            timeout=5,
+            message="the killed endpoint to be marked DOWN",
+        )
+        load.wait_for_requests(300)
+        load.stop()
+    print(
+        f"\nkilled 1 of 2 endpoints: requests {load.total}, failed {len(load.failures)} {load.failures[:3]}, "
+        f"marked DOWN after {time.monotonic() - killed:.2f}s or less"
+    )
+    assert load.failures == []
+    assert set(load.served_by(since=killed + 0.5)) == {"survivor"}
+
+
+def _restart_haproxy(router, *, wipe: bool) -> subprocess.Popen:
+    router.process.terminate()
+    router.process.wait(timeout=10)
+    if wipe:
+        shutil.rmtree(router.paths.directory)
+    paths = write_config(http_port=router.port)
+    process = subprocess.Popen(haproxy_command(paths), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: "Name: HAProxy" in _info(router), timeout=10, message="the restarted HAProxy")
+    return process
+
+
+def _info(router) -> str:
+    from berth.routing.haproxy import admin_command
+
+    try:
+        return admin_command("show info")
+    except OSError:
+        return ""
+
+
+@pytest.mark.parametrize("wipe", [False, True], ids=["router-dir-kept", "router-dir-wiped"])
+def test_a_restarted_haproxy_gets_its_routes_back_from_sync(router, backends, wipe):
+    demo, shop = backends("demo"), backends("shop")
+    desired = {
+        "demo": (["demo.localhost"], [demo.endpoint]),
+        "shop": (["shop.localhost", "www.example.com"], [shop.endpoint]),
+    }
+    get_router().sync(desired)
+    before = get_router().state()
+
+    process = _restart_haproxy(router, wipe=wipe)
+    try:
+        # a fresh HAProxy has every server slot in maintenance: no app answers until sync
+        assert get(router.port, "demo.localhost").status_code in (404, 503)
+        get_router().sync(desired)
+        assert get_router().state() == before
+        assert get(router.port, "demo.localhost").text == "demo"
+        assert get(router.port, "www.example.com").text == "shop"
+        assert get(router.port, "nope.localhost").status_code == 404
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_sync_removes_apps_that_are_no_longer_wanted(router, backends):
+    demo, shop = backends("demo"), backends("shop")
+    get_router().sync(
+        {"demo": (["demo.localhost"], [demo.endpoint]), "shop": (["shop.localhost"], [shop.endpoint])}
+    )
+    get_router().sync({"shop": (["shop.localhost"], [shop.endpoint])}, drain_timeout=5)
+    assert set(get_router().state()) == {"shop"}
+    assert get(router.port, "demo.localhost").status_code == 404
+    assert get(router.port, "shop.localhost").text == "shop"
