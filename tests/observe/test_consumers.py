@@ -176,7 +176,7 @@ def test_gap_entries_and_platform_events_show_in_the_log(people, app_name):
         assert messages[2]["stream"] == "platform" and messages[2]["line"] == "release v3 live"
         assert messages[2]["process"] == "berth" and messages[2]["instance"] == "release.live"
         # follow=0 (the CLI's `berth logs` without -t): replay, then a normal close
-        assert (await comm.receive_output(timeout=TIMEOUT)) == {"type": "websocket.close"}
+        assert (await comm.receive_output(timeout=TIMEOUT)) == {"type": "websocket.close", "code": 1000}
 
     run(scenario)
 
@@ -372,3 +372,37 @@ def test_a_bad_or_huge_tail_is_clamped_not_an_error(people, app_name, tail):
 
     messages = run(scenario)
     assert len(messages) in (0, 3)
+
+
+def test_a_connection_that_joins_behind_the_shared_reader_catches_up_in_order_exactly_once(app_name):
+    from berth.observe.consumers import StreamHub, Subscription, log_message
+    from berth.observe.services import logs_key
+
+    [start] = log_entries_append(app=app_name, entries=[line(0)])
+
+    async def scenario():
+        hub = StreamHub.get(logs_key(app_name), log_message)
+        first, second = [], []
+        a = Subscription(start, lambda e: first.append(json.loads(e[2])["line"]))
+        await hub.subscribe(a)
+        log_entries_append(app=app_name, entries=[line(n) for n in (1, 2, 3)])
+        for _ in range(50):
+            if len(first) == 3:
+                break
+            await asyncio.sleep(0.05)
+        # the hub has moved past line 3; a newcomer whose replay ended at line 0 must still get 1, 2, 3
+        b = Subscription(start, lambda e: second.append(json.loads(e[2])["line"]))
+        await hub.subscribe(b)
+        log_entries_append(app=app_name, entries=[line(4)])
+        for _ in range(50):
+            if len(second) == 4 and len(first) == 4:
+                break
+            await asyncio.sleep(0.05)
+        hub.unsubscribe(a)
+        hub.unsubscribe(b)
+        hub.task.cancel()
+        return first, second
+
+    first, second = run(scenario)
+    expected = [f"web line {n}" for n in (1, 2, 3, 4)]
+    assert first == expected and second == expected

@@ -78,6 +78,8 @@ def start_web(home: Path, *, redis_url: str, apps: list[str], workers: int = 1) 
             f"127.0.0.1:{port}",
             "--workers",
             str(workers),
+            "--timeout",
+            "0",  # as deploy/Procfile: a busy event loop must not get its worker killed by the heartbeat check
         ],
         cwd=REPO_DIR,
         env=env,

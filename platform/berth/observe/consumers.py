@@ -12,6 +12,7 @@ the code, because a close before the handshake reaches the client as a bare HTTP
 import asyncio
 import json
 import logging
+import weakref
 from collections import deque
 from urllib.parse import parse_qs
 
@@ -46,6 +47,7 @@ class Outbox:
         self.items: deque[str] = deque()
         self.dropped = 0
         self.closed = False
+        self.close_code = 1000
         self.ready = asyncio.Event()
 
     def put(self, text: str) -> None:
@@ -55,8 +57,9 @@ class Outbox:
         self.items.append(text)
         self.ready.set()
 
-    def close(self) -> None:
+    def close(self, code: int = 1000) -> None:
         self.closed = True
+        self.close_code = code
         self.ready.set()
 
     async def get(self) -> str | None:
@@ -86,6 +89,103 @@ def _int(value: str | None, default: int, maximum: int) -> int:
         return max(0, min(int(value), maximum)) if value is not None else default
     except ValueError:
         return default
+
+
+def stream_id(text: str) -> tuple[int, int]:
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class Subscription:
+    """One connection's place in a shared stream: entries after `last` are passed to `deliver`, in order."""
+
+    def __init__(self, last_id: str, deliver):
+        self.last = stream_id(last_id)
+        self.deliver = deliver
+        self.buffer: list | None = None  # entries held back while the subscription catches up
+
+    def offer(self, entry: tuple) -> None:
+        if self.buffer is not None:
+            self.buffer.append(entry)
+        elif entry[0] > self.last:
+            self.last = entry[0]
+            self.deliver(entry)
+
+
+class StreamHub:
+    """One XREAD loop per Redis stream and per event loop (web worker), fanning entries out to every connection
+    that follows the stream, each entry decoded and serialized once. With 50 clients on one app this is one Redis
+    read and one json.dumps per line instead of 50 of each. The hub ends when its last follower leaves."""
+
+    _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, StreamHub]]"
+
+    def __init__(self, key: str, render):
+        self.key = key
+        self.render = render  # fields -> the message dict all followers share (filtering is theirs)
+        self.subscriptions: set[Subscription] = set()
+        self.position: tuple[int, int] | None = None
+        self.redis = aioredis.Redis.from_url(settings.REDIS_URL)
+        self.task: asyncio.Task | None = None
+
+    @classmethod
+    def get(cls, key: str, render) -> "StreamHub":
+        hubs = cls._hubs.setdefault(asyncio.get_running_loop(), {})
+        if key not in hubs:
+            hubs[key] = cls(key, render)
+        return hubs[key]
+
+    def entry(self, entry_id, raw) -> tuple:
+        text_id = as_text(entry_id)
+        fields = _fields(raw)
+        message = self.render(text_id, fields)
+        return stream_id(text_id), fields, json.dumps(message)
+
+    async def subscribe(self, subscription: Subscription) -> None:
+        if self.position is None:
+            self.position = subscription.last
+        self.subscriptions.add(subscription)
+        if subscription.last < self.position:
+            # Joined behind the hub: read the missed stretch itself, holding back what the hub delivers meanwhile.
+            subscription.buffer = []
+            upto = self.position
+            missed = await self.redis.xrange(
+                self.key, min="(" + "-".join(map(str, subscription.last)), max="-".join(map(str, upto))
+            )
+            held, subscription.buffer = subscription.buffer, None
+            for entry_id, raw in missed:
+                subscription.offer(self.entry(entry_id, raw))
+            for entry in held:
+                subscription.offer(entry)
+        if self.task is None:
+            self.task = asyncio.create_task(self.read())
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self.subscriptions.discard(subscription)
+
+    async def read(self) -> None:
+        try:
+            while self.subscriptions:
+                cursor = "-".join(map(str, self.position))
+                response = await self.redis.xread({self.key: cursor}, count=500, block=BLOCK_MS)
+                for _, entries in response or []:
+                    for entry_id, raw in entries:
+                        entry = self.entry(entry_id, raw)
+                        self.position = entry[0]
+                        for subscription in list(self.subscriptions):
+                            subscription.offer(entry)
+        except Exception:
+            logger.exception("reading %s failed", self.key)
+        finally:
+            # no await between the last check of subscriptions and leaving the table: a newcomer gets a new hub
+            hubs = self._hubs.get(asyncio.get_running_loop(), {})
+            if hubs.get(self.key) is self:
+                del hubs[self.key]
+            for subscription in list(self.subscriptions):
+                subscription.deliver(None)  # the hub failed: the connection closes rather than go silent
+            await self.redis.aclose()
+
+
+StreamHub._hubs = weakref.WeakKeyDictionary()
 
 
 class StreamConsumer(AsyncWebsocketConsumer):
@@ -149,7 +249,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def deliver(self) -> None:
         while (text := await self.outbox.get()) is not None:
             await self.send(text_data=text)
-        await self.close()
+        await self.close(code=self.outbox.close_code)
 
     async def send_json(self, message: dict) -> None:
         await self.send(text_data=json.dumps(message))
@@ -165,27 +265,35 @@ class StreamConsumer(AsyncWebsocketConsumer):
         return self.query.get("follow", "1") not in ("0", "false", "no")
 
 
+def log_message(entry_id: str, fields: dict[str, str]) -> dict:
+    """An entry of an app's log stream as the contract's `line` (or `gap`) message."""
+    if fields.get("stream") == "gap":
+        return {"type": "gap", "message": fields.get("line", "")}
+    return {
+        "type": "line",
+        "id": entry_id,
+        "ts": fields.get("ts", ""),
+        "process": fields.get("process", ""),
+        "instance": fields.get("instance", ""),
+        "stream": fields.get("stream", ""),
+        "line": fields.get("line", ""),
+    }
+
+
 class AppLogsConsumer(StreamConsumer):
-    """/ws/apps/<app>/logs?tail=N&process=web: the last N lines, then live lines."""
+    """/ws/apps/<app>/logs?tail=N&process=web: the last N lines, then live lines (through the app's StreamHub)."""
+
+    hub: StreamHub | None = None
 
     def authorize(self, user) -> None:
         self.authorize_app(user, self.scope["url_route"]["kwargs"]["app"])
 
-    def message(self, entry_id: str, fields: dict[str, str]) -> dict | None:
+    def wants(self, fields: dict[str, str]) -> bool:
         process = self.query.get("process")
-        if process and fields.get("process") != process:
-            return None
-        if fields.get("stream") == "gap":
-            return {"type": "gap", "message": fields.get("line", "")}
-        return {
-            "type": "line",
-            "id": entry_id,
-            "ts": fields.get("ts", ""),
-            "process": fields.get("process", ""),
-            "instance": fields.get("instance", ""),
-            "stream": fields.get("stream", ""),
-            "line": fields.get("line", ""),
-        }
+        return not process or fields.get("process") == process
+
+    def message(self, entry_id: str, fields: dict[str, str]) -> dict | None:
+        return log_message(entry_id, fields) if self.wants(fields) else None
 
     async def replay(self, key: str, tail: int) -> str:
         """Send the last `tail` matching lines, oldest first; returns the id to follow from."""
@@ -219,14 +327,22 @@ class AppLogsConsumer(StreamConsumer):
         if not self.follow:
             self.outbox.close()
             return
-        while True:
-            response = await self.redis.xread({key: last_id}, count=500, block=BLOCK_MS)
-            for _, entries in response or []:
-                for entry_id, raw in entries:
-                    last_id = as_text(entry_id)
-                    message = self.message(last_id, _fields(raw))
-                    if message is not None:
-                        self.outbox.put(json.dumps(message))
+        self.hub = StreamHub.get(key, log_message)
+        self.subscription = Subscription(last_id, self.on_entry)
+        await self.hub.subscribe(self.subscription)
+
+    def on_entry(self, entry: tuple | None) -> None:
+        if entry is None:
+            self.outbox.close(code=1011)  # the shared reader failed: close rather than go silent
+            return
+        _, fields, text = entry
+        if self.wants(fields):
+            self.outbox.put(text)
+
+    async def disconnect(self, code):
+        if self.hub is not None:
+            self.hub.unsubscribe(self.subscription)
+        await super().disconnect(code)
 
 
 class BuildConsumer(StreamConsumer):

@@ -17,13 +17,21 @@ class Command(BaseCommand):
         parser.add_argument("--no-metrics", action="store_true", help="ship logs only")
         parser.add_argument("--scan-interval", type=float, default=SCAN_INTERVAL)
         parser.add_argument("--sample-interval", type=float, default=SAMPLE_INTERVAL)
+        parser.add_argument(
+            "--only-label",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="follow only containers that also carry this label (benchmarks on a shared engine)",
+        )
 
     def handle(self, *args, **options):
         done = threading.Event()
         # The main thread only waits: SIGTERM (honcho, systemd) and Ctrl-C both end in a clean stop.
         signal.signal(signal.SIGTERM, lambda *_: done.set())
         signal.signal(signal.SIGINT, lambda *_: done.set())
-        shipper = Shipper().start(scan_interval=options["scan_interval"])
+        only = dict(item.partition("=")[::2] for item in options["only_label"])
+        shipper = Shipper(only_labels=only).start(scan_interval=options["scan_interval"])
         sampler = None if options["no_metrics"] else Sampler(interval=options["sample_interval"]).start()
         self.stdout.write(f"ship_logs: following app containers on node {shipper.node}")
         self.stdout.flush()
