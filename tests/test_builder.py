@@ -134,6 +134,9 @@ def built(docker_env):
     return build
 
 
+# On a fresh machine the first node, go and static builds also make their stack (30-90 s) and the first go
+# build compiles the standard library into its cache (about 45 s).
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("name", ["python", "node", "go", "static", "dockerfile"])
 def test_each_buildpack_builds_its_sample_app_and_the_image_answers_http_on_port(built, docker_env, name):
     result, lines = built(name)

@@ -149,6 +149,8 @@ def ensure_stacks(buildpack: Buildpack, *, on_line: Callable[[str], None]) -> No
         lock_dir.mkdir(parents=True, exist_ok=True)
         with open(lock_dir / f"stack-{variant}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            if stack_is_current(variant):  # another build made it while this one waited
+                continue
             on_line(f"-----> Preparing the {variant} stack (first use; this takes a minute)")
             stack_build(variant, echo=lambda line: on_line(f"       {line.strip()}"))
 
