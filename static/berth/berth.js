@@ -36,7 +36,7 @@ window.Berth = (function () {
       socket.onclose = function (event) {
         socket = null;
         if (stopped) return;
-        if (event.code === 4401 || event.code === 4404) { state("denied"); return; }
+        if (event.code === 4401 || event.code === 4403 || event.code === 4404) { state("denied"); return; }
         if (options.done && options.done()) { state("closed"); return; }
         if (tries >= maxRetries) { state("closed"); return; }
         tries += 1;

@@ -1,10 +1,25 @@
-"""A team with a user in each role, an outsider, and an app with two releases, for the dashboard's tests."""
+"""A team with a user in each role, an outsider, and an app with two releases; a real browser (Debian's chromium
+driven by Playwright) logged in as one of them."""
 
+import os
+import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 PASSWORD = "pw-123456"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DESKTOP = {"width": 1366, "height": 900}
+TIMEOUT_MS = 10_000
 
 
 @pytest.fixture(autouse=True)
@@ -59,3 +74,50 @@ def client_as(client, world):
         return client
 
     return login
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright_sync = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed")
+    # Playwright's sync API keeps an event loop in this thread while it runs; the ORM calls of the tests (and
+    # the database flush after each) are still plain synchronous code, so Django's async guard is a false alarm.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with playwright_sync.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+class PageOpener:
+    """Opens logged-in pages at `base_url`, each in a fresh browser context; collects JavaScript errors."""
+
+    def __init__(self, browser, base_url: str):
+        self.browser, self.base_url = browser, base_url
+        self.contexts, self.errors = [], []
+
+    def __call__(self, role: str, viewport: dict = DESKTOP):
+        context = self.browser.new_context(viewport=viewport, base_url=self.base_url)
+        context.set_default_timeout(TIMEOUT_MS)
+        self.contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        page.on("dialog", lambda dialog: dialog.accept())  # the confirm() of rollback, unset, remove
+        page.goto("/login/")
+        page.fill("#id_username", f"the-{role}")
+        page.fill("#id_password", PASSWORD)
+        page.click("#login-submit")
+        page.wait_for_url(re.compile(r".*/apps/$"))
+        return page
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()

@@ -6,50 +6,15 @@ WebSocket contract says. Screenshots go to test-artifacts/ (git-ignored).
 """
 
 import json
-import os
 import re
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO_DIR
-from tests.dashboard.conftest import PASSWORD, build_world
+from tests.dashboard.conftest import DESKTOP, PASSWORD, PageOpener, build_world
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = REPO_DIR / "test-artifacts"
 PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1366, "height": 900}
-TIMEOUT_MS = 10_000
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed")
-    # Playwright's sync API keeps an event loop in this thread while it runs; the ORM calls of the tests (and
-    # the database flush after each) are still plain synchronous code, so Django's async guard is a false alarm.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with playwright_sync.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            yield browser
-            browser.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture
@@ -59,27 +24,11 @@ def world(browser, transactional_db):
 
 @pytest.fixture
 def open_page(browser, live_server, world):
-    """A fresh browser context logged in as a role; JavaScript errors fail the test."""
-    contexts, errors = [], []
-
-    def open_(role: str, viewport: dict = DESKTOP):
-        context = browser.new_context(viewport=viewport, base_url=live_server.url)
-        context.set_default_timeout(TIMEOUT_MS)
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("dialog", lambda dialog: dialog.accept())  # the confirm() of rollback, unset, remove
-        page.goto("/login/")
-        page.fill("#id_username", f"the-{role}")
-        page.fill("#id_password", PASSWORD)
-        page.click("#login-submit")
-        page.wait_for_url(re.compile(r".*/apps/$"))
-        return page
-
-    yield open_
-    for context in contexts:
-        context.close()
-    assert errors == [], f"JavaScript errors: {errors}"
+    """Logged-in pages on the live server; JavaScript errors fail the test."""
+    opener = PageOpener(browser, live_server.url)
+    yield opener
+    opener.close()
+    assert opener.errors == [], f"JavaScript errors: {opener.errors}"
 
 
 def visible_text(page, selector: str) -> str:
@@ -103,6 +52,21 @@ def test_log_in_create_an_app_and_see_it_in_the_list(open_page):
     row = page.locator('tr[data-app="shiny"]')
     row.wait_for()
     assert row.locator('[data-field="state"]').inner_text() == "new"
+
+
+def test_apps_list_follows_state_changes_without_a_reload(open_page, world):
+    from berth.builds.models import Build
+
+    page = open_page("viewer")
+    state = page.locator('tr[data-app="demo"] [data-field="state"]')
+    before = state.inner_text()
+    build = Build.objects.create(app=world.app, source="image", image_ref="demo:v3", status="building")
+    page.wait_for_function(
+        "document.querySelector('tr[data-app=demo] [data-field=state]').innerText === 'building'",
+        timeout=15_000,
+    )
+    assert before != "building"
+    assert f"#{build.pk} building" in page.locator('tr[data-app="demo"] [data-field="build"]').inner_text()
 
 
 def test_a_bad_app_name_shows_the_reason(open_page):
