@@ -5,55 +5,11 @@ import stat
 import subprocess
 
 import pytest
-from django.contrib.auth import get_user_model
 
-from tests.cli.conftest import assert_one_error_line, run_berth
+from tests.cli.conftest import PASSWORD, as_json, assert_one_error_line, make_user, ok, run_berth
 from tests.conftest import free_port
 
-PASSWORD = "correct horse battery"
-
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # the live server runs in this process, so it hashes with this setting too
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def make_user(username: str):
-    return get_user_model().objects.create_user(
-        username=username, email=f"{username}@example.test", password=PASSWORD
-    )
-
-
-def ok(result) -> str:
-    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
-    assert result.stderr == ""
-    return result.stdout
-
-
-def as_json(result):
-    return json.loads(ok(result))
-
-
-@pytest.fixture
-def ada(transactional_db):
-    return make_user("ada")
-
-
-@pytest.fixture
-def cli(berth, live_server, ada):
-    """`berth` as ada, logged in through `berth login`, owner of the team acme."""
-    ok(berth("login", "--url", live_server.url, "--username", "ada", "--password", PASSWORD))
-    ok(berth("teams:create", "acme"))
-    return berth
-
-
-@pytest.fixture
-def shop(cli):
-    ok(cli("apps:create", "shop"))
-    return "shop"
 
 
 def login_as(username: str, live_server, tmp_path):

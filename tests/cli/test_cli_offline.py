@@ -16,7 +16,8 @@ from tests.conftest import free_port
 SPEC_COMMANDS = (
     "login logout whoami teams teams:create members members:add members:remove tokens tokens:create "
     "tokens:revoke apps apps:create apps:info apps:destroy config config:get config:set config:unset domains "
-    "domains:add domains:remove releases releases:info audit git:remote ps:scale"
+    "domains:add domains:remove releases releases:info audit git:remote ps:scale builds builds:info builds:output "
+    "builds:cancel deploy rollback ps run runs:output"
 ).split()
 
 
@@ -49,7 +50,7 @@ def test_help_for_one_command_shows_its_options(berth):
 
 
 def test_unknown_command_is_a_one_line_usage_error(berth):
-    line = assert_one_error_line(berth("deploy"), code=2, contains="unknown command 'deploy'")
+    line = assert_one_error_line(berth("dpeloy"), code=2, contains="unknown command 'dpeloy'")
     assert "choose from" not in line
 
 
@@ -225,6 +226,37 @@ def test_main_returns_exit_codes_instead_of_exiting(capsys):
     assert capsys.readouterr().err.startswith("error: unknown command")
 
 
+PS_ROWS = [
+    {
+        "id": "k2x9w3bq0v7m4n1p",
+        "process": "worker",
+        "release": 3,
+        "state": "running",
+        "desired_state": "running",
+        "node": "n0de",
+        "address": None,
+        "port": None,
+        "started_at": "2026-11-27T10:00:01.5Z",
+        "restarts": 0,
+        "error": None,
+    },
+    {
+        "id": "a1b2c3d4e5f6a7b8",
+        "process": "web",
+        "release": 3,
+        "state": "starting",
+        "desired_state": "running",
+        "node": "n0de",
+        "address": "127.0.0.1",
+        "port": 30001,
+        "started_at": None,
+        "restarts": 2,
+        "error": "task: non-zero exit (1)",
+    },
+]
+BUILDING = {"id": 7, "app": "demo", "status": "building", "status_reason": "", "log": ""}
+
+
 class _Answers(BaseHTTPRequestHandler):
     """A web server that is not Berth: HTML pages and a failing endpoint."""
 
@@ -240,6 +272,10 @@ class _Answers(BaseHTTPRequestHandler):
                 '{"GREETING": "caf\u00e9 \u2500"}'.encode(),
                 "application/json",
             ),
+            "/api/v1/apps/demo/ps": (200, json.dumps(PS_ROWS).encode(), "application/json"),
+            "/api/v1/apps/demo/builds/7": (200, json.dumps(BUILDING).encode(), "application/json"),
+            # the stream ends without the `[build 7 ...]` line, as when the server gives up or the connection drops
+            "/api/v1/apps/demo/builds/7/output": (200, b"one\ntwo\n", "text/plain"),
         }[self.path]
         self.send_response(status)
         self.send_header("Content-Type", kind)
@@ -279,3 +315,50 @@ def test_text_the_terminal_cannot_encode_is_replaced_not_a_traceback(berth, not_
     env = {"BERTH_URL": not_berth, "BERTH_TOKEN": "x", "PYTHONIOENCODING": "ascii"}
     result = berth("config", "-a", "demo", env=env)
     assert (result.returncode, result.stdout, result.stderr) == (0, "GREETING=caf? ?\n", "")
+
+
+def test_ps_shows_one_row_per_process_sorted_by_type(berth, not_berth):
+    result = berth("ps", "-a", "demo", env={"BERTH_URL": not_berth, "BERTH_TOKEN": "x"})
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["PROCESS", "ID", "RELEASE", "STATE", "WHERE", "STARTED", "RESTARTS", "ERROR"]
+    assert lines[2].split() == [
+        "web", "a1b2c3d4e5f6", "v3", "starting", "(to", "running)", "127.0.0.1:30001", "-", "2", "task:",
+        "non-zero", "exit", "(1)",
+    ]  # fmt: skip
+    assert lines[3].split() == [
+        "worker",
+        "k2x9w3bq0v7m",
+        "v3",
+        "running",
+        "n0de",
+        "2026-11-27",
+        "10:00:01",
+        "0",
+        "-",
+    ]
+
+
+def test_a_build_stream_that_ends_early_is_one_error_line_after_its_lines(berth, not_berth):
+    result = berth("builds:output", "7", "-a", "demo", env={"BERTH_URL": not_berth, "BERTH_TOKEN": "x"})
+    assert result.stdout == "one\ntwo\n"
+    assert_one_error_line(result, contains="the output of build 7 ended while it was still building")
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["rollback", "latest", "-a", "demo"], "'latest' is not a release version"),
+        (["run", "-a", "demo"], "no command given"),
+        (["run", "-a", "demo", "--"], "no command given"),
+        (["deploy", "-a", "demo"], "--image"),
+    ],
+)
+def test_new_commands_check_their_words_before_any_request(berth, words, message):
+    assert_one_error_line(berth(*words), code=2, contains=message)
+
+
+def test_help_puts_the_app_before_a_run_command():
+    from berth.cli.main import help_text
+
+    assert "run [--detach] [-a APP] -- CMD ..." in help_text()

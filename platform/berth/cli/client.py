@@ -9,6 +9,7 @@ import json
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,15 +137,8 @@ class Client:
     def request(self, method: str, path: str, body: Any = None) -> Any:
         try:
             response = self.http.request(method, path, json=body)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise CliError(f"cannot reach Berth at {self.url}: {exc or type(exc).__name__}") from None
-        except httpx.TimeoutException:
-            timeout = self.http.timeout.read
-            raise CliError(
-                f"Berth at {self.url} did not answer {method} {path} within {timeout:g} s"
-            ) from None
         except httpx.HTTPError as exc:
-            raise CliError(f"talking to Berth at {self.url} failed: {exc or type(exc).__name__}") from None
+            raise self.transport_error(exc, method, path) from None
         if response.status_code == 204:
             return None
         try:
@@ -158,22 +152,53 @@ class Client:
                     "is this a Berth server?"
                 )
             return data
+        raise self.api_error(response, data, method, path)
+
+    def lines(self, path: str) -> Iterator[str]:
+        """GET a text/plain stream and yield its lines as they arrive (build and run output).
+
+        No read timeout: a build can be silent for minutes (an image pull, a compile) and the server ends the
+        stream itself once the build or run is over, or after its own idle limit.
+        """
+        timeout = httpx.Timeout(self.http.timeout.connect, read=None)
+        try:
+            with self.http.stream("GET", path, timeout=timeout) as response:
+                if not response.is_success:
+                    response.read()
+                    try:
+                        data = response.json()
+                    except ValueError:
+                        data = None
+                    raise self.api_error(response, data, "GET", path)
+                yield from response.iter_lines()
+        except httpx.HTTPError as exc:
+            raise self.transport_error(exc, "GET", path) from None
+
+    def transport_error(self, exc: httpx.HTTPError, method: str, path: str) -> CliError:
+        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+            return CliError(f"cannot reach Berth at {self.url}: {exc or type(exc).__name__}")
+        if isinstance(exc, httpx.TimeoutException):
+            timeout = self.http.timeout.read
+            return CliError(f"Berth at {self.url} did not answer {method} {path} within {timeout:g} s")
+        return CliError(f"talking to Berth at {self.url} failed: {exc or type(exc).__name__}")
+
+    def api_error(self, response: httpx.Response, data: Any, method: str, path: str) -> ApiError:
         detail = data.get("detail") if isinstance(data, dict) else None
         if response.status_code == 401:
             reason = f": {detail}" if detail else " (revoked or expired)"
-            raise ApiError(
+            return ApiError(
                 f"the server rejected your token{reason}; log in again with `berth login --url {self.url}`",
                 status=401,
             )
         if detail:
-            raise ApiError(str(detail), status=response.status_code)
+            return ApiError(str(detail), status=response.status_code)
         if response.status_code >= 500:
             message = f"the server failed (HTTP {response.status_code}) on {method} {path}; try again shortly"
         else:
             message = (
                 f"HTTP {response.status_code} on {method} {path} from {self.url}; is this a Berth server?"
             )
-        raise ApiError(message, status=response.status_code)
+        return ApiError(message, status=response.status_code)
 
 
 def git(*args: str) -> subprocess.CompletedProcess | None:

@@ -3,6 +3,8 @@
 Each command is one function registered in COMMANDS with its arguments. It returns what it got from the API
 (printed as JSON with `--json`, for scripts) and the text a person reads (aligned tables, like heroku).
 Every failure is one `error: ...` line on stderr and exit code 1 (2 for a wrong command line).
+Commands that follow a build or a run print its lines as they arrive and return an empty text; `run` sets
+`args.exit_code` so that `berth run` exits with its command's exit code.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import getpass
 import json
 import os
 import re
+import shlex
 import socket
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -37,6 +41,13 @@ from berth.cli.client import (
 ROLES = ("owner", "admin", "member", "viewer")
 CONFIG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 Output = tuple[Any, str]  # (the API's JSON for --json, the text for people)
+
+
+class Interrupted(CliError):
+    """Ctrl-C while following a build or a run: it goes on on the server, and the message says how to get back."""
+
+    exit_code = 130
+
 
 # --- the command table -------------------------------------------------------------------------------------
 
@@ -471,10 +482,8 @@ def releases(args):
 
 @command("releases:info", "show one release", arg("version", metavar="vN"), needs_app=True)
 def releases_info(args):
-    number = args.version.removeprefix("v")
-    if not number.isdigit():
-        raise UsageError(f"{args.version!r} is not a release version like v3 or 3")
-    release = api().get(app_path(args, f"/releases/{int(number)}"))
+    number = release_number(args.version)  # a bad version is a usage error before any request
+    release = api().get(app_path(args, f"/releases/{number}"))
     procfile = release.get("procfile") or {}
     if isinstance(procfile, dict):
         procfile = ", ".join(f"{name}: {cmd}" for name, cmd in procfile.items())
@@ -490,6 +499,288 @@ def releases_info(args):
             "Procfile": procfile,
         },
     )
+
+
+# --- builds and deploys -----------------------------------------------------------------------------------------
+
+ACTIVE_BUILD = ("queued", "building")
+
+
+def build_source(build: dict) -> str | None:
+    if build.get("source") == "image":
+        return build.get("image_ref")
+    sha = (build.get("git_sha") or "")[:7]
+    return " ".join(part for part in (build.get("git_ref"), sha) if part) or None
+
+
+def build_problem(build: dict) -> str:
+    """`build 7 failed: <reason>`; reasons are stored as log lines (`error: ...`), the prefix is ours to add."""
+    reason = (build.get("status_reason") or "").removeprefix("error: ").strip()
+    return f"build {build['id']} {build['status']}" + (f": {reason}" if reason else "")
+
+
+def echo(line: str) -> None:
+    # flushed line by line: piped into `tee` or a CI log, the output must still appear as it happens
+    print(line, flush=True)
+
+
+def follow_build(client: Client, args: argparse.Namespace, build_id: int) -> dict:
+    """Print a build's lines as they arrive (a finished build's kept log at once) and return the finished build.
+
+    The exit status is the build's: anything but `succeeded` is one `error: build N failed: <reason>` line.
+    """
+    path = app_path(args, f"/builds/{segment(build_id)}")
+    build = client.get(path)
+    if build["status"] in ACTIVE_BUILD:
+        try:
+            for line in client.lines(f"{path}/output"):
+                if not args.json:
+                    echo(line)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"stopped following build {build_id}; it goes on (`berth builds:output {build_id}` to follow it "
+                f"again, `berth builds:cancel {build_id}` to stop it)"
+            ) from None
+        build = client.get(path)
+    elif not args.json:
+        # a finished build's stream may have expired; its log is kept on the row
+        for line in (build.get("log") or "").splitlines():
+            echo(line)
+        echo(f"[build {build['id']} {build['status']}]")
+    if build["status"] in ACTIVE_BUILD:
+        raise CliError(
+            f"the output of build {build_id} ended while it was still {build['status']}; "
+            f"follow it again with `berth builds:output {build_id}`"
+        )
+    if build["status"] != "succeeded":
+        raise CliError(build_problem(build))
+    return build
+
+
+@command("builds", "list an app's builds, newest first", needs_app=True)
+def builds(args):
+    rows = api().get(app_path(args, "/builds"))
+    return rows, table(
+        rows,
+        ["ID", "STATUS", "SOURCE", "RELEASE", "BY", "CREATED"],
+        lambda r: [
+            r["id"],
+            r["status"],
+            build_source(r),
+            version_label(r.get("release")),
+            r.get("created_by"),
+            when(r["created_at"]),
+        ],
+        empty=f"{args.app} has no builds yet.",
+    )
+
+
+@command("builds:info", "show one build and its log", arg("id", metavar="ID", type=int), needs_app=True)
+def builds_info(args):
+    build = api().get(app_path(args, f"/builds/{segment(args.id)}"))
+    block = fields(
+        f"{args.app} build {build['id']}",
+        {
+            "Status": build["status"],
+            "Reason": build.get("status_reason"),
+            "Source": f"{build.get('source')} {build_source(build) or ''}".strip(),
+            "Buildpack": build.get("buildpack"),
+            "Image": build.get("image"),
+            "Release": version_label(build.get("release")),
+            "By": build.get("created_by"),
+            "Created": when(build.get("created_at")),
+            "Started": when(build.get("started_at")),
+            "Finished": when(build.get("finished_at")),
+        },
+    )
+    log = build.get("log") or ""
+    return build, block + ("\n\n=== log\n" + log.rstrip("\n") if log else "")
+
+
+@command(
+    "builds:output",
+    "print a build's output, live while it runs; exit 1 unless it succeeds",
+    arg("id", metavar="ID", type=int),
+    needs_app=True,
+)
+def builds_output(args):
+    build = follow_build(api(), args, args.id)
+    return build, ""
+
+
+@command(
+    "builds:cancel", "cancel a queued or running build", arg("id", metavar="ID", type=int), needs_app=True
+)
+def builds_cancel(args):
+    build = api().post(app_path(args, f"/builds/{segment(args.id)}/cancel"), {})
+    if build["status"] in ACTIVE_BUILD:
+        # a running build is stopped by its worker, which checks between steps
+        return build, f"Cancelling build {build['id']} of {args.app}; its worker stops it shortly"
+    return build, f"Cancelled build {build['id']} of {args.app}"
+
+
+@command(
+    "deploy",
+    "deploy an image and follow its build; exit 1 unless it succeeds",
+    arg("--image", required=True, metavar="REF", help="e.g. registry.example.com:5000/shop:1.4"),
+    needs_app=True,
+)
+def deploy(args):
+    client = api()
+    build = client.post(app_path(args, "/deploys"), {"image": args.image})
+    if not args.json:
+        echo(f"Deploying {build.get('image_ref') or args.image} to {args.app} (build {build['id']})")
+    build = follow_build(client, args, build["id"])
+    return build, f"Deployed {args.app} v{build['release']}" if build.get("release") else ""
+
+
+# --- rollback ---------------------------------------------------------------------------------------------------
+
+ROLLING_OUT = ("pending", "built", "deploying")
+
+
+def release_number(text: str) -> int:
+    number = text.lower().removeprefix("v")
+    if not number.isdigit():
+        raise UsageError(f"{text!r} is not a release version like v3 or 3")
+    return int(number)
+
+
+@command(
+    "rollback",
+    "roll back to an earlier release's image and config; waits until live",
+    arg("version", metavar="vN"),
+    arg("--no-wait", action="store_true", help="return once the release is made, without waiting for it"),
+    arg("--timeout", type=float, default=900.0, metavar="SECONDS", help="how long to wait (default 900)"),
+    needs_app=True,
+)
+def rollback(args):
+    target = release_number(args.version)
+    client = api()
+    release = client.post(app_path(args, "/rollback"), {"version": target})
+    version = release["version"]
+    made = f"Rolled back {args.app} to v{target} as v{version}"
+    if args.no_wait:
+        return release, f"{made} ({release['status']}); watch it with `berth releases:info v{version}`"
+    if not args.json:
+        echo(f"{made}; waiting for it to go live...")
+    deadline = time.monotonic() + args.timeout
+    while release["status"] in ROLLING_OUT:
+        if time.monotonic() >= deadline:
+            raise CliError(
+                f"v{version} is still {release['status']} after {args.timeout:g} s; "
+                f"watch it with `berth releases:info v{version}`"
+            )
+        time.sleep(1)
+        release = client.get(app_path(args, f"/releases/{version}"))
+    if release["status"] != "live":
+        raise CliError(
+            f"v{version} did not go live (status {release['status']}); the previous release serves on"
+        )
+    return release, f"v{version} is live"
+
+
+# --- processes and one-off runs -----------------------------------------------------------------------------------
+
+
+def where(row: dict) -> str | None:
+    if row.get("address") and row.get("port"):
+        return f"{row['address']}:{row['port']}"
+    return row.get("address") or row.get("node")
+
+
+@command("ps", "list an app's running processes", needs_app=True)
+def ps(args):
+    rows = api().get(app_path(args, "/ps"))
+    rows = sorted(rows, key=lambda r: (r.get("process") or "", -(r.get("release") or 0), r.get("id") or ""))
+    return rows, table(
+        rows,
+        ["PROCESS", "ID", "RELEASE", "STATE", "WHERE", "STARTED", "RESTARTS", "ERROR"],
+        lambda r: [
+            r.get("process"),
+            (r.get("id") or "")[:12],
+            version_label(r.get("release")),
+            r.get("state")
+            if r.get("state") == r.get("desired_state") or not r.get("desired_state")
+            else f"{r.get('state')} (to {r['desired_state']})",
+            where(r),
+            when(r.get("started_at")),
+            r.get("restarts"),
+            r.get("error"),
+        ],
+        empty=f"{args.app} has no processes running.",
+    )
+
+
+RUN_EXIT_GRACE = 10.0  # seconds
+
+
+def follow_run(client: Client, args: argparse.Namespace, run_id: str) -> dict:
+    """Print a run's output as it arrives; return its final state, whose exit code becomes ours."""
+    path = app_path(args, f"/runs/{segment(run_id)}")
+    output = []
+    try:
+        for line in client.lines(f"{path}/output"):
+            if args.json:
+                output.append(line)
+            else:
+                echo(line)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"stopped following run {run_id}; it goes on (`berth runs:output {run_id}` to follow it again)"
+        ) from None
+    run = client.get(path)
+    # Docker can end the log stream a moment before it records the exit: give it a few seconds, not for ever
+    deadline = time.monotonic() + RUN_EXIT_GRACE
+    while run.get("status") != "exited" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        run = client.get(path)
+    if run.get("status") != "exited":
+        raise CliError(
+            f"the output of run {run_id} ended while it was still {run.get('status')}; "
+            f"follow it again with `berth runs:output {run_id}`"
+        )
+    # a run killed without a code (lost container) is a failure, never a silent 0
+    args.exit_code = run["exit_code"] if isinstance(run.get("exit_code"), int) else 1
+    return run | ({"output": output} if args.json else {})
+
+
+@command(
+    "run",
+    "run a one-off command in the live release; exits with its exit code",
+    arg("--detach", action="store_true", help="start it and return; read its output with runs:output"),
+    arg(
+        "words",
+        nargs=argparse.REMAINDER,
+        metavar="-- CMD",
+        help="the command; several words are quoted as given, one word is run by sh (for pipes, $VARS...)",
+    ),
+    needs_app=True,
+)
+def run(args):
+    words = args.words[1:] if args.words[:1] == ["--"] else args.words
+    if not words:
+        raise UsageError("no command given: berth run [--detach] [-a APP] -- COMMAND ...")
+    command_line = words[0] if len(words) == 1 else shlex.join(words)
+    client = api()
+    started = client.post(app_path(args, "/runs"), {"command": command_line, "detach": args.detach})
+    if args.detach:
+        return started, (
+            f"Started run {started['id']} of {args.app} v{started['release']}: {started['command']}\n"
+            f"Read its output with: berth runs:output {started['id']} -a {args.app}"
+        )
+    # nothing of ours on stdout: `berth run -- cat dump.sql > dump.sql` must get the command's output only
+    return started | follow_run(client, args, started["id"]), ""
+
+
+@command(
+    "runs:output",
+    "print a one-off run's output until it exits; exits with its exit code",
+    arg("id", metavar="ID"),
+    needs_app=True,
+)
+def runs_output(args):
+    return follow_run(api(), args, args.id), ""
 
 
 # --- the parser and the entry point -----------------------------------------------------------------------------
@@ -510,13 +801,18 @@ def synopsis(cmd: Command) -> str:
     for flags, options in cmd.arguments:
         metavar = options.get("metavar") or (flags[0].upper() if not flags[0].startswith("-") else None)
         if not flags[0].startswith("-"):
-            words.append(metavar + (" ..." if options.get("nargs") == "+" else ""))
+            words.append(metavar + (" ..." if options.get("nargs") in ("+", argparse.REMAINDER) else ""))
+        elif options.get("action") == "store_true":
+            words.append(f"[{flags[-1]}]")
         else:
             flag = flags[-1]
             text = f"{flag} {metavar or flag.lstrip('-').upper()}"
             words.append(text if options.get("required") else f"[{text}]")
     if cmd.needs_app:
-        words.append("[-a APP]" if cmd.name != "git:remote" else "-a APP")
+        # before a trailing command (`run`): any word after it belongs to that command
+        last = cmd.arguments[-1][1].get("nargs") if cmd.arguments else None
+        place = len(words) - 1 if last == argparse.REMAINDER else len(words)
+        words.insert(place, "[-a APP]" if cmd.name != "git:remote" else "-a APP")
     return " ".join(words)
 
 
@@ -614,7 +910,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug here or an answer we did not expect: still one line, never a traceback
         print(f"error: unexpected {type(exc).__name__}: {exc} (please report this)", file=sys.stderr)
         return 1
-    return 0
+    return getattr(args, "exit_code", 0)  # `run` exits with its command's exit code
 
 
 if __name__ == "__main__":

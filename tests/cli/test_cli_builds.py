@@ -1,0 +1,325 @@
+"""`berth` builds, deploys, rollbacks and processes end to end: the installed script against a real live server.
+
+There is no Celery worker here, so a build or a rollback stays where the API left it; the test then plays the
+worker's part through the same services and the build's Redis log stream, while `berth` follows it.
+"""
+
+import random
+import secrets
+import time
+
+import docker.errors
+import pytest
+from berth.apps.models import App
+from berth.builds import services as builds
+from berth.builds.models import Build
+from berth.releases.models import Release
+from berth.releases.services import release_create, release_set_status
+
+from tests.cli.conftest import Background, as_json, assert_one_error_line, ok
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def build_streams(transactional_db):
+    """Build logs live in Redis streams keyed by build id, and Redis db 15 is shared with other test runs: builds
+    here get ids far from theirs, and their streams are deleted afterwards."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)",
+                [Build._meta.db_table, random.randrange(10**9, 2 * 10**9)],
+            )
+    yield
+    keys = [build.stream_key for build in Build.objects.all()]
+    if keys:
+        builds.redis_client().delete(*keys)
+
+
+def make_build(app_name: str, **fields) -> Build:
+    values = {"source": Build.Source.IMAGE, "image_ref": "registry.test/shop:1"} | fields
+    return Build.objects.create(app=App.objects.get(name=app_name), **values)
+
+
+def finish_build(build: Build, *, status: str, lines: list[str], reason: str = "", **fields) -> None:
+    """What the worker does at the end of a build: move the row (conditionally), then close the stream."""
+    stream = builds.log_stream(build)
+    for line in lines:
+        stream.append(line)
+    assert builds.build_transition(
+        build=build, from_statuses=["queued", "building"], to_status=status, reason=reason, **fields
+    )
+    stream.close(status)
+    Build.objects.filter(pk=build.pk).update(log="\n".join(stream.read_all()))
+
+
+def only_build(app_name: str) -> Build:
+    return wait_for(
+        lambda: Build.objects.filter(app__name=app_name).first(), timeout=30, message="the deploy's build"
+    )
+
+
+# --- builds, builds:info, builds:output, builds:cancel ------------------------------------------------------
+
+
+def test_builds_lists_them_newest_first_and_info_shows_fields_and_log(cli, shop):
+    first = make_build(
+        shop, status="failed", status_reason="error: manifest unknown", log="-----> Pulling\nnope"
+    )
+    second = make_build(
+        shop, source=Build.Source.GIT, image_ref="", git_ref="refs/heads/main", git_sha="a" * 40
+    )
+    lines = ok(cli("builds", "-a", shop)).splitlines()
+    assert lines[0].split() == ["ID", "STATUS", "SOURCE", "RELEASE", "BY", "CREATED"]
+    assert lines[2].split()[:5] == [str(second.pk), "queued", "refs/heads/main", "aaaaaaa", "-"]
+    assert lines[3].split()[:4] == [str(first.pk), "failed", "registry.test/shop:1", "-"]
+    assert [b["id"] for b in as_json(cli("builds", "-a", shop, "--json"))] == [second.pk, first.pk]
+
+    info = ok(cli("builds:info", str(first.pk), "-a", shop))
+    assert info.startswith(f"=== shop build {first.pk}\n")
+    assert "error: manifest unknown" in info and "image registry.test/shop:1" in info
+    assert info.endswith("=== log\n-----> Pulling\nnope\n")
+    assert as_json(cli("builds:info", str(first.pk), "-a", shop, "--json"))["log"] == "-----> Pulling\nnope"
+    assert_one_error_line(cli("builds:info", "999", "-a", shop), contains="shop has no build 999")
+
+
+def test_an_app_without_builds_says_so(cli, shop):
+    assert ok(cli("builds", "-a", shop)) == "shop has no builds yet.\n"
+
+
+def test_builds_output_prints_lines_as_they_arrive_until_the_build_ends(cli, shop, home):
+    build = make_build(shop, status="building")
+    builds.log_stream(build).append("-----> Pulling registry.test/shop:1")
+    follower = Background("builds:output", str(build.pk), "-a", shop, home=home)
+    # the first line is printed while the build still runs: followed live, not collected at the end
+    assert follower.line() == "-----> Pulling registry.test/shop:1\n"
+    assert follower.process.poll() is None
+    finish_build(build, status="succeeded", lines=["-----> Done"])
+    result = follower.finish()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "-----> Pulling registry.test/shop:1",
+        "-----> Done",
+        f"[build {build.pk} succeeded]",
+    ]
+    # once finished, the kept log is printed at once
+    assert ok(cli("builds:output", str(build.pk), "-a", shop)).splitlines()[-2:] == [
+        "-----> Done",
+        f"[build {build.pk} succeeded]",
+    ]
+
+
+def test_builds_output_of_a_failed_build_exits_1_with_its_reason(cli, shop):
+    build = make_build(shop, status="building")
+    finish_build(build, status="failed", lines=["error: boom"], reason="error: boom")
+    result = cli("builds:output", str(build.pk), "-a", shop)
+    assert_one_error_line(result, contains=f"error: build {build.pk} failed: boom")
+    assert result.stdout.splitlines() == ["error: boom", f"[build {build.pk} failed]"]
+    assert_one_error_line(cli("builds:output", "999", "-a", shop), contains="shop has no build 999")
+
+
+def test_builds_cancel_cancels_a_queued_build_and_refuses_a_finished_one(cli, shop):
+    build = make_build(shop)
+    assert ok(cli("builds:cancel", str(build.pk), "-a", shop)) == f"Cancelled build {build.pk} of shop\n"
+    build.refresh_from_db()
+    assert build.status == "cancelled"
+    assert builds.log_stream(build).status() == "cancelled"
+    assert_one_error_line(cli("builds:cancel", str(build.pk), "-a", shop), contains="already cancelled")
+
+
+# --- deploy --image -----------------------------------------------------------------------------------------
+
+
+def test_deploy_with_a_malformed_image_reference_is_one_error_line(cli, shop):
+    result = cli("deploy", "--image", "Not An/Image!", "-a", shop)
+    assert_one_error_line(result, contains="not a valid image reference")
+    assert result.stdout == ""
+    assert not Build.objects.exists()
+
+
+def test_deploy_queues_a_build_and_follows_it_until_cancelled(cli, shop, home):
+    deploying = Background("deploy", "--image", "registry.test/shop:1", "-a", shop, home=home)
+    build = only_build(shop)
+    assert deploying.line() == f"Deploying registry.test/shop:1 to shop (build {build.pk})\n"
+    # one build at a time per app
+    assert_one_error_line(
+        cli("deploy", "--image", "registry.test/shop:2", "-a", shop),
+        contains=f"build {build.pk} of shop is still",
+    )
+    assert ok(cli("builds:cancel", str(build.pk), "-a", shop)) == f"Cancelled build {build.pk} of shop\n"
+    result = deploying.finish()
+    assert_one_error_line(result, contains=f"error: build {build.pk} cancelled: cancelled")
+    assert result.stdout.splitlines()[-2:] == ["error: build cancelled", f"[build {build.pk} cancelled]"]
+
+
+def test_deploy_exits_0_when_its_build_succeeds(cli, shop, home, ada):
+    deploying = Background("deploy", "--image", "registry.test/shop:1", "-a", shop, home=home)
+    build = only_build(shop)
+    assert deploying.line().startswith("Deploying registry.test/shop:1")
+    builds.build_transition(build=build, from_statuses=["queued"], to_status="building")
+    builds.log_stream(build).append("-----> Pulling registry.test/shop:1")
+    assert deploying.line() == "-----> Pulling registry.test/shop:1\n"
+    release = release_create(
+        app=build.app, image="registry.test/shop:1", procfile={}, description="", actor=ada, status="live"
+    )
+    finish_build(build, status="succeeded", lines=["-----> v1 is live"], release=release, image=release.image)
+    result = deploying.finish()
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.splitlines()[-3:] == [
+        "-----> v1 is live",
+        f"[build {build.pk} succeeded]",
+        "Deployed shop v1",
+    ]
+
+
+def test_deploy_exits_1_with_the_reason_when_its_build_fails(cli, shop, home):
+    deploying = Background("deploy", "--image", "registry.test/shop:1", "-a", shop, home=home)
+    build = only_build(shop)
+    reason = "error: pulling registry.test/shop:1 failed: manifest unknown"
+    finish_build(build, status="failed", lines=["-----> Pulling registry.test/shop:1", reason], reason=reason)
+    result = deploying.finish()
+    line = assert_one_error_line(result)
+    assert line == f"error: build {build.pk} failed: pulling registry.test/shop:1 failed: manifest unknown"
+    assert result.stdout.splitlines()[-2:] == [reason, f"[build {build.pk} failed]"]
+
+
+def test_deploy_json_prints_only_the_finished_build(cli, shop, home, ada):
+    deploying = Background("deploy", "--image", "registry.test/shop:1", "-a", shop, "--json", home=home)
+    build = only_build(shop)
+    finish_build(build, status="succeeded", lines=["-----> Pulling"], image="registry.test/shop:1")
+    result = deploying.finish()
+    assert result.returncode == 0, result.stderr
+    assert as_json(result)["status"] == "succeeded"
+
+
+# --- rollback -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def v1(shop, ada):
+    return release_create(
+        app=App.objects.get(name=shop),
+        image="registry.test/shop:1",
+        procfile={"web": "serve"},
+        description="Deploy registry.test/shop:1",
+        actor=ada,
+        status="live",
+    )
+
+
+def test_rollback_to_an_unknown_version_is_one_error_line(cli, v1):
+    assert_one_error_line(cli("rollback", "v9", "-a", "shop"), contains="shop has no release v9")
+    assert_one_error_line(cli("rollback", "latest", "-a", "shop"), code=2, contains="'latest'")
+
+
+def test_rollback_no_wait_makes_the_release_and_returns(cli, v1):
+    out = ok(cli("rollback", "v1", "--no-wait", "-a", "shop"))
+    assert out.startswith("Rolled back shop to v1 as v2 (pending)")
+    assert as_json(cli("rollback", "1", "--no-wait", "-a", "shop", "--json"))["version"] == 3
+    newest = Release.objects.filter(app__name="shop").order_by("-version").first()
+    assert (newest.version, newest.image, newest.description) == (3, "registry.test/shop:1", "Rollback to v1")
+
+
+@pytest.mark.parametrize(("outcome", "code"), [("live", 0), ("failed", 1)])
+def test_rollback_waits_for_the_release_to_go_live_or_fail(cli, v1, home, outcome, code):
+    rolling = Background("rollback", "v1", "--timeout", "30", "-a", "shop", home=home)
+    assert rolling.line() == "Rolled back shop to v1 as v2; waiting for it to go live...\n"
+    release = Release.objects.get(app__name="shop", version=2)
+    assert rolling.process.poll() is None
+    release_set_status(release=release, from_statuses=["pending"], to_status=outcome)
+    result = rolling.finish()
+    assert result.returncode == code, result.stderr
+    if outcome == "live":
+        assert result.stdout.splitlines()[-1] == "v2 is live"
+    else:
+        assert_one_error_line(result, contains="v2 did not go live (status failed)")
+
+
+def test_rollback_gives_up_waiting_after_its_timeout(cli, v1):
+    result = cli("rollback", "v1", "--timeout", "1", "-a", "shop")
+    assert_one_error_line(result, contains="v2 is still pending after 1 s")
+
+
+# --- ps -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.docker
+def test_ps_of_an_app_with_nothing_running(cli, shop):
+    assert ok(cli("ps", "-a", shop)) == "shop has no processes running.\n"
+    assert as_json(cli("ps", "-a", shop, "--json")) == []
+
+
+# --- run, runs:output ---------------------------------------------------------------------------------------
+
+RUN_PREFIX = "clirun-"
+
+
+def remove_runs(prefix: str, *, older_than: float = 0) -> None:
+    """Remove the one-off containers of apps named `prefix`… and their teams' overlay networks (runs leave both)."""
+    from berth.core.docker import docker_client
+    from berth.runtime.scheduler import LABEL_APP, LABEL_ONEOFF, LABEL_TEAM
+
+    client = docker_client()
+    cutoff = time.time() - older_than
+    for container in client.api.containers(all=True, filters={"label": [f"{LABEL_ONEOFF}=1"]}):
+        if container["Labels"].get(LABEL_APP, "").startswith(prefix) and container["Created"] <= cutoff:
+            client.api.remove_container(container["Id"], force=True)
+    for network in client.api.networks(filters={"label": [LABEL_TEAM]}):
+        if network["Labels"].get(LABEL_TEAM, "").startswith(prefix):
+            try:
+                client.api.remove_network(network["Id"])
+            except docker.errors.APIError:
+                pass  # still in use by a run of another test session: that session removes it
+
+
+@pytest.fixture
+def runnable(cli, ada):
+    """An app whose live release is the stack image, in a team of its own (so its overlay network is ours)."""
+    remove_runs(RUN_PREFIX, older_than=600)  # what a killed session of these tests left behind
+    name = f"{RUN_PREFIX}{secrets.token_hex(3)}"
+    ok(cli("teams:create", name))
+    ok(cli("apps:create", name, "--team", name))
+    ok(cli("config:set", "GREETING=hello from config", "-a", name))
+    release_create(
+        app=App.objects.get(name=name),
+        image="berth/stack:bookworm",
+        procfile={},
+        description="",
+        actor=ada,
+        status="live",
+    )
+    yield name
+    remove_runs(name)
+
+
+def test_run_without_a_live_release_is_one_error_line(cli, shop):
+    assert_one_error_line(cli("run", "-a", shop, "--", "true"), contains="shop has no live release")
+    assert_one_error_line(cli("run", "-a", shop), code=2, contains="no command given")
+
+
+@pytest.mark.docker
+def test_run_prints_the_output_and_exits_with_the_commands_code(cli, runnable):
+    result = cli("run", "-a", runnable, "--", "sh", "-c", 'echo "$GREETING"; echo to stderr >&2; exit 3')
+    assert (result.returncode, result.stderr) == (3, "")
+    assert sorted(result.stdout.splitlines()) == ["hello from config", "to stderr"]
+    # one word is a shell command line: pipes and expansions happen in the container
+    assert ok(cli("run", "-a", runnable, "--", "echo $((40 + 2)) | tr 4 X")) == "X2\n"
+    data = as_json(cli("run", "-a", runnable, "--json", "--", "echo", "a  b"))
+    assert (data["status"], data["exit_code"], data["output"]) == ("exited", 0, ["a  b"])
+
+
+@pytest.mark.docker
+def test_run_detach_prints_the_id_and_runs_output_follows_it(cli, runnable):
+    out = ok(cli("run", "--detach", "-a", runnable, "--", "sleep 1; echo done; exit 4"))
+    first, second = out.splitlines()
+    run_id = first.split()[2].rstrip(":")
+    assert first == f"Started run {run_id} of {runnable} v2: sleep 1; echo done; exit 4"
+    assert second == f"Read its output with: berth runs:output {run_id} -a {runnable}"
+    result = cli("runs:output", run_id, "-a", runnable)
+    assert (result.returncode, result.stdout, result.stderr) == (4, "done\n", "")
+    assert_one_error_line(cli("runs:output", "0123456789ab", "-a", runnable), contains="no run 0123456789ab")
