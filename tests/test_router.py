@@ -246,3 +246,30 @@ def test_in_memory_router_keeps_what_it_is_given():
     router_.apply(app="demo", hostnames=["Demo.localhost"], endpoints=[Endpoint("127.0.0.1", 8000)])
     router_.sync({"other": (["other.localhost"], [])})
     assert router_.state() == {"other": {"hostnames": ["other.localhost"], "endpoints": []}}
+
+
+def test_a_drain_does_not_hold_up_other_apps(router, backends):
+    old, new, other = backends("old"), backends("new"), backends("other")
+    router_ = get_router()
+    router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[old.endpoint])
+    with (
+        socket.create_connection(("127.0.0.1", router.port)) as stuck,
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+    ):
+        stuck.sendall(b"GET /slow?s=30 HTTP/1.1\r\nHost: demo.localhost\r\n\r\n")
+        wait_for(lambda: _sessions(router) > 0, timeout=5, message="the stuck request")
+        cut_over = pool.submit(
+            router_.apply, app="demo", hostnames=["demo.localhost"], endpoints=[new.endpoint], drain_timeout=4
+        )
+        wait_for(lambda: get(router, "demo.localhost").text == "new", timeout=5, message="the cut-over")
+        started = time.monotonic()
+        router_.apply(app="other", hostnames=["other.localhost"], endpoints=[other.endpoint])
+        assert time.monotonic() - started < 1
+        assert not cut_over.done()  # still draining the old endpoint
+        assert get(router, "other.localhost").text == "other"
+        cut_over.result(timeout=10)
+
+
+def test_get_router_follows_the_setting(settings):
+    settings.BERTH_ROUTER = "memory"
+    assert isinstance(get_router(), InMemoryRouter)

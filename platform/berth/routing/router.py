@@ -112,6 +112,12 @@ def clean_endpoints(endpoints: Iterable[Endpoint]) -> list[Endpoint]:
     return cleaned
 
 
+def _check_app(app: str) -> str:
+    if not isinstance(app, str) or not app.strip():
+        raise ValueError(f"not an app name: {app!r}")
+    return app
+
+
 @dataclass(frozen=True)
 class _Server:
     """One server slot of a backend, as HAProxy reports it."""
@@ -173,6 +179,7 @@ class HaproxyRouter(Router):
         drain_timeout: float | None = None,
     ) -> None:
         hostnames, endpoints = clean_hostnames(hostnames), clean_endpoints(endpoints)
+        _check_app(app)
         with locked(self.paths):
             slots = self._load()
             draining = self._begin_apply(slots, app=app, hostnames=hostnames, endpoints=endpoints)
@@ -208,17 +215,18 @@ class HaproxyRouter(Router):
 
     def sync(self, desired: Desired, *, drain_timeout: float | None = None) -> None:
         cleaned = {
-            app: (clean_hostnames(hostnames), clean_endpoints(endpoints))
+            _check_app(app): (clean_hostnames(hostnames), clean_endpoints(endpoints))
             for app, (hostnames, endpoints) in desired.items()
         }
         draining: list[_Server] = []
         with locked(self.paths):
             slots = self._load()
+            # wanted apps first, so a hostname passing from a removed app to a kept one is never unmapped
+            for app, (hostnames, endpoints) in cleaned.items():
+                draining += self._begin_apply(slots, app=app, hostnames=hostnames, endpoints=endpoints)
             for app in list(slots["apps"]):
                 if app not in cleaned:
                     draining += self._begin_remove(slots, app=app)
-            for app, (hostnames, endpoints) in cleaned.items():
-                draining += self._begin_apply(slots, app=app, hostnames=hostnames, endpoints=endpoints)
             draining += self._begin_orphans(slots)
             self._publish_hosts(slots)
             self._save(slots)
@@ -350,7 +358,11 @@ class HaproxyRouter(Router):
     def _still_busy(self, servers: list[_Server]) -> list[_Server]:
         busy = []
         for backend in sorted({s.backend for s in servers}):
-            now = {s.name: s for s in self._servers(backend)}
+            try:
+                now = {s.name: s for s in self._servers(backend)}
+            except RouterError:  # a reload (another app's growth) is swapping the admin socket: ask again
+                busy += [s for s in servers if s.backend == backend]
+                continue
             busy += [s for s in servers if s.backend == backend and now[s.name].sessions > 0]
         return busy
 
@@ -536,6 +548,7 @@ class InMemoryRouter(Router):
 
     def apply(self, *, app, hostnames, endpoints, drain_timeout=None) -> None:
         hostnames, endpoints = clean_hostnames(hostnames), clean_endpoints(endpoints)
+        _check_app(app)
         with self._lock:
             for other, (other_hosts, other_endpoints) in list(self._apps.items()):
                 self._apps[other] = ([h for h in other_hosts if h not in hostnames], other_endpoints)
