@@ -273,3 +273,14 @@ def test_a_drain_does_not_hold_up_other_apps(router, backends):
 def test_get_router_follows_the_setting(settings):
     settings.BERTH_ROUTER = "memory"
     assert isinstance(get_router(), InMemoryRouter)
+
+
+def test_a_dropped_get_is_retried_but_a_dropped_post_is_not(router, backends):
+    web = backends("web")
+    get_router().apply(app="demo", hostnames=["demo.localhost"], endpoints=[web.endpoint])
+    url, host = f"http://127.0.0.1:{router.port}", {"Host": "demo.localhost"}
+
+    assert httpx.get(f"{url}/drop", headers=host).status_code == 502
+    assert httpx.get(f"{url}/dropped", headers=host).text == "4"  # the first try and `retries 3`
+    assert httpx.post(f"{url}/drop", headers=host, content=b"order=1").status_code == 502
+    assert httpx.get(f"{url}/dropped", headers=host).text == "5"  # the app may have acted on it: once only

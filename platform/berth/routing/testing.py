@@ -1,7 +1,8 @@
 """Real backends and keep-alive load for the router's tests and benchmark; not used by Berth itself.
 
 `python -m berth.routing.testing http|ws <id> <port>` serves on 127.0.0.1:<port>: `http` answers every request
-with its id over HTTP/1.1 keep-alive (GET /slow?s=2 answers after 2 s), `ws` echoes WebSocket messages as
+with its id over HTTP/1.1 keep-alive (/slow?s=2 answers after 2 s; /drop hangs up without an answer and
+/dropped says how many times it did), `ws` echoes WebSocket messages as
 "<id>:<message>".
 """
 
@@ -151,6 +152,7 @@ class KeepAliveLoad:
 
 def _serve_http(ident: str, port: int) -> None:
     body = ident.encode()
+    dropped = [0]
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive
@@ -163,12 +165,17 @@ def _serve_http(ident: str, port: int) -> None:
             url = urlsplit(self.path)
             if url.path == "/slow":
                 time.sleep(float(parse_qs(url.query).get("s", ["1"])[0]))
+            if url.path == "/drop":  # read the request, then hang up without an answer
+                dropped[0] += 1
+                self.close_connection = True
+                return
+            answer = str(dropped[0]).encode() if url.path == "/dropped" else body
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(body)
+                self.wfile.write(answer)
 
         do_HEAD = do_GET
 
