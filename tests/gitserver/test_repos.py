@@ -155,20 +155,29 @@ def decide(repo, updates, wait_seconds=5):
     return accepted, lines
 
 
+def move_refs(repo, sha, *refs):
+    """Do what receive-pack does after an accepted pre-receive, so the lock holder lets go at once."""
+    for ref in refs:
+        subprocess.run(["git", "--git-dir", str(repo), "update-ref", ref, sha], check=True)
+
+
 def test_the_handler_is_called_only_for_the_deploy_branch(home, handler, tmp_path):
     repo = repo_ensure(app_name="demo")
-    zero, new = "0" * 40, "a" * 40
+    zero, new = "0" * 40, commit_into(repo, tmp_path)
     accepted, lines = decide(
         repo, [RefUpdate(zero, new, "refs/heads/feature"), RefUpdate(zero, new, "refs/tags/v1")]
     )
     assert accepted
     assert handler.calls == []
     assert lines == ["feature: not deployed: only main deploys"]
-    # Another repository: this one stays locked until its refs move, which they never do here.
+    move_refs(repo, new, "refs/heads/feature", "refs/tags/v1")
     other = repo_ensure(app_name="demo-two")
+    new = commit_into(other, tmp_path)
+    subprocess.run(["git", "--git-dir", str(other), "update-ref", "-d", "refs/heads/main"], check=True)
     accepted, lines = decide(other, [RefUpdate(zero, new, "refs/heads/main")])
     assert accepted
     assert handler.calls == ["refs/heads/main"]
+    move_refs(other, new, "refs/heads/main")
 
 
 def test_a_refusing_handler_refuses_the_whole_push(home, handler):
