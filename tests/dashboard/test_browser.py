@@ -483,3 +483,20 @@ def test_screenshots_of_the_app_page_and_the_team_panel(open_page, world, width_
     page.goto("/apps/demo/")
     assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0
     assert app_shot.stat().st_size > 10_000 and team_shot.stat().st_size > 10_000
+
+    # the other pages, for a person to look at
+    from berth.builds.models import Build
+
+    build = Build.objects.create(
+        app=world.app,
+        source="image",
+        image_ref="registry.example:5000/demo:v3",
+        status="failed",
+        status_reason="cannot pull registry.example:5000/demo:v3: manifest unknown",
+        log="-----> Pulling registry.example:5000/demo:v3\nerror: cannot pull registry.example:5000/demo:v3: manifest unknown",
+    )
+    page.goto(f"/apps/demo/builds/{build.pk}/")
+    page.screenshot(path=str(ARTIFACTS / f"dashboard-build-{width_name}.png"), full_page=True)
+    page.goto("/apps/")
+    page.screenshot(path=str(ARTIFACTS / f"dashboard-apps-{width_name}.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0
