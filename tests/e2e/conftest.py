@@ -1,0 +1,141 @@
+"""The whole platform for end-to-end tests: a real router (HAProxy), web (gunicorn + uvicorn), a Celery worker,
+all against the test database, Redis, Docker and the swarm. Nothing is mocked."""
+
+import os
+import secrets
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import REPO_DIR, free_port, wait_for
+
+APP_PREFIX = "t-e2e-"
+
+
+def remove_leftover_services(prefix: str = APP_PREFIX) -> None:
+    from berth.core.docker import docker_client
+
+    client = docker_client()
+    for service in client.services.list(filters={"label": "org.berth.app"}):
+        if service.attrs["Spec"]["Labels"].get("org.berth.app", "").startswith(prefix):
+            service.remove()
+    for container in client.containers.list(all=True, filters={"label": "org.berth.app"}):
+        if container.labels.get("org.berth.app", "").startswith(prefix):
+            container.remove(force=True)
+
+
+def _start(name: str, command: list[str], env: dict, logs: Path) -> subprocess.Popen:
+    log = open(logs / f"{name}.log", "wb")  # noqa: SIM115  (closed with the process)
+    return subprocess.Popen(command, cwd=REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture
+def berth_platform(transactional_db, router, tmp_path, settings):
+    """Start web and worker processes for this test's database; stop them by PID afterwards."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip("end-to-end tests share the database with other processes: PostgreSQL only")
+    database_url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    home = tmp_path / "home"
+    home.mkdir()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    web_port = free_port()
+    # tasks queued by earlier tests name rows of their own (flushed) database: start from an empty queue
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    remove_leftover_services()
+    settings.BERTH_HOME = home  # shared with the platform: repos, pushed trees, the config encryption key
+    settings.BERTH_HTTP_PORT = router.port
+    env = {
+        **os.environ,
+        "BERTH_HOME": str(home),
+        "DATABASE_URL": database_url,
+        "BERTH_ROUTER_DIR": str(router.paths.directory),
+        "BERTH_ROUTER_ADMIN_SOCKET": str(settings.BERTH_ROUTER_ADMIN_SOCKET),
+        "BERTH_HTTP_PORT": str(router.port),
+        "BERTH_WEB_PORT": str(web_port),
+        "PYTHONPATH": str(REPO_DIR / "platform"),
+    }
+    venv = REPO_DIR / ".venv/bin"
+    processes = [
+        _start(
+            "web",
+            [
+                str(venv / "gunicorn"),
+                "berth.config.asgi:application",
+                "-k",
+                "uvicorn.workers.UvicornWorker",
+                "-b",
+                f"127.0.0.1:{web_port}",
+                "-w",
+                "2",
+                "--timeout",
+                "0",
+            ],
+            env,
+            logs,
+        ),
+        _start(
+            "worker",
+            [
+                str(venv / "celery"),
+                "-A",
+                "berth.config",
+                "worker",
+                "-Q",
+                "default,builds,deploys",
+                "-c",
+                "3",
+                "--without-heartbeat",
+                "--without-mingle",
+                "--without-gossip",
+                "-l",
+                "INFO",
+            ],
+            env,
+            logs,
+        ),
+    ]
+
+    def web_up():
+        try:
+            return httpx.get(f"http://127.0.0.1:{web_port}/healthz", timeout=2).status_code in (200, 503)
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(web_up, timeout=30, message="the web process")
+        yield SimpleNamespace(
+            web_url=f"http://127.0.0.1:{web_port}", router_port=router.port, home=home, logs=logs, env=env
+        )
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        remove_leftover_services()
+
+
+@pytest.fixture
+def tenant(berth_platform):
+    """A user with a team, an API token and an app named t-e2e-<random>."""
+    from berth.accounts.services import team_create, token_create
+    from berth.apps.services import app_create
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user(
+        username="dev", email="dev@example.test", password="pw-123456"
+    )
+    team = team_create(name="devs", actor=user)
+    _, clear = token_create(user=user, name="e2e")
+    app = app_create(team=team, name=APP_PREFIX + secrets.token_hex(3), actor=user)
+    return SimpleNamespace(user=user, team=team, token=clear, app=app)
