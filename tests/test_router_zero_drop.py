@@ -74,14 +74,16 @@ def test_an_endpoint_killed_under_load_costs_no_request(router, backends):
             timeout=5,
             message="the killed endpoint to be marked DOWN",
         )
-        load.wait_for_requests(300)
+        down_after = time.monotonic() - killed
+        time.sleep(1)
         load.stop()
     print(
         f"\nkilled 1 of 2 endpoints: requests {load.total}, failed {len(load.failures)} {load.failures[:3]}, "
-        f"marked DOWN after {time.monotonic() - killed:.2f}s or less"
+        f"marked DOWN after {down_after:.2f}s or less"
     )
     assert load.failures == []
-    assert set(load.served_by(since=killed + 0.5)) == {"survivor"}
+    assert load.served_by()["doomed"] > 100
+    assert load.served_by(since=killed)["survivor"] > 100
 
 
 def _restart_haproxy(router, *, wipe: bool) -> subprocess.Popen:
