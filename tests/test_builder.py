@@ -45,8 +45,8 @@ def _remove_leftovers(client: docker.DockerClient) -> None:
     for image in client.images.list(filters={"label": f"{SUITE_LABEL}=builds", "dangling": True}):
         try:
             client.images.remove(image.id, force=True)
-        except docker.errors.NotFound:
-            pass
+        except docker.errors.APIError:
+            pass  # gone already, or a container of a running test still uses it
 
 
 @pytest.fixture(scope="session")
