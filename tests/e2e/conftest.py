@@ -101,6 +101,7 @@ def berth_platform(transactional_db, router, tmp_path, settings):
             env,
             logs,
         ),
+        _start("watcher", [str(venv / "python"), "manage.py", "watch"], env, logs),
     ]
 
     def web_up():

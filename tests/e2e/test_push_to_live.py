@@ -1,12 +1,13 @@
 """`git push` → build → release → health-gated cut-over → routed by HAProxy, end to end on real services."""
 
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.e2e.load import Load
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
@@ -70,56 +71,6 @@ def commit_and_push(repo: Path, message: str, **kwargs) -> subprocess.CompletedP
 
 def get(router_port: int, host: str) -> httpx.Response:
     return httpx.get(f"http://127.0.0.1:{router_port}/", headers={"Host": host}, timeout=10)
-
-
-class Load:
-    """Keep-alive GETs through the router from a few threads, bounded in time and count; counts failures."""
-
-    def __init__(
-        self, port: int, host: str, threads: int = 4, max_seconds: float = 120, max_requests: int = 200_000
-    ):
-        self.port, self.host = port, host
-        self.ok = self.failed = 0
-        self.errors: list[str] = []
-        self.bodies: set[str] = set()
-        self._stop = threading.Event()
-        self._deadline = time.monotonic() + max_seconds
-        self._max = max_requests
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-
-    def _run(self):
-        with httpx.Client(
-            base_url=f"http://127.0.0.1:{self.port}", headers={"Host": self.host}, timeout=10
-        ) as client:
-            while (
-                not self._stop.is_set()
-                and time.monotonic() < self._deadline
-                and self.ok + self.failed < self._max
-            ):
-                try:
-                    response = client.get("/")
-                    good = response.status_code == 200
-                    text = response.text.strip()
-                except httpx.HTTPError as exc:
-                    good, text = False, repr(exc)
-                with self._lock:
-                    if good:
-                        self.ok += 1
-                        self.bodies.add(text)
-                    else:
-                        self.failed += 1
-                        self.errors.append(text[:200])
-
-    def __enter__(self):
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=15)
 
 
 def test_push_builds_releases_and_routes_then_redeploys_without_dropping_requests(
