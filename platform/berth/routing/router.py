@@ -249,17 +249,11 @@ class HaproxyRouter(Router):
         backend = record["backend"]
 
         servers = self._servers(backend)
-        kept: dict[Endpoint, _Server] = {}
-        for server in servers:
-            if not server.free and server.endpoint in endpoints and server.endpoint not in kept:
-                kept[server.endpoint] = server
-        missing = [endpoint for endpoint in endpoints if endpoint not in kept]
-        free = self._free_servers(slots, servers)
+        kept, missing, free = self._plan(slots, servers, endpoints)
         if len(missing) > len(free):
-            in_use = len(servers) - len(free)
-            self._grow(slots, servers=in_use + len(missing))
+            self._grow(slots, servers=len(servers) - len(free) + len(missing))
             servers = self._servers(backend)
-            free = self._free_servers(slots, servers)
+            kept, missing, free = self._plan(slots, servers, endpoints)
 
         for server in kept.values():
             if server.draining:  # a rollback to an endpoint that was on its way out
@@ -272,10 +266,22 @@ class HaproxyRouter(Router):
         # hostnames only after the servers are in, so a new app's first visitor never meets an empty backend
         self._publish_hosts(slots)
 
-        draining = [s for s in servers if not s.free and s not in kept.values()]
+        kept_names = {server.name for server in kept.values()}
+        draining = [s for s in servers if not s.free and s.name not in kept_names]
         for server in draining:
             self._command(f"set server {server.key} state drain")
         return draining
+
+    def _plan(
+        self, slots: dict, servers: list[_Server], endpoints: list[Endpoint]
+    ) -> tuple[dict[Endpoint, _Server], list[Endpoint], list[_Server]]:
+        """Which live servers already serve a wanted endpoint, which endpoints need a slot, which slots are free."""
+        kept: dict[Endpoint, _Server] = {}
+        for server in servers:
+            if not server.free and server.endpoint in endpoints and server.endpoint not in kept:
+                kept[server.endpoint] = server
+        missing = [endpoint for endpoint in endpoints if endpoint not in kept]
+        return kept, missing, self._free_servers(slots, servers)
 
     def _begin_remove(self, slots: dict, *, app: str) -> list[_Server]:
         record = slots["apps"].get(app)
