@@ -12,6 +12,7 @@ import pytest
 from berth.routing.haproxy import admin_command, write_config
 from berth.routing.router import Endpoint, HaproxyRouter, InMemoryRouter, get_router
 from berth.routing.testing import start_backend
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as websocket_connect
 
 from tests.conftest import free_port, wait_for
@@ -284,3 +285,28 @@ def test_a_dropped_get_is_retried_but_a_dropped_post_is_not(router, backends):
     assert httpx.get(f"{url}/dropped", headers=host).text == "4"  # the first try and `retries 3`
     assert httpx.post(f"{url}/drop", headers=host, content=b"order=1").status_code == 502
     assert httpx.get(f"{url}/dropped", headers=host).text == "5"  # the app may have acted on it: once only
+
+
+def test_a_websocket_on_a_drained_endpoint_lives_until_the_drain_timeout_then_is_closed(router, backends):
+    old, new = backends("ws-old", kind="ws"), backends("ws-new", kind="ws")
+    router_ = get_router()
+    router_.apply(app="chat", hostnames=["chat.localhost"], endpoints=[old.endpoint])
+
+    def open_websocket():
+        sock = socket.create_connection(("127.0.0.1", router.port))
+        return websocket_connect(f"ws://chat.localhost:{router.port}/", sock=sock, open_timeout=5)
+
+    with open_websocket() as websocket, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        cut_over = pool.submit(
+            router_.apply, app="chat", hostnames=["chat.localhost"], endpoints=[new.endpoint], drain_timeout=2
+        )
+        time.sleep(1)
+        websocket.send("still there?")  # draining: the open session goes on
+        assert websocket.recv(timeout=5) == "ws-old:still there?"
+        with open_websocket() as second:  # new sessions go to the new endpoint
+            second.send("hi")
+            assert second.recv(timeout=5) == "ws-new:hi"
+        cut_over.result(timeout=10)
+        with pytest.raises(ConnectionClosed):  # past the drain timeout the router ended it
+            websocket.send("and now?")
+            websocket.recv(timeout=5)
