@@ -36,6 +36,8 @@ BERTH_BUILD_TIMEOUT = env_int("BERTH_BUILD_TIMEOUT", 15 * 60, minimum=10)
 BERTH_DEPLOY_TIMEOUT = env_int("BERTH_DEPLOY_TIMEOUT", 10 * 60, minimum=10)
 BERTH_ROUTER_DIR = Path(env("BERTH_ROUTER_DIR", str(BERTH_HOME / "router")))
 BERTH_ROUTER_ADMIN_SOCKET = Path(env("BERTH_ROUTER_ADMIN_SOCKET", str(BERTH_ROUTER_DIR / "admin.sock")))
+# CA bundle given to builds (only while installing dependencies) so pip/npm work behind a TLS-intercepting proxy
+BERTH_BUILD_CA_BUNDLE = env("BERTH_BUILD_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
 BERTH_BUILDPACKS_DIR = Path(env("BERTH_BUILDPACKS_DIR", str(REPO_DIR / "buildpacks")))
 
 DOCKER_HOST = env("DOCKER_HOST", "unix:///var/run/docker.sock")

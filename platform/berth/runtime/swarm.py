@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 import docker.errors
 from docker import types
 
+from berth.builds.procfile import command_args
 from berth.core.docker import docker_client
 from berth.runtime.scheduler import (
     LABEL_APP,
@@ -380,7 +381,7 @@ class SwarmScheduler(Scheduler):
                 container_spec=types.ContainerSpec(
                     image=spec.image,
                     # args, not command: the image's ENTRYPOINT (tini in the stack) stays PID 1
-                    args=["sh", "-c", spec.command] if spec.command else None,
+                    args=command_args(spec.command) if spec.command else None,
                     env=[f"{k}={v}" for k, v in sorted(env.items())],
                     labels=container_labels,
                     stop_signal="SIGTERM",
