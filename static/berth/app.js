@@ -142,7 +142,7 @@ document.addEventListener("DOMContentLoaded", function () {
       const name = el("td", {}, (p.process || "") + " ");
       name.appendChild(el("span", { class: "muted small" }, String(p.id || "").slice(0, 8)));
       row.appendChild(name);
-      row.appendChild(el("td", {}, p.release ? "v" + p.release : "—"));
+      row.appendChild(el("td", { class: "hide-narrow" }, p.release ? "v" + p.release : "—"));
       const state = el("td");
       state.appendChild(el("span", { class: "badge state-" + p.state, "data-field": "state" }, p.state));
       row.appendChild(state);

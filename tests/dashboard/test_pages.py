@@ -656,3 +656,20 @@ def test_static_assets_are_served(client_as):
     for path in ("/static/berth/berth.css", "/static/berth/berth.js", "/static/berth/app.js"):
         response = client_as("anonymous").get(path)
         assert response.status_code == 200, path
+
+
+def test_a_form_without_its_csrf_token_is_refused_with_a_readable_page(world):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(world.users["member"])
+    response = client.post("/apps/demo/config/set", {"key": "A", "value": "b"})
+    assert response.status_code == 403
+    assert 'id="csrf-failure"' in response.content.decode()
+    assert not ConfigVar.objects.filter(app=world.app, key="A").exists()
+
+
+def test_the_error_page_renders_without_a_request():
+    from django.template.loader import render_to_string
+
+    assert "Something broke" in render_to_string("500.html")
