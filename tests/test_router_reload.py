@@ -14,6 +14,9 @@ from berth.routing.testing import KeepAliveLoad, start_backend
 
 from tests.conftest import free_port, wait_for
 
+# they kill and restart real processes (their own backends and HAProxy), and need no database: run once
+pytestmark = pytest.mark.faults
+
 
 @pytest.fixture
 def small_router(tmp_path, settings):
@@ -98,7 +101,7 @@ def test_a_release_cut_over_needing_more_server_slots_still_has_a_ready_server(s
     assert {get(small_router.port, "demo.localhost") for _ in range(8)} == {"new0", "new1"}
 
 
-def test_a_grown_router_restarts_with_its_grown_size(small_router, backends, settings):
+def test_a_grown_router_restarts_with_its_grown_size(small_router):
     router_ = get_router()
     for n in range(3):
         router_.apply(app=f"app{n}", hostnames=[f"app{n}.localhost"], endpoints=[])

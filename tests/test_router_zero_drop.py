@@ -15,6 +15,9 @@ from berth.routing.testing import KeepAliveLoad, start_backend
 
 from tests.conftest import free_port, wait_for
 
+# they kill and restart real processes (their own backends and HAProxy), and need no database: run once
+pytestmark = pytest.mark.faults
+
 
 @pytest.fixture
 def backends():
