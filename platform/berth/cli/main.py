@@ -515,8 +515,11 @@ def build_source(build: dict) -> str | None:
 
 def build_problem(build: dict) -> str:
     """`build 7 failed: <reason>`; reasons are stored as log lines (`error: ...`), the prefix is ours to add."""
+    status = build["status"]
     reason = (build.get("status_reason") or "").removeprefix("error: ").strip()
-    return f"build {build['id']} {build['status']}" + (f": {reason}" if reason else "")
+    if reason.lower() in (status, f"build {status}"):
+        reason = ""  # "build 4 cancelled: cancelled" says nothing more
+    return f"build {build['id']} {status}" + (f": {reason}" if reason else "")
 
 
 def echo(line: str) -> None:
