@@ -27,6 +27,7 @@ def build_repr(build: Build, *, with_log: bool = False) -> dict:
         "created_at": build.created_at,
         "started_at": build.started_at,
         "finished_at": build.finished_at,
+        "worker": build.worker,
     }
     if with_log:
         data["log"] = build.log if build.is_finished else "\n".join(services.log_stream(build).read_all())

@@ -54,6 +54,9 @@ class Build(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     deadline = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(
+        max_length=255, blank=True, default="", help_text="host:pid of the worker process running it"
+    )
 
     class Meta:
         ordering = ["-id"]

@@ -4,28 +4,30 @@ A build's whole life is here so the git hook, the API and the Celery task stay t
 """
 
 import logging
+import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 from datetime import timedelta
 from pathlib import Path
 
 import redis
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from berth.apps.models import App
 from berth.audit.services import audit_record
 from berth.builds.models import ACTIVE_BUILD_STATUSES, Build, BuildStatus
+from berth.config.env import env_int
 from berth.core.sweep import register_sweeper
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5
-# A build whose worker has not beaten for this long is dead (SIGKILL, lost node): fail it, never leave it stuck.
-HEARTBEAT_GRACE = timedelta(seconds=45)
 QUEUED_GRACE = timedelta(minutes=10)
 IMAGE_REF = re.compile(
     r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]{1,5})?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -35,6 +37,19 @@ IMAGE_REF = re.compile(
 
 class BuildConflict(Exception):
     """Another build of the same app is still running."""
+
+
+def heartbeat_grace() -> timedelta:
+    """A build whose worker has not beaten for this long is dead (SIGKILL, lost node): the sweep fails it.
+
+    Read on each sweep (not at import) so an operator, or a test, can shorten it without a new build of the code.
+    """
+    return timedelta(seconds=env_int("BERTH_BUILD_HEARTBEAT_GRACE", 45, minimum=3 * HEARTBEAT_SECONDS))
+
+
+def build_deadline_seconds() -> int:
+    """The latest a live build can end: its build timeout (enforced by the builder), then a whole roll-out."""
+    return settings.BERTH_BUILD_TIMEOUT + settings.BERTH_DEPLOY_TIMEOUT + 60
 
 
 def redis_client() -> redis.Redis:
@@ -108,7 +123,8 @@ def build_transition(*, build: Build, from_statuses, to_status: str, reason: str
     if to_status == BuildStatus.BUILDING:
         fields.setdefault("started_at", now)
         fields.setdefault("heartbeat_at", now)
-        fields.setdefault("deadline", now + timedelta(seconds=settings.BERTH_BUILD_TIMEOUT))
+        # a backstop for a hung worker that still beats; the builder itself enforces BERTH_BUILD_TIMEOUT
+        fields.setdefault("deadline", now + timedelta(seconds=build_deadline_seconds()))
     if to_status not in ACTIVE_BUILD_STATUSES:
         fields.setdefault("finished_at", now)
     updated = Build.objects.filter(pk=build.pk, status__in=list(from_statuses)).update(
@@ -151,26 +167,55 @@ def _finish_log(build: Build, last_line: str | None, status: str) -> None:
 
 
 class _BuildLog:
-    """Lines go to the Redis stream (read live by the pusher and the browser) and beat the heartbeat."""
+    """Lines go to the Redis stream, read live by the pusher and the browser; the last one is remembered so a
+    failure's reason, already printed by the builder, is not printed twice."""
 
     def __init__(self, build: Build):
         self.build = build
         self.stream = log_stream(build)
-        self._last_beat = timezone.now()
+        self.last = ""
 
     def __call__(self, line: str) -> None:
         self.stream.append(line)
-        now = timezone.now()
-        if (now - self._last_beat).total_seconds() >= HEARTBEAT_SECONDS:
-            Build.objects.filter(pk=self.build.pk).update(heartbeat_at=now)
-            self._last_beat = now
+        self.last = line
 
     def cancelled(self) -> bool:
-        now = timezone.now()
-        if (now - self._last_beat).total_seconds() >= HEARTBEAT_SECONDS:
-            Build.objects.filter(pk=self.build.pk).update(heartbeat_at=now)
-            self._last_beat = now
         return Build.objects.filter(pk=self.build.pk, cancel_requested=True).exists()
+
+
+class _Heartbeat:
+    """Beats the build's heartbeat from a thread of the worker process while the build runs.
+
+    A thread, not the log lines: a quiet step (a long compile, a roll-out waiting on health checks) must not look
+    dead, while a killed worker process stops beating at once and the sweep fails its build after the grace.
+    """
+
+    def __init__(self, build_id: int):
+        self.build_id = build_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"build-{build_id}-heartbeat", daemon=True)
+
+    def __enter__(self) -> "_Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(HEARTBEAT_SECONDS):
+                try:
+                    Build.objects.filter(pk=self.build_id, status=BuildStatus.BUILDING).update(
+                        heartbeat_at=timezone.now()
+                    )
+                except Exception:
+                    # a database blip: the next beat retries; only a dead process stops beating for good
+                    logger.warning("heartbeat of build %s failed", self.build_id, exc_info=True)
+                    connection.close()
+        finally:
+            connection.close()
 
 
 def repo_path(app_name: str) -> Path:
@@ -193,6 +238,39 @@ def build_run(build_id: int) -> Build | None:
 
     Idempotent: a build another worker already took (or that was cancelled) is left alone.
     """
+    build = Build.objects.select_related("app", "app__team", "created_by").filter(pk=build_id).first()
+    if build is None or not build_transition(
+        build=build,
+        from_statuses=[BuildStatus.QUEUED],
+        to_status=BuildStatus.BUILDING,
+        # who runs it: an operator (or a test) can find the process, and the sweep's line names it
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+    ):
+        return build
+    log = _BuildLog(build)
+    with _Heartbeat(build.pk):
+        outcome = _build_and_release(build, log)
+    if outcome is None:
+        if build_transition(
+            build=build, from_statuses=[BuildStatus.BUILDING], to_status=BuildStatus.SUCCEEDED
+        ):
+            _finish_log(build, None, BuildStatus.SUCCEEDED)
+    elif outcome == BuildStatus.CANCELLED:
+        if build_transition(
+            build=build,
+            from_statuses=[BuildStatus.BUILDING],
+            to_status=BuildStatus.CANCELLED,
+            reason="cancelled",
+        ):
+            _finish_log(build, None if log.last.startswith("error:") else "error: build cancelled", outcome)
+    else:
+        _fail(build, outcome, already_logged=log.last)
+    build.refresh_from_db()
+    return build
+
+
+def _build_and_release(build: Build, log: _BuildLog) -> str | None:
+    """The work of build_run; None when the release is live, "cancelled", or the reason it failed."""
     from berth.builds.builder import docker_build
     from berth.builds.buildpacks import detect
     from berth.builds.errors import BuildCancelled, BuildError
@@ -200,13 +278,7 @@ def build_run(build_id: int) -> Build | None:
     from berth.deploys.services import DeployError, release_deploy
     from berth.releases.services import release_create
 
-    build = Build.objects.select_related("app", "app__team", "created_by").filter(pk=build_id).first()
-    if build is None or not build_transition(
-        build=build, from_statuses=[BuildStatus.QUEUED], to_status=BuildStatus.BUILDING
-    ):
-        return build
     app = build.app
-    log = _BuildLog(build)
     try:
         if build.source == Build.Source.IMAGE:
             image, procfile = _pull_image(build, log)
@@ -237,6 +309,10 @@ def build_run(build_id: int) -> Build | None:
                 )
                 image = result.tag
             description = f"Deploy {build.git_sha[:7]}"
+        # the last moment a cancel is honoured: once the release exists its roll-out runs to its end
+        if log.cancelled():
+            log("error: the build was cancelled before its release")
+            return BuildStatus.CANCELLED
         Build.objects.filter(pk=build.pk).update(image=image)
         release = release_create(
             app=app,
@@ -252,22 +328,13 @@ def build_run(build_id: int) -> Build | None:
         log(f"-----> Released v{release.version}")
         log(f"       {app.url} deployed to Berth")
     except BuildCancelled:
-        build_transition(
-            build=build,
-            from_statuses=[BuildStatus.BUILDING],
-            to_status=BuildStatus.CANCELLED,
-            reason="cancelled",
-        )
-        _finish_log(build, "error: build cancelled", BuildStatus.CANCELLED)
-        return build
+        return BuildStatus.CANCELLED
     except (BuildError, DeployError, ValueError) as exc:
-        return _fail(build, str(exc))
+        return str(exc)
     except Exception as exc:
         logger.exception("build %s crashed", build.pk)
-        return _fail(build, f"internal error: {type(exc).__name__}: {exc}")
-    if build_transition(build=build, from_statuses=[BuildStatus.BUILDING], to_status=BuildStatus.SUCCEEDED):
-        _finish_log(build, None, BuildStatus.SUCCEEDED)
-    return build
+        return f"internal error: {type(exc).__name__}: {exc}"
+    return None
 
 
 def _remove_source(build: Build) -> None:
@@ -275,12 +342,13 @@ def _remove_source(build: Build) -> None:
         shutil.rmtree(build.source_path, ignore_errors=True)
 
 
-def _fail(build: Build, reason: str) -> Build:
+def _fail(build: Build, reason: str, *, already_logged: str = "") -> Build:
     line = reason if reason.startswith("error:") else f"error: {reason}"
     if build_transition(
         build=build, from_statuses=ACTIVE_BUILD_STATUSES, to_status=BuildStatus.FAILED, reason=reason
     ):
-        _finish_log(build, line, BuildStatus.FAILED)
+        # the builder prints its own failure as its last line; the log says it once
+        _finish_log(build, None if already_logged == line else line, BuildStatus.FAILED)
     return build
 
 
@@ -332,19 +400,29 @@ def _pull_image(build: Build, log) -> tuple[str, dict]:
 def builds_sweep() -> int:
     """Fail builds whose worker died (no heartbeat), that ran past their deadline, or that were never picked up."""
     now = timezone.now()
+    grace = heartbeat_grace()
     stuck = list(
-        Build.objects.filter(status=BuildStatus.BUILDING, heartbeat_at__lt=now - HEARTBEAT_GRACE)
+        Build.objects.filter(status=BuildStatus.BUILDING, heartbeat_at__lt=now - grace)
         | Build.objects.filter(status=BuildStatus.BUILDING, deadline__lt=now)
         | Build.objects.filter(status=BuildStatus.QUEUED, created_at__lt=now - QUEUED_GRACE)
     )
     fixed = 0
     for build in stuck:
         if build.deadline and build.deadline < now:
-            reason = f"error: the build ran past its deadline ({settings.BERTH_BUILD_TIMEOUT} s)"
+            reason = (
+                f"error: the build ran past its deadline ({build_deadline_seconds()} s for building and "
+                "rolling out); the build was failed by the sweep"
+            )
         elif build.status == BuildStatus.QUEUED:
             reason = "error: no build worker picked this build up; is the worker running?"
         else:
-            reason = "error: the build worker stopped (killed or lost); the build was failed by the sweep"
+            silent = (
+                (now - build.heartbeat_at).total_seconds() if build.heartbeat_at else grace.total_seconds()
+            )
+            reason = (
+                f"error: the build worker {build.worker or '?'} stopped (killed or lost): no heartbeat for {silent:.0f}s "
+                f"(grace {grace.total_seconds():.0f}s); the build was failed by the sweep"
+            )
         if build_transition(
             build=build, from_statuses=[build.status], to_status=BuildStatus.FAILED, reason=reason
         ):

@@ -1,0 +1,82 @@
+"""A real `git push` of a Python app with a third-party dependency from PyPI (through this machine's HTTPS proxy,
+whose CA reaches the build as BERTH_BUILD_CA_BUNDLE) and of a static site: live `remote:` lines, then the app
+answers through the router. Set BERTH_TRANSCRIPTS_DIR to keep the transcripts."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import test_builds_support as support
+from tests.e2e.test_builds_support import get_app_page
+
+repo, api = support.repo, support.api  # fixtures
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
+
+
+def keep(name: str, text: str) -> None:
+    directory = os.environ.get("BERTH_TRANSCRIPTS_DIR")
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        (Path(directory) / f"{name}.txt").write_text(text)
+
+
+def test_python_app_with_a_pypi_dependency_builds_through_the_proxy_and_answers(repo, berth_platform, api):
+    repo.copy_fixture("python")
+    # a requirements.txt of its own, so the engine's cache cannot skip pip: flask really comes from PyPI
+    requirements = repo.path / "requirements.txt"
+    requirements.write_text(f"# {repo.app}\n{requirements.read_text()}")
+    sha = repo.commit("flask app")
+    push = repo.push()
+    keep("python-push", f"$ git push berth main\n{push.stderr}")
+    out = push.stderr
+    assert push.returncode == 0, out + (berth_platform.logs / "worker.log").read_text()[-3000:]
+    lines = [
+        line.removeprefix("remote: ").rstrip() for line in out.splitlines() if line.startswith("remote: ")
+    ]
+    assert "-----> Python app detected" in lines
+    assert any(line.startswith("Step ") for line in lines)  # the Dockerfile's steps, live
+    assert any("Successfully installed" in line and "flask" in line.lower() for line in lines), out
+    assert "-----> Released v1" in lines
+    assert any(f"http://{repo.app}.localhost" in line for line in lines), out
+    # the order the pusher saw them in
+    order = [lines.index(x) for x in ("-----> Python app detected", "-----> Released v1")]
+    assert order == sorted(order)
+
+    answer = get_app_page(berth_platform.router_port, repo.app)
+    assert answer.status_code == 200 and answer.text.startswith("hello from python on port"), answer.text
+    assert repo.remote_head() == sha
+    build = api.get(f"/apps/{repo.app}/builds").json()[0]
+    assert (build["status"], build["buildpack"], build["release"], build["git_sha"]) == (
+        "succeeded",
+        "python",
+        1,
+        sha,
+    )
+    detail = api.get(f"/apps/{repo.app}/builds/{build['id']}").json()
+    assert "-----> Released v1" in detail["log"]
+
+    # a code-only change: the dependency layer comes from the cache
+    (repo.path / "app.py").write_text((repo.path / "app.py").read_text().replace("hello from", "hi from"))
+    repo.commit("code only")
+    again = repo.push()
+    keep("python-push-code-only", f"$ git push berth main\n{again.stderr}")
+    assert again.returncode == 0, again.stderr
+    assert "remote: -----> Released v2" in again.stderr
+    assert "Successfully installed" not in again.stderr  # pip did not run again
+    assert get_app_page(berth_platform.router_port, repo.app).text.startswith("hi from python")
+
+
+def test_static_site_builds_and_is_served(repo, berth_platform):
+    repo.copy_fixture("static")
+    repo.commit("site")
+    push = repo.push()
+    keep("static-push", f"$ git push berth main\n{push.stderr}")
+    assert push.returncode == 0, push.stderr + (berth_platform.logs / "worker.log").read_text()[-3000:]
+    assert "remote: -----> Static site app detected" in push.stderr
+    assert "remote: -----> Released v1" in push.stderr
+    answer = get_app_page(berth_platform.router_port, repo.app)
+    expected = (repo.path / "public/index.html").read_text()
+    assert answer.status_code == 200 and answer.text == expected
+    assert get_app_page(berth_platform.router_port, repo.app, "/missing").status_code == 404
