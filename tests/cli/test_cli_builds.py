@@ -174,11 +174,6 @@ def asgi_web(transactional_db, settings, tmp_path):
             process.wait()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="builds/api.py gives StreamingHttpResponse a sync iterator, which Django's ASGI handler reads to the end "
-    "before sending anything: under gunicorn + uvicorn a build's output arrives only when the build ends",
-)
 def test_builds_output_is_live_from_the_production_web_server_too(shop, home, asgi_web):
     # the login made on the live server (it hashes passwords its own fast way) is good on gunicorn too
     token = json.loads((home / ".config/berth/credentials.json").read_text())["token"]

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from berth.api.views import AppScopedView, ConflictError, _body, _client_ip
 from berth.builds import services
 from berth.builds.models import Build
+from berth.core.streaming import streamed
 
 
 def build_repr(build: Build, *, with_log: bool = False) -> dict:
@@ -80,7 +81,7 @@ class AppBuildOutputView(_BuildView):
             build.refresh_from_db()
             yield f"[build {build.pk} {build.status}]\n".encode()
 
-        return StreamingHttpResponse(lines(), content_type="text/plain; charset=utf-8")
+        return StreamingHttpResponse(streamed(request, lines()), content_type="text/plain; charset=utf-8")
 
 
 class AppDeploysView(AppScopedView):

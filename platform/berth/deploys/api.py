@@ -6,6 +6,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
 from berth.api.views import AppScopedView, ConflictError, _body, _client_ip, _release
+from berth.core.streaming import streamed
 from berth.deploys import services
 from berth.runtime.scheduler import SchedulerError
 
@@ -32,6 +33,37 @@ class AppRollbackView(AppScopedView):
         except services.DeployError as exc:
             raise NotFound(str(exc)) from exc
         return Response(_release(release), status=status.HTTP_201_CREATED)
+
+
+class AppRestartView(AppScopedView):
+    """POST {"process"?}: a rolling, zero-drop restart of one process type (or all), queued; 202."""
+
+    def post(self, request, app: str):
+        from berth.audit.services import audit_record
+        from berth.deploys.tasks import app_restart_task
+
+        process = _body(request).get("process")
+        if process is not None and not isinstance(process, str):
+            raise ValidationError({"process": "must be a process type such as web, or left out for all"})
+        try:
+            services.restart_validate(app=self.app, process=process)
+        except services.NothingLive as exc:
+            raise ConflictError(str(exc)) from exc
+        except ValueError as exc:
+            raise ValidationError({"process": str(exc)}) from exc
+        audit_record(
+            action="ps.restart",
+            actor=request.user,
+            team=self.app.team,
+            target=self.app.name,
+            remote_addr=_client_ip(request),
+            data={"process": process},
+        )
+        app_restart_task.delay(self.app.pk, process)
+        return Response(
+            {"app": self.app.name, "process": process, "status": "restarting"},
+            status=status.HTTP_202_ACCEPTED,
+        )
 
 
 class AppRunsView(AppScopedView):
@@ -73,5 +105,6 @@ class AppRunOutputView(AppScopedView):
             raise NotFound(str(exc)) from exc
         lines = services.oneoff_output(app=self.app, run_id=run_id)
         return StreamingHttpResponse(
-            ((line + "\n").encode() for line in lines), content_type="text/plain; charset=utf-8"
+            streamed(request, ((line + "\n").encode() for line in lines)),
+            content_type="text/plain; charset=utf-8",
         )
