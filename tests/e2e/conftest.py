@@ -34,7 +34,15 @@ def _start(name: str, command: list[str], env: dict, logs: Path) -> subprocess.P
 
 
 @pytest.fixture
-def berth_platform(transactional_db, router, tmp_path, settings):
+def platform_env() -> dict:
+    """Environment overrides for the platform's processes (e.g. REDIS_URL of a Redis a test may restart).
+
+    Override this fixture in a test module to point the platform elsewhere."""
+    return {}
+
+
+@pytest.fixture
+def berth_platform(transactional_db, router, tmp_path, settings, platform_env):
     """Start web and worker processes for this test's database; stop them by PID afterwards."""
     from django.db import connection
 
@@ -47,6 +55,8 @@ def berth_platform(transactional_db, router, tmp_path, settings):
     logs = tmp_path / "logs"
     logs.mkdir()
     web_port = free_port()
+    if "REDIS_URL" in platform_env:
+        settings.REDIS_URL = platform_env["REDIS_URL"]  # the test process reads build streams from it too
     # tasks queued by earlier tests name rows of their own (flushed) database: start from an empty queue
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
     remove_leftover_services()
@@ -61,48 +71,46 @@ def berth_platform(transactional_db, router, tmp_path, settings):
         "BERTH_HTTP_PORT": str(router.port),
         "BERTH_WEB_PORT": str(web_port),
         "PYTHONPATH": str(REPO_DIR / "platform"),
+        **platform_env,
     }
     venv = REPO_DIR / ".venv/bin"
-    processes = [
-        _start(
-            "web",
-            [
-                str(venv / "gunicorn"),
-                "berth.config.asgi:application",
-                "-k",
-                "uvicorn.workers.UvicornWorker",
-                "-b",
-                f"127.0.0.1:{web_port}",
-                "-w",
-                "2",
-                "--timeout",
-                "0",
-            ],
-            env,
-            logs,
-        ),
-        _start(
+    commands = {
+        "web": [
+            str(venv / "gunicorn"),
+            "berth.config.asgi:application",
+            "-k",
+            "uvicorn.workers.UvicornWorker",
+            "-b",
+            f"127.0.0.1:{web_port}",
+            "-w",
+            "2",
+            "--timeout",
+            "0",
+        ],
+        "worker": [
+            str(venv / "celery"),
+            "-A",
+            "berth.config",
             "worker",
-            [
-                str(venv / "celery"),
-                "-A",
-                "berth.config",
-                "worker",
-                "-Q",
-                "default,builds,deploys",
-                "-c",
-                "3",
-                "--without-heartbeat",
-                "--without-mingle",
-                "--without-gossip",
-                "-l",
-                "INFO",
-            ],
-            env,
-            logs,
-        ),
-        _start("watcher", [str(venv / "python"), "manage.py", "watch"], env, logs),
-    ]
+            "-Q",
+            "default,builds,deploys",
+            "-c",
+            "3",
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+            "-l",
+            "INFO",
+        ],
+        "watcher": [str(venv / "python"), "manage.py", "watch"],
+    }
+    # by name, so a fault test can kill one (its PID) and start it again like a supervisor would
+    processes = {name: _start(name, command, env, logs) for name, command in commands.items()}
+
+    def start(name: str) -> subprocess.Popen:
+        log_name = f"{name}-{sum(1 for _ in logs.glob(name + '*.log'))}"
+        processes[name] = _start(log_name, commands[name], env, logs)
+        return processes[name]
 
     def web_up():
         try:
@@ -113,12 +121,18 @@ def berth_platform(transactional_db, router, tmp_path, settings):
     try:
         wait_for(web_up, timeout=30, message="the web process")
         yield SimpleNamespace(
-            web_url=f"http://127.0.0.1:{web_port}", router_port=router.port, home=home, logs=logs, env=env
+            web_url=f"http://127.0.0.1:{web_port}",
+            router_port=router.port,
+            home=home,
+            logs=logs,
+            env=env,
+            processes=processes,
+            start=start,
         )
     finally:
-        for process in processes:
+        for process in processes.values():
             process.terminate()
-        for process in processes:
+        for process in processes.values():
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:

@@ -1,0 +1,75 @@
+"""Fault: the Celery worker is SIGKILLed (with its pool) in the middle of a build."""
+
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.e2e.faults_support import kill_tree, make_repo, own_redis, platform_env  # noqa: F401  (fixtures)
+from tests.e2e.test_push_to_live import commit_and_push, get, git
+
+pytestmark = [pytest.mark.docker, pytest.mark.faults, pytest.mark.timeout(420)]
+
+# a build that is still running when the worker dies: the RUN step takes far longer than the kill needs
+SLOW_DOCKERFILE = """\
+FROM berth/stack:bookworm
+RUN sleep 60
+CMD ["python3", "-m", "http.server", "8000"]
+"""
+
+
+def test_a_build_whose_worker_is_killed_fails_the_pusher_is_told_and_the_next_push_works(
+    tmp_path, tenant, berth_platform
+):
+    from berth.builds.models import Build, BuildStatus
+    from berth.core.sweep import sweep_stuck_work
+
+    repo = make_repo(
+        tmp_path / "src", web_url=berth_platform.web_url, token=tenant.token, app_name=tenant.app.name
+    )
+    (repo / "Dockerfile").write_text(SLOW_DOCKERFILE)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "slow")
+    push = subprocess.Popen(
+        ["git", "push", "berth", "main"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        build = wait_for(
+            lambda: Build.objects.filter(app=tenant.app, status=BuildStatus.BUILDING).first(),
+            timeout=60,
+            message="the build to start",
+        )
+        time.sleep(2)  # inside the build proper (the slow RUN), not at its first line
+        kill_tree(berth_platform.processes["worker"])
+        killed_at = time.monotonic()
+
+        # the sweep (run by beat every minute in production) fails the build once its heartbeat is stale
+        def swept():
+            sweep_stuck_work()
+            build.refresh_from_db()
+            return build.status != BuildStatus.BUILDING
+
+        wait_for(swept, timeout=120, interval=2, message="the sweep to fail the build")
+        assert build.status == BuildStatus.FAILED
+        assert "killed or lost" in build.status_reason
+        # the pusher, still following the build's stream, hears it and the push is refused
+        _, stderr = push.communicate(timeout=60)
+        told_after = time.monotonic() - killed_at
+    finally:
+        if push.poll() is None:
+            push.kill()
+    assert push.returncode != 0
+    assert "killed or lost" in stderr, stderr[-2000:]
+    assert "the push was not accepted" in stderr
+    print(f"\nthe pusher was told {told_after:.0f} s after the kill (heartbeat grace 45 s)")
+    assert told_after < 120
+    assert not Build.objects.filter(app=tenant.app, status__in=["queued", "building"]).exists()
+
+    # a worker comes back (the supervisor's job): the next push builds and goes live
+    berth_platform.start("worker")
+    (repo / "Dockerfile").unlink()
+    pushed = commit_and_push(repo, "after the crash")
+    assert pushed.returncode == 0, pushed.stderr[-3000:]
+    assert "Released v1" in pushed.stderr
+    assert get(berth_platform.router_port, f"{tenant.app.name}.localhost").text.strip() == "after the crash"
