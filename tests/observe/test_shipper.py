@@ -132,3 +132,39 @@ def test_a_swarm_task_container_is_named_by_process_and_slot():
     target = target_from_labels("c" * 64, labels)
     assert (target.app, target.process, target.instance) == ("shop", "worker", "worker.2")
     assert target_from_labels("c" * 64, {"org.berth.process": "web"}) is None
+
+
+def test_the_ship_logs_command_ships_and_stops_cleanly_on_sigterm(run_service, app_name, rds, tmp_path):
+    import os
+    import signal
+    import subprocess
+
+    from tests.conftest import REPO_DIR
+
+    [(label, value)] = run_service.only_labels.items()
+    log = tmp_path / "ship_logs.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                str(REPO_DIR / ".venv/bin/python"),
+                str(REPO_DIR / "manage.py"),
+                "ship_logs",
+                "--no-metrics",
+                "--only-label",
+                f"{label}={value}",
+            ],
+            env={**os.environ, "PYTHONPATH": str(REPO_DIR / "platform")},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        run_service(app_name, NUMBERED.format(n=20))
+        wait_for(lambda: len(shipped(rds, app_name)) >= 40, timeout=60, message="the lines from the command")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "ship_logs: stopped" in log.read_text()
+    assert sorted(numbers(shipped(rds, app_name), "out")) == list(range(1, 21))

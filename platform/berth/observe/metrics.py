@@ -226,7 +226,12 @@ class Sampler:
         now = time.time()
         result = {}
         for app in self.apps():
-            tasks = self.scheduler.tasks(app=app)
+            try:
+                tasks = self.scheduler.tasks(app=app)
+            except Exception:
+                # one app's services changing under the sample (removed meanwhile) must not blank all the others
+                logger.warning("health of %s not sampled", app, exc_info=True)
+                continue
             self.note_crashes(app, tasks)
             result[app] = self.processes(tasks, stats)
             payload = json.dumps({"ts": now, "processes": result[app]})
