@@ -168,3 +168,16 @@ def test_the_ship_logs_command_ships_and_stops_cleanly_on_sigterm(run_service, a
             process.wait()
     assert "ship_logs: stopped" in log.read_text()
     assert sorted(numbers(shipped(rds, app_name), "out")) == list(range(1, 21))
+
+
+def test_a_line_longer_than_dockers_16k_buffer_arrives_whole(run_service, app_name, rds):
+    script = 'python3 -c \'print("x" * 40000); print("after")\'; sleep 600'
+    shipper = Shipper(only_labels=run_service.only_labels).start(scan_interval=60)
+    try:
+        run_service(app_name, script)
+        wait_for(
+            lambda: any(e["line"] == "after" for e in shipped(rds, app_name)), timeout=30, message="the lines"
+        )
+    finally:
+        shipper.stop()
+    assert [len(e["line"]) for e in shipped(rds, app_name)] == [40000, 5]

@@ -53,7 +53,7 @@ def messages(app: str, what: str, query: dict[str, Any]) -> Iterator[dict]:
     credentials = current_credentials()
     url = websocket_url(credentials.url, f"/ws/apps/{segment(app)}/{what}", query)
     try:
-        socket = connect(
+        connection = connect(
             url,
             additional_headers={"Authorization": f"Bearer {credentials.token}"},
             open_timeout=30,
@@ -61,9 +61,9 @@ def messages(app: str, what: str, query: dict[str, Any]) -> Iterator[dict]:
         )
     except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
         raise CliError(f"cannot reach Berth at {credentials.url}: {exc}") from None
-    with socket:
+    with connection:
         try:
-            for text in socket:
+            for text in connection:
                 yield json.loads(text)
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd else None

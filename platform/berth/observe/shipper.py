@@ -88,10 +88,13 @@ class Follower(threading.Thread):
         while not self.shipper.stopping.is_set():
             try:
                 self.follow_once()
+            except docker.errors.NotFound:
+                return  # removed meanwhile (its lines went with it)
             except Exception as exc:  # a broken connection to Docker or Redis: resume from the cursor
                 if self.shipper.stopping.is_set():
                     return
-                logger.warning("following %s failed (%s); resuming", self.name, exc)
+                if self.shipper.container_running(self.target.container_id):
+                    logger.warning("following %s failed (%s); resuming", self.name, exc)
                 self.shipper.stopping.wait(1.0)
             # Docker ends a follow when the container stops; it may also drop it. Resume while it runs.
             if not self.shipper.container_running(self.target.container_id):
