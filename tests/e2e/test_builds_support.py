@@ -1,14 +1,18 @@
 """Helpers shared by the builds end-to-end tests (test_builds_*.py): git work trees pushing to the platform, the
 API, waiting on builds, a local image registry. No tests here; the fixtures are imported by the test modules."""
 
+import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
+import docker.errors
 import httpx
 import pytest
 
@@ -111,19 +115,58 @@ class Repo:
         return out[0] if out else None
 
 
-def make_repo(tmp_path: Path, berth_platform, tenant, name: str = "src", **kwargs) -> Repo:
+APP_PREFIX = "t-bld-"
+
+
+def _remove_app_workloads(client, wanted) -> None:
+    for service in client.services.list(filters={"label": "org.berth.app"}):
+        if wanted(
+            service.attrs["Spec"]["Labels"].get("org.berth.app", ""), service.attrs.get("CreatedAt", "")
+        ):
+            with contextlib.suppress(docker.errors.NotFound):
+                service.remove()
+    for container in client.containers.list(all=True, filters={"label": "org.berth.app"}):
+        if wanted(container.labels.get("org.berth.app", ""), container.attrs.get("Created", "")):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                container.remove(force=True)
+
+
+@pytest.fixture
+def app_name(tenant) -> str:
+    """An app of the tenant's team named t-bld-<random>, whose services this fixture removes at the end.
+
+    Not t-e2e-*: every other end-to-end run on this machine removes all t-e2e-* services when it starts, which
+    would pull a running app from under these tests. Leftovers of killed runs (over two hours old) go at start."""
+    from berth.apps.services import app_create
+    from berth.core.docker import docker_client
+
+    client = docker_client()
+    stale = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+    _remove_app_workloads(
+        client, lambda app, created: app.startswith(APP_PREFIX) and created[:19] < stale[:19]
+    )
+    name = APP_PREFIX + secrets.token_hex(4)
+    app_create(team=tenant.team, name=name, actor=tenant.user)
+    yield name
+    _remove_app_workloads(client, lambda app, created: app == name)
+    for image in client.images.list(name=f"berth/{name}"):
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(image.id, force=True)
+
+
+def make_repo(tmp_path: Path, berth_platform, tenant, app: str, name: str = "src", **kwargs) -> Repo:
     return Repo(
         tmp_path / name,
         web_url=berth_platform.web_url,
-        app=kwargs.pop("app", tenant.app.name),
+        app=app,
         token=kwargs.pop("token", tenant.token),
         **kwargs,
     )
 
 
 @pytest.fixture
-def repo(tmp_path, berth_platform, tenant) -> Repo:
-    return make_repo(tmp_path, berth_platform, tenant)
+def repo(tmp_path, berth_platform, tenant, app_name) -> Repo:
+    return make_repo(tmp_path, berth_platform, tenant, app_name)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from tests.e2e import test_builds_support as support
 from tests.e2e.test_builds_support import get_app_page
 
-repo, api = support.repo, support.api  # fixtures
+repo, api, app_name = support.repo, support.api, support.app_name  # fixtures
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
