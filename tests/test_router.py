@@ -132,8 +132,10 @@ def test_state_is_read_back_from_haproxy(router, backends):
     }
     # what HAProxy reports, not what Berth asked for: a server put in maintenance by hand disappears
     backend = json.loads(router.paths.slots.read_text())["apps"]["demo"]["backend"]
+    assert router_.drifted() == []
     admin_command(f"set server {backend}/s1 state maint")
     assert router_.state()["demo"]["endpoints"] == []
+    assert router_.drifted() == ["demo"]
 
 
 def test_the_hosts_map_on_disk_follows_every_change(router, backends):

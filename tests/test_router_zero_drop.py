@@ -118,12 +118,15 @@ def test_a_restarted_haproxy_gets_its_routes_back_from_sync(router, backends, wi
     }
     get_router().sync(desired)
     before = get_router().state()
+    assert get_router().drifted() == []
 
     process = _restart_haproxy(router, wipe=wipe)
     try:
         # a fresh HAProxy has every server slot in maintenance: no app answers until sync
         assert get(router.port, "demo.localhost").status_code in (404, 503)
+        assert get_router().drifted() == ([] if wipe else ["demo", "shop"])  # wiped: nothing known to compare
         get_router().sync(desired)
+        assert get_router().drifted() == []
         assert get_router().state() == before
         assert get(router.port, "demo.localhost").text == "demo"
         assert get(router.port, "www.example.com").text == "shop"

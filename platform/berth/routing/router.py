@@ -84,6 +84,10 @@ class Router(ABC):
     def sync(self, desired: Desired, *, drain_timeout: float | None = None) -> None:
         """Make the router hold exactly `desired` ({app: (hostnames, endpoints)}); other apps are removed."""
 
+    def drifted(self) -> list[str]:
+        """Apps whose routes differ from what was last applied, e.g. because the router restarted: sync them."""
+        return []
+
 
 def clean_hostnames(hostnames: Iterable[str]) -> list[str]:
     """Lower-cased, validated, without duplicates: they go into admin socket commands, so nothing else passes."""
@@ -231,6 +235,21 @@ class HaproxyRouter(Router):
             self._publish_hosts(slots)
             self._save(slots)
         self._finish_drains(draining, timeout=self._drain_timeout(drain_timeout))
+
+    def drifted(self) -> list[str]:
+        slots = self._load()
+        runtime_map = self._runtime_map()
+        drifted = []
+        for app, record in sorted(slots["apps"].items()):
+            if record.get("removing"):
+                continue
+            backend = record["backend"]
+            hostnames = {host for host, backends in runtime_map.items() if backends == {backend}}
+            live = {s.endpoint for s in self._servers(backend) if not s.free and not s.draining}
+            wanted = {Endpoint(address, port) for address, port in record["endpoints"]}
+            if hostnames != set(record["hostnames"]) or live != wanted:
+                drifted.append(app)
+        return drifted
 
     # -- the steps ----------------------------------------------------------------------------------------------
 
