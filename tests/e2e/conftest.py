@@ -4,6 +4,8 @@ all against the test database, Redis, Docker and the swarm. Nothing is mocked.""
 import os
 import secrets
 import subprocess
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,18 +16,43 @@ import redis
 from tests.conftest import REPO_DIR, free_port, wait_for
 
 APP_PREFIX = "t-e2e-"
+# no end-to-end test runs this long: older t-e2e-* services are an earlier (killed) run's leftovers
+LEFTOVER_AGE = 3600
 
 
-def remove_leftover_services(prefix: str = APP_PREFIX) -> None:
+def remove_leftover_services(
+    prefix: str = APP_PREFIX, *, names: set[str] | None = None, older_than: float = 0
+) -> None:
+    """Remove t-e2e-* services and containers: only those of `names` when given, and only those created more
+    than `older_than` seconds ago (so a starting test does not tear down the apps of another one running now)."""
+    import docker
     from berth.core.docker import docker_client
 
     client = docker_client()
+    cutoff = time.time() - older_than
+
+    def ours(app: str, created: str) -> bool:
+        if not app.startswith(prefix) or (names is not None and app not in names):
+            return False
+        return not older_than or _timestamp(created) < cutoff
+
     for service in client.services.list(filters={"label": "org.berth.app"}):
-        if service.attrs["Spec"]["Labels"].get("org.berth.app", "").startswith(prefix):
-            service.remove()
+        if ours(service.attrs["Spec"]["Labels"].get("org.berth.app", ""), service.attrs["CreatedAt"]):
+            try:
+                service.remove()
+            except docker.errors.NotFound:
+                pass  # removed meanwhile (its own test finishing)
     for container in client.containers.list(all=True, filters={"label": "org.berth.app"}):
-        if container.labels.get("org.berth.app", "").startswith(prefix):
-            container.remove(force=True)
+        if ours(container.labels.get("org.berth.app", ""), container.attrs["Created"]):
+            try:
+                container.remove(force=True)
+            except docker.errors.APIError:
+                pass  # already gone, or its removal is in progress
+
+
+def _timestamp(docker_time: str) -> float:
+    # Docker's RFC 3339 times carry nanoseconds; seconds are all a cut-off needs
+    return datetime.fromisoformat(docker_time[:19]).replace(tzinfo=UTC).timestamp()
 
 
 def _start(name: str, command: list[str], env: dict, logs: Path) -> subprocess.Popen:
@@ -59,7 +86,8 @@ def berth_platform(transactional_db, router, tmp_path, settings, platform_env):
         settings.REDIS_URL = platform_env["REDIS_URL"]  # the test process reads build streams from it too
     # tasks queued by earlier tests name rows of their own (flushed) database: start from an empty queue
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
-    remove_leftover_services()
+    # leftovers of an earlier killed run only: other engineers' end-to-end tests may be running right now
+    remove_leftover_services(older_than=LEFTOVER_AGE)
     settings.BERTH_HOME = home  # shared with the platform: repos, pushed trees, the config encryption key
     settings.BERTH_HTTP_PORT = router.port
     env = {
@@ -137,7 +165,9 @@ def berth_platform(transactional_db, router, tmp_path, settings, platform_env):
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
-        remove_leftover_services()
+        from berth.apps.models import App
+
+        remove_leftover_services(names=set(App.objects.values_list("name", flat=True)))
 
 
 @pytest.fixture

@@ -210,3 +210,13 @@ def app_containers(app_name: str) -> list:
     return docker_client().containers.list(
         filters={"label": f"org.berth.app={app_name}", "status": "running"}
     )
+
+
+def supervise(platform) -> list[str]:
+    """Start again any platform process that exited, as systemd does (Restart=always in deploy/systemd)."""
+    restarted = []
+    for name, process in list(platform.processes.items()):
+        if process.poll() is not None:
+            platform.start(name)
+            restarted.append(f"{name} (exit {process.returncode})")
+    return restarted
