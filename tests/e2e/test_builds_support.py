@@ -7,6 +7,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -99,16 +100,9 @@ class Repo:
         args = ["push", *(["--force"] if force else []), "berth", *(refspecs or ("main",))]
         return self.git(*args, check=False)
 
-    def push_in_background(self, *refspecs: str) -> subprocess.Popen:
-        """A push whose output a test reads while it runs (stderr merged into stdout, line by line)."""
-        return subprocess.Popen(
-            ["git", "push", "--progress", "berth", *(refspecs or ("main",))],
-            cwd=self.path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # its own process group: a test can kill the client and its helpers
-        )
+    def push_in_background(self, *refspecs: str) -> "BackgroundPush":
+        """A push whose output a test reads while it runs."""
+        return BackgroundPush(["git", "push", "berth", *(refspecs or ("main",))], cwd=self.path)
 
     def remote_head(self, branch: str = "main") -> str | None:
         out = self.git("ls-remote", "berth", f"refs/heads/{branch}").stdout.split()
@@ -210,31 +204,48 @@ def wait_running_build(api: httpx.Client, app: str, *, timeout: float = 120, aft
     return wait_for(running, timeout=timeout, interval=0.2, message=f"a running build of {app}")
 
 
-def read_until(process: subprocess.Popen, needle: str, *, timeout: float) -> list[str]:
-    """Lines of a background push up to the first holding `needle` (bounded in time)."""
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    os.set_blocking(process.stdout.fileno(), False)
-    buffer = ""
-    while time.monotonic() < deadline:
-        chunk = process.stdout.read()
-        if chunk:
-            buffer += chunk
-            *lines, buffer = buffer.replace("\r", "\n").split("\n")
-            seen.extend(lines)
-            if any(needle in line for line in lines):
-                return seen
-        elif process.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise AssertionError(f"no line with {needle!r} within {timeout}s; saw: {seen[-20:]}")
+class BackgroundPush:
+    """A git client running in its own process group, its merged output collected line by line by a thread."""
 
+    def __init__(self, command: list[str], *, cwd: Path):
+        self.process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # a test can kill the client with its helpers (git-remote-http)
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
-def finish(process: subprocess.Popen, *, timeout: float = 300) -> str:
-    """The rest of a background push's output once it exits."""
-    os.set_blocking(process.stdout.fileno(), True)
-    out, _ = process.communicate(timeout=timeout)
-    return out or ""
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip())
+
+    def wait_line(self, needle: str, *, timeout: float) -> int:
+        """The index of the first line holding `needle`, waiting for it at most `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for index, line in enumerate(list(self.lines)):
+                if needle in line:
+                    return index
+            if self.process.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"no line with {needle!r} within {timeout}s; saw: {self.lines[-20:]}")
+
+    def finish(self, *, timeout: float = 300) -> str:
+        self.process.wait(timeout=timeout)
+        self._reader.join(timeout=10)
+        return "\n".join(self.lines)
+
+    def kill(self) -> None:
+        """What a Ctrl-C or a dropped laptop lid does: the client and its helpers are gone at once."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
 
 
 def platform_pids(berth_platform, program: str) -> list[int]:
