@@ -18,6 +18,7 @@ from pathlib import Path
 
 import docker
 import redis
+import requests
 
 from berth.core.docker import docker_client
 from berth.observe.services import as_text, event_record, redis_client
@@ -140,8 +141,9 @@ class Sampler:
         def one(container: dict) -> tuple[str, dict | None]:
             try:
                 stats = self.api.stats(container["Id"], stream=False)
-            except docker.errors.APIError:
-                return container["Id"], None  # it stopped meanwhile
+            except (docker.errors.APIError, requests.RequestException, ValueError):
+                # it stopped meanwhile: Docker answers 404, or an empty body that is not JSON
+                return container["Id"], None
             return container["Id"], {
                 "cpu_percent": cpu_percent(stats),
                 "memory_mb": memory_mb(stats),
