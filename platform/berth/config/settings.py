@@ -41,6 +41,9 @@ BERTH_BUILD_CA_BUNDLE = env("BERTH_BUILD_CA_BUNDLE", "/etc/ssl/certs/ca-certific
 BERTH_BUILDPACKS_DIR = Path(env("BERTH_BUILDPACKS_DIR", str(REPO_DIR / "buildpacks")))
 
 DOCKER_HOST = env("DOCKER_HOST", "unix:///var/run/docker.sock")
+# the two swappable parts, each one seam with one real implementation (see berth.runtime / berth.routing)
+BERTH_SCHEDULER = env("BERTH_SCHEDULER", "swarm")
+BERTH_ROUTER = env("BERTH_ROUTER", "haproxy")
 REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))
 DATABASES = {
     "default": dj_database_url.parse(
@@ -88,6 +91,7 @@ INSTALLED_APPS = [
     "berth.builds",
     "berth.routing",
     "berth.discovery",
+    "berth.nodes",
 ]
 
 MIDDLEWARE = [
