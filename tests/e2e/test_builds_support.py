@@ -57,6 +57,14 @@ CMD ["python3", "/app.py"]
 """
 
 
+def keep_transcript(name: str, text: str) -> None:
+    """Write a transcript under BERTH_TRANSCRIPTS_DIR when set (for a report); nothing otherwise."""
+    directory = os.environ.get("BERTH_TRANSCRIPTS_DIR")
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        (Path(directory) / f"{name}.txt").write_text(text)
+
+
 class Repo:
     """A work tree whose remote `berth` is an app's repository on the platform (token as the password)."""
 

@@ -2,24 +2,14 @@
 whose CA reaches the build as BERTH_BUILD_CA_BUNDLE) and of a static site: live `remote:` lines, then the app
 answers through the router. Set BERTH_TRANSCRIPTS_DIR to keep the transcripts."""
 
-import os
-from pathlib import Path
-
 import pytest
 
 from tests.e2e import test_builds_support as support
-from tests.e2e.test_builds_support import get_app_page
+from tests.e2e.test_builds_support import get_app_page, keep_transcript
 
 repo, api, app_name = support.repo, support.api, support.app_name  # fixtures
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
-
-
-def keep(name: str, text: str) -> None:
-    directory = os.environ.get("BERTH_TRANSCRIPTS_DIR")
-    if directory:
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        (Path(directory) / f"{name}.txt").write_text(text)
 
 
 def test_python_app_with_a_pypi_dependency_builds_through_the_proxy_and_answers(repo, berth_platform, api):
@@ -29,7 +19,7 @@ def test_python_app_with_a_pypi_dependency_builds_through_the_proxy_and_answers(
     requirements.write_text(f"# {repo.app}\n{requirements.read_text()}")
     sha = repo.commit("flask app")
     push = repo.push()
-    keep("python-push", f"$ git push berth main\n{push.stderr}")
+    keep_transcript("python-push", f"$ git push berth main\n{push.stderr}")
     out = push.stderr
     assert push.returncode == 0, out + (berth_platform.logs / "worker.log").read_text()[-3000:]
     lines = [
@@ -61,7 +51,7 @@ def test_python_app_with_a_pypi_dependency_builds_through_the_proxy_and_answers(
     (repo.path / "app.py").write_text((repo.path / "app.py").read_text().replace("hello from", "hi from"))
     repo.commit("code only")
     again = repo.push()
-    keep("python-push-code-only", f"$ git push berth main\n{again.stderr}")
+    keep_transcript("python-push-code-only", f"$ git push berth main\n{again.stderr}")
     assert again.returncode == 0, again.stderr
     assert "remote: -----> Released v2" in again.stderr
     assert "Successfully installed" not in again.stderr  # pip did not run again
@@ -72,7 +62,7 @@ def test_static_site_builds_and_is_served(repo, berth_platform):
     repo.copy_fixture("static")
     repo.commit("site")
     push = repo.push()
-    keep("static-push", f"$ git push berth main\n{push.stderr}")
+    keep_transcript("static-push", f"$ git push berth main\n{push.stderr}")
     assert push.returncode == 0, push.stderr + (berth_platform.logs / "worker.log").read_text()[-3000:]
     assert "remote: -----> Static site app detected" in push.stderr
     assert "remote: -----> Released v1" in push.stderr
