@@ -786,6 +786,12 @@ def runs_output(args):
     return follow_run(api(), args, args.id), ""
 
 
+from berth.cli.logs import EVENTS_ARGS, LOGS_ARGS, events, logs  # noqa: E402
+
+command("logs", "show an app's log lines (-t: follow them live)", *LOGS_ARGS, needs_app=True)(logs)
+command("events", "show an app's platform events (-t: follow them)", *EVENTS_ARGS, needs_app=True)(events)
+
+
 # --- the parser and the entry point -----------------------------------------------------------------------------
 
 
