@@ -1,0 +1,166 @@
+"""The dashboard against the whole running platform, in a real browser: a line the app prints appears live in the
+log tail, and scale and rollback from the page take effect on what the router serves. Nothing is simulated."""
+
+import os
+import re
+import secrets
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_DIR, wait_for
+from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.test_push_to_live import get, git
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+ARTIFACTS = REPO_DIR / "test-artifacts"
+
+LOUD_APP = """\
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MESSAGE = {message!r}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        print("served", self.path, flush=True)
+        body = (MESSAGE + "\\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+@pytest.fixture
+def shipper(berth_platform):
+    log = open(berth_platform.logs / "shipper.log", "wb")  # noqa: SIM115  (closed below)
+    process = subprocess.Popen(
+        [str(REPO_DIR / ".venv/bin/python"), "manage.py", "ship_logs", "--scan-interval", "2"],
+        cwd=REPO_DIR,
+        env=berth_platform.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    yield process
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@pytest.fixture
+def page(berth_platform, tenant):
+    playwright_sync = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed")
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = (
+        "true"  # the ORM calls here are plain sync code beside Playwright
+    )
+    errors: list[str] = []
+    try:
+        with playwright_sync.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            context = browser.new_context(
+                base_url=berth_platform.web_url, viewport={"width": 1280, "height": 900}
+            )
+            context.set_default_timeout(30_000)
+            page = context.new_page()
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("dialog", lambda dialog: dialog.accept())
+            page.goto("/login/")
+            page.fill("#id_username", "dev")
+            page.fill("#id_password", "pw-123456")
+            page.click("#login-submit")
+            page.wait_for_url(re.compile(r".*/apps/$"))
+            yield page
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    assert errors == [], f"JavaScript errors: {errors}"
+
+
+def push(repo: Path, message: str) -> None:
+    (repo / "requirements.txt").write_text("")
+    (repo / "app.py").write_text(LOUD_APP.format(message=message))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    result = git(repo, "push", "berth", "main", check=False)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture
+def repo(tmp_path, tenant, berth_platform):
+    path = tmp_path / "src"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.email", "dev@example.test")
+    git(path, "config", "user.name", "dev")
+    url = (
+        berth_platform.web_url.replace("http://", f"http://git:{tenant.token}@")
+        + f"/git/{tenant.app.name}.git"
+    )
+    git(path, "remote", "add", "berth", url)
+    return path
+
+
+def test_a_line_the_app_prints_appears_live_then_scale_and_rollback_from_the_page(
+    page, shipper, repo, tenant, berth_platform
+):
+    from berth.routing.router import get_router
+
+    app = tenant.app.name
+    host = f"{app}.localhost"
+    push(repo, "first")
+    push(repo, "second")
+    assert get(berth_platform.router_port, host).text.strip() == "second"
+
+    page.goto(f"/apps/{app}/")
+    page.wait_for_selector("#log-status[data-state='live']")
+    marker = f"/hello-{secrets.token_hex(4)}"
+    assert get_path(berth_platform.router_port, host, marker) == "second"
+    page.wait_for_function(
+        "marker => document.querySelector('#log-lines').innerText.includes(marker)", arg=f"served {marker}"
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "e2e-app-page-live.png"), full_page=True)
+
+    page.fill("#replicas-web", "2")
+    page.click("#formation-save")
+    wait_for(
+        lambda: len([e for e in get_router().state().get(app, {}).get("endpoints", []) if e[2] == "UP"]) == 2,
+        timeout=90,
+        interval=0.5,
+        message="two web endpoints in rotation",
+    )
+
+    page.goto(f"/apps/{app}/")
+    page.click("button[data-action='rollback'][data-version='1']")
+    wait_for(
+        lambda: get(berth_platform.router_port, host).text.strip() == "first",
+        timeout=120,
+        interval=0.5,
+        message="the rollback to v1 serving",
+    )
+
+
+def get_path(port: int, host: str, path: str) -> str:
+    import httpx
+
+    return httpx.get(f"http://127.0.0.1:{port}{path}", headers={"Host": host}, timeout=10).text.strip()
