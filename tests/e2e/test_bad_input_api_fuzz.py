@@ -10,22 +10,18 @@ from collections import Counter, defaultdict
 import httpx
 import pytest
 import requests
-import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
-from schemathesis.checks import (
-    content_type_conformance,
-    not_a_server_error,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from tests.e2e.faults_support import own_redis, platform_env  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(420)]
 
 EXAMPLES_PER_OPERATION = 40
-CHECKS = (not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance)
+CHECK_NAMES = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_schema_conformance",
+)
 UVICORN_REJECTED = "Invalid HTTP request received."
 
 
@@ -49,7 +45,9 @@ def known_gap(check: str, response) -> bool:
 
 def known_bug(check: str, case, response) -> str | None:
     """Bugs found by this test and reported to their owners: the test is xfail while only these remain."""
-    if response.status_code == 503 and "\\x00" in repr(case.path_parameters) + repr(case.body):
+    # path parameters are kept percent-encoded by schemathesis, bodies as Python values
+    sent = repr(case.path_parameters) + repr(case.query) + repr(case.body)
+    if response.status_code == 503 and ("%00" in sent or "\\x00" in sent):
         return "a NUL byte in a path or body is a DataError, answered 503 'the database is unavailable'"
     if (
         check == "response_schema_conformance"
@@ -63,9 +61,15 @@ def known_bug(check: str, case, response) -> str | None:
 
 
 def test_the_api_answers_generated_requests_without_5xx_and_as_its_schema_says(tenant, berth_platform):
+    # a dev dependency (pyproject [dev]); skipped with a reason rather than breaking collection where it is missing
+    schemathesis = pytest.importorskip("schemathesis")
     from berth.accounts.models import ApiToken
     from berth.accounts.services import token_create
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import strategies as st
+    from schemathesis import checks as schemathesis_checks
 
+    checks = [getattr(schemathesis_checks, name) for name in CHECK_NAMES]
     raw = httpx.get(f"{berth_platform.web_url}/api/v1/schema/", params={"format": "json"}, timeout=30)
     assert raw.status_code == 200, raw.text[:500]
     schema = schemathesis.from_dict(raw.json(), base_url=berth_platform.web_url)
@@ -100,7 +104,7 @@ def test_the_api_answers_generated_requests_without_5xx_and_as_its_schema_says(t
             )
             cases[operation.verbose_name] += 1
             statuses[response.status_code] += 1
-            for check in CHECKS:
+            for check in checks:
                 try:
                     case.validate_response(response, checks=(check,))
                 except AssertionError as exc:

@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import wait_for
 from tests.e2e.faults_support import kill_tree, make_repo, own_redis, platform_env  # noqa: F401  (fixtures)
-from tests.e2e.test_push_to_live import commit_and_push, get, git
+from tests.e2e.test_push_to_live import commit_and_push, get, git, write_app
 
 pytestmark = [pytest.mark.docker, pytest.mark.faults, pytest.mark.timeout(420)]
 
@@ -73,3 +73,66 @@ def test_a_build_whose_worker_is_killed_fails_the_pusher_is_told_and_the_next_pu
     assert pushed.returncode == 0, pushed.stderr[-3000:]
     assert "Released v1" in pushed.stderr
     assert get(berth_platform.router_port, f"{tenant.app.name}.localhost").text.strip() == "after the crash"
+
+
+SLOW_BOOT = (
+    "import time\ntime.sleep(40)  # the deploy waits for this app to answer: the worker dies meanwhile\n"
+)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug (reported): a worker killed mid-deploy leaves the release 'deploying' for ever (no sweeper for "
+    "releases) and the app's Redis lock held for BERTH_DEPLOY_TIMEOUT, so the next deploy waits that long",
+)
+def test_a_deploy_whose_worker_is_killed_ends_failed_the_old_release_serves_and_the_next_push_works(
+    tmp_path, tenant, berth_platform
+):
+    from berth.builds.models import Build
+    from berth.core.sweep import sweep_stuck_work
+    from berth.releases.models import Release
+
+    host = f"{tenant.app.name}.localhost"
+    repo = make_repo(
+        tmp_path / "src", web_url=berth_platform.web_url, token=tenant.token, app_name=tenant.app.name
+    )
+    assert commit_and_push(repo, "v1").returncode == 0
+    write_app(repo, "v2")
+    app_py = repo / "app.py"
+    app_py.write_text(SLOW_BOOT + app_py.read_text())
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "v2")
+    push = subprocess.Popen(
+        ["git", "push", "berth", "main"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for(
+            lambda: Release.objects.filter(app=tenant.app, version=2, status="deploying").exists(),
+            timeout=120,
+            message="v2 to be deploying",
+        )
+        time.sleep(3)
+        kill_tree(berth_platform.processes["worker"])
+        assert get(berth_platform.router_port, host).text.strip() == "v1"
+
+        def settled():
+            sweep_stuck_work()
+            return not Release.objects.filter(
+                app=tenant.app, status__in=["pending", "built", "deploying"]
+            ).exists()
+
+        wait_for(settled, timeout=90, interval=2, message="no release left deploying")
+        _, stderr = push.communicate(timeout=60)
+    finally:
+        if push.poll() is None:
+            push.kill()
+    assert push.returncode != 0 and "killed or lost" in stderr, stderr[-2000:]
+    assert Build.objects.get(app=tenant.app, release__version=2).status == "failed"
+    assert get(berth_platform.router_port, host).text.strip() == "v1"
+
+    berth_platform.start("worker")
+    started = time.monotonic()
+    pushed = commit_and_push(repo, "v3")
+    assert pushed.returncode == 0, pushed.stderr[-2000:]
+    assert time.monotonic() - started < 120
+    assert get(berth_platform.router_port, host).text.strip() == "v3"
