@@ -110,6 +110,8 @@ CASES.update(
         "api:app-deploys": {"POST": (_no_active_build, lambda w: {"image": "127.0.0.1:1/none:1"}, 202)},
         "api:app-rollback": {"POST": (lambda w, r: {"app": "demo"}, lambda w: {"version": 1}, 201)},
         "api:app-processes": {"GET": (lambda w, r: {"app": "demo"}, None, 200)},
+        # the demo app has no live release: past the permission check a restart answers 409
+        "api:app-restart": {"POST": (lambda w, r: {"app": "demo"}, lambda w: {"process": "web"}, 409)},
         # past the permission check these answer "nothing live to run in" / "no such run": still role-gated first
         "api:app-runs": {"POST": (lambda w, r: {"app": "demo"}, lambda w: {"command": "true"}, 409)},
         "api:app-run": {"GET": (lambda w, r: {"app": "demo", "run_id": "not-a-run"}, None, 404)},
@@ -184,8 +186,8 @@ def test_the_guard_notices_a_route_without_a_rule():
 
 
 def test_matrix_size():
-    # 42 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
-    assert len(MATRIX) == 42 * 6
+    # 43 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
+    assert len(MATRIX) == 43 * 6
 
 
 @pytest.mark.parametrize(("name", "method", "role"), MATRIX)

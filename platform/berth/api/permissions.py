@@ -45,6 +45,7 @@ PERMISSION_MAP: dict[str, dict[str, str]] = {
     "api:app-deploys": {"POST": MEMBER},
     "api:app-rollback": {"POST": MEMBER},
     "api:app-processes": {"GET": VIEWER},
+    "api:app-restart": {"POST": MEMBER},
     # a one-off run sees the app's config: as reading config, member or above
     "api:app-runs": {"POST": MEMBER},
     "api:app-run": {"GET": MEMBER},

@@ -43,6 +43,7 @@ urlpatterns = [
     path("apps/<str:app>/deploys", builds_api.AppDeploysView.as_view(), name="app-deploys"),
     path("apps/<str:app>/rollback", deploys_api.AppRollbackView.as_view(), name="app-rollback"),
     path("apps/<str:app>/ps", deploys_api.AppProcessesView.as_view(), name="app-processes"),
+    path("apps/<str:app>/ps/restart", deploys_api.AppRestartView.as_view(), name="app-restart"),
     path("apps/<str:app>/runs", deploys_api.AppRunsView.as_view(), name="app-runs"),
     path("apps/<str:app>/runs/<str:run_id>", deploys_api.AppRunView.as_view(), name="app-run"),
     path(

@@ -4,6 +4,7 @@ the router in step with what runs (reconcile), as the seed's etcd+confd / Marath
 Only this module combines the scheduler (Swarm) and the router (HAProxy); each stays behind its own seam.
 """
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -13,19 +14,39 @@ from django.conf import settings
 
 from berth.apps.models import App, Formation
 from berth.audit.services import audit_record
+from berth.config.env import env_int
 from berth.core.sweep import register_sweeper
 from berth.releases.models import Release, ReleaseStatus
 from berth.releases.services import release_create, release_set_status
 
 logger = logging.getLogger(__name__)
 
-BOOT_TIMEOUT = 60  # seconds for a new release's web tasks to answer, as on Heroku
+# seconds for a new release's web tasks to answer, as on Heroku; BERTH_BOOT_TIMEOUT shortens it for tests
+BOOT_TIMEOUT = env_int("BERTH_BOOT_TIMEOUT", 60, minimum=5, maximum=3600)
 RELEASE_PHASE_TIMEOUT = 15 * 60
 LOG_TAIL = 20
 
 
 class DeployError(Exception):
     """A release could not be rolled out; the previous one keeps serving. The message is for the deployer."""
+
+
+class NothingLive(DeployError):
+    """The app has no live release to act on (scale in place, restart, run)."""
+
+
+def _event(app_name: str, kind: str, message: str) -> None:
+    """A platform event in the app's event and log streams (berth events, the dashboard)."""
+    from berth.observe.services import event_record
+
+    try:
+        event_record(app=app_name, kind=kind, message=message)
+    except Exception:  # an event is worth less than the roll-out that reports it
+        logger.exception("event %s of %s not recorded", kind, app_name)
+
+
+def live_release(app: App) -> Release | None:
+    return Release.objects.filter(app=app, status=ReleaseStatus.LIVE).order_by("-version").first()
 
 
 def _redis() -> redis.Redis:
@@ -79,15 +100,55 @@ def process_specs(release: Release):
     return specs
 
 
-def web_endpoints(*, app_name: str, release: int):
+def web_endpoints(*, app_name: str, release: int, generation: int | None = None):
     from berth.routing.router import Endpoint
     from berth.runtime.scheduler import get_scheduler
 
     return [
         Endpoint(task.node_address, task.published_port)
-        for task in get_scheduler().tasks(app=app_name, release=release, process="web")
+        for task in get_scheduler().tasks(app=app_name, release=release, process="web", generation=generation)
         if task.running and task.published_port
     ]
+
+
+def _wait_ready(*, app: App, spec, deadline: float) -> None:
+    """Wait until spec's tasks run and, for web, each answers Berth's HTTP check; DeployError otherwise."""
+    from berth.runtime.health import http_ready
+    from berth.runtime.scheduler import get_scheduler
+
+    tasks = get_scheduler().wait_running(
+        app=app.name,
+        release=spec.release,
+        process=spec.process,
+        replicas=spec.replicas,
+        timeout=max(5.0, deadline - time.monotonic()),
+        generation=spec.generation,
+    )
+    if not spec.is_web:
+        return
+    for task in tasks:
+        if not http_ready(
+            task.node_address,
+            task.published_port,
+            app.health_check_path,
+            timeout=max(1.0, deadline - time.monotonic()),
+        ):
+            raise DeployError(
+                f"web did not answer HTTP on $PORT at {app.health_check_path} within {BOOT_TIMEOUT} s"
+                f" (status 500 or above, or nothing listening)"
+            )
+
+
+def _check_command(release: Release, specs) -> None:
+    from berth.runtime.scheduler import get_scheduler
+
+    if (
+        any(spec.command is None for spec in specs)
+        and get_scheduler().image_has_command(release.image) is False
+    ):
+        raise DeployError(
+            "the image has no command to run: give it a CMD, or the app a Procfile with a `web:` line"
+        )
 
 
 def _tail(app_name: str, release: int) -> str:
@@ -111,8 +172,6 @@ def release_deploy(*, release: Release, log: Callable[[str], None] = lambda line
     If the release phase fails or the new web tasks are not ready within BOOT_TIMEOUT, the new services are
     removed, the release is marked failed with the reason and the app's last lines, and the old one keeps serving.
     """
-    from berth.routing.router import get_router
-    from berth.runtime.health import http_ready
     from berth.runtime.oneoff import run_oneoff
     from berth.runtime.scheduler import SchedulerError, get_scheduler
 
@@ -146,34 +205,19 @@ def release_deploy(*, release: Release, log: Callable[[str], None] = lambda line
                         f"the release command failed (exit {result.exit_code}); v{release.version} was not deployed"
                     )
             specs = process_specs(release)
+            _check_command(release, specs)
+            boot_started = time.monotonic()  # the boot deadline does not count the release phase
             for spec in specs:
                 log(f"-----> Starting {spec.process} × {spec.replicas}")
                 scheduler.ensure_process(spec)
-            hostnames = app_hostnames(app)
             for spec in specs:
-                if spec.replicas == 0:
-                    continue
-                remaining = max(5.0, BOOT_TIMEOUT - (time.monotonic() - started))
-                tasks = scheduler.wait_running(
-                    app=app.name,
-                    release=release.version,
-                    process=spec.process,
-                    replicas=spec.replicas,
-                    timeout=remaining,
-                )
-                if spec.is_web:
-                    for task in tasks:
-                        remaining = max(1.0, BOOT_TIMEOUT - (time.monotonic() - started))
-                        if not http_ready(
-                            task.node_address, task.published_port, app.health_check_path, timeout=remaining
-                        ):
-                            raise DeployError(
-                                f"web did not answer HTTP on $PORT at {app.health_check_path} within {BOOT_TIMEOUT} s"
-                                f" (status 500 or above, or nothing listening)"
-                            )
+                if spec.replicas:
+                    _wait_ready(app=app, spec=spec, deadline=boot_started + BOOT_TIMEOUT)
+            ready_at = time.monotonic()
             endpoints = web_endpoints(app_name=app.name, release=release.version)
             log(f"-----> Ready in {time.monotonic() - started:.1f}s; switching traffic to v{release.version}")
-            get_router().apply(app=app.name, hostnames=hostnames, endpoints=endpoints)
+            _route(app=app, endpoints=endpoints)
+            routed_at = time.monotonic()
         except (DeployError, SchedulerError) as exc:
             tail = _tail(app.name, release.version)
             scheduler.remove(app=app.name, release=release.version)
@@ -193,6 +237,11 @@ def release_deploy(*, release: Release, log: Callable[[str], None] = lambda line
             )
             for line in reason.splitlines():
                 log(f"       {line}")
+            _event(
+                app.name,
+                "release.failed",
+                f"v{release.version} failed: {exc}; the previous release keeps serving",
+            )
             raise DeployError(f"{exc}; the previous release keeps serving") from exc
         except Exception:
             scheduler.remove(app=app.name, release=release.version)
@@ -215,7 +264,20 @@ def release_deploy(*, release: Release, log: Callable[[str], None] = lambda line
         release_set_status(
             release=release, from_statuses=[ReleaseStatus.DEPLOYING], to_status=ReleaseStatus.LIVE
         )
-        log(f"-----> v{release.version} is live at {app.url} (cut-over {time.monotonic() - started:.1f}s)")
+        cutover = time.monotonic() - ready_at
+        logger.info(
+            "%s v%s: routed and old endpoints drained %.2fs after ready, old services removed %.2fs after that",
+            app.name,
+            release.version,
+            routed_at - ready_at,
+            time.monotonic() - routed_at,
+        )
+        log(f"-----> v{release.version} is live at {app.url} (cut-over {cutover:.1f}s)")
+        _event(
+            app.name,
+            "release.live",
+            f"v{release.version} is live ({release.description}); cut-over {cutover:.1f}s",
+        )
     return release
 
 
@@ -243,26 +305,51 @@ def release_rollback(*, app: App, version: int, actor, remote_addr: str | None =
         remote_addr=remote_addr,
         data={"new_version": release.version},
     )
+    _event(app.name, "release.rollback", f"rolling back to v{version} as v{release.version}")
     return release
 
 
-def app_reconcile(app: App) -> None:
-    """Make the router match what runs: the live release's running web tasks (heals missed events, scale)."""
+# endpoints this process has routed, per app: a new endpoint must answer HTTP before the router gets it
+_routed: dict[str, set] = {}
+
+
+def _route(*, app: App, endpoints: list) -> None:
     from berth.routing.router import get_router
 
-    live = Release.objects.filter(app=app, status=ReleaseStatus.LIVE).order_by("-version").first()
+    get_router().apply(app=app.name, hostnames=app_hostnames(app), endpoints=endpoints)
+    _routed[app.name] = set(endpoints)
+
+
+def app_reconcile(app: App) -> bool:
+    """Make the router match what runs: the live release's running web tasks (heals missed events, restarts).
+
+    A task not routed before joins only once it answers Berth's HTTP check: Swarm reports a restarted task
+    running before the app in it listens. Returns True when some task was left out for that reason (ask again).
+    """
+    from berth.runtime.health import http_probe
+
+    live = live_release(app)
     if live is None:
-        return
+        return False
     lock = app_lock(app.name, timeout=30)
     # a deploy holding the lock owns the router for this app until it finishes; skip rather than wait
     if not lock.acquire(blocking=False):
-        return
+        return False
     try:
-        get_router().apply(
-            app=app.name,
-            hostnames=app_hostnames(app),
-            endpoints=web_endpoints(app_name=app.name, release=live.version),
-        )
+        known = _routed.get(app.name, set())
+        endpoints, waiting = [], False
+        for endpoint in web_endpoints(app_name=app.name, release=live.version):
+            status = (
+                None
+                if endpoint in known
+                else http_probe(endpoint.address, endpoint.port, app.health_check_path, timeout=1.0)
+            )
+            if endpoint in known or (status is not None and status < 500):
+                endpoints.append(endpoint)
+            else:
+                waiting = True
+        _route(app=app, endpoints=endpoints)
+        return waiting
     finally:
         try:
             lock.release()
@@ -270,31 +357,156 @@ def app_reconcile(app: App) -> None:
             pass
 
 
-def formation_apply(*, app: App, processes: list[str]) -> None:
-    """Scale the live release's services in place to the formation (the router follows by reconcile)."""
+def _generations(*, app: App, release: int, process: str) -> list[int]:
     from berth.runtime.scheduler import get_scheduler
 
-    live = Release.objects.filter(app=app, status=ReleaseStatus.LIVE).order_by("-version").first()
+    return sorted(
+        s.generation
+        for s in get_scheduler().services(app=app.name)
+        if s.release == release and s.process == process
+    )
+
+
+def _roll(*, app: App, spec, old_generations: list[int]) -> None:
+    """Start `spec` (a new generation) beside the old ones, route to it when ready, then retire the old ones.
+
+    The old generation keeps serving until the router has drained it; if the new one is not ready in time it
+    is removed and DeployError says why.
+    """
+    from berth.runtime.scheduler import SchedulerError, get_scheduler
+
+    scheduler = get_scheduler()
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    try:
+        scheduler.ensure_process(spec)
+        if spec.replicas:
+            _wait_ready(app=app, spec=spec, deadline=deadline)
+        if spec.is_web:
+            _route(
+                app=app,
+                endpoints=web_endpoints(app_name=app.name, release=spec.release, generation=spec.generation),
+            )
+    except (DeployError, SchedulerError) as exc:
+        tail = _tail(app.name, spec.release)
+        scheduler.remove(app=app.name, release=spec.release, process=spec.process, generation=spec.generation)
+        raise DeployError(
+            f"{exc}; the running {spec.process} processes were left alone"
+            + (f"\nlast lines:\n{tail}" if tail else "")
+        ) from exc
+    for generation in old_generations:
+        scheduler.remove(app=app.name, release=spec.release, process=spec.process, generation=generation)
+
+
+def formation_apply(*, app: App, processes: list[str]) -> None:
+    """Scale the live release's services to the formation, and route the app (also after a domain change).
+
+    Web scales up in place: the new tasks join the router once they answer. Scaling web down, or changing its
+    limits, starts a fresh set of tasks beside the old ones and drains the old ones: Swarm picks which tasks to
+    stop by itself and would stop them under live requests.
+    """
+    from berth.runtime.scheduler import get_scheduler
+
+    live = live_release(app)
     if live is None:
         return
     scheduler = get_scheduler()
-    existing = {(s.process) for s in scheduler.services(app=app.name) if s.release == live.version}
-    for spec in process_specs(live):
-        if spec.process not in processes:
-            continue
-        if spec.process in existing:
-            scheduler.scale(app=app.name, release=live.version, process=spec.process, replicas=spec.replicas)
-        else:
-            scheduler.ensure_process(spec)
-        if spec.replicas:
-            scheduler.wait_running(
-                app=app.name,
-                release=live.version,
-                process=spec.process,
-                replicas=spec.replicas,
-                timeout=BOOT_TIMEOUT,
+    with app_lock(app.name):
+        live = live_release(app)  # a deploy may have finished while this waited for the lock
+        if live is None:
+            return
+        changes = []
+        for spec in process_specs(live):
+            if spec.process not in processes:
+                continue
+            generations = _generations(app=app, release=live.version, process=spec.process)
+            current = dataclasses.replace(spec, generation=generations[-1] if generations else 0)
+            running = next(
+                (
+                    s.replicas
+                    for s in scheduler.services(app=app.name)
+                    if s.release == live.version
+                    and s.process == spec.process
+                    and s.generation == current.generation
+                ),
+                None,
             )
-    app_reconcile(app)
+            if running == spec.replicas and scheduler.spec_matches(current):
+                continue
+            changes.append(f"{spec.process}={spec.replicas}")
+            if not spec.is_web or running is None:
+                scheduler.ensure_process(current)
+                if spec.replicas:
+                    _wait_ready(app=app, spec=current, deadline=time.monotonic() + BOOT_TIMEOUT)
+                if spec.is_web:
+                    _route(app=app, endpoints=web_endpoints(app_name=app.name, release=live.version))
+            elif spec.replicas == 0:
+                _route(app=app, endpoints=[])  # drained first, then stopped
+                scheduler.ensure_process(current)
+            elif spec.replicas > running and scheduler.spec_matches(current):
+                scheduler.scale(
+                    app=app.name,
+                    release=live.version,
+                    process=spec.process,
+                    replicas=spec.replicas,
+                    generation=current.generation,
+                )
+                _wait_ready(app=app, spec=current, deadline=time.monotonic() + BOOT_TIMEOUT)
+                _route(app=app, endpoints=web_endpoints(app_name=app.name, release=live.version))
+            else:
+                nxt = dataclasses.replace(spec, generation=current.generation + 1)
+                _roll(app=app, spec=nxt, old_generations=generations)
+        if not changes:
+            # nothing to scale (or a domain changed): the router still follows what runs
+            _route(app=app, endpoints=web_endpoints(app_name=app.name, release=live.version))
+    if changes:
+        _event(app.name, "scaled", f"scaled v{live.version}: {', '.join(changes)}")
+
+
+def app_restart(*, app: App, process: str | None = None) -> list[str]:
+    """Restart the live release's processes (one type, or all) without dropping a request.
+
+    Each process type gets a fresh generation of tasks beside the old one; web's join the router once they
+    answer and the old ones are drained before they stop. Returns the restarted process types.
+    """
+    live = live_release(app)
+    if live is None:
+        raise NothingLive(f"{app.name} has no live release to restart")
+    specs = [spec for spec in process_specs(live) if process in (None, spec.process)]
+    if process is not None and not specs:
+        raise ValueError(f"unknown process type {process!r}")
+    restarted = []
+    with app_lock(app.name):
+        if live_release(app) != live:
+            raise DeployError(f"{app.name} was deployed meanwhile; its processes are new already")
+        started = time.monotonic()
+        for spec in specs:
+            generations = _generations(app=app, release=live.version, process=spec.process)
+            if not spec.replicas:
+                continue
+            nxt = dataclasses.replace(spec, generation=(generations[-1] + 1) if generations else 0)
+            try:
+                _roll(app=app, spec=nxt, old_generations=generations)
+            except DeployError as exc:
+                _event(app.name, "restart.failed", f"restart of {spec.process} failed: {exc}".splitlines()[0])
+                raise
+            restarted.append(spec.process)
+    if restarted:
+        _event(
+            app.name,
+            "restarted",
+            f"restarted {', '.join(restarted)} of v{live.version} in {time.monotonic() - started:.1f}s",
+        )
+    return restarted
+
+
+def restart_validate(*, app: App, process: str | None) -> None:
+    """Raise what app_restart would refuse at once (for the API, before queueing it)."""
+    live = live_release(app)
+    if live is None:
+        raise NothingLive(f"{app.name} has no live release to restart; deploy it first")
+    if process is not None and process not in {spec.process for spec in process_specs(live)}:
+        known = ", ".join(sorted(spec.process for spec in process_specs(live)))
+        raise ValueError(f"unknown process type {process!r}; this app has {known}")
 
 
 def app_teardown(*, name: str) -> None:

@@ -38,3 +38,22 @@ def app_teardown_task(name: str) -> None:
     from berth.deploys.services import app_teardown
 
     app_teardown(name=name)
+
+
+@shared_task(
+    name="berth.deploys.restart",
+    acks_late=True,
+    time_limit=settings.BERTH_DEPLOY_TIMEOUT + 60,
+    soft_time_limit=settings.BERTH_DEPLOY_TIMEOUT + 30,
+)
+def app_restart_task(app_id: int, process: str | None = None) -> None:
+    from berth.apps.models import App
+    from berth.deploys.services import DeployError, app_restart
+
+    app = App.objects.select_related("team").filter(pk=app_id).first()
+    if app is None:
+        return
+    try:
+        app_restart(app=app, process=process)
+    except (DeployError, ValueError):
+        pass  # recorded as the app's restart.failed event; the old processes keep running

@@ -16,26 +16,29 @@ from berth.releases.models import ReleaseStatus
 
 logger = logging.getLogger("berth.watcher")
 
-FULL_RECONCILE_SECONDS = 10.0
+FULL_RECONCILE_SECONDS = 3.0  # also how soon a router restarted from nothing has its routes back
 DEBOUNCE_SECONDS = 0.2
 APP_LABEL = "org.berth.app"
 
 
-def reconcile_apps(names: set[str] | None = None) -> int:
-    """Reconcile the routes of the named apps (all apps with a live release when None). Returns how many."""
+def reconcile_apps(names: set[str] | None = None) -> set[str]:
+    """Reconcile the routes of the named apps (all apps with a live release when None).
+
+    Returns the apps with a running task that did not answer HTTP yet (not routed): to be reconciled again soon.
+    """
     from berth.deploys.services import app_reconcile
 
     apps = App.objects.select_related("team").filter(releases__status=ReleaseStatus.LIVE).distinct()
     if names is not None:
         apps = apps.filter(name__in=names)
-    count = 0
+    waiting = set()
     for app in apps:
         try:
-            app_reconcile(app)
-            count += 1
+            if app_reconcile(app):
+                waiting.add(app.name)
         except Exception:  # one app's trouble must not stop the others' routes
             logger.exception("reconcile of %s failed", app.name)
-    return count
+    return waiting
 
 
 def _follow_events(changed: "queue.Queue[str]", stop: threading.Event) -> None:
@@ -68,8 +71,9 @@ def watch(*, stop: threading.Event | None = None, full_every: float = FULL_RECON
     changed: queue.Queue[str] = queue.Queue()
     threading.Thread(target=_follow_events, args=(changed, stop), daemon=True, name="docker-events").start()
     last_full = 0.0
+    waiting: set[str] = set()
     while not stop.is_set():
-        names: set[str] = set()
+        names: set[str] = set(waiting)  # tasks that were not answering yet: look again (about every second)
         try:
             names.add(changed.get(timeout=1.0))
             time.sleep(DEBOUNCE_SECONDS)  # a deploy changes many containers at once: one reconcile for all
@@ -79,7 +83,7 @@ def watch(*, stop: threading.Event | None = None, full_every: float = FULL_RECON
             pass
         close_old_connections()
         if time.monotonic() - last_full >= full_every:
-            reconcile_apps()
+            waiting = reconcile_apps()
             last_full = time.monotonic()
         elif names:
-            reconcile_apps(names)
+            waiting = reconcile_apps(names)

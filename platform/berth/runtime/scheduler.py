@@ -19,6 +19,8 @@ LABEL_RELEASE = "org.berth.release"
 LABEL_PROCESS = "org.berth.process"
 LABEL_SPEC = "org.berth.spec"  # hash of what ensure_process asked for, so an unchanged spec is not re-rolled
 LABEL_ONEOFF = "org.berth.oneoff"
+# a rolling restart starts a second service of the same release and process beside the first: its generation
+LABEL_GENERATION = "org.berth.generation"
 
 WEB_PROCESS = "web"
 DEFAULT_PORT = 5000
@@ -47,10 +49,13 @@ class ProcessSpec:
     cpu: float | None = None
     port: int | None = DEFAULT_PORT  # only the web process gets PORT and a published port
     constraints: list[str] = field(default_factory=list)
+    generation: int = 0  # 0 for the release's first service; a restart adds one
 
     @property
     def service_name(self) -> str:
-        return service_name(app=self.app, release=self.release, process=self.process)
+        return service_name(
+            app=self.app, release=self.release, process=self.process, generation=self.generation
+        )
 
     @property
     def is_web(self) -> bool:
@@ -81,6 +86,7 @@ class TaskInfo:
     error: str  # this task's own error, "" when none
     last_error: str  # this task's error or, failing that, the latest one of an earlier task in its slot
     restarts: int  # earlier tasks of the same slot (Swarm keeps a bounded history, see task_history_limit)
+    generation: int = 0
 
     @property
     def running(self) -> bool:
@@ -102,13 +108,16 @@ class ServiceInfo:
     port: int | None
     created_at: datetime | None
     updated_at: datetime | None
+    generation: int = 0
 
 
-def service_name(*, app: str, release: int, process: str) -> str:
+def service_name(*, app: str, release: int, process: str, generation: int = 0) -> str:
     for what, value in (("app", app), ("process", process)):
         if not _NAME_PART.match(value):
             raise SchedulerError(f"invalid {what} name {value!r}: use lowercase letters, digits and dashes")
     name = f"{app}-v{int(release)}-{process}"
+    if generation:
+        name += f"-g{int(generation)}"
     if len(name) > 63:
         raise SchedulerError(f"service name {name!r} is longer than 63 characters")
     return name
@@ -128,20 +137,34 @@ class Scheduler(ABC):
         """Create the process's service, or update it to match `spec`. Returns the service id."""
 
     @abstractmethod
-    def tasks(self, *, app: str, release: int | None = None, process: str | None = None) -> list[TaskInfo]:
+    def tasks(
+        self,
+        *,
+        app: str,
+        release: int | None = None,
+        process: str | None = None,
+        generation: int | None = None,
+    ) -> list[TaskInfo]:
         """The newest task of each slot of the matching services."""
 
     @abstractmethod
     def wait_running(
-        self, *, app: str, release: int, process: str, replicas: int, timeout: float
+        self, *, app: str, release: int, process: str, replicas: int, timeout: float, generation: int = 0
     ) -> list[TaskInfo]:
         """Block until `replicas` tasks run (web: with a published port); raise SchedulerError otherwise."""
 
     @abstractmethod
-    def scale(self, *, app: str, release: int, process: str, replicas: int) -> None: ...
+    def scale(self, *, app: str, release: int, process: str, replicas: int, generation: int = 0) -> None: ...
 
     @abstractmethod
-    def remove(self, *, app: str, release: int | None = None, process: str | None = None) -> list[str]:
+    def remove(
+        self,
+        *,
+        app: str,
+        release: int | None = None,
+        process: str | None = None,
+        generation: int | None = None,
+    ) -> list[str]:
         """Remove the matching services and wait (bounded) until their containers are gone. Returns names."""
 
     @abstractmethod
@@ -149,6 +172,14 @@ class Scheduler(ABC):
 
     @abstractmethod
     def task_logs(self, task_id: str, tail: int = 100) -> list[str]: ...
+
+    def spec_matches(self, spec: ProcessSpec) -> bool | None:
+        """Whether spec's service runs exactly `spec`, replicas aside (None: no such service, or cannot tell)."""
+        return None
+
+    def image_has_command(self, image: str) -> bool | None:
+        """Whether `image` runs a program when given no command (None: cannot tell, e.g. not on this node)."""
+        return None
 
 
 SCHEDULERS: dict[str, Callable[[], Scheduler]] = {}

@@ -27,6 +27,7 @@ from berth.builds.procfile import command_args
 from berth.core.docker import docker_client
 from berth.runtime.scheduler import (
     LABEL_APP,
+    LABEL_GENERATION,
     LABEL_PROCESS,
     LABEL_RELEASE,
     LABEL_SPEC,
@@ -49,6 +50,7 @@ FAILED_STATES = frozenset({"failed", "rejected"})
 TERMINAL_STATES = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
 LOOPBACK = "127.0.0.1"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+INIT_PROGRAMS = frozenset({"tini", "dumb-init", "docker-init"})
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -137,6 +139,13 @@ def _slot_key(task: dict) -> tuple[str, str]:
     return task["ServiceID"], str(task.get("Slot") or task.get("NodeID") or task["ID"])
 
 
+def _generation(labels: dict) -> int:
+    try:
+        return int(labels.get(LABEL_GENERATION, 0))
+    except ValueError:
+        return 0
+
+
 def _task_spec_hash(task: dict) -> str | None:
     return (task.get("Spec", {}).get("ContainerSpec", {}).get("Labels") or {}).get(LABEL_SPEC)
 
@@ -200,8 +209,8 @@ class SwarmScheduler(Scheduler):
                 raise SchedulerError(f"{name}: {exc.explanation or exc}") from exc
         raise SchedulerError(f"{name}: kept conflicting with concurrent changes; try again")
 
-    def scale(self, *, app: str, release: int, process: str, replicas: int) -> None:
-        name = service_name(app=app, release=release, process=process)
+    def scale(self, *, app: str, release: int, process: str, replicas: int, generation: int = 0) -> None:
+        name = service_name(app=app, release=release, process=process, generation=generation)
         if replicas < 0:
             raise SchedulerError(f"{name}: replicas must be 0 or more, not {replicas}")
         for _attempt in range(5):
@@ -229,22 +238,37 @@ class SwarmScheduler(Scheduler):
         raise SchedulerError(f"{name}: kept conflicting with concurrent changes; try again")
 
     def remove(
-        self, *, app: str, release: int | None = None, process: str | None = None, timeout: float = 45
+        self,
+        *,
+        app: str,
+        release: int | None = None,
+        process: str | None = None,
+        generation: int | None = None,
+        timeout: float = 45,
     ) -> list[str]:
         """Remove the services; then wait, at most `timeout` seconds, until their containers on this node are gone
         (containers on other nodes are stopped by their own agents; the manager cannot list them)."""
-        removed = []
-        for service in self._find_services(app=app, release=release, process=process):
+        removed, removed_ids = [], []
+        for service in self._find_services(app=app, release=release, process=process, generation=generation):
             try:
                 self.api.remove_service(service["ID"])
                 removed.append(service["Spec"]["Name"])
+                removed_ids.append(service["ID"])
             except docker.errors.NotFound:
                 pass
-        filters = {
-            "label": [*_label_filters(app=app, release=release, process=process), "com.docker.swarm.task.id"]
-        }
+        if generation is None:
+            filter_sets = [
+                [*_label_filters(app=app, release=release, process=process), "com.docker.swarm.task.id"]
+            ]
+        else:
+            # generation 0 carries no label: wait on the removed services' own containers instead
+            filter_sets = [[f"com.docker.swarm.service.id={service_id}"] for service_id in removed_ids]
+
+        def remaining() -> bool:
+            return any(self.api.containers(all=True, filters={"label": f}) for f in filter_sets)
+
         deadline = time.monotonic() + timeout
-        while self.api.containers(all=True, filters=filters):
+        while remaining():
             if time.monotonic() > deadline:
                 raise SchedulerError(
                     f"removed {', '.join(removed) or 'no services'} of {app} but their containers were still "
@@ -272,12 +296,20 @@ class SwarmScheduler(Scheduler):
                     port=_target_port(service),
                     created_at=parse_time(service.get("CreatedAt")),
                     updated_at=parse_time(service.get("UpdatedAt")),
+                    generation=_generation(labels),
                 )
             )
-        return sorted(infos, key=lambda s: (s.release, s.process))
+        return sorted(infos, key=lambda s: (s.release, s.process, s.generation))
 
-    def tasks(self, *, app: str, release: int | None = None, process: str | None = None) -> list[TaskInfo]:
-        services = self._find_services(app=app, release=release, process=process)
+    def tasks(
+        self,
+        *,
+        app: str,
+        release: int | None = None,
+        process: str | None = None,
+        generation: int | None = None,
+    ) -> list[TaskInfo]:
+        services = self._find_services(app=app, release=release, process=process, generation=generation)
         return self._tasks_of(services)
 
     def wait_running(
@@ -290,6 +322,7 @@ class SwarmScheduler(Scheduler):
         timeout: float,
         max_failures: int = 3,
         settle: float = 1.0,
+        generation: int = 0,
     ) -> list[TaskInfo]:
         """Wait until `replicas` tasks of the current spec run (web: each with a published port).
 
@@ -298,7 +331,7 @@ class SwarmScheduler(Scheduler):
         (a crash loop does not get better by waiting), with each slot's state, its last error and the last lines
         the latest failed task printed.
         """
-        name = service_name(app=app, release=release, process=process)
+        name = service_name(app=app, release=release, process=process, generation=generation)
         started = time.monotonic()
         deadline = started + timeout
         seen_running: dict[str, float] = {}
@@ -360,6 +393,9 @@ class SwarmScheduler(Scheduler):
             LABEL_PROCESS: spec.process,
             **self.extra_labels,
         }
+        if spec.generation:
+            # only on later generations, so a release's first service keeps the spec hash it always had
+            labels[LABEL_GENERATION] = str(int(spec.generation))
         env = dict(spec.env)
         port = spec.container_port
         if port is not None:
@@ -419,10 +455,38 @@ class SwarmScheduler(Scheduler):
             return None
 
     def _find_services(
-        self, *, app: str, release: int | None = None, process: str | None = None
+        self,
+        *,
+        app: str,
+        release: int | None = None,
+        process: str | None = None,
+        generation: int | None = None,
     ) -> list[dict]:
         filters = {"label": _label_filters(app=app, release=release, process=process)}
-        return self.api.services(filters=filters)
+        services = self.api.services(filters=filters)
+        if generation is not None:
+            services = [s for s in services if _generation(s["Spec"].get("Labels", {})) == generation]
+        return services
+
+    def spec_matches(self, spec: ProcessSpec) -> bool | None:
+        current = self._inspect(spec.service_name)
+        if current is None:
+            return None
+        network_id = team_network_ensure(team=spec.team, labels=self.extra_labels, client=self.client)
+        return current["Spec"].get("Labels", {}).get(LABEL_SPEC) == self._definition(spec, network_id)["hash"]
+
+    def image_has_command(self, image: str) -> bool | None:
+        try:
+            config = self.api.inspect_image(image).get("Config") or {}
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as exc:
+            raise SchedulerError(f"cannot inspect {image}: {exc.explanation or exc}") from exc
+        if config.get("Cmd"):
+            return True
+        entrypoint = config.get("Entrypoint") or []
+        # an init (the stack's tini) as the whole entrypoint runs nothing without a command
+        return bool(entrypoint) and entrypoint[0].rsplit("/", 1)[-1] not in INIT_PROGRAMS
 
     @staticmethod
     def _replicas(service: dict) -> int:
@@ -493,6 +557,7 @@ class SwarmScheduler(Scheduler):
                     error=error,
                     last_error=last_error or "",
                     restarts=len(history) - 1,
+                    generation=_generation(labels),
                 )
             )
         return sorted(infos, key=lambda t: (t.service, t.slot or 0, t.node_id))

@@ -1,0 +1,212 @@
+"""The whole platform for the deploy benchmarks, started the way tests/e2e/conftest.py starts it: a real HAProxy
+router, gunicorn+uvicorn web, a Celery worker and the watcher, on a fresh PostgreSQL database of the test cluster
+(127.0.0.1:54329, database berth_bench_deploy, dropped and re-created) and Redis database 14 (flushed).
+
+Import it first: it sets the environment Django reads. `with Platform() as platform:` starts everything, gives a
+tenant (user, team, token, app bench-<random>) and `push(message)`; on exit it stops the processes by PID and
+removes the app's services and the router.
+"""
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "platform")]
+
+DB_ADMIN_URL = "postgres://postgres@127.0.0.1:54329/postgres"
+DB_NAME = "berth_bench_deploy"
+HOME = Path(tempfile.mkdtemp(prefix="berth-bench-deploy-"))
+os.environ.update(
+    {
+        "DJANGO_SETTINGS_MODULE": "berth.config.settings",
+        "BERTH_SECRET_KEY": "bench",
+        "BERTH_HOME": str(HOME / "home"),
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:54329/{DB_NAME}",
+        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
+        "BERTH_ROUTER_DIR": str(HOME / "router"),
+        "BERTH_ROUTER_ADMIN_SOCKET": str(HOME / "router" / "admin.sock"),
+    }
+)
+(HOME / "home").mkdir()
+
+from tests.conftest import free_port, wait_for  # noqa: E402
+
+APP_PREFIX = "bench-"
+VENV = REPO / ".venv/bin"
+
+APP_PY = """\
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MESSAGE = {message!r}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = (MESSAGE + "\\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def _fresh_database() -> None:
+    import psycopg
+
+    with psycopg.connect(DB_ADMIN_URL.replace("postgres://", "postgresql://"), autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{DB_NAME}"')
+
+
+def remove_services(prefix: str = APP_PREFIX) -> None:
+    from berth.core.docker import docker_client
+
+    client = docker_client()
+    for service in client.services.list(filters={"label": "org.berth.app"}):
+        if service.attrs["Spec"]["Labels"].get("org.berth.app", "").startswith(prefix):
+            service.remove()
+
+
+class Platform:
+    def __init__(self, *, http_port: int | None = None):
+        self.http_port = http_port or free_port()
+        self.web_port = free_port()
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.logs = HOME / "logs"
+        self.logs.mkdir(exist_ok=True)
+
+    def __enter__(self) -> "Platform":
+        _fresh_database()
+        import django
+
+        os.environ["BERTH_HTTP_PORT"] = str(self.http_port)
+        django.setup()
+        import redis
+        from django.conf import settings
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        redis.Redis.from_url(settings.REDIS_URL).flushdb()
+        remove_services()
+        from berth.routing.haproxy import haproxy_command, write_config
+
+        paths = write_config(http_port=self.http_port)
+        self._start("router", haproxy_command(paths))
+        wait_for(lambda: settings.BERTH_ROUTER_ADMIN_SOCKET.exists(), timeout=10, message="the admin socket")
+        env = {**os.environ, "BERTH_WEB_PORT": str(self.web_port), "PYTHONPATH": str(REPO / "platform")}
+        gunicorn = [str(VENV / "gunicorn"), "berth.config.asgi:application", "-k", "uvicorn.workers.UvicornWorker",
+                    "-b", f"127.0.0.1:{self.web_port}", "-w", "2", "--timeout", "0"]  # fmt: skip
+        worker = [str(VENV / "celery"), "-A", "berth.config", "worker", "-Q", "default,builds,deploys", "-c", "3",
+                  "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "INFO"]  # fmt: skip
+        self._start("web", gunicorn, env)
+        self._start("worker", worker, env)
+        self._start("watcher", [str(VENV / "python"), "manage.py", "watch"], env)
+        import httpx
+
+        def web_up():
+            try:
+                return httpx.get(f"http://127.0.0.1:{self.web_port}/healthz", timeout=2).status_code in (
+                    200,
+                    503,
+                )
+            except httpx.TransportError:
+                return False
+
+        wait_for(web_up, timeout=30, message="the web process")
+        self._tenant()
+        return self
+
+    def _start(self, name: str, command: list[str], env: dict | None = None) -> None:
+        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115  (closed with the process)
+        self.processes[name] = subprocess.Popen(
+            command, cwd=REPO, env=env or os.environ, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def _tenant(self) -> None:
+        from berth.accounts.services import team_create, token_create
+        from berth.apps.services import app_create
+        from django.contrib.auth import get_user_model
+
+        user = get_user_model().objects.create_user(
+            username="bench", email="bench@example.test", password="x"
+        )
+        team = team_create(name="bench", actor=user)
+        _, self.token = token_create(user=user, name="bench")
+        self.app = app_create(team=team, name=APP_PREFIX + secrets.token_hex(3), actor=user)
+        self.host = f"{self.app.name}.localhost"
+        self.repo = HOME / "src"
+        self.repo.mkdir()
+        self._git("init", "-q", "-b", "main")
+        self._git("config", "user.email", "bench@example.test")
+        self._git("config", "user.name", "bench")
+        url = f"http://git:{self.token}@127.0.0.1:{self.web_port}/git/{self.app.name}.git"
+        self._git("remote", "add", "berth", url)
+
+    def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["git", *args], cwd=self.repo, capture_output=True, text=True, timeout=600, check=check
+        )
+
+    def push(self, message: str) -> subprocess.CompletedProcess:
+        (self.repo / "requirements.txt").write_text("")
+        (self.repo / "Procfile").write_text("web: python app.py\n")
+        (self.repo / "app.py").write_text(APP_PY.format(message=message))
+        self._git("add", "-A")
+        self._git("commit", "-q", "-m", message)
+        return self._git("push", "berth", "main", check=False)
+
+    def api(self):
+        import httpx
+
+        return httpx.Client(
+            base_url=f"http://127.0.0.1:{self.web_port}/api/v1",
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=60,
+        )
+
+    def __exit__(self, *exc) -> None:
+        for name in ("web", "worker", "watcher"):
+            if name in self.processes:
+                self.processes[name].terminate()
+        for name, process in self.processes.items():
+            if name == "router":
+                continue
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        remove_services()
+        router = self.processes.get("router")
+        if router is not None:
+            router.terminate()
+            try:
+                router.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                router.kill()
+        from django.db import connections
+
+        connections.close_all()
+        if not os.environ.get("BENCH_KEEP"):
+            shutil.rmtree(HOME, ignore_errors=True)
+
+
+def wait_seconds(predicate, *, timeout: float, interval: float = 0.02) -> float:
+    """Seconds until `predicate()` is true (raises after `timeout`)."""
+    started = time.monotonic()
+    wait_for(predicate, timeout=timeout, interval=interval, message="the condition")
+    return time.monotonic() - started

@@ -1,0 +1,135 @@
+"""Benchmark: zero-downtime deploys. `wrk` drives keep-alive load through the router while 10 `git push` deploys
+run in a row (then a rollback and a rolling restart); counts failed/total requests and each cut-over's time.
+
+    .venv/bin/python bench/deploy_under_load.py [--deploys 10] [--connections 16]
+
+Starts the whole platform as the end-to-end tests do (bench/deploy_platform). Failed requests are wrk's socket
+errors (connect, read, write, timeout) plus non-2xx answers. The cut-over is the time from the new release being
+ready (every web task answered Berth's HTTP check) until the old release's services are removed (traffic moved,
+old endpoints drained); Berth prints it at the end of each roll-out. Goal: 0 failed requests.
+Prints a table and writes bench/results/deploy_under_load.json.
+"""
+
+import argparse
+import json
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from common import print_table
+from deploy_platform import Platform, wait_seconds
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MAX_WRK_SECONDS = 900  # bounds the load even if the deploys hang
+
+
+def start_wrk(platform: Platform, connections: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["wrk", "-t2", f"-c{connections}", f"-d{MAX_WRK_SECONDS}s", "-H", f"Host: {platform.host}",
+         f"http://127.0.0.1:{platform.http_port}/"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def stop_wrk(process: subprocess.Popen) -> dict:
+    process.send_signal(signal.SIGINT)  # wrk stops and prints its summary
+    out, _ = process.communicate(timeout=30)
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    failed = (sum(int(n) for n in socket.groups()) if socket else 0) + (
+        int(non_2xx.group(1)) if non_2xx else 0
+    )
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    return {"total": total, "failed": failed, "requests_per_s": rate, "wrk": out}
+
+
+def seconds(pattern: str, text: str) -> float | None:
+    found = re.search(pattern, text)
+    return float(found.group(1)) if found else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--deploys", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    rows, runs = [], []
+    with Platform() as platform:
+        first = platform.push("v1")
+        if first.returncode != 0:
+            raise SystemExit(f"the first deploy failed:\n{first.stderr}")
+        wrk = start_wrk(platform, args.connections)
+        time.sleep(1)
+        started = time.monotonic()
+        try:
+            for number in range(2, args.deploys + 2):
+                t0 = time.monotonic()
+                result = platform.push(f"v{number}")
+                run = {
+                    "what": f"deploy v{number}",
+                    "ok": result.returncode == 0,
+                    "push_s": round(time.monotonic() - t0, 2),
+                    "ready_s": seconds(r"Ready in ([\d.]+)s", result.stderr),
+                    "cutover_s": seconds(r"cut-over ([\d.]+)s", result.stderr),
+                }
+                if not run["ok"]:
+                    run["error"] = result.stderr[-2000:]
+                runs.append(run)
+            with platform.api() as api:
+                from berth.releases.models import Release
+
+                t0 = time.monotonic()
+                answer = api.post(f"/apps/{platform.app.name}/rollback", json={"version": 1})
+                version = answer.json()["version"]
+                wait_seconds(
+                    lambda: Release.objects.filter(app=platform.app, version=version, status="live").exists(),
+                    timeout=120,
+                    interval=0.1,
+                )
+                runs.append({"what": "rollback to v1", "ok": True, "push_s": round(time.monotonic() - t0, 2)})
+                t0 = time.monotonic()
+                api.post(f"/apps/{platform.app.name}/ps/restart", json={})
+                wait_seconds(lambda: restarted(platform.app.name), timeout=120, interval=0.1)
+                runs.append({"what": "restart", "ok": True, "push_s": round(time.monotonic() - t0, 2)})
+        finally:
+            load = stop_wrk(wrk)
+        load["seconds"] = round(time.monotonic() - started, 1)
+    for run in runs:
+        rows.append([run["what"], "yes" if run["ok"] else "NO", run["push_s"], run.get("ready_s") or "",
+                     run.get("cutover_s") or ""])  # fmt: skip
+    print_table(
+        f"{args.deploys} deploys, a rollback and a restart in a row under wrk ({args.connections} keep-alive "
+        "connections through HAProxy)",
+        ["operation", "ok", "total s", "ready s", "cut-over s"],
+        rows,
+    )
+    cutovers = [run["cutover_s"] for run in runs if run.get("cutover_s") is not None]
+    print_table(
+        "requests during all of them",
+        ["failed", "total", "req/s", "seconds", "cut-over min s", "cut-over max s"],
+        [[load["failed"], load["total"], load["requests_per_s"], load["seconds"],
+          min(cutovers, default=0.0), max(cutovers, default=0.0)]],
+    )  # fmt: skip
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "deploy_under_load.json").write_text(
+        json.dumps(
+            {"deploys": args.deploys, "connections": args.connections, "runs": runs, "load": load}, indent=2
+        )
+    )
+    return 0 if load["failed"] == 0 and all(run["ok"] for run in runs) else 1
+
+
+def restarted(app: str) -> bool:
+    import redis
+    from berth.observe.services import events_key
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    return any(fields.get("kind") == "restarted" for _id, fields in client.xrange(events_key(app)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

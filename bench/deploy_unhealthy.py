@@ -1,0 +1,80 @@
+"""Benchmark: how long a dead task stays in rotation. An app runs 2 web tasks behind the router; one task's
+container is killed (`docker kill`, SIGKILL) and the time until the router no longer sends it traffic is measured,
+then until Swarm's replacement task is back in rotation. Repeated --kills times under keep-alive load (wrk).
+
+    .venv/bin/python bench/deploy_unhealthy.py [--kills 5]
+
+"Out of rotation" is the first moment HAProxy's state (admin socket) shows the killed endpoint not UP, or gone:
+HAProxy's own L4 checks (two failures 500 ms apart) or the watcher's reconcile on Docker's `die` event, whichever
+comes first. Goal: at most 3 s. Failed requests are wrk's socket errors plus non-2xx answers (HAProxy retries a
+refused connection on the other task, so a kill should cost none). Starts the platform as the e2e tests do.
+Prints a table and writes bench/results/deploy_unhealthy.json.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from common import percentile, print_table
+from deploy_platform import Platform, wait_seconds
+from deploy_under_load import start_wrk, stop_wrk
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def endpoints(app: str) -> dict[tuple[str, int], str]:
+    from berth.routing.router import HaproxyRouter
+
+    return {(a, p): status for a, p, status in HaproxyRouter().state().get(app, {}).get("endpoints", [])}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--kills", type=int, default=5)
+    args = parser.parse_args()
+    from berth.core.docker import docker_client
+
+    client = docker_client()
+    samples = []
+    with Platform() as platform:
+        name = platform.app.name
+        if platform.push("v1").returncode != 0:
+            raise SystemExit("the first deploy failed")
+        with platform.api() as api:
+            api.patch(f"/apps/{name}/formation", json=[{"process": "web", "replicas": 2}]).raise_for_status()
+        wait_seconds(lambda: sum(s == "UP" for s in endpoints(name).values()) == 2, timeout=60, interval=0.1)
+        from berth.runtime.scheduler import get_scheduler
+
+        wrk = start_wrk(platform, 8)
+        try:
+            for _ in range(args.kills):
+                time.sleep(2)
+                task = next(t for t in get_scheduler().tasks(app=name, process="web") if t.running)
+                victim = (task.node_address, task.published_port)
+                client.api.kill(task.container_id)
+                out = wait_seconds(lambda v=victim: endpoints(name).get(v, "gone") != "UP", timeout=30)
+                back = wait_seconds(
+                    lambda: sum(s == "UP" for s in endpoints(name).values()) == 2, timeout=60, interval=0.1
+                )
+                samples.append({"out_of_rotation_s": round(out, 3), "replacement_in_s": round(out + back, 3)})
+        finally:
+            load = stop_wrk(wrk)
+    outs = [s["out_of_rotation_s"] for s in samples]
+    ins = [s["replacement_in_s"] for s in samples]
+    print_table(
+        f"a web task killed {len(samples)} times (2 web tasks, wrk with 8 keep-alive connections)",
+        ["", "median s", "max s"],
+        [
+            ["killed -> out of rotation", percentile(outs, 0.5), max(outs)],
+            ["killed -> replacement in rotation", percentile(ins, 0.5), max(ins)],
+        ],
+    )
+    print_table("requests meanwhile", ["failed", "total"], [[load["failed"], load["total"]]])
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "deploy_unhealthy.json").write_text(json.dumps({"samples": samples, "load": load}, indent=2))
+    return 0 if max(outs) <= 3 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
