@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from tests.conftest import free_port, wait_for
-from tests.e2e.test_push_to_live import commit_and_push, get, git
+from tests.e2e.test_push_to_live import commit_and_push, get, git, write_app
 
 
 def make_repo(path: Path, *, web_url: str, token: str, app_name: str) -> Path:
@@ -219,4 +219,29 @@ def supervise(platform) -> list[str]:
         if process.poll() is not None:
             platform.start(name)
             restarted.append(f"{name} (exit {process.returncode})")
+    return restarted
+
+
+def push_live_supervised(
+    repo: Path, platform, app_name: str, message: str, *, timeout: float = 300
+) -> list[str]:
+    """push_live, restarting any platform process that exits meanwhile (as systemd would); returns those."""
+    write_app(repo, message)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    push = subprocess.Popen(
+        ["git", "push", "berth", "main"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    restarted: list[str] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while push.poll() is None and time.monotonic() < deadline:
+            restarted.extend(supervise(platform))
+            time.sleep(1)
+        _, stderr = push.communicate(timeout=5)
+    finally:
+        if push.poll() is None:
+            push.kill()
+    assert push.returncode == 0, stderr[-3000:]
+    assert get(platform.router_port, f"{app_name}.localhost").text.strip() == message
     return restarted
