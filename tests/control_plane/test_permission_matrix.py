@@ -8,7 +8,7 @@ The guard test fails when a route exists that the map or this matrix does not co
 
 import pytest
 from berth.accounts.roles import role_at_least
-from berth.api.permissions import PERMISSION_MAP, PUBLIC, USER
+from berth.api.permissions import PERMISSION_MAP, PLATFORM_ADMIN, PUBLIC, USER
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 ROLES = ["owner", "admin", "member", "viewer", "outsider", "anonymous"]
@@ -120,6 +120,20 @@ CASES.update(
 )
 
 
+# the swarm's machines (berth.nodes): platform administrators (superusers) only, whatever their team role
+CASES.update(
+    {
+        "api:nodes": {"GET": (None, None, 200)},
+        "api:nodes-join": {"GET": (None, None, 200)},
+        "api:node": {
+            "GET": (lambda w, r: {"node": "any"}, None, 200),
+            "PATCH": (lambda w, r: {"node": "any"}, lambda w: {"availability": "drain"}, 200),
+            "DELETE": (lambda w, r: {"node": "any"}, None, 204),
+        },
+    }
+)
+
+
 def api_routes(resolver=None, prefix: str = "", namespace: str = "") -> list[tuple[str, str, str]]:
     """(route pattern, view name, METHOD) for every route under api/v1/ of the URLconf."""
     resolver = resolver or get_resolver()
@@ -160,6 +174,8 @@ def expected_status(rule: str, role: str, success: int) -> int:
         return 401
     if rule == USER:
         return success
+    if rule == PLATFORM_ADMIN:
+        return 403  # no role of a team is enough; superusers are tested in tests/cluster/test_nodes_api.py
     if role == "outsider":
         return 404
     return success if role_at_least(role, rule) else 403
@@ -186,8 +202,8 @@ def test_the_guard_notices_a_route_without_a_rule():
 
 
 def test_matrix_size():
-    # 43 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
-    assert len(MATRIX) == 43 * 6
+    # 48 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
+    assert len(MATRIX) == 48 * 6
 
 
 @pytest.mark.parametrize(("name", "method", "role"), MATRIX)

@@ -1,7 +1,9 @@
 """The one permission map of API v1: route name -> HTTP method -> who may call it.
 
 PUBLIC: anyone; USER: any signed-in user (the view scopes what they see to themselves);
-viewer/member/admin/owner: at least that role in the team the route is about (the view's `permission_team`).
+viewer/member/admin/owner: at least that role in the team the route is about (the view's `permission_team`);
+PLATFORM_ADMIN: a platform administrator, i.e. a Django superuser. Nodes are shared by every team's apps, so being
+admin or owner of one team is not enough to drain a machine that other teams run on (berth.nodes).
 A user outside that team gets 404, a role too low 403 naming the role needed, no credentials 401.
 A route or method missing from the map is refused (fail closed) and fails tests/control_plane/test_permission_matrix.
 """
@@ -15,6 +17,7 @@ from berth.accounts.selectors import user_role
 
 PUBLIC = "public"
 USER = "user"
+PLATFORM_ADMIN = "platform-admin"
 
 PERMISSION_MAP: dict[str, dict[str, str]] = {
     "api-schema": {"GET": PUBLIC},
@@ -50,6 +53,10 @@ PERMISSION_MAP: dict[str, dict[str, str]] = {
     "api:app-runs": {"POST": MEMBER},
     "api:app-run": {"GET": MEMBER},
     "api:app-run-output": {"GET": MEMBER},
+    # the swarm's machines (berth.nodes): platform-wide, so platform administrators only
+    "api:nodes": {"GET": PLATFORM_ADMIN},
+    "api:nodes-join": {"GET": PLATFORM_ADMIN},
+    "api:node": {"GET": PLATFORM_ADMIN, "PATCH": PLATFORM_ADMIN, "DELETE": PLATFORM_ADMIN},
 }
 
 
@@ -73,6 +80,12 @@ class RolePermission(BasePermission):
         if not (request.user and request.user.is_authenticated):
             raise NotAuthenticated()
         if rule == USER:
+            return True
+        if rule == PLATFORM_ADMIN:
+            if not request.user.is_superuser:
+                raise PermissionDenied(
+                    f"this needs the {PLATFORM_ADMIN} role (a superuser): nodes are shared by every team"
+                )
             return True
         team = view.permission_team(request)
         role = user_role(user=request.user, team=team)

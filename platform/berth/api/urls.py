@@ -5,6 +5,7 @@ from django.urls import path
 from berth.api import views
 from berth.builds import api as builds_api
 from berth.deploys import api as deploys_api
+from berth.nodes import api as nodes_api
 
 app_name = "api"
 
@@ -51,4 +52,7 @@ urlpatterns = [
         deploys_api.AppRunOutputView.as_view(),
         name="app-run-output",
     ),
+    path("nodes", nodes_api.NodesView.as_view(), name="nodes"),
+    path("nodes/join", nodes_api.NodesJoinView.as_view(), name="nodes-join"),
+    path("nodes/<str:node>", nodes_api.NodeView.as_view(), name="node"),
 ]

@@ -1,0 +1,73 @@
+"""API v1 for the swarm's machines: GET/PATCH/DELETE /nodes, GET /nodes/join. Platform administrators only."""
+
+from rest_framework import status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.response import Response
+
+from berth.api.views import BerthAPIView, ConflictError, _body
+from berth.nodes import selectors, services
+
+
+def _node(info: selectors.NodeInfo) -> dict:
+    return info.as_dict()
+
+
+class NodesView(BerthAPIView):
+    def get(self, request):
+        try:
+            return Response([_node(n) for n in selectors.node_list()])
+        except selectors.NodeError as exc:
+            raise ConflictError(str(exc)) from exc
+
+
+class NodesJoinView(BerthAPIView):
+    def get(self, request):
+        try:
+            return Response(selectors.node_join_command())
+        except selectors.NodeError as exc:
+            raise ConflictError(str(exc)) from exc
+
+
+class NodeView(BerthAPIView):
+    def get(self, request, node: str):
+        return Response(_node(self._call(selectors.node_find, node=node)))
+
+    def patch(self, request, node: str):
+        """{"availability": "drain"|"active"} and/or {"labels": {"zone": "a", "old": null}}."""
+        data = _body(request)
+        unknown = set(data) - {"availability", "labels"}
+        if unknown or not data:
+            raise ValidationError({"body": "give availability (drain or active) and/or labels"})
+        availability, labels = data.get("availability"), data.get("labels")
+        if availability is not None and availability not in ("drain", "active"):
+            raise ValidationError({"availability": "must be drain or active"})
+        if labels is not None:
+            if not isinstance(labels, dict) or not all(isinstance(v, str | None) for v in labels.values()):
+                raise ValidationError({"labels": "must be an object of label: value (null removes)"})
+            try:
+                labels = services.labels_parse(
+                    expressions=[f"{k}-" if v is None else f"{k}={v}" for k, v in labels.items()]
+                )
+            except ValueError as exc:
+                raise ValidationError({"labels": str(exc)}) from exc
+        info = self._call(selectors.node_find, node=node)
+        if labels is not None:
+            info = self._call(services.node_label, node=info.id, labels=labels, actor=request.user)
+        if availability == "drain":
+            info = self._call(services.node_drain, node=info.id, actor=request.user)
+        elif availability == "active":
+            info = self._call(services.node_activate, node=info.id, actor=request.user)
+        return Response(_node(info))
+
+    def delete(self, request, node: str):
+        self._call(services.node_remove, node=node, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @staticmethod
+    def _call(function, **kwargs):
+        try:
+            return function(**kwargs)
+        except selectors.NodeNotFound as exc:
+            raise NotFound(str(exc)) from exc
+        except selectors.NodeError as exc:
+            raise ConflictError(str(exc)) from exc

@@ -1,0 +1,153 @@
+"""Changes to the swarm's machines: drain, activate, label, remove. Each refuses what would hurt running apps.
+
+Swarm does the moving: a drained node's tasks are started elsewhere (spread by the scheduler's placement
+preference) while the old ones get SIGTERM; the router follows through the watcher's reconcile and its own checks.
+"""
+
+import re
+
+import docker
+import docker.errors
+
+from berth.audit.services import audit_record
+from berth.core.docker import docker_client
+from berth.nodes.selectors import NodeError, NodeInfo, _swarm_client, node_find, node_list
+
+LABEL_KEY = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
+LABEL_VALUE = re.compile(r"^[A-Za-z0-9._-]{0,63}$")
+# `zone=a` or `zone!=a`: a node label, as `berth ps:place` and `berth nodes:label` take them
+CONSTRAINT = re.compile(r"^(?P<key>[a-z0-9][a-z0-9._-]*)(?P<op>!=|=)(?P<value>[A-Za-z0-9._-]*)$")
+
+
+def _update(client: docker.DockerClient, node_id: str, change: dict) -> None:
+    for _attempt in range(5):
+        raw = client.api.inspect_node(node_id)
+        spec = {**raw["Spec"], **change}
+        try:
+            client.api.update_node(node_id, raw["Version"]["Index"], spec)
+            return
+        except docker.errors.APIError as exc:
+            if "out of sequence" in str(exc.explanation or exc).lower():
+                continue  # changed by someone else meanwhile: read it again
+            raise NodeError(f"could not update node: {exc.explanation or exc}") from exc
+    raise NodeError("the node kept changing under us; try again")
+
+
+def _audit(action: str, node: NodeInfo, actor, data: dict | None = None) -> None:
+    audit_record(
+        action=action, actor=actor, team=None, target=node.hostname, data={"id": node.id, **(data or {})}
+    )
+
+
+def node_drain(*, node: str, actor=None, client: docker.DockerClient | None = None) -> NodeInfo:
+    """Stop scheduling on the node and move its tasks to the other active nodes.
+
+    Refused when no other node is ready and active: the node's tasks would have nowhere to go.
+    """
+    client = _swarm_client(client)
+    target = node_find(node=node, client=client)
+    if target.availability == "drain":
+        return target
+    others = [n for n in node_list(client=client) if n.id != target.id and n.schedulable]
+    if not others:
+        raise NodeError(
+            f"{target.hostname} is the last active node: draining it would leave its {target.tasks} tasks "
+            "nowhere to run. Add a node first (berth nodes:add) or activate a drained one."
+        )
+    _update(client, target.id, {"Availability": "drain"})
+    _audit("node.drain", target, actor)
+    return node_find(node=target.id, client=client)
+
+
+def node_activate(*, node: str, actor=None, client: docker.DockerClient | None = None) -> NodeInfo:
+    """Let the scheduler place tasks on the node again (running tasks are not moved back; new ones spread)."""
+    client = _swarm_client(client)
+    target = node_find(node=node, client=client)
+    if target.availability != "active":
+        _update(client, target.id, {"Availability": "active"})
+        _audit("node.activate", target, actor)
+    return node_find(node=target.id, client=client)
+
+
+def labels_parse(*, expressions: list[str]) -> dict[str, str | None]:
+    """`k=v` sets, `k-` (or `k=` with nothing) removes. Raises ValueError naming the bad one."""
+    labels: dict[str, str | None] = {}
+    for expression in expressions:
+        if expression.endswith("-") and "=" not in expression:
+            key, value = expression[:-1], None
+        else:
+            key, sep, value = expression.partition("=")
+            if not sep:
+                raise ValueError(f"{expression!r}: use key=value to set a label or key- to remove it")
+            value = value or None
+        if not LABEL_KEY.match(key):
+            raise ValueError(f"{key!r}: a label key is lowercase letters, digits, '.', '_' or '-' (max 63)")
+        if value is not None and not LABEL_VALUE.match(value):
+            raise ValueError(f"{value!r}: a label value is letters, digits, '.', '_' or '-' (max 63)")
+        labels[key] = value
+    return labels
+
+
+def node_label(
+    *, node: str, labels: dict[str, str | None], actor=None, client: docker.DockerClient | None = None
+) -> NodeInfo:
+    """Set (value) or remove (None) labels on the node; placement constraints (`berth ps:place`) match them."""
+    client = _swarm_client(client)
+    target = node_find(node=node, client=client)
+    merged = dict(target.labels)
+    for key, value in labels.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    _update(client, target.id, {"Labels": merged})
+    _audit("node.label", target, actor, {"labels": labels})
+    return node_find(node=target.id, client=client)
+
+
+def node_remove(*, node: str, actor=None, client: docker.DockerClient | None = None) -> NodeInfo:
+    """Take the node out of the swarm. Refused for a manager, and for a node still running tasks unless it is
+    drained (drain first: its tasks move without dropping requests; a drained node's last tasks are stopping)."""
+    client = _swarm_client(client)
+    target = node_find(node=node, client=client)
+    if target.role == "manager":
+        raise NodeError(
+            f"{target.hostname} is a manager: Berth runs there; demote it first (docker node demote)"
+        )
+    if target.availability != "drain" and target.tasks and target.state == "ready":
+        raise NodeError(
+            f"{target.hostname} runs {target.tasks} tasks: drain it first (berth nodes:drain {target.hostname}),"
+            " so they move without dropping requests, then remove it"
+        )
+    try:
+        # a node that is still up must be forced out; it keeps running Docker until `docker swarm leave` on it
+        client.api.remove_node(target.id, force=target.state != "down")
+    except docker.errors.APIError as exc:
+        raise NodeError(f"could not remove {target.hostname}: {exc.explanation or exc}") from exc
+    _audit("node.remove", target, actor)
+    return target
+
+
+def constraints_parse(*, expressions: list[str]) -> list[str]:
+    """`zone=a` / `zone!=a` → Swarm's `node.labels.zone==a` / `node.labels.zone!=a`."""
+    constraints = []
+    for expression in expressions:
+        match = CONSTRAINT.match(expression.strip())
+        if not match:
+            raise ValueError(f"{expression!r}: a placement constraint is label=value or label!=value")
+        op = "==" if match["op"] == "=" else "!="
+        constraints.append(f"node.labels.{match['key']}{op}{match['value']}")
+    return constraints
+
+
+def constraints_satisfiable(*, constraints: list[str], client: docker.DockerClient | None = None) -> bool:
+    """Whether at least one active, ready node matches every constraint (checked before a deploy asks Swarm)."""
+    for candidate in node_list(client=client or docker_client()):
+        if candidate.schedulable and all(_matches(candidate, c) for c in constraints):
+            return True
+    return False
+
+
+def _matches(node: NodeInfo, constraint: str) -> bool:
+    key, op, value = re.match(r"^node\.labels\.([^=!]+)(==|!=)(.*)$", constraint).groups()
+    return (node.labels.get(key) == value) == (op == "==")
