@@ -291,14 +291,27 @@ def _network(count: int) -> None:
     # the host's Docker set FORWARD to DROP and bridged frames pass through iptables (br_netfilter)
     run("iptables", "-I", *FORWARD_RULE)
     for index in range(1, count + 1):
-        netns, veth = f"{PREFIX}{index}", f"{PREFIX}{index}h"
-        run("ip", "netns", "add", netns)
-        run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
-        run("ip", "link", "set", veth, "master", BRIDGE, "up")
-        run("ip", "netns", "exec", netns, "ip", "addr", "add", f"{NETWORK}.{10 + index}/24", "dev", "eth0")
-        run("ip", "netns", "exec", netns, "ip", "link", "set", "eth0", "up")
-        run("ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up")
-        run("ip", "netns", "exec", netns, "ip", "route", "add", "default", "via", f"{NETWORK}.1")
+        _node_network(index)
+
+
+def _node_network(index: int) -> None:
+    netns, veth = f"{PREFIX}{index}", f"{PREFIX}{index}h"
+    run("ip", "netns", "add", netns)
+    run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
+    run("ip", "link", "set", veth, "master", BRIDGE, "up")
+    run("ip", "netns", "exec", netns, "ip", "addr", "add", f"{NETWORK}.{10 + index}/24", "dev", "eth0")
+    run("ip", "netns", "exec", netns, "ip", "link", "set", "eth0", "up")
+    run("ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up")
+    run("ip", "netns", "exec", netns, "ip", "route", "add", "default", "via", f"{NETWORK}.1")
+
+
+def spare_node(index: int) -> Node:
+    """A machine on the cluster's network with Docker running but in no swarm (for join-node.sh)."""
+    _node_network(index)
+    node = Node(index=index, directory=BASE / f"node{index}")
+    node.start()
+    node.wait_ready()
+    return node
 
 
 def wait_nodes_ready(cluster: Cluster, count: int, timeout: float = 30) -> None:
