@@ -78,7 +78,7 @@ def test_a_second_push_waits_visibly_then_builds_and_an_image_deploy_meanwhile_i
 def test_a_pusher_that_disconnects_does_not_stop_its_build(repo, berth_platform, api):
     app = repo.app
     write_slow(repo, 6, "survivor")
-    repo.commit("slow")
+    sha = repo.commit("slow")
     push = repo.push_in_background()
     push.wait_line("slow step 2 ", timeout=120)
     build = wait_running_build(api, app)
@@ -89,11 +89,16 @@ def test_a_pusher_that_disconnects_does_not_stop_its_build(repo, berth_platform,
     log = api.get(f"/apps/{app}/builds/{build['id']}").json()["log"]
     assert "slow step 6 " in log and "-----> Released v1" in log
     assert get_app_page(berth_platform.router_port, app).text == "survivor\n"
-    # the pushed objects were in the aborted push's quarantine: the ref stays where it was until the next push
-    assert repo.remote_head() is None
+    # git would have moved the ref after the hook answered; with the hook gone the worker did, from the
+    # objects the hook kept out of the aborted push's quarantine: the repository matches what runs
+    assert f"-----> The pusher left; refs/heads/main moved to {sha[:7]} here" in log
+    assert repo.remote_head() == sha
+    repo.write({"app.py": STDLIB_APP.format(message="next")})
+    repo.commit("next")
     again = repo.push()
     assert again.returncode == 0, again.stderr
     assert "-----> Released v2" in again.stderr
+    assert get_app_page(berth_platform.router_port, app).text == "next\n"
 
 
 def test_cancelling_a_running_build_stops_it_and_refuses_the_push(repo, berth_platform, api):

@@ -23,6 +23,32 @@ from berth.gitserver.seams import GitDenied, GitTarget
 from berth.gitserver.services import repo_ensure
 
 
+def _keep_pushed_objects(repo_path: Path) -> None:
+    """Link the pushed objects from git's quarantine into the repository's own object store.
+
+    receive-pack drops its quarantine when the pusher goes away mid-build, while the build goes on; with the
+    objects kept, the worker can still move the ref when that build succeeds (services.build_run), so the
+    repository keeps matching what runs. Objects no ref reaches (a refused push) are harmless; gc prunes them.
+    Packs are linked before their indexes: a reader that finds an index must find its pack.
+    """
+    quarantine = os.environ.get("GIT_QUARANTINE_PATH")
+    if not quarantine or not Path(quarantine).is_dir():
+        return
+    source, target = Path(quarantine), repo_path / "objects"
+    files = [path for path in source.rglob("*") if path.is_file() and not path.name.startswith("tmp_")]
+    for path in sorted(files, key=lambda p: p.suffix == ".idx"):
+        destination = target / path.relative_to(source)
+        if destination.exists():
+            continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, destination)
+        except FileExistsError:
+            continue
+        except OSError:
+            shutil.copy2(path, destination)
+
+
 class TokenGitAccess:
     """HTTP Basic with any username and an API token as the password; roles as in the API."""
 
@@ -77,6 +103,7 @@ class BuildOnPush:
         if archive.wait() != 0 or untar.returncode != 0:
             write_line(f"error: cannot read the pushed commit {new[:12]}")
             return False
+        _keep_pushed_objects(repo_path)
         try:
             build = services.build_create(
                 app=app,

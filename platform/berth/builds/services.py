@@ -251,6 +251,8 @@ def build_run(build_id: int) -> Build | None:
     with _Heartbeat(build.pk):
         outcome = _build_and_release(build, log)
     if outcome is None:
+        if build.source == Build.Source.GIT:
+            _move_ref_if_pusher_left(build, log)
         if build_transition(
             build=build, from_statuses=[BuildStatus.BUILDING], to_status=BuildStatus.SUCCEEDED
         ):
@@ -335,6 +337,47 @@ def _build_and_release(build: Build, log: _BuildLog) -> str | None:
         logger.exception("build %s crashed", build.pk)
         return f"internal error: {type(exc).__name__}: {exc}"
     return None
+
+
+def _move_ref_if_pusher_left(build: Build, log: _BuildLog) -> None:
+    """Move the pushed ref to the deployed commit when the push that asked for it is gone.
+
+    The pre-receive hook holds the repository's push lock from before it queued the build until git has moved the
+    ref. Taking that lock here therefore means the hook is gone (the pusher disconnected): git will not move the
+    ref, so the worker does, and the repository still matches what runs. The hook kept the pushed objects
+    (git._keep_pushed_objects); when they are missing the ref is left alone and the log says so.
+    """
+    import fcntl
+
+    from berth.gitserver.selectors import repo_path as git_repo_path
+    from berth.gitserver.services import PUSH_LOCK_NAME
+
+    repo = git_repo_path(app_name=build.app.name)
+    if not build.git_ref or not build.git_sha or not repo.is_dir():
+        return
+    fd = os.open(repo / PUSH_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # the hook is still there: git moves the ref once the hook answers
+        git = ["git", "--git-dir", str(repo)]
+        if subprocess.run(
+            [*git, "cat-file", "-e", f"{build.git_sha}^{{commit}}"], capture_output=True
+        ).returncode:
+            log(f"       the pusher left and {build.git_sha[:7]} was not kept; push again to record it")
+            return
+        moved = subprocess.run(
+            [*git, "update-ref", "-m", f"berth: build {build.pk} deployed", build.git_ref, build.git_sha],
+            capture_output=True,
+            text=True,
+        )
+        if moved.returncode == 0:
+            log(f"-----> The pusher left; {build.git_ref} moved to {build.git_sha[:7]} here")
+        else:
+            log(f"       could not move {build.git_ref}: {moved.stderr.strip()[:200]}")
+    finally:
+        os.close(fd)
 
 
 def _remove_source(build: Build) -> None:
