@@ -236,6 +236,15 @@ def test_git_remote_points_the_repository_at_the_app_and_commands_use_it(cli, sh
     remote = subprocess.run(["git", "remote", "get-url", "berth"], cwd=repo, capture_output=True, text=True)
     assert remote.stdout.strip() == expected
     ok(cli("git:remote", "-a", shop, cwd=repo))  # again: updates, does not fail on the existing remote
+    # git gets the token from the CLI (a credential helper), so `git push berth main` needs no password prompt
+    helper = subprocess.run(
+        ["git", "config", f"credential.{live_server.url}.helper"], cwd=repo, capture_output=True, text=True
+    )
+    assert helper.stdout.strip().endswith("berth git:credentials")
+    host = live_server.url.split("://", 1)[1]
+    answer = cli("git:credentials", "get", cwd=repo, stdin=f"protocol=http\nhost={host}\n\n")
+    assert ok(answer).startswith("username=berth\npassword=berth_")
+    assert ok(cli("git:credentials", "get", cwd=repo, stdin="protocol=http\nhost=elsewhere.test\n\n")) == ""
 
     ok(cli("config:set", "FROM_REMOTE=1", cwd=repo))
     assert ok(cli("config:get", "FROM_REMOTE", cwd=repo)) == "1\n"

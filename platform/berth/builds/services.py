@@ -107,6 +107,8 @@ def build_create(
             remote_addr=remote_addr,
             data={"source": source, "git_sha": git_sha, "image_ref": image_ref},
         )
+    # a database that was reset reuses build ids while Redis keeps old streams: never follow another build's lines
+    redis_client().delete(build.stream_key)
     return build
 
 

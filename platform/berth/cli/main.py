@@ -369,7 +369,39 @@ def git_remote(args):
     result = git("remote", "set-url" if exists else "add", "berth", url)
     if result.returncode != 0:
         raise CliError(f"git remote failed: {result.stderr.strip()}")
+    # git asks this CLI for the token when it talks to the server, as Heroku's netrc does: no token in .git/config
+    helper = git(
+        "config", f"credential.{client.url}.helper", f"!{shlex.quote(berth_executable())} git:credentials"
+    )
+    if helper.returncode != 0:
+        raise CliError(f"git config failed: {helper.stderr.strip()}")
     return {"remote": "berth", "url": url}, f"Set git remote berth to {url}"
+
+
+def berth_executable() -> str:
+    path = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return path if os.path.basename(path) == "berth" and os.access(path, os.X_OK) else "berth"
+
+
+@command(
+    "git:credentials",
+    "git credential helper: answers git with your token (set up by git:remote)",
+    arg("operation"),
+)
+def git_credentials(args):
+    if args.operation != "get":
+        return {}, ""  # store / erase: the token is managed by `berth login`, not by git
+    asked = {}
+    for line in sys.stdin:
+        if not line.strip():
+            break
+        key, _, value = line.rstrip("\n").partition("=")
+        asked[key] = value
+    credentials = current_credentials()
+    server = credentials.url.split("://", 1)[1].split("/", 1)[0]
+    if asked.get("host") and asked["host"] != server:
+        return {}, ""  # not our server: let git ask someone else
+    return {}, f"username=berth\npassword={credentials.token}"
 
 
 @command(
