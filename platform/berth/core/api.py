@@ -1,6 +1,6 @@
 """API conventions shared by every resource: every error is JSON with a `detail`."""
 
-from django.db import DatabaseError
+from django.db import DatabaseError, DataError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -8,6 +8,9 @@ from rest_framework.views import exception_handler as drf_exception_handler
 def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is None:
+        if isinstance(exc, DataError):
+            # the request's own data (a NUL byte, a number out of range), not an outage
+            return Response({"detail": "the request holds a value the database cannot store"}, status=400)
         if isinstance(exc, DatabaseError):
             return Response({"detail": "the database is unavailable; try again shortly"}, status=503)
         return None
