@@ -96,10 +96,13 @@ class Platform:
 
         os.environ["BERTH_HTTP_PORT"] = str(self.http_port)
         django.setup()
+        import logging
+
         import redis
         from django.conf import settings
         from django.core.management import call_command
 
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would bury the tables
         call_command("migrate", verbosity=0)
         redis.Redis.from_url(settings.REDIS_URL).flushdb()
         remove_services()

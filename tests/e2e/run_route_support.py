@@ -167,9 +167,11 @@ def wait_containers_gone(prefix: str, timeout: float = 60) -> None:
     client = docker_client()
 
     def gone() -> bool:
-        # sparse: no per-container inspect, which fails for a container removed meanwhile
-        containers = client.containers.list(all=True, sparse=True, filters={"label": "org.berth.app"})
-        return not any(c.labels.get("org.berth.app", "").startswith(prefix) for c in containers)
+        # the plain list: no per-container inspect, which fails for a container removed meanwhile
+        containers = client.api.containers(all=True, filters={"label": "org.berth.app"})
+        return not any(
+            (c.get("Labels") or {}).get("org.berth.app", "").startswith(prefix) for c in containers
+        )
 
     deadline = time.monotonic() + timeout
     while not gone() and time.monotonic() < deadline:
@@ -177,9 +179,22 @@ def wait_containers_gone(prefix: str, timeout: float = 60) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _settled_containers():
-    """After the platform has stopped and removed the test's services, let their containers go away first."""
+def _settled_containers(berth_platform):
+    """Remove the test's apps' services and wait for their containers before the platform stops: its clean-up
+    lists containers one by one and fails on one that Swarm removes meanwhile."""
     yield
+    from berth.core.docker import docker_client
+    from berth.runtime.scheduler import get_scheduler
+
     from tests.e2e.conftest import APP_PREFIX
 
+    apps = {
+        (s["Spec"].get("Labels") or {}).get("org.berth.app", "")
+        for s in docker_client().api.services(filters={"label": "org.berth.app"})
+    }
+    for app in sorted(a for a in apps if a.startswith(APP_PREFIX)):
+        try:
+            get_scheduler().remove(app=app)
+        except Exception:  # the platform's own clean-up still runs after this
+            pass
     wait_containers_gone(APP_PREFIX)
