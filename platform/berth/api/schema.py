@@ -20,7 +20,7 @@ Token = _shape(
     id=s.IntegerField(),
     name=s.CharField(),
     created_at=s.DateTimeField(),
-    last_used_at=s.DateTimeField(),
+    last_used_at=s.DateTimeField(allow_null=True),
 )
 Name = _shape("NameRequest", name=s.CharField())
 TeamRole = _shape("TeamRole", name=s.CharField(), role=ROLE)
