@@ -118,6 +118,17 @@ class OwnRedis:
         self.start()
 
 
+def postgres_bin(name: str) -> str:
+    """A PostgreSQL server binary: on PATH, else Debian's versioned folder (as deploy/test.sh finds it)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    folders = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+    if not folders:
+        raise RuntimeError("PostgreSQL's server binaries are not installed")
+    return str(folders[-1] / name)
+
+
 class OwnPostgres:
     """A PostgreSQL cluster of our own (run as the postgres user), started and stopped by PID."""
 
@@ -129,7 +140,7 @@ class OwnPostgres:
         self.port = free_port()
         self.process: subprocess.Popen | None = None
         subprocess.run(
-            ["initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync"],
+            [postgres_bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync"],
             user="postgres",
             group="postgres",
             capture_output=True,
@@ -144,7 +155,7 @@ class OwnPostgres:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [
-                "postgres",
+                postgres_bin("postgres"),
                 "-D",
                 str(self.data),
                 "-p",
@@ -165,7 +176,7 @@ class OwnPostgres:
         def up():
             return (
                 subprocess.run(
-                    ["pg_isready", "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True
+                    [postgres_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True
                 ).returncode
                 == 0
             )
