@@ -23,7 +23,13 @@ def release_deploy_task(release_id: int) -> None:
         pass  # recorded on the release; nothing to retry
 
 
-@shared_task(name="berth.deploys.formation", acks_late=True, time_limit=300, soft_time_limit=270)
+# a scale waits for a roll-out of the same app to finish (the app lock), then may roll web to a new generation
+@shared_task(
+    name="berth.deploys.formation",
+    acks_late=True,
+    time_limit=2 * settings.BERTH_DEPLOY_TIMEOUT + 60,
+    soft_time_limit=2 * settings.BERTH_DEPLOY_TIMEOUT + 30,
+)
 def formation_apply_task(app_id: int, processes: list[str]) -> None:
     from berth.apps.models import App
     from berth.deploys.services import formation_apply
