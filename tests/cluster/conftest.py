@@ -4,6 +4,7 @@ its manager, and a tiny web app whose replicas answer with their node's hostname
 Run as root:  .venv/bin/pytest tests/cluster  (the session builds the cluster once, ~15 s, and tears it down).
 """
 
+import os
 import subprocess
 import threading
 import time
@@ -45,7 +46,9 @@ def cluster(request):
     """The 3-node swarm (manager berthc-node1, workers berthc-node2/3); torn down at the end of the session."""
     cluster = None
     try:
-        cluster = harness.create(3)
+        # bench/cluster_failover.py --heartbeat sets Swarm's dispatcher heartbeat (Docker's default: 5 s)
+        heartbeat = float(os.environ.get("BERTH_CLUSTER_HEARTBEAT") or 0) or None
+        cluster = harness.create(3, heartbeat_s=heartbeat)
         reporter = request.config.pluginmanager.get_plugin("terminalreporter")
         if reporter:
             reporter.write_line(f"cluster: 3-node swarm set up in {cluster.setup_seconds:.1f}s")

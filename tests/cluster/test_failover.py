@@ -114,8 +114,10 @@ def test_a_killed_worker_costs_no_request_once_the_router_marks_it_down(
     marked_down: list[float] = []
     swarm_down: list[float] = []
     stop = threading.Event()
+    node_states = services.node_states_follow()
 
     def watch_marks():
+        nonlocal node_states
         # when HAProxy's checks take the victim's endpoint out, and when Swarm declares the node down
         while not stop.is_set() and not (marked_down and swarm_down):
             if not marked_down and any(
@@ -123,8 +125,9 @@ def test_a_killed_worker_costs_no_request_once_the_router_marks_it_down(
             ):
                 marked_down.append(time.monotonic())
             if not swarm_down:
-                node = healthy_cluster.manager.client.api.inspect_node(victim.node_id)
-                if node["Status"]["State"] == "down":
+                # what the watcher calls each loop: records node.down for the apps that ran there
+                node_states = services.node_states_follow(previous=node_states)
+                if node_states.get(victim.node_id) == "down":
                     swarm_down.append(time.monotonic())
             time.sleep(0.05)
 
@@ -169,3 +172,14 @@ def test_a_killed_worker_costs_no_request_once_the_router_marks_it_down(
     assert victim.name not in after and sum(after.values()) > 0
     assert marked_down, "the router never marked the dead node's endpoint down"
     assert after_mark == [], after_mark[:5]
+    events = redis_events(cluster_app.app.name)
+    assert any(e["kind"] == "node.down" and victim.name in e["message"] for e in events), events
+
+
+def redis_events(app: str) -> list[dict]:
+    from berth.observe.services import as_text, events_key, redis_client
+
+    return [
+        {as_text(k): as_text(v) for k, v in fields.items()}
+        for _id, fields in redis_client().xrange(events_key(app))
+    ]

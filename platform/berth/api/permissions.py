@@ -53,6 +53,8 @@ PERMISSION_MAP: dict[str, dict[str, str]] = {
     "api:app-runs": {"POST": MEMBER},
     "api:app-run": {"GET": MEMBER},
     "api:app-run-output": {"GET": MEMBER},
+    # where an app's processes run (berth.nodes placement): the app's members, like its formation
+    "api:app-placement": {"GET": VIEWER, "PUT": MEMBER},
     # the swarm's machines (berth.nodes): platform-wide, so platform administrators only
     "api:nodes": {"GET": PLATFORM_ADMIN},
     "api:nodes-join": {"GET": PLATFORM_ADMIN},

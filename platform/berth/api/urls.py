@@ -52,6 +52,7 @@ urlpatterns = [
         deploys_api.AppRunOutputView.as_view(),
         name="app-run-output",
     ),
+    path("apps/<str:app>/placement", nodes_api.AppPlacementView.as_view(), name="app-placement"),
     path("nodes", nodes_api.NodesView.as_view(), name="nodes"),
     path("nodes/join", nodes_api.NodesJoinView.as_view(), name="nodes-join"),
     path("nodes/<str:node>", nodes_api.NodeView.as_view(), name="node"),

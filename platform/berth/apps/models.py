@@ -64,6 +64,8 @@ class Formation(models.Model):
         blank=True,
         validators=[MinValueValidator(0.01), MaxValueValidator(64)],
     )
+    # Swarm placement constraints on node labels, e.g. ["node.labels.zone==a"] (berth ps:place; berth.nodes)
+    constraints = models.JSONField(default=list, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

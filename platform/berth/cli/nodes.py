@@ -1,6 +1,7 @@
 """`berth nodes…`: the swarm's machines (platform administrators only; the API answers 403 to anyone else).
 
-Registered by berth.cli.main from NODE_COMMANDS: (name, summary, arguments, function) each.
+Registered by berth.cli.main from NODE_COMMANDS: (name, summary, arguments, function, needs_app) each.
+`ps:place` (an app's placement, member+) lives here too: it is about which nodes run the app.
 """
 
 from __future__ import annotations
@@ -98,16 +99,40 @@ def nodes_remove(args: argparse.Namespace) -> Output:
     )
 
 
+def ps_place(args: argparse.Namespace) -> Output:
+    placed = _api().request(
+        "PUT",
+        f"/api/v1/apps/{segment(args.app)}/placement",
+        {"process": args.process, "constraints": list(args.constraints)},
+    )
+    where = " ".join(placed["constraints"]) or "any node"
+    return (
+        placed,
+        f"{args.app} {placed['process']} runs on {where} from its next deploy or `berth ps:restart`",
+    )
+
+
 NODE_COMMANDS = [
-    ("nodes", "list the swarm's nodes (platform admins)", [], nodes),
-    ("nodes:add", "print the command that joins a new machine to the swarm", [], nodes_add),
-    ("nodes:drain", "move a node's tasks elsewhere and stop scheduling there", [NODE], nodes_drain),
-    ("nodes:activate", "schedule tasks on a drained node again", [NODE], nodes_activate),
+    ("nodes", "list the swarm's nodes (platform admins)", [], nodes, False),
+    ("nodes:add", "print the command that joins a new machine to the swarm", [], nodes_add, False),
+    ("nodes:drain", "move a node's tasks elsewhere and stop scheduling there", [NODE], nodes_drain, False),
+    ("nodes:activate", "schedule tasks on a drained node again", [NODE], nodes_activate, False),
     (
         "nodes:label",
         "set (k=v) or remove (k-) node labels, matched by `berth ps:place`",
         [NODE, (("labels",), {"nargs": "+", "metavar": "KEY=VALUE"})],
         nodes_label,
+        False,
     ),
-    ("nodes:remove", "take a drained (or down) worker out of the swarm", [NODE], nodes_remove),
+    ("nodes:remove", "take a drained (or down) worker out of the swarm", [NODE], nodes_remove, False),
+    (
+        "ps:place",
+        "keep a process on nodes with these labels (zone=a, zone!=b; none: anywhere)",
+        [
+            (("process",), {"metavar": "PROCESS"}),
+            (("constraints",), {"nargs": "*", "metavar": "LABEL=VALUE"}),
+        ],
+        ps_place,
+        True,
+    ),
 ]

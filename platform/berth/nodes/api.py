@@ -4,7 +4,7 @@ from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
-from berth.api.views import BerthAPIView, ConflictError, _body
+from berth.api.views import AppScopedView, BerthAPIView, ConflictError, _body, _client_ip
 from berth.nodes import selectors, services
 
 
@@ -71,3 +71,41 @@ class NodeView(BerthAPIView):
             raise NotFound(str(exc)) from exc
         except selectors.NodeError as exc:
             raise ConflictError(str(exc)) from exc
+
+
+class AppPlacementView(AppScopedView):
+    """GET /apps/{app}/placement -> [{"process", "constraints": ["zone=a"]}];
+    PUT {"process": "web", "constraints": ["zone=a"]} (member+; [] places anywhere again)."""
+
+    def get(self, request, app: str):
+        from berth.apps.models import Formation
+
+        rows = Formation.objects.filter(app=self.app).order_by("process")
+        return Response(
+            [{"process": r.process, "constraints": services.constraints_display(r.constraints)} for r in rows]
+        )
+
+    def put(self, request, app: str):
+        data = _body(request)
+        process, expressions = data.get("process"), data.get("constraints")
+        if not isinstance(process, str) or not process:
+            raise ValidationError({"process": "is required, e.g. web"})
+        if not isinstance(expressions, list) or not all(isinstance(e, str) for e in expressions):
+            raise ValidationError({"constraints": 'must be a list such as ["zone=a"] ([] for anywhere)'})
+        try:
+            row = services.formation_place(
+                app=self.app,
+                process=process,
+                expressions=expressions,
+                actor=request.user,
+                remote_addr=_client_ip(request),
+            )
+        except ValueError as exc:
+            raise ValidationError(
+                {"constraints" if "constraint" in str(exc) else "process": str(exc)}
+            ) from exc
+        except selectors.NodeError as exc:
+            raise ConflictError(str(exc)) from exc
+        return Response(
+            {"process": row.process, "constraints": services.constraints_display(row.constraints)}
+        )

@@ -151,3 +151,96 @@ def constraints_satisfiable(*, constraints: list[str], client: docker.DockerClie
 def _matches(node: NodeInfo, constraint: str) -> bool:
     key, op, value = re.match(r"^node\.labels\.([^=!]+)(==|!=)(.*)$", constraint).groups()
     return (node.labels.get(key) == value) == (op == "==")
+
+
+def constraints_display(constraints: list[str]) -> list[str]:
+    """Swarm's `node.labels.zone==a` back to the `zone=a` people type."""
+    shown = []
+    for constraint in constraints:
+        match = re.match(r"^node\.labels\.([^=!]+)(==|!=)(.*)$", constraint)
+        shown.append(f"{match[1]}{'=' if match[2] == '==' else '!='}{match[3]}" if match else constraint)
+    return shown
+
+
+def formation_place(
+    *,
+    app,
+    process: str,
+    expressions: list[str],
+    actor,
+    remote_addr: str | None = None,
+    client: docker.DockerClient | None = None,
+):
+    """Keep `process` of `app` on nodes whose labels match every expression (`zone=a`, `zone!=b`; none: anywhere).
+
+    Refused when no active node matches them now: the deploy would wait for a node that is not there. Stored on
+    the app's Formation row; it takes effect when the process's services are next created (a deploy or a
+    `berth ps:restart`). Returns the Formation row.
+    """
+    from berth.apps.models import Formation
+
+    constraints = constraints_parse(expressions=expressions)
+    row = Formation.objects.filter(app=app, process=process).first()
+    if row is None:
+        known = ", ".join(Formation.objects.filter(app=app).values_list("process", flat=True)) or "none yet"
+        raise ValueError(f"{app.name} has no process type {process!r} (its processes: {known})")
+    if constraints and not constraints_satisfiable(constraints=constraints, client=client):
+        raise NodeError(
+            f"no active node has labels {' '.join(expressions)}: label one first "
+            "(berth nodes:label NODE key=value) so the process has somewhere to run"
+        )
+    Formation.objects.filter(pk=row.pk).update(constraints=constraints)
+    row.refresh_from_db()
+    audit_record(
+        action="formation.place",
+        actor=actor,
+        team=app.team,
+        target=f"{app.name} {process}",
+        remote_addr=remote_addr,
+        data={"constraints": constraints},
+    )
+    return row
+
+
+APP_LABEL = "org.berth.app"
+
+
+def node_states_follow(
+    *, previous: dict[str, str] | None = None, client: docker.DockerClient | None = None
+) -> dict[str, str]:
+    """Compare every node's state with `previous` (id -> state, from the last call) and record an app event
+    `node.down` (or `node.up` when it is back) for each app with tasks on a node that changed. Returns the
+    states to pass next time. Meant to be called by the watcher on each loop; the first call only looks.
+    """
+    from berth.observe.services import event_record
+
+    client = _swarm_client(client)
+    nodes = {n["ID"]: n for n in client.api.nodes()}
+    states = {node_id: (n.get("Status") or {}).get("State", "unknown") for node_id, n in nodes.items()}
+    if previous is None:
+        return states
+    changed = {
+        node_id: state
+        for node_id, state in states.items()
+        if node_id in previous and (state == "down") != (previous[node_id] == "down")
+    }
+    for node_id, state in changed.items():
+        hostname = (nodes[node_id].get("Description") or {}).get("Hostname", node_id[:12])
+        address = (nodes[node_id].get("Status") or {}).get("Addr", "")
+        apps = sorted(
+            {
+                labels[APP_LABEL]
+                for task in client.api.tasks(filters={"node": node_id})
+                if APP_LABEL in (labels := task.get("Spec", {}).get("ContainerSpec", {}).get("Labels") or {})
+            }
+        )
+        for app in apps:
+            if state == "down":
+                message = (
+                    f"node {hostname} ({address}) is down: its replicas are being started on other nodes;"
+                    " the router stopped sending it requests when its checks failed"
+                )
+                event_record(app=app, kind="node.down", message=message)
+            else:
+                event_record(app=app, kind="node.up", message=f"node {hostname} ({address}) is back")
+    return states
