@@ -15,6 +15,7 @@ from tests.e2e.test_builds_support import (
     STDLIB_APP,
     build_worker_pid,
     get_app_page,
+    keep_transcript,
     make_repo,
     wait_build,
     wait_running_build,
@@ -68,6 +69,8 @@ def test_a_second_push_waits_visibly_then_builds_and_an_image_deploy_meanwhile_i
     assert first.process.returncode != 0
     assert "remote: error: the Dockerfile's step 2 failed" in first_out
     second_out = second.finish(timeout=300)
+    keep_transcript("concurrent-first", first_out)
+    keep_transcript("concurrent-second-waited", second_out)
     assert second.process.returncode == 0, second_out
     queued = second.wait_line("-----> Build", timeout=1)
     assert waiting < queued < second.wait_line("-----> Released v1", timeout=1)
@@ -117,6 +120,7 @@ def test_cancelling_a_running_build_stops_it_and_refuses_the_push(repo, berth_pl
     assert done["status"] == "cancelled", done
     assert time.monotonic() - started < 10
     out = push.finish(timeout=30)
+    keep_transcript("cancelled", out)
     assert push.process.returncode != 0
     assert "remote: error: the build was cancelled" in out
     assert f"remote: error: build {build['id']} cancelled; the push was not accepted" in out
@@ -141,6 +145,7 @@ def test_a_build_past_its_timeout_fails_with_a_clear_line(short_build_timeout, b
     repo.commit("slow")
     started = time.monotonic()
     push = repo.push()
+    keep_transcript("timeout", push.stderr)
     assert push.returncode != 0
     assert time.monotonic() - started < 40
     assert "remote: error: the build timed out after 10s" in push.stderr, push.stderr
@@ -183,6 +188,7 @@ def test_a_worker_killed_mid_build_is_failed_by_the_sweep_and_the_next_push_work
     )
     assert done["log"].splitlines()[-1] == done["status_reason"]
     out = push.finish(timeout=30)
+    keep_transcript("worker-killed", out)
     assert push.process.returncode != 0
     assert f"remote: error: the build worker {build['worker']} stopped" in out
     assert repo.remote_head() == stable

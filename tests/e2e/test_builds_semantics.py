@@ -7,7 +7,7 @@ import os
 import pytest
 
 from tests.e2e import test_builds_support as support
-from tests.e2e.test_builds_support import STDLIB_APP, get_app_page, make_repo
+from tests.e2e.test_builds_support import STDLIB_APP, get_app_page, keep_transcript, make_repo
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -105,6 +105,7 @@ def test_each_bad_push_says_why_and_the_previous_release_keeps_serving(repo, ber
         repo.write(files)
         repo.commit(name)
         push = repo.push()
+        keep_transcript(f"refused-{name.replace(' ', '-')}", f"$ git push berth main\n{push.stderr}")
         lines = remote_lines(push.stderr)
         assert push.returncode != 0, (name, push.stderr)
         assert expected in lines, (name, push.stderr)
