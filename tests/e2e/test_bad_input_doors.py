@@ -9,6 +9,7 @@ import subprocess
 import httpx
 import pytest
 
+from tests.conftest import wait_for
 from tests.e2e.faults_support import api, make_repo, own_redis, push_live  # noqa: F401  (fixtures)
 from tests.e2e.test_push_to_live import get, git
 
@@ -222,6 +223,34 @@ def test_hostile_names_domains_config_and_images_are_refused_clearly_with_nothin
         for image in HOSTILE_IMAGES:
             _refused(client.post(f"{app_url}/deploys", json={"image": image}), image)
         live.untouched("image references")
+        formation = client.get(f"{app_url}/formation").json()
+        for change in [
+            [{"process": "web", "replicas": -1}],
+            [{"process": "web", "replicas": 10**9}],
+            [{"process": "web", "replicas": 1, "memory_mb": 1}],
+            [{"process": "nosuch", "replicas": 1}],
+            [{"process": "web; rm -rf /", "replicas": 1}],
+            {"process": "web", "replicas": 2},
+        ]:
+            _refused(client.patch(f"{app_url}/formation", json=change), change)
+        assert client.get(f"{app_url}/formation").json() == formation
+        live.untouched("formation")
+
+
+def test_an_image_that_cannot_be_pulled_fails_its_deploy_clearly_and_the_live_release_keeps_serving(live):
+    from berth.builds.models import Build
+
+    with api(live.platform, live.tenant.token) as client:
+        # well formed, but nothing listens there (no registry is reachable from this machine anyway)
+        answer = client.post(f"/api/v1/apps/{live.name}/deploys", json={"image": "127.0.0.1:9/none/such:1"})
+    assert answer.is_success, answer.text
+    build = wait_for(
+        lambda: Build.objects.filter(app=live.tenant.app, source="image", status="failed").first(),
+        timeout=120,
+        message="the image deploy to fail",
+    )
+    assert "cannot pull 127.0.0.1:9/none/such:1" in build.status_reason + build.log, build.status_reason
+    live.untouched("unpullable image")
 
 
 def _refused(response: httpx.Response, what) -> None:
