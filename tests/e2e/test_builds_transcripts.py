@@ -70,3 +70,36 @@ def test_static_site_builds_and_is_served(repo, berth_platform):
     expected = (repo.path / "public/index.html").read_text()
     assert answer.status_code == 200 and answer.text == expected
     assert get_app_page(berth_platform.router_port, repo.app, "/missing").status_code == 404
+
+
+@pytest.fixture
+def build_ca_bundle(request, monkeypatch):
+    """The platform's processes start with BERTH_BUILD_CA_BUNDLE=<param> (list it before berth_platform)."""
+    monkeypatch.setenv("BERTH_BUILD_CA_BUNDLE", request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("build_ca_bundle", ["none", "/etc/ssl/certs/no-such-bundle.pem"], indirect=True)
+def test_without_the_hosts_ca_bundle_the_dependency_cannot_be_installed_and_the_push_says_why(
+    build_ca_bundle, berth_platform, repo
+):
+    """The CA bundle is what makes the proxy work: with it off pip fails on the proxy's certificate; a configured
+    bundle that is missing fails the build at once, saying which file."""
+    assert berth_platform.env["BERTH_BUILD_CA_BUNDLE"] == build_ca_bundle
+    repo.copy_fixture("python")
+    requirements = repo.path / "requirements.txt"
+    requirements.write_text(f"# {repo.app} without CA\n{requirements.read_text()}")
+    repo.commit("flask app")
+    push = repo.push()
+    keep_transcript(
+        f"ca-bundle-{build_ca_bundle.strip('/').replace('/', '-')}", f"$ git push berth main\n{push.stderr}"
+    )
+    assert push.returncode != 0
+    if build_ca_bundle == "none":
+        assert "CERTIFICATE_VERIFY_FAILED" in push.stderr, push.stderr[-3000:]
+        assert "remote: error: the Dockerfile's step 6 failed: RUN set -e;" in push.stderr
+    else:
+        assert f"remote: error: the build CA bundle {build_ca_bundle} does not exist" in push.stderr, (
+            push.stderr
+        )
+    assert repo.remote_head() is None

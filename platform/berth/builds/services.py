@@ -28,6 +28,7 @@ from berth.core.sweep import register_sweeper
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5
+DEFAULT_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 QUEUED_GRACE = timedelta(minutes=10)
 IMAGE_REF = re.compile(
     r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]{1,5})?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -398,8 +399,17 @@ def _fail(build: Build, reason: str, *, already_logged: str = "") -> Build:
 
 
 def _ca_bundle() -> Path | None:
-    path = Path(getattr(settings, "BERTH_BUILD_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
-    return path if path.is_file() else None
+    """The CA bundle builds trust: BERTH_BUILD_CA_BUNDLE, by default the host's, so a proxy's CA the host trusts
+    reaches pip and npm inside the build. "none" turns it off. A bundle configured elsewhere that is missing is
+    passed on, so the build fails at once saying so, not later in pip with CERTIFICATE_VERIFY_FAILED; only the
+    default is skipped when absent (a host without Debian's bundle)."""
+    value = str(getattr(settings, "BERTH_BUILD_CA_BUNDLE", "") or DEFAULT_CA_BUNDLE).strip()
+    if value.lower() in ("none", "off"):
+        return None
+    path = Path(value)
+    if value == DEFAULT_CA_BUNDLE and not path.is_file():
+        return None
+    return path
 
 
 def _pull_image(build: Build, log) -> tuple[str, dict]:
