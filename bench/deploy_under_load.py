@@ -1,5 +1,6 @@
 """Benchmark: zero-downtime deploys. `wrk` drives keep-alive load through the router while 10 `git push` deploys
-run in a row (then a rollback and a rolling restart); counts failed/total requests and each cut-over's time.
+run in a row (then a rollback, a rolling restart, web scaled to 3 and back to 1); counts failed/total requests
+and each cut-over's time.
 
     .venv/bin/python bench/deploy_under_load.py [--deploys 10] [--connections 16]
 
@@ -94,6 +95,23 @@ def main() -> int:
                 api.post(f"/apps/{platform.app.name}/ps/restart", json={})
                 wait_seconds(lambda: restarted(platform.app.name), timeout=120, interval=0.1)
                 runs.append({"what": "restart", "ok": True, "push_s": round(time.monotonic() - t0, 2)})
+                for replicas in (3, 1):
+                    t0 = time.monotonic()
+                    answer = api.patch(
+                        f"/apps/{platform.app.name}/formation",
+                        json=[{"process": "web", "replicas": replicas}],
+                    )
+                    answer.raise_for_status()
+                    wait_seconds(
+                        lambda n=replicas: routed_up(platform.app.name) == n, timeout=120, interval=0.1
+                    )
+                    runs.append(
+                        {
+                            "what": f"scale web={replicas}",
+                            "ok": True,
+                            "push_s": round(time.monotonic() - t0, 2),
+                        }
+                    )
         finally:
             load = stop_wrk(wrk)
         load["seconds"] = round(time.monotonic() - started, 1)
@@ -101,7 +119,7 @@ def main() -> int:
         rows.append([run["what"], "yes" if run["ok"] else "NO", run["push_s"], run.get("ready_s") or "",
                      run.get("cutover_s") or ""])  # fmt: skip
     print_table(
-        f"{args.deploys} deploys, a rollback and a restart in a row under wrk ({args.connections} keep-alive "
+        f"{args.deploys} deploys, a rollback, a restart, scale to 3 and back to 1 in a row under wrk ({args.connections} keep-alive "
         "connections through HAProxy)",
         ["operation", "ok", "total s", "ready s", "cut-over s"],
         rows,
@@ -120,6 +138,14 @@ def main() -> int:
         )
     )
     return 0 if load["failed"] == 0 and all(run["ok"] for run in runs) else 1
+
+
+def routed_up(app: str) -> int:
+    from berth.routing.router import HaproxyRouter
+
+    endpoints = HaproxyRouter().state().get(app, {}).get("endpoints", [])
+    # all of them in rotation, none on its way out
+    return len(endpoints) if all(status == "UP" for *_, status in endpoints) else -1
 
 
 def restarted(app: str) -> bool:
