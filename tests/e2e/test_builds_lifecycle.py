@@ -26,12 +26,23 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 repo, api, app_name = support.repo, support.api, support.app_name  # fixtures
 
 
-def write_slow(repo, seconds: int, message: str, *, fail: bool = False) -> None:
-    dockerfile = SLOW_DOCKERFILE.format(seconds=seconds, nonce=secrets.token_hex(4))
+def write_slow(repo, seconds: int, message: str, *, fail: bool = False) -> str:
+    """A slow Dockerfile app; returns the nonce its build step prints (and its step container's command holds)."""
+    nonce = secrets.token_hex(4)
+    dockerfile = SLOW_DOCKERFILE.format(seconds=seconds, nonce=nonce)
     if fail:
         dockerfile = dockerfile.replace("sleep 1; done", "sleep 1; done; exit 4")
     repo.remove("requirements.txt")
     repo.write({"Dockerfile": dockerfile, "app.py": STDLIB_APP.format(message=message)})
+    return nonce
+
+
+def step_containers(nonce: str) -> list[str]:
+    """Running containers of a build step whose command holds `nonce` (the engine's intermediate containers)."""
+    from berth.core.docker import docker_client
+
+    running = docker_client().containers.list(filters={"status": "running"})
+    return [c.id for c in running if nonce in " ".join(c.attrs["Config"].get("Cmd") or [])]
 
 
 def deploy_stdlib(repo, message: str) -> str:
@@ -107,7 +118,7 @@ def test_a_pusher_that_disconnects_does_not_stop_its_build(repo, berth_platform,
 def test_cancelling_a_running_build_stops_it_and_refuses_the_push(repo, berth_platform, api):
     app = repo.app
     stable = deploy_stdlib(repo, "stable")
-    write_slow(repo, 60, "never")
+    nonce = write_slow(repo, 60, "never")
     repo.commit("slow")
     push = repo.push_in_background()
     push.wait_line("slow step 2 ", timeout=120)
@@ -125,6 +136,7 @@ def test_cancelling_a_running_build_stops_it_and_refuses_the_push(repo, berth_pl
     assert "remote: error: the build was cancelled" in out
     assert f"remote: error: build {build['id']} cancelled; the push was not accepted" in out
     assert "slow step 20 " not in out  # the step was stopped, not waited for
+    wait_for(lambda: not step_containers(nonce), timeout=15, message="the engine to stop the build step")
     assert repo.remote_head() == stable
     assert get_app_page(berth_platform.router_port, app).text == "stable\n"
     again = api.post(f"/apps/{app}/builds/{build['id']}/cancel")
@@ -167,14 +179,17 @@ def test_a_worker_killed_mid_build_is_failed_by_the_sweep_and_the_next_push_work
     )  # read by the sweep, run here like beat would
     app = repo.app
     stable = deploy_stdlib(repo, "stable")
-    write_slow(repo, 120, "orphan")
+    nonce = write_slow(repo, 120, "orphan")
     repo.commit("slow")
     push = repo.push_in_background()
     push.wait_line("slow step 2 ", timeout=120)
     build = wait_running_build(api, app, after=1)
     pid = build_worker_pid(api, app, build["id"])
+    assert step_containers(nonce)
     os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
+    # the killed process's connection to the engine closed: the engine stops the build it was running
+    wait_for(lambda: not step_containers(nonce), timeout=15, message="the engine to stop the orphaned build")
 
     def swept():
         sweep_stuck_work()
