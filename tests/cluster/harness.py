@@ -15,6 +15,7 @@ Layout (all names start with "berthc" so a killed run's leftovers are found by n
 """
 
 import concurrent.futures
+import fcntl
 import os
 import shutil
 import signal
@@ -27,6 +28,7 @@ import docker
 
 BASE = Path("/var/tmp/berth-cluster")
 CACHE = Path("/var/tmp/berth-cluster-cache")
+LOCK = Path("/var/tmp/berth-cluster.lock")
 PREFIX = "berthc"
 BRIDGE = f"{PREFIX}0"
 NETWORK = "10.213.0"
@@ -148,7 +150,8 @@ class Node:
     def start(self) -> None:
         """Start the node's containerd and dockerd (again, after kill(): its state is kept, so it rejoins)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / "daemon.json").write_text("{}\n")
+        # the test registry (tests/cluster/test_registry.py) listens on the bridge without TLS
+        (self.directory / "daemon.json").write_text(f'{{"insecure-registries": ["{NETWORK}.0/24"]}}\n')
         (self.directory / "containerd.toml").write_text(
             "\n".join(
                 [
@@ -256,6 +259,12 @@ def cleanup() -> None:
     if PIDS.is_dir():
         for group in PIDS.glob(f"{PREFIX}-node*"):
             kill_group(group.name)
+    # delete the veths first: a namespace's devices otherwise go away only when the kernel gets round to
+    # destroying it, seconds later, and the next run's `ip link add` would find them still there
+    for line in run("ip", "-o", "link", "show", check=False).stdout.splitlines():
+        name = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
+        if name.startswith(PREFIX) and name.endswith("h"):
+            run("ip", "link", "del", name, check=False)
     netns = run("ip", "netns", "list", check=False).stdout.split()
     for name in netns:
         if name.startswith(PREFIX) and name[len(PREFIX) :].isdigit():
@@ -324,9 +333,32 @@ def wait_nodes_ready(cluster: Cluster, count: int, timeout: float = 30) -> None:
     raise RuntimeError(f"fewer than {count} nodes ready after {timeout}s")
 
 
+_lock_handle = None
+
+
+def _lock() -> None:
+    """One cluster on this machine at a time: the names, addresses and directories are fixed."""
+    global _lock_handle
+    handle = open(LOCK, "a")  # noqa: SIM115  held until destroy()
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RuntimeError(f"another test cluster is running on this machine ({LOCK} is locked)") from None
+    _lock_handle = handle
+
+
+def _unlock() -> None:
+    global _lock_handle
+    if _lock_handle:
+        _lock_handle.close()
+        _lock_handle = None
+
+
 def create(count: int = 3, heartbeat_s: float | None = None) -> Cluster:
     """Build a `count`-node swarm (node 1 manager, the others workers), each node with the stack image."""
     started = time.monotonic()
+    _lock()
     cleanup()
     tar_future = concurrent.futures.ThreadPoolExecutor(1).submit(_stack_tar)
     _network(count)
@@ -376,4 +408,7 @@ def destroy(cluster: Cluster | None) -> None:
         for node in cluster.nodes:
             if node._client:
                 node._client.close()
-    cleanup()
+    try:
+        cleanup()
+    finally:
+        _unlock()
