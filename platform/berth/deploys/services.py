@@ -320,14 +320,28 @@ def _route(*, app: App, endpoints: list) -> None:
     _routed[app.name] = set(endpoints)
 
 
+def _answering_endpoints(*, app: App, release: int) -> tuple[list, bool]:
+    """The release's running web endpoints that were routed before or answer HTTP now; and whether some did not."""
+    from berth.runtime.health import http_probe
+
+    known = _routed.get(app.name, set())
+    endpoints, waiting = [], False
+    for endpoint in web_endpoints(app_name=app.name, release=release):
+        if endpoint not in known:
+            status = http_probe(endpoint.address, endpoint.port, app.health_check_path, timeout=1.0)
+            if status is None or status >= 500:
+                waiting = True
+                continue
+        endpoints.append(endpoint)
+    return endpoints, waiting
+
+
 def app_reconcile(app: App) -> bool:
     """Make the router match what runs: the live release's running web tasks (heals missed events, restarts).
 
     A task not routed before joins only once it answers Berth's HTTP check: Swarm reports a restarted task
     running before the app in it listens. Returns True when some task was left out for that reason (ask again).
     """
-    from berth.runtime.health import http_probe
-
     live = live_release(app)
     if live is None:
         return False
@@ -336,18 +350,7 @@ def app_reconcile(app: App) -> bool:
     if not lock.acquire(blocking=False):
         return False
     try:
-        known = _routed.get(app.name, set())
-        endpoints, waiting = [], False
-        for endpoint in web_endpoints(app_name=app.name, release=live.version):
-            status = (
-                None
-                if endpoint in known
-                else http_probe(endpoint.address, endpoint.port, app.health_check_path, timeout=1.0)
-            )
-            if endpoint in known or (status is not None and status < 500):
-                endpoints.append(endpoint)
-            else:
-                waiting = True
+        endpoints, waiting = _answering_endpoints(app=app, release=live.version)
         _route(app=app, endpoints=endpoints)
         return waiting
     finally:
@@ -457,7 +460,7 @@ def formation_apply(*, app: App, processes: list[str]) -> None:
                 _roll(app=app, spec=nxt, old_generations=generations)
         if not changes:
             # nothing to scale (or a domain changed): the router still follows what runs
-            _route(app=app, endpoints=web_endpoints(app_name=app.name, release=live.version))
+            _route(app=app, endpoints=_answering_endpoints(app=app, release=live.version)[0])
     if changes:
         _event(app.name, "scaled", f"scaled v{live.version}: {', '.join(changes)}")
 
