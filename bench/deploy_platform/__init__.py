@@ -182,6 +182,25 @@ class Platform:
             timeout=60,
         )
 
+    def _remove_images_and_network(self) -> None:
+        import docker.errors
+        from berth.core.docker import docker_client
+        from berth.runtime.swarm import team_network_remove
+
+        client = docker_client()
+        app = getattr(self, "app", None)
+        if app is not None:
+            for image in client.api.images(name=f"berth/{app.name}"):
+                for tag in image.get("RepoTags") or []:
+                    try:
+                        client.api.remove_image(tag)
+                    except docker.errors.APIError:
+                        pass
+        try:
+            team_network_remove(team="bench")
+        except docker.errors.APIError:
+            pass  # still in use by another benchmark's apps of the same team name
+
     def __exit__(self, *exc) -> None:
         for name in ("web", "worker", "watcher"):
             if name in self.processes:
@@ -201,6 +220,7 @@ class Platform:
                 router.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 router.kill()
+        self._remove_images_and_network()
         from django.db import connections
 
         connections.close_all()

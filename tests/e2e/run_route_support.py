@@ -198,3 +198,20 @@ def _settled_containers(berth_platform):
         except Exception:  # the platform's own clean-up still runs after this
             pass
     wait_containers_gone(APP_PREFIX)
+    remove_app_images()
+
+
+def remove_app_images() -> None:
+    """Untag the images the test's builds made (berth/<app>:build-N); shared layers stay as the build cache."""
+    import docker.errors
+    from berth.apps.models import App
+    from berth.core.docker import docker_client
+
+    client = docker_client()
+    for name in App.objects.values_list("name", flat=True):
+        for image in client.api.images(name=f"berth/{name}"):
+            for tag in image.get("RepoTags") or []:
+                try:
+                    client.api.remove_image(tag)
+                except docker.errors.APIError:
+                    pass  # still used by a container that is going away; the next run's clean-up is not ours
