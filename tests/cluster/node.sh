@@ -22,6 +22,11 @@ echo $$ > "/sys/fs/cgroup/pids/$group/cgroup.procs"
 # The engine keeps a few things at fixed paths (/etc/docker/key.json is its identity): give each node its own.
 mkdir -p "$dir/etc-docker" "$dir/run-containerd" "$dir/run-docker"
 mount --bind "$dir/etc-docker" /etc/docker
+# The nodes reach nothing beyond the bridge: a name lookup must fail at once, not time out. Swarm's agent tries
+# to pull a service's image before every task start (even one it has), and a 20 s DNS timeout per start
+# was most of the time a rescheduled replica took to serve. The registry of the tests is addressed by IP.
+echo "nameserver 127.0.0.1" > "$dir/resolv.conf"
+mount --bind "$dir/resolv.conf" /etc/resolv.conf
 mount --bind "$dir/run-containerd" /run/containerd
 [ -d /run/docker ] && mount --bind "$dir/run-docker" /run/docker
 ip link set lo up
