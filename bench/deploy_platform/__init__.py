@@ -190,6 +190,11 @@ class Platform:
         client = docker_client()
         app = getattr(self, "app", None)
         if app is not None:
+            from berth.runtime.scheduler import get_scheduler
+
+            get_scheduler().remove(
+                app=app.name
+            )  # waits until the containers are gone: they hold image and network
             for image in client.api.images(name=f"berth/{app.name}"):
                 for tag in image.get("RepoTags") or []:
                     try:
