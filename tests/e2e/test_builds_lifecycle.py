@@ -153,7 +153,7 @@ def test_a_build_past_its_timeout_fails_with_a_clear_line(short_build_timeout, b
     assert berth_platform.env["BERTH_BUILD_TIMEOUT"] == "10"
     app = repo.app
     stable = deploy_stdlib(repo, "stable")
-    write_slow(repo, 60, "too slow")
+    nonce = write_slow(repo, 60, "too slow")
     repo.commit("slow")
     started = time.monotonic()
     push = repo.push()
@@ -161,6 +161,7 @@ def test_a_build_past_its_timeout_fails_with_a_clear_line(short_build_timeout, b
     assert push.returncode != 0
     assert time.monotonic() - started < 40
     assert "remote: error: the build timed out after 10s" in push.stderr, push.stderr
+    wait_for(lambda: not step_containers(nonce), timeout=15, message="the engine to stop the build step")
     build = api.get(f"/apps/{app}/builds").json()[0]
     assert build["status"] == "failed" and build["status_reason"] == "error: the build timed out after 10s"
     assert repo.remote_head() == stable
