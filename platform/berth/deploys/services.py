@@ -35,7 +35,7 @@ class NothingLive(DeployError):
     """The app has no live release to act on (scale in place, restart, run)."""
 
 
-def _event(app_name: str, kind: str, message: str) -> None:
+def app_event(app_name: str, kind: str, message: str) -> None:
     """A platform event in the app's event and log streams (berth events, the dashboard)."""
     from berth.observe.services import event_record
 
@@ -237,7 +237,7 @@ def release_deploy(*, release: Release, log: Callable[[str], None] = lambda line
             )
             for line in reason.splitlines():
                 log(f"       {line}")
-            _event(
+            app_event(
                 app.name,
                 "release.failed",
                 f"v{release.version} failed: {exc}; the previous release keeps serving",
@@ -273,7 +273,7 @@ def release_deploy(*, release: Release, log: Callable[[str], None] = lambda line
             time.monotonic() - routed_at,
         )
         log(f"-----> v{release.version} is live at {app.url} (cut-over {cutover:.1f}s)")
-        _event(
+        app_event(
             app.name,
             "release.live",
             f"v{release.version} is live ({release.description}); cut-over {cutover:.1f}s",
@@ -305,7 +305,7 @@ def release_rollback(*, app: App, version: int, actor, remote_addr: str | None =
         remote_addr=remote_addr,
         data={"new_version": release.version},
     )
-    _event(app.name, "release.rollback", f"rolling back to v{version} as v{release.version}")
+    app_event(app.name, "release.rollback", f"rolling back to v{version} as v{release.version}")
     return release
 
 
@@ -462,7 +462,7 @@ def formation_apply(*, app: App, processes: list[str]) -> None:
             # nothing to scale (or a domain changed): the router still follows what runs
             _route(app=app, endpoints=_answering_endpoints(app=app, release=live.version)[0])
     if changes:
-        _event(app.name, "scaled", f"scaled v{live.version}: {', '.join(changes)}")
+        app_event(app.name, "scaled", f"scaled v{live.version}: {', '.join(changes)}")
 
 
 def app_restart(*, app: App, process: str | None = None) -> list[str]:
@@ -490,11 +490,13 @@ def app_restart(*, app: App, process: str | None = None) -> list[str]:
             try:
                 _roll(app=app, spec=nxt, old_generations=generations)
             except DeployError as exc:
-                _event(app.name, "restart.failed", f"restart of {spec.process} failed: {exc}".splitlines()[0])
+                app_event(
+                    app.name, "restart.failed", f"restart of {spec.process} failed: {exc}".splitlines()[0]
+                )
                 raise
             restarted.append(spec.process)
     if restarted:
-        _event(
+        app_event(
             app.name,
             "restarted",
             f"restarted {', '.join(restarted)} of v{live.version} in {time.monotonic() - started:.1f}s",

@@ -32,11 +32,16 @@ def release_deploy_task(release_id: int) -> None:
 )
 def formation_apply_task(app_id: int, processes: list[str]) -> None:
     from berth.apps.models import App
-    from berth.deploys.services import formation_apply
+    from berth.deploys.services import DeployError, app_event, formation_apply
 
     app = App.objects.select_related("team").filter(pk=app_id).first()
-    if app is not None:
+    if app is None:
+        return
+    try:
         formation_apply(app=app, processes=processes)
+    except DeployError as exc:
+        # the running processes were left alone; the app's events say why the new ones did not start
+        app_event(app.name, "scale.failed", str(exc).splitlines()[0])
 
 
 @shared_task(name="berth.deploys.teardown", acks_late=True, time_limit=300, soft_time_limit=270)
