@@ -95,6 +95,8 @@ def process_specs(release: Release):
                 replicas=row.replicas if row else (1 if process == "web" else 0),
                 memory_mb=row.memory_mb if row else None,
                 cpu=float(row.cpu) if row and row.cpu is not None else None,
+                # placement on node labels (berth ps:place), when the formation carries them
+                constraints=list(getattr(row, "constraints", None) or []),
             )
         )
     return specs
