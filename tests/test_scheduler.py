@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import docker.errors
 import pytest
+from berth.builds.procfile import command_args
 from berth.core.docker import docker_client
 from berth.runtime.health import http_ready
 from berth.runtime.oneoff import run_oneoff
@@ -140,7 +141,7 @@ def test_service_carries_labels_env_limits_and_policies(team_apps):
     assert spec["Labels"]["org.berth.process"] == "web"
     task = spec["TaskTemplate"]
     container = task["ContainerSpec"]
-    assert container["Args"] == ["sh", "-c", WEB]
+    assert container["Args"] == command_args(WEB)  # through the shell, exec-ed so SIGTERM reaches the app
     assert "Command" not in container  # the image's entrypoint (tini) stays
     assert set(container["Env"]) == {"GREETING=hello", "PORT=5000"}
     assert container["Labels"]["org.berth.app"] == app

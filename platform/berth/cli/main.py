@@ -426,6 +426,19 @@ def ps_scale(args):
     )
 
 
+@command(
+    "ps:restart",
+    "restart an app's processes, all or one type, without dropping requests",
+    arg("process", nargs="?", metavar="TYPE"),
+    needs_app=True,
+)
+def ps_restart(args):
+    body = {"process": args.process} if args.process else {}
+    answer = api().post(app_path(args, "/ps/restart"), body)
+    what = args.process or "all processes"
+    return answer, f"Restarting {what} of {args.app}: new processes start beside the old ones, then take over"
+
+
 # --- config -----------------------------------------------------------------------------------------------------
 
 
@@ -822,6 +835,11 @@ from berth.cli.logs import EVENTS_ARGS, LOGS_ARGS, events, logs  # noqa: E402
 
 command("logs", "show an app's log lines (-t: follow them live)", *LOGS_ARGS, needs_app=True)(logs)
 command("events", "show an app's platform events (-t: follow them)", *EVENTS_ARGS, needs_app=True)(events)
+
+from berth.cli.nodes import NODE_COMMANDS  # noqa: E402
+
+for _name, _summary, _arguments, _run, _needs_app in NODE_COMMANDS:
+    command(_name, _summary, *_arguments, needs_app=_needs_app)(_run)
 
 
 # --- the parser and the entry point -----------------------------------------------------------------------------

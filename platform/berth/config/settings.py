@@ -33,6 +33,9 @@ BERTH_ADMIN_USER = env("BERTH_ADMIN_USER", "admin")
 BERTH_ADMIN_PASSWORD = env("BERTH_ADMIN_PASSWORD")
 BERTH_STACK_IMAGE = env("BERTH_STACK_IMAGE")  # a pulled image instead of the locally built stack
 BERTH_BUILD_TIMEOUT = env_int("BERTH_BUILD_TIMEOUT", 15 * 60, minimum=10)
+BERTH_BOOT_TIMEOUT = env_int(
+    "BERTH_BOOT_TIMEOUT", 60, minimum=5, maximum=3600
+)  # new web tasks must answer by then
 BERTH_DEPLOY_TIMEOUT = env_int("BERTH_DEPLOY_TIMEOUT", 10 * 60, minimum=10)
 BERTH_ROUTER_DIR = Path(env("BERTH_ROUTER_DIR", str(BERTH_HOME / "router")))
 BERTH_ROUTER_ADMIN_SOCKET = Path(env("BERTH_ROUTER_ADMIN_SOCKET", str(BERTH_ROUTER_DIR / "admin.sock")))

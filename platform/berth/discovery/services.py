@@ -72,6 +72,7 @@ def watch(*, stop: threading.Event | None = None, full_every: float = FULL_RECON
     threading.Thread(target=_follow_events, args=(changed, stop), daemon=True, name="docker-events").start()
     last_full = 0.0
     waiting: set[str] = set()
+    node_states: dict[str, str] | None = None
     while not stop.is_set():
         names: set[str] = set(waiting)  # tasks that were not answering yet: look again (about every second)
         try:
@@ -84,6 +85,18 @@ def watch(*, stop: threading.Event | None = None, full_every: float = FULL_RECON
         close_old_connections()
         if time.monotonic() - last_full >= full_every:
             waiting = reconcile_apps()
+            node_states = _follow_nodes(node_states)
             last_full = time.monotonic()
         elif names:
             waiting = reconcile_apps(names)
+
+
+def _follow_nodes(previous: dict[str, str] | None) -> dict[str, str] | None:
+    """Record node.down / node.up events for the apps with tasks on a node whose state changed."""
+    from berth.nodes.services import node_states_follow
+
+    try:
+        return node_states_follow(previous=previous)
+    except Exception:  # the engine may be restarting: look again next time
+        logger.exception("following node states failed")
+        return previous

@@ -122,7 +122,7 @@ def render_config(
             "    balance roundrobin",
             # L4 checks only: Berth checks HTTP readiness itself before it puts a server in. Two failed
             # checks half a second apart take a dead server out of rotation.
-            "    default-server inter 1s fastinter 500ms fall 2 rise 1 init-addr none",
+            "    default-server inter 1s fastinter 500ms fall 2 rise 1 init-addr none on-marked-down shutdown-sessions",
             f"    server-template s 1-{servers} 127.0.0.1:1 check disabled",
         ]
     return "\n".join(lines) + "\n"

@@ -498,8 +498,8 @@ class SwarmScheduler(Scheduler):
         return exc.status_code == 409 or "out of sequence" in text or "already exists" in text
 
     def _node_addresses(self) -> dict[str, str]:
-        # Host-mode ports bind every interface of the node, so the manager reaches its own tasks on loopback;
-        # other nodes at the address they registered with (Status.Addr).
+        # Host-mode ports bind every interface of the node: every node, this manager included, is reached at the
+        # address it registered with (Status.Addr); loopback only when the manager reports none.
         local = self.api.info().get("Swarm", {}).get("NodeID")
         addresses = {}
         for node in self.api.nodes():
@@ -508,7 +508,9 @@ class SwarmScheduler(Scheduler):
                 # a manager may report no usable Status.Addr; its manager address has the host
                 manager = (node.get("ManagerStatus") or {}).get("Addr", "")
                 address = manager.rpartition(":")[0] or None
-            addresses[node["ID"]] = LOOPBACK if node["ID"] == local else address
+            # the node's own address even for this manager: a router outside the manager's network namespace
+            # (or on another machine) must reach its tasks too; host-mode ports listen on every interface
+            addresses[node["ID"]] = address or (LOOPBACK if node["ID"] == local else None)
         return addresses
 
     def _tasks_of(
