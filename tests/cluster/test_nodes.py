@@ -93,8 +93,9 @@ def test_removing_a_node_with_running_tasks_is_refused_until_it_is_drained(healt
 
 def test_replicas_spread_across_nodes(healthy_cluster, cluster_app):
     tasks = cluster_app.deploy(replicas=3)
+    # one replica per node, each reached at its node's own address (the manager's too)
     assert sorted(t.node_address for t in tasks) == sorted(
-        ["127.0.0.1", *(w.address for w in healthy_cluster.workers)]
+        [healthy_cluster.manager.address, *(w.address for w in healthy_cluster.workers)]
     )
 
 
