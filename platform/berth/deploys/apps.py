@@ -6,4 +6,7 @@ class DeploysConfig(AppConfig):
     label = "deploys"
 
     def ready(self) -> None:
-        from berth.deploys import receivers  # noqa: F401  (connects the signals it listens to)
+        from berth.deploys import (  # noqa: F401
+            receivers,  # connects the signals it listens to
+            services,  # registers the sweepers (stuck deploys, old one-off runs)
+        )

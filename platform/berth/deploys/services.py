@@ -6,11 +6,14 @@ Only this module combines the scheduler (Swarm) and the router (HAProxy); each s
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import redis
 from django.conf import settings
+from django.utils import timezone
 
 from berth.apps.models import App, Formation
 from berth.audit.services import audit_record
@@ -53,13 +56,57 @@ def _redis() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5)
 
 
+LOCK_TTL = 30  # a dead worker's app lock expires this soon; a live one renews it (see HeldAppLock)
+STUCK_DEPLOY_GRACE = timedelta(seconds=15)
+
+
+def app_lock_key(app_name: str) -> str:
+    return f"berth:lock:app:{app_name}"
+
+
 def app_lock(app_name: str, timeout: int | None = None):
     """One roll-out (or reconcile) per app at a time, across workers and the watcher."""
     return _redis().lock(
-        f"berth:lock:app:{app_name}",
+        app_lock_key(app_name),
         timeout=timeout or settings.BERTH_DEPLOY_TIMEOUT,
         blocking_timeout=settings.BERTH_DEPLOY_TIMEOUT,
     )
+
+
+class HeldAppLock:
+    """The app lock for a long roll-out: a short TTL renewed from a thread while the roll-out runs.
+
+    A worker killed mid-deploy stops renewing, so its lock expires within LOCK_TTL instead of blocking the app's next
+    deploy for BERTH_DEPLOY_TIMEOUT, and the sweep can tell a dead deploy (no lock) from a slow one (lock held).
+    """
+
+    def __init__(self, app_name: str):
+        self.lock = _redis().lock(
+            app_lock_key(app_name), timeout=LOCK_TTL, blocking_timeout=settings.BERTH_DEPLOY_TIMEOUT
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lock-{app_name}", daemon=True)
+
+    def __enter__(self) -> "HeldAppLock":
+        if not self.lock.acquire():
+            raise DeployError("another deploy of this app is still running; try again when it ends")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            self.lock.release()
+        except redis.exceptions.LockError:
+            pass  # expired meanwhile (Redis restarted): nothing to release
+
+    def _renew(self) -> None:
+        while not self._stop.wait(LOCK_TTL / 3):
+            try:
+                self.lock.extend(LOCK_TTL, replace_ttl=True)
+            except (redis.exceptions.RedisError, redis.exceptions.LockError):
+                logger.warning("could not renew the app lock %s", self.lock.name, exc_info=True)
 
 
 def app_hostnames(app: App) -> list[str]:
@@ -179,7 +226,7 @@ def release_deploy(*, release: Release, log: Callable[[str], None] = lambda line
 
     app = release.app
     scheduler = get_scheduler()
-    with app_lock(app.name):
+    with HeldAppLock(app.name):
         if not release_set_status(
             release=release,
             from_statuses=[ReleaseStatus.PENDING, ReleaseStatus.BUILT],
@@ -415,7 +462,7 @@ def formation_apply(*, app: App, processes: list[str]) -> None:
     if live is None:
         return
     scheduler = get_scheduler()
-    with app_lock(app.name):
+    with HeldAppLock(app.name):
         live = live_release(app)  # a deploy may have finished while this waited for the lock
         if live is None:
             return
@@ -480,7 +527,7 @@ def app_restart(*, app: App, process: str | None = None) -> list[str]:
     if process is not None and not specs:
         raise ValueError(f"unknown process type {process!r}")
     restarted = []
-    with app_lock(app.name):
+    with HeldAppLock(app.name):
         if live_release(app) != live:
             raise DeployError(f"{app.name} was deployed meanwhile; its processes are new already")
         started = time.monotonic()
@@ -611,3 +658,32 @@ def oneoffs_sweep() -> int:
     from berth.runtime.oneoff import oneoff_prune
 
     return len(oneoff_prune(older_than=24 * 3600))
+
+
+@register_sweeper
+def releases_sweep() -> int:
+    """Fail releases left `deploying` by a worker that died: nobody holds (renews) the app's lock any more.
+
+    Their half-started services are removed; the live release was never touched and keeps serving.
+    """
+    from berth.runtime.scheduler import get_scheduler
+
+    stuck = Release.objects.select_related("app", "app__team").filter(
+        status=ReleaseStatus.DEPLOYING, status_changed_at__lt=timezone.now() - STUCK_DEPLOY_GRACE
+    )
+    fixed = 0
+    client = _redis()
+    for release in stuck:
+        if client.exists(app_lock_key(release.app.name)):
+            continue  # its deploy is alive (or another one runs): not stuck
+        reason = "the deploy's worker stopped (killed or lost) before the cut-over; the previous release keeps serving"
+        if release_set_status(
+            release=release,
+            from_statuses=[ReleaseStatus.DEPLOYING],
+            to_status=ReleaseStatus.FAILED,
+            reason=reason,
+        ):
+            get_scheduler().remove(app=release.app.name, release=release.version)
+            app_event(release.app.name, "release.failed", f"v{release.version} failed: {reason}")
+            fixed += 1
+    return fixed
