@@ -259,3 +259,11 @@ def test_settings_module_reloads_cleanly():
     importlib.reload(module)
     assert module.DATA_UPLOAD_MAX_MEMORY_SIZE is None
     time.sleep(0)
+
+
+@pytest.mark.django_db
+def test_a_path_no_api_route_matches_is_a_json_404(client):
+    response = client.get("/api/v1/tokens/-1")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "not found"}
+    assert client.get("/no-such-page").headers["Content-Type"].startswith("text/html")

@@ -13,3 +13,13 @@ urlpatterns = [
     path("", include("berth.gitserver.urls")),
     path("", include("berth.dashboard.urls")),
 ]
+
+
+def handler404(request, exception=None):
+    """API clients get JSON with a `detail` even for a path no route matches; people get the 404 page."""
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "not found"}, status=404)
+    return page_not_found(request, exception)
