@@ -119,8 +119,7 @@ class BuildOnPush:
             return False
         services.build_enqueue(build)
         write_line(f"-----> Build {build.pk} of {app_name} ({new[:7]}) queued")
-        for _, line in services.log_stream(build).follow(last_id="0", timeout=services.follow_timeout()):
-            write_line(line)
+        self._follow(build, write_line)
         build.refresh_from_db()
         if build.status != BuildStatus.SUCCEEDED:
             write_line(
@@ -128,3 +127,27 @@ class BuildOnPush:
             )
             return False
         return True
+
+    @staticmethod
+    def _follow(build: Build, write_line: Callable[[str], None]) -> None:
+        """Relay the build's lines; a lost Redis connection resumes after the last line seen, never a traceback."""
+        import time
+
+        import redis
+
+        last_id, failures = "0", 0
+        while True:
+            try:
+                lines = services.log_stream(build).follow(last_id=last_id, timeout=services.follow_timeout())
+                for entry_id, line in lines:
+                    write_line(line)
+                    last_id, failures = entry_id, 0
+                return
+            except redis.exceptions.ConnectionError:
+                failures += 1
+                if failures > 60:
+                    write_line("error: lost the build's log stream (is Redis running?); see `berth builds`")
+                    return
+                if failures == 1:
+                    write_line("       (the build log stream is reconnecting…)")
+                time.sleep(1)

@@ -53,7 +53,9 @@ def live_release(app: App) -> Release | None:
 
 
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5)
+    from berth.builds.services import redis_client
+
+    return redis_client()  # the same retries: a Redis blip must not fail a deploy
 
 
 LOCK_TTL = 30  # a dead worker's app lock expires this soon; a live one renews it (see HeldAppLock)
