@@ -1,4 +1,4 @@
-"""Benchmark: GET /api/v1/apps for a user with 100 apps, against a real gunicorn + uvicorn server.
+"""Benchmark: GET /api/v1/apps and the dashboard's apps page for a user with 100 apps, on gunicorn + uvicorn.
 
     .venv/bin/python bench/api_apps_list.py [--apps 100] [--requests 200] [--concurrency 1,8] [--database-url URL]
 
@@ -56,14 +56,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def run_load(url: str, token: str, total: int, concurrency: int) -> tuple[list[float], float]:
+def run_load(url: str, auth: dict, total: int, concurrency: int) -> tuple[list[float], float]:
     latencies: list[float] = []
     lock = threading.Lock()
     remaining = [total]
     deadline = time.monotonic() + TIME_BUDGET_S
 
     def worker():
-        with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=10) as client:
+        with httpx.Client(timeout=10, **auth) as client:
             while time.monotonic() < deadline:
                 with lock:
                     if remaining[0] <= 0:
@@ -155,15 +155,38 @@ def main() -> int:
                     sys.stderr.write((home / "gunicorn.log").read_text())
                     raise SystemExit("the server did not start") from None
                 time.sleep(0.2)
-        run_load(url, token, 20, 1)  # warm up every worker's connection and caches
+        api_auth = {"headers": {"Authorization": f"Bearer {token}"}}
+        pages = [("GET /api/v1/apps", url, api_auth)]
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as browser:
+            browser.get("/login/")
+            login = browser.post(
+                "/login/",
+                data={
+                    "username": "bench",
+                    "password": "bench-password",
+                    "csrfmiddlewaretoken": browser.cookies["csrftoken"],
+                },
+                headers={"Referer": f"http://127.0.0.1:{port}/login/"},
+            )
+            assert login.status_code in (200, 302) and "sessionid" in browser.cookies, login.text[:200]
+            session = {"cookies": {"sessionid": browser.cookies["sessionid"]}}
+        page_url = f"http://127.0.0.1:{port}/apps/"
+        assert "bench-app-099" in httpx.get(page_url, timeout=10, **session).text or args.apps < 100
+        pages.append(("GET /apps/ (dashboard)", page_url, session))
 
         database = "PostgreSQL" if args.database_url else "SQLite"
-        print(f"GET /api/v1/apps with {args.apps} apps, {database}, gunicorn+uvicorn x{args.workers} workers")
-        print(f"{'clients':>7} {'requests':>8} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'req/s':>8}")
+        print(f"{args.apps} apps, {database}, gunicorn+uvicorn x{args.workers} workers")
+        print(
+            f"{'page':<24} {'clients':>7} {'requests':>8} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'req/s':>8}"
+        )
         rows = []
-        for concurrency in [int(c) for c in args.concurrency.split(",")]:
-            latencies, wall = run_load(url, token, args.requests, concurrency)
+        for (page, page_url, auth), concurrency in [
+            (p, int(c)) for p in pages for c in args.concurrency.split(",")
+        ]:
+            run_load(page_url, auth, 20, 1)  # warm up every worker's connection and caches
+            latencies, wall = run_load(page_url, auth, args.requests, concurrency)
             row = {
+                "page": page,
                 "clients": concurrency,
                 "requests": len(latencies),
                 "p50_ms": round(statistics.median(latencies), 1),
@@ -173,7 +196,7 @@ def main() -> int:
             }
             rows.append(row)
             print(
-                f"{row['clients']:>7} {row['requests']:>8} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} "
+                f"{row['page']:<24} {row['clients']:>7} {row['requests']:>8} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} "
                 f"{row['max_ms']:>8.1f} {row['req_per_s']:>8}",
                 flush=True,
             )
