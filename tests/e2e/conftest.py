@@ -184,3 +184,24 @@ def tenant(berth_platform):
     _, clear = token_create(user=user, name="e2e")
     app = app_create(team=team, name=APP_PREFIX + secrets.token_hex(3), actor=user)
     return SimpleNamespace(user=user, team=team, token=clear, app=app)
+
+
+@pytest.fixture
+def repo(tmp_path, tenant, berth_platform) -> Path:
+    """An empty git repository on `main` whose `berth` remote is the tenant's app (token in the URL)."""
+    path = tmp_path / "src"
+    path.mkdir()
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["config", "user.email", "dev@example.test"],
+        ["config", "user.name", "dev"],
+        [
+            "remote",
+            "add",
+            "berth",
+            berth_platform.web_url.replace("http://", f"http://git:{tenant.token}@")
+            + f"/git/{tenant.app.name}.git",
+        ],
+    ):
+        subprocess.run(["git", *args], cwd=path, check=True, capture_output=True)
+    return path

@@ -105,21 +105,6 @@ def push(repo: Path, message: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.fixture
-def repo(tmp_path, tenant, berth_platform):
-    path = tmp_path / "src"
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    git(path, "config", "user.email", "dev@example.test")
-    git(path, "config", "user.name", "dev")
-    url = (
-        berth_platform.web_url.replace("http://", f"http://git:{tenant.token}@")
-        + f"/git/{tenant.app.name}.git"
-    )
-    git(path, "remote", "add", "berth", url)
-    return path
-
-
 def test_a_line_the_app_prints_appears_live_then_scale_and_rollback_from_the_page(
     page, shipper, repo, tenant, berth_platform
 ):

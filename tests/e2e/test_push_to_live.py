@@ -47,21 +47,6 @@ def git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=300, check=check)
 
 
-@pytest.fixture
-def repo(tmp_path, tenant, berth_platform):
-    path = tmp_path / "src"
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    git(path, "config", "user.email", "dev@example.test")
-    git(path, "config", "user.name", "dev")
-    url = (
-        berth_platform.web_url.replace("http://", f"http://git:{tenant.token}@")
-        + f"/git/{tenant.app.name}.git"
-    )
-    git(path, "remote", "add", "berth", url)
-    return path
-
-
 def commit_and_push(repo: Path, message: str, **kwargs) -> subprocess.CompletedProcess:
     write_app(repo, message, **kwargs)
     git(repo, "add", "-A")
