@@ -22,6 +22,9 @@ from berth.builds.models import Build, BuildStatus
 from berth.gitserver.seams import GitDenied, GitTarget
 from berth.gitserver.services import repo_ensure
 
+# how long the push waits on a quiet build stream before it looks at the build's row
+FOLLOW_CHECK_SECONDS = 5.0
+
 
 def _keep_pushed_objects(repo_path: Path) -> None:
     """Link the pushed objects from git's quarantine into the repository's own object store.
@@ -130,19 +133,23 @@ class BuildOnPush:
 
     @staticmethod
     def _follow(build: Build, write_line: Callable[[str], None]) -> None:
-        """Relay the build's lines; a lost Redis connection resumes after the last line seen, never a traceback."""
+        """Relay the build's lines until its end line; a lost Redis connection resumes after the last line seen,
+        never a traceback. While no line comes the build's row is checked too: a build that ended without its
+        end line reaching the stream (Redis lost it) still ends the push, with its reason."""
         import time
 
         import redis
 
         last_id, failures = "0", 0
+        idle_since = time.monotonic()
         while True:
             try:
-                lines = services.log_stream(build).follow(last_id=last_id, timeout=services.follow_timeout())
-                for entry_id, line in lines:
+                stream = services.log_stream(build)
+                for entry_id, line in stream.follow(last_id=last_id, timeout=FOLLOW_CHECK_SECONDS):
                     write_line(line)
-                    last_id, failures = entry_id, 0
-                return
+                    last_id, failures, idle_since = entry_id, 0, time.monotonic()
+                if stream.status() is not None:
+                    return
             except redis.exceptions.ConnectionError:
                 failures += 1
                 if failures > 60:
@@ -151,3 +158,11 @@ class BuildOnPush:
                 if failures == 1:
                     write_line("       (the build log stream is reconnecting…)")
                 time.sleep(1)
+                continue
+            build.refresh_from_db(fields=["status", "status_reason"])
+            if build.is_finished:
+                if build.status_reason:
+                    write_line(build.status_reason)
+                return
+            if time.monotonic() - idle_since >= services.follow_timeout():
+                return
