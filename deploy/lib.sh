@@ -34,6 +34,26 @@ ensure_docker() {
   die "the Docker engine did not start; see /var/log/berth-dockerd.log"
 }
 
+ensure_insecure_registry() {
+  # Docker speaks plain HTTP only to registries it calls insecure; 127.0.0.0/8 is one by default, any other
+  # address (the manager's, for more nodes) must be listed in /etc/docker/daemon.json. Reloaded with SIGHUP.
+  local registry="$1" config=/etc/docker/daemon.json
+  case "$registry" in "" | 127.* | localhost:*) return ;; esac
+  if [ -f "$config" ] && grep -q "\"$registry\"" "$config"; then return; fi
+  say "listing the registry $registry in $config (insecure-registries: it speaks plain HTTP)"
+  mkdir -p /etc/docker
+  python3 - "$config" "$registry" <<'PY'
+import json, pathlib, sys
+path, registry = pathlib.Path(sys.argv[1]), sys.argv[2]
+config = json.loads(path.read_text() or "{}") if path.exists() else {}
+config["insecure-registries"] = sorted(set(config.get("insecure-registries", [])) | {registry})
+path.write_text(json.dumps(config, indent=2) + "\n")
+PY
+  if [ -f /var/run/docker.pid ] && docker info >/dev/null 2>&1; then
+    kill -HUP "$(cat /var/run/docker.pid)"  # insecure-registries is one of the settings a reload applies
+  fi
+}
+
 ensure_swarm() {
   local state
   state=$(docker info --format '{{.Swarm.LocalNodeState}}')

@@ -99,6 +99,8 @@ def berth_platform(transactional_db, router, tmp_path, settings, platform_env):
         "BERTH_HTTP_PORT": str(router.port),
         "BERTH_WEB_PORT": str(web_port),
         "PYTHONPATH": str(REPO_DIR / "platform"),
+        # no registry unless a test asks for one (berth_registry): images stay local, as on one node
+        "BERTH_REGISTRY": "",
         **platform_env,
     }
     venv = REPO_DIR / ".venv/bin"
@@ -168,6 +170,54 @@ def berth_platform(transactional_db, router, tmp_path, settings, platform_env):
         from berth.apps.models import App
 
         remove_leftover_services(names=set(App.objects.values_list("name", flat=True)))
+
+
+@pytest.fixture(scope="session")
+def berth_registry(tmp_path_factory):
+    """Berth's private registry as `manage.py registry_run` makes it (docker-registry, htpasswd auth, deletes on)
+    on a free loopback port (Docker trusts 127.0.0.0/8 without TLS), for the session; stopped by PID.
+
+    `.env` is what a test's `platform_env` passes so the platform pushes there (BERTH_REGISTRY and friends)."""
+    from berth.nodes import registry
+
+    directory = tmp_path_factory.mktemp("berth-registry")
+    listen = f"127.0.0.1:{free_port()}"
+    user, password = "berth", secrets.token_urlsafe(16)
+    config = registry.registry_config_write(directory=directory, listen=listen, users={user: password})
+    log = open(directory / "registry.log", "wb")  # noqa: SIM115  (closed with the process)
+    process = subprocess.Popen(registry.registry_command(config), stdout=log, stderr=subprocess.STDOUT)
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"http://{listen}/v2/", timeout=2).status_code == 401  # up, asking for a login
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(up, timeout=20, message="the registry")
+        yield SimpleNamespace(
+            address=listen,
+            directory=directory,
+            data=directory / "data",
+            config=config,
+            user=user,
+            password=password,
+            process=process,
+            log=directory / "registry.log",
+            env={
+                "BERTH_REGISTRY": listen,
+                "BERTH_REGISTRY_DIR": str(directory),
+                "BERTH_REGISTRY_USER": user,
+                "BERTH_REGISTRY_PASSWORD": password,
+            },
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
 
 
 @pytest.fixture

@@ -328,6 +328,7 @@ def _build_and_release(build: Build, log: _BuildLog) -> str | None:
         if log.cancelled():
             log("error: the build was cancelled before its release")
             return BuildStatus.CANCELLED
+        image = _push_to_registry(build, image, log)
         Build.objects.filter(pk=build.pk).update(image=image)
         release = release_create(
             app=app,
@@ -342,6 +343,7 @@ def _build_and_release(build: Build, log: _BuildLog) -> str | None:
         release_deploy(release=release, log=log)
         log(f"-----> Released v{release.version}")
         log(f"       {app.url} deployed to Berth")
+        _collect_old_images(app)
     except BuildCancelled:
         return BuildStatus.CANCELLED
     except (BuildError, DeployError, ValueError) as exc:
@@ -350,6 +352,34 @@ def _build_and_release(build: Build, log: _BuildLog) -> str | None:
         logger.exception("build %s crashed", build.pk)
         return f"internal error: {type(exc).__name__}: {exc}"
     return None
+
+
+def _push_to_registry(build: Build, image: str, log) -> str:
+    """With a registry (BERTH_REGISTRY), push the image and return its digest reference `<registry>/<app>@sha256:…`,
+    so every node runs the same bytes; without one, the local image as it is. A registry that refuses is a
+    failed build with one clear line: nothing was released."""
+    from berth.builds.errors import BuildError
+    from berth.nodes.registry import RegistryError, app_image_push, registry_enabled
+
+    if not registry_enabled():
+        return image
+    try:
+        return app_image_push(image=image, app_name=build.app.name, tag=f"build-{build.pk}", log=log)
+    except RegistryError as exc:
+        raise BuildError(f"{exc}; nothing was deployed, the live release keeps serving") from exc
+
+
+def _collect_old_images(app: App) -> None:
+    """After a deploy, queue the image GC of the app (registry and nodes; BERTH_IMAGE_RETENTION_RELEASES)."""
+    from berth.nodes.registry import registry_enabled
+    from berth.nodes.tasks import images_gc_task
+
+    if not registry_enabled():
+        return  # one node: the hourly run (beat) is enough
+    try:
+        images_gc_task.delay(app_id=app.pk)
+    except Exception:  # the hourly run collects them; a deploy is worth more than its cleanup
+        logger.warning("could not queue the image GC of %s", app.name, exc_info=True)
 
 
 def _move_ref_if_pusher_left(build: Build, log: _BuildLog) -> None:

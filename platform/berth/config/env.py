@@ -4,6 +4,7 @@ A value may also come from a file named by `<NAME>_FILE` (for secrets mounted by
 """
 
 import os
+import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -55,13 +56,30 @@ def env_url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
     return value
 
 
+def env_registry(name: str) -> str:
+    """A registry address `host:port` (no scheme, no path), or "" when unset: the registry is then off."""
+    value = (env(name) or "").strip()
+    if value and not re.match(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$", value):
+        raise ImproperlyConfigured(f"{name} must be host:port (e.g. 10.0.0.5:5000) or empty, got {value!r}")
+    return value
+
+
 def secret_from_home(home: Path, name: str, make) -> str:
     """Read a generated secret kept in BERTH_HOME, creating it (mode 0600) on the first run."""
     path = home / name
     if path.exists():
         return path.read_text().strip()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     value = make()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # written aside and linked into place: processes starting together (web, worker) all read the one winner
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(value)
+    try:
+        os.link(partial, path)
+    except FileExistsError:
+        value = path.read_text().strip()
+    finally:
+        partial.unlink(missing_ok=True)
     return value

@@ -7,7 +7,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from berth.config.env import env, env_bool, env_int, env_url, secret_from_home
+from berth.config.env import env, env_bool, env_int, env_registry, env_url, secret_from_home
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # platform/berth
 REPO_DIR = PACKAGE_DIR.parent.parent  # checkout root: buildpacks/, templates/, static/
@@ -42,6 +42,23 @@ BERTH_ROUTER_ADMIN_SOCKET = Path(env("BERTH_ROUTER_ADMIN_SOCKET", str(BERTH_ROUT
 # CA bundle given to builds (only while installing dependencies) so pip/npm work behind a TLS-intercepting proxy
 BERTH_BUILD_CA_BUNDLE = env("BERTH_BUILD_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
 BERTH_BUILDPACKS_DIR = Path(env("BERTH_BUILDPACKS_DIR", str(REPO_DIR / "buildpacks")))
+
+# The private image registry (Debian's docker-registry, `manage.py registry_run`): every build is pushed there and
+# services name images by digest, so every node runs the same bytes. Empty: images stay on this node (one node only).
+BERTH_REGISTRY = env_registry("BERTH_REGISTRY")
+BERTH_REGISTRY_LISTEN = env("BERTH_REGISTRY_LISTEN", BERTH_REGISTRY or "127.0.0.1:5000")
+BERTH_REGISTRY_DIR = Path(env("BERTH_REGISTRY_DIR", str(BERTH_HOME / "registry")))  # config, htpasswd, data
+BERTH_REGISTRY_USER = env("BERTH_REGISTRY_USER", "berth")
+BERTH_REGISTRY_PASSWORD = env("BERTH_REGISTRY_PASSWORD") or (
+    secret_from_home(BERTH_REGISTRY_DIR, "password", lambda: secrets.token_urlsafe(24))
+    if BERTH_REGISTRY
+    else ""
+)
+# the Docker socket on every node, mounted into the job that removes old images there (a Swarm template may
+# name a per-node path, e.g. /srv/{{.Node.Hostname}}/docker.sock)
+BERTH_NODE_DOCKER_SOCKET = env("BERTH_NODE_DOCKER_SOCKET", "/var/run/docker.sock")
+# images of the last N releases of each app are kept (plus the live one); older ones are deleted everywhere
+BERTH_IMAGE_RETENTION_RELEASES = env_int("BERTH_IMAGE_RETENTION_RELEASES", 5, minimum=1, maximum=1000)
 
 DOCKER_HOST = env("DOCKER_HOST", "unix:///var/run/docker.sock")
 # the two swappable parts, each one seam with one real implementation (see berth.runtime / berth.routing)
@@ -191,6 +208,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"berth.builds.*": {"queue": "builds"}, "berth.deploys.*": {"queue": "deploys"}}
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-work": {"task": "berth.core.tasks.sweep_stuck_work", "schedule": 30.0},
+    # old releases' images off the registry and every node (see berth.nodes.images)
+    "images-gc": {"task": "berth.nodes.tasks.images_gc", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(BERTH_HOME / "celerybeat-schedule")
 

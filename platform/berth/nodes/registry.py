@@ -3,19 +3,21 @@
 Every node of a swarm must run the same bytes: a build is pushed to the registry once and services name the
 image by digest (`registry/app@sha256:…`); each node pulls it from there (credentials travel with the service
 spec, from the manager's client login). Old releases' images are deleted from the registry by digest and its
-blobs reclaimed by `docker-registry garbage-collect`.
+blobs reclaimed by `docker-registry garbage-collect` (see berth.nodes.images).
 
-Only the mechanics live here (config, push by digest, prune, gc command); wiring them into `make up`, the builder
-and the scheduler is listed as not done in the clustering note.
+`BERTH_REGISTRY` (host:port the nodes pull from) turns it on; empty keeps images on this node only.
+`manage.py registry_run` writes the config under BERTH_REGISTRY_DIR and runs the registry (a Procfile process).
 """
 
-import crypt  # deprecated in 3.11, gone in 3.13; docker-registry accepts only bcrypt htpasswd lines
 import re
+import time
+import warnings
 from pathlib import Path
 
 import docker
 import docker.errors
 import httpx
+from django.conf import settings
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 MANIFEST_TYPES = ", ".join(
@@ -25,6 +27,10 @@ MANIFEST_TYPES = ", ".join(
         "application/vnd.oci.image.manifest.v1+json",
     ]
 )
+# a push and the registry's garbage-collect must not overlap: the collector would delete the blobs of a push
+# whose manifest is not written yet (docker-registry's own documentation says to collect with no writers)
+REGISTRY_LOCK = "berth:lock:registry"
+STACK_REPOSITORY = "berth/stack"
 
 
 class RegistryError(Exception):
@@ -36,6 +42,10 @@ def htpasswd_line(*, user: str, password: str) -> str:
         raise ValueError(
             "a registry user is 1-64 letters, digits, '.', '_' or '-', with a non-empty password"
         )
+    with warnings.catch_warnings():
+        # deprecated in 3.11, gone in 3.13; docker-registry accepts only bcrypt htpasswd lines
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
     return f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))}"
 
 
@@ -113,3 +123,121 @@ def digests_to_prune(*, references: list[str], keep: int) -> list[str]:
     digests = [ref.partition("@")[2] for ref in references if "@" in ref]
     kept = set(digests[-keep:]) if keep > 0 else set()
     return [d for d in dict.fromkeys(digests) if d not in kept]
+
+
+# -- wired into Berth: the settings say where the registry is ------------------------------------------------
+
+
+def registry_enabled() -> bool:
+    return bool(settings.BERTH_REGISTRY)
+
+
+def registry_dir() -> Path:
+    return Path(settings.BERTH_REGISTRY_DIR)
+
+
+def registry_config_path() -> Path:
+    return registry_dir() / "config.yml"
+
+
+def app_repository(app_name: str) -> str:
+    """Where an app's images live in Berth's registry: `<BERTH_REGISTRY>/<app>`."""
+    return f"{settings.BERTH_REGISTRY}/{app_name}"
+
+
+def registry_login(client: docker.DockerClient) -> None:
+    """Log `client` in to Berth's registry: its pushes, and the services it creates (X-Registry-Auth, so worker
+    nodes can pull), carry the credentials. Cached by the SDK per client."""
+    try:
+        client.login(
+            username=settings.BERTH_REGISTRY_USER,
+            password=settings.BERTH_REGISTRY_PASSWORD,
+            registry=settings.BERTH_REGISTRY,
+        )
+    except docker.errors.APIError as exc:
+        reason = _reason(exc)
+        hint = (
+            "is the `registry` process running?"
+            if reason == "connection refused"
+            else "are BERTH_REGISTRY_USER and BERTH_REGISTRY_PASSWORD right?"
+        )
+        raise RegistryError(
+            f"cannot log in to the registry {settings.BERTH_REGISTRY}: {reason} ({hint})"
+        ) from exc
+
+
+def _reason(exc: docker.errors.APIError) -> str:
+    text = str(exc.explanation or exc)
+    if "connection refused" in text:
+        return "connection refused"
+    return text[:300]
+
+
+def registry_push(*, image: str, repository: str, tag: str, client: docker.DockerClient | None = None) -> str:
+    """Push a local image to Berth's registry as repository:tag (log in first, hold the registry lock so no
+    garbage-collect runs meanwhile) and return its digest reference. RegistryError with one clear line."""
+    from berth.builds.services import redis_client
+    from berth.core.docker import docker_client
+
+    client = client or docker_client(timeout=300)
+    registry_login(client)
+    lock = redis_client().lock(REGISTRY_LOCK, timeout=600, blocking_timeout=600)
+    if not lock.acquire():
+        raise RegistryError("the registry stayed busy (garbage-collect) for 10 minutes")
+    try:
+        return image_push(client=client, image=image, repository=repository, tag=tag)
+    finally:
+        _release(lock)
+
+
+def _release(lock) -> None:
+    import redis
+
+    try:
+        lock.release()
+    except redis.exceptions.LockError:
+        pass  # expired meanwhile
+
+
+def app_image_push(*, image: str, app_name: str, tag: str, log=lambda line: None) -> str:
+    """Push a build's (or a pulled) image as `<registry>/<app>:<tag>`; returns `<registry>/<app>@sha256:…`.
+    The build log gets one short line with the time it took."""
+    started = time.monotonic()
+    log(f"-----> Pushing to the registry {settings.BERTH_REGISTRY}…")
+    reference = registry_push(image=image, repository=app_repository(app_name), tag=tag)
+    log(f"       done in {time.monotonic() - started:.1f}s: {reference.partition('@')[2][:19]}")
+    return reference
+
+
+def stack_image_in_registry(*, client: docker.DockerClient | None = None) -> str:
+    """The stack image by digest in Berth's registry (pushed if missing there): what every node can run
+    (the image GC job on the nodes uses it)."""
+    from berth.builds.stack import stack_image_ref
+
+    image = stack_image_ref()
+    return registry_push(
+        image=image, repository=f"{settings.BERTH_REGISTRY}/{STACK_REPOSITORY}", tag="current", client=client
+    )
+
+
+def registry_garbage_collect() -> str:
+    """Reclaim the blobs no manifest references any more (after manifest_delete). Holds the registry lock, so
+    no push runs meanwhile. Returns the tool's last line."""
+    import subprocess
+
+    from berth.builds.services import redis_client
+
+    config = registry_config_path()
+    if not config.is_file():
+        raise RegistryError(f"no registry config at {config}: does the registry run on this machine?")
+    lock = redis_client().lock(REGISTRY_LOCK, timeout=600, blocking_timeout=600)
+    if not lock.acquire():
+        raise RegistryError("a push held the registry for 10 minutes; garbage-collect skipped")
+    try:
+        done = subprocess.run(registry_gc_command(config), capture_output=True, text=True, timeout=600)
+    finally:
+        _release(lock)
+    if done.returncode != 0:
+        raise RegistryError(f"docker-registry garbage-collect failed: {done.stderr.strip()[-300:]}")
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return lines[-1] if lines else ""

@@ -6,6 +6,7 @@ Nodes are platform-wide (every team's apps share them); only platform administra
 from dataclasses import asdict, dataclass
 
 import docker
+from django.conf import settings
 
 from berth.core.docker import docker_client
 
@@ -113,7 +114,8 @@ def node_find(*, node: str, client: docker.DockerClient | None = None) -> NodeIn
 
 
 def node_join_command(*, client: docker.DockerClient | None = None) -> dict:
-    """What joins a fresh Debian machine as a worker: `deploy/join-node.sh <manager address> <worker token>`."""
+    """What joins a fresh Debian machine as a worker: `deploy/join-node.sh <manager address> <worker token>
+    [<registry>]` (the registry when BERTH_REGISTRY is set)."""
     client = _swarm_client(client)
     swarm = client.api.info()["Swarm"]
     manager = next(
@@ -121,8 +123,17 @@ def node_join_command(*, client: docker.DockerClient | None = None) -> dict:
         f"{swarm.get('NodeAddr')}:{MANAGER_PORT}",
     )
     token = client.api.inspect_swarm()["JoinTokens"]["Worker"]
-    return {
+    # the node pulls releases' images from Berth's registry: join-node.sh lists it as an insecure (HTTP) registry
+    registry = settings.BERTH_REGISTRY
+    answer = {
         "manager": manager,
         "token": token,
-        "command": f"sh deploy/join-node.sh {manager} {token}",
+        "registry": registry,
+        "command": " ".join(["sh deploy/join-node.sh", manager, token, *([registry] if registry else [])]),
     }
+    if registry.startswith(("127.", "localhost")):
+        answer["warning"] = (
+            f"BERTH_REGISTRY is {registry}, which other machines cannot reach: set it to this manager's address "
+            "(e.g. 10.0.0.5:5000) and restart Berth before adding nodes"
+        )
+    return answer

@@ -21,7 +21,8 @@ class ImmutableRelease(Exception):
 class Release(models.Model):
     """An immutable (image, config, procfile) triple of an app, numbered v1, v2…; deploys run releases.
 
-    Rows are never updated except their status fields, through releases.services.release_set_status.
+    Rows are never updated except their status fields, through releases.services.release_set_status, and
+    image_pruned_at, through releases.services.releases_mark_image_pruned.
     """
 
     app = models.ForeignKey("apps.App", on_delete=models.CASCADE, related_name="releases")
@@ -36,6 +37,9 @@ class Release(models.Model):
     status = models.CharField(max_length=20, choices=ReleaseStatus.choices, default=ReleaseStatus.PENDING)
     status_reason = models.TextField(blank=True, default="")
     status_changed_at = models.DateTimeField(null=True, blank=True)
+    # when the image was deleted from the registry and the nodes (kept: the last N releases and the live one);
+    # such a release cannot be rolled back to
+    image_pruned_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

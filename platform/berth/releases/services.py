@@ -113,3 +113,26 @@ def release_set_status(
         return False
     release.status, release.status_reason, release.status_changed_at = to_status, reason, now
     return True
+
+
+class ImagePruned(Exception):
+    """The release's image was garbage-collected (older than the kept releases): it cannot run again."""
+
+
+def release_image_available(release: Release) -> None:
+    """Raise ImagePruned when the release's image was deleted by the image GC (so a rollback to it is refused
+    before anything changes); return quietly otherwise."""
+    pruned = Release.objects.filter(pk=release.pk).values_list("image_pruned_at", flat=True).first()
+    if pruned is not None:
+        raise ImagePruned(
+            f"the image of v{release.version} was removed on {pruned:%Y-%m-%d %H:%M} UTC (only the last "
+            f"BERTH_IMAGE_RETENTION_RELEASES releases keep their image); roll back to a newer release, or "
+            "push that commit again"
+        )
+
+
+def releases_mark_image_pruned(*, releases: Iterable[Release]) -> int:
+    """Record that these releases' images are being deleted: from now on a rollback to them is refused."""
+    return Release.objects.filter(pk__in=[r.pk for r in releases], image_pruned_at__isnull=True).update(
+        image_pruned_at=timezone.now()
+    )

@@ -6,7 +6,11 @@ Choices measured on this platform (Docker 20.10, a kernel without IPVS):
   task per node). Berth's router reaches each task at <node address>:<published port>.
 - Apps of one team share an attachable overlay network `berth-team-<team>`; the web process carries the network
   alias `<app>`, so `http://<app>:<port>` reaches it from the team's other apps and one-off runs (DNS round robin).
-- The image is not resolved to a registry digest (there may be no registry); every node must have the image.
+- With Berth's registry (BERTH_REGISTRY) a release's image is already a digest reference `<registry>/<app>@sha256:…`
+  (the build pushed it): every node pulls exactly those bytes. The client logs in to the registry before it
+  creates or updates a service, so the SDK sends the credentials (X-Registry-Auth) and Swarm hands them to the
+  worker nodes for the pull (a later update without them keeps them). Without a registry the image stays local:
+  one node only.
 - A task's address for the router is its node's Status.Addr, except for tasks on this manager, where it is
   127.0.0.1: host-mode ports bind every interface, Berth and its router run on the manager, and a one-node swarm
   advertises 127.0.0.1 anyway.
@@ -173,6 +177,7 @@ class SwarmScheduler(Scheduler):
             raise SchedulerError(f"{name}: replicas must be 0 or more, not {spec.replicas}")
         network_id = team_network_ensure(team=spec.team, labels=self.extra_labels, client=self.client)
         definition = self._definition(spec, network_id)
+        self._registry_auth(spec.image)
         mode = types.ServiceMode("replicated", replicas=spec.replicas)
         update_config = types.UpdateConfig(parallelism=1, order="start-first", failure_action="pause")
         for _attempt in range(5):
@@ -447,6 +452,18 @@ class SwarmScheduler(Scheduler):
             "task_template": task_template(stamped),
             "endpoint_spec": endpoint_spec,
         }
+
+    def _registry_auth(self, image: str) -> None:
+        """Log in to Berth's registry when the image lives there: services then carry the credentials."""
+        from django.conf import settings
+
+        from berth.nodes.registry import RegistryError, registry_login
+
+        if settings.BERTH_REGISTRY and image.startswith(f"{settings.BERTH_REGISTRY}/"):
+            try:
+                registry_login(self.client)
+            except RegistryError as exc:
+                raise SchedulerError(str(exc)) from exc
 
     def _inspect(self, name: str) -> dict | None:
         try:

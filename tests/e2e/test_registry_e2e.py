@@ -1,0 +1,220 @@
+"""The private registry end to end on the real platform: every push goes to the registry and the services name
+the image by digest; with 2 releases kept, older images leave the registry (manifests 404, blobs off the disk)
+and this node, the live release keeps serving and a rollback to a pruned release is refused. A registry that
+is down refuses the push with one clear line and the live release keeps serving."""
+
+import json
+import os
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import free_port, wait_for
+from tests.e2e.test_push_to_live import commit_and_push, get
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
+
+KEEP = 2
+PUSHES = 7
+MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+@pytest.fixture
+def platform_env(berth_registry) -> dict:
+    return {**berth_registry.env, "BERTH_IMAGE_RETENTION_RELEASES": str(KEEP)}
+
+
+@pytest.fixture
+def registry_settings(settings, berth_registry):
+    """The test process reads the same registry settings as the platform (for its own look-ups)."""
+    settings.BERTH_REGISTRY = berth_registry.address
+    settings.BERTH_REGISTRY_DIR = berth_registry.directory
+    settings.BERTH_REGISTRY_USER = berth_registry.user
+    settings.BERTH_REGISTRY_PASSWORD = berth_registry.password
+    settings.BERTH_IMAGE_RETENTION_RELEASES = KEEP
+    return settings
+
+
+@pytest.fixture
+def app_images_removed(tenant, berth_registry):
+    """Afterwards: the images this app's builds made here (local and registry tags), whatever the test left."""
+    yield
+    import docker.errors
+    from berth.core.docker import docker_client
+
+    client = docker_client()
+    for repository in (f"berth/{tenant.app.name}", f"{berth_registry.address}/{tenant.app.name}"):
+        for image in client.api.images(name=repository):
+            for ref in (image.get("RepoTags") or []) + (image.get("RepoDigests") or []):
+                try:
+                    client.api.remove_image(ref)
+                except docker.errors.APIError:
+                    pass  # in use by a container that is going away; not ours to force
+
+
+def manifest(registry, app: str, digest: str) -> httpx.Response:
+    return httpx.get(
+        f"http://{registry.address}/v2/{app}/manifests/{digest}",
+        auth=(registry.user, registry.password),
+        headers={"Accept": MANIFEST_V2},
+        timeout=10,
+    )
+
+
+def blob_dir(registry, digest: str):
+    hexa = digest.partition(":")[2]
+    return registry.data / "docker/registry/v2/blobs/sha256" / hexa[:2] / hexa
+
+
+def disk_usage(path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def local_image(reference: str):
+    import docker.errors
+    from berth.core.docker import docker_client
+
+    try:
+        return docker_client().images.get(reference)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def test_pushes_run_by_digest_and_old_images_leave_the_registry_and_the_node(
+    repo, tenant, berth_platform, berth_registry, registry_settings, app_images_removed
+):
+    from berth.releases.models import Release
+    from berth.releases.services import ImagePruned, release_image_available
+    from berth.runtime.scheduler import get_scheduler
+
+    app = tenant.app.name
+    host = f"{app}.localhost"
+    repository = f"{berth_registry.address}/{app}"
+    layers: dict[int, set[str]] = {}  # version -> the blobs its manifest names (config and layers)
+    sizes = []
+    for version in range(1, PUSHES + 1):
+        pushed = commit_and_push(repo, f"version {version}")
+        assert pushed.returncode == 0, (
+            pushed.stderr + (berth_platform.logs / "worker.log").read_text()[-3000:]
+        )
+        assert f"remote: -----> Pushing to the registry {berth_registry.address}" in pushed.stderr
+        assert "remote:        done in " in pushed.stderr
+        release = Release.objects.get(app=tenant.app, version=version)
+        name, _, digest = release.image.partition("@")
+        assert name == repository and digest.startswith("sha256:"), release.image
+        # the service names exactly that digest reference: every node runs these bytes
+        services = [
+            s for s in get_scheduler().services(app=app) if s.release == version and s.process == "web"
+        ]
+        assert [s.image for s in services] == [release.image]
+        answer = manifest(berth_registry, app, digest)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        layers[version] = {body["config"]["digest"], *(layer["digest"] for layer in body["layers"])}
+        sizes.append(disk_usage(berth_registry.data))
+        assert get(berth_platform.router_port, host).text.strip() == f"version {version}"
+
+    # the GC queued after each deploy keeps the last KEEP releases (the live one among them)
+    pruned_versions = list(range(1, PUSHES - KEEP + 1))
+    kept_versions = list(range(PUSHES - KEEP + 1, PUSHES + 1))
+
+    def collected() -> bool:
+        rows = dict(Release.objects.filter(app=tenant.app).values_list("version", "image_pruned_at"))
+        return all(rows[v] is not None for v in pruned_versions) and not any(rows[v] for v in kept_versions)
+
+    wait_for(collected, timeout=120, interval=1, message="the old releases marked pruned")
+    releases = {r.version: r for r in Release.objects.filter(app=tenant.app)}
+
+    def registry_clean() -> bool:
+        return all(
+            manifest(berth_registry, app, releases[v].image.partition("@")[2]).status_code == 404
+            for v in pruned_versions
+        ) and not any(blob_dir(berth_registry, b).exists() for b in _only_in(layers, pruned_versions))
+
+    # the manifests go first, the blobs at the registry's garbage-collect just after
+    wait_for(registry_clean, timeout=120, interval=1, message="pruned manifests and their blobs gone")
+    for version in kept_versions:
+        assert manifest(berth_registry, app, releases[version].image.partition("@")[2]).status_code == 200
+        assert all(blob_dir(berth_registry, b).exists() for b in layers[version])
+    after = disk_usage(berth_registry.data)
+    assert after < max(sizes), (sizes, after)
+
+    # and off this node: neither the digest reference nor the build's own tag is left for a pruned release
+    wait_for(
+        lambda: all(local_image(releases[v].image) is None for v in pruned_versions),
+        timeout=60,
+        message="the pruned releases' local images removed",
+    )
+    for version in kept_versions:
+        assert local_image(releases[version].image) is not None
+    build_tags = [t for i in docker_images(f"berth/{app}") for t in i.get("RepoTags") or []]
+    assert len(build_tags) == KEEP, build_tags
+
+    # the live release still serves, and the pruned ones cannot come back
+    assert get(berth_platform.router_port, host).text.strip() == f"version {PUSHES}"
+    assert Release.objects.get(app=tenant.app, version=PUSHES).status == "live"
+    with pytest.raises(ImagePruned, match="image of v1 was removed"):
+        release_image_available(releases[1])
+    release_image_available(releases[PUSHES - 1])  # a kept one can
+    _report(sizes, after)
+
+
+def _only_in(layers: dict[int, set[str]], versions: list[int]) -> set[str]:
+    kept = set().union(*(blobs for v, blobs in layers.items() if v not in versions))
+    return set().union(*(layers[v] for v in versions)) - kept
+
+
+def docker_images(repository: str) -> list[dict]:
+    from berth.core.docker import docker_client
+
+    return docker_client().api.images(name=repository)
+
+
+def _report(sizes: list[int], after: int) -> None:
+    path = os.environ.get("BERTH_REGISTRY_FIGURES")
+    if path:  # a bench run keeps the figures (sizes after each push, after the GC)
+        with open(path, "w") as handle:
+            json.dump({"after_each_push": sizes, "after_gc": after}, handle)
+
+
+def test_a_registry_that_is_down_refuses_the_push_and_the_live_release_keeps_serving(
+    repo, tenant, berth_platform, berth_registry, registry_settings, app_images_removed
+):
+    from berth.releases.models import Release
+
+    host = f"{tenant.app.name}.localhost"
+    first = commit_and_push(repo, "served before")
+    assert first.returncode == 0, first.stderr
+
+    # the worker now pushes to a registry nothing listens on (as when the registry process is down)
+    dead = f"127.0.0.1:{free_port()}"
+    worker = berth_platform.processes["worker"]
+    worker.terminate()
+    worker.wait(timeout=60)
+    berth_platform.env["BERTH_REGISTRY"] = dead
+    berth_platform.start("worker")
+
+    started = time.monotonic()
+    second = commit_and_push(repo, "never served")
+    assert second.returncode != 0
+    errors = [line.strip() for line in second.stderr.splitlines() if line.startswith("remote: error")]
+    # the build's one line saying why, then the hook's usual verdict
+    assert errors[0] == (
+        f"remote: error: cannot log in to the registry {dead}: connection refused (is the `registry` process "
+        "running?); nothing was deployed, the live release keeps serving"
+    ), second.stderr
+    assert len(errors) == 2 and errors[1].endswith("failed; the push was not accepted and nothing changed")
+    assert time.monotonic() - started < 120
+    # nothing half-applied: no release was made, the first one serves
+    assert list(Release.objects.filter(app=tenant.app).values_list("version", "status")) == [(1, "live")]
+    assert get(berth_platform.router_port, host).text.strip() == "served before"
+    # and the repository still matches what runs
+    head = subprocess.run(
+        ["git", "ls-remote", "berth", "main"], cwd=repo, capture_output=True, text=True, check=True
+    )
+    local = subprocess.run(
+        ["git", "rev-parse", "HEAD~1"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert head.stdout.split()[0] == local
