@@ -241,8 +241,13 @@ def _nodes_prune(client: docker.DockerClient, plans: list[AppPlan], report: GcRe
     local = (info.get("Swarm") or {}).get("NodeID")
     if not (info.get("Swarm") or {}).get("ControlAvailable"):
         return
+    # a global job runs only on nodes that are ready and active (a drained node gets no task): the others
     others = [
-        n for n in client.api.nodes() if n["ID"] != local and (n.get("Status") or {}).get("State") == "ready"
+        n
+        for n in client.api.nodes()
+        if n["ID"] != local
+        and (n.get("Status") or {}).get("State") == "ready"
+        and (n.get("Spec") or {}).get("Availability") == "active"
     ]
     if not others:
         return
