@@ -23,6 +23,9 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import figure, save_figures  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = REPO / ".venv/bin/python"
 GUNICORN = REPO / ".venv/bin/gunicorn"
@@ -90,6 +93,7 @@ def main() -> int:
     parser.add_argument("--apps", type=int, default=100)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", default="1,8", help="comma-separated client counts")
+    parser.add_argument("--rounds", type=int, default=1, help="repetitions of every page × client count")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (deploy/Procfile uses 2)")
     parser.add_argument("--database-url", default=None, help="a PostgreSQL database to wipe and use")
     args = parser.parse_args()
@@ -180,9 +184,8 @@ def main() -> int:
             f"{'page':<24} {'clients':>7} {'requests':>8} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'req/s':>8}"
         )
         rows = []
-        for (page, page_url, auth), concurrency in [
-            (p, int(c)) for p in pages for c in args.concurrency.split(",")
-        ]:
+        plan = [(p, int(c)) for p in pages for c in args.concurrency.split(",")]
+        for (page, page_url, auth), concurrency in plan * max(1, min(args.rounds, 10)):
             run_load(page_url, auth, 20, 1)  # warm up every worker's connection and caches
             latencies, wall = run_load(page_url, auth, args.requests, concurrency)
             row = {
@@ -200,6 +203,19 @@ def main() -> int:
                 f"{row['max_ms']:>8.1f} {row['req_per_s']:>8}",
                 flush=True,
             )
+        figures = []
+        for (page, _, _), concurrency in plan:
+            mine = [r for r in rows if r["page"] == page and r["clients"] == concurrency]
+            for key in ("p50_ms", "p95_ms"):
+                figures.append(
+                    figure(
+                        f"{page}, {args.apps} apps, {concurrency} client{'s' if concurrency > 1 else ''}, {key[:3]}",
+                        [r[key] for r in mine],
+                        "ms",
+                        note=database,
+                    )
+                )
+        save_figures("api_apps_list", figures)
         results = REPO / "bench" / "results"
         results.mkdir(exist_ok=True)
         (results / "api_apps_list.json").write_text(

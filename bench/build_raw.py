@@ -29,11 +29,14 @@ CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 BUILD_TIMEOUT_S = 600  # no single build may run longer than this
 CREATED: list[list[str]] = []  # output lines of every build, to remove the layers they made
 
-sys.path.insert(0, str(REPO / "platform"))
+sys.path[:0] = [str(REPO / "platform"), str(REPO / "bench")]
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "berth.config.settings")
 os.environ.setdefault("BERTH_SECRET_KEY", "bench")
 if "BERTH_HOME" not in os.environ:
     os.environ["BERTH_HOME"] = tempfile.mkdtemp(prefix="berth-bench-home-")
+
+
+from common import figure, save_figures  # noqa: E402
 
 
 def _unique_requirements(path: Path) -> None:
@@ -45,14 +48,9 @@ def _edit_code(path: Path, run: int) -> None:
     path.write_text(path.read_text() + f"# bench edit {run} {uuid.uuid4()}\n")
 
 
-def berth_builds(work: Path, tag: str, warm_runs: int) -> dict:
+def berth_builds(work: Path, tag: str, warm_runs: int, cold_runs: int) -> dict:
     from berth.builds.builder import docker_build
     from berth.builds.buildpacks import detect
-
-    source = work / "berth-src"
-    shutil.copytree(SAMPLE, source)
-    _unique_requirements(source / "requirements.txt")
-    buildpack = detect(source)
 
     def build() -> float:
         lines: list[str] = []
@@ -68,33 +66,46 @@ def berth_builds(work: Path, tag: str, warm_runs: int) -> dict:
         CREATED.append(lines)
         return result.duration
 
-    cold = build()
+    cold = []
+    for run in range(cold_runs):
+        source = work / f"berth-src-{run}"
+        shutil.copytree(SAMPLE, source)
+        _unique_requirements(source / "requirements.txt")
+        buildpack = detect(source)
+        cold.append(build())
     warm = []
     for run in range(warm_runs):
         _edit_code(source / "app.py", run)
         warm.append(build())
-    return {"cold_s": cold, "warm_s": warm, "warm_median_s": statistics.median(warm)}
+    return {
+        "cold_s": cold,
+        "cold_median_s": statistics.median(cold),
+        "warm_s": warm,
+        "warm_median_s": statistics.median(warm),
+    }
 
 
-def raw_builds(work: Path, tag: str, warm_runs: int) -> dict:
+def raw_builds(work: Path, tag: str, warm_runs: int, cold_runs: int) -> dict:
     from berth.builds.builder import build_context
     from berth.builds.buildpacks import detect, render_dockerfile
     from berth.builds.stack import stack_image_ref
 
-    source = work / "raw-src"
-    shutil.copytree(SAMPLE, source)
-    _unique_requirements(source / "requirements.txt")
-    buildpack = detect(source)
-    dockerfile = render_dockerfile(buildpack, source, stack_image=stack_image_ref(buildpack.stack))
-    context_dir = work / "raw-context"
-    context = build_context(
-        source_dir=source,
-        buildpack=buildpack,
-        dockerfile=dockerfile,
-        ca_bundle=CA_BUNDLE if CA_BUNDLE.is_file() else None,
-    )
-    with context, tarfile.open(fileobj=context) as tar:
-        tar.extractall(context_dir, filter="tar")
+    def context_for(run: int) -> Path:
+        source = work / f"raw-src-{run}"
+        shutil.copytree(SAMPLE, source)
+        _unique_requirements(source / "requirements.txt")
+        buildpack = detect(source)
+        dockerfile = render_dockerfile(buildpack, source, stack_image=stack_image_ref(buildpack.stack))
+        context_dir = work / f"raw-context-{run}"
+        context = build_context(
+            source_dir=source,
+            buildpack=buildpack,
+            dockerfile=dockerfile,
+            ca_bundle=CA_BUNDLE if CA_BUNDLE.is_file() else None,
+        )
+        with context, tarfile.open(fileobj=context) as tar:
+            tar.extractall(context_dir, filter="tar")
+        return context_dir
 
     def build() -> float:
         started = time.monotonic()
@@ -110,12 +121,20 @@ def raw_builds(work: Path, tag: str, warm_runs: int) -> dict:
         CREATED.append(done.stdout.splitlines())
         return elapsed
 
-    cold = build()
+    cold = []
+    for run in range(cold_runs):
+        context_dir = context_for(run)
+        cold.append(build())
     warm = []
     for run in range(warm_runs):
         _edit_code(context_dir / "app" / "app.py", run)
         warm.append(build())
-    return {"cold_s": cold, "warm_s": warm, "warm_median_s": statistics.median(warm)}
+    return {
+        "cold_s": cold,
+        "cold_median_s": statistics.median(cold),
+        "warm_s": warm,
+        "warm_median_s": statistics.median(warm),
+    }
 
 
 def _remove_what_was_built() -> None:
@@ -150,6 +169,7 @@ def stack_sizes() -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--warm-runs", type=int, default=3)
+    parser.add_argument("--cold-runs", type=int, default=1)
     args = parser.parse_args()
     import django
 
@@ -161,16 +181,28 @@ def main() -> int:
     berth_tag, raw_tag = f"berth-bench/build-berth:{run_id}", f"berth-bench/build-raw:{run_id}"
     with tempfile.TemporaryDirectory(prefix="berth-bench-build-") as tmp:
         try:
-            berth = berth_builds(Path(tmp), berth_tag, args.warm_runs)
-            raw = raw_builds(Path(tmp), raw_tag, args.warm_runs)
+            cold_runs, warm_runs = max(1, min(args.cold_runs, 10)), max(1, min(args.warm_runs, 10))
+            berth = berth_builds(Path(tmp), berth_tag, warm_runs, cold_runs)
+            raw = raw_builds(Path(tmp), raw_tag, warm_runs, cold_runs)
         finally:
             _remove_what_was_built()
     sizes = stack_sizes()
     print(
-        f"python sample (Flask from PyPI)     cold      warm (median of {args.warm_runs}, code-only change)"
+        f"python sample (Flask from PyPI)     cold (median of {cold_runs})   warm (median of {warm_runs}, code-only change)"
     )
-    print(f"  Berth builder (SDK, streamed)  {berth['cold_s']:7.1f} s  {berth['warm_median_s']:7.2f} s")
-    print(f"  raw `docker build` (legacy)    {raw['cold_s']:7.1f} s  {raw['warm_median_s']:7.2f} s")
+    print(
+        f"  Berth builder (SDK, streamed)  {berth['cold_median_s']:7.1f} s  {berth['warm_median_s']:7.2f} s"
+    )
+    print(f"  raw `docker build` (legacy)    {raw['cold_median_s']:7.1f} s  {raw['warm_median_s']:7.2f} s")
+    save_figures(
+        "build_raw",
+        [
+            figure("Berth builder, cold (Flask from PyPI)", berth["cold_s"], "s"),
+            figure("raw docker build, cold (same context)", raw["cold_s"], "s"),
+            figure("Berth builder, warm (code-only change)", berth["warm_s"], "s"),
+            figure("raw docker build, warm (same context)", raw["warm_s"], "s"),
+        ],
+    )
     print(
         "stack variants: " + ", ".join(f"{k} {v} MB" if v else f"{k} (not built)" for k, v in sizes.items())
     )

@@ -1,7 +1,13 @@
-"""Small helpers the benchmarks share: a plain-text table and percentiles."""
+"""Small helpers the benchmarks share: a plain-text table, percentiles, process-tree memory, and the figures
+each benchmark hands to bench/run_all.py."""
 
+import json
 import math
+import statistics
 from collections.abc import Sequence
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -40,3 +46,75 @@ def _cell(value: object) -> str:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float)
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (gunicorn's workers, Celery's pool children and whatever they run now)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def tree_memory_mb(pid: int) -> dict:
+    """RSS and PSS summed over `pid`'s process tree, in MB, and the RSS by command name. RSS counts pages the forked
+    workers share once per process (what `ps` shows added up); PSS divides each shared page among its sharers (what
+    the tree really costs)."""
+    rss = pss = 0
+    by_command: dict[str, float] = {}
+    for member in process_tree(pid):
+        try:
+            command = Path(f"/proc/{member}/comm").read_text().strip()
+            member_rss = 0
+            for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    member_rss = int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+        except OSError:
+            continue  # ended meanwhile
+        rss += member_rss
+        by_command[command] = by_command.get(command, 0) + member_rss / 1024
+    return {"rss_mb": rss / 1024, "pss_mb": pss / 1024, "by_command_mb": by_command}
+
+
+def figure(
+    name: str,
+    samples: Sequence[float],
+    unit: str,
+    *,
+    goal: str = "",
+    note: str = "",
+    limit: float | None = None,
+) -> dict:
+    """One row of `make bench`'s table: the median of `samples` and their spread. With `limit`, the goal is met
+    when the median is at most that."""
+    values = [float(v) for v in samples if v is not None]
+    median = statistics.median(values) if values else None
+    return {
+        "name": name,
+        "unit": unit,
+        "runs": len(values),
+        "median": median,
+        "min": min(values) if values else None,
+        "max": max(values) if values else None,
+        "samples": values,
+        "goal": goal,
+        "met": None if limit is None or median is None else median <= limit,
+        "note": note,
+    }
+
+
+def save_figures(bench: str, figures: list[dict]) -> None:
+    """bench/results/<bench>.figures.json, which bench/run_all.py gathers into the one table."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{bench}.figures.json").write_text(json.dumps(figures, indent=2) + "\n")

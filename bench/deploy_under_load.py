@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from common import print_table
+from common import figure, print_table, save_figures
 from deploy_platform import Platform, wait_seconds
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -131,6 +131,33 @@ def main() -> int:
         [[load["failed"], load["total"], load["requests_per_s"], load["seconds"],
           min(cutovers, default=0.0), max(cutovers, default=0.0)]],
     )  # fmt: skip
+    deploys = [run for run in runs if run["what"].startswith("deploy")]
+    save_figures(
+        "deploy_under_load",
+        [
+            figure(
+                f"failed requests over {args.deploys} deploys + rollback + restart + scale 3/1 under wrk",
+                [load["failed"]],
+                "requests",
+                goal="0",
+                limit=0,
+                note=f"of {load['total']:,} ({args.connections} keep-alive conn.); one run, a count",
+            ),
+            figure(
+                "deploy (git push) total",
+                [run["push_s"] for run in deploys],
+                "s",
+                note=f"{sum(run['ok'] for run in deploys)}/{len(deploys)} ok",
+            ),
+            figure("  new release ready (web tasks answer)", [run["ready_s"] for run in deploys], "s"),
+            figure("  cut-over: ready → old release removed", cutovers, "s"),
+        ]
+        + [
+            figure(f"{run['what']} → done", [run["push_s"]], "s")
+            for run in runs
+            if not run["what"].startswith("deploy")
+        ],
+    )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "deploy_under_load.json").write_text(
         json.dumps(

@@ -42,7 +42,7 @@ SAMPLE = REPO / "tests" / "fixtures" / "apps" / "python"
 VENV = REPO / ".venv" / "bin"
 DB_NAME = "berth_bench_push"
 PG = "postgres://postgres@127.0.0.1:54329"
-REDIS_URL = "redis://127.0.0.1:6379/12"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 PUSH_TIMEOUT_S = 600
 APP_PREFIX = "bench-push-"
 # when the pusher sees each phase begin (seconds from the start of `git push`)
@@ -67,7 +67,7 @@ os.environ.update(
     BERTH_ROUTER_DIR=str(WORK / "router"),
 )
 
-from common import print_table  # noqa: E402
+from common import figure, print_table, save_figures  # noqa: E402
 
 from tests.conftest import free_port, wait_for  # noqa: E402
 
@@ -472,6 +472,22 @@ def main() -> int:
     for line in cutovers[-runs:]:
         print(f"  {line}")
     print(f"target: warm overhead ≤ 5 s → {'met' if summary['warm']['berth_overhead_s'] <= 5 else 'NOT met'}")
+    figures = []
+    for kind, samples in (("cold", cold), ("warm", warm)):
+        what = "first push of a new app, Flask from PyPI" if kind == "cold" else "code-only change"
+        figures += [
+            figure(f"git push → live, {kind} ({what})", [s["push_to_live_s"] for s in samples], "s"),
+            figure(f"  raw docker build of the same, {kind}", raw[f"{kind}_s"], "s"),
+            figure(
+                f"  Berth overhead, {kind} (push→live − median raw build)",
+                [s["push_to_live_s"] - statistics.median(raw[f"{kind}_s"]) for s in samples],
+                "s",
+                goal="≤ 5 s" if kind == "warm" else "",
+                limit=5 if kind == "warm" else None,
+            ),
+            figure(f"  git push returns, {kind}", [s["git_push_s"] for s in samples], "s"),
+        ]
+    save_figures("push_to_live", figures)
     results = REPO / "bench" / "results"
     results.mkdir(exist_ok=True)
     (results / "push_to_live.json").write_text(

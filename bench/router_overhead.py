@@ -29,7 +29,7 @@ if "BERTH_HOME" not in os.environ:
 from berth.routing.haproxy import admin_command, haproxy_command, write_config  # noqa: E402
 from berth.routing.router import HaproxyRouter  # noqa: E402
 from berth.routing.testing import start_backend  # noqa: E402
-from common import percentile, print_table  # noqa: E402
+from common import figure, percentile, print_table, save_figures  # noqa: E402
 
 from tests.conftest import free_port, wait_for  # noqa: E402
 
@@ -97,6 +97,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--deaths", type=int, default=5, help="endpoints to kill for the rotation timing")
+    parser.add_argument("--repeats", type=int, default=1, help="wrk runs per target and connection count")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="berth-bench-router-") as directory:
@@ -114,10 +115,11 @@ def main() -> int:
             router.apply(app="bench", hostnames=[HOST], endpoints=[backend.endpoint])
 
             runs = []
-            for connections in (1, 16):
-                direct = wrk(backend.port, connections=connections, duration=args.duration)
-                routed = wrk(port, connections=connections, duration=args.duration)
-                runs.append({"connections": connections, "direct": direct, "haproxy": routed})
+            for _ in range(max(1, min(args.repeats, 10))):
+                for connections in (1, 16):
+                    direct = wrk(backend.port, connections=connections, duration=args.duration)
+                    routed = wrk(port, connections=connections, duration=args.duration)
+                    runs.append({"connections": connections, "direct": direct, "haproxy": routed})
             rows = []
             for run in runs:
                 for target in ("direct", "haproxy"):
@@ -153,6 +155,29 @@ def main() -> int:
             haproxy.terminate()
             haproxy.wait(timeout=10)
 
+    figures = []
+    for connections in (1, 16):
+        mine = [run for run in runs if run["connections"] == connections]
+        figures += [
+            figure(f"p50 direct, wrk {connections} conn.", [r["direct"]["p50_ms"] for r in mine], "ms"),
+            figure(
+                f"p50 through HAProxy, wrk {connections} conn.", [r["haproxy"]["p50_ms"] for r in mine], "ms"
+            ),
+            figure(
+                f"added by HAProxy at p50, {connections} conn.",
+                [r["haproxy"]["p50_ms"] - r["direct"]["p50_ms"] for r in mine],
+                "ms",
+                goal="≤ 0.3 ms",
+                limit=0.3,
+            ),
+            figure(
+                f"req/s through HAProxy, {connections} conn.",
+                [r["haproxy"]["requests_per_s"] for r in mine],
+                "req/s",
+            ),
+        ]
+    figures.append(figure("endpoint killed → marked DOWN (L4 checks)", deaths, "s", goal="≤ 3 s", limit=3))
+    save_figures("router_overhead", figures)
     results = {
         "wrk": runs,
         "out_of_rotation_s": deaths,

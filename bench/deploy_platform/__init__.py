@@ -87,6 +87,7 @@ class Platform:
         self.http_port = http_port or free_port()
         self.web_port = free_port()
         self.processes: dict[str, subprocess.Popen] = {}
+        self.extra_apps: list[str] = []
         self.logs = HOME / "logs"
         self.logs.mkdir(exist_ok=True)
 
@@ -149,6 +150,7 @@ class Platform:
             username="bench", email="bench@example.test", password="x"
         )
         team = team_create(name="bench", actor=user)
+        self.user, self.team = user, team
         _, self.token = token_create(user=user, name="bench")
         self.app = app_create(team=team, name=APP_PREFIX + secrets.token_hex(3), actor=user)
         self.host = f"{self.app.name}.localhost"
@@ -182,6 +184,15 @@ class Platform:
             timeout=60,
         )
 
+    def source(self, app_name: str) -> "Source":
+        """A git work tree pushing to another app of the bench team (made with `app_create`)."""
+        source = Source(
+            HOME / "src-apps" / app_name,
+            f"http://git:{self.token}@127.0.0.1:{self.web_port}/git/{app_name}.git",
+        )
+        self.extra_apps.append(app_name)
+        return source
+
     def _remove_images_and_network(self) -> None:
         import docker.errors
         from berth.core.docker import docker_client
@@ -189,13 +200,14 @@ class Platform:
 
         client = docker_client()
         app = getattr(self, "app", None)
-        if app is not None:
+        names = ([app.name] if app is not None else []) + self.extra_apps
+        for name in names:
             from berth.runtime.scheduler import get_scheduler
 
             get_scheduler().remove(
-                app=app.name
+                app=name
             )  # waits until the containers are gone: they hold image and network
-            for image in client.api.images(name=f"berth/{app.name}"):
+            for image in client.api.images(name=f"berth/{name}"):
                 for tag in image.get("RepoTags") or []:
                     try:
                         client.api.remove_image(tag)
@@ -231,6 +243,31 @@ class Platform:
         connections.close_all()
         if not os.environ.get("BENCH_KEEP"):
             shutil.rmtree(HOME, ignore_errors=True)
+
+
+class Source:
+    """A git work tree of the tiny app above, with a `berth` remote."""
+
+    def __init__(self, path: Path, url: str):
+        self.path = path
+        path.mkdir(parents=True)
+        self.git("init", "-q", "-b", "main")
+        self.git("config", "user.email", "bench@example.test")
+        self.git("config", "user.name", "bench")
+        self.git("remote", "add", "berth", url)
+
+    def git(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["git", *args], cwd=self.path, capture_output=True, text=True, timeout=timeout, check=check
+        )
+
+    def commit(self, message: str) -> None:
+        """The app answering `message`, committed (not pushed)."""
+        (self.path / "requirements.txt").write_text("")
+        (self.path / "Procfile").write_text("web: python app.py\n")
+        (self.path / "app.py").write_text(APP_PY.format(message=message))
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", message)
 
 
 def wait_seconds(predicate, *, timeout: float, interval: float = 0.02) -> float:
