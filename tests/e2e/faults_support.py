@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from tests.conftest import free_port, wait_for
-from tests.e2e.test_push_to_live import commit_and_push, get, git, write_app
+from tests.e2e.test_push_to_live import commit_and_push, get, git
 
 
 def make_repo(path: Path, *, web_url: str, token: str, app_name: str) -> Path:
@@ -223,36 +223,31 @@ def app_containers(app_name: str) -> list:
     )
 
 
-def supervise(platform) -> list[str]:
-    """Start again any platform process that exited, as systemd does (Restart=always in deploy/systemd)."""
-    restarted = []
-    for name, process in list(platform.processes.items()):
-        if process.poll() is not None:
-            platform.start(name)
-            restarted.append(f"{name} (exit {process.returncode})")
-    return restarted
+REPO_DIR = Path(__file__).resolve().parents[2]
 
 
-def push_live_supervised(
-    repo: Path, platform, app_name: str, message: str, *, timeout: float = 300
-) -> list[str]:
-    """push_live, restarting any platform process that exits meanwhile (as systemd would); returns those."""
-    write_app(repo, message)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    push = subprocess.Popen(
-        ["git", "push", "berth", "main"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+def run_respawned(platform, name: str) -> subprocess.Popen:
+    """Run the platform's process `name` under deploy/respawn.sh (as deploy/Procfile does): stop the fixture's by
+    PID and start the same command under the wrapper, which the fixture then stops by PID like the others."""
+    process = platform.processes[name]
+    process.terminate()
+    process.wait(timeout=30)
+    log = open(platform.logs / f"{name}-respawn.log", "ab")  # noqa: SIM115  (closed with the process)
+    platform.processes[name] = subprocess.Popen(
+        [str(REPO_DIR / "deploy/respawn.sh"), *process.args],
+        cwd=REPO_DIR,
+        env={**platform.env, "BERTH_RESPAWN_DELAY": "1"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
-    restarted: list[str] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while push.poll() is None and time.monotonic() < deadline:
-            restarted.extend(supervise(platform))
-            time.sleep(1)
-        _, stderr = push.communicate(timeout=5)
-    finally:
-        if push.poll() is None:
-            push.kill()
-    assert push.returncode == 0, stderr[-3000:]
-    assert get(platform.router_port, f"{app_name}.localhost").text.strip() == message
-    return restarted
+    return platform.processes[name]
+
+
+def respawns(platform, name: str) -> int:
+    """How many times deploy/respawn.sh started `name` again (its log says each time)."""
+    path = platform.logs / f"{name}-respawn.log"
+    return path.read_text(errors="replace").count("respawn: ") if path.exists() else 0
+
+
+def exited(platform) -> list[str]:
+    return [f"{name} (exit {p.returncode})" for name, p in platform.processes.items() if p.poll() is not None]
