@@ -5,6 +5,7 @@ import concurrent.futures
 import json
 import socket
 import subprocess
+import threading
 import time
 
 import httpx
@@ -312,3 +313,117 @@ def test_a_websocket_on_a_drained_endpoint_lives_until_the_drain_timeout_then_is
         with pytest.raises(ConnectionClosed):  # past the drain timeout the router ended it
             websocket.send("and now?")
             websocket.recv(timeout=5)
+
+
+class DeafEndpoint:
+    """An endpoint that takes requests and never answers, then dies like a lost node: its port stops accepting
+    (HAProxy's checks then fail) while the requests on it stay stuck. Runs in this test's process, on loopback."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stuck: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint("127.0.0.1", self.port)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return  # died
+            connection.settimeout(2)
+            try:
+                request = connection.recv(4096)
+            except OSError:
+                request = b""
+            if request:
+                self.stuck.append(connection)  # a request: keep it and never answer
+            else:
+                connection.close()  # an L4 check
+
+    def die(self) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone would not
+        except OSError:
+            pass  # dead already
+        self.listener.close()
+
+    def close(self) -> None:
+        self.die()
+        for connection in self.stuck:
+            connection.close()
+
+
+@pytest.fixture
+def deaf():
+    endpoint = DeafEndpoint()
+    yield endpoint
+    endpoint.close()
+
+
+def _stuck_request(router, deaf: DeafEndpoint) -> socket.socket:
+    client = socket.create_connection(("127.0.0.1", router.port))
+    client.sendall(b"GET / HTTP/1.1\r\nHost: demo.localhost\r\n\r\n")
+    wait_for(lambda: deaf.stuck, timeout=5, message="the request stuck on the deaf endpoint")
+    return client
+
+
+@pytest.mark.parametrize("removed", ["after the checks marked it down", "before the checks mark it down"])
+def test_a_dead_endpoints_stuck_request_does_not_hold_up_its_removal(router, backends, deaf, removed):
+    """A node dies with a request in flight: removing its endpoint must not wait for that request (it would
+    wait for HAProxy's 30 s server timeout, and so would the routing of the node's replacement)."""
+    alive = backends("alive")
+    router_ = get_router()
+    router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[deaf.endpoint])
+    with _stuck_request(router, deaf):
+        router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[deaf.endpoint, alive.endpoint])
+        if removed.startswith("after"):
+            deaf.die()
+            wait_for(
+                lambda: ("127.0.0.1", deaf.port, "DOWN") in router_.state()["demo"]["endpoints"],
+                timeout=5,
+                interval=0.05,
+                message="the dead endpoint marked DOWN",
+            )
+        else:
+            threading.Timer(0.5, deaf.die).start()
+        started = time.monotonic()
+        router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[alive.endpoint], drain_timeout=25)
+        took = time.monotonic() - started
+    # marking down takes up to ~3 s (two failed checks); after that nothing is waited for
+    assert took < (1 if removed.startswith("after") else 5), took
+    assert router_.state()["demo"]["endpoints"] == [("127.0.0.1", alive.port, "UP")]
+    assert get(router, "demo.localhost").text == "alive"
+
+
+def test_apply_without_waiting_returns_at_once_and_the_drain_finishes_behind_it(router, backends):
+    old, new = backends("old"), backends("new")
+    router_ = get_router()
+    router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[old.endpoint])
+    with httpx.Client(timeout=10) as client, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(
+            client.get, f"http://127.0.0.1:{router.port}/slow?s=2", headers={"Host": "demo.localhost"}
+        )
+        wait_for(lambda: _sessions(router) > 0, timeout=5, message="the slow request on the old endpoint")
+        started = time.monotonic()
+        router_.apply(
+            app="demo", hostnames=["demo.localhost"], endpoints=[new.endpoint], drain_timeout=10, wait=False
+        )
+        assert time.monotonic() - started < 1
+        assert not slow.done()
+        assert get(router, "demo.localhost").text == "new"  # new requests: the new endpoint only
+        # asked again meanwhile (as the watcher does every second), still without waiting
+        router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[new.endpoint], wait=False)
+        assert ("127.0.0.1", old.port, "DRAIN") in router_.state()["demo"]["endpoints"]
+        assert slow.result(timeout=10).text == "old"  # the running request finished on the old endpoint
+    wait_for(
+        lambda: router_.state()["demo"]["endpoints"] == [("127.0.0.1", new.port, "UP")],
+        timeout=5,
+        interval=0.05,
+        message="the old endpoint freed once its request ended",
+    )

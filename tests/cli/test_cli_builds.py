@@ -313,6 +313,24 @@ def test_ps_of_an_app_with_nothing_running(cli, shop):
     assert as_json(cli("ps", "-a", shop, "--json")) == []
 
 
+@pytest.mark.docker
+def test_ps_shows_each_process_types_replicas_and_placement(cli, shop):
+    from berth.apps.models import Formation
+
+    ok(cli("ps:scale", "web=2", "-a", shop))
+    # what `berth ps:place -a shop web zone=a disk=ssd` stores (it needs a swarm node with those labels)
+    Formation.objects.filter(app__name=shop, process="web").update(
+        constraints=["node.labels.zone==a", "node.labels.disk==ssd"]
+    )
+    assert ok(cli("ps", "-a", shop)) == (
+        "web: 2 replicas, placed on zone=a disk=ssd\n\nshop has no processes running.\n"
+    )
+    assert as_json(cli("ps", "-a", shop, "--json")) == []  # the tasks, as before
+
+    Formation.objects.filter(app__name=shop, process="web").update(constraints=[], replicas=1)
+    assert ok(cli("ps", "-a", shop)).splitlines()[0] == "web: 1 replica, on any node"
+
+
 # --- run, runs:output ---------------------------------------------------------------------------------------
 
 RUN_PREFIX = "clirun-"

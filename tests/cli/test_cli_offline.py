@@ -254,6 +254,11 @@ PS_ROWS = [
         "error": "task: non-zero exit (1)",
     },
 ]
+FORMATION = [
+    {"process": "web", "replicas": 2, "memory_mb": None, "cpu": None},
+    {"process": "worker", "replicas": 1, "memory_mb": 256, "cpu": None},
+]
+PLACEMENT = [{"process": "web", "constraints": ["zone=a"]}, {"process": "worker", "constraints": []}]
 BUILDING = {"id": 7, "app": "demo", "status": "building", "status_reason": "", "log": ""}
 
 
@@ -273,6 +278,12 @@ class _Answers(BaseHTTPRequestHandler):
                 "application/json",
             ),
             "/api/v1/apps/demo/ps": (200, json.dumps(PS_ROWS).encode(), "application/json"),
+            "/api/v1/apps/demo/formation": (200, json.dumps(FORMATION).encode(), "application/json"),
+            "/api/v1/apps/demo/placement": (200, json.dumps(PLACEMENT).encode(), "application/json"),
+            "/api/v1/apps/old/ps": (200, b"[]", "application/json"),
+            "/api/v1/apps/old/formation": (200, json.dumps(FORMATION[:1]).encode(), "application/json"),
+            # a server from before `ps:place`: no such route
+            "/api/v1/apps/old/placement": (404, b'{"detail": "Not found."}', "application/json"),
             "/api/v1/apps/demo/builds/7": (200, json.dumps(BUILDING).encode(), "application/json"),
             # the stream ends without the `[build 7 ...]` line, as when the server gives up or the connection drops
             "/api/v1/apps/demo/builds/7/output": (200, b"one\ntwo\n", "text/plain"),
@@ -317,10 +328,12 @@ def test_text_the_terminal_cannot_encode_is_replaced_not_a_traceback(berth, not_
     assert (result.returncode, result.stdout, result.stderr) == (0, "GREETING=caf? ?\n", "")
 
 
-def test_ps_shows_one_row_per_process_sorted_by_type(berth, not_berth):
+def test_ps_shows_each_types_placement_then_one_row_per_process_sorted_by_type(berth, not_berth):
     result = berth("ps", "-a", "demo", env={"BERTH_URL": not_berth, "BERTH_TOKEN": "x"})
     assert (result.returncode, result.stderr) == (0, "")
     lines = result.stdout.splitlines()
+    assert lines[:3] == ["web: 2 replicas, placed on zone=a", "worker: 1 replica, on any node", ""]
+    lines = lines[3:]
     assert lines[0].split() == ["PROCESS", "ID", "RELEASE", "STATE", "WHERE", "STARTED", "RESTARTS", "ERROR"]
     assert lines[2].split() == [
         "web", "a1b2c3d4e5f6", "v3", "starting", "(to", "running)", "127.0.0.1:30001", "-", "2", "task:",
@@ -337,6 +350,15 @@ def test_ps_shows_one_row_per_process_sorted_by_type(berth, not_berth):
         "0",
         "-",
     ]
+
+
+def test_ps_against_a_server_without_placement_shows_the_replicas_only(berth, not_berth):
+    result = berth("ps", "-a", "old", env={"BERTH_URL": not_berth, "BERTH_TOKEN": "x"})
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        "web: 2 replicas, on any node\n\nold has no processes running.\n",
+        "",
+    )
 
 
 def test_a_build_stream_that_ends_early_is_one_error_line_after_its_lines(berth, not_berth):

@@ -18,14 +18,17 @@ from tests.conftest import free_port, wait_for
 
 TEST_LABELS = {"org.berth.test": "1"}
 # A stdlib web app: answers every GET with the node it runs on (Swarm's {{.Node.Hostname}} template in its env),
-# so a test sees where each request was served. SIGTERM ends it at once: the harsh case for a drain.
+# and its task in an X-Task header ({{.Task.ID}}), so a test sees where each request was served, and when a
+# replacement task served its first. SIGTERM ends it at once: the harsh case for a drain.
 WEB_APP = """
 import http.server, os
 NODE = os.environ.get('NODE_HOSTNAME', '?').encode()
+TASK = os.environ.get('TASK_ID', '?')
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
     def do_GET(self):
         self.send_response(200)
+        self.send_header('X-Task', TASK)
         self.send_header('Content-Length', str(len(NODE)))
         self.end_headers()
         self.wfile.write(NODE)
@@ -169,7 +172,7 @@ def cluster_app(on_cluster, cluster, db):
             image=harness.STACK_IMAGE,
             command=COMMAND,
             # Swarm fills in the template per task: the app answers with the node that runs it
-            env={"APP_CODE": WEB_APP, "NODE_HOSTNAME": "{{.Node.Hostname}}"},
+            env={"APP_CODE": WEB_APP, "NODE_HOSTNAME": "{{.Node.Hostname}}", "TASK_ID": "{{.Task.ID}}"},
             replicas=replicas,
             constraints=list(constraints or []),
         )

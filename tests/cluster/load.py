@@ -24,6 +24,7 @@ class TimedLoad:
         self.ok = 0
         self.failures: list[tuple[float, str]] = []  # (monotonic time, what)
         self.served_by: Counter[str] = Counter()
+        self.first_served: dict[str, float] = {}  # task id (X-Task) -> monotonic time its first answer ended
         self.slowest = 0.0
         self._stop = threading.Event()
         self._deadline = time.monotonic() + max_seconds
@@ -46,16 +47,19 @@ class TimedLoad:
                 try:
                     response = client.get("/")
                     good, text = response.status_code == 200, response.text.strip()
+                    task = response.headers.get("X-Task")
                     if not good:
                         text = f"HTTP {response.status_code}: {text[:100]}"
                 except httpx.HTTPError as exc:
-                    good, text = False, repr(exc)[:200]
+                    good, text, task = False, repr(exc)[:200], None
                 ended = time.monotonic()
                 with self._lock:
                     self.slowest = max(self.slowest, ended - started)
                     if good:
                         self.ok += 1
                         self.served_by[text] += 1
+                        if task:
+                            self.first_served.setdefault(task, ended)
                     else:
                         self.failures.append((started, text))
 

@@ -1,18 +1,40 @@
 """Shapes of API v1 for the OpenAPI schema (/api/v1/schema/). Views render plain dicts; these only describe them."""
 
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers as s
 
 ROLE = s.ChoiceField(choices=["owner", "admin", "member", "viewer"])
 
 
-def _shape(component: str, /, **fields) -> type[s.Serializer]:
+def _shape(component: str, /, base: type[s.Serializer] = s.Serializer, **fields) -> type[s.Serializer]:
     # A class (not an instance) so it can be used both alone and as `Shape(many=True)`.
-    return type(component, (s.Serializer,), {**fields, "__module__": __name__})
+    return type(component, (base,), {**fields, "__module__": __name__})
 
 
-Error = _shape("Error", detail=s.CharField())
+# What every error answers (berth.core.api.exception_handler): one readable line in `detail`, which is all the CLI
+# prints, and for a request the API refused field by field, those fields with their messages.
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": {
+            "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
+        },
+    }
+)
+class _FieldErrors(s.DictField):
+    pass
+
+
+Error = _shape(
+    "Error",
+    detail=s.CharField(help_text="one line saying what went wrong"),
+    errors=_FieldErrors(
+        required=False,
+        help_text="400 only: field name -> its message (or messages), when the request was refused field by field",
+    ),
+)
 TokenCreated = _shape("TokenCreated", id=s.IntegerField(), name=s.CharField(), token=s.CharField())
 SignIn = _shape("SignIn", username=s.CharField(), password=s.CharField(), name=s.CharField(required=False))
 Token = _shape(
@@ -120,3 +142,134 @@ Release = _shape(
     procfile=s.DictField(child=s.CharField()),
 )
 NoContent = OpenApiResponse(description="done")
+
+
+# --- builds and deploys (berth.builds.api) ----------------------------------------------------------------------
+
+Build = _shape(
+    "Build",
+    id=s.IntegerField(),
+    app=s.CharField(),
+    source=s.ChoiceField(choices=["git", "image"]),
+    status=s.ChoiceField(choices=["queued", "building", "succeeded", "failed", "cancelled"]),
+    status_reason=s.CharField(allow_blank=True),
+    buildpack=s.CharField(allow_blank=True),
+    git_ref=s.CharField(allow_blank=True),
+    git_sha=s.CharField(allow_blank=True),
+    image_ref=s.CharField(allow_blank=True, help_text="the image asked for (image deploys)"),
+    image=s.CharField(allow_blank=True, help_text="the image the release runs"),
+    release=s.IntegerField(allow_null=True),
+    created_by=s.CharField(allow_null=True),
+    created_at=s.DateTimeField(),
+    started_at=s.DateTimeField(allow_null=True),
+    finished_at=s.DateTimeField(allow_null=True),
+    worker=s.CharField(allow_blank=True, help_text="host:pid of the worker that ran it"),
+)
+BuildDetail = _shape("BuildDetail", base=Build, log=s.CharField(allow_blank=True))
+
+
+class _BuildDetailSchema(OpenApiSerializerExtension):
+    """BuildDetail is a Build plus its log: described as such (allOf), so Build's enums are named once."""
+
+    target_class = BuildDetail
+
+    def map_serializer(self, auto_schema, direction):
+        log = {"type": "object", "properties": {"log": {"type": "string"}}, "required": ["log"]}
+        return {"allOf": [auto_schema.resolve_serializer(Build, direction).ref, log]}
+
+
+ImageDeploy = _shape(
+    "ImageDeployRequest", image=s.CharField(help_text="an image reference such as registry:5000/name:tag")
+)
+BuildOutput = OpenApiResponse(
+    OpenApiTypes.STR,
+    description="the build's log lines as they come (text/plain, streamed), then `[build <id> <status>]`",
+)
+
+# --- what runs (berth.deploys.api) ------------------------------------------------------------------------------
+
+
+@extend_schema_field(
+    {"oneOf": [{"type": "integer"}, {"type": "string", "pattern": "^[vV]?[0-9]+$"}], "example": "v3"}
+)
+class _ReleaseNumber(s.CharField):
+    pass
+
+
+Rollback = _shape("RollbackRequest", version=_ReleaseNumber(help_text="a release number: 3 or v3"))
+Restart = _shape(
+    "RestartRequest",
+    process=s.CharField(required=False, allow_null=True, help_text="a process type; left out: all"),
+)
+Restarting = _shape(
+    "Restarting",
+    app=s.CharField(),
+    process=s.CharField(allow_null=True),
+    status=s.ChoiceField(choices=["restarting"]),
+)
+Process = _shape(
+    "Process",
+    id=s.CharField(),
+    process=s.CharField(),
+    release=s.IntegerField(),
+    state=s.CharField(help_text="the Swarm task state: running, starting, failed, ..."),
+    desired_state=s.CharField(),
+    node=s.CharField(),
+    address=s.CharField(allow_null=True),
+    port=s.IntegerField(allow_null=True),
+    started_at=s.DateTimeField(allow_null=True),
+    restarts=s.IntegerField(),
+    error=s.CharField(allow_blank=True),
+)
+RunCreate = _shape(
+    "RunRequest",
+    command=s.CharField(help_text="the command line, run by sh -c"),
+    detach=s.BooleanField(required=False, default=False),
+)
+RunStarted = _shape(
+    "RunStarted",
+    id=s.CharField(),
+    release=s.IntegerField(),
+    command=s.CharField(),
+    status=s.ChoiceField(choices=["running"]),
+)
+Run = _shape(
+    "Run",
+    id=s.CharField(),
+    status=s.ChoiceField(choices=["running", "exited"]),
+    exit_code=s.IntegerField(allow_null=True),
+)
+RunOutput = OpenApiResponse(
+    OpenApiTypes.STR, description="the run's output lines as they come (text/plain, streamed) until it exits"
+)
+
+# --- where things run (berth.nodes.api) ------------------------------------------------------------------------
+
+Placement = _shape(
+    "Placement",
+    process=s.CharField(),
+    constraints=s.ListField(child=s.CharField(), help_text='node labels, e.g. ["zone=a"]; [] is anywhere'),
+)
+Node = _shape(
+    "Node",
+    id=s.CharField(),
+    hostname=s.CharField(allow_blank=True),
+    role=s.CharField(help_text="manager or worker"),
+    leader=s.BooleanField(),
+    state=s.CharField(help_text="ready, down, unknown or disconnected"),
+    availability=s.CharField(help_text="active, pause or drain"),
+    address=s.CharField(allow_blank=True),
+    labels=s.DictField(child=s.CharField(allow_blank=True)),
+    cpus=s.FloatField(),
+    memory_mb=s.IntegerField(),
+    tasks=s.IntegerField(help_text="running tasks of any service"),
+    engine=s.CharField(allow_blank=True),
+)
+NodeChange = _shape(
+    "NodeChange",
+    availability=s.ChoiceField(choices=["drain", "active"], required=False),
+    labels=s.DictField(
+        child=s.CharField(allow_null=True, allow_blank=True), required=False, help_text="null removes a label"
+    ),
+)
+NodeJoin = _shape("NodeJoin", manager=s.CharField(), token=s.CharField(), command=s.CharField())

@@ -16,6 +16,7 @@ from berth.accounts.errors import Conflict
 from berth.accounts.models import ApiToken, Invitation, Membership, Team
 from berth.accounts.roles import VIEWER
 from berth.api import schema as S
+from berth.api.openapi import BerthSchema
 from berth.api.permissions import RolePermission
 from berth.apps import selectors as apps_selectors
 from berth.apps import services as apps_services
@@ -24,11 +25,21 @@ from berth.audit.selectors import audit_events_for_team
 from berth.releases.models import Release
 from berth.releases.selectors import release_for_app, releases_for_app
 
+# Bodies of API v1 are a few fields (a config change is the largest); the setting DATA_UPLOAD_MAX_MEMORY_SIZE is off
+# for git pushes, so the API bounds what it parses itself.
+MAX_BODY_BYTES = 1024 * 1024
+
 
 class ConflictError(APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "conflict"
     default_code = "conflict"
+
+
+class BodyTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = f"the request body is larger than {MAX_BODY_BYTES // 1024} KiB"
+    default_code = "too_large"
 
 
 def _client_ip(request) -> str | None:
@@ -122,6 +133,15 @@ class BerthAPIView(APIView):
     """Maps service errors to HTTP: Django's ValidationError -> 400 naming the field, Conflict -> 409."""
 
     permission_classes = [RolePermission]
+    schema = BerthSchema()
+
+    def initial(self, request, *args, **kwargs):
+        # Before authentication: some permission checks read the body (the team of a new app). DRF parses only
+        # what Content-Length announces (a body without one reads as empty), so the header is enough to check.
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        if request.method in ("POST", "PUT", "PATCH") and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            raise BodyTooLarge()
+        super().initial(request, *args, **kwargs)
 
     def handle_exception(self, exc):
         if isinstance(exc, DjangoValidationError):
@@ -320,7 +340,7 @@ class TeamInvitationsView(TeamScopedView):
 
 
 class TeamInvitationView(TeamScopedView):
-    @extend_schema(responses={204: S.NoContent})
+    @extend_schema(responses={204: S.NoContent, 409: S.Error})
     def delete(self, request, team: str, pk: int):
         invitation = accounts_selectors.pending_invitations(team=self.team).filter(pk=pk).first()
         if invitation is None:

@@ -1,10 +1,12 @@
 """API v1 for builds: list, detail (with log), live output, cancel, and deploys from an image reference."""
 
 from django.http import StreamingHttpResponse
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
+from berth.api import schema as S
 from berth.api.views import AppScopedView, ConflictError, _body, _client_ip
 from berth.builds import services
 from berth.builds.models import Build
@@ -48,17 +50,20 @@ class _BuildView(AppScopedView):
 
 
 class AppBuildsView(AppScopedView):
+    @extend_schema(responses=S.Build(many=True), description="The app's latest 50 builds, newest first.")
     def get(self, request, app: str):
         builds = Build.objects.select_related("app", "release", "created_by").filter(app=self.app)[:50]
         return Response([build_repr(b) for b in builds])
 
 
 class AppBuildView(_BuildView):
+    @extend_schema(responses=S.BuildDetail)
     def get(self, request, app: str, build_id: int):
         return Response(build_repr(self.get_build(build_id), with_log=True))
 
 
 class AppBuildCancelView(_BuildView):
+    @extend_schema(request=None, responses={200: S.Build, 409: S.Error})
     def post(self, request, app: str, build_id: int):
         build = self.get_build(build_id)
         try:
@@ -71,6 +76,7 @@ class AppBuildCancelView(_BuildView):
 class AppBuildOutputView(_BuildView):
     """The build's lines as plain text, streamed until it ends (what `berth builds:output` and deploys follow)."""
 
+    @extend_schema(responses={(200, "text/plain"): S.BuildOutput})
     def get(self, request, app: str, build_id: int):
         build = self.get_build(build_id)
         stream = services.log_stream(build)
@@ -85,6 +91,11 @@ class AppBuildOutputView(_BuildView):
 
 
 class AppDeploysView(AppScopedView):
+    @extend_schema(
+        request=S.ImageDeploy,
+        responses={202: S.Build, 409: S.Error},
+        description="Deploy an image built elsewhere: a build of source `image` that pulls it; 202 queued.",
+    )
     def post(self, request, app: str):
         data = _body(request)
         image = data.get("image")

@@ -24,6 +24,7 @@ from importlib import metadata
 from typing import Any
 
 from berth.cli.client import (
+    ApiError,
     Client,
     CliError,
     Credentials,
@@ -737,11 +738,41 @@ def where(row: dict) -> str | None:
     return row.get("address") or row.get("node")
 
 
+def placements(client: Client, args: argparse.Namespace) -> dict[str, list[str]]:
+    """Each process type's placement constraints (`berth ps:place`), {} from a server without placement."""
+    try:
+        rows = client.get(app_path(args, "/placement"))
+    except ApiError as exc:
+        if (
+            exc.status == 404
+        ):  # asked after /ps found the app: a server from before placement, all run anywhere
+            return {}
+        raise
+    return {row["process"]: list(row.get("constraints") or []) for row in rows}
+
+
+def formation_lines(formation: list[dict], placed: dict[str, list[str]]) -> list[str]:
+    """`web: 2 replicas, placed on zone=a`: how many of each process type should run, and where."""
+    lines = []
+    for row in formation:
+        count = row.get("replicas") or 0
+        where = placed.get(row["process"])
+        lines.append(
+            f"{row['process']}: {count} replica{'' if count == 1 else 's'}, "
+            + (f"placed on {' '.join(where)}" if where else "on any node")
+        )
+    return lines
+
+
 @command("ps", "list an app's running processes", needs_app=True)
 def ps(args):
-    rows = api().get(app_path(args, "/ps"))
+    client = api()
+    rows = client.get(app_path(args, "/ps"))
+    formation = client.get(app_path(args, "/formation"))
+    placed = placements(client, args)
     rows = sorted(rows, key=lambda r: (r.get("process") or "", -(r.get("release") or 0), r.get("id") or ""))
-    return rows, table(
+    header = formation_lines(formation, placed)
+    return rows, "".join(f"{line}\n" for line in header) + ("\n" if header else "") + table(
         rows,
         ["PROCESS", "ID", "RELEASE", "STATE", "WHERE", "STARTED", "RESTARTS", "ERROR"],
         lambda r: [

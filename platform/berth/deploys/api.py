@@ -1,22 +1,31 @@
 """API v1 for what runs: processes (ps), rollbacks and one-off runs."""
 
 from django.http import StreamingHttpResponse
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
+from berth.api import schema as S
 from berth.api.views import AppScopedView, ConflictError, _body, _client_ip, _release
 from berth.core.streaming import streamed
 from berth.deploys import services
+from berth.releases.services import ImagePruned
 from berth.runtime.scheduler import SchedulerError
 
 
 class AppProcessesView(AppScopedView):
+    @extend_schema(responses=S.Process(many=True), description="What runs for the app: one row per task.")
     def get(self, request, app: str):
         return Response(services.app_processes(app=self.app))
 
 
 class AppRollbackView(AppScopedView):
+    @extend_schema(
+        request=S.Rollback,
+        responses={201: S.Release, 409: S.Error},
+        description="A new release like an earlier one (409 if the image GC removed that release's image).",
+    )
     def post(self, request, app: str):
         data = _body(request)
         version = data.get("version")
@@ -32,12 +41,15 @@ class AppRollbackView(AppScopedView):
             )
         except services.DeployError as exc:
             raise NotFound(str(exc)) from exc
+        except ImagePruned as exc:  # the image GC removed that release's image: it cannot come back
+            raise ConflictError(str(exc)) from exc
         return Response(_release(release), status=status.HTTP_201_CREATED)
 
 
 class AppRestartView(AppScopedView):
     """POST {"process"?}: a rolling, zero-drop restart of one process type (or all), queued; 202."""
 
+    @extend_schema(request=S.Restart, responses={202: S.Restarting, 409: S.Error})
     def post(self, request, app: str):
         from berth.audit.services import audit_record
         from berth.deploys.tasks import app_restart_task
@@ -67,6 +79,11 @@ class AppRestartView(AppScopedView):
 
 
 class AppRunsView(AppScopedView):
+    @extend_schema(
+        request=S.RunCreate,
+        responses={201: S.RunStarted, 409: S.Error},
+        description="Start a one-off command in the live release's image and config; follow its output.",
+    )
     def post(self, request, app: str):
         data = _body(request)
         command, detach = data.get("command"), data.get("detach", False)
@@ -90,6 +107,7 @@ class AppRunsView(AppScopedView):
 
 
 class AppRunView(AppScopedView):
+    @extend_schema(responses=S.Run)
     def get(self, request, app: str, run_id: str):
         try:
             return Response(services.oneoff_info(app=self.app, run_id=run_id))
@@ -98,6 +116,7 @@ class AppRunView(AppScopedView):
 
 
 class AppRunOutputView(AppScopedView):
+    @extend_schema(responses={(200, "text/plain"): S.RunOutput})
     def get(self, request, app: str, run_id: str):
         try:
             services.oneoff_info(app=self.app, run_id=run_id)  # 404 before a stream starts

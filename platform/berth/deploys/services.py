@@ -364,20 +364,26 @@ def release_rollback(*, app: App, version: int, actor, remote_addr: str | None =
 _routed: dict[str, set] = {}
 
 
-def _route(*, app: App, endpoints: list) -> None:
+def _route(*, app: App, endpoints: list, wait: bool = True) -> None:
     from berth.routing.router import get_router
 
-    get_router().apply(app=app.name, hostnames=app_hostnames(app), endpoints=endpoints)
+    get_router().apply(app=app.name, hostnames=app_hostnames(app), endpoints=endpoints, wait=wait)
     _routed[app.name] = set(endpoints)
 
 
 def _answering_endpoints(*, app: App, release: int) -> tuple[list, bool]:
-    """The release's running web endpoints that were routed before or answer HTTP now; and whether some did not."""
+    """The release's running web endpoints that were routed before or answer HTTP now; and whether some did not,
+    or some web task is still starting (e.g. the replacement of a task on a lost node): worth asking again soon."""
+    from berth.routing.router import Endpoint
     from berth.runtime.health import http_probe
+    from berth.runtime.scheduler import get_scheduler
 
     known = _routed.get(app.name, set())
-    endpoints, waiting = [], False
-    for endpoint in web_endpoints(app_name=app.name, release=release):
+    tasks = get_scheduler().tasks(app=app.name, release=release, process="web")
+    endpoints, waiting = [], any(t.desired_state == "running" and not t.running for t in tasks)
+    for endpoint in [
+        Endpoint(t.node_address, t.published_port) for t in tasks if t.running and t.published_port
+    ]:
         if endpoint not in known:
             status = http_probe(endpoint.address, endpoint.port, app.health_check_path, timeout=1.0)
             if status is None or status >= 500:
@@ -391,7 +397,11 @@ def app_reconcile(app: App) -> bool:
     """Make the router match what runs: the live release's running web tasks (heals missed events, restarts).
 
     A task not routed before joins only once it answers Berth's HTTP check: Swarm reports a restarted task
-    running before the app in it listens. Returns True when some task was left out for that reason (ask again).
+    running before the app in it listens. Returns True when some task was left out for that reason, or is still
+    starting (ask again soon).
+
+    The app lock is held only while the router changes, not while removed endpoints drain: a slow request on a
+    removed endpoint must hold up neither this app's next deploy nor the watcher's routing of every other app.
     """
     live = live_release(app)
     if live is None:
@@ -402,7 +412,7 @@ def app_reconcile(app: App) -> bool:
         return False
     try:
         endpoints, waiting = _answering_endpoints(app=app, release=live.version)
-        _route(app=app, endpoints=endpoints)
+        _route(app=app, endpoints=endpoints, wait=False)
         return waiting
     finally:
         try:

@@ -18,6 +18,7 @@ logger = logging.getLogger("berth.watcher")
 
 FULL_RECONCILE_SECONDS = 3.0  # also how soon a router restarted from nothing has its routes back
 DEBOUNCE_SECONDS = 0.2
+SLOW_RECONCILE_SECONDS = 2.0
 APP_LABEL = "org.berth.app"
 
 
@@ -33,11 +34,15 @@ def reconcile_apps(names: set[str] | None = None) -> set[str]:
         apps = apps.filter(name__in=names)
     waiting = set()
     for app in apps:
+        started = time.monotonic()
         try:
             if app_reconcile(app):
                 waiting.add(app.name)
         except Exception:  # one app's trouble must not stop the others' routes
             logger.exception("reconcile of %s failed", app.name)
+        took = time.monotonic() - started
+        if took > SLOW_RECONCILE_SECONDS:  # every other app's routes waited this long: worth knowing
+            logger.warning("reconcile of %s took %.1fs", app.name, took)
     return waiting
 
 

@@ -1,9 +1,11 @@
 """API v1 for the swarm's machines: GET/PATCH/DELETE /nodes, GET /nodes/join. Platform administrators only."""
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
+from berth.api import schema as S
 from berth.api.views import AppScopedView, BerthAPIView, ConflictError, _body, _client_ip
 from berth.nodes import selectors, services
 
@@ -13,6 +15,7 @@ def _node(info: selectors.NodeInfo) -> dict:
 
 
 class NodesView(BerthAPIView):
+    @extend_schema(responses={200: S.Node(many=True), 409: S.Error})
     def get(self, request):
         try:
             return Response([_node(n) for n in selectors.node_list()])
@@ -21,6 +24,7 @@ class NodesView(BerthAPIView):
 
 
 class NodesJoinView(BerthAPIView):
+    @extend_schema(responses={200: S.NodeJoin, 409: S.Error})
     def get(self, request):
         try:
             return Response(selectors.node_join_command())
@@ -29,9 +33,11 @@ class NodesJoinView(BerthAPIView):
 
 
 class NodeView(BerthAPIView):
+    @extend_schema(responses={200: S.Node, 409: S.Error})
     def get(self, request, node: str):
         return Response(_node(self._call(selectors.node_find, node=node)))
 
+    @extend_schema(request=S.NodeChange, responses={200: S.Node, 409: S.Error})
     def patch(self, request, node: str):
         """{"availability": "drain"|"active"} and/or {"labels": {"zone": "a", "old": null}}."""
         data = _body(request)
@@ -59,6 +65,7 @@ class NodeView(BerthAPIView):
             info = self._call(services.node_activate, node=info.id, actor=request.user)
         return Response(_node(info))
 
+    @extend_schema(responses={204: S.NoContent, 409: S.Error})
     def delete(self, request, node: str):
         self._call(services.node_remove, node=node, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -77,6 +84,7 @@ class AppPlacementView(AppScopedView):
     """GET /apps/{app}/placement -> [{"process", "constraints": ["zone=a"]}];
     PUT {"process": "web", "constraints": ["zone=a"]} (member+; [] places anywhere again)."""
 
+    @extend_schema(responses=S.Placement(many=True))
     def get(self, request, app: str):
         from berth.apps.models import Formation
 
@@ -85,6 +93,7 @@ class AppPlacementView(AppScopedView):
             [{"process": r.process, "constraints": services.constraints_display(r.constraints)} for r in rows]
         )
 
+    @extend_schema(request=S.Placement, responses={200: S.Placement, 409: S.Error})
     def put(self, request, app: str):
         data = _body(request)
         process, expressions = data.get("process"), data.get("constraints")

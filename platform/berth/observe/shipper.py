@@ -93,12 +93,20 @@ class Follower(threading.Thread):
             except Exception as exc:  # a broken connection to Docker or Redis: resume from the cursor
                 if self.shipper.stopping.is_set():
                     return
-                if self.shipper.container_running(self.target.container_id):
+                if self._running():
                     logger.warning("following %s failed (%s); resuming", self.name, exc)
                 self.shipper.stopping.wait(1.0)
             # Docker ends a follow when the container stops; it may also drop it. Resume while it runs.
-            if not self.shipper.container_running(self.target.container_id):
+            if not self._running():
                 return
+
+    def _running(self) -> bool:
+        try:
+            return self.shipper.container_running(self.target.container_id)
+        except Exception:
+            # the engine is unreachable (restarting: its containers stop with it); the scan attaches this one
+            # again from its cursor if it still runs once the engine answers, so nothing is lost by ending here
+            return False
 
     def close(self) -> None:
         response = self.response

@@ -40,6 +40,7 @@ HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0
 # srv_admin_state bits of `show servers state`
 FORCED_MAINT = 0x01  # `set server … state maint`, or `disabled` in the configuration: the slot is free
 FORCED_DRAIN = 0x08  # `set server … state drain`: no new requests, running ones finish
+SRV_ST_STOPPED = 0  # srv_op_state of `show servers state`: the checks have marked the server DOWN
 
 
 class RouterError(RuntimeError):
@@ -66,10 +67,14 @@ class Router(ABC):
         hostnames: list[str],
         endpoints: list[Endpoint],
         drain_timeout: float | None = None,
+        wait: bool = True,
     ) -> None:
         """Make `app` reachable at exactly these hostnames, served by exactly these endpoints.
 
-        New endpoints take traffic before removed ones are drained, so the app always has a ready server.
+        New endpoints take traffic before removed ones are drained, so the app always has a ready server. A
+        removed endpoint the checks have marked down is taken out at once: its requests can never finish.
+        With wait=False the call returns once removed endpoints get no new requests, and their drain finishes in
+        a thread of this process (for the watcher, which must not stop following every app while one drains).
         """
 
     @abstractmethod
@@ -134,6 +139,12 @@ class _Server:
     admin: int
     status: str
     sessions: int
+    op_state: int = 2  # SRV_ST_RUNNING
+
+    @property
+    def down(self) -> bool:
+        """Marked down by its checks: nothing answers there, so requests still on it can never finish."""
+        return self.op_state == SRV_ST_STOPPED
 
     @property
     def key(self) -> str:
@@ -181,6 +192,7 @@ class HaproxyRouter(Router):
         hostnames: list[str],
         endpoints: list[Endpoint],
         drain_timeout: float | None = None,
+        wait: bool = True,
     ) -> None:
         hostnames, endpoints = clean_hostnames(hostnames), clean_endpoints(endpoints)
         _check_app(app)
@@ -189,7 +201,10 @@ class HaproxyRouter(Router):
             draining = self._begin_apply(slots, app=app, hostnames=hostnames, endpoints=endpoints)
             self._save(slots)
         # the lock is not held while draining: other apps' deploys need not wait for this one
-        self._finish_drains(draining, timeout=self._drain_timeout(drain_timeout))
+        if wait or not draining:
+            self._finish_drains(draining, timeout=self._drain_timeout(drain_timeout))
+        else:
+            self._finish_later(draining, timeout=self._drain_timeout(drain_timeout))
 
     def remove(self, *, app: str, drain_timeout: float | None = None) -> None:
         with locked(self.paths):
@@ -286,10 +301,27 @@ class HaproxyRouter(Router):
         self._publish_hosts(slots)
 
         kept_names = {server.name for server in kept.values()}
-        draining = [s for s in servers if not s.free and s.name not in kept_names]
-        for server in draining:
-            self._command(f"set server {server.key} state drain")
+        return self._drain_or_retire(slots, [s for s in servers if not s.free and s.name not in kept_names])
+
+    def _drain_or_retire(self, slots: dict, servers: list[_Server]) -> list[_Server]:
+        """Set servers draining; returns them. One already marked down is put in maintenance at once instead:
+        a request stuck on a dead node would otherwise hold the drain (and what waits for it) until HAProxy's
+        server timeout."""
+        draining = []
+        for server in servers:
+            if server.down:
+                self._retire(slots, server)
+            else:
+                self._command(f"set server {server.key} state drain")
+                draining.append(server)
         return draining
+
+    def _retire(self, slots: dict, server: _Server) -> None:
+        """Free a server slot now: maintenance, and whatever sessions it still has closed."""
+        self._command(f"set server {server.key} state maint")
+        if server.sessions or server.down:  # a down server's count may lag: its sessions are dead anyway
+            self._command(f"shutdown sessions server {server.key}")
+        self._touch(slots, server.key)
 
     def _plan(
         self, slots: dict, servers: list[_Server], endpoints: list[Endpoint]
@@ -309,10 +341,7 @@ class HaproxyRouter(Router):
         # kept (marked removing) until its servers are out, so the backend is not given to another app meanwhile
         record.update(hostnames=[], endpoints=[], removing=True)
         self._publish_hosts(slots)
-        draining = [s for s in self._servers(record["backend"]) if not s.free]
-        for server in draining:
-            self._command(f"set server {server.key} state drain")
-        return draining
+        return self._drain_or_retire(slots, [s for s in self._servers(record["backend"]) if not s.free])
 
     def _begin_orphans(self, slots: dict) -> list[_Server]:
         """Drain servers live in backends no app owns (left by a crash between two steps)."""
@@ -321,14 +350,39 @@ class HaproxyRouter(Router):
         for slot in range(1, slots["config"]["backends"] + 1):
             if backend_name(slot) in owned:
                 continue
-            for server in self._servers(backend_name(slot)):
-                if not server.free:
-                    self._command(f"set server {server.key} state drain")
-                    draining.append(server)
+            draining += self._drain_or_retire(
+                slots, [s for s in self._servers(backend_name(slot)) if not s.free]
+            )
         return draining
 
+    def _finish_later(self, draining: list[_Server], *, timeout: float) -> None:
+        """_finish_drains in a daemon thread; a server already being finished by one is not waited for twice."""
+        keys = {(str(self.paths.directory), s.key, s.endpoint): s for s in draining}
+        with _finishing_lock:
+            mine = {key: server for key, server in keys.items() if key not in _finishing}
+            _finishing.update(mine)
+        if not mine:
+            return
+
+        def finish() -> None:
+            try:
+                self._finish_drains(list(mine.values()), timeout=timeout)
+            except Exception:  # the next apply drains the server again; a watcher thread must not die of it
+                log.exception(
+                    "router: finishing the drain of %s failed", ", ".join(s.key for s in mine.values())
+                )
+            finally:
+                with _finishing_lock:
+                    for key in mine:
+                        _finishing.pop(key, None)
+
+        threading.Thread(target=finish, name="router-drain", daemon=True).start()
+
     def _finish_drains(self, draining: list[_Server], *, timeout: float) -> None:
-        """Wait (bounded) for draining servers' sessions to end, then put them in maintenance: free slots."""
+        """Wait (bounded) for draining servers' sessions to end, then put them in maintenance: free slots.
+
+        A server the checks mark down meanwhile is done at once (its sessions are closed).
+        """
         deadline = time.monotonic() + timeout
         waiting = list(draining)
         while waiting and time.monotonic() < deadline:
@@ -355,8 +409,7 @@ class HaproxyRouter(Router):
                         continue  # another call took this slot over meanwhile
                     if server.endpoint in wanted.get(backend, set()):
                         continue  # wanted again (a rollback applied while this one drained)
-                    self._command(f"set server {server.key} state maint")
-                    if server.sessions:
+                    if server.sessions and not server.down:
                         log.warning(
                             "router: %s (%s:%s) still had %s sessions after %ss of draining; closing them",
                             server.key,
@@ -365,8 +418,7 @@ class HaproxyRouter(Router):
                             server.sessions,
                             timeout,
                         )
-                        self._command(f"shutdown sessions server {server.key}")
-                    self._touch(slots, server.key)
+                    self._retire(slots, server)
             self._forget_removed(slots)
             self._save(slots)
 
@@ -388,7 +440,11 @@ class HaproxyRouter(Router):
             except RouterError:  # a reload (another app's growth) is swapping the admin socket: ask again
                 busy += [s for s in servers if s.backend == backend]
                 continue
-            busy += [s for s in servers if s.backend == backend and now[s.name].sessions > 0]
+            busy += [
+                s
+                for s in servers
+                if s.backend == backend and now[s.name].sessions > 0 and not now[s.name].down
+            ]
         return busy
 
     def _publish_hosts(self, slots: dict) -> None:
@@ -529,6 +585,7 @@ class HaproxyRouter(Router):
                     admin=int(fields[6]),
                     status=(stat.get("status") or "?").split(" ")[0],
                     sessions=int(stat.get("scur") or 0) + int(stat.get("qcur") or 0),
+                    op_state=int(fields[5]),
                 )
             )
         if not servers:
@@ -571,7 +628,7 @@ class InMemoryRouter(Router):
         self._apps: dict[str, tuple[list[str], list[Endpoint]]] = {}
         self._lock = threading.Lock()
 
-    def apply(self, *, app, hostnames, endpoints, drain_timeout=None) -> None:
+    def apply(self, *, app, hostnames, endpoints, drain_timeout=None, wait=True) -> None:
         hostnames, endpoints = clean_hostnames(hostnames), clean_endpoints(endpoints)
         _check_app(app)
         with self._lock:
@@ -600,6 +657,9 @@ class InMemoryRouter(Router):
             self.apply(app=app, hostnames=hostnames, endpoints=endpoints)
 
 
+# (router directory, server key, endpoint) of drains a thread of this process is finishing (apply(wait=False))
+_finishing: dict[tuple[str, str, Endpoint], _Server] = {}
+_finishing_lock = threading.Lock()
 _memory_router = InMemoryRouter()
 ROUTERS = {
     "haproxy": HaproxyRouter,
