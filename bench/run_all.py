@@ -108,6 +108,14 @@ class LoadSampler:
         self.thread.join(timeout=5)
 
 
+def docker_engine_pid() -> str:
+    """The engine's PID: when it changes across a benchmark, something on this machine restarted the engine."""
+    try:
+        return Path("/var/run/docker.pid").read_text().strip()
+    except OSError:
+        return ""
+
+
 def run_script(script: Path, args: list[str]) -> tuple[int, float]:
     """Run one benchmark in a process group of its own, output to results/<name>.log; (exit code, seconds)."""
     started = time.monotonic()
@@ -197,11 +205,18 @@ def main(argv: list[str]) -> int:
             if script.stem == "api_apps_list" and database_url.startswith("postgres"):
                 script_args += ["--database-url", database_url]  # the one deploy/bench.sh made for it
             print(f"  {script.stem} {' '.join(script_args)} …", end=" ", flush=True)
+            engine = docker_engine_pid()
             code, elapsed = run_script(script, script_args)
+            engine_restarted = docker_engine_pid() != engine
             figures_file = RESULTS / f"{script.stem}.figures.json"
             figures = json.loads(figures_file.read_text()) if figures_file.exists() else []
             print(f"{'ok' if code == 0 else f'FAILED (exit {code})'} in {elapsed:.0f} s, load {os.getloadavg()[0]:.1f}",
                   flush=True)  # fmt: skip
+            if engine_restarted:
+                print(
+                    "    (the Docker engine was restarted meanwhile, by something else on this machine)",
+                    flush=True,
+                )
             if code != 0:
                 failed.append(script.stem)
                 tail = (RESULTS / f"{script.stem}.log").read_text(errors="replace")[-1500:]
@@ -209,7 +224,13 @@ def main(argv: list[str]) -> int:
             for figure in figures:
                 summary["figures"].append({"bench": script.stem, **figure})
             summary["benchmarks"].append(
-                {"name": script.stem, "args": script_args, "seconds": round(elapsed, 1), "exit": code}
+                {
+                    "name": script.stem,
+                    "args": script_args,
+                    "seconds": round(elapsed, 1),
+                    "exit": code,
+                    "docker_engine_restarted": engine_restarted,
+                }
             )
     summary["total_seconds"] = round(time.monotonic() - started, 1)
     summary["load_average_1min"] = {
