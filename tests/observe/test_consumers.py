@@ -406,3 +406,17 @@ def test_a_connection_that_joins_behind_the_shared_reader_catches_up_in_order_ex
     first, second = run(scenario)
     expected = [f"web line {n}" for n in (1, 2, 3, 4)]
     assert first == expected and second == expected
+
+
+def test_a_follower_outlives_a_quiet_stream_longer_than_the_redis_read_timeout(people, app_name):
+    """redis-py 8 times a socket read out after 5 s by default; a log tail quiet for longer must stay open."""
+
+    async def scenario():
+        comm = communicator(f"/ws/apps/{app_name}/logs?tail=0", token=people.tokens["viewer"])
+        assert (await comm.connect(timeout=TIMEOUT))[0]
+        assert await comm.receive_nothing(7.5)  # longer than a 5 s read timeout and the 5 s XREAD block
+        log_entries_append(app=app_name, entries=[line(1)])
+        assert (await comm.receive_json_from(timeout=TIMEOUT))["line"] == "web line 1"
+        await comm.disconnect()
+
+    run(scenario)

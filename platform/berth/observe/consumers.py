@@ -36,6 +36,15 @@ DEFAULT_TAIL = 100
 MAX_TAIL = 10_000
 REPLAY_SCAN_LIMIT = 200_000  # entries read back at most to find N lines of one process type
 BLOCK_MS = 5000
+# redis-py 8 gives every socket a 5 s read timeout by default, which a quiet stream's blocking XREAD (BLOCK_MS)
+# would hit: the read timeout must outlast the block.
+SOCKET_TIMEOUT_S = BLOCK_MS / 1000 + 10
+
+
+def _redis() -> aioredis.Redis:
+    return aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=SOCKET_TIMEOUT_S)
+
+
 TICK_SECONDS = 3.0
 
 
@@ -124,7 +133,7 @@ class StreamHub:
         self.render = render  # fields -> the message dict all followers share (filtering is theirs)
         self.subscriptions: set[Subscription] = set()
         self.position: tuple[int, int] | None = None
-        self.redis = aioredis.Redis.from_url(settings.REDIS_URL)
+        self.redis = _redis()
         self.task: asyncio.Task | None = None
 
     @classmethod
@@ -214,7 +223,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         except PermissionDenied:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        self.redis = aioredis.Redis.from_url(settings.REDIS_URL)
+        self.redis = _redis()
         self.tasks = [
             asyncio.create_task(self._run(self.produce())),
             asyncio.create_task(self._run(self.deliver())),
