@@ -62,8 +62,8 @@ def live(cluster_app, replicas: int) -> list:
 
 
 def serving_elsewhere(cluster_app, replicas: int, address: str) -> bool:
-    """`replicas` endpoints up in the router, none of them on `address` (a dead node's endpoint may linger,
-    down and draining, until its last stuck request times out: it gets no traffic)."""
+    """`replicas` endpoints up in the router, none of them on `address` (a dead node's endpoint stays listed,
+    DOWN and given no traffic, until Swarm reports its task gone; then it is removed at once)."""
     endpoints = router_endpoints(cluster_app.app.name)
     return sum(1 for e in endpoints if e[2] == "UP" and e[0] != address) == replicas
 
