@@ -83,8 +83,13 @@ class HeldAppLock:
     """
 
     def __init__(self, app_name: str):
+        # thread_local=False: the renewing thread must see the token the acquiring thread got (by default redis-py
+        # keeps it per thread, every renewal failed and the lock expired LOCK_TTL into any deploy)
         self.lock = _redis().lock(
-            app_lock_key(app_name), timeout=LOCK_TTL, blocking_timeout=settings.BERTH_DEPLOY_TIMEOUT
+            app_lock_key(app_name),
+            timeout=LOCK_TTL,
+            blocking_timeout=settings.BERTH_DEPLOY_TIMEOUT,
+            thread_local=False,
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, name=f"lock-{app_name}", daemon=True)
@@ -107,7 +112,7 @@ class HeldAppLock:
         while not self._stop.wait(LOCK_TTL / 3):
             try:
                 self.lock.extend(LOCK_TTL, replace_ttl=True)
-            except (redis.exceptions.RedisError, redis.exceptions.LockError):
+            except Exception:  # noqa: BLE001 - whatever went wrong, keep trying while the deploy runs
                 logger.warning("could not renew the app lock %s", self.lock.name, exc_info=True)
 
 

@@ -1,0 +1,61 @@
+"""The per-app deploy lock against the real Redis: renewed while its deploy runs, gone soon after its holder dies."""
+
+import secrets
+import threading
+import time
+
+import pytest
+from berth.deploys import services
+from berth.deploys.services import DeployError, HeldAppLock, app_lock_key
+
+
+@pytest.fixture
+def app_name(settings):
+    name = f"t-lock-{secrets.token_hex(4)}"
+    yield name
+    services._redis().delete(app_lock_key(name))
+
+
+@pytest.fixture
+def short_ttl(monkeypatch, settings):
+    monkeypatch.setattr(services, "LOCK_TTL", 1.5)
+    settings.BERTH_DEPLOY_TIMEOUT = 0.5  # how long a second deploy waits for the lock
+
+
+def test_a_held_lock_is_renewed_past_its_ttl_and_keeps_a_second_deploy_out(app_name, short_ttl):
+    with HeldAppLock(app_name):
+        time.sleep(4)  # more than twice the TTL: only renewals keep it
+        assert services._redis().pttl(app_lock_key(app_name)) > 0
+        with pytest.raises(DeployError, match="another deploy of this app is still running"):
+            with HeldAppLock(app_name):
+                pass
+    assert not services._redis().exists(app_lock_key(app_name))
+    with HeldAppLock(app_name):  # released: the next deploy gets it at once
+        pass
+
+
+def test_a_lock_taken_in_one_thread_is_released_in_the_same_deploy_even_if_renewed_from_another(
+    app_name, short_ttl
+):
+    held = HeldAppLock(app_name)
+    entered = threading.Event()
+
+    def deploy():
+        with held:
+            entered.set()
+            time.sleep(2)
+
+    thread = threading.Thread(target=deploy)
+    thread.start()
+    assert entered.wait(5)
+    thread.join(10)
+    assert not services._redis().exists(app_lock_key(app_name))
+
+
+def test_a_holder_that_stops_renewing_loses_the_lock_within_its_ttl(app_name, short_ttl):
+    held = HeldAppLock(app_name)
+    held.__enter__()
+    held._stop.set()  # what a killed worker looks like from Redis: no more renewals, no release
+    held._thread.join(5)
+    time.sleep(2)
+    assert not services._redis().exists(app_lock_key(app_name))
