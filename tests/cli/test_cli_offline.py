@@ -282,6 +282,13 @@ class _Answers(BaseHTTPRequestHandler):
             "/api/v1/apps/demo/placement": (200, json.dumps(PLACEMENT).encode(), "application/json"),
             "/api/v1/apps/old/ps": (200, b"[]", "application/json"),
             "/api/v1/apps/old/formation": (200, json.dumps(FORMATION[:1]).encode(), "application/json"),
+            "/api/v1/apps/next/ps": (200, b"[]", "application/json"),
+            # a server whose formation carries the constraints: no second request (this one has no /placement)
+            "/api/v1/apps/next/formation": (
+                200,
+                json.dumps([{**FORMATION[0], "constraints": ["zone=b"]}]).encode(),
+                "application/json",
+            ),
             # a server from before `ps:place`: no such route
             "/api/v1/apps/old/placement": (404, b'{"detail": "Not found."}', "application/json"),
             "/api/v1/apps/demo/builds/7": (200, json.dumps(BUILDING).encode(), "application/json"),
@@ -359,6 +366,12 @@ def test_ps_against_a_server_without_placement_shows_the_replicas_only(berth, no
         "web: 2 replicas, on any node\n\nold has no processes running.\n",
         "",
     )
+
+
+def test_ps_takes_the_placement_from_the_formation_when_the_server_gives_it_there(berth, not_berth):
+    result = berth("ps", "-a", "next", env={"BERTH_URL": not_berth, "BERTH_TOKEN": "x"})
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines()[0] == "web: 2 replicas, placed on zone=b"
 
 
 def test_a_build_stream_that_ends_early_is_one_error_line_after_its_lines(berth, not_berth):

@@ -769,7 +769,10 @@ def ps(args):
     client = api()
     rows = client.get(app_path(args, "/ps"))
     formation = client.get(app_path(args, "/formation"))
-    placed = placements(client, args)
+    if formation and all("constraints" in row for row in formation):  # a server whose formation says it
+        placed = {row["process"]: list(row["constraints"] or []) for row in formation}
+    else:
+        placed = placements(client, args)
     rows = sorted(rows, key=lambda r: (r.get("process") or "", -(r.get("release") or 0), r.get("id") or ""))
     header = formation_lines(formation, placed)
     return rows, "".join(f"{line}\n" for line in header) + ("\n" if header else "") + table(
