@@ -40,6 +40,13 @@ def events_key(app: str) -> str:
     return f"berth:events:{app}"
 
 
+def app_streams_delete(*, app: str) -> None:
+    """Forget a destroyed app's logs, events and health samples."""
+    from berth.observe.metrics import health_key
+
+    redis_client().delete(logs_key(app), events_key(app), health_key(app))
+
+
 # Read at call time, not import time, so a changed environment (and a test) takes effect without a restart.
 def retention_lines() -> int:
     return env_int("BERTH_LOG_RETENTION_LINES", 10_000, minimum=1)
