@@ -47,7 +47,17 @@ def validate_config_key(key) -> None:
         )
 
 
+# Set by Berth for every process; a config var of that name would be silently overridden, so it is refused.
+RESERVED_CONFIG_KEYS = frozenset({"PORT"})
+
+
 def validate_config_value(key: str, value) -> None:
+    if key in RESERVED_CONFIG_KEYS:
+        raise ValidationError(
+            {
+                "config": f"{key} is set by Berth for each process (the app must listen on $PORT); it cannot be set"
+            }
+        )
     if not isinstance(value, str):
         raise ValidationError({"config": f"the value of {key} must be a string (or null to unset it)"})
     if len(value.encode()) > CONFIG_VALUE_MAX_BYTES:
