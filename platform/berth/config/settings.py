@@ -97,6 +97,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served by Berth itself: the API docs work air-gapped
     "channels",
     "berth.core",
     "berth.accounts",
@@ -183,6 +184,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Self-hosted Heroku on Docker Swarm.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 CHANNEL_LAYERS = {
