@@ -139,3 +139,50 @@ def test_a_deploy_whose_worker_is_killed_ends_failed_the_old_release_serves_and_
     assert pushed.returncode == 0, pushed.stderr[-2000:]
     assert time.monotonic() - started < 120
     assert get(berth_platform.router_port, host).text.strip() == "v3"
+
+
+def test_a_failed_releases_build_is_ended_only_once_its_worker_is_silent(db):
+    """builds.receivers: the build of a release the deploys' sweep failed ends at once with the reason on its
+    stream, unless its worker still beats (a live worker fails its own build, with its own last lines)."""
+    import secrets
+    from datetime import timedelta
+
+    from berth.accounts.services import team_create
+    from berth.apps.services import app_create
+    from berth.builds import services as builds
+    from berth.builds.models import Build, BuildStatus
+    from berth.builds.receivers import builds_of_failed_releases_sweep
+    from berth.releases.services import release_create, release_set_status
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    user = get_user_model().objects.create_user(username="dev", password="pw-123456")
+    app = app_create(
+        team=team_create(name="devs", actor=user), name="t-sweep-" + secrets.token_hex(3), actor=user
+    )
+    release = release_create(
+        app=app, image="berth/x:1", procfile={"web": "run"}, description="d", actor=user, status="deploying"
+    )
+    build = Build.objects.create(
+        app=app, source=Build.Source.GIT, status=BuildStatus.BUILDING, release=release, worker="w:1"
+    )
+    assert release_set_status(
+        release=release,
+        from_statuses=["deploying"],
+        to_status="failed",
+        reason="worker stopped (killed or lost)",
+    )
+    stream = builds.log_stream(build)
+    try:
+        Build.objects.filter(pk=build.pk).update(heartbeat_at=timezone.now())
+        assert builds_of_failed_releases_sweep() == 0  # its worker beat just now: left to it
+        Build.objects.filter(pk=build.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=20))
+        assert builds_of_failed_releases_sweep() == 1
+        build.refresh_from_db()
+        assert build.status == BuildStatus.FAILED
+        assert "killed or lost" in build.status_reason and "v1" in build.status_reason
+        assert stream.status() == BuildStatus.FAILED
+        assert stream.read_all()[-1] == build.status_reason
+        assert builds_of_failed_releases_sweep() == 0  # once
+    finally:
+        stream.redis.delete(stream.key)
