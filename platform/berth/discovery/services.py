@@ -10,6 +10,9 @@ import queue
 import threading
 import time
 
+import docker.errors
+import requests
+
 from berth.apps.models import App
 from berth.core.docker import docker_client
 from berth.releases.models import ReleaseStatus
@@ -20,6 +23,12 @@ FULL_RECONCILE_SECONDS = 3.0  # also how soon a router restarted from nothing ha
 DEBOUNCE_SECONDS = 0.2
 SLOW_RECONCILE_SECONDS = 2.0
 APP_LABEL = "org.berth.app"
+
+
+def _engine_unreachable(exc: Exception) -> bool:
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return True
+    return isinstance(exc, docker.errors.DockerException) and not isinstance(exc, docker.errors.APIError)
 
 
 def reconcile_apps(names: set[str] | None = None) -> set[str]:
@@ -38,7 +47,12 @@ def reconcile_apps(names: set[str] | None = None) -> set[str]:
         try:
             if app_reconcile(app):
                 waiting.add(app.name)
-        except Exception:  # one app's trouble must not stop the others' routes
+        except Exception as exc:  # one app's trouble must not stop the others' routes
+            if _engine_unreachable(
+                exc
+            ):  # the engine is restarting: one line per round, not a traceback per app
+                logger.warning("reconcile skipped: the Docker engine is unreachable (%s)", exc)
+                break
             logger.exception("reconcile of %s failed", app.name)
         took = time.monotonic() - started
         if took > SLOW_RECONCILE_SECONDS:  # every other app's routes waited this long: worth knowing
