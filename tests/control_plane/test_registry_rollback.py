@@ -4,11 +4,11 @@ import pytest
 
 
 @pytest.fixture
-def pruned(make_app, make_user):
+def pruned(make_app, make_team, make_user):
     from berth.releases.services import release_create, releases_mark_image_pruned
 
     owner = make_user()
-    app = make_app(actor=owner)
+    app = make_app(team=make_team(owner=owner), actor=owner)
     releases = [
         release_create(
             app=app,
@@ -35,11 +35,6 @@ def test_release_image_available_refuses_a_pruned_release_only(pruned):
     release_image_available(releases[2])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs release_image_available in deploys.services.release_rollback and ImagePruned -> 409 in "
-    "deploys/api.py (engineer B's files)",
-)
 def test_the_api_refuses_a_rollback_to_a_pruned_release_with_409_and_makes_no_release(pruned, token_client):
     from berth.releases.models import Release
 

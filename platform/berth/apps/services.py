@@ -103,6 +103,16 @@ def app_destroy(*, app: App, actor, remote_addr: str | None = None) -> None:
         transaction.on_commit(lambda: app_destroyed.send(sender=App, name=name, team=team.name))
 
 
+def config_replace(*, app: App, config: dict[str, str]) -> None:
+    """Make the app's config vars exactly `config` (a rollback's: the old release's), without a release of its own:
+    the next push or config change then builds on what the rollback brought back, as on Heroku."""
+    with transaction.atomic():
+        app_lock(app=app)
+        ConfigVar.objects.filter(app=app).exclude(key__in=list(config)).delete()
+        for key, value in config.items():
+            ConfigVar.objects.update_or_create(app=app, key=key, defaults={"value_encrypted": encrypt_text(value)})
+
+
 def _config_description(set_keys: list[str], unset_keys: list[str]) -> str:
     parts = []
     if set_keys:

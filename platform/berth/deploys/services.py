@@ -13,14 +13,16 @@ from datetime import timedelta
 
 import redis
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from berth.apps.models import App, Formation
+from berth.apps.services import config_replace
 from berth.audit.services import audit_record
 from berth.config.env import env_int
 from berth.core.sweep import register_sweeper
 from berth.releases.models import Release, ReleaseStatus
-from berth.releases.services import release_create, release_set_status
+from berth.releases.services import release_create, release_image_available, release_set_status
 
 logger = logging.getLogger(__name__)
 
@@ -344,15 +346,18 @@ def release_rollback(*, app: App, version: int, actor, remote_addr: str | None =
         raise DeployError(f"{app.name} has no release v{version}")
     if not target.image:
         raise DeployError(f"v{version} has no image to roll back to")
-    release = release_create(
-        app=app,
-        image=target.image,
-        procfile=target.procfile,
-        description=f"Rollback to v{version}",
-        actor=actor,
-        status=ReleaseStatus.PENDING,  # deployed like a config release, by the receiver of release_created
-        config=target.config,
-    )
+    release_image_available(target)  # ImagePruned (a 409) when the image GC removed it: nothing changes
+    with transaction.atomic():
+        config_replace(app=app, config=target.config)  # the app's config vars become vN's, as on Heroku
+        release = release_create(
+            app=app,
+            image=target.image,
+            procfile=target.procfile,
+            description=f"Rollback to v{version}",
+            actor=actor,
+            status=ReleaseStatus.PENDING,  # deployed like a config release, by the receiver of release_created
+            config=target.config,
+        )
     audit_record(
         action="release.rollback",
         actor=actor,
