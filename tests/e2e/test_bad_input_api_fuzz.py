@@ -20,9 +20,7 @@ from tests.e2e.faults_support import own_redis, platform_env  # noqa: F401  (fix
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(420)]
 
-# per operation: cases as the schema allows, and cases breaking it (a wrong type, a missing field, out of range)
-POSITIVE_PER_OPERATION = 28
-NEGATIVE_PER_OPERATION = 12
+EXAMPLES_PER_OPERATION = 40
 CHECK_NAMES = (
     "not_a_server_error",
     "status_code_conformance",
@@ -56,7 +54,6 @@ def test_the_api_answers_generated_requests_without_5xx_and_as_its_schema_says(t
     from django.contrib.auth import get_user_model
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import strategies as st
-    from hypothesis.errors import Unsatisfiable
     from schemathesis import DataGenerationMethod
     from schemathesis import checks as schemathesis_checks
 
@@ -83,25 +80,27 @@ def test_the_api_answers_generated_requests_without_5xx_and_as_its_schema_says(t
     failures: dict[tuple[str, str], list[str]] = defaultdict(list)
     statuses: Counter = Counter()
     methods: Counter = Counter()
-    without_negative: list[str] = []
     started = time.monotonic()
 
-    def fuzz(operation, kind: DataGenerationMethod, examples: int):
+    def fuzz(operation):
         who = "admin" if operation.verbose_name in ADMIN_READS else "tenant"
+        # cases as the schema allows them and, mixed in, cases breaking it (a wrong type, a missing field, out of
+        # range). A pass of negative cases alone ran past 7 minutes (schemathesis searches long for a mutation
+        # that breaks some operations' schemas); mixed in, hypothesis spends its examples where they come.
+        cases_of = st.one_of(
+            operation.as_strategy(),
+            operation.as_strategy(data_generation_method=DataGenerationMethod.negative),
+        )
 
         @settings(
-            max_examples=examples,
+            max_examples=EXAMPLES_PER_OPERATION,
             deadline=None,
             derandomize=True,  # the same cases every run: a failure here is reproducible
             phases=[Phase.explicit, Phase.generate],
             suppress_health_check=list(HealthCheck),
             database=None,
         )
-        @given(
-            case=operation.as_strategy(data_generation_method=kind),
-            aim=st.booleans(),
-            credentials=st.sampled_from(CREDENTIALS),
-        )
+        @given(case=cases_of, aim=st.booleans(), credentials=st.sampled_from(CREDENTIALS))
         def run(case, aim, credentials):
             if aim and case.path_parameters:
                 for name in case.path_parameters:
@@ -142,17 +141,12 @@ def test_the_api_answers_generated_requests_without_5xx_and_as_its_schema_says(t
 
     operations = [result.ok() for result in schema.get_all_operations()]
     for operation in operations:
-        fuzz(operation, DataGenerationMethod.positive, POSITIVE_PER_OPERATION)
-        try:
-            fuzz(operation, DataGenerationMethod.negative, NEGATIVE_PER_OPERATION)
-        except Unsatisfiable:  # nothing of it can break the schema (no parameter, no body)
-            without_negative.append(operation.verbose_name)
+        fuzz(operation)
     elapsed = time.monotonic() - started
     total = sum(cases.values())
     print(f"\nschemathesis: {total} cases over {len(cases)} operations in {elapsed:.0f} s")
     print(f"checks on every case: {', '.join(CHECK_NAMES)}; cases by kind: {dict(methods)}")
     print(f"statuses: {dict(sorted(statuses.items()))}")
-    print(f"operations no negative case fits: {without_negative}")
     report = "\n".join(
         f"{op} [{check}] x{len(samples)}:\n    " + "\n    ".join(s for s in samples if s)
         for (op, check), samples in sorted(failures.items())
