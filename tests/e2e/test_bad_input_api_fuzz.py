@@ -1,8 +1,9 @@
 """The API fuzzed from its own OpenAPI schema (schemathesis) against the real gunicorn + uvicorn web process.
 
-Every operation gets a bounded number of generated requests; about half of them aim their path parameters at
-objects that exist (the tenant's team, app, user and a finished build) so bodies are checked by the real views
-rather than stopped by a 404, and one in five goes without a token or with a wrong one. Every answer must be below
+Every operation gets a bounded number of generated requests, some of them breaking the schema on purpose
+(negative cases); about half aim their path parameters at objects that exist (the tenant's team, app, user and a
+finished build) so bodies are checked by the real views rather than stopped by a 404, and three in ten go without
+a token, with a wrong one or with a generated Authorization header. Every answer must be below
 500 and be what the schema says: a documented status, content type, body and headers (errors included: the schema
 documents the `Error` body on every operation, berth.api.openapi). No allowance: any mismatch fails the test.
 
