@@ -20,6 +20,7 @@ Choices measured on this platform (Docker 20.10, a kernel without IPVS):
 
 import hashlib
 import json
+import logging
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -45,6 +46,8 @@ from berth.runtime.scheduler import (
     service_name,
     team_network_name,
 )
+
+logger = logging.getLogger(__name__)
 
 NANOSECONDS = 1_000_000_000
 RESTART_DELAY_S = 2
@@ -454,7 +457,11 @@ class SwarmScheduler(Scheduler):
         }
 
     def _registry_auth(self, image: str) -> None:
-        """Log in to Berth's registry when the image lives there: services then carry the credentials."""
+        """Log in to Berth's registry when the image lives there: services then carry the credentials.
+
+        A registry that is down does not stop the service: nodes that hold the image (this one always does: the
+        build pushed it from here) still start its tasks; a node that must pull reports it, and the deploy's wait
+        for running tasks says so."""
         from django.conf import settings
 
         from berth.nodes.registry import RegistryError, registry_login
@@ -463,7 +470,7 @@ class SwarmScheduler(Scheduler):
             try:
                 registry_login(self.client)
             except RegistryError as exc:
-                raise SchedulerError(str(exc)) from exc
+                logger.warning("services of %s go without registry credentials: %s", image, exc)
 
     def _inspect(self, name: str) -> dict | None:
         try:
