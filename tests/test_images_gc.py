@@ -1,0 +1,99 @@
+"""`manage.py images_gc` on one node (no registry): the images of all but the last N releases, the live one and
+what is in flight leave this engine; a running build's image and a release a rollback made from an old image
+keep theirs; pruned releases are marked (a rollback to them is refused)."""
+
+import io
+import secrets
+
+import docker.errors
+import pytest
+from django.core.management import call_command
+
+pytestmark = [pytest.mark.docker]
+
+
+@pytest.fixture
+def app(db):
+    from berth.accounts.services import team_create
+    from berth.apps.services import app_create
+    from django.contrib.auth import get_user_model
+
+    suffix = secrets.token_hex(3)
+    user = get_user_model().objects.create_user(username=f"gc-{suffix}", password="x")
+    return app_create(name=f"t-gc-{suffix}", team=team_create(name=f"gc-{suffix}", actor=user), actor=user)
+
+
+@pytest.fixture
+def images(app):
+    """berth/<app>:build-1..6, six distinct tiny images (a label each, no layer of their own); removed after."""
+    from berth.core.docker import docker_client
+
+    client = docker_client()
+    tags = []
+    for number in range(1, 7):
+        dockerfile = f"FROM berth/stack:bookworm\nLABEL org.berth.test=1 build={app.name}-{number}\n"
+        tag = f"berth/{app.name}:build-{number}"
+        client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
+        tags.append(tag)
+    yield tags
+    for tag in tags:
+        try:
+            client.images.remove(tag)
+        except docker.errors.ImageNotFound:
+            pass
+
+
+def present(tag: str) -> bool:
+    from berth.core.docker import docker_client
+
+    try:
+        docker_client().images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def test_images_gc_keeps_the_last_releases_the_live_one_and_work_in_flight(app, images, settings, capsys):
+    from berth.builds.models import Build
+    from berth.releases.models import Release
+    from berth.releases.services import ImagePruned, release_create, release_image_available
+
+    settings.BERTH_REGISTRY = ""
+    statuses = {1: "superseded", 2: "live", 3: "superseded", 4: "failed"}
+    for version, status in statuses.items():
+        release_create(
+            app=app, image=images[version - 1], procfile={}, description="", actor=None, status=status
+        )
+    # v5 rolled back to v1: v1's image is in use by a kept release, so it stays even though v1 is old
+    release_create(
+        app=app, image=images[0], procfile={}, description="rollback", actor=None, status="superseded"
+    )
+    # build 6's image is being made right now (no release yet): never touched
+    running = Build.objects.create(app=app, source="git", status="building")
+    running_tag = f"berth/{app.name}:build-{running.pk}"
+    from berth.core.docker import docker_client
+
+    docker_client().images.get(images[5]).tag(f"berth/{app.name}", f"build-{running.pk}")
+
+    call_command("images_gc", "--app", app.name, "--keep", "2")
+
+    printed = capsys.readouterr().out
+    assert "1 apps: 1 releases pruned, 0 manifests deleted from the registry" in printed
+    # kept: v5 and v4 (the last 2), v2 (live), and v1's image (v5 runs it); pruned: v3
+    rows = {r.version: r for r in Release.objects.filter(app=app)}
+    assert [v for v, r in sorted(rows.items()) if r.image_pruned_at] == [3]
+    assert not present(images[2])
+    assert not present(images[4])  # a build image no release names (its build is over): removed too
+    assert all(present(images[i]) for i in (0, 1, 3)), images
+    assert present(running_tag)
+    with pytest.raises(ImagePruned):
+        release_image_available(rows[3])
+    release_image_available(rows[1])
+
+    # a second run finds nothing more to do
+    call_command("images_gc", "--app", app.name, "--keep", "2")
+    assert "0 releases pruned" in capsys.readouterr().out
+    try:
+        docker_client().images.remove(running_tag)
+    except docker.errors.ImageNotFound:
+        pass
