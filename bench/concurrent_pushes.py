@@ -21,6 +21,8 @@ Prints tables and writes bench/results/concurrent_pushes.json (+ .figures.json f
 
 import argparse
 import json
+import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -73,8 +75,13 @@ class Round:
                 done = self.sources[name].git("push", "berth", "main", check=False, timeout=PUSH_TIMEOUT_S)
                 if done.returncode != 0:
                     self.errors[name] = done.stderr[-1500:]
-            except Exception as error:  # a timeout: recorded as this push's failure
-                self.errors[name] = repr(error)
+            except (
+                subprocess.TimeoutExpired
+            ) as error:  # recorded as this push's failure, with what it printed
+                printed = (
+                    error.stderr.decode(errors="replace") if isinstance(error.stderr, bytes) else error.stderr
+                )
+                self.errors[name] = f"no answer in {PUSH_TIMEOUT_S} s; it printed:\n{(printed or '')[-1500:]}"
             self.pushed[name] = time.monotonic()
 
         def poll(name: str) -> None:
@@ -169,6 +176,14 @@ class ApiLoad:
         self.thread.join(timeout=30)
 
 
+def keep_logs(platform: Platform) -> None:
+    """The platform's process logs, kept past its clean-up for whoever reads a failure."""
+    target = RESULTS / "concurrent_pushes-logs"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(platform.logs, target)
+    print(f"the platform's logs: {target}", file=sys.stderr)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--apps", type=int, default=10)
@@ -190,7 +205,8 @@ def main() -> int:
         first = Round(platform, sources, "first").run()
         print(f"round 0 (first deploys): all live in {first['all_live_s']} s, ok={first['ok']}", flush=True)
         if not first["ok"]:
-            print(json.dumps(first["errors"], indent=2)[-4000:], file=sys.stderr)
+            print(json.dumps(first["errors"], indent=2)[-6000:], file=sys.stderr)
+            keep_logs(platform)
             return 1
         sampler = Sampler(platform)
         for number in range(1, rounds + 1):
@@ -215,7 +231,8 @@ def main() -> int:
                 flush=True,
             )
             if not result["ok"]:
-                print(json.dumps(result["errors"], indent=2)[-4000:], file=sys.stderr)
+                print(json.dumps(result["errors"], indent=2)[-6000:], file=sys.stderr)
+                keep_logs(platform)
         time.sleep(QUIET_S)
         idle.append(sampler.sample())
 
