@@ -46,6 +46,11 @@ class Handler(BaseHTTPRequestHandler):
 print("booting", MESSAGE, MODE, flush=True)
 if MODE == "crash":
     raise SystemExit(3)
+if MODE == "latecrash":  # runs a while (Swarm sees it running), then exits before it ever listens
+    import time
+
+    time.sleep(2)
+    raise SystemExit(3)
 port = int(os.environ["PORT"]) + (1 if MODE == "noport" else 0)
 ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()
 """

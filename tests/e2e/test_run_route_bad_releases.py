@@ -43,6 +43,8 @@ BAD = [
     ("never binds $PORT", {"mode": "noport"}, "did not answer HTTP on $PORT"),
     ("answers 500", {"mode": "fail"}, "status 500 or above"),
     ("crashes at boot", {"mode": "crash"}, "tasks failed"),
+    # seen running first, then gone: told at once (not after the boot timeout), with its exit
+    ("exits after a while at boot", {"mode": "latecrash"}, "exited while booting"),
     ("has no command", {"files": NO_COMMAND}, "the image has no command to run"),
     (
         "release command fails",
@@ -85,6 +87,7 @@ def test_bad_releases_are_refused_with_a_reason_and_the_old_one_serves_every_req
     assert len(failed) == len(BAD)
     # the crashing app's own last lines are kept with its reason
     assert "booting crashes at boot crash" in Release.objects.get(app=app, version=4).status_reason
+    assert "booting exits after a while at boot latecrash" in Release.objects.get(app=app, version=5).status_reason
 
 
 def test_a_release_command_runs_once_before_the_cut_over(repo, tenant, berth_platform):

@@ -5,6 +5,7 @@ Only this module combines the scheduler (Swarm) and the router (HAProxy); each s
 """
 
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -172,9 +173,10 @@ def web_endpoints(*, app_name: str, release: int, generation: int | None = None)
 def _wait_ready(*, app: App, spec, deadline: float) -> None:
     """Wait until spec's tasks run and, for web, each answers Berth's HTTP check; DeployError otherwise."""
     from berth.runtime.health import http_ready
-    from berth.runtime.scheduler import get_scheduler
+    from berth.runtime.scheduler import TaskInfo, get_scheduler
 
-    tasks = get_scheduler().wait_running(
+    scheduler = get_scheduler()
+    tasks = scheduler.wait_running(
         app=app.name,
         release=spec.release,
         process=spec.process,
@@ -185,16 +187,53 @@ def _wait_ready(*, app: App, spec, deadline: float) -> None:
     if not spec.is_web:
         return
     for task in tasks:
+        exited: list[TaskInfo] = []
+        still_running = functools.partial(_task_still_running, scheduler, spec=spec, task=task, exited=exited)
         if not http_ready(
             task.node_address,
             task.published_port,
             app.health_check_path,
             timeout=max(1.0, deadline - time.monotonic()),
+            still_worth_it=still_running,
         ):
+            if exited:
+                try:
+                    last_lines = scheduler.task_logs(task.id, tail=LOG_TAIL)
+                except Exception:  # noqa: BLE001 - its container may be gone already: the exit still says why
+                    last_lines = []
+                raise DeployError(
+                    "\n".join(
+                        [
+                            f"{spec.process} exited while booting, before it answered HTTP on $PORT "
+                            f"({exited[0].last_error or exited[0].state}); its last lines:",
+                            *last_lines,
+                        ]
+                    )
+                )
             raise DeployError(
                 f"web did not answer HTTP on $PORT at {app.health_check_path} within {BOOT_TIMEOUT} s"
                 f" (status 500 or above, or nothing listening)"
             )
+
+
+def _task_still_running(scheduler, *, spec, task, exited: list) -> bool:
+    """Whether a booting web task still runs. A task that crashed will never answer on its port (Swarm's
+    replacement gets another one): the deploy fails now with its exit (appended to `exited`), not at the timeout."""
+    try:
+        now = scheduler.tasks(
+            app=spec.app, release=spec.release, process=spec.process, generation=spec.generation
+        )
+    except Exception:  # noqa: BLE001 - cannot tell right now: keep waiting, the boot timeout still bounds it
+        return True
+    current = next((t for t in now if t.id == task.id), None)
+    if current is None:  # Swarm replaced it in its slot: it ended (the slot's last_error says how)
+        current = next((t for t in now if t.slot == task.slot), None) or dataclasses.replace(
+            task, state="gone"
+        )
+    elif current.state == "running":
+        return True
+    exited.append(current)
+    return False
 
 
 def _check_command(release: Release, specs) -> None:

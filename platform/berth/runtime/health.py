@@ -7,6 +7,7 @@ when nothing in the container listens yet.
 
 import http.client
 import time
+from collections.abc import Callable
 
 
 def http_probe(address: str, port: int, path: str = "/", timeout: float = 2.0) -> int | None:
@@ -22,11 +23,24 @@ def http_probe(address: str, port: int, path: str = "/", timeout: float = 2.0) -
 
 
 def http_ready(
-    address: str, port: int, path: str = "/", timeout: float = 10.0, interval: float = 0.25
+    address: str,
+    port: int,
+    path: str = "/",
+    timeout: float = 10.0,
+    interval: float = 0.25,
+    still_worth_it: Callable[[], bool] | None = None,
 ) -> bool:
-    """Probe until a status below 500 comes back (True) or `timeout` seconds pass (False)."""
+    """Probe until a status below 500 comes back (True) or `timeout` seconds pass (False).
+
+    `still_worth_it`, asked about once a second, ends the wait early (False) when it says no: e.g. the task
+    exited, and no answer will ever come from this port."""
     deadline = time.monotonic() + timeout
+    next_check = time.monotonic() + 1.0
     while True:
+        if still_worth_it is not None and time.monotonic() >= next_check:
+            if not still_worth_it():
+                return False
+            next_check = time.monotonic() + 1.0
         remaining = deadline - time.monotonic()
         status = http_probe(address, port, path, timeout=max(0.1, min(2.0, remaining)))
         if status is not None and status < 500:
