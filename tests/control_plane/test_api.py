@@ -83,7 +83,9 @@ def test_app_url_carries_the_router_port_when_not_80(world, owner, settings):
 def test_app_detail_shape(world, owner):
     body = owner.get("/api/v1/apps/demo").json()
     assert body["domains"] == ["www.example.org"]
-    assert body["formation"] == [{"process": "web", "replicas": 1, "memory_mb": None, "cpu": None}]
+    assert body["formation"] == [
+        {"process": "web", "replicas": 1, "memory_mb": None, "cpu": None, "constraints": []}
+    ]
     assert (body["deploy_branch"], body["health_check_path"], body["buildpack"]) == ("main", "/", "")
     assert body["current_release"] == 1
 
@@ -246,11 +248,17 @@ def test_formation_scale(world, owner):
         format="json",
     )
     assert response.status_code == 200
-    assert response.json() == [{"process": "web", "replicas": 3, "memory_mb": 512, "cpu": 0.5}]
+    assert response.json() == [
+        {"process": "web", "replicas": 3, "memory_mb": 512, "cpu": 0.5, "constraints": []}
+    ]
+    Formation.objects.filter(app=world.app, process="web").update(constraints=["node.labels.zone==a"])
     response = owner.patch(
         "/api/v1/apps/demo/formation", [{"process": "web", "memory_mb": None}], format="json"
     )
-    assert response.json() == [{"process": "web", "replicas": 3, "memory_mb": None, "cpu": 0.5}]
+    # placement (set by ps:place) shows as people type it
+    assert response.json() == [
+        {"process": "web", "replicas": 3, "memory_mb": None, "cpu": 0.5, "constraints": ["zone=a"]}
+    ]
 
 
 def test_unknown_process_type_is_400(world, owner):

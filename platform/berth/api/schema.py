@@ -95,6 +95,9 @@ Formation = _shape(
     replicas=s.IntegerField(min_value=0, max_value=100),
     memory_mb=s.IntegerField(allow_null=True, min_value=32, max_value=65536),
     cpu=s.FloatField(allow_null=True, min_value=0.01, max_value=64),
+    constraints=s.ListField(
+        child=s.CharField(), help_text="placement on node labels, e.g. zone=a (ps:place)"
+    ),
 )
 FormationChange = _shape(
     "FormationChange",

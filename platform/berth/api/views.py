@@ -22,6 +22,7 @@ from berth.apps import selectors as apps_selectors
 from berth.apps import services as apps_services
 from berth.apps.models import App, Domain, Formation
 from berth.audit.selectors import audit_events_for_team
+from berth.nodes.services import constraints_display
 from berth.releases.models import Release
 from berth.releases.selectors import release_for_app, releases_for_app
 
@@ -71,6 +72,7 @@ def _formation(row: Formation) -> dict:
         "replicas": row.replicas,
         "memory_mb": row.memory_mb,
         "cpu": float(row.cpu) if row.cpu is not None else None,
+        "constraints": constraints_display(row.constraints),
     }
 
 

@@ -187,6 +187,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # component names are part of the published schema: keep them stable as enums are added
+    "ENUM_NAME_OVERRIDES": {
+        "ReleaseStatusEnum": "berth.releases.models.ReleaseStatus",
+        "BuildStatusEnum": "berth.builds.models.BuildStatus",
+    },
 }
 
 CHANNEL_LAYERS = {
@@ -203,7 +208,9 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": max(BERTH_BUILD_TIMEOUT, BERTH_DEPLOY_TIMEOUT) + 600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a long Redis outage must not end the worker (default: 100 tries)
+CELERY_BROKER_CONNECTION_MAX_RETRIES = (
+    None  # a long Redis outage must not end the worker (default: 100 tries)
+)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = False  # a killed build is failed by the sweep, not replayed blindly
