@@ -159,6 +159,15 @@ def test_pushes_run_by_digest_and_old_images_leave_the_registry_and_the_node(
     with pytest.raises(ImagePruned, match="image of v1 was removed"):
         release_image_available(releases[1])
     release_image_available(releases[PUSHES - 1])  # a kept one can
+    refused = httpx.post(
+        f"{berth_platform.web_url}/api/v1/apps/{app}/rollback",
+        json={"version": 1},
+        headers={"Authorization": f"Bearer {tenant.token}"},
+        timeout=30,
+    )
+    assert refused.status_code == 409 and "the image of v1 was removed" in refused.json()["detail"]
+    assert Release.objects.filter(app=tenant.app).count() == PUSHES  # nothing was made
+    assert get(berth_platform.router_port, host).text.strip() == f"version {PUSHES}"
     _report(sum(sizes[b] for b in pushed), reclaimed)
 
 
