@@ -34,6 +34,21 @@ ensure_docker() {
   die "the Docker engine did not start; see /var/log/berth-dockerd.log"
 }
 
+ensure_debian_registry_off() {
+  # Debian's docker-registry package starts a registry of its own on install (no password, every interface,
+  # port 5000): Berth runs its own (`registry` process, with a password), so the packaged one is stopped and
+  # kept from starting at boot.
+  if [ -d /run/systemd/system ]; then
+    if systemctl is-enabled --quiet docker-registry 2>/dev/null || systemctl is-active --quiet docker-registry 2>/dev/null; then
+      say "stopping Debian's own docker-registry service (Berth runs its own, with a password)"
+      systemctl disable --now docker-registry >/dev/null 2>&1 || true
+    fi
+  elif [ -x /etc/init.d/docker-registry ] && /etc/init.d/docker-registry status >/dev/null 2>&1; then
+    say "stopping Debian's own docker-registry service (Berth runs its own, with a password)"
+    /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
+  fi
+}
+
 ensure_insecure_registry() {
   # Docker speaks plain HTTP only to registries it calls insecure; 127.0.0.0/8 is one by default, any other
   # address (the manager's, for more nodes) must be listed in /etc/docker/daemon.json. Reloaded with SIGHUP.

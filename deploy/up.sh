@@ -11,6 +11,7 @@ export BERTH_REGISTRY="${BERTH_REGISTRY-127.0.0.1:5000}"
 mkdir -p "$BERTH_HOME"
 
 ensure_packages docker.io redis-server haproxy git mmdebstrap python3-venv iproute2 ca-certificates docker-registry
+ensure_debian_registry_off
 ensure_insecure_registry "$BERTH_REGISTRY"
 ensure_docker
 ensure_swarm
