@@ -38,6 +38,7 @@ os.environ.update(
 from tests.conftest import free_port, wait_for  # noqa: E402
 
 APP_PREFIX = "bench-"
+PUSH_TIMEOUT_S = 300  # a push here takes 10-70 s; one that hangs is a failed deploy, not a hung benchmark
 VENV = REPO / ".venv/bin"
 
 APP_PY = """\
@@ -88,6 +89,7 @@ class Platform:
         self.web_port = free_port()
         self.processes: dict[str, subprocess.Popen] = {}
         self.extra_apps: list[str] = []
+        self.failed = False  # a push failed: the process logs are kept in bench/results
         self.logs = HOME / "logs"
         self.logs.mkdir(exist_ok=True)
 
@@ -162,9 +164,9 @@ class Platform:
         url = f"http://git:{self.token}@127.0.0.1:{self.web_port}/git/{self.app.name}.git"
         self._git("remote", "add", "berth", url)
 
-    def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def _git(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
         return subprocess.run(
-            ["git", *args], cwd=self.repo, capture_output=True, text=True, timeout=600, check=check
+            ["git", *args], cwd=self.repo, capture_output=True, text=True, timeout=timeout, check=check
         )
 
     def push(self, message: str) -> subprocess.CompletedProcess:
@@ -173,7 +175,17 @@ class Platform:
         (self.repo / "app.py").write_text(APP_PY.format(message=message))
         self._git("add", "-A")
         self._git("commit", "-q", "-m", message)
-        return self._git("push", "berth", "main", check=False)
+        try:
+            result = self._git("push", "berth", "main", check=False, timeout=PUSH_TIMEOUT_S)
+        except subprocess.TimeoutExpired as error:  # a failed deploy like any other, with what it printed
+            printed = (
+                error.stderr.decode(errors="replace") if isinstance(error.stderr, bytes) else error.stderr
+            )
+            result = subprocess.CompletedProcess(
+                error.cmd, -1, "", f"{printed or ''}\n(no answer in {PUSH_TIMEOUT_S} s)"
+            )
+        self.failed |= result.returncode != 0
+        return result
 
     def api(self):
         import httpx
@@ -219,6 +231,11 @@ class Platform:
             pass  # still in use by another benchmark's apps of the same team name
 
     def __exit__(self, *exc) -> None:
+        if exc[0] is not None or self.failed:
+            kept = REPO / "bench" / "results" / f"{Path(sys.argv[0]).stem}-logs"
+            shutil.rmtree(kept, ignore_errors=True)
+            shutil.copytree(self.logs, kept)
+            print(f"the platform's logs: {kept}", file=sys.stderr)
         for name in ("web", "worker", "watcher"):
             if name in self.processes:
                 self.processes[name].terminate()
