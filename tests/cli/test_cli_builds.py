@@ -400,3 +400,31 @@ def test_run_detach_prints_the_id_and_runs_output_follows_it(cli, runnable):
     result = cli("runs:output", run_id, "-a", runnable)
     assert (result.returncode, result.stdout, result.stderr) == (4, "done\n", "")
     assert_one_error_line(cli("runs:output", "0123456789ab", "-a", runnable), contains="no run 0123456789ab")
+
+
+def test_rollback_without_a_version_picks_the_release_before_the_live_one(cli, shop, ada, v1):
+    assert_one_error_line(cli("rollback", "-a", "shop"), contains="no release before v1")
+    Release.objects.filter(pk=v1.pk).update(status="superseded")
+    release_create(
+        app=App.objects.get(name=shop),
+        image="registry.test/shop:2",
+        procfile={"web": "serve"},
+        description="v2",
+        actor=ada,
+        status="live",
+    )
+    out = ok(cli("rollback", "--no-wait", "-a", "shop"))
+    assert out.startswith("Rolled back shop to v1 as v3"), out
+
+
+def test_restart_is_ps_restart_and_unsetting_a_missing_key_says_so(cli, shop):
+    restart, ps_restart = cli("restart", "-a", "shop"), cli("ps:restart", "-a", "shop")
+    assert (restart.returncode, restart.stdout, restart.stderr) == (
+        ps_restart.returncode,
+        ps_restart.stdout,
+        ps_restart.stderr,
+    )
+    assert "unknown command" not in restart.stderr
+    ok(cli("config:set", "A=1", "-a", "shop"))
+    out = ok(cli("config:unset", "A", "NOPE", "-a", "shop"))
+    assert out.splitlines() == ["Unset A on shop", "NOPE was not set on shop"]

@@ -440,6 +440,15 @@ def ps_restart(args):
     return answer, f"Restarting {what} of {args.app}: new processes start beside the old ones, then take over"
 
 
+# `heroku restart` and `dokku ps:restart` both exist: people type either
+command(
+    "restart",
+    "restart an app's processes (same as ps:restart)",
+    arg("process", nargs="?", metavar="TYPE"),
+    needs_app=True,
+)(ps_restart)
+
+
 # --- config -----------------------------------------------------------------------------------------------------
 
 
@@ -476,8 +485,13 @@ def config_set(args):
     needs_app=True,
 )
 def config_unset(args):
-    values = api().patch(app_path(args, "/config"), dict.fromkeys(args.keys))
-    return values, "\n".join(f"Unset {key} on {args.app}" for key in args.keys)
+    client = api()
+    before = client.get(app_path(args, "/config"))
+    values = client.patch(app_path(args, "/config"), dict.fromkeys(args.keys))
+    return values, "\n".join(
+        f"Unset {key} on {args.app}" if key in before else f"{key} was not set on {args.app}"
+        for key in args.keys
+    )
 
 
 # --- domains ----------------------------------------------------------------------------------------------------
@@ -695,17 +709,29 @@ def release_number(text: str) -> int:
     return int(number)
 
 
+def previous_release(client: Client, args: argparse.Namespace) -> int:
+    """The release that served before the live one, as `heroku rollback` without a version picks."""
+    releases = client.get(app_path(args, "/releases"))
+    live = next((r["version"] for r in releases if r["status"] == "live"), None)
+    if live is None:
+        raise CliError(f"{args.app} has no live release to roll back from; name one: berth rollback vN")
+    earlier = [r for r in releases if r["version"] < live and r["status"] == "superseded" and r.get("image")]
+    if not earlier:
+        raise CliError(f"{args.app} has no release before v{live} to roll back to")
+    return max(r["version"] for r in earlier)
+
+
 @command(
     "rollback",
-    "roll back to an earlier release's image and config; waits until live",
-    arg("version", metavar="vN"),
+    "roll back to an earlier release's image and config (default: the one before the live one); waits until live",
+    arg("version", metavar="vN", nargs="?"),
     arg("--no-wait", action="store_true", help="return once the release is made, without waiting for it"),
     arg("--timeout", type=float, default=900.0, metavar="SECONDS", help="how long to wait (default 900)"),
     needs_app=True,
 )
 def rollback(args):
-    target = release_number(args.version)
     client = api()
+    target = release_number(args.version) if args.version else previous_release(client, args)
     release = client.post(app_path(args, "/rollback"), {"version": target})
     version = release["version"]
     made = f"Rolled back {args.app} to v{target} as v{version}"
