@@ -268,10 +268,13 @@ def main() -> int:
         after = web_rss(web.process.pid)
         shipper_rss = rss_mb(shipper.pid)
     finally:
-        printer.remove_all()
+        # the processes first: a failed removal (the Docker engine restarted, say) must not leave them running
         stop(shipper)
         web.stop()
-        rds.delete(f"berth:logs:{app}", f"berth:events:{app}")
+        try:
+            printer.remove_all()
+        finally:
+            rds.delete(f"berth:logs:{app}", f"berth:events:{app}")
 
     print(
         f"\nlog line printed -> received on the WebSocket ({args.rate:g} lines/s, gunicorn+uvicorn, 2 workers)\n"

@@ -407,8 +407,12 @@ def main() -> int:
             print(f"warm {run + 1}/{runs}: {warm[-1]['push_to_live_s']:.2f}s", flush=True)
         raw = raw_docker_builds(runs)
     finally:
-        cleanup_apps(names)
+        # the processes first: a failed removal (the Docker engine restarted, say) must not leave them running
         berth.stop()
+        try:
+            cleanup_apps(names)
+        except Exception as error:  # reported; the database and Redis are still cleaned below
+            print(f"removing the bench apps failed: {error!r}", file=sys.stderr)
         # the deployer's own split of each cut-over (route + drain, then removing the old services)
         cutovers = [
             line.split("INFO/ForkPoolWorker-")[-1].split("] ", 1)[-1].strip()

@@ -246,14 +246,16 @@ class Platform:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
-        remove_services()
-        router = self.processes.get("router")
-        if router is not None:
-            router.terminate()
-            try:
-                router.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                router.kill()
+        try:
+            remove_services()
+        finally:  # the router stops even when the engine does not answer
+            router = self.processes.get("router")
+            if router is not None:
+                router.terminate()
+                try:
+                    router.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    router.kill()
         self._remove_images_and_network()
         from django.db import connections
 
