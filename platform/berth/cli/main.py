@@ -730,8 +730,10 @@ def previous_release(client: Client, args: argparse.Namespace) -> int:
     needs_app=True,
 )
 def rollback(args):
+    target = release_number(args.version) if args.version else None  # bad words fail before any request
     client = api()
-    target = release_number(args.version) if args.version else previous_release(client, args)
+    if target is None:
+        target = previous_release(client, args)
     release = client.post(app_path(args, "/rollback"), {"version": target})
     version = release["version"]
     made = f"Rolled back {args.app} to v{target} as v{version}"
