@@ -78,7 +78,7 @@ def test_last_active_node_refused_over_the_api(healthy_cluster, on_cluster, admi
     assert "last active node" in refused.json()["detail"]
 
 
-def test_cli_commands(healthy_cluster, on_cluster, admin_client, live_server, monkeypatch):
+def test_cli_commands(healthy_cluster, on_cluster, admin_client, live_server, monkeypatch, settings):
     monkeypatch.setenv("BERTH_URL", live_server.url)
     monkeypatch.setenv("BERTH_TOKEN", admin_client.token)
     rows, text = cli.nodes(argparse.Namespace())
@@ -89,6 +89,12 @@ def test_cli_commands(healthy_cluster, on_cluster, admin_client, live_server, mo
     assert "berthc-node1 *" in text  # the leader
     join, text = cli.nodes_add(argparse.Namespace())
     assert f"sh deploy/join-node.sh {healthy_cluster.manager.address}:2377 SWMTKN-" in text
+    settings.BERTH_REGISTRY = (
+        "127.0.0.1:5000"  # make up's one-machine default: other machines cannot pull there
+    )
+    join, text = cli.nodes_add(argparse.Namespace())
+    assert join["command"].endswith(" 127.0.0.1:5000")
+    assert "warning: BERTH_REGISTRY is 127.0.0.1:5000, which other machines cannot reach" in text
     node, text = cli.nodes_label(argparse.Namespace(node="berthc-node3", labels=["zone=b", "ssd=yes"]))
     assert node["labels"] == {"zone": "b", "ssd": "yes"} and "zone=b" in text
     node, _ = cli.nodes_label(argparse.Namespace(node="berthc-node3", labels=["ssd-"]))

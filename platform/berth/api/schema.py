@@ -275,4 +275,11 @@ NodeChange = _shape(
         child=s.CharField(allow_null=True, allow_blank=True), required=False, help_text="null removes a label"
     ),
 )
-NodeJoin = _shape("NodeJoin", manager=s.CharField(), token=s.CharField(), command=s.CharField())
+NodeJoin = _shape(
+    "NodeJoin",
+    manager=s.CharField(),
+    token=s.CharField(),
+    command=s.CharField(),
+    registry=s.CharField(allow_blank=True, help_text="the registry nodes pull from; empty when off"),
+    warning=s.CharField(required=False),
+)

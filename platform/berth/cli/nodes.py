@@ -62,7 +62,9 @@ def nodes_add(args: argparse.Namespace) -> Output:
             f"  {join['command']}",
             "",
             f"It installs Docker if missing and joins the swarm at {join['manager']} as a worker;",
-            "the machine must reach that address on TCP 2377 and 7946, UDP 7946 and 4789 (see deploy/FIREWALL.md).",
+            "the machine must reach that address on TCP 2377 and 7946, UDP 7946 and 4789, and the registry's port"
+            " (see deploy/FIREWALL.md).",
+            *([f"warning: {join['warning']}"] if join.get("warning") else []),
         ]
     )
     return join, text
