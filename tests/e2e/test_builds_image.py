@@ -117,3 +117,27 @@ def test_an_image_from_a_local_registry_is_pulled_pinned_by_digest_and_served(
         assert done["status"] == "failed" and done["status_reason"] == lines[-2].removeprefix("error: ")
         assert get_app_page(berth_platform.router_port, app_name).text == message + "\n"
         assert api.get(f"/apps/{app_name}/releases").json()[0]["version"] == 1
+
+    # an image only on this machine (its registry unreachable, as air-gapped): deployed from the local copy
+    from berth.core.docker import docker_client
+
+    client = docker_client(timeout=300)
+    local_only = f"127.0.0.1:{free_port()}/airgapped:1"
+    client.images.build(
+        fileobj=io.BytesIO(IMAGE_DOCKERFILE.format(message="built here").encode()),
+        tag=local_only,
+        labels={"org.berth.test": "1"},
+        rm=True,
+    )
+    try:
+        answer = deploy(api, app_name, local_only)
+        assert answer.status_code == 202, answer.text
+        lines = output(api, app_name, answer.json()["id"])
+        assert f"-----> Using the copy of {local_only} on this machine" in lines, lines
+        assert lines[-1] == f"[build {answer.json()['id']} succeeded]", lines[-5:]
+        assert get_app_page(berth_platform.router_port, app_name).text == "built here\n"
+    finally:
+        try:
+            client.images.remove(local_only, force=True)
+        except Exception:  # still used by a container being removed; the label lets a later run find it
+            pass

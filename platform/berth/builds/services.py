@@ -480,8 +480,19 @@ def _pull_image(build: Build, log) -> tuple[str, dict]:
 
                 raise BuildCancelled("cancelled")
         image = client.images.get(build.image_ref)
-    except docker.errors.APIError as exc:
-        raise ValueError(f"cannot pull {build.image_ref}: {exc.explanation or exc}") from exc
+    except (docker.errors.APIError, ValueError) as exc:
+        reason = (
+            str(exc)
+            if isinstance(exc, ValueError)
+            else f"cannot pull {build.image_ref}: {exc.explanation or exc}"
+        )
+        # Air-gapped (or a registry down): an image already on this machine is deployed as it is, as Dokku does
+        try:
+            image = client.images.get(build.image_ref)
+        except docker.errors.APIError:
+            raise ValueError(reason) from exc
+        log(f"       {reason}")
+        log(f"-----> Using the copy of {build.image_ref} on this machine")
     digests = image.attrs.get("RepoDigests") or []
     ref = next(
         (d for d in digests if d.startswith(repository.split("@")[0] + "@")),
