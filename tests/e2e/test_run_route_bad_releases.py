@@ -101,3 +101,10 @@ def test_a_release_command_runs_once_before_the_cut_over(repo, tenant, berth_pla
     assert output.index("MIGRATED 42") < output.index("switching traffic to v2"), output
     assert load.failed == 0, (load.failed, load.errors[:5])
     assert body_of(berth_platform.router_port, host) == "v2"
+
+
+def test_a_failed_first_deploy_does_not_promise_a_previous_release(repo, tenant, berth_platform):
+    result = push(repo, "first", mode="crash")
+    assert result.returncode != 0
+    assert "the app has no live release yet" in result.stderr, result.stderr[-1500:]
+    assert "previous release" not in result.stderr

@@ -334,12 +334,14 @@ def release_deploy(*, release: Release, log: Callable[[str], None] = lambda line
             )
             for line in reason.splitlines():
                 log(f"       {line}")
-            app_event(
-                app.name,
-                "release.failed",
-                f"v{release.version} failed: {exc}; the previous release keeps serving",
+            # a first deploy has nothing to fall back on: say so rather than promise a previous release
+            after = (
+                "the previous release keeps serving"
+                if live_release(app)
+                else "the app has no live release yet"
             )
-            raise DeployError(f"{exc}; the previous release keeps serving") from exc
+            app_event(app.name, "release.failed", f"v{release.version} failed: {exc}; {after}")
+            raise DeployError(f"{exc}; {after}") from exc
         except Exception:
             scheduler.remove(app=app.name, release=release.version)
             release_set_status(
