@@ -87,7 +87,10 @@ def test_bad_releases_are_refused_with_a_reason_and_the_old_one_serves_every_req
     assert len(failed) == len(BAD)
     # the crashing app's own last lines are kept with its reason
     assert "booting crashes at boot crash" in Release.objects.get(app=app, version=4).status_reason
-    assert "booting exits after a while at boot latecrash" in Release.objects.get(app=app, version=5).status_reason
+    assert (
+        "booting exits after a while at boot latecrash"
+        in Release.objects.get(app=app, version=5).status_reason
+    )
 
 
 def test_a_release_command_runs_once_before_the_cut_over(repo, tenant, berth_platform):

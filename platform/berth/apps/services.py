@@ -110,7 +110,9 @@ def config_replace(*, app: App, config: dict[str, str]) -> None:
         app_lock(app=app)
         ConfigVar.objects.filter(app=app).exclude(key__in=list(config)).delete()
         for key, value in config.items():
-            ConfigVar.objects.update_or_create(app=app, key=key, defaults={"value_encrypted": encrypt_text(value)})
+            ConfigVar.objects.update_or_create(
+                app=app, key=key, defaults={"value_encrypted": encrypt_text(value)}
+            )
 
 
 def _config_description(set_keys: list[str], unset_keys: list[str]) -> str:
