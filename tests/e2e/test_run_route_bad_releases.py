@@ -96,12 +96,17 @@ def test_bad_releases_are_refused_with_a_reason_and_the_old_one_serves_every_req
 def test_a_release_command_runs_once_before_the_cut_over(repo, tenant, berth_platform):
     host = f"{tenant.app.name}.localhost"
     push_ok(repo, "v1")
-    procfile = "release: python -c \"print('MIGRATED', 6 * 7)\"\nweb: python app.py\n"
+    procfile = (
+        "release: python -c \"print('MIGRATED', 6 * 7)\"\nweb: python app.py\n"
+        "worker: python -c 'import time; time.sleep(3600)'\n"
+    )
     with Load(berth_platform.router_port, host, max_seconds=120) as load:
         result = push_ok(repo, "v2", procfile=procfile)
     output = result.stderr
     assert output.count("MIGRATED 42") == 1, output
     assert output.index("MIGRATED 42") < output.index("switching traffic to v2"), output
+    # a new process type other than web starts at 0, as on Heroku, and the output says how to run it
+    assert "Starting worker × 0 (run it with: berth ps:scale worker=1)" in output, output
     assert load.failed == 0, (load.failed, load.errors[:5])
     assert body_of(berth_platform.router_port, host) == "v2"
 

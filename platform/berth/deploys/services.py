@@ -305,7 +305,11 @@ def release_deploy(*, release: Release, log: Callable[[str], None] = lambda line
             _check_command(release, specs)
             boot_started = time.monotonic()  # the boot deadline does not count the release phase
             for spec in specs:
-                log(f"-----> Starting {spec.process} × {spec.replicas}")
+                log(
+                    f"-----> Starting {spec.process} × {spec.replicas}"
+                    # new process types other than web start at 0, as on Heroku: say how to run them
+                    + (f" (run it with: berth ps:scale {spec.process}=1)" if spec.replicas == 0 else "")
+                )
                 scheduler.ensure_process(spec)
             for spec in specs:
                 if spec.replicas:
