@@ -11,6 +11,7 @@ bench/results/build_raw.json.
 """
 
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -34,6 +35,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "berth.config.settings")
 os.environ.setdefault("BERTH_SECRET_KEY", "bench")
 if "BERTH_HOME" not in os.environ:
     os.environ["BERTH_HOME"] = tempfile.mkdtemp(prefix="berth-bench-home-")
+    atexit.register(shutil.rmtree, os.environ["BERTH_HOME"], True)
 
 
 from common import figure, save_figures  # noqa: E402

@@ -10,9 +10,11 @@ at most 3 s out of rotation. Prints tables and writes bench/results/router_overh
 """
 
 import argparse
+import atexit
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +27,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "berth.config.settings")
 os.environ.setdefault("BERTH_SECRET_KEY", "bench")
 if "BERTH_HOME" not in os.environ:
     os.environ["BERTH_HOME"] = tempfile.mkdtemp(prefix="berth-bench-home-")
+    atexit.register(shutil.rmtree, os.environ["BERTH_HOME"], True)
 
 from berth.routing.haproxy import admin_command, haproxy_command, write_config  # noqa: E402
 from berth.routing.router import HaproxyRouter  # noqa: E402

@@ -67,11 +67,18 @@ ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever
 
 
 def _fresh_database() -> None:
+    _drop_database()
+    import psycopg
+
+    with psycopg.connect(DB_ADMIN_URL.replace("postgres://", "postgresql://"), autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{DB_NAME}"')
+
+
+def _drop_database() -> None:
     import psycopg
 
     with psycopg.connect(DB_ADMIN_URL.replace("postgres://", "postgresql://"), autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{DB_NAME}"')
 
 
 def remove_services(prefix: str = APP_PREFIX) -> None:
@@ -261,6 +268,7 @@ class Platform:
 
         connections.close_all()
         if not os.environ.get("BENCH_KEEP"):
+            _drop_database()
             shutil.rmtree(HOME, ignore_errors=True)
 
 
