@@ -170,6 +170,26 @@ def test_pushes_run_by_digest_and_old_images_leave_the_registry_and_the_node(
     assert get(berth_platform.router_port, host).text.strip() == f"version {PUSHES}"
     _report(sum(sizes[b] for b in pushed), reclaimed)
 
+    # destroying the app takes its images along: every tag in the registry, every image on this node
+    destroyed = httpx.request(
+        "DELETE",
+        f"{berth_platform.web_url}/api/v1/apps/{app}",
+        headers={"Authorization": f"Bearer {tenant.token}"},
+        timeout=30,
+    )
+    assert destroyed.status_code in (200, 202, 204), destroyed.text
+
+    def all_gone() -> bool:
+        tags = httpx.get(
+            f"http://{berth_registry.address}/v2/{app}/tags/list",
+            auth=(berth_registry.user, berth_registry.password),
+            timeout=10,
+        )
+        in_registry = tags.status_code == 200 and (tags.json().get("tags") or [])
+        return not in_registry and not docker_images(f"berth/{app}") and not docker_images(repository)
+
+    wait_for(all_gone, timeout=120, interval=2, message="the destroyed app's images gone everywhere")
+
 
 def _only_in(layers: dict[int, set[str]], versions: list[int]) -> set[str]:
     kept = set().union(*(blobs for v, blobs in layers.items() if v not in versions))

@@ -25,6 +25,7 @@ from berth.nodes import registry
 logger = logging.getLogger(__name__)
 
 GC_LABEL = "org.berth.images-gc"
+CONTAINERS_GONE_TIMEOUT_S = 60  # above the 30 s stop grace of a destroyed app's processes
 LOCAL_REPOSITORY = "berth"  # builds tag berth/<app>:build-<n> on the manager
 JOB_TIMEOUT = 180
 # Runs on each node in the stack image (python3, nothing else): removes every image of the given repositories
@@ -162,6 +163,55 @@ def images_gc(*, app=None, keep_releases: int | None = None, log=lambda line: No
             logger.exception("image GC on the nodes failed")
             report.errors.append(f"nodes: {exc}")
     return report
+
+
+def app_images_remove(*, name: str) -> GcReport:
+    """A destroyed app's images go everywhere: every tag in the registry, its images on the manager and on the
+    other nodes. An image a container still uses is kept (and reported); running it again finishes the job."""
+    report = GcReport(apps=1)
+    plan = AppPlan(app=name)  # nothing kept
+    client = docker_client(timeout=300)
+    _wait_containers_gone(client, name)
+    if registry.registry_enabled():
+        credentials = {"user": settings.BERTH_REGISTRY_USER, "password": settings.BERTH_REGISTRY_PASSWORD}
+        try:
+            for digest in registry.repository_digests(
+                registry=settings.BERTH_REGISTRY, repository=name, **credentials
+            ):
+                if registry.manifest_delete(
+                    registry=settings.BERTH_REGISTRY, repository=name, digest=digest, **credentials
+                ):
+                    report.manifests_deleted += 1
+        except Exception as exc:  # registry down or refusing: the rest still goes; a re-run retries this
+            report.errors.append(f"{name}: the registry: {exc}")
+        if report.manifests_deleted:
+            try:
+                report.registry_gc = registry.registry_garbage_collect()
+            except registry.RegistryError as exc:
+                report.errors.append(str(exc))
+    _local_prune(client, plan, set(), report)
+    try:
+        _nodes_prune(client, [plan], report)
+    except Exception as exc:
+        logger.exception("image removal on the nodes failed")
+        report.errors.append(f"nodes: {exc}")
+    return report
+
+
+def _wait_containers_gone(
+    client: docker.DockerClient, name: str, timeout: float = CONTAINERS_GONE_TIMEOUT_S
+) -> None:
+    """The teardown stops the app's containers (each gets its stop grace): an image still used cannot go."""
+    label = {"label": f"org.berth.app={name}"}
+    deadline = time.monotonic() + timeout
+    while client.api.containers(filters=label) and time.monotonic() < deadline:
+        time.sleep(1)
+    # what is left stopped (finished one-off runs, exited tasks) belongs to the destroyed app: it goes with it
+    for container in client.api.containers(all=True, filters={**label, "status": "exited"}):
+        try:
+            client.api.remove_container(container["Id"])
+        except docker.errors.APIError:
+            pass  # Swarm removing it meanwhile
 
 
 def _registry_delete(plan: AppPlan, report: GcReport) -> int:

@@ -121,6 +121,25 @@ def manifest_delete(*, registry: str, repository: str, digest: str, user: str, p
     return True
 
 
+def repository_digests(*, registry: str, repository: str, user: str, password: str) -> list[str]:
+    """The digests of every tag of `repository` in the registry ([] when it has none or is unknown)."""
+    base = f"http://{registry}/v2/{repository}"
+    tags = httpx.get(f"{base}/tags/list", auth=(user, password), timeout=30)
+    if tags.status_code == 404:
+        return []
+    if tags.status_code != 200:
+        raise RegistryError(f"listing {repository}: HTTP {tags.status_code} {tags.text[:200]}")
+    digests = []
+    for tag in tags.json().get("tags") or []:
+        head = httpx.head(
+            f"{base}/manifests/{tag}", auth=(user, password), headers={"Accept": MANIFEST_TYPES}
+        )
+        digest = head.headers.get("Docker-Content-Digest", "")
+        if head.status_code == 200 and DIGEST.match(digest):
+            digests.append(digest)
+    return list(dict.fromkeys(digests))
+
+
 def digests_to_prune(*, references: list[str], keep: int) -> list[str]:
     """Of an app's releases' image references (oldest first), the digests beyond the last `keep` to delete."""
     digests = [ref.partition("@")[2] for ref in references if "@" in ref]
