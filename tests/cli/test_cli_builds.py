@@ -428,3 +428,18 @@ def test_restart_is_ps_restart_and_unsetting_a_missing_key_says_so(cli, shop):
     ok(cli("config:set", "A=1", "-a", "shop"))
     out = ok(cli("config:unset", "A", "NOPE", "-a", "shop"))
     assert out.splitlines() == ["Unset A on shop", "NOPE was not set on shop"]
+
+
+def test_rollback_without_a_version_right_after_a_change_undoes_that_change(cli, shop, ada, v1):
+    Release.objects.filter(pk=v1.pk).update(status="superseded")
+    for version, status in ((2, "live"), (3, "deploying")):  # v3: a config change still rolling out
+        release_create(
+            app=App.objects.get(name=shop),
+            image="registry.test/shop:2",
+            procfile={"web": "serve"},
+            description=f"v{version}",
+            actor=ada,
+            status=status,
+        )
+    out = ok(cli("rollback", "--no-wait", "-a", "shop"))
+    assert out.startswith("Rolled back shop to v2 as v4"), out

@@ -710,14 +710,21 @@ def release_number(text: str) -> int:
 
 
 def previous_release(client: Client, args: argparse.Namespace) -> int:
-    """The release that served before the live one, as `heroku rollback` without a version picks."""
+    """The release before the current one, as `heroku rollback` without a version picks. The current one is the
+    newest live or still rolling out (a config change a moment ago): undoing it goes to what served before."""
     releases = client.get(app_path(args, "/releases"))
-    live = next((r["version"] for r in releases if r["status"] == "live"), None)
-    if live is None:
+    current = next(
+        (r["version"] for r in releases if r["status"] == "live" or r["status"] in ROLLING_OUT), None
+    )
+    if current is None:
         raise CliError(f"{args.app} has no live release to roll back from; name one: berth rollback vN")
-    earlier = [r for r in releases if r["version"] < live and r["status"] == "superseded" and r.get("image")]
+    earlier = [
+        r
+        for r in releases
+        if r["version"] < current and r["status"] in ("live", "superseded") and r.get("image")
+    ]
     if not earlier:
-        raise CliError(f"{args.app} has no release before v{live} to roll back to")
+        raise CliError(f"{args.app} has no release before v{current} to roll back to")
     return max(r["version"] for r in earlier)
 
 
