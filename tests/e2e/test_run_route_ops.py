@@ -153,6 +153,9 @@ def test_restart_is_rolling_and_drops_no_request(live, berth_platform):
     assert {port for _, port, _ in routed(name)} == after
     assert [(s.generation, s.replicas) for s in web_services(name)] == [(1, 2)]  # the old service is gone
     assert body_of(berth_platform.router_port, live.host) == "one"
+    from berth.audit.models import AuditEvent
+
+    assert AuditEvent.objects.filter(action="ps.restart", target=name).count() == 1  # who restarted, recorded
 
     # a second restart of web alone rolls on to the next generation
     assert live.api.post(f"/apps/{name}/ps/restart", json={"process": "web"}).status_code == 202

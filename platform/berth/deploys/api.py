@@ -51,27 +51,17 @@ class AppRestartView(AppScopedView):
 
     @extend_schema(request=S.Restart, responses={202: S.Restarting, 409: S.Error})
     def post(self, request, app: str):
-        from berth.audit.services import audit_record
-        from berth.deploys.tasks import app_restart_task
-
         process = _body(request).get("process")
         if process is not None and not isinstance(process, str):
             raise ValidationError({"process": "must be a process type such as web, or left out for all"})
         try:
-            services.restart_validate(app=self.app, process=process)
+            services.restart_request(
+                app=self.app, process=process, actor=request.user, remote_addr=_client_ip(request)
+            )
         except services.NothingLive as exc:
             raise ConflictError(str(exc)) from exc
         except ValueError as exc:
             raise ValidationError({"process": str(exc)}) from exc
-        audit_record(
-            action="ps.restart",
-            actor=request.user,
-            team=self.app.team,
-            target=self.app.name,
-            remote_addr=_client_ip(request),
-            data={"process": process},
-        )
-        app_restart_task.delay(self.app.pk, process)
         return Response(
             {"app": self.app.name, "process": process, "status": "restarting"},
             status=status.HTTP_202_ACCEPTED,

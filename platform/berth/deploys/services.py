@@ -620,14 +620,26 @@ def app_restart(*, app: App, process: str | None = None) -> list[str]:
     return restarted
 
 
-def restart_validate(*, app: App, process: str | None) -> None:
-    """Raise what app_restart would refuse at once (for the API, before queueing it)."""
+def restart_request(*, app: App, process: str | None, actor, remote_addr: str | None = None) -> None:
+    """Queue a rolling restart of one process type (or all), after refusing at once what app_restart would refuse:
+    NothingLive without a live release, ValueError for a process type the live release does not run."""
+    from berth.deploys.tasks import app_restart_task
+
     live = live_release(app)
     if live is None:
         raise NothingLive(f"{app.name} has no live release to restart; deploy it first")
     if process is not None and process not in {spec.process for spec in process_specs(live)}:
         known = ", ".join(sorted(spec.process for spec in process_specs(live)))
         raise ValueError(f"unknown process type {process!r}; this app has {known}")
+    audit_record(
+        action="ps.restart",
+        actor=actor,
+        team=app.team,
+        target=app.name,
+        remote_addr=remote_addr,
+        data={"process": process},
+    )
+    app_restart_task.delay(app.pk, process)
 
 
 def app_teardown(*, name: str) -> None:
