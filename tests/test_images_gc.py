@@ -97,3 +97,27 @@ def test_images_gc_keeps_the_last_releases_the_live_one_and_work_in_flight(app, 
         docker_client().images.remove(running_tag)
     except docker.errors.ImageNotFound:
         pass
+
+
+def test_a_destroyed_apps_images_and_stopped_containers_leave_this_engine(app, images, settings):
+    """After a destroy: a finished one-off of the app (a stopped container) would pin its image; both go."""
+    from berth.core.docker import docker_client
+    from berth.nodes.images import app_images_remove
+
+    settings.BERTH_REGISTRY = ""  # this engine only
+    client = docker_client()
+    finished = client.containers.run(
+        images[0], ["true"], labels={"org.berth.app": app.name, "org.berth.test": "1"}, detach=True
+    )
+    try:
+        finished.wait(timeout=30)
+        report = app_images_remove(name=app.name)
+        assert not [t for t in images if present(t)], report.as_dict()
+        with pytest.raises(docker.errors.NotFound):
+            client.containers.get(finished.id)
+        assert report.errors == []
+    finally:
+        try:
+            finished.remove(force=True)
+        except docker.errors.NotFound:
+            pass
