@@ -16,6 +16,10 @@ class Team(models.Model):
 
     name = models.CharField(max_length=30, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Quotas a platform admin sets (null: the installation's default from settings; see berth.accounts.quotas).
+    max_apps = models.PositiveIntegerField(null=True, blank=True)
+    max_replicas = models.PositiveIntegerField(null=True, blank=True)
+    max_memory_mb = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -75,6 +79,8 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # null: never expires; past it the token authenticates nothing
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
