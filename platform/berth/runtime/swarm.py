@@ -11,9 +11,9 @@ Choices measured on this platform (Docker 20.10, a kernel without IPVS):
   creates or updates a service, so the SDK sends the credentials (X-Registry-Auth) and Swarm hands them to the
   worker nodes for the pull (a later update without them keeps them). Without a registry the image stays local:
   one node only.
-- A task's address for the router is its node's Status.Addr, except for tasks on this manager, where it is
-  127.0.0.1: host-mode ports bind every interface, Berth and its router run on the manager, and a one-node swarm
-  advertises 127.0.0.1 anyway.
+- A task's address for the router is its node's Status.Addr, this manager's too (the address `docker swarm init
+  --advertise-addr` was given: the machine's own for a swarm `make up` made); host-mode ports bind every
+  interface, so the router reaches them there from any network namespace. 127.0.0.1 only when a node reports none.
 - Docker's proxy accepts connections on a published port even when nothing in the container listens; a running
   task with a port is therefore not yet a ready one (see berth.runtime.health.http_ready).
 """
