@@ -60,6 +60,14 @@ BERTH_NODE_DOCKER_SOCKET = env("BERTH_NODE_DOCKER_SOCKET", "/var/run/docker.sock
 # images of the last N releases of each app are kept (plus the live one); older ones are deleted everywhere
 BERTH_IMAGE_RETENTION_RELEASES = env_int("BERTH_IMAGE_RETENTION_RELEASES", 5, minimum=1, maximum=1000)
 
+# Tenants are hostile (see tests/security): limits every app container gets unless its formation says otherwise,
+# and the quotas a team gets unless a platform admin set its own (Team.max_*; 0 means no limit).
+BERTH_PROCESS_MEMORY_MB = env_int("BERTH_PROCESS_MEMORY_MB", 512, minimum=32, maximum=65536)
+BERTH_PROCESS_PIDS_LIMIT = env_int("BERTH_PROCESS_PIDS_LIMIT", 512, minimum=16, maximum=1_000_000)
+BERTH_TEAM_MAX_APPS = env_int("BERTH_TEAM_MAX_APPS", 50, minimum=0)
+BERTH_TEAM_MAX_REPLICAS = env_int("BERTH_TEAM_MAX_REPLICAS", 100, minimum=0)
+BERTH_TEAM_MAX_MEMORY_MB = env_int("BERTH_TEAM_MAX_MEMORY_MB", 0, minimum=0)
+
 DOCKER_HOST = env("DOCKER_HOST", "unix:///var/run/docker.sock")
 # the two swappable parts, each one seam with one real implementation (see berth.runtime / berth.routing)
 BERTH_SCHEDULER = env("BERTH_SCHEDULER", "swarm")
