@@ -14,7 +14,7 @@ from tests.cli.conftest import BERTH, assert_one_error_line
 from tests.conftest import free_port
 
 SPEC_COMMANDS = (
-    "login logout whoami teams teams:create members members:add members:remove tokens tokens:create "
+    "login logout whoami teams teams:create teams:quotas members members:add members:remove tokens tokens:create "
     "tokens:revoke apps apps:create apps:info apps:destroy config config:get config:set config:unset domains "
     "domains:add domains:remove releases releases:info audit git:remote ps:scale builds builds:info builds:output "
     "builds:cancel deploy rollback ps run runs:output logs events git:credentials ps:restart nodes nodes:add nodes:drain nodes:activate nodes:label nodes:remove ps:place restart"

@@ -2,6 +2,8 @@ from django.contrib import admin
 
 from berth.accounts.models import ApiToken, Invitation, Membership, Team
 
+QUOTA_FIELDS = ["max_apps", "max_replicas", "max_memory_mb"]
+
 
 class MembershipInline(admin.TabularInline):
     model = Membership
@@ -11,10 +13,26 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
-    list_display = ["name", "created_at"]
+    list_display = ["name", "max_apps", "max_replicas", "max_memory_mb", "created_at"]
     list_filter = ["created_at"]
     search_fields = ["name"]
     inlines = [MembershipInline]
+    fieldsets = [
+        (None, {"fields": ["name"]}),
+        (
+            "Quotas",
+            {
+                "fields": QUOTA_FIELDS,
+                "description": "Empty: the installation's default (BERTH_TEAM_MAX_APPS, BERTH_TEAM_MAX_REPLICAS, "
+                "BERTH_TEAM_MAX_MEMORY_MB); 0: no limit. Memory counts replicas x each process type's memory "
+                "limit (BERTH_PROCESS_MEMORY_MB when none is set).",
+            },
+        ),
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        # quotas are the platform's to give: staff who may edit teams still cannot raise their own
+        return QUOTA_FIELDS if not request.user.is_superuser else []
 
 
 @admin.register(Membership)

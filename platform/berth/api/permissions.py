@@ -30,6 +30,8 @@ PERMISSION_MAP: dict[str, dict[str, str]] = {
     "api:team-invitations": {"GET": ADMIN, "POST": ADMIN},
     "api:team-invitation": {"DELETE": ADMIN},
     "api:team-audit": {"GET": ADMIN},
+    # quotas are the platform's to give (berth.apps.quotas): members read theirs, superusers set them
+    "api:team-quotas": {"GET": VIEWER, "PATCH": PLATFORM_ADMIN},
     "api:invitation-accept": {"POST": USER},
     "api:tokens": {"GET": USER, "POST": USER},
     "api:token": {"DELETE": USER},
@@ -86,7 +88,7 @@ class RolePermission(BasePermission):
         if rule == PLATFORM_ADMIN:
             if not request.user.is_superuser:
                 raise PermissionDenied(
-                    f"this needs the {PLATFORM_ADMIN} role (a superuser): nodes are shared by every team"
+                    f"this needs the {PLATFORM_ADMIN} role (a superuser): it concerns every team (nodes, quotas)"
                 )
             return True
         team = view.permission_team(request)

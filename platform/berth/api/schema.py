@@ -71,6 +71,33 @@ Invitation = _shape(
 )
 InvitationAccept = _shape("InvitationAccept", token=s.CharField())
 Joined = _shape("Joined", team=s.CharField(), role=ROLE)
+QuotaError = _shape(
+    "QuotaError",
+    base=Error,
+    quota=s.ChoiceField(
+        choices=["apps", "replicas", "memory_mb"], required=False, help_text="over a quota: which"
+    ),
+    limit=s.IntegerField(required=False, help_text="the team's limit"),
+    usage=s.IntegerField(required=False, help_text="what the team's apps take now"),
+    requested=s.IntegerField(required=False, help_text="what the change would take"),
+)
+TeamQuota = _shape(
+    "TeamQuota",
+    limit=s.IntegerField(help_text="the limit that applies (0: no limit)"),
+    own=s.IntegerField(allow_null=True, help_text="the team's own value; null: the installation's default"),
+    usage=s.IntegerField(help_text="what the team's apps take now"),
+)
+TeamQuotas = _shape(
+    "TeamQuotas",
+    team=s.CharField(),
+    quotas=_shape("TeamQuotaSet", apps=TeamQuota(), replicas=TeamQuota(), memory_mb=TeamQuota())(),
+)
+TeamQuotasChange = _shape(
+    "TeamQuotasChange",
+    apps=s.IntegerField(required=False, allow_null=True, min_value=0, max_value=2**31 - 1),
+    replicas=s.IntegerField(required=False, allow_null=True, min_value=0, max_value=2**31 - 1),
+    memory_mb=s.IntegerField(required=False, allow_null=True, min_value=0, max_value=2**31 - 1),
+)
 AuditEvent = _shape(
     "AuditEvent",
     actor=s.CharField(allow_null=True),

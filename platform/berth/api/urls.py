@@ -20,6 +20,7 @@ urlpatterns = [
     path("teams/<str:team>/invitations", views.TeamInvitationsView.as_view(), name="team-invitations"),
     path("teams/<str:team>/invitations/<int:pk>", views.TeamInvitationView.as_view(), name="team-invitation"),
     path("teams/<str:team>/audit", views.TeamAuditView.as_view(), name="team-audit"),
+    path("teams/<str:team>/quotas", views.TeamQuotasView.as_view(), name="team-quotas"),
     path("invitations/accept", views.InvitationAcceptView.as_view(), name="invitation-accept"),
     path("apps", views.AppListView.as_view(), name="apps"),
     path("apps/<str:app>", views.AppView.as_view(), name="app"),

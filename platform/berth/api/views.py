@@ -18,6 +18,7 @@ from berth.accounts.roles import VIEWER
 from berth.api import schema as S
 from berth.api.openapi import BerthSchema
 from berth.api.permissions import RolePermission
+from berth.apps import quotas
 from berth.apps import selectors as apps_selectors
 from berth.apps import services as apps_services
 from berth.apps.models import App, Domain, Formation
@@ -149,6 +150,11 @@ class BerthAPIView(APIView):
         if isinstance(exc, DjangoValidationError):
             detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
             exc = ValidationError(detail)
+        elif isinstance(exc, quotas.QuotaExceeded):
+            # 409 with the quota, its limit and the usage beside the one-line detail (set as is: DRF would
+            # turn the numbers into strings)
+            fields, exc = exc.as_dict(), ConflictError(str(exc))
+            exc.detail = fields
         elif isinstance(exc, Conflict):
             exc = ConflictError(str(exc))
         elif isinstance(exc, DjangoPermissionDenied):
@@ -381,6 +387,38 @@ class TeamAuditView(TeamScopedView):
         )
 
 
+class TeamQuotasView(TeamScopedView):
+    """A team's quotas and usage: members read them; only platform admins (superusers) change them."""
+
+    def permission_team(self, request) -> Team:
+        if request.method != "GET" and not hasattr(self, "team"):
+            # PLATFORM_ADMIN: a superuser sets any team's quotas, member of it or not
+            self.team = Team.objects.filter(name=self.kwargs["team"]).first()
+            if self.team is None:
+                raise Http404("no such team")
+        return super().permission_team(request)
+
+    @extend_schema(responses=S.TeamQuotas)
+    def get(self, request, team: str):
+        return Response(quotas.team_quotas(team=self.permission_team(request)))
+
+    @extend_schema(
+        request=S.TeamQuotasChange,
+        responses=S.TeamQuotas,
+        description="Set the team's quotas (platform admins): a number (0 is no limit), or null for the "
+        "installation's default (BERTH_TEAM_MAX_APPS, BERTH_TEAM_MAX_REPLICAS, BERTH_TEAM_MAX_MEMORY_MB).",
+    )
+    def patch(self, request, team: str):
+        return Response(
+            quotas.team_quotas_set(
+                team=self.permission_team(request),
+                changes=_body(request),
+                actor=request.user,
+                remote_addr=_client_ip(request),
+            )
+        )
+
+
 # --- apps ----------------------------------------------------------------------------------------------------
 
 
@@ -411,7 +449,7 @@ class AppListView(BerthAPIView):
     def get(self, request):
         return Response([_app_summary(app) for app in apps_selectors.apps_for_user(user=request.user)])
 
-    @extend_schema(request=S.AppCreate, responses={201: S.AppDetail, 400: S.Error, 409: S.Error})
+    @extend_schema(request=S.AppCreate, responses={201: S.AppDetail, 400: S.Error, 409: S.QuotaError})
     def post(self, request):
         data = _body(request)
         name = _str_field(data, "name")
@@ -459,7 +497,11 @@ class AppFormationView(AppScopedView):
     def get(self, request, app: str):
         return Response([_formation(f) for f in apps_selectors.formation_for_app(app=self.app)])
 
-    @extend_schema(request=S.FormationChange(many=True), responses=S.Formation(many=True))
+    @extend_schema(
+        request=S.FormationChange(many=True),
+        responses={200: S.Formation(many=True), 409: S.QuotaError},
+        description="409: the change would take the team above its replicas or memory quota.",
+    )
     def patch(self, request, app: str):
         rows = apps_services.formation_update(
             app=self.app, changes=_body(request, list), actor=request.user, remote_addr=_client_ip(request)

@@ -14,6 +14,7 @@ from berth.accounts.errors import Conflict
 from berth.accounts.models import Team
 from berth.apps.crypto import encrypt_text
 from berth.apps.models import App, ConfigVar, Domain, Formation
+from berth.apps.quotas import app_formation_rows, formation_usage, quota_check, team_quota_lock, team_usage
 from berth.apps.signals import app_destroyed, domains_changed, formation_changed
 from berth.apps.validators import (
     normalize_hostname,
@@ -67,6 +68,10 @@ def app_create(*, team: Team, name: str, actor, remote_addr: str | None = None, 
     _validate_settings(settings_)
     try:
         with transaction.atomic():
+            team_quota_lock(team=team)
+            before = team_usage(team=team)
+            # a new app counts the one web replica its first release starts
+            quota_check(team=team, before=before, after=before + formation_usage({}))
             app = App.objects.create(team=team, name=name, **settings_)
             audit_record(action="app.create", actor=actor, team=team, target=name, remote_addr=remote_addr)
     except IntegrityError:
@@ -197,6 +202,17 @@ def _cpu(item: dict, process: str) -> Decimal | None:
     return cpu
 
 
+def _formation_quota_check(*, app: App, updates: dict[str, dict]) -> None:
+    """Refuse a formation change that takes the team above its replicas or memory quota (berth.apps.quotas)."""
+    rows = app_formation_rows(app)
+    after = dict(rows)
+    for process, fields in updates.items():
+        replicas, memory_mb = after.get(process, (1, None))  # get_or_create below: the model default
+        after[process] = (fields.get("replicas", replicas), fields.get("memory_mb", memory_mb))
+    others = team_usage(team=app.team, exclude_app_id=app.pk)
+    quota_check(team=app.team, before=others + formation_usage(rows), after=others + formation_usage(after))
+
+
 def formation_update(
     *, app: App, changes: list[dict], actor, remote_addr: str | None = None
 ) -> list[Formation]:
@@ -238,6 +254,8 @@ def formation_update(
             fields["cpu"] = _cpu(item, process)
         updates.setdefault(process, {}).update(fields)
     with transaction.atomic():
+        team_quota_lock(team=app.team)
+        _formation_quota_check(app=app, updates=updates)
         for process, fields in updates.items():
             formation, created = Formation.objects.select_for_update().get_or_create(
                 app=app, process=process, defaults=fields

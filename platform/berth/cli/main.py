@@ -300,6 +300,62 @@ def audit(args):
     )
 
 
+UNSET = object()  # a quota option not given (None is `default`)
+
+
+def quota_value(text: str) -> int | None:
+    """A quota on the command line: a whole number (0: no limit) or `default` (the installation's)."""
+    if text == "default":
+        return None
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (0: no limit) or `default`")
+    return int(text)
+
+
+@command(
+    "teams:quotas",
+    "show a team's quotas and usage; set them with --apps/--replicas/--memory (platform admins)",
+    arg("team", nargs="?", metavar="TEAM", help="default: your only team"),
+    arg(
+        "--apps",
+        type=quota_value,
+        default=UNSET,
+        metavar="N",
+        help="apps (0: no limit, `default`: the installation's)",
+    ),
+    arg("--replicas", type=quota_value, default=UNSET, metavar="N", help="containers over all apps"),
+    arg(
+        "--memory",
+        type=quota_value,
+        default=UNSET,
+        metavar="MB",
+        help="MB of memory: replicas x each process's limit",
+    ),
+)
+def teams_quotas(args):
+    client = api()
+    team = resolve_team(client, args.team)
+    given = {"apps": args.apps, "replicas": args.replicas, "memory_mb": args.memory}
+    # an option left out is not sent; `default` is sent as null
+    changes = {key: value for key, value in given.items() if value is not UNSET}
+    if changes:
+        answer = client.patch(f"/api/v1/teams/{segment(team)}/quotas", changes)
+    else:
+        answer = client.get(f"/api/v1/teams/{segment(team)}/quotas")
+    rows = [{"quota": name, **values} for name, values in answer["quotas"].items()]
+    return answer, f"=== {answer['team']} quotas\n" + table(
+        rows,
+        ["QUOTA", "LIMIT", "USED", "SET FOR THE TEAM"],
+        lambda r: [
+            r["quota"],
+            r["limit"] or "no limit",
+            r["usage"],
+            "default" if r["own"] is None else r["own"],
+        ],
+        empty="",
+    )
+
+
 # --- apps -------------------------------------------------------------------------------------------------------
 
 
