@@ -7,6 +7,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from berth.config import limits
 from berth.config.env import env, env_bool, env_int, env_registry, env_url, secret_from_home
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # platform/berth
@@ -68,6 +69,12 @@ BERTH_TEAM_MAX_APPS = env_int("BERTH_TEAM_MAX_APPS", 50, minimum=0)
 BERTH_TEAM_MAX_REPLICAS = env_int("BERTH_TEAM_MAX_REPLICAS", 100, minimum=0)
 BERTH_TEAM_MAX_MEMORY_MB = env_int("BERTH_TEAM_MAX_MEMORY_MB", 0, minimum=0)
 
+# What a client may send (read in berth.config.limits, which the gunicorn worker reads before Django starts):
+# bodies are capped at the ASGI door (berth.core.bodylimit) before Django stores any of them.
+BERTH_MAX_REQUEST_BYTES = limits.MAX_REQUEST_BYTES
+BERTH_GIT_MAX_FETCH_BYTES = limits.GIT_MAX_FETCH_BYTES
+BERTH_MAX_WS_MESSAGE_BYTES = limits.MAX_WS_MESSAGE_BYTES
+
 DOCKER_HOST = env("DOCKER_HOST", "unix:///var/run/docker.sock")
 # the two swappable parts, each one seam with one real implementation (see berth.runtime / berth.routing)
 BERTH_SCHEDULER = env("BERTH_SCHEDULER", "swarm")
@@ -95,6 +102,24 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 ALLOWED_HOSTS = [h for h in (env("BERTH_ALLOWED_HOSTS", "*") or "*").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in (env("BERTH_CSRF_TRUSTED_ORIGINS", "") or "").split(",") if o]
+# Served over HTTPS (BERTH_PUBLIC_URL https://…, the TLS terminator in front of the web process): cookies never
+# travel in clear, plain HTTP is redirected, and browsers are told to stay on HTTPS (`manage.py check --deploy`).
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+if BERTH_PUBLIC_URL.startswith("https://"):
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env_bool("BERTH_SSL_REDIRECT", True)
+    # /healthz answers probes on the plain port of the machine itself
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_HSTS_SECONDS = env_int("BERTH_HSTS_SECONDS", 30 * 24 * 3600, minimum=0)
+    # the header only asks; a domain enters browsers' preload lists when its owner submits it
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("BERTH_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("BERTH_HSTS_PRELOAD", True)
+    if env_bool("BERTH_BEHIND_TLS_PROXY", True):
+        # the terminator in front says the original scheme; only meaningful when nothing else reaches the port
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
