@@ -46,6 +46,11 @@ CASES = {
     },
     "api:team-invitation": {"DELETE": (lambda w, r: {"team": "acme", "pk": w.invitation.pk}, None, 204)},
     "api:team-audit": {"GET": (lambda w, r: {"team": "acme"}, None, 200)},
+    # quotas: members read them; setting them is the platform's (superusers: tests/security/test_quotas.py)
+    "api:team-quotas": {
+        "GET": (lambda w, r: {"team": "acme"}, None, 200),
+        "PATCH": (lambda w, r: {"team": "acme"}, lambda w: {"apps": 1000}, 200),
+    },
     "api:invitation-accept": {"POST": (None, lambda w: {"token": w.invitation_token}, 200)},
     "api:apps": {
         "GET": (None, None, 200),

@@ -102,7 +102,9 @@ def test_memory_is_replicas_times_each_process_limit(tenant_team, make_app, sett
 
 def test_a_team_over_a_lowered_quota_can_still_scale_down(tenant_team, make_app, settings):
     make_app("q-down", team=tenant_team.team, actor=tenant_team.owner)
-    tenant_team.client.patch("/api/v1/apps/q-down/formation", [{"process": "web", "replicas": 8}], format="json")
+    tenant_team.client.patch(
+        "/api/v1/apps/q-down/formation", [{"process": "web", "replicas": 8}], format="json"
+    )
     settings.BERTH_TEAM_MAX_REPLICAS = 2
     response = tenant_team.client.patch(
         "/api/v1/apps/q-down/formation", [{"process": "web", "replicas": 3}], format="json"
@@ -141,7 +143,11 @@ def test_a_platform_admin_sets_and_resets_a_teams_quotas(tenant_team, superuser,
     response = admin.patch(url, {"apps": 3, "replicas": 0, "memory_mb": 4096}, format="json")
     assert response.status_code == 200, response.content
     quotas = response.json()["quotas"]
-    assert quotas["apps"]["limit"] == 3 and quotas["replicas"]["limit"] == 0 and quotas["memory_mb"]["own"] == 4096
+    assert (
+        quotas["apps"]["limit"] == 3
+        and quotas["replicas"]["limit"] == 0
+        and quotas["memory_mb"]["own"] == 4096
+    )
     assert admin.patch(url, {"replicas": None}, format="json").json()["quotas"]["replicas"]["limit"] == 100
     for bad in ({"apps": -1}, {"apps": "many"}, {"cpus": 3}, {}):
         refused = admin.patch(url, bad, format="json")
@@ -158,7 +164,9 @@ def test_the_quota_endpoint_is_documented_with_its_errors(token_client, superuse
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_cli_says_over_quota_in_one_line_and_exits_1(live_server, tmp_path, make_user, make_team, settings):
+def test_the_cli_says_over_quota_in_one_line_and_exits_1(
+    live_server, tmp_path, make_user, make_team, settings
+):
     from berth.accounts.services import token_create
 
     settings.BERTH_TEAM_MAX_APPS = 1
@@ -177,5 +185,7 @@ def test_the_cli_says_over_quota_in_one_line_and_exits_1(live_server, tmp_path, 
     admin_env = {**env, "BERTH_TOKEN": token_create(user=admin, name="cli")[1]}
     ok(run_berth("teams:quotas", team.name, "--apps", "2", home=tmp_path, env=admin_env))
     ok(run_berth("apps:create", "q-cli-2", "--team", team.name, home=tmp_path, env=env))
-    reset = ok(run_berth("teams:quotas", team.name, "--apps", "default", "--json", home=tmp_path, env=admin_env))
+    reset = ok(
+        run_berth("teams:quotas", team.name, "--apps", "default", "--json", home=tmp_path, env=admin_env)
+    )
     assert '"own": null' in reset

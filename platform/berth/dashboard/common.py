@@ -12,7 +12,7 @@ from berth.accounts.errors import Conflict
 from berth.accounts.models import Team
 from berth.accounts.roles import role_at_least
 from berth.accounts.selectors import team_for_user, teams_for_user, user_role
-from berth.dashboard.selectors import user_is_admin_somewhere
+from berth.nodes.selectors import can_see_nodes
 
 SESSION_TEAM = "berth_team"
 # Shown once after a redirect (a new API token or invitation token); popped when the next page renders it.
@@ -50,7 +50,7 @@ def page(request: HttpRequest, template: str, context: dict | None = None, statu
     frame = {
         "current_team": team,
         "teams": teams,
-        "can_see_nodes": user_is_admin_somewhere(user=request.user),
+        "can_see_nodes": can_see_nodes(request.user),
         "shown_once": request.session.pop(SESSION_SHOWN_ONCE, None),
     }
     return render(request, template, {**frame, **(context or {})}, status=status)

@@ -2,8 +2,7 @@
 
 from django.db.models import OuterRef, QuerySet, Subquery
 
-from berth.accounts.models import ApiToken, Membership
-from berth.accounts.roles import ADMIN, OWNER
+from berth.accounts.models import ApiToken
 from berth.apps.models import App
 from berth.builds.models import Build
 from berth.releases.models import Release
@@ -44,10 +43,3 @@ def build_for_app(*, app: App, build_id: int) -> Build | None:
 
 def tokens_for_user(*, user) -> QuerySet[ApiToken]:
     return ApiToken.objects.filter(user=user, revoked_at=None).order_by("-created_at")
-
-
-def user_is_admin_somewhere(*, user) -> bool:
-    """Admins of any team (and superusers) may watch the nodes: they run every team's apps."""
-    if not user.is_authenticated or not user.is_active:
-        return False
-    return user.is_superuser or Membership.objects.filter(user=user, role__in=[ADMIN, OWNER]).exists()

@@ -14,7 +14,8 @@ from berth.accounts import services as accounts_services
 from berth.accounts.roles import ADMIN, ROLE_CHOICES, VIEWER, role_at_least
 from berth.audit.selectors import audit_events_for_team
 from berth.dashboard.common import SESSION_SHOWN_ONCE, SESSION_TEAM, attempt, client_ip, page, team_with_role
-from berth.dashboard.selectors import tokens_for_user, user_is_admin_somewhere
+from berth.dashboard.selectors import tokens_for_user
+from berth.nodes.selectors import can_see_nodes
 
 AUDIT_SHOWN = 100
 
@@ -245,6 +246,6 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def nodes(request: HttpRequest) -> HttpResponse:
-    if not user_is_admin_somewhere(user=request.user):
-        raise PermissionDenied("the nodes page is for team admins")
+    if not can_see_nodes(request.user):
+        raise PermissionDenied("the nodes page is for platform admins")
     return page(request, "dashboard/nodes.html")

@@ -20,6 +20,7 @@ from berth.builds import services as builds_services
 from berth.dashboard.common import attempt, client_ip, current_team, page, team_with_role
 from berth.dashboard.selectors import app_state, apps_with_status, build_for_app, builds_for_app
 from berth.deploys import services as deploys_services
+from berth.nodes.selectors import process_rows_visible_to
 from berth.releases.selectors import releases_for_app
 
 logger = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ def app_detail(request: HttpRequest, app: str) -> HttpResponse:
         ]
     processes, processes_error = [], None
     try:
-        processes = deploys_services.app_processes(app=app)
+        processes = process_rows_visible_to(user=request.user, rows=deploys_services.app_processes(app=app))
     except Exception as exc:  # the page must render when Docker is down; say so in the section instead
         logger.warning("processes of %s unavailable: %s", app.name, exc)
         processes_error = f"cannot list processes right now ({type(exc).__name__})"

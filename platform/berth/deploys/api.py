@@ -10,6 +10,7 @@ from berth.api import schema as S
 from berth.api.views import AppScopedView, ConflictError, _body, _client_ip, _release
 from berth.core.streaming import streamed
 from berth.deploys import services
+from berth.nodes.selectors import process_rows_visible_to
 from berth.releases.services import ImagePruned
 from berth.runtime.scheduler import SchedulerError
 
@@ -17,7 +18,8 @@ from berth.runtime.scheduler import SchedulerError
 class AppProcessesView(AppScopedView):
     @extend_schema(responses=S.Process(many=True), description="What runs for the app: one row per task.")
     def get(self, request, app: str):
-        return Response(services.app_processes(app=self.app))
+        rows = services.app_processes(app=self.app)
+        return Response(process_rows_visible_to(user=request.user, rows=rows))
 
 
 class AppRollbackView(AppScopedView):

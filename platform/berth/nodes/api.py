@@ -1,8 +1,9 @@
-"""API v1 for the swarm's machines: GET/PATCH/DELETE /nodes, GET /nodes/join. Platform administrators only."""
+"""API v1 for the swarm's machines: GET/PATCH/DELETE /nodes, GET /nodes/join. Platform administrators only
+(berth.nodes.selectors.can_see_nodes)."""
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
 
 from berth.api import schema as S
@@ -14,7 +15,17 @@ def _node(info: selectors.NodeInfo) -> dict:
     return info.as_dict()
 
 
-class NodesView(BerthAPIView):
+class NodeAPIView(BerthAPIView):
+    """The permission map lets only platform admins in (PLATFORM_ADMIN); the nodes' own rule is asked as well, so
+    the API, the dashboard and the sockets can never disagree about who sees a node."""
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if not selectors.can_see_nodes(request.user):
+            raise PermissionDenied("the nodes are shown to platform admins (superusers) only")
+
+
+class NodesView(NodeAPIView):
     @extend_schema(responses={200: S.Node(many=True), 409: S.Error})
     def get(self, request):
         try:
@@ -23,7 +34,7 @@ class NodesView(BerthAPIView):
             raise ConflictError(str(exc)) from exc
 
 
-class NodesJoinView(BerthAPIView):
+class NodesJoinView(NodeAPIView):
     @extend_schema(responses={200: S.NodeJoin, 409: S.Error})
     def get(self, request):
         try:
@@ -32,7 +43,7 @@ class NodesJoinView(BerthAPIView):
             raise ConflictError(str(exc)) from exc
 
 
-class NodeView(BerthAPIView):
+class NodeView(NodeAPIView):
     @extend_schema(responses={200: S.Node, 409: S.Error})
     def get(self, request, node: str):
         return Response(_node(self._call(selectors.node_find, node=node)))

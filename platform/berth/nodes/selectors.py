@@ -1,6 +1,10 @@
 """Reads about the swarm's machines: what `berth nodes` lists and what the services decide on.
 
-Nodes are platform-wide (every team's apps share them); only platform administrators see them (see api.py).
+Nodes are platform-wide (every team's apps share them). Who may see them is one rule, `can_see_nodes`, which the
+API, the dashboard and the WebSocket consumers all ask: platform administrators (superusers) see the nodes, their
+addresses and their load; nobody else sees any of it, whatever their team role (a team's admin is a tenant like any
+other: the machines' addresses and what else runs on them are other teams' business). An app's processes still say
+which node they run on by its opaque Swarm id, never by address (`process_rows_visible_to`).
 """
 
 from dataclasses import asdict, dataclass
@@ -12,6 +16,18 @@ from berth.core.docker import docker_client
 
 NANOSECONDS = 1_000_000_000
 MANAGER_PORT = 2377
+
+
+def can_see_nodes(user) -> bool:
+    """The one rule: may `user` see the swarm's nodes, their addresses and their load?"""
+    return bool(user is not None and user.is_authenticated and user.is_active and user.is_superuser)
+
+
+def process_rows_visible_to(*, user, rows: list[dict]) -> list[dict]:
+    """An app's process rows (`berth ps`) as `user` may see them: the node's address only for who can see nodes."""
+    if can_see_nodes(user):
+        return rows
+    return [{**row, "address": None} if "address" in row else row for row in rows]
 
 
 class NodeError(Exception):

@@ -5,7 +5,7 @@ never holds up another. Live app logs go through a bounded outbox per connection
 the oldest queued lines are dropped and a {"type": "dropped", "count": N} message takes their place.
 
 Closing codes: 4401 no (valid) credentials, 4404 the app or build is not one of the user's teams' (or does not
-exist), 4403 the user's role is too low (nodes: admins only). The socket is accepted first and then closed with
+exist), 4403 the user's role is too low (nodes: platform admins only). The socket is accepted first and then closed with
 the code, because a close before the handshake reaches the client as a bare HTTP 403 without it.
 """
 
@@ -23,6 +23,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
+from berth.nodes.selectors import can_see_nodes
 from berth.observe.metrics import NODES_KEY, health_key
 from berth.observe.services import as_text, events_key, logs_key
 
@@ -459,17 +460,11 @@ class AppEventsConsumer(StreamConsumer):
 
 
 class NodesConsumer(StreamConsumer):
-    """/ws/nodes: the swarm's nodes every few seconds, for admins (or owners) of any team."""
+    """/ws/nodes: the swarm's nodes every few seconds, for platform admins (berth.nodes.selectors.can_see_nodes)."""
 
     def authorize(self, user) -> None:
-        from berth.accounts.models import Membership
-        from berth.accounts.roles import ADMIN, OWNER
-
-        if (
-            not user.is_superuser
-            and not Membership.objects.filter(user=user, role__in=(ADMIN, OWNER)).exists()
-        ):
-            raise PermissionDenied("the nodes are shown to team admins")
+        if not can_see_nodes(user):
+            raise PermissionDenied("the nodes are shown to platform admins")
 
     async def produce(self) -> None:
         while True:
