@@ -13,7 +13,7 @@ from berth.accounts.errors import Conflict
 from berth.accounts.models import ApiToken, Invitation, Membership, Team, hash_secret
 from berth.accounts.roles import OWNER, ROLES
 from berth.accounts.selectors import user_role
-from berth.accounts.validators import validate_team_name
+from berth.accounts.validators import validate_one_line_text, validate_team_name, validate_token_name
 from berth.audit.services import audit_record
 
 TOKEN_PREFIX = "berth_"
@@ -124,6 +124,7 @@ def invitation_create(
     from django.core.validators import validate_email
 
     try:
+        validate_one_line_text(email, field="email", max_length=254)
         validate_email(email)
     except ValidationError:
         raise ValidationError({"email": "is not a valid email address"}) from None
@@ -204,9 +205,7 @@ def token_create(
     *, user: AbstractBaseUser, name: str, remote_addr: str | None = None
 ) -> tuple[ApiToken, str]:
     """Create an API token. Returns the row and the clear token, which is never available again."""
-    name = (name or "").strip()
-    if not name or len(name) > 100:
-        raise ValidationError({"name": "must be 1-100 characters"})
+    validate_token_name(name)
     clear = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():
         token = ApiToken.objects.create(

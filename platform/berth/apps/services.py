@@ -25,9 +25,10 @@ from berth.apps.validators import (
 )
 from berth.audit.services import audit_record
 
-BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,255}(?<![./])$")
-HEALTH_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,254}$")
-BUILDPACK_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,49}$")
+# used with fullmatch: `$` would also match before a trailing newline ("main\n")
+BRANCH_RE = re.compile(r"(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,255}(?<![./])")
+HEALTH_PATH_RE = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,254}")
+BUILDPACK_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,49}")
 UPDATABLE_FIELDS = ("deploy_branch", "health_check_path", "buildpack")
 
 
@@ -49,14 +50,14 @@ def _validate_settings(changes: dict) -> dict:
     if unknown:
         raise ValidationError({sorted(unknown)[0]: "cannot be changed here"})
     branch = changes.get("deploy_branch")
-    if "deploy_branch" in changes and (not isinstance(branch, str) or not BRANCH_RE.match(branch)):
+    if "deploy_branch" in changes and (not isinstance(branch, str) or not BRANCH_RE.fullmatch(branch)):
         raise ValidationError({"deploy_branch": "must be a valid git branch name"})
     path = changes.get("health_check_path")
-    if "health_check_path" in changes and (not isinstance(path, str) or not HEALTH_PATH_RE.match(path)):
+    if "health_check_path" in changes and (not isinstance(path, str) or not HEALTH_PATH_RE.fullmatch(path)):
         raise ValidationError({"health_check_path": "must be a URL path starting with /"})
     buildpack = changes.get("buildpack")
     if "buildpack" in changes and (
-        not isinstance(buildpack, str) or (buildpack != "" and not BUILDPACK_RE.match(buildpack))
+        not isinstance(buildpack, str) or (buildpack != "" and not BUILDPACK_RE.fullmatch(buildpack))
     ):
         raise ValidationError({"buildpack": 'must be a buildpack name, or "" to detect it'})
     return changes

@@ -5,7 +5,8 @@ import re
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,29}$")
+# Every pattern here is used with fullmatch: `$` would also match before a trailing newline ("demo\n").
+APP_NAME_RE = re.compile(r"[a-z][a-z0-9-]{1,29}")
 RESERVED_APP_NAMES = frozenset(
     {
         "api",
@@ -22,14 +23,14 @@ RESERVED_APP_NAMES = frozenset(
         "router",
     }
 )
-CONFIG_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+CONFIG_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 CONFIG_VALUE_MAX_BYTES = 32 * 1024
-PROCESS_RE = re.compile(r"^[a-z0-9-]+$")
-DNS_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+PROCESS_RE = re.compile(r"[a-z0-9-]+")
+DNS_LABEL_RE = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
 
 def validate_app_name(name) -> None:
-    if not isinstance(name, str) or not APP_NAME_RE.match(name) or name.endswith("-"):
+    if not isinstance(name, str) or not APP_NAME_RE.fullmatch(name) or name.endswith("-"):
         raise ValidationError(
             {
                 "name": "must be 2-30 characters: lowercase letters, digits and hyphens, starting with a "
@@ -41,7 +42,7 @@ def validate_app_name(name) -> None:
 
 
 def validate_config_key(key) -> None:
-    if not isinstance(key, str) or not CONFIG_KEY_RE.match(key):
+    if not isinstance(key, str) or not CONFIG_KEY_RE.fullmatch(key):
         raise ValidationError(
             {"config": f"invalid key {str(key)[:60]!r}: use letters, digits and _, not starting with a digit"}
         )
@@ -67,7 +68,7 @@ def validate_config_value(key: str, value) -> None:
 
 
 def validate_process_name(process) -> None:
-    if not isinstance(process, str) or not PROCESS_RE.match(process) or len(process) > 63:
+    if not isinstance(process, str) or not PROCESS_RE.fullmatch(process) or len(process) > 63:
         raise ValidationError({"process": f"invalid process type {str(process)[:60]!r}"})
 
 
@@ -75,9 +76,16 @@ def normalize_hostname(hostname) -> str:
     """Lowercase, without a trailing dot; ValidationError naming `hostname` unless it is a valid DNS name."""
     if not isinstance(hostname, str):
         raise ValidationError({"hostname": "must be a string"})
-    host = hostname.strip().lower().rstrip(".")
+    # not stripped: "www.example.org\n" or " www.example.org" is a mistake (or a probe), refused, not cleaned
+    host = hostname.lower().rstrip(".")
     labels = host.split(".")
-    if len(host) > 253 or len(labels) < 2 or not all(DNS_LABEL_RE.match(label) for label in labels):
+    # isascii before lower() counts: the Kelvin sign (U+212A) lowercases to an ASCII "k"
+    if (
+        not hostname.isascii()
+        or len(host) > 253
+        or len(labels) < 2
+        or not all(DNS_LABEL_RE.fullmatch(label) for label in labels)
+    ):
         raise ValidationError({"hostname": f"{hostname[:80]!r} is not a valid DNS name"})
     if labels[-1].isdigit():
         raise ValidationError({"hostname": "must be a DNS name, not an IP address"})

@@ -21,7 +21,7 @@ DEFAULT_PORT = 5000
 NOTHING_DETECTED = (
     "no buildpack detected: add a requirements.txt, package.json, go.mod, index.html or Dockerfile"
 )
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")  # fullmatch: `$` accepts a trailing newline
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 _CONTEXTS = ("wrapped", "repository")
 _KIND_NAMES = {str: "a string", int: "an integer", dict: "a table"}
@@ -78,7 +78,7 @@ def _load_one(directory: Path) -> Buildpack:
         return value
 
     name = need("name", str)
-    if not _NAME.match(name) or name != directory.name:
+    if not _NAME.fullmatch(name) or name != directory.name:
         raise BuildError(f"buildpack {path}: name {name!r} must match its folder and ^[a-z0-9-]+$")
     detect = need("detect", dict)
     any_file = detect.get("any_file")

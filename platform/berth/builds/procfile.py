@@ -14,7 +14,7 @@ MAX_BYTES = 64 * 1024
 MAX_PROCESSES = 30
 MAX_NAME_LENGTH = 30
 RELEASE_PROCESS = "release"
-_NAME = re.compile(r"^[a-z0-9-]+$")
+_NAME = re.compile(r"[a-z0-9-]+")  # fullmatch: `$` accepts a trailing newline
 
 
 def parse_procfile(text: str) -> dict[str, str]:
@@ -30,7 +30,7 @@ def parse_procfile(text: str) -> dict[str, str]:
         if not colon:
             raise ProcfileError(f"expected `name: command`, got {_shorten(line)!r}", line=number)
         name, command = name.strip(), command.strip()
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise ProcfileError(
                 f"process name {_shorten(name)!r} may hold only lowercase letters, digits and '-'",
                 line=number,

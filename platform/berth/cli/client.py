@@ -102,7 +102,7 @@ def current_credentials() -> Credentials:
 
 def normalize_url(url: str) -> str:
     url = url.strip().rstrip("/")
-    if not re.match(r"^https?://[^/\s]+", url):
+    if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):
         raise UsageError(f"the server URL must look like https://berth.example.com, got {url!r}")
     return url
 
@@ -214,5 +214,5 @@ def app_from_git_remote() -> str | None:
     result = git("remote", "get-url", "berth")
     if result is None or result.returncode != 0:
         return None
-    match = re.search(r"/git/([^/]+?)(?:\.git)?/?$", result.stdout.strip())
+    match = re.search(r"/git/([^/\s]+?)(?:\.git)?/?\Z", result.stdout.strip())
     return match.group(1) if match else None

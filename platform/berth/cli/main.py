@@ -40,7 +40,8 @@ from berth.cli.client import (
 )
 
 ROLES = ("owner", "admin", "member", "viewer")
-CONFIG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# used with fullmatch: `$` would also match before a trailing newline ("KEY\n=value")
+CONFIG_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 Output = tuple[Any, str]  # (the API's JSON for --json, the text for people)
 
 
@@ -136,7 +137,7 @@ def assignments(words: list[str], what: str) -> dict[str, str]:
     parsed: dict[str, str] = {}
     for word in words:
         key, sep, value = word.partition("=")
-        if not sep or not CONFIG_KEY.match(key):
+        if not sep or not CONFIG_KEY.fullmatch(key):
             raise UsageError(f"{word!r} is not {what}")
         parsed[key] = value
     return parsed

@@ -59,7 +59,7 @@ def env_url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
 def env_registry(name: str) -> str:
     """A registry address `host:port` (no scheme, no path), or "" when unset: the registry is then off."""
     value = (env(name) or "").strip()
-    if value and not re.match(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$", value):
+    if value and not re.fullmatch(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?", value):
         raise ImproperlyConfigured(f"{name} must be host:port (e.g. 10.0.0.5:5000) or empty, got {value!r}")
     return value
 

@@ -219,7 +219,7 @@ def _registry_delete(plan: AppPlan, report: GcReport) -> int:
     deleted = 0
     for ref in plan.prune_refs:
         name, _, digest = ref.partition("@")
-        if name != repository or not registry.DIGEST.match(digest):
+        if name != repository or not registry.DIGEST.fullmatch(digest):
             continue  # not in Berth's registry (an image deployed by reference from elsewhere)
         try:
             if registry.manifest_delete(

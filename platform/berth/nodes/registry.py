@@ -19,7 +19,7 @@ import docker.errors
 import httpx
 from django.conf import settings
 
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")  # used with fullmatch (`$` accepts a trailing newline)
 MANIFEST_TYPES = ", ".join(
     [
         "application/vnd.docker.distribution.manifest.v2+json",
@@ -38,7 +38,7 @@ class RegistryError(Exception):
 
 
 def htpasswd_line(*, user: str, password: str) -> str:
-    if not re.match(r"^[A-Za-z0-9._-]{1,64}$", user) or ":" in password or not password:
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", user) or ":" in password or not password:
         raise ValueError(
             "a registry user is 1-64 letters, digits, '.', '_' or '-', with a non-empty password"
         )
@@ -101,14 +101,14 @@ def image_push(*, client: docker.DockerClient, image: str, repository: str, tag:
             digest = (event.get("aux") or {}).get("Digest") or digest
     except docker.errors.APIError as exc:
         raise RegistryError(f"push of {repository}:{tag} failed: {exc.explanation or exc}") from exc
-    if not digest or not DIGEST.match(digest):
+    if not digest or not DIGEST.fullmatch(digest):
         raise RegistryError(f"push of {repository}:{tag} reported no digest")
     return f"{repository}@{digest}"
 
 
 def manifest_delete(*, registry: str, repository: str, digest: str, user: str, password: str) -> bool:
     """Delete one image (by digest) from the registry; its blobs go at the next garbage-collect. False if gone."""
-    if not DIGEST.match(digest):
+    if not DIGEST.fullmatch(digest):
         raise ValueError(f"not a digest: {digest!r}")
     url = f"http://{registry}/v2/{repository}/manifests/{digest}"
     response = httpx.delete(url, auth=(user, password), headers={"Accept": MANIFEST_TYPES}, timeout=30)
@@ -135,7 +135,7 @@ def repository_digests(*, registry: str, repository: str, user: str, password: s
             f"{base}/manifests/{tag}", auth=(user, password), headers={"Accept": MANIFEST_TYPES}
         )
         digest = head.headers.get("Docker-Content-Digest", "")
-        if head.status_code == 200 and DIGEST.match(digest):
+        if head.status_code == 200 and DIGEST.fullmatch(digest):
             digests.append(digest)
     return list(dict.fromkeys(digests))
 

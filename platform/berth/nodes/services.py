@@ -13,10 +13,12 @@ from berth.audit.services import audit_record
 from berth.core.docker import docker_client
 from berth.nodes.selectors import NodeError, NodeInfo, _swarm_client, node_find, node_list
 
-LABEL_KEY = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
-LABEL_VALUE = re.compile(r"^[A-Za-z0-9._-]{0,63}$")
+# Used with fullmatch: `$` would also match before a trailing newline ("zone=a\n").
+LABEL_KEY = re.compile(r"[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?")
+LABEL_VALUE = re.compile(r"[A-Za-z0-9._-]{0,63}")
 # `zone=a` or `zone!=a`: a node label, as `berth ps:place` and `berth nodes:label` take them
-CONSTRAINT = re.compile(r"^(?P<key>[a-z0-9][a-z0-9._-]*)(?P<op>!=|=)(?P<value>[A-Za-z0-9._-]*)$")
+CONSTRAINT = re.compile(r"(?P<key>[a-z0-9][a-z0-9._-]*)(?P<op>!=|=)(?P<value>[A-Za-z0-9._-]*)")
+SWARM_CONSTRAINT = re.compile(r"node\.labels\.([^=!]+)(==|!=)(.*)")
 
 
 def _update(client: docker.DockerClient, node_id: str, change: dict) -> None:
@@ -80,9 +82,9 @@ def labels_parse(*, expressions: list[str]) -> dict[str, str | None]:
             if not sep:
                 raise ValueError(f"{expression!r}: use key=value to set a label or key- to remove it")
             value = value or None
-        if not LABEL_KEY.match(key):
+        if not LABEL_KEY.fullmatch(key):
             raise ValueError(f"{key!r}: a label key is lowercase letters, digits, '.', '_' or '-' (max 63)")
-        if value is not None and not LABEL_VALUE.match(value):
+        if value is not None and not LABEL_VALUE.fullmatch(value):
             raise ValueError(f"{value!r}: a label value is letters, digits, '.', '_' or '-' (max 63)")
         labels[key] = value
     return labels
@@ -132,7 +134,7 @@ def constraints_parse(*, expressions: list[str]) -> list[str]:
     """`zone=a` / `zone!=a` → Swarm's `node.labels.zone==a` / `node.labels.zone!=a`."""
     constraints = []
     for expression in expressions:
-        match = CONSTRAINT.match(expression.strip())
+        match = CONSTRAINT.fullmatch(expression)
         if not match:
             raise ValueError(f"{expression!r}: a placement constraint is label=value or label!=value")
         op = "==" if match["op"] == "=" else "!="
@@ -149,7 +151,7 @@ def constraints_satisfiable(*, constraints: list[str], client: docker.DockerClie
 
 
 def _matches(node: NodeInfo, constraint: str) -> bool:
-    key, op, value = re.match(r"^node\.labels\.([^=!]+)(==|!=)(.*)$", constraint).groups()
+    key, op, value = SWARM_CONSTRAINT.fullmatch(constraint).groups()
     return (node.labels.get(key) == value) == (op == "==")
 
 
@@ -157,7 +159,7 @@ def constraints_display(constraints: list[str]) -> list[str]:
     """Swarm's `node.labels.zone==a` back to the `zone=a` people type."""
     shown = []
     for constraint in constraints:
-        match = re.match(r"^node\.labels\.([^=!]+)(==|!=)(.*)$", constraint)
+        match = SWARM_CONSTRAINT.fullmatch(constraint)
         shown.append(f"{match[1]}{'=' if match[2] == '==' else '!='}{match[3]}" if match else constraint)
     return shown
 

@@ -36,7 +36,8 @@ from berth.routing.haproxy import (
 log = logging.getLogger(__name__)
 
 DEFAULT_DRAIN_TIMEOUT = 30.0
-HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
+# fullmatch: `$` accepts a trailing newline, which would end a line of the HAProxy map early
+HOSTNAME_RE = re.compile(r"(?=.{1,253}\Z)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
 # srv_admin_state bits of `show servers state`
 FORCED_MAINT = 0x01  # `set server … state maint`, or `disabled` in the configuration: the slot is free
 FORCED_DRAIN = 0x08  # `set server … state drain`: no new requests, running ones finish
@@ -99,7 +100,7 @@ def clean_hostnames(hostnames: Iterable[str]) -> list[str]:
     cleaned: list[str] = []
     for hostname in hostnames:
         name = str(hostname).strip().lower().rstrip(".")
-        if not HOSTNAME_RE.match(name):
+        if not HOSTNAME_RE.fullmatch(name):
             raise ValueError(f"not a hostname: {hostname!r}")
         if name not in cleaned:
             cleaned.append(name)

@@ -26,7 +26,7 @@ WEB_PROCESS = "web"
 DEFAULT_PORT = 5000
 
 # Swarm service names must be valid DNS labels (they resolve on the overlay): at most 63 characters.
-_NAME_PART = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_NAME_PART = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")  # fullmatch: `$` accepts a trailing newline
 
 
 class SchedulerError(RuntimeError):
@@ -113,7 +113,7 @@ class ServiceInfo:
 
 def service_name(*, app: str, release: int, process: str, generation: int = 0) -> str:
     for what, value in (("app", app), ("process", process)):
-        if not _NAME_PART.match(value):
+        if not _NAME_PART.fullmatch(value):
             raise SchedulerError(f"invalid {what} name {value!r}: use lowercase letters, digits and dashes")
     name = f"{app}-v{int(release)}-{process}"
     if generation:
@@ -124,7 +124,7 @@ def service_name(*, app: str, release: int, process: str, generation: int = 0) -
 
 
 def team_network_name(team: str) -> str:
-    if not _NAME_PART.match(team):
+    if not _NAME_PART.fullmatch(team):
         raise SchedulerError(f"invalid team name {team!r}: use lowercase letters, digits and dashes")
     return f"berth-team-{team}"
 
