@@ -70,10 +70,10 @@ def test_images_gc_keeps_the_last_releases_the_live_one_and_work_in_flight(app, 
     )
     # build 6's image is being made right now (no release yet): never touched
     running = Build.objects.create(app=app, source="git", status="building")
-    running_tag = f"berth/{app.name}:build-{running.pk}"
+    running_tag = running.image_tag
     from berth.core.docker import docker_client
 
-    docker_client().images.get(images[5]).tag(f"berth/{app.name}", f"build-{running.pk}")
+    docker_client().images.get(images[5]).tag(*running_tag.rsplit(":", 1))
 
     call_command("images_gc", "--app", app.name, "--keep", "2")
 

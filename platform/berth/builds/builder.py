@@ -165,12 +165,14 @@ def docker_build(
     timeout: float,
     cancelled: Callable[[], bool] = lambda: False,
     labels: dict[str, str] | None = None,
+    check_dockerfile: Callable[[str], None] | None = None,
 ) -> BuildResult:
     """Build `source_dir` into image `tag` with `buildpack`, calling `on_line` with each output line as it comes.
 
     Raises BuildError (its message, "error: …", is also the last line given to on_line) when a step fails or
     `timeout` seconds pass, and BuildCancelled when `cancelled()` turns true; either way the engine stops the build.
-    `on_line` and `cancelled` are called from the calling thread only.
+    `on_line` and `cancelled` are called from the calling thread only. `check_dockerfile` reads the rendered
+    Dockerfile before anything is built and raises BuildError to refuse it (the images a team may use).
     """
     started = time.monotonic()
     deadline = started + timeout
@@ -180,6 +182,8 @@ def docker_build(
         stack_image = stack_image_ref(buildpack.stack)
         run_image = stack_image_ref(buildpack.run_stack)
         dockerfile = render_dockerfile(buildpack, source_dir, stack_image=stack_image, run_image=run_image)
+        if check_dockerfile is not None:
+            check_dockerfile(dockerfile)
         if ca_bundle is not None and not Path(ca_bundle).is_file():
             raise BuildError(f"the build CA bundle {ca_bundle} does not exist")
         context = build_context(

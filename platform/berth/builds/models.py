@@ -1,5 +1,9 @@
+import secrets
+
 from django.conf import settings
 from django.db import models
+
+from berth.nodes.images import LOCAL_REPOSITORY
 
 
 class BuildStatus(models.TextChoices):
@@ -11,6 +15,16 @@ class BuildStatus(models.TextChoices):
 
 
 ACTIVE_BUILD_STATUSES = (BuildStatus.QUEUED, BuildStatus.BUILDING)
+
+
+def new_tag_token() -> str:
+    """The random part of a build's image tag: a tag another team cannot guess (build ids are global)."""
+    return secrets.token_hex(8)
+
+
+def build_image_tag(*, app_name: str, token: str) -> str:
+    """The local tag of a build's image (the image GC protects the tags of running builds by it)."""
+    return f"{LOCAL_REPOSITORY}/{app_name}:build-{token}"
 
 
 class Build(models.Model):
@@ -57,6 +71,12 @@ class Build(models.Model):
     worker = models.CharField(
         max_length=255, blank=True, default="", help_text="host:pid of the worker process running it"
     )
+    tag_token = models.CharField(
+        max_length=32,
+        default=new_tag_token,
+        editable=False,
+        help_text="random part of the image's tag (build-<token>), so no team can guess another's tags",
+    )
 
     class Meta:
         ordering = ["-id"]
@@ -68,6 +88,15 @@ class Build(models.Model):
     @property
     def stream_key(self) -> str:
         return f"berth:build:{self.pk}"
+
+    @property
+    def image_tag(self) -> str:
+        return build_image_tag(app_name=self.app.name, token=self.tag_token)
+
+    @property
+    def registry_tag(self) -> str:
+        """The tag of the build's image in Berth's registry (`<registry>/<app>:<this>`)."""
+        return f"build-{self.tag_token}"
 
     @property
     def is_finished(self) -> bool:

@@ -14,15 +14,26 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+import docker.errors
 import redis
+import requests
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from berth.apps.models import App
 from berth.audit.services import audit_record
+from berth.builds.errors import BuildCancelled, BuildError
+from berth.builds.images import (
+    ImageRefused,
+    dockerfile_check,
+    image_labels,
+    image_reference_check,
+    image_reference_pullable,
+)
 from berth.builds.models import ACTIVE_BUILD_STATUSES, Build, BuildStatus
 from berth.config.env import env_int
+from berth.core.docker import docker_client
 from berth.core.sweep import register_sweeper
 
 logger = logging.getLogger(__name__)
@@ -317,12 +328,14 @@ def _build_and_release(build: Build, log: _BuildLog) -> str | None:
                 procfile = read_procfile(source_dir, default_web_command=buildpack.default_web_command)
                 result = docker_build(
                     source_dir=source_dir,
-                    tag=f"berth/{app.name}:build-{build.pk}",
+                    tag=build.image_tag,
                     buildpack=buildpack,
                     on_line=log,
                     ca_bundle=_ca_bundle(),
                     timeout=settings.BERTH_BUILD_TIMEOUT,
                     cancelled=log.cancelled,
+                    labels=image_labels(app=app),
+                    check_dockerfile=lambda dockerfile: _dockerfile_images_check(build, dockerfile, log),
                 )
                 image = result.tag
             description = f"Deploy {build.git_sha[:7]}"
@@ -366,7 +379,7 @@ def _push_to_registry(build: Build, image: str, log) -> str:
     if not registry_enabled():
         return image
     try:
-        return app_image_push(image=image, app_name=build.app.name, tag=f"build-{build.pk}", log=log)
+        return app_image_push(image=image, app_name=build.app.name, tag=build.registry_tag, log=log)
     except RegistryError as exc:
         raise BuildError(f"{exc}; nothing was deployed, the live release keeps serving") from exc
 
@@ -454,47 +467,78 @@ def _ca_bundle() -> Path | None:
     return path
 
 
-def _pull_image(build: Build, log) -> tuple[str, dict]:
-    """Pull an image reference, streaming progress; the release runs it by digest so every node runs the same bytes."""
-    import docker.errors
-
-    from berth.core.docker import docker_client
-
+def _dockerfile_images_check(build: Build, dockerfile: str, log: _BuildLog) -> None:
+    """A build uses only images its team may (builds.images). A base image not on this machine is pulled first,
+    in the build's log, so that what the engine builds FROM, and that image's ONBUILD triggers, are checked."""
     client = docker_client(timeout=300)
-    log(f"-----> Pulling {build.image_ref}")
-    repository, _, tag = (
-        build.image_ref.rpartition(":") if "@" not in build.image_ref else (build.image_ref, "", "")
-    )
-    if not repository or "/" in tag:
-        repository, tag = build.image_ref, "latest"
-    try:
-        seen = set()
-        for event in client.api.pull(repository, tag=tag or None, stream=True, decode=True):
-            if "error" in event:
-                raise ValueError(f"cannot pull {build.image_ref}: {event['error']}")
-            status = event.get("status", "")
-            key = (event.get("id"), status)
-            if status and key not in seen and "Downloading" not in status and "Extracting" not in status:
-                seen.add(key)
-                log(f"       {event.get('id', '')}{': ' if event.get('id') else ''}{status}")
-            if log.cancelled():
-                from berth.builds.errors import BuildCancelled
 
-                raise BuildCancelled("cancelled")
-        image = client.images.get(build.image_ref)
-    except (docker.errors.APIError, ValueError) as exc:
-        reason = (
-            str(exc)
-            if isinstance(exc, ValueError)
-            else f"cannot pull {build.image_ref}: {exc.explanation or exc}"
-        )
-        # Air-gapped (or a registry down): an image already on this machine is deployed as it is, as Dokku does
+    def pull(ref: str) -> None:
+        log(f"-----> Pulling {ref}")
         try:
-            image = client.images.get(build.image_ref)
-        except docker.errors.APIError:
-            raise ValueError(reason) from exc
-        log(f"       {reason}")
-        log(f"-----> Using the copy of {build.image_ref} on this machine")
+            _pull_stream(client, ref, log)
+        except (docker.errors.APIError, ValueError) as exc:
+            raise BuildError(_pull_failure(ref, exc)) from exc
+
+    try:
+        dockerfile_check(dockerfile=dockerfile, team=build.app.team, client=client, pull=pull)
+    except ImageRefused as exc:
+        raise BuildError(str(exc)) from exc
+
+
+def _repository_and_tag(ref: str) -> tuple[str, str]:
+    repository, _, tag = ref.rpartition(":") if "@" not in ref else (ref, "", "")
+    if not repository or "/" in tag:
+        repository, tag = ref, "latest"
+    return repository, tag
+
+
+def _pull_stream(client, ref: str, log, cancelled=None) -> None:
+    """Pull `ref` with the engine, each layer's steps logged once; ValueError with the engine's reason."""
+    repository, tag = _repository_and_tag(ref)
+    seen = set()
+    for event in client.api.pull(repository, tag=tag or None, stream=True, decode=True):
+        if "error" in event:
+            raise ValueError(f"cannot pull {ref}: {event['error']}")
+        status = event.get("status", "")
+        key = (event.get("id"), status)
+        if status and key not in seen and "Downloading" not in status and "Extracting" not in status:
+            seen.add(key)
+            log(f"       {event.get('id', '')}{': ' if event.get('id') else ''}{status}")
+        if cancelled is not None and cancelled():
+            raise BuildCancelled("cancelled")
+
+
+def _pull_failure(ref: str, exc: Exception) -> str:
+    return str(exc) if isinstance(exc, ValueError) else f"cannot pull {ref}: {exc.explanation or exc}"
+
+
+def _pull_image(build: Build, log) -> tuple[str, dict]:
+    """Pull an image reference, streaming progress; the release runs it by digest so every node runs the same bytes.
+
+    Only an image the team may use (builds.images): checked before the pull, and again on the image the pull (or,
+    when it fails, the copy on this machine) gives, which is then deployed by its id, not looked up again."""
+    client = docker_client(timeout=300)
+    team = build.app.team
+    image_reference_check(ref=build.image_ref, team=team, client=client)
+    repository, _ = _repository_and_tag(build.image_ref)
+    if not image_reference_pullable(build.image_ref):
+        log(f"-----> Using {build.image_ref} on this machine")  # an id, or Berth's own berth/…: never pulled
+    else:
+        log(f"-----> Pulling {build.image_ref}")
+        try:
+            _pull_stream(client, build.image_ref, log, cancelled=log.cancelled)
+        except (docker.errors.APIError, ValueError) as exc:
+            reason = _pull_failure(build.image_ref, exc)
+            # Air-gapped (or a registry down): an image already on this machine is deployed as it is, as Dokku
+            # does; never another team's (the check below)
+            if image_reference_check(ref=build.image_ref, team=team, client=client) is None:
+                raise ValueError(reason) from exc
+            log(f"       {reason}")
+            log(f"-----> Using the copy of {build.image_ref} on this machine")
+    found = image_reference_check(ref=build.image_ref, team=team, client=client)
+    if found is None:
+        raise ValueError(f"no image {build.image_ref} on this machine after its pull")
+    image = client.images.get(found["Id"])
     digests = image.attrs.get("RepoDigests") or []
     ref = next(
         (d for d in digests if d.startswith(repository.split("@")[0] + "@")),
@@ -550,8 +594,24 @@ def build_enqueue(build: Build) -> None:
     transaction.on_commit(lambda: build_run_task.delay(build.pk))
 
 
+def image_reference_check_at_once(*, ref: str, team) -> None:
+    """The check of builds.images where a request is answered: the engine unreachable from here is no refusal
+    (the worker checks again where it pulls), another team's image is."""
+    try:
+        image_reference_check(ref=ref, team=team)
+    except ImageRefused:
+        raise
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError):
+        logger.warning(
+            "the engine did not answer the image check of %s; the worker checks it", ref, exc_info=True
+        )
+
+
 def image_deploy(*, app: App, image_ref: str, actor, remote_addr: str | None = None) -> Build:
-    """Deploy an image reference: pull it (progress in the build's stream), record its digest, make a release."""
+    """Deploy an image reference: pull it (progress in the build's stream), record its digest, make a release.
+
+    An image the team may not use is refused here (ImageRefused, a ValueError) before anything is queued."""
+    image_reference_check_at_once(ref=validate_image_ref(image_ref), team=app.team)
     with transaction.atomic():
         build = build_create(
             app=app, source=Build.Source.IMAGE, image_ref=image_ref, actor=actor, remote_addr=remote_addr

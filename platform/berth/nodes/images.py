@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 GC_LABEL = "org.berth.images-gc"
 CONTAINERS_GONE_TIMEOUT_S = 60  # above the 30 s stop grace of a destroyed app's processes
-LOCAL_REPOSITORY = "berth"  # builds tag berth/<app>:build-<n> on the manager
+LOCAL_REPOSITORY = "berth"  # builds tag berth/<app>:build-<token> on the manager
 JOB_TIMEOUT = 180
 # Runs on each node in the stack image (python3, nothing else): removes every image of the given repositories
 # none of whose references (or id) is in `keep`, one reference at a time, and prints what it did as JSON.
@@ -117,7 +117,7 @@ def images_gc(*, app=None, keep_releases: int | None = None, log=lambda line: No
     """Prune old releases' images of `app` (or of every app): registry, manager, other nodes. Safe to re-run:
     a node that was down is cleaned at the next run (each node removes whatever of the app is not kept)."""
     from berth.apps.models import App
-    from berth.builds.models import ACTIVE_BUILD_STATUSES, Build
+    from berth.builds.models import ACTIVE_BUILD_STATUSES, Build, build_image_tag
     from berth.deploys.services import app_lock
     from berth.releases.services import releases_mark_image_pruned
 
@@ -134,9 +134,9 @@ def images_gc(*, app=None, keep_releases: int | None = None, log=lambda line: No
         try:
             plan = app_plan(each, keep_releases=keep_releases)
             active = Build.objects.filter(app=each, status__in=ACTIVE_BUILD_STATUSES).values_list(
-                "pk", flat=True
+                "tag_token", flat=True
             )
-            protected = {f"{LOCAL_REPOSITORY}/{each.name}:build-{pk}" for pk in active}
+            protected = {build_image_tag(app_name=each.name, token=token) for token in active}
             releases_mark_image_pruned(releases=plan.prune)
             report.releases_pruned += len(plan.prune)
             report.apps += 1
