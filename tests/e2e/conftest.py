@@ -109,7 +109,7 @@ def berth_platform(transactional_db, router, tmp_path, settings, platform_env):
             str(venv / "gunicorn"),
             "berth.config.asgi:application",
             "-k",
-            "uvicorn.workers.UvicornWorker",
+            "berth.config.worker.BerthUvicornWorker",
             "-b",
             f"127.0.0.1:{web_port}",
             "-w",

@@ -1,5 +1,6 @@
 """REST API v1, as in the API contract shared with the CLI. Views parse, call a selector or service, render."""
 
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -23,13 +24,14 @@ from berth.apps import selectors as apps_selectors
 from berth.apps import services as apps_services
 from berth.apps.models import App, Domain, Formation
 from berth.audit.selectors import audit_events_for_team
+from berth.core.bodylimit import too_large_detail
 from berth.nodes.services import constraints_display
 from berth.releases.models import Release
 from berth.releases.selectors import release_for_app, releases_for_app
 
-# Bodies of API v1 are a few fields (a config change is the largest); the setting DATA_UPLOAD_MAX_MEMORY_SIZE is off
-# for git pushes, so the API bounds what it parses itself.
-MAX_BODY_BYTES = 1024 * 1024
+# Bodies of API v1 are a few fields (a config change is the largest). The ASGI door (berth.core.bodylimit) refuses
+# bigger ones before Django stores them; this same rule, checked again here, covers servers without that door.
+MAX_BODY_BYTES = settings.BERTH_MAX_REQUEST_BYTES
 
 
 class ConflictError(APIException):
@@ -40,7 +42,7 @@ class ConflictError(APIException):
 
 class BodyTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = f"the request body is larger than {MAX_BODY_BYTES // 1024} KiB"
+    default_detail = too_large_detail(MAX_BODY_BYTES)
     default_code = "too_large"
 
 

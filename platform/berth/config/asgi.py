@@ -1,6 +1,7 @@
 """ASGI entry point: gunicorn's uvicorn worker serves HTTP (Django) and WebSockets (Channels) here."""
 
 import os
+import re
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "berth.config.settings")
 
@@ -9,12 +10,42 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 
+from django.conf import settings  # noqa: E402
+
 from berth.config.routing import websocket_urlpatterns  # noqa: E402
+from berth.core.bodylimit import BodyCap, BodyLimit  # noqa: E402
+from berth.gitserver import conf as git_conf  # noqa: E402
+from berth.gitserver.backend import HEAD_BYTES  # noqa: E402
 from berth.observe.middleware import websocket_auth  # noqa: E402
+
+# Django reads a whole body before any view runs: the caps apply before it, by path.
+http_app = BodyLimit(
+    django_asgi_app,
+    default=BodyCap(
+        path=re.compile(".*"), limit=settings.BERTH_MAX_REQUEST_BYTES, setting="BERTH_MAX_REQUEST_BYTES"
+    ),
+    caps=[
+        # The git view refuses an oversized push in git's own protocol, so the pusher reads why.
+        BodyCap(
+            path=re.compile(r"/git/[^/]+\.git/git-receive-pack"),
+            limit=git_conf.MAX_PUSH_BYTES,
+            setting="BERTH_GIT_MAX_PUSH_BYTES",
+            json=False,
+            app_answers=True,
+            head_bytes=HEAD_BYTES,
+        ),
+        BodyCap(
+            path=re.compile(r"/git/[^/]+\.git/(info/refs|git-upload-pack)"),
+            limit=settings.BERTH_GIT_MAX_FETCH_BYTES,
+            setting="BERTH_GIT_MAX_FETCH_BYTES",
+            json=False,
+        ),
+    ],
+)
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": websocket_auth(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -14,3 +14,5 @@ GIT_MAX_FETCH_BYTES = env_int("BERTH_GIT_MAX_FETCH_BYTES", 4 * 1024 * 1024, mini
 MAX_WS_MESSAGE_BYTES = env_int(
     "BERTH_MAX_WS_MESSAGE_BYTES", 64 * 1024, minimum=1024, maximum=16 * 1024 * 1024
 )
+# A request's line and headers together (uvicorn with httptools sets no limit of its own).
+MAX_HEADER_BYTES = env_int("BERTH_MAX_HEADER_BYTES", 64 * 1024, minimum=8 * 1024, maximum=16 * 1024 * 1024)

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_BIG = 1009  # RFC 6455: a message too big to process
 
 DEFAULT_TAIL = 100
 MAX_TAIL = 10_000
@@ -263,6 +264,13 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def send_json(self, message: dict) -> None:
         await self.send(text_data=json.dumps(message))
+
+    async def receive(self, text_data=None, bytes_data=None):
+        # These sockets only stream out. uvicorn closes a bigger message before reading it (ws_max_size, set by
+        # berth.config.worker); this holds the same line under any other server.
+        size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
+        if size > settings.BERTH_MAX_WS_MESSAGE_BYTES:
+            await self.close(code=CLOSE_TOO_BIG)
 
     def authorize_app(self, user, name: str) -> None:
         from berth.apps.selectors import app_for_user
