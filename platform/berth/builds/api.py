@@ -1,5 +1,9 @@
 """API v1 for builds: list, detail (with log), live output, cancel, and deploys from an image reference."""
 
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -9,8 +13,13 @@ from rest_framework.response import Response
 from berth.api import schema as S
 from berth.api.views import AppScopedView, ConflictError, _body, _client_ip
 from berth.builds import services
+from berth.builds.logstream import follow_async, replay_start
 from berth.builds.models import Build
-from berth.core.streaming import streamed
+from berth.core.lines import MORE
+
+BLOCK_MS = 5000
+# redis-py gives every socket a 5 s read timeout by default, which a blocking XREAD of BLOCK_MS would hit
+READ_TIMEOUT_S = BLOCK_MS / 1000 + 10
 
 
 def build_repr(build: Build, *, with_log: bool = False) -> dict:
@@ -73,21 +82,65 @@ class AppBuildCancelView(_BuildView):
         return Response(build_repr(build))
 
 
+def _left_out_note(build: Build, left_out: int) -> bytes:
+    return (
+        f"[{left_out} earlier lines of build {build.pk} are left out: a replay sends at most the last "
+        f"{settings.BERTH_LOG_REPLAY_MAX_LINES} lines and {settings.BERTH_LOG_REPLAY_MAX_BYTES} bytes]\n"
+    ).encode()
+
+
+def _piece(fields: dict[str, str]) -> bytes:
+    # a piece of a long line (berth.core.lines) goes on in the next entry: no newline between them
+    return fields.get("line", "").encode() + (b"" if MORE in fields else b"\n")
+
+
+async def _output_async(build: Build) -> AsyncIterator[bytes]:
+    """The build's output on the event loop (redis.asyncio): an open stream holds no thread of the web process."""
+    client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=READ_TIMEOUT_S)
+    try:
+        start, left_out = await replay_start(
+            client,
+            build.stream_key,
+            max_lines=settings.BERTH_LOG_REPLAY_MAX_LINES,
+            max_bytes=settings.BERTH_LOG_REPLAY_MAX_BYTES,
+        )
+        if left_out:
+            yield _left_out_note(build, left_out)
+        async for _, fields in follow_async(
+            client, build.stream_key, start, block_ms=BLOCK_MS, timeout=services.follow_timeout()
+        ):
+            yield _piece(fields)
+    finally:
+        await client.aclose()
+    status = await Build.objects.filter(pk=build.pk).values_list("status", flat=True).afirst()
+    yield f"[build {build.pk} {status}]\n".encode()
+
+
 class AppBuildOutputView(_BuildView):
-    """The build's lines as plain text, streamed until it ends (what `berth builds:output` and deploys follow)."""
+    """The build's lines as plain text, streamed until it ends (what `berth builds:output` and deploys follow).
+
+    A replay from the start holds at most BERTH_LOG_REPLAY_MAX_LINES lines / _BYTES bytes: the newest, after a
+    note saying how many were left out."""
 
     @extend_schema(responses={(200, "text/plain"): S.BuildOutput})
     def get(self, request, app: str, build_id: int):
         build = self.get_build(build_id)
+        if hasattr(request, "scope"):  # ASGI: on the event loop
+            return StreamingHttpResponse(_output_async(build), content_type="text/plain; charset=utf-8")
         stream = services.log_stream(build)
 
-        def lines():
-            for _, line in stream.follow(last_id="0", timeout=services.follow_timeout()):
-                yield (line + "\n").encode()
+        def lines():  # WSGI (tests, runserver): a thread per request is how WSGI serves anyway
+            start, left_out = stream.replay_start(
+                max_lines=settings.BERTH_LOG_REPLAY_MAX_LINES, max_bytes=settings.BERTH_LOG_REPLAY_MAX_BYTES
+            )
+            if left_out:
+                yield _left_out_note(build, left_out)
+            for _, fields in stream.follow_fields(last_id=start, timeout=services.follow_timeout()):
+                yield _piece(fields)
             build.refresh_from_db()
             yield f"[build {build.pk} {build.status}]\n".encode()
 
-        return StreamingHttpResponse(streamed(request, lines()), content_type="text/plain; charset=utf-8")
+        return StreamingHttpResponse(lines(), content_type="text/plain; charset=utf-8")
 
 
 class AppDeploysView(AppScopedView):

@@ -31,6 +31,7 @@ from berth.builds.buildpacks import Buildpack, render_dockerfile
 from berth.builds.errors import BuildCancelled, BuildError
 from berth.builds.stack import StackBuildError, stack_build, stack_image_ref, stack_is_current
 from berth.core.docker import docker_client
+from berth.core.lines import line_max_bytes
 
 BUILDPACK_LABEL = "org.berth.buildpack"
 CONTEXT_CA_PATH = "berth/ca.crt"
@@ -234,8 +235,8 @@ def layers_created(lines: list[str]) -> list[str]:
 class _Output:
     """Turns the engine's JSON messages into whole lines and remembers the step and the outcome."""
 
-    def __init__(self, on_line: Callable[[str], None]):
-        self.on_line = on_line
+    def __init__(self, on_line: Callable[..., None]):
+        self.on_line = on_line  # on_line(line) for each line; on_line(piece, more=True) for a piece of a long one
         self.partial = ""
         self.step: tuple[str, str, str] | None = None  # number, total, instruction
         self.error: str | None = None
@@ -258,6 +259,11 @@ class _Output:
         *lines, self.partial = self.partial.split("\n")
         for line in lines:
             self._line(line)
+        if len(self.partial) > line_max_bytes():
+            # a step printing without newlines (100 MB of it) must not grow this: pass the piece on, marked as
+            # going on in the next line (the log stream keeps the mark, berth.core.lines)
+            piece, self.partial = self.partial, ""
+            self.on_line(_ANSI.sub("", piece), more=True)
 
     def _line(self, line: str) -> None:
         line = _ANSI.sub("", line).rstrip("\r")

@@ -201,8 +201,8 @@ class _BuildLog:
         self.stream = log_stream(build)
         self.last = ""
 
-    def __call__(self, line: str) -> None:
-        self.stream.append(line)
+    def __call__(self, line: str, *, more: bool = False) -> None:
+        self.stream.append(line, more=more)
         self.last = line
 
     def cancelled(self) -> bool:

@@ -21,7 +21,7 @@ LOGS_ARGS: list[tuple[tuple[str, ...], dict]] = [
     (("-t", "--tail"), {"action": "store_true", "help": "keep following new lines until Ctrl-C"}),
     (
         ("-n", "--num"),
-        {"type": int, "default": 100, "metavar": "N", "help": "lines to show first (max 10000)"},
+        {"type": int, "default": 100, "metavar": "N", "help": "lines to show first (the server caps it)"},
     ),
     (("-p", "--process"), {"metavar": "TYPE", "help": "only this process type, e.g. web"}),
 ]
@@ -87,6 +87,8 @@ def note_text(message: dict) -> str | None:
         return f"-- gap: {message.get('message', '')} --"
     if message.get("type") == "dropped":
         return f"-- {message.get('count')} lines dropped: this terminal did not keep up --"
+    if message.get("type") == "note":  # e.g. a replay bounded by the server (BERTH_LOG_REPLAY_MAX_LINES)
+        return f"-- {message.get('message', '')} --"
     return None
 
 
@@ -121,7 +123,8 @@ def logs(args: argparse.Namespace) -> tuple[Any, str]:
     """berth logs -a APP [-t] [-n N] [-p TYPE]"""
     if args.num < 0:
         raise CliError("-n must be 0 or more")
-    query: dict[str, Any] = {"tail": min(args.num, 10_000)}
+    # the server bounds a replay (BERTH_LOG_REPLAY_MAX_LINES) and says so in a note
+    query: dict[str, Any] = {"tail": args.num}
     if args.process:
         query["process"] = args.process
     if args.tail:

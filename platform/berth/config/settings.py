@@ -74,6 +74,7 @@ BERTH_TEAM_MAX_MEMORY_MB = env_int("BERTH_TEAM_MAX_MEMORY_MB", 0, minimum=0)
 BERTH_MAX_REQUEST_BYTES = limits.MAX_REQUEST_BYTES
 BERTH_GIT_MAX_FETCH_BYTES = limits.GIT_MAX_FETCH_BYTES
 BERTH_MAX_WS_MESSAGE_BYTES = limits.MAX_WS_MESSAGE_BYTES
+BERTH_MAX_HEADER_BYTES = limits.MAX_HEADER_BYTES
 
 DOCKER_HOST = env("DOCKER_HOST", "unix:///var/run/docker.sock")
 # the two swappable parts, each one seam with one real implementation (see berth.runtime / berth.routing)

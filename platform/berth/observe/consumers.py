@@ -23,6 +23,8 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
+from berth.builds.logstream import replay_start
+from berth.core.lines import MORE
 from berth.nodes.selectors import can_see_nodes
 from berth.observe.metrics import NODES_KEY, health_key
 from berth.observe.services import as_text, events_key, logs_key
@@ -35,7 +37,7 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_BIG = 1009  # RFC 6455: a message too big to process
 
 DEFAULT_TAIL = 100
-MAX_TAIL = 10_000
+MAX_TAIL_ASKED = 10**9  # what a `tail` parameter can say; what is sent is bounded by the replay settings
 REPLAY_SCAN_LIMIT = 200_000  # entries read back at most to find N lines of one process type
 BLOCK_MS = 5000
 # redis-py 8 gives every socket a 5 s read timeout by default, which a quiet stream's blocking XREAD (BLOCK_MS)
@@ -100,6 +102,20 @@ def _int(value: str | None, default: int, maximum: int) -> int:
         return max(0, min(int(value), maximum)) if value is not None else default
     except ValueError:
         return default
+
+
+def replay_note(*, asked: int | None, sent: int, left_out: int | None = None) -> dict:
+    """The message a client gets when a replay left lines out (BERTH_LOG_REPLAY_MAX_LINES / _BYTES)."""
+    limits = (
+        f"a replay sends at most {settings.BERTH_LOG_REPLAY_MAX_LINES} lines and "
+        f"{settings.BERTH_LOG_REPLAY_MAX_BYTES} bytes"
+    )
+    if asked is not None:
+        return {"type": "note", "message": f"asked for {asked} lines, sent the last {sent}: {limits}"}
+    return {
+        "type": "note",
+        "message": f"{left_out} earlier lines are left out, sent the last {sent}: {limits}",
+    }
 
 
 def stream_id(text: str) -> tuple[int, int]:
@@ -287,7 +303,7 @@ def log_message(entry_id: str, fields: dict[str, str]) -> dict:
     """An entry of an app's log stream as the contract's `line` (or `gap`) message."""
     if fields.get("stream") == "gap":
         return {"type": "gap", "message": fields.get("line", "")}
-    return {
+    message = {
         "type": "line",
         "id": entry_id,
         "ts": fields.get("ts", ""),
@@ -296,6 +312,9 @@ def log_message(entry_id: str, fields: dict[str, str]) -> dict:
         "stream": fields.get("stream", ""),
         "line": fields.get("line", ""),
     }
+    if MORE in fields:
+        message[MORE] = True  # a piece of a long line: the next line of this instance and stream continues it
+    return message
 
 
 class AppLogsConsumer(StreamConsumer):
@@ -313,13 +332,15 @@ class AppLogsConsumer(StreamConsumer):
     def message(self, entry_id: str, fields: dict[str, str]) -> dict | None:
         return log_message(entry_id, fields) if self.wants(fields) else None
 
-    async def replay(self, key: str, tail: int) -> str:
-        """Send the last `tail` matching lines, oldest first; returns the id to follow from."""
+    async def replay(self, key: str, asked: int) -> str:
+        """Send the last `asked` matching lines, oldest first, within the replay limits (BERTH_LOG_REPLAY_MAX_LINES
+        and _BYTES: past them, the newest that fit and a note); returns the id to follow from."""
         newest = "0-0"
         found: list[dict] = []
-        upper, scanned = "+", 0
-        batch = max(tail, 1) if not self.query.get("process") else 1000
-        while len(found) < tail and scanned < REPLAY_SCAN_LIMIT:
+        upper, scanned, size, full = "+", 0, 0, False
+        tail = min(asked, settings.BERTH_LOG_REPLAY_MAX_LINES)
+        batch = max(min(tail, 1000), 1) if not self.query.get("process") else 1000
+        while len(found) < tail and scanned < REPLAY_SCAN_LIMIT and not full:
             entries = await self.redis.xrevrange(key, max=upper, min="-", count=batch)
             if not entries:
                 break
@@ -327,13 +348,20 @@ class AppLogsConsumer(StreamConsumer):
                 newest = as_text(entries[0][0])
             for entry_id, raw in entries:
                 message = self.message(as_text(entry_id), _fields(raw))
-                if message is not None and len(found) < tail:
-                    found.append(message)
+                if message is None or len(found) >= tail:
+                    continue
+                size += len(message.get("line", "").encode())
+                if size > settings.BERTH_LOG_REPLAY_MAX_BYTES:
+                    full = True
+                    break
+                found.append(message)
             scanned += len(entries)
             upper = "(" + as_text(entries[-1][0])  # exclusive: continue below the oldest entry read
         if tail == 0 and newest == "0-0":
             entries = await self.redis.xrevrange(key, count=1)
             newest = as_text(entries[0][0]) if entries else "0-0"
+        if full or (asked > tail and len(found) == tail):  # lines were left out, not merely fewer exist
+            await self.send_json(replay_note(asked=asked, sent=len(found)))
         for message in reversed(found):
             # replay waits for the client (it is what it asked for); only live lines may be dropped
             await self.send_json(message)
@@ -341,7 +369,7 @@ class AppLogsConsumer(StreamConsumer):
 
     async def produce(self) -> None:
         key = logs_key(self.app)
-        last_id = await self.replay(key, _int(self.query.get("tail"), DEFAULT_TAIL, MAX_TAIL))
+        last_id = await self.replay(key, _int(self.query.get("tail"), DEFAULT_TAIL, MAX_TAIL_ASKED))
         if not self.follow:
             self.outbox.close()
             return
@@ -361,6 +389,17 @@ class AppLogsConsumer(StreamConsumer):
         if self.hub is not None:
             self.hub.unsubscribe(self.subscription)
         await super().disconnect(code)
+
+
+def stored_log_tail(stored: list[str]) -> list[str]:
+    """The newest lines of a build's stored log that fit the replay limits."""
+    lines, size = [], 0
+    for line in reversed(stored):
+        size += len(line.encode())
+        if len(lines) >= settings.BERTH_LOG_REPLAY_MAX_LINES or size > settings.BERTH_LOG_REPLAY_MAX_BYTES:
+            break
+        lines.append(line)
+    return lines[::-1]
 
 
 class BuildConsumer(StreamConsumer):
@@ -392,7 +431,16 @@ class BuildConsumer(StreamConsumer):
         return (build.status if build.is_finished else None), build.log
 
     async def produce(self) -> None:
-        last_id, seen = "0-0", False
+        last_id, left_out = await replay_start(
+            self.redis,
+            self.key,
+            max_lines=settings.BERTH_LOG_REPLAY_MAX_LINES,
+            max_bytes=settings.BERTH_LOG_REPLAY_MAX_BYTES,
+        )
+        seen = left_out > 0  # the stored log would repeat what was left out: only the stream's lines are sent
+        if left_out:
+            kept = await self.redis.xlen(self.key) - left_out
+            await self.send_json(replay_note(asked=None, sent=kept, left_out=left_out))
         while True:
             response = await self.redis.xread({self.key: last_id}, count=500, block=BLOCK_MS)
             for _, entries in response or []:
@@ -402,7 +450,10 @@ class BuildConsumer(StreamConsumer):
                     if "end" in fields:
                         await self.finish(fields["end"])
                         return
-                    await self.send_json({"type": "line", "line": fields.get("line", "")})
+                    message = {"type": "line", "line": fields.get("line", "")}
+                    if MORE in fields:
+                        message[MORE] = True  # a piece of a long line: the next line continues it
+                    await self.send_json(message)
             if response:
                 continue
             # Nothing new for a while: the stream may have expired, or the build ended without closing it.
@@ -412,7 +463,12 @@ class BuildConsumer(StreamConsumer):
             if await self.redis.xread({self.key: last_id}, count=1):
                 continue  # lines (or the end marker) arrived meanwhile
             if not seen:
-                for line in log.splitlines():
+                stored = log.splitlines()
+                lines = stored_log_tail(stored)
+                if len(lines) < len(stored):
+                    left_out = len(stored) - len(lines)
+                    await self.send_json(replay_note(asked=None, sent=len(lines), left_out=left_out))
+                for line in lines:
                     await self.send_json({"type": "line", "line": line})
             await self.finish(status)
             return

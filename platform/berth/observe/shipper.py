@@ -20,6 +20,7 @@ import redis
 from django.conf import settings
 
 from berth.core.docker import docker_client
+from berth.core.lines import MORE, byte_pieces, line_max_bytes, utf8_incomplete_tail
 from berth.observe.services import log_entries_append, log_trim_all, logs_key, redis_client, retention_lines
 from berth.runtime.scheduler import LABEL_APP, LABEL_PROCESS
 
@@ -134,22 +135,31 @@ class Follower(threading.Thread):
         cursor_ns, skip = cursor if cursor else (0, 0)
         anchored = cursor is None
         partial = b""
+        cap = line_max_bytes()
         for chunk in self.response:
             if self.shipper.stopping.is_set():
                 return
             # One frame is one Docker log message "<ts> <text>\n". A line longer than Docker's 16 KiB buffer comes
-            # as several messages, each with its own ts, only the last ending in a newline: it is shipped whole,
-            # under the last part's ts (the cursor then skips all of its parts on a resume).
+            # as several messages, each with its own ts, only the last ending in a newline: they are joined and
+            # shipped under the last message's ts (the cursor then skips all of them on a resume). A line that
+            # grows past BERTH_LOG_LINE_MAX_BYTES (an app printing 100 MB without a newline) is shipped as it
+            # grows, in pieces marked `more`, so what is held here stays below that size plus one message.
             for record in _records(chunk):
                 stamp, _, text = record.partition(b" ")
                 try:
                     ts = parse_docker_time(stamp.decode())
                 except ValueError:
                     continue
-                if not text.endswith(b"\n"):
-                    partial += text
+                complete = text.endswith(b"\n")
+                partial += text[:-1] if complete else text
+                if not complete and len(partial) < cap:
                     continue
-                text, partial = partial + text[:-1], b""
+                if complete:
+                    text, partial = partial, b""
+                else:
+                    # keep back a character Docker cut in two, so every piece decodes on its own
+                    keep = utf8_incomplete_tail(partial)
+                    text, partial = (partial[:-keep], partial[-keep:]) if keep else (partial, b"")
                 if not anchored:
                     if ts < cursor_ns:
                         continue
@@ -160,7 +170,7 @@ class Follower(threading.Thread):
                 if ts == cursor_ns and skip > 0:
                     skip -= 1
                     continue
-                self.shipper.ship(self.target, self.stream, self.cursor_field, ts, text)
+                self.shipper.ship(self.target, self.stream, self.cursor_field, ts, text, more=not complete)
 
 
 def _records(chunk: bytes) -> list[bytes]:
@@ -214,19 +224,30 @@ class Shipper:
         self._cursors[field] = cursor
         return cursor
 
-    def ship(self, target: Target, stream: str, field: str, ts: int, text: bytes) -> None:
-        """Append one line and move the cursor past it, atomically: a crash leaves both or neither."""
+    def ship(
+        self, target: Target, stream: str, field: str, ts: int, text: bytes, *, more: bool = False
+    ) -> None:
+        """Append one line and move the cursor past it, atomically: a crash leaves both or neither.
+
+        A line longer than BERTH_LOG_LINE_MAX_BYTES becomes several entries, written together, each but the last
+        marked `more`; `more` marks the last too (the line goes on in the next call)."""
         cursor = self._cursors.get(field)
         count = cursor[1] + 1 if cursor and cursor[0] == ts else 1
-        entry = {
+        if not more:
+            text = text.rstrip(b"\r")
+        pieces = byte_pieces(text, line_max_bytes())
+        base = {
             "ts": iso_from_ns(ts),
             "process": target.process,
             "instance": target.instance,
             "stream": stream,
-            "line": text.decode("utf-8", errors="replace").rstrip("\r"),
         }
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(logs_key(target.app), entry, maxlen=retention_lines(), approximate=True)
+            for number, piece in enumerate(pieces, start=1):
+                entry = {**base, "line": piece.decode("utf-8", errors="replace")}
+                if more or number < len(pieces):
+                    entry[MORE] = "1"
+                pipe.xadd(logs_key(target.app), entry, maxlen=retention_lines(), approximate=True)
             pipe.hset(self.cursor_key, field, f"{ts} {count}")
             pipe.execute()
         self._cursors[field] = (ts, count)
