@@ -68,6 +68,15 @@ BERTH_PROCESS_PIDS_LIMIT = env_int("BERTH_PROCESS_PIDS_LIMIT", 512, minimum=16, 
 BERTH_TEAM_MAX_APPS = env_int("BERTH_TEAM_MAX_APPS", 50, minimum=0)
 BERTH_TEAM_MAX_REPLICAS = env_int("BERTH_TEAM_MAX_REPLICAS", 100, minimum=0)
 BERTH_TEAM_MAX_MEMORY_MB = env_int("BERTH_TEAM_MAX_MEMORY_MB", 0, minimum=0)
+# One app cannot exhaust a shared process (berth.core.lines, observe, builds): a log or build line longer than this
+# is stored as several entries (each but the last marked `more`), never cut; a replay to one connection (logs
+# `tail`, a build's output from its start) holds at most this many lines and bytes, the newest, with a note; and
+# streams that must read a blocking source (a one-off run's output) get threads of their own, never the pool
+# git pushes and the ORM need.
+BERTH_LOG_LINE_MAX_BYTES = env_int("BERTH_LOG_LINE_MAX_BYTES", 8192, minimum=256, maximum=1024 * 1024)
+BERTH_LOG_REPLAY_MAX_LINES = env_int("BERTH_LOG_REPLAY_MAX_LINES", 10_000, minimum=1, maximum=1_000_000)
+BERTH_LOG_REPLAY_MAX_BYTES = env_int("BERTH_LOG_REPLAY_MAX_BYTES", 4 * 1024 * 1024, minimum=1024)
+BERTH_STREAM_THREADS = env_int("BERTH_STREAM_THREADS", 32, minimum=1, maximum=1024)
 
 # What a client may send (read in berth.config.limits, which the gunicorn worker reads before Django starts):
 # bodies are capped at the ASGI door (berth.core.bodylimit) before Django stores any of them.
