@@ -13,6 +13,7 @@ from berth.runtime.health import http_ready
 from berth.runtime.oneoff import run_oneoff
 from berth.runtime.scheduler import ProcessSpec, SchedulerError, get_scheduler, service_name
 from berth.runtime.swarm import SwarmScheduler
+from django.conf import settings
 
 from tests.conftest import wait_for
 
@@ -146,7 +147,11 @@ def test_service_carries_labels_env_limits_and_policies(team_apps):
     assert set(container["Env"]) == {"GREETING=hello", "PORT=5000"}
     assert container["Labels"]["org.berth.app"] == app
     assert container["StopGracePeriod"] == 30 * 10**9
-    assert task["Resources"]["Limits"] == {"MemoryBytes": 128 * 1024 * 1024, "NanoCPUs": 500_000_000}
+    assert task["Resources"]["Limits"] == {
+        "MemoryBytes": 128 * 1024 * 1024,
+        "NanoCPUs": 500_000_000,
+        "Pids": settings.BERTH_PROCESS_PIDS_LIMIT,
+    }
     assert task["RestartPolicy"]["Condition"] == "on-failure"
     assert task["RestartPolicy"]["Delay"] == 2 * 10**9
     assert task["Placement"]["Constraints"] == ["node.role==manager"]

@@ -38,6 +38,7 @@ CONTEXT_CA_PATH = "berth/ca.crt"
 # Never sent to the engine: the repository's history is not part of the app (git archive leaves it out too).
 ALWAYS_EXCLUDED = (".git",)
 CANCEL_POLL_SECONDS = 0.5
+OOM_EXIT_CODE = 137  # a step SIGKILLed: by the kernel's OOM killer when it reaches the build's memory limit
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _SUCCESS = re.compile(r"^Successfully built ([0-9a-f]+)$")
 _NON_ZERO = re.compile(r"returned a non-zero code: (\d+)\s*$")
@@ -200,19 +201,43 @@ def docker_build(
         on_line(f"-----> Building image {tag} with the repository's Dockerfile (context {size:.1f} MB)")
     else:
         on_line(f"-----> Building image {tag} FROM {stack_image} (context {size:.1f} MB)")
+    limits = build_container_limits()
     with context:
-        image_id = _run_build(
-            context=context,
-            tag=tag,
-            labels={BUILDPACK_LABEL: buildpack.name, **(labels or {})},
-            on_line=on_line,
-            deadline=deadline,
-            timeout=timeout,
-            cancelled=cancelled,
-        )
+        try:
+            image_id = _run_build(
+                context=context,
+                tag=tag,
+                labels={BUILDPACK_LABEL: buildpack.name, **(labels or {})},
+                on_line=on_line,
+                deadline=deadline,
+                timeout=timeout,
+                cancelled=cancelled,
+                container_limits=limits,
+            )
+        except BuildError as exc:
+            if not str(exc).endswith(f"non-zero code: {OOM_EXIT_CODE}"):
+                raise
+            # SIGKILL: almost always the kernel's OOM killer at the build's memory limit; say so, not just "137"
+            line = (
+                f"error: the step was killed: it most likely needed more than the build's memory limit of "
+                f"{settings.BERTH_BUILD_MEMORY_MB} MB (BERTH_BUILD_MEMORY_MB)"
+            )
+            on_line(line)
+            raise BuildError(line) from exc
     duration = time.monotonic() - started
     on_line(f"-----> Built {tag} ({image_id[:19]}) in {duration:.1f}s")
     return BuildResult(image_id=image_id, tag=tag, duration=duration, buildpack=buildpack)
+
+
+def build_container_limits() -> dict:
+    """Limits for the containers a build's steps run in: BERTH_BUILD_MEMORY_MB of memory and no swap on top (memswap
+    equal to memory), and the first BERTH_BUILD_CPUS of the engine's CPUs at half an app container's CPU weight."""
+    memory = settings.BERTH_BUILD_MEMORY_MB * 1024 * 1024
+    limits = {"memory": memory, "memswap": memory, "cpushares": 512}
+    engine_cpus = docker_client().info().get("NCPU") or 0
+    if settings.BERTH_BUILD_CPUS < engine_cpus:
+        limits["cpusetcpus"] = f"0-{settings.BERTH_BUILD_CPUS - 1}"
+    return limits
 
 
 def layers_created(lines: list[str]) -> list[str]:
@@ -302,6 +327,7 @@ def _run_build(
     deadline: float,
     timeout: float,
     cancelled: Callable[[], bool],
+    container_limits: dict | None = None,
 ) -> str:
     # The engine's output is read on a thread of its own, so that this thread can notice a timeout or a
     # cancellation while a step prints nothing, and stop the build by shutting the stream's socket.
@@ -320,6 +346,7 @@ def _run_build(
                 labels=labels,
                 decode=True,
                 dockerfile="Dockerfile",
+                container_limits=container_limits,
                 timeout=None,  # a quiet step (a long compile) must not end the stream; the deadline does
             )
             for message in stream:

@@ -34,6 +34,10 @@ BERTH_ADMIN_USER = env("BERTH_ADMIN_USER", "admin")
 BERTH_ADMIN_PASSWORD = env("BERTH_ADMIN_PASSWORD")
 BERTH_STACK_IMAGE = env("BERTH_STACK_IMAGE")  # a pulled image instead of the locally built stack
 BERTH_BUILD_TIMEOUT = env_int("BERTH_BUILD_TIMEOUT", 15 * 60, minimum=10)
+# A build's steps run in containers with these limits (berth.builds.builder.docker_build): memory (no swap on top),
+# and the first N of the engine's CPUs for all builds together, so that builds never take the CPUs apps serve on.
+BERTH_BUILD_MEMORY_MB = env_int("BERTH_BUILD_MEMORY_MB", 2048, minimum=64, maximum=1024 * 1024)
+BERTH_BUILD_CPUS = env_int("BERTH_BUILD_CPUS", max(1, (os.cpu_count() or 1) - 1), minimum=1, maximum=4096)
 BERTH_BOOT_TIMEOUT = env_int(
     "BERTH_BOOT_TIMEOUT", 60, minimum=5, maximum=3600
 )  # new web tasks must answer by then

@@ -3,6 +3,7 @@
 `docker run` semantics through the SDK: the image's entrypoint runs the command (`sh -c` for a string), the
 container joins the team's overlay network (so it reaches the team's apps by name), its output is streamed line by
 line while it runs, and the exit code is returned. A run is not a Swarm service: services restart what exits.
+It gets an app container's limits: no new privileges, APP_CAPABILITIES only, the pids and memory limits.
 """
 
 import secrets
@@ -17,11 +18,15 @@ from docker.types import LogConfig
 
 from berth.core.docker import docker_client
 from berth.runtime.scheduler import (
+    APP_CAPABILITIES,
     LABEL_APP,
     LABEL_ONEOFF,
     LABEL_RELEASE,
     LABEL_TEAM,
+    NO_NEW_PRIVILEGES,
     SchedulerError,
+    process_memory_mb,
+    process_pids_limit,
     service_name,
 )
 from berth.runtime.swarm import LOG_OPTIONS, team_network_ensure
@@ -95,7 +100,11 @@ def run_oneoff(
             },
             network=network,
             log_config=LogConfig(type="json-file", config=dict(LOG_OPTIONS)),
-            mem_limit=f"{memory_mb}m" if memory_mb else None,
+            mem_limit=f"{process_memory_mb(memory_mb)}m",
+            pids_limit=process_pids_limit(),
+            cap_drop=["ALL"],
+            cap_add=list(APP_CAPABILITIES),
+            security_opt=[NO_NEW_PRIVILEGES],
             detach=True,
         )
     except docker.errors.APIError as exc:

@@ -29,6 +29,34 @@ DEFAULT_PORT = 5000
 _NAME_PART = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")  # fullmatch: `$` accepts a trailing newline
 
 
+# What every app container (a Swarm task, a release phase, a one-off run) keeps of root's powers: all are dropped,
+# then these come back. Docker's default set also holds MKNOD (device nodes), NET_RAW (raw sockets: forged
+# packets on the team's network, ARP spoofing), SYS_CHROOT, SETFCAP and SETPCAP (handing capabilities on),
+# AUDIT_WRITE and FSETID, which an ordinary web app never needs. What is kept is what common images do as root:
+APP_CAPABILITIES = (
+    "CAP_CHOWN",  # entrypoints chown their data and cache folders (nginx's /var/lib/nginx, postgres' data)
+    "CAP_DAC_OVERRIDE",  # root reading and writing files the app's own user owns, as images expect of root
+    "CAP_FOWNER",  # chmod and utime on such files (pip, npm and their caches)
+    "CAP_SETUID",  # dropping to an unprivileged user: gosu, su-exec, nginx's and gunicorn's workers
+    "CAP_SETGID",
+    "CAP_NET_BIND_SERVICE",  # an image that listens on 80 or 443 inside its container
+    "CAP_KILL",  # a master process signalling workers that run as another user
+)
+# Per container; Swarm services cannot ask for it before Docker API 1.44 (Docker 20.10 speaks 1.41), so there
+# `make up` sets "no-new-privileges" for the whole engine in /etc/docker/daemon.json (deploy/lib.sh).
+NO_NEW_PRIVILEGES = "no-new-privileges:true"
+
+
+def process_memory_mb(memory_mb: int | None) -> int:
+    """The memory limit of an app container: its process type's (Formation.memory_mb), else the default."""
+    return memory_mb or settings.BERTH_PROCESS_MEMORY_MB
+
+
+def process_pids_limit() -> int:
+    """How many processes and threads one app container may hold: a fork bomb stops there, not at the node's."""
+    return settings.BERTH_PROCESS_PIDS_LIMIT
+
+
 class SchedulerError(RuntimeError):
     """Something the scheduler could not do; the message is meant for the person deploying."""
 

@@ -16,6 +16,10 @@ Choices measured on this platform (Docker 20.10, a kernel without IPVS):
   interface, so the router reaches them there from any network namespace. 127.0.0.1 only when a node reports none.
 - Docker's proxy accepts connections on a published port even when nothing in the container listens; a running
   task with a port is therefore not yet a ready one (see berth.runtime.health.http_ready).
+- Tenants are hostile: every task drops all capabilities but APP_CAPABILITIES (CapabilityDrop/CapabilityAdd, API
+  1.41), has a pids limit (Resources.Limits.Pids, API 1.41) and a memory limit (the process type's, else
+  BERTH_PROCESS_MEMORY_MB). `no-new-privileges` has no per-service field before API 1.44: the engine sets it for
+  every container (daemon.json, written by `make up`).
 """
 
 import hashlib
@@ -31,6 +35,7 @@ from docker import types
 from berth.builds.procfile import command_args
 from berth.core.docker import docker_client
 from berth.runtime.scheduler import (
+    APP_CAPABILITIES,
     LABEL_APP,
     LABEL_GENERATION,
     LABEL_PROCESS,
@@ -42,6 +47,8 @@ from berth.runtime.scheduler import (
     SchedulerError,
     ServiceInfo,
     TaskInfo,
+    process_memory_mb,
+    process_pids_limit,
     register_scheduler,
     service_name,
     team_network_name,
@@ -409,9 +416,10 @@ class SwarmScheduler(Scheduler):
         if port is not None:
             env["PORT"] = str(port)
         resources = types.Resources(
-            mem_limit=spec.memory_mb * 1024 * 1024 if spec.memory_mb else None,
+            mem_limit=process_memory_mb(spec.memory_mb) * 1024 * 1024,
             cpu_limit=int(spec.cpu * NANOSECONDS) if spec.cpu else None,
         )
+        resources["Limits"]["Pids"] = process_pids_limit()  # the SDK has no argument for it; the API has
         network = {"Target": network_id}
         if spec.is_web:
             network["Aliases"] = [spec.app]
@@ -430,6 +438,8 @@ class SwarmScheduler(Scheduler):
                     labels=container_labels,
                     stop_signal="SIGTERM",
                     stop_grace_period=STOP_GRACE_S * NANOSECONDS,
+                    cap_drop=["ALL"],
+                    cap_add=list(APP_CAPABILITIES),
                 ),
                 resources=resources,
                 restart_policy=types.RestartPolicy(
