@@ -54,7 +54,7 @@ def test_a_garbage_bearer_token_is_401(db, client):
 
 def test_token_list_never_shows_the_token(world, owner):
     tokens = owner.get("/api/v1/tokens").json()
-    assert tokens and set(tokens[0]) == {"id", "name", "created_at", "last_used_at"}
+    assert tokens and set(tokens[0]) == {"id", "name", "created_at", "last_used_at", "expires_at"}
 
 
 def test_session_authentication_works_too(world, client):
@@ -418,7 +418,7 @@ def test_invitation_round_trip(world, token_client, make_user):
     assert set(invitation) >= {"id", "email", "role", "token", "expires_at"}
     listed = admin.get("/api/v1/teams/acme/invitations").json()
     assert all("token" not in i for i in listed)
-    joiner = token_client(make_user("joiner"))
+    joiner = token_client(make_user("joiner", email="new@example.test"))  # the invited address
     response = joiner.post("/api/v1/invitations/accept", {"token": invitation["token"]}, format="json")
     assert response.status_code == 200
     assert response.json() == {"team": "acme", "role": "member"}
@@ -440,7 +440,7 @@ def test_an_expired_invitation_is_409(world, token_client, make_user):
     from django.utils import timezone
 
     type(world.invitation).objects.filter(pk=world.invitation.pk).update(expires_at=timezone.now())
-    response = token_client(make_user()).post(
+    response = token_client(make_user(email=world.invitation.email)).post(
         "/api/v1/invitations/accept", {"token": world.invitation_token}, format="json"
     )
     assert response.status_code == 409

@@ -23,6 +23,14 @@ def _token_of(world, role):
     return token.pk
 
 
+def _addressed_to(world, role):
+    """No path kwargs; re-addresses the world's invitation to the role's user: it binds to the invited address."""
+    user = world.users.get(role)
+    if user is not None:
+        type(world.invitation).objects.filter(pk=world.invitation.pk).update(email=user.email)
+    return {}
+
+
 # route name -> method -> (path kwargs(world, role), body(world), success status)
 CASES = {
     "api-schema": {"GET": (None, None, 200)},
@@ -34,7 +42,12 @@ CASES = {
     "api:teams": {"GET": (None, None, 200), "POST": (None, lambda w: {"name": "newteam"}, 201)},
     "api:team-members": {
         "GET": (lambda w, r: {"team": "acme"}, None, 200),
-        "POST": (lambda w, r: {"team": "acme"}, lambda w: {"username": "newcomer", "role": "member"}, 201),
+        # by email: a username is only found among the adder's teams (tests/security/test_auth.py)
+        "POST": (
+            lambda w, r: {"team": "acme"},
+            lambda w: {"email": "newcomer@example.test", "role": "member"},
+            201,
+        ),
     },
     "api:team-member": {
         "PATCH": (lambda w, r: {"team": "acme", "username": "the-member"}, lambda w: {"role": "viewer"}, 200),
@@ -51,7 +64,7 @@ CASES = {
         "GET": (lambda w, r: {"team": "acme"}, None, 200),
         "PATCH": (lambda w, r: {"team": "acme"}, lambda w: {"apps": 1000}, 200),
     },
-    "api:invitation-accept": {"POST": (None, lambda w: {"token": w.invitation_token}, 200)},
+    "api:invitation-accept": {"POST": (_addressed_to, lambda w: {"token": w.invitation_token}, 200)},
     "api:apps": {
         "GET": (None, None, 200),
         "POST": (None, lambda w: {"name": "newapp", "team": "acme"}, 201),

@@ -587,9 +587,9 @@ def test_accepting_an_invitation_joins_the_team(client_as, world):
     from berth.accounts.services import invitation_create
 
     _, token = invitation_create(
-        team=world.team, email="o@example.test", role="member", actor=world.users["owner"]
+        team=world.team, email="Outsider@example.test", role="member", actor=world.users["owner"]
     )
-    client = client_as("outsider")
+    client = client_as("outsider")  # the invited address, in another case: addresses match case-insensitively
     bad = client.post("/invitations/accept", {"token": "nope"})
     assert bad.status_code == 200 and "does not exist" in bad.content.decode()
     response = client.post("/invitations/accept", {"token": token})

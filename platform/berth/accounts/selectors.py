@@ -1,7 +1,10 @@
+from datetime import datetime
+
 from django.contrib.auth import get_user_model
 from django.db.models import OuterRef, QuerySet, Subquery
+from django.utils import timezone
 
-from berth.accounts.models import Invitation, Membership, Team
+from berth.accounts.models import ApiToken, Invitation, Membership, Team, hash_secret
 from berth.accounts.roles import OWNER
 
 
@@ -42,10 +45,33 @@ def pending_invitations(*, team: Team) -> QuerySet[Invitation]:
     return Invitation.objects.filter(team=team, accepted_at=None, revoked_at=None).order_by("-created_at")
 
 
-def user_by_username_or_email(*, username: str | None = None, email: str | None = None):
+def user_to_add(*, actor, username: str | None = None, email: str | None = None):
+    """The active user `actor` may add to a team directly, or None.
+
+    By email: whoever has that address (the adder already knows it). By username: only someone who already shares a
+    team with the actor (any user, for a superuser); a stranger's username answers like an unknown one, so probing
+    names reveals neither who exists nor anybody's email. Everyone else joins through an invitation.
+    """
     users = get_user_model().objects.filter(is_active=True)
     if username:
+        if not actor.is_superuser:
+            users = users.filter(memberships__team__memberships__user=actor).distinct()
         return users.filter(username=username).first()
     if email:
         return users.filter(email__iexact=email).order_by("id").first()
     return None
+
+
+def token_expired_at(*, clear: str) -> datetime | None:
+    """When the token with this clear value expired, if it is a live (not revoked) token past its expiry; else None.
+
+    Lets the API say "token expired on ..." instead of a bare "invalid token"; the clear value proves possession."""
+    if not clear:
+        return None
+    return (
+        ApiToken.objects.filter(
+            token_hash=hash_secret(clear), revoked_at=None, expires_at__lte=timezone.now()
+        )
+        .values_list("expires_at", flat=True)
+        .first()
+    )

@@ -3,9 +3,11 @@
 import secrets
 from datetime import datetime, timedelta
 
+from django.contrib.auth import authenticate
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.http import Http404
 from django.utils import timezone
 
@@ -13,6 +15,7 @@ from berth.accounts.errors import Conflict
 from berth.accounts.models import ApiToken, Invitation, Membership, Team, hash_secret
 from berth.accounts.roles import OWNER, ROLES
 from berth.accounts.selectors import user_role
+from berth.accounts.throttles import sign_in_begin, sign_in_succeeded
 from berth.accounts.validators import validate_one_line_text, validate_team_name, validate_token_name
 from berth.audit.services import audit_record
 
@@ -20,6 +23,7 @@ TOKEN_PREFIX = "berth_"
 INVITATION_TTL = timedelta(days=7)
 # Writing last_used_at on every request would turn every API read into a write; once a minute is plenty.
 TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+TOKEN_MAX_DAYS = 3650
 
 
 def _check_role(role: str) -> None:
@@ -164,6 +168,13 @@ def invitation_accept(*, token: str, user: AbstractBaseUser, remote_addr: str | 
         )
         if invitation is None or invitation.revoked_at is not None:
             raise Http404("invitation not found")
+        # Bound to the address it was sent to: a token that leaked (a forwarded mail, a shared screen) admits nobody
+        # else. Checked first, so a wrong holder learns nothing of the invitation's state either.
+        if (user.email or "").casefold() != invitation.email.casefold():
+            raise PermissionDenied(
+                "this invitation was sent to another email address than your account's; "
+                "accept it signed in as the account with that address"
+            )
         if invitation.accepted_at is not None:
             raise Conflict("this invitation was already accepted")
         if invitation.expires_at <= now:
@@ -202,17 +213,42 @@ def invitation_revoke(*, invitation: Invitation, actor, remote_addr: str | None 
 
 
 def token_create(
-    *, user: AbstractBaseUser, name: str, remote_addr: str | None = None
+    *,
+    user: AbstractBaseUser,
+    name: str,
+    expires_in_days: int | None = None,
+    remote_addr: str | None = None,
 ) -> tuple[ApiToken, str]:
-    """Create an API token. Returns the row and the clear token, which is never available again."""
+    """Create an API token, valid for `expires_in_days` days (None: until revoked).
+
+    Returns the row and the clear token, which is never available again."""
     validate_token_name(name)
+    expires_at = None
+    if expires_in_days is not None:
+        if (
+            not isinstance(expires_in_days, int)
+            or isinstance(expires_in_days, bool)
+            or not 1 <= expires_in_days <= TOKEN_MAX_DAYS
+        ):
+            raise ValidationError(
+                {"expires_in_days": f"must be a whole number of days from 1 to {TOKEN_MAX_DAYS}"}
+            )
+        expires_at = timezone.now() + timedelta(days=expires_in_days)
     clear = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():
         token = ApiToken.objects.create(
-            user=user, name=name, token_hash=hash_secret(clear), prefix=clear[: len(TOKEN_PREFIX) + 6]
+            user=user,
+            name=name,
+            token_hash=hash_secret(clear),
+            prefix=clear[: len(TOKEN_PREFIX) + 6],
+            expires_at=expires_at,
         )
         audit_record(
-            action="token.create", actor=user, target=name, remote_addr=remote_addr, data={"token": token.pk}
+            action="token.create",
+            actor=user,
+            target=name,
+            remote_addr=remote_addr,
+            data={"token": token.pk, "expires_at": expires_at.isoformat() if expires_at else None},
         )
     return token, clear
 
@@ -231,24 +267,37 @@ def token_revoke(*, token: ApiToken, actor, remote_addr: str | None = None) -> N
 
 
 def token_authenticate(*, clear: str, now: datetime | None = None) -> ApiToken | None:
-    """The live token for a clear value (its user active), or None. Touches last_used_at at most once a minute."""
+    """The live token for a clear value (not revoked, not expired, its user active), or None.
+
+    Every way in (API, git, WebSocket) asks this one function. Touches last_used_at at most once a minute."""
     if not clear or not clear.startswith(TOKEN_PREFIX):
         return None
+    now = now or timezone.now()
     token = (
         ApiToken.objects.select_related("user")
-        .filter(token_hash=hash_secret(clear), revoked_at=None, user__is_active=True)
+        .filter(Q(expires_at=None) | Q(expires_at__gt=now), token_hash=hash_secret(clear), revoked_at=None)
+        .filter(user__is_active=True)
         .first()
     )
     if token is None:
         return None
-    now = now or timezone.now()
     if token.last_used_at is None or now - token.last_used_at >= TOKEN_TOUCH_INTERVAL:
         # Conditional, so concurrent requests write it once.
         stale = now - TOKEN_TOUCH_INTERVAL
-        from django.db.models import Q
-
         ApiToken.objects.filter(Q(last_used_at=None) | Q(last_used_at__lte=stale), pk=token.pk).update(
             last_used_at=now
         )
         token.last_used_at = now
     return token
+
+
+def sign_in(*, request, username: str, password: str, remote_addr: str | None) -> AbstractBaseUser | None:
+    """Check a username and password under the brute-force guard (berth.accounts.throttles): the active user, or
+    None for a wrong pair. Raises Throttled, without looking at the password, while the account or the client
+    address has had too many failures lately; a success is never counted."""
+    attempt = sign_in_begin(username=username, remote_addr=remote_addr)
+    user = authenticate(request, username=username, password=password)
+    if user is None or not user.is_active:
+        return None
+    sign_in_succeeded(attempt)
+    return user

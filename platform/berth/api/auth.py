@@ -4,6 +4,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 
+from berth.accounts.selectors import token_expired_at
 from berth.accounts.services import token_authenticate
 
 
@@ -22,6 +23,11 @@ class BearerTokenAuthentication(BaseAuthentication):
             raise AuthenticationFailed("invalid token") from None
         token = token_authenticate(clear=clear)
         if token is None:
+            expired = token_expired_at(clear=clear)
+            if expired is not None:
+                raise AuthenticationFailed(
+                    f"token expired on {expired:%Y-%m-%d %H:%M} UTC; create a new one or log in again"
+                )
             raise AuthenticationFailed("invalid, revoked or expired token")
         return token.user, token
 

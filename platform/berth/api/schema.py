@@ -35,15 +35,29 @@ Error = _shape(
         help_text="400 only: field name -> its message (or messages), when the request was refused field by field",
     ),
 )
-TokenCreated = _shape("TokenCreated", id=s.IntegerField(), name=s.CharField(), token=s.CharField())
-SignIn = _shape("SignIn", username=s.CharField(), password=s.CharField(), name=s.CharField(required=False))
+_EXPIRES_AT = s.DateTimeField(allow_null=True, help_text="null: valid until revoked")
+_EXPIRES_IN_DAYS = s.IntegerField(
+    required=False, allow_null=True, min_value=1, max_value=3650, help_text="left out: valid until revoked"
+)
+TokenCreated = _shape(
+    "TokenCreated", id=s.IntegerField(), name=s.CharField(), token=s.CharField(), expires_at=_EXPIRES_AT
+)
+SignIn = _shape(
+    "SignIn",
+    username=s.CharField(),
+    password=s.CharField(),
+    name=s.CharField(required=False),
+    expires_in_days=_EXPIRES_IN_DAYS,
+)
 Token = _shape(
     "Token",
     id=s.IntegerField(),
     name=s.CharField(),
     created_at=s.DateTimeField(),
     last_used_at=s.DateTimeField(allow_null=True),
+    expires_at=_EXPIRES_AT,
 )
+TokenCreate = _shape("TokenCreateRequest", name=s.CharField(), expires_in_days=_EXPIRES_IN_DAYS)
 Name = _shape("NameRequest", name=s.CharField())
 TeamRole = _shape("TeamRole", name=s.CharField(), role=ROLE)
 Me = _shape(

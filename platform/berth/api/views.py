@@ -1,18 +1,18 @@
 """REST API v1, as in the API contract shared with the CLI. Views parse, call a selector or service, render."""
 
 from django.conf import settings
-from django.contrib.auth import authenticate
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
+from rest_framework.exceptions import APIException, PermissionDenied, Throttled, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from berth.accounts import selectors as accounts_selectors
 from berth.accounts import services as accounts_services
+from berth.accounts import throttles as accounts_throttles
 from berth.accounts.errors import Conflict
 from berth.accounts.models import ApiToken, Invitation, Membership, Team
 from berth.accounts.roles import VIEWER
@@ -118,6 +118,10 @@ def _release(release: Release) -> dict:
     }
 
 
+def _token_created(token: ApiToken, clear: str) -> dict:
+    return {"id": token.pk, "name": token.name, "token": clear, "expires_at": token.expires_at}
+
+
 def _invitation(invitation: Invitation, token: str | None = None) -> dict:
     data = {
         "id": invitation.pk,
@@ -161,6 +165,11 @@ class BerthAPIView(APIView):
             exc = ConflictError(str(exc))
         elif isinstance(exc, DjangoPermissionDenied):
             exc = PermissionDenied(str(exc) or None)
+        elif isinstance(exc, accounts_throttles.Throttled):
+            # 429 with Retry-After (DRF's handler adds the header from `wait`); the detail already says when
+            throttled = Throttled(detail=str(exc))
+            throttled.wait = exc.retry_after
+            exc = throttled
         return super().handle_exception(exc)
 
     def permission_team(self, request) -> Team:
@@ -190,17 +199,21 @@ class AppScopedView(BerthAPIView):
 class AuthTokenView(BerthAPIView):
     authentication_classes = []  # a stale header must not stop someone signing in again
 
-    @extend_schema(request=S.SignIn, responses={201: S.TokenCreated, 400: S.Error})
+    @extend_schema(request=S.SignIn, responses={201: S.TokenCreated, 400: S.Error, 429: S.Error})
     def post(self, request):
         data = _body(request)
         username = _str_field(data, "username")
         password = _str_field(data, "password")
         name = data.get("name") or "cli"
-        user = authenticate(request, username=username, password=password)
-        if user is None or not user.is_active:
+        user = accounts_services.sign_in(
+            request=request, username=username, password=password, remote_addr=_client_ip(request)
+        )
+        if user is None:
             raise ValidationError({"detail": "wrong username or password"})
-        token, clear = accounts_services.token_create(user=user, name=name, remote_addr=_client_ip(request))
-        return Response({"id": token.pk, "name": token.name, "token": clear}, status=201)
+        token, clear = accounts_services.token_create(
+            user=user, name=name, expires_in_days=data.get("expires_in_days"), remote_addr=_client_ip(request)
+        )
+        return Response(_token_created(token, clear), status=201)
 
 
 class MeView(BerthAPIView):
@@ -224,18 +237,29 @@ class TokenListView(BerthAPIView):
         tokens = ApiToken.objects.filter(user=request.user, revoked_at=None).order_by("-created_at")
         return Response(
             [
-                {"id": t.pk, "name": t.name, "created_at": t.created_at, "last_used_at": t.last_used_at}
+                {
+                    "id": t.pk,
+                    "name": t.name,
+                    "created_at": t.created_at,
+                    "last_used_at": t.last_used_at,
+                    "expires_at": t.expires_at,
+                }
                 for t in tokens
             ]
         )
 
-    @extend_schema(request=S.Name, responses={201: S.TokenCreated})
+    @extend_schema(request=S.TokenCreate, responses={201: S.TokenCreated, 429: S.Error})
     def post(self, request):
-        name = _str_field(_body(request), "name")
+        data = _body(request)
+        name = _str_field(data, "name")
+        accounts_throttles.token_creation_take(user=request.user, remote_addr=_client_ip(request))
         token, clear = accounts_services.token_create(
-            user=request.user, name=name, remote_addr=_client_ip(request)
+            user=request.user,
+            name=name,
+            expires_in_days=data.get("expires_in_days"),
+            remote_addr=_client_ip(request),
         )
-        return Response({"id": token.pk, "name": token.name, "token": clear}, status=201)
+        return Response(_token_created(token, clear), status=201)
 
 
 class TokenView(BerthAPIView):
@@ -288,10 +312,14 @@ class TeamMembersView(TeamScopedView):
         username, email = data.get("username"), data.get("email")
         if not username and not email:
             raise ValidationError({"username": "send username or email"})
-        user = accounts_selectors.user_by_username_or_email(username=username, email=email)
+        user = accounts_selectors.user_to_add(actor=request.user, username=username, email=email)
         if user is None:
-            field = "username" if username else "email"
-            raise ValidationError({field: "no such user; invite them by email instead"})
+            # the same answer for a stranger's username as for one nobody has: probing names learns nothing
+            if username:
+                raise ValidationError(
+                    {"username": "no such user in your teams; add them by email or invite them"}
+                )
+            raise ValidationError({"email": "no such user; invite them by email instead"})
         membership = accounts_services.membership_add(
             team=self.team, user=user, role=role, actor=request.user, remote_addr=_client_ip(request)
         )

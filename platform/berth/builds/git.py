@@ -14,7 +14,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 
 from berth.accounts.roles import MEMBER, VIEWER, role_at_least
-from berth.accounts.selectors import user_role
+from berth.accounts.selectors import token_expired_at, user_role
 from berth.accounts.services import token_authenticate
 from berth.apps.models import App
 from berth.builds import services
@@ -59,6 +59,12 @@ class TokenGitAccess:
         api_token = token_authenticate(clear=token) if token else None
         if api_token is None:
             raise GitDenied(
+            expired = token_expired_at(clear=token) if token else None
+            if expired is not None:
+                raise GitDenied(
+                    401,
+                    f"authentication failed: your token expired on {expired:%Y-%m-%d %H:%M} UTC; create a new one",
+                )
                 401, "authentication failed: use an API token (berth tokens:create) as the password"
             )
         user = api_token.user

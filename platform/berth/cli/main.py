@@ -214,16 +214,47 @@ def tokens(args):
     rows = api().get("/api/v1/tokens")
     return rows, table(
         rows,
-        ["ID", "NAME", "CREATED", "LAST USED"],
-        lambda r: [r["id"], r["name"], when(r["created_at"]), when(r.get("last_used_at"))],
+        ["ID", "NAME", "CREATED", "LAST USED", "EXPIRES"],
+        lambda r: [
+            r["id"],
+            r["name"],
+            when(r["created_at"]),
+            when(r.get("last_used_at")),
+            when(r.get("expires_at")) or "never",
+        ],
         empty="You have no API tokens.",
     )
 
 
-@command("tokens:create", "create an API token (for CI: BERTH_URL + BERTH_TOKEN)", arg("name"))
+def days(text: str) -> int:
+    """`30d` or `30`: a token's lifetime in whole days (what the API takes)."""
+    match = re.fullmatch(r"([0-9]{1,4})d?", text.strip())
+    if not match or not 1 <= int(match.group(1)) <= 3650:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days from 1 to 3650, e.g. 30d")
+    return int(match.group(1))
+
+
+@command(
+    "tokens:create",
+    "create an API token (for CI: BERTH_URL + BERTH_TOKEN)",
+    arg("name"),
+    arg(
+        "--expires-in",
+        metavar="DAYS",
+        type=days,
+        help="valid for this long, e.g. 30d (default: until revoked)",
+    ),
+)
 def tokens_create(args):
-    token = api().post("/api/v1/tokens", {"name": args.name})
-    return token, f"Created token {token['name']} (id {token['id']}); it is shown only now:\n{token['token']}"
+    body = {"name": args.name}
+    if args.expires_in is not None:
+        body["expires_in_days"] = args.expires_in
+    token = api().post("/api/v1/tokens", body)
+    until = f", valid until {when(token['expires_at'])}" if token.get("expires_at") else ""
+    return (
+        token,
+        f"Created token {token['name']} (id {token['id']}{until}); it is shown only now:\n{token['token']}",
+    )
 
 
 @command("tokens:revoke", "revoke an API token", arg("id", metavar="ID", type=int))

@@ -81,6 +81,12 @@ BERTH_LOG_LINE_MAX_BYTES = env_int("BERTH_LOG_LINE_MAX_BYTES", 8192, minimum=256
 BERTH_LOG_REPLAY_MAX_LINES = env_int("BERTH_LOG_REPLAY_MAX_LINES", 10_000, minimum=1, maximum=1_000_000)
 BERTH_LOG_REPLAY_MAX_BYTES = env_int("BERTH_LOG_REPLAY_MAX_BYTES", 4 * 1024 * 1024, minimum=1024)
 BERTH_STREAM_THREADS = env_int("BERTH_STREAM_THREADS", 32, minimum=1, maximum=1024)
+# Brute-force guards (berth.accounts.throttles), counted in the Redis cache below: failed sign-ins per account and
+# per client address within a window, and API tokens a signed-in user may create per hour (per account and address).
+BERTH_LOGIN_FAILURES = env_int("BERTH_LOGIN_FAILURES", 5, minimum=1, maximum=10_000)
+BERTH_LOGIN_FAILURES_PER_ADDRESS = env_int("BERTH_LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1, maximum=100_000)
+BERTH_LOGIN_WINDOW = env_int("BERTH_LOGIN_WINDOW", 15 * 60, minimum=1, maximum=7 * 86400)
+BERTH_TOKEN_CREATIONS_PER_HOUR = env_int("BERTH_TOKEN_CREATIONS_PER_HOUR", 20, minimum=1, maximum=100_000)
 
 # What a client may send (read in berth.config.limits, which the gunicorn worker reads before Django starts):
 # bodies are capped at the ASGI door (berth.core.bodylimit) before Django stores any of them.
@@ -94,6 +100,15 @@ DOCKER_HOST = env("DOCKER_HOST", "unix:///var/run/docker.sock")
 BERTH_SCHEDULER = env("BERTH_SCHEDULER", "swarm")
 BERTH_ROUTER = env("BERTH_ROUTER", "haproxy")
 REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))
+# One cache for every web process, kept across their restarts: the brute-force counts must not reset with a worker.
+# Shares Redis with Celery, so never cache.clear() (FLUSHDB); every key starts with "berth:".
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "berth",
+    }
+}
 DATABASES = {
     "default": dj_database_url.parse(
         env_url(
@@ -225,6 +240,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "berth.core.api.exception_handler",
+    # Berth is reached directly, without a proxy in front: a client-sent X-Forwarded-For is never the address
+    "NUM_PROXIES": 0,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Berth API",

@@ -6,11 +6,14 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.text import capfirst
 from django.views.decorators.http import require_GET, require_POST
 
 from berth.accounts import selectors as accounts_selectors
 from berth.accounts import services as accounts_services
+from berth.accounts import throttles as accounts_throttles
 from berth.accounts.roles import ADMIN, ROLE_CHOICES, VIEWER, role_at_least
 from berth.audit.selectors import audit_events_for_team
 from berth.dashboard.common import SESSION_SHOWN_ONCE, SESSION_TEAM, attempt, client_ip, page, team_with_role
@@ -80,6 +83,7 @@ def team_detail(request: HttpRequest, team: str) -> HttpResponse:
         "members": list(accounts_selectors.team_members(team=team)),
         "role_choices": ROLE_CHOICES,
         "tokens": list(tokens_for_user(user=request.user)),
+        "now": timezone.now(),  # to mark expired tokens
         "invitations": list(accounts_selectors.pending_invitations(team=team)) if can_admin else [],
         "audit": list(audit_events_for_team(team=team, limit=AUDIT_SHOWN)) if can_admin else [],
     }
@@ -91,11 +95,14 @@ def team_detail(request: HttpRequest, team: str) -> HttpResponse:
 def member_add(request: HttpRequest, team: str) -> HttpResponse:
     team, _ = team_with_role(request, team, ADMIN)
     who = request.POST.get("user", "").strip()
-    user = accounts_selectors.user_by_username_or_email(
-        username=who if "@" not in who else None, email=who if "@" in who else None
+    user = accounts_selectors.user_to_add(
+        actor=request.user, username=who if "@" not in who else None, email=who if "@" in who else None
     )
     if user is None:
-        messages.error(request, f"No user {who!r}; invite them by email instead.")
+        # a stranger's username gets the same answer as an unknown one (accounts_selectors.user_to_add)
+        messages.error(
+            request, f"No user {who!r} among the members of your teams; invite them by email instead."
+        )
         return _team_back(team, "members")
     attempt(
         request,
@@ -213,11 +220,18 @@ def invitation_accept(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def token_create(request: HttpRequest) -> HttpResponse:
+    try:
+        accounts_throttles.token_creation_take(user=request.user, remote_addr=client_ip(request))
+    except accounts_throttles.Throttled as exc:
+        messages.error(request, capfirst(str(exc)) + ".")
+        return _next_or(request, reverse("dashboard:apps"))
+    days = request.POST.get("expires_in_days", "").strip()
     ok, result = attempt(
         request,
         accounts_services.token_create,
         user=request.user,
         name=request.POST.get("name", ""),
+        expires_in_days=int(days) if days.isdigit() else (days or None),
         remote_addr=client_ip(request),
     )
     if ok:

@@ -4,7 +4,7 @@ here they only have to look like one, so other routes (api/, git/, static/) neve
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
-from berth.dashboard import team_views, views
+from berth.dashboard import signin, team_views, views
 
 
 class AppNameConverter:
@@ -22,11 +22,7 @@ register_converter(AppNameConverter, "appname")
 app_name = "dashboard"
 
 urlpatterns = [
-    path(
-        "login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True, next_page="dashboard:apps"),
-        name="login",
-    ),
+    path("login/", signin.SignInView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(next_page="dashboard:login"), name="logout"),
     path("", views.home, name="home"),
     path("apps/", views.apps_list, name="apps"),
