@@ -69,6 +69,81 @@ PY
   fi
 }
 
+ensure_no_new_privileges() {
+  # Every container this engine starts (app tasks, builds' steps, one-off runs) runs with no-new-privileges: a
+  # setuid binary in a tenant's image cannot raise its privileges. Swarm services have no per-service field for
+  # it before Docker API 1.44 (Debian's 20.10 speaks 1.41), so it is the engine's. The option is not one a SIGHUP
+  # reloads: it takes effect when the engine starts, so call this before ensure_docker.
+  local config="${DOCKER_DAEMON_CONFIG:-/etc/docker/daemon.json}"
+  if [ -f "$config" ] && python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1])).get("no-new-privileges") is True else 1)' "$config" 2>/dev/null; then
+    if docker info --format '{{json .SecurityOptions}}' 2>/dev/null | grep -q no-new-privileges \
+      || ! docker info >/dev/null 2>&1; then
+      return
+    fi
+    say "no-new-privileges is in $config but the running engine started before it: restart it to apply (systemctl restart docker)"
+    return
+  fi
+  mkdir -p "$(dirname "$config")"
+  python3 - "$config" <<'PY'
+import json, pathlib, sys
+path = pathlib.Path(sys.argv[1])
+config = json.loads(path.read_text() or "{}") if path.exists() else {}
+config["no-new-privileges"] = True
+path.write_text(json.dumps(config, indent=2) + "\n")
+PY
+  if docker info >/dev/null 2>&1; then
+    say "set no-new-privileges in $config; the running engine applies it after a restart (systemctl restart docker)"
+  else
+    say "set no-new-privileges in $config (the engine applies it when it starts)"
+  fi
+}
+
+# Ports on this machine that no container may open: the dashboard/API, Redis, PostgreSQL, the registry, the Docker
+# API over TCP, and the task ports Docker publishes (apps reach each other through the router, by name on their
+# team's network, never another team's task directly). Port 80/443 (the router) stays open: an app may call
+# another app at its public URL.
+BERTH_FIREWALL_CHAIN="${BERTH_FIREWALL_CHAIN:-BERTH-APPS}"
+ensure_firewall() {
+  # Containers reach the host through their bridges (docker_gwbridge for Swarm tasks, docker0 for builds' steps
+  # and plain containers); a packet to one of the host's own addresses goes through INPUT, not FORWARD (where
+  # DOCKER-USER sits), so the rules hang off INPUT for those two interfaces only: nothing else (ssh, the nodes'
+  # Swarm traffic) can be affected. Only new connections are refused: replies to the router's own connections to
+  # tasks come back on ephemeral ports. Idempotent: the chain is rebuilt, the jumps are added once.
+  local ports
+  ports=$(printf '%s\n' "$@" | sort -un | paste -sd, -)
+  if ! command -v iptables >/dev/null 2>&1; then
+    say "firewall: iptables is not installed; containers can reach this machine's ports (see deploy/FIREWALL.md)"
+    return 0
+  fi
+  if ! _firewall_apply "$BERTH_FIREWALL_CHAIN" "$ports" >/dev/null 2>&1; then
+    say "firewall: could not apply the iptables rules (chain $BERTH_FIREWALL_CHAIN); containers can reach this machine's ports (see deploy/FIREWALL.md)"
+    return 0
+  fi
+  say "firewall: containers cannot open this machine's ports ${ports//,/, } nor other tasks' published ports (iptables chain $BERTH_FIREWALL_CHAIN)"
+}
+
+_firewall_apply() {
+  local chain="$1" ports="$2" bridge
+  iptables -w -N "$chain" 2>/dev/null || iptables -w -F "$chain" || return 1
+  iptables -w -A "$chain" -p tcp -m multiport --dports "$ports" -m conntrack --ctstate NEW \
+    -j REJECT --reject-with tcp-reset || return 1
+  iptables -w -A "$chain" -p tcp --dport 32768:60999 -m conntrack --ctstate NEW \
+    -j REJECT --reject-with tcp-reset || return 1
+  iptables -w -A "$chain" -j RETURN || return 1
+  for bridge in docker_gwbridge docker0; do
+    iptables -w -C INPUT -i "$bridge" -j "$chain" 2>/dev/null || iptables -w -I INPUT -i "$bridge" -j "$chain" || return 1
+  done
+}
+
+remove_firewall() {
+  local chain="$BERTH_FIREWALL_CHAIN"
+  for bridge in docker_gwbridge docker0; do
+    while iptables -w -D INPUT -i "$bridge" -j "$chain" 2>/dev/null; do :; done
+  done
+  iptables -w -F "$chain" 2>/dev/null || true
+  iptables -w -X "$chain" 2>/dev/null || true
+}
+
 SWARM_HEARTBEAT=2s
 ensure_swarm() {
   local state

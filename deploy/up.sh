@@ -13,8 +13,14 @@ mkdir -p "$BERTH_HOME"
 ensure_packages docker.io redis-server haproxy git mmdebstrap python3-venv iproute2 ca-certificates docker-registry
 ensure_debian_registry_off
 ensure_insecure_registry "$BERTH_REGISTRY"
+ensure_no_new_privileges
 ensure_docker
 ensure_swarm
+# what app containers must not open on this machine: Berth's own ports (see deploy/FIREWALL.md)
+port_of() { python3 -c 'import sys, urllib.parse as u; print(u.urlsplit(sys.argv[1]).port or sys.argv[2])' "$1" "$2"; }
+registry_listen="${BERTH_REGISTRY_LISTEN:-${BERTH_REGISTRY:-127.0.0.1:5000}}"
+ensure_firewall "$BERTH_WEB_PORT" "$(port_of "$REDIS_URL" 6379)" 5432 "$(port_of "${DATABASE_URL:-postgres://x}" 5432)" \
+  "${registry_listen##*:}" 2375 2376
 ensure_redis "$REDIS_URL" "$BERTH_HOME/redis"
 ensure_venv
 
