@@ -4,6 +4,7 @@ deploy and Berth's registry reference; each is refused and team A's file never s
 of team A FROM its own app's image still works. The Dockerfile reader itself is tested without Docker at the end.
 """
 
+import io
 import re
 import secrets
 import subprocess
@@ -150,6 +151,26 @@ def test_an_image_deploy_cannot_deploy_another_teams_image(victim, intruder, ber
     from berth.releases.models import Release
 
     assert not Release.objects.filter(app=intruder.app).exists()
+
+
+def test_an_onbuild_trigger_of_a_base_image_cannot_reach_another_teams_image(victim, intruder):
+    # an image on this machine (as if pulled from a public registry) whose trigger copies from team A's image:
+    # the trigger runs inside mallory's build, where her Dockerfile says nothing of it
+    from berth.core.docker import docker_client
+
+    client = docker_client(timeout=300)
+    trap = f"t-sec-onbuild-{secrets.token_hex(3)}:1"
+    dockerfile = (
+        f"FROM berth/stack:bookworm\nONBUILD COPY --from={victim.image} /srv/site/index.html /stolen\n"
+    )
+    client.images.build(
+        fileobj=io.BytesIO(dockerfile.encode()), tag=trap, labels={"org.berth.test": "1"}, rm=True
+    )
+    try:
+        pushed = _push_dockerfile(intruder, f"FROM {trap}\nRUN cat /stolen\n")
+        _assert_refused_push(pushed, victim, f"FROM {trap}: its ONBUILD COPY --from={victim.image}")
+    finally:
+        client.images.remove(trap, force=True)
 
 
 def test_a_team_builds_from_its_own_apps_image(victim, berth_platform, tmp_path):
