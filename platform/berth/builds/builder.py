@@ -27,6 +27,7 @@ import docker
 from django.conf import settings
 from docker.utils.build import exclude_paths
 
+from berth.builds import tree
 from berth.builds.buildpacks import Buildpack, render_dockerfile
 from berth.builds.errors import BuildCancelled, BuildError
 from berth.builds.stack import StackBuildError, stack_build, stack_image_ref, stack_is_current
@@ -37,6 +38,7 @@ BUILDPACK_LABEL = "org.berth.buildpack"
 CONTEXT_CA_PATH = "berth/ca.crt"
 # Never sent to the engine: the repository's history is not part of the app (git archive leaves it out too).
 ALWAYS_EXCLUDED = (".git",)
+MAX_DOCKERIGNORE_BYTES = 1024 * 1024
 CANCEL_POLL_SECONDS = 0.5
 OOM_EXIT_CODE = 137  # a step SIGKILLed: by the kernel's OOM killer when it reaches the build's memory limit
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -99,9 +101,12 @@ def build_context(
         _add_bytes(tar, "Dockerfile", dockerfile.encode())
         if wrapped:
             tar.add(source_dir, arcname="app", recursive=False, filter=_normalise)
+        # The walk never enters a linked folder, and tar.add keeps a link as a link: the engine gets the link and
+        # resolves it inside the context, never on this machine, so no target's bytes leave the tree.
         for relative in sorted(exclude_paths(str(source_dir), patterns, dockerfile="Dockerfile")):
             if not wrapped and relative == "Dockerfile":
                 continue  # the rendered one is already in
+            tree.check_packable(source_dir, relative)
             tar.add(source_dir / relative, arcname=prefix + relative, recursive=False, filter=_normalise)
         if wrapped:
             ca = ca_bundle.read_bytes() if ca_bundle else b""
@@ -115,10 +120,10 @@ def build_context(
 
 
 def _dockerignore(source_dir: Path) -> list[str]:
-    path = source_dir / ".dockerignore"
-    if not path.is_file():
+    text = tree.read_text(source_dir, ".dockerignore", max_bytes=MAX_DOCKERIGNORE_BYTES, errors="replace")
+    if text is None:
         return []
-    lines = (line.strip() for line in path.read_text(errors="replace").splitlines())
+    lines = (line.strip() for line in text.splitlines())
     return [line for line in lines if line and not line.startswith("#")]
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from berth.builds import tree
 from berth.builds.errors import BuildError
 from berth.builds.procfile import command_args
 from berth.builds.stack import VARIANTS, stack_image_ref
@@ -25,6 +26,8 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9-]*")  # fullmatch: `$` accepts a trailing n
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 _CONTEXTS = ("wrapped", "repository")
 _KIND_NAMES = {str: "a string", int: "an integer", dict: "a table"}
+# Docker's own limit for a Dockerfile is far above any real one; this keeps a tenant's file out of memory.
+MAX_DOCKERFILE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,8 @@ class Buildpack:
         return tuple(dict.fromkeys((self.stack, self.run_stack)))
 
     def detects(self, source_dir: Path) -> bool:
-        return any((source_dir / name).is_file() for name in self.detect_any_file)
+        """Whether the tree holds one of the detect files (a link out of the tree is refused: tree.UnsafePath)."""
+        return any(tree.is_file(source_dir, name) for name in self.detect_any_file)
 
 
 def _load_one(directory: Path) -> Buildpack:
@@ -164,9 +168,14 @@ def render_dockerfile(
         key = match.group(1)
         if key == "source_dockerfile":
             try:
-                return (source_dir / "Dockerfile").read_text()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise BuildError(f"the repository's Dockerfile cannot be read: {exc}") from exc
+                text = tree.read_text(source_dir, "Dockerfile", max_bytes=MAX_DOCKERFILE_BYTES)
+            except UnicodeDecodeError as exc:
+                raise BuildError(
+                    f"the repository's Dockerfile is not UTF-8 text (at byte {exc.start})"
+                ) from None
+            if text is None:
+                raise BuildError("the repository has no Dockerfile")
+            return text
         if key not in values:
             raise BuildError(f"{buildpack.template_path}: unknown placeholder {{{{{key}}}}}")
         return values[key]

@@ -6,7 +6,6 @@ the pusher sees each line live as `remote:` output, and the ref is accepted only
 
 import os
 import shutil
-import subprocess
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,9 @@ from berth.accounts.selectors import token_expired_at, user_role
 from berth.accounts.services import token_authenticate
 from berth.apps.models import App
 from berth.builds import services
+from berth.builds.errors import BuildError
 from berth.builds.models import Build, BuildStatus
+from berth.builds.tree import UnsafePath, tree_export
 from berth.gitserver.seams import GitDenied, GitTarget
 from berth.gitserver.services import repo_ensure
 
@@ -58,13 +59,13 @@ class TokenGitAccess:
     def authorize(self, *, app_name: str, token: str, write: bool) -> GitTarget:
         api_token = token_authenticate(clear=token) if token else None
         if api_token is None:
-            raise GitDenied(
             expired = token_expired_at(clear=token) if token else None
             if expired is not None:
                 raise GitDenied(
                     401,
                     f"authentication failed: your token expired on {expired:%Y-%m-%d %H:%M} UTC; create a new one",
                 )
+            raise GitDenied(
                 401, "authentication failed: use an API token (berth tokens:create) as the password"
             )
         user = api_token.user
@@ -104,12 +105,14 @@ class BuildOnPush:
         source = services.builds_dir() / f"push-{uuid.uuid4().hex}"
         source.mkdir()
         # the pushed objects are still in git's quarantine, visible to this process only: export the tree here
-        archive = subprocess.Popen(
-            ["git", "archive", "--format=tar", new], cwd=repo_path, stdout=subprocess.PIPE
-        )
-        untar = subprocess.run(["tar", "-x", "-C", str(source)], stdin=archive.stdout, capture_output=True)
-        archive.stdout.close()
-        if archive.wait() != 0 or untar.returncode != 0:
+        try:
+            tree_export(repo=repo_path, sha=new, into=source)
+        except UnsafePath as exc:
+            shutil.rmtree(source, ignore_errors=True)
+            write_line(f"error: {exc}")
+            return False
+        except BuildError:
+            shutil.rmtree(source, ignore_errors=True)
             write_line(f"error: cannot read the pushed commit {new[:12]}")
             return False
         _keep_pushed_objects(repo_path)

@@ -8,6 +8,7 @@ at most 30 processes, at most 64 KiB. `release` is the release-phase command, ru
 import re
 from pathlib import Path
 
+from berth.builds import tree
 from berth.builds.errors import ProcfileError
 
 MAX_BYTES = 64 * 1024
@@ -53,13 +54,14 @@ def read_procfile(source_dir: Path, *, default_web_command: str) -> dict[str, st
     With no Procfile and an empty default (the dockerfile buildpack's), it is `{}`: a release without processes
     runs the image's own CMD as `web`.
     """
-    path = Path(source_dir) / "Procfile"
-    if not path.is_file():
-        return {"web": default_web_command} if default_web_command.strip() else {}
-    if path.stat().st_size > MAX_BYTES:
-        raise ProcfileError(f"the file is larger than {MAX_BYTES // 1024} KiB")
     try:
-        text = path.read_bytes().decode("utf-8")
+        data = tree.read_bytes(Path(source_dir), "Procfile", max_bytes=MAX_BYTES)
+    except tree.TooLarge:
+        raise ProcfileError(f"the file is larger than {MAX_BYTES // 1024} KiB") from None
+    if data is None:
+        return {"web": default_web_command} if default_web_command.strip() else {}
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ProcfileError(f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     return parse_procfile(text)
@@ -76,5 +78,6 @@ def command_args(command: str) -> list[str]:
     return ["/bin/sh", "-c", f"exec {command.strip()}" if simple else command]
 
 
-def _shorten(text: str, limit: int = 60) -> str:
+def _shorten(text: str, limit: int = 40) -> str:
+    # an excerpt of the pusher's own line, quoted with repr() by the callers (control characters escaped)
     return text if len(text) <= limit else text[:limit] + "…"

@@ -32,6 +32,7 @@ from berth.builds.images import (
     image_reference_pullable,
 )
 from berth.builds.models import ACTIVE_BUILD_STATUSES, Build, BuildStatus
+from berth.builds.tree import tree_export
 from berth.config.env import env_int
 from berth.core.docker import docker_client
 from berth.core.sweep import register_sweeper
@@ -249,14 +250,9 @@ def repo_path(app_name: str) -> Path:
 
 
 def _export_source(*, app: App, sha: str, into: Path) -> None:
-    """Write the tree of `sha` into `into` (git archive | tar), no .git folder: the build sees only the commit."""
-    archive = subprocess.Popen(
-        ["git", "--git-dir", str(repo_path(app.name)), "archive", "--format=tar", sha], stdout=subprocess.PIPE
-    )
-    untar = subprocess.run(["tar", "-x", "-C", str(into)], stdin=archive.stdout, capture_output=True)
-    archive.stdout.close()
-    if archive.wait() != 0 or untar.returncode != 0:
-        raise RuntimeError(f"cannot read commit {sha[:12]} from the repository")
+    """Write the tree of `sha` into `into`, no .git folder: the build sees only the commit (builds.tree unpacks it:
+    nothing of a crafted tree lands outside `into`)."""
+    tree_export(repo=repo_path(app.name), sha=sha, into=into)
 
 
 def build_run(build_id: int) -> Build | None:
