@@ -108,6 +108,19 @@ def test_successful_sign_ins_are_never_counted(make_user):
     assert sign_in("regular", PASSWORD, "10.3.3.3").status_code == 201
 
 
+def test_without_its_redis_the_guard_refuses_sign_ins_instead_of_letting_them_through(make_user, settings):
+    make_user("regular")
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+        }
+    }
+    response = sign_in("regular", PASSWORD, "10.3.4.4")
+    assert response.status_code == 503
+    assert "Redis" in response.json()["detail"] and "token" not in response.json()
+
+
 def test_the_dashboard_login_is_throttled_with_a_clear_message(client, make_user):
     make_user("victim")
     for n in range(settings.BERTH_LOGIN_FAILURES):

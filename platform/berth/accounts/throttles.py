@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+from redis.exceptions import RedisError
 
 
 class Throttled(Exception):
@@ -31,6 +32,10 @@ class Throttled(Exception):
     def __init__(self, message: str, *, retry_after: int):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class GuardUnavailable(Exception):
+    """The counts cannot be read (Redis does not answer): the guarded action is refused, never let through unguarded."""
 
 
 @dataclass(frozen=True)
@@ -62,14 +67,17 @@ def _take(kind: str, subject: str, *, limit: int, seconds: int) -> tuple[_Taken,
     """Count one event for `subject`: (its place, the count in the window with it, seconds left in the window)."""
     base = _base_key(kind, subject)
     now = time.time()
-    cache.add(f"{base}:opened", now, timeout=seconds)  # only the window's first event sets it
-    opened = cache.get(f"{base}:opened", now)
-    key = f"{base}:{opened:.6f}"  # the count of this window only: a new window starts again from zero
-    cache.add(key, 0, timeout=seconds + 1)
     try:
-        used = cache.incr(key)
-    except ValueError:  # the window closed between the two calls
-        used = 1
+        cache.add(f"{base}:opened", now, timeout=seconds)  # only the window's first event sets it
+        opened = cache.get(f"{base}:opened", now)
+        key = f"{base}:{opened:.6f}"  # the count of this window only: a new window starts again from zero
+        cache.add(key, 0, timeout=seconds + 1)
+        try:
+            used = cache.incr(key)
+        except ValueError:  # the window closed between the two calls
+            used = 1
+    except RedisError as exc:
+        raise GuardUnavailable(f"the brute-force guard's store (Redis) does not answer: {exc}") from None
     return _Taken(key=key), used, max(1, math.ceil(opened + seconds - now))
 
 
@@ -78,6 +86,8 @@ def _give_back(taken: _Taken) -> None:
         cache.decr(taken.key)
     except ValueError:
         pass  # that window has closed already: nothing left to give back
+    except RedisError:
+        pass  # a success not given back only counts against the limit until the window closes
 
 
 def sign_in_begin(*, username: str, remote_addr: str | None) -> SignInAttempt:

@@ -40,6 +40,12 @@ class ConflictError(APIException):
     default_code = "conflict"
 
 
+class GuardUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "signing in is unavailable right now; try again shortly"
+    default_code = "unavailable"
+
+
 class BodyTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = too_large_detail(MAX_BODY_BYTES)
@@ -165,6 +171,8 @@ class BerthAPIView(APIView):
             exc = ConflictError(str(exc))
         elif isinstance(exc, DjangoPermissionDenied):
             exc = PermissionDenied(str(exc) or None)
+        elif isinstance(exc, accounts_throttles.GuardUnavailable):
+            exc = GuardUnavailable(f"{exc}; try again shortly")
         elif isinstance(exc, accounts_throttles.Throttled):
             # 429 with Retry-After (DRF's handler adds the header from `wait`); the detail already says when
             throttled = Throttled(detail=str(exc))

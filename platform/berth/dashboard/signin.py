@@ -6,14 +6,16 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpResponse
 
 from berth.accounts import services as accounts_services
-from berth.accounts.throttles import Throttled
+from berth.accounts.throttles import GuardUnavailable, Throttled
 from berth.dashboard.common import client_ip
 
 
 class ThrottledAuthenticationForm(AuthenticationForm):
-    """AuthenticationForm whose check counts failures per account and address (berth.accounts.services.sign_in)."""
+    """AuthenticationForm whose check counts failures per account and address (berth.accounts.services.sign_in).
 
-    throttled: Throttled | None = None
+    `refused` is set when the password was not even looked at: (HTTP status, seconds to wait, what to say)."""
+
+    refused: tuple[int, int, str] | None = None
 
     def clean(self):
         username = self.cleaned_data.get("username")
@@ -27,8 +29,15 @@ class ThrottledAuthenticationForm(AuthenticationForm):
                     remote_addr=client_ip(self.request),
                 )
             except Throttled as exc:
-                self.throttled = exc
+                self.refused = (
+                    429,
+                    exc.retry_after,
+                    f"{exc}. Until then even the right password is refused.",
+                )
                 raise forms.ValidationError(str(exc), code="throttled") from None
+            except GuardUnavailable:
+                self.refused = (503, 30, "signing in is unavailable right now; try again in a minute.")
+                raise forms.ValidationError(self.refused[2], code="unavailable") from None
             if self.user_cache is None:
                 raise self.get_invalid_login_error()
         return self.cleaned_data
@@ -41,8 +50,8 @@ class SignInView(auth_views.LoginView):
 
     def form_invalid(self, form) -> HttpResponse:
         response = super().form_invalid(form)
-        if form.throttled is not None:
+        if form.refused is not None:
             # the page says when to come back; the status and header say it to scripts and proxies
-            response.status_code = 429
-            response["Retry-After"] = str(form.throttled.retry_after)
+            response.status_code, retry_after, _ = form.refused
+            response["Retry-After"] = str(retry_after)
         return response
