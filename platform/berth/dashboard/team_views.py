@@ -222,7 +222,7 @@ def invitation_accept(request: HttpRequest) -> HttpResponse:
 def token_create(request: HttpRequest) -> HttpResponse:
     try:
         accounts_throttles.token_creation_take(user=request.user, remote_addr=client_ip(request))
-    except accounts_throttles.Throttled as exc:
+    except (accounts_throttles.Throttled, accounts_throttles.GuardUnavailable) as exc:
         messages.error(request, capfirst(str(exc)) + ".")
         return _next_or(request, reverse("dashboard:apps"))
     days = request.POST.get("expires_in_days", "").strip()
