@@ -18,8 +18,14 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from asgiref.sync import async_to_sync
+from berth.accounts.services import token_create
+from berth.config import limits
+from berth.config.asgi import application
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+
+from tests.observe.communicator import WebsocketCommunicator
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
 
@@ -336,7 +342,8 @@ def test_a_fetch_request_is_capped_small(berth_platform, tenant, chunked):
         chunked=chunked,
         headers=_git_headers(tenant.token, "git-upload-pack"),
     )
-    assert_refused_early(answer, cap=0, json_detail=False)
+    # within its cap a body is Django's to spool (in memory up to 2.5 MiB): the cut is what is checked
+    assert_refused_early(answer, cap=limits.GIT_MAX_FETCH_BYTES, json_detail=False)
 
 
 def test_a_ref_listing_with_a_body_is_capped(berth_platform, tenant):
@@ -347,7 +354,8 @@ def test_a_ref_listing_with_a_body_is_capped(berth_platform, tenant):
         method="GET",
         headers=_git_headers(tenant.token, "git-upload-pack"),
     )
-    assert_refused_early(answer, cap=0, json_detail=False)
+    # within its cap a body is Django's to spool (in memory up to 2.5 MiB): the cut is what is checked
+    assert_refused_early(answer, cap=limits.GIT_MAX_FETCH_BYTES, json_detail=False)
 
 
 def test_a_real_git_push_over_the_cap_says_why_and_changes_nothing(berth_platform, tenant, repo):
@@ -418,3 +426,27 @@ def test_an_endless_request_head_is_cut_with_431(berth_platform):
     print(f"{sent / MiB:.1f} MiB of headers sent: {answer[:120]!r}")
     assert answer.startswith(b"HTTP/1.1 431"), answer
     assert sent < EARLY
+
+
+def test_the_consumers_close_a_message_over_the_cap_under_any_server(
+    transactional_db, make_user, make_team, make_app
+):
+    """Not every ASGI server caps WebSocket messages as Berth's uvicorn worker does: the consumers hold the line."""
+    owner = make_user()
+    app = make_app(f"caps-{os.getpid() % 10000}", team=make_team(owner=owner), actor=owner)
+    _, token = token_create(user=owner, name="t")
+
+    async def scenario() -> int:
+        comm = WebsocketCommunicator(
+            application,
+            f"/ws/apps/{app.name}/events",
+            headers=[(b"authorization", f"Bearer {token}".encode())],
+        )
+        assert (await comm.connect(timeout=5))[0]
+        await comm.send_to(text_data="x" * (limits.MAX_WS_MESSAGE_BYTES + 1))
+        while (message := await comm.receive_output(timeout=5))["type"] != "websocket.close":
+            pass
+        await comm.wait()
+        return message.get("code")
+
+    assert async_to_sync(scenario)() == 1009
