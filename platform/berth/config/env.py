@@ -5,6 +5,7 @@ A value may also come from a file named by `<NAME>_FILE` (for secrets mounted by
 
 import os
 import re
+import stat
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -64,12 +65,60 @@ def env_registry(name: str) -> str:
     return value
 
 
-def secret_from_home(home: Path, name: str, make) -> str:
-    """Read a generated secret kept in BERTH_HOME, creating it (mode 0600) on the first run."""
-    path = home / name
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+def _tighten(path: Path, mode: int) -> None:
+    """chmod `path` to `mode` when it allows more than that (a 0755 home an older Berth made, a 0644 key). Left
+    alone: a folder shared on purpose (sticky and world-writable, like /tmp named as BERTH_HOME by mistake) and
+    anything another user owns (not ours to change)."""
+    info = path.stat()
+    current = info.st_mode & 0o7777
+    if current & ~mode & 0o777 == 0 or info.st_uid != os.geteuid():
+        return
+    if stat.S_ISDIR(info.st_mode) and current & stat.S_ISVTX and current & 0o002:
+        return
+    path.chmod(mode)
+
+
+def private_dir(path: Path) -> Path:
+    """`path` created if missing, 0700: only Berth's own user may enter it (and so read anything below)."""
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    _tighten(path, PRIVATE_DIR)
+    return path
+
+
+def private_file(path: Path, *, create: bool = False) -> None:
+    """`path` 0600 if it exists (created empty with that mode when `create`): only Berth's own user reads it."""
+    if create and path.parent.is_dir():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
     if path.exists():
+        _tighten(path, PRIVATE_FILE)
+
+
+def home_make_private(home: Path, *, sqlite_database: Path | None = None) -> None:
+    """BERTH_HOME and what is secret in it readable by Berth's user only, on every start-up: the folder and the
+    git repositories' folder 0700; the generated secrets and the SQLite database (created here, so that SQLite
+    never makes it 0644; its WAL and shared-memory files take the database's mode) 0600."""
+    private_dir(home)
+    private_dir(home / "repos")
+    for name in ("secret_key", "encryption_key"):
+        private_file(home / name)
+    if sqlite_database is not None:
+        private_file(sqlite_database, create=True)
+        for suffix in ("-wal", "-shm", "-journal"):
+            private_file(sqlite_database.with_name(sqlite_database.name + suffix))
+
+
+def secret_from_home(home: Path, name: str, make) -> str:
+    """Read a generated secret kept in BERTH_HOME, creating it (mode 0600) on the first run; a looser mode an older
+    install left is tightened."""
+    path = home / name
+    private_dir(path.parent)
+    if path.exists():
+        private_file(path)
         return path.read_text().strip()
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     value = make()
     # written aside and linked into place: processes starting together (web, worker) all read the one winner
     partial = path.with_name(f".{path.name}.{os.getpid()}")

@@ -8,14 +8,23 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from berth.config import limits
-from berth.config.env import env, env_bool, env_int, env_registry, env_url, secret_from_home
+from berth.config.env import (
+    env,
+    env_bool,
+    env_int,
+    env_registry,
+    env_url,
+    home_make_private,
+    private_dir,
+    secret_from_home,
+)
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # platform/berth
 REPO_DIR = PACKAGE_DIR.parent.parent  # checkout root: buildpacks/, templates/, static/
 
 BERTH_HOME = Path(env("BERTH_HOME", "/var/lib/berth")).expanduser()
 try:
-    BERTH_HOME.mkdir(parents=True, exist_ok=True)
+    private_dir(BERTH_HOME)  # 0700: another local user reads nothing of Berth's state
 except OSError as exc:
     raise ImproperlyConfigured(f"BERTH_HOME={BERTH_HOME} cannot be created: {exc}") from exc
 if not os.access(BERTH_HOME, os.W_OK):
@@ -128,6 +137,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["TEST"] = {"NAME": str(BERTH_HOME / "test.sqlite3")}
+# On every start-up, tightened if an older install left them looser: BERTH_HOME and its repositories' folder 0700,
+# the generated secrets and the SQLite database 0600.
+_sqlite_file = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and DATABASES["default"]["NAME"]
+home_make_private(
+    BERTH_HOME, sqlite_database=Path(_sqlite_file) if _sqlite_file not in (False, ":memory:") else None
+)
 
 ALLOWED_HOSTS = [h for h in (env("BERTH_ALLOWED_HOSTS", "*") or "*").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in (env("BERTH_CSRF_TRUSTED_ORIGINS", "") or "").split(",") if o]
