@@ -85,16 +85,6 @@ Invitation = _shape(
 )
 InvitationAccept = _shape("InvitationAccept", token=s.CharField())
 Joined = _shape("Joined", team=s.CharField(), role=ROLE)
-QuotaError = _shape(
-    "QuotaError",
-    base=Error,
-    quota=s.ChoiceField(
-        choices=["apps", "replicas", "memory_mb"], required=False, help_text="over a quota: which"
-    ),
-    limit=s.IntegerField(required=False, help_text="the team's limit"),
-    usage=s.IntegerField(required=False, help_text="what the team's apps take now"),
-    requested=s.IntegerField(required=False, help_text="what the change would take"),
-)
 TeamQuota = _shape(
     "TeamQuota",
     limit=s.IntegerField(help_text="the limit that applies (0: no limit)"),

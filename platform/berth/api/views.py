@@ -487,7 +487,12 @@ class AppListView(BerthAPIView):
     def get(self, request):
         return Response([_app_summary(app) for app in apps_selectors.apps_for_user(user=request.user)])
 
-    @extend_schema(request=S.AppCreate, responses={201: S.AppDetail, 400: S.Error, 409: S.QuotaError})
+    @extend_schema(
+        request=S.AppCreate,
+        responses={201: S.AppDetail, 400: S.Error, 409: S.Error},
+        description="409: the name is taken, or the team is at its apps quota (the answer then also names the "
+        "`quota`, its `limit`, the `usage` and what was `requested`).",
+    )
     def post(self, request):
         data = _body(request)
         name = _str_field(data, "name")
@@ -537,8 +542,9 @@ class AppFormationView(AppScopedView):
 
     @extend_schema(
         request=S.FormationChange(many=True),
-        responses={200: S.Formation(many=True), 409: S.QuotaError},
-        description="409: the change would take the team above its replicas or memory quota.",
+        responses={200: S.Formation(many=True), 409: S.Error},
+        description="409: the change would take the team above its replicas or memory quota (the answer "
+        "also names the `quota`, its `limit`, the `usage` and what was `requested`).",
     )
     def patch(self, request, app: str):
         rows = apps_services.formation_update(
