@@ -180,7 +180,8 @@ def test_team_admin_panel_adds_a_member_and_creates_a_token(open_page):
     get_user_model().objects.create_user(username="newbie", email="newbie@example.test", password=PASSWORD)
     page = open_page("admin")
     page.click("#nav-team")
-    page.fill("#member-user", "newbie")
+    # by email: a bare username is found only among the adder's own teams
+    page.fill("#member-user", "newbie@example.test")
     page.select_option("#member-role", "viewer")
     page.click("#member-add-submit")
     page.locator('tr[data-member="newbie"]').wait_for()
