@@ -59,3 +59,18 @@ def manage(*args: str, env: dict | None = None, check: bool = False) -> subproce
         timeout=120,
         check=check,
     )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_sign_in_counts(settings):
+    """Failed sign-ins are counted in Redis across processes (berth.accounts.throttles); a test starts with none
+    left by an earlier one (the suite runs twice on one Redis database). Not FLUSHDB: Celery's queues live there."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1)
+        keys = list(client.scan_iter(match="*throttle:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    except redis.RedisError:
+        pass  # a test that stopped Redis on purpose; the next one finds it back

@@ -266,7 +266,9 @@ class _Output:
     """Turns the engine's JSON messages into whole lines and remembers the step and the outcome."""
 
     def __init__(self, on_line: Callable[..., None]):
-        self.on_line = on_line  # on_line(line) for each line; on_line(piece, more=True) for a piece of a long one
+        self.on_line = (
+            on_line  # on_line(line) for each line; on_line(piece, more=True) for a piece of a long one
+        )
         self.partial = ""
         self.step: tuple[str, str, str] | None = None  # number, total, instruction
         self.error: str | None = None
