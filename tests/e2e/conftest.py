@@ -3,6 +3,7 @@ all against the test database, Redis, Docker and the swarm. Nothing is mocked.""
 
 import os
 import secrets
+import signal
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -57,7 +58,11 @@ def _timestamp(docker_time: str) -> float:
 
 def _start(name: str, command: list[str], env: dict, logs: Path) -> subprocess.Popen:
     log = open(logs / f"{name}.log", "wb")  # noqa: SIM115  (closed with the process)
-    return subprocess.Popen(command, cwd=REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+    # a session of its own: teardown ends its whole process group (a gunicorn worker outliving its master would
+    # keep the test database open)
+    return subprocess.Popen(
+        command, cwd=REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 @pytest.fixture
@@ -167,6 +172,13 @@ def berth_platform(transactional_db, router, tmp_path, settings, platform_env):
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+        for process in processes.values():
+            try:
+                os.killpg(
+                    process.pid, signal.SIGKILL
+                )  # what is left of the group: only ours, by its leader's PID
+            except (ProcessLookupError, PermissionError):
+                pass
         from berth.apps.models import App
 
         remove_leftover_services(names=set(App.objects.values_list("name", flat=True)))

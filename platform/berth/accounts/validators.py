@@ -28,7 +28,8 @@ def has_control_characters(text: str) -> bool:
 def validate_one_line_text(text, *, field: str, max_length: int) -> None:
     """A free-text name shown in lists and log lines (a token's name, an email address): one printable line of
     1..max_length characters, without surrounding whitespace (which would make two names look the same)."""
-    if not isinstance(text, str) or not 1 <= len(text) <= max_length:
+    # blank (whitespace only) is as good as empty
+    if not isinstance(text, str) or not text.strip() or len(text) > max_length:
         raise ValidationError({field: f"must be 1-{max_length} characters"})
     if has_control_characters(text):
         raise ValidationError({field: "must not contain control characters or line breaks"})
