@@ -82,7 +82,7 @@ def test_tokens_create_list_and_revoke_and_env_overrides(cli, live_server, tmp_p
     created = as_json(cli("tokens:create", "ci", "--json"))
     assert created["name"] == "ci" and created["token"].startswith("berth_")
     listing = ok(cli("tokens"))
-    assert listing.splitlines()[0].split() == ["ID", "NAME", "CREATED", "LAST", "USED"]
+    assert listing.splitlines()[0].split() == ["ID", "NAME", "CREATED", "LAST", "USED", "EXPIRES"]
     assert any(line.split()[:2] == [str(created["id"]), "ci"] for line in listing.splitlines())
 
     # a CI job: no stored login at all, only the environment

@@ -366,7 +366,10 @@ def test_build_page_streams_output_and_falls_back_to_the_stored_log(open_page, w
     assert visible_text(page, "#build-log") == "error: nope"
 
 
-def test_nodes_page_renders_a_report_and_says_no_data_without_one(open_page):
+def test_nodes_page_renders_a_report_and_says_no_data_without_one(open_page, world):
+    # nodes are for platform admins (berth.nodes.selectors.can_see_nodes): a team admin who is also a superuser
+    world.users["admin"].is_superuser = True
+    world.users["admin"].save()
     page = open_page("admin")
     report = {
         "type": "nodes",

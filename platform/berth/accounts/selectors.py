@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from berth.accounts.models import ApiToken, Invitation, Membership, Team, hash_secret
 from berth.accounts.roles import OWNER
+from berth.accounts.validators import has_control_characters
 
 
 def user_role(*, user, team: Team) -> str | None:
@@ -52,6 +53,8 @@ def user_to_add(*, actor, username: str | None = None, email: str | None = None)
     team with the actor (any user, for a superuser); a stranger's username answers like an unknown one, so probing
     names reveals neither who exists nor anybody's email. Everyone else joins through an invitation.
     """
+    if any(has_control_characters(value or "") for value in (username, email)):
+        return None  # no account has such a name (SQLite would compare only up to a NUL)
     users = get_user_model().objects.filter(is_active=True)
     if username:
         if not actor.is_superuser:
