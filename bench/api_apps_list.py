@@ -40,6 +40,8 @@ from berth.releases.services import release_create
 n = int(sys.argv[1])
 user = get_user_model().objects.create_user("bench", "bench@example.test", "bench-password")
 team = team_create(name="bench", actor=user)
+team.max_apps = 0  # a platform admin lifts the app quota (default 50) for this team: 0 is no limit
+team.save(update_fields=["max_apps"])
 for i in range(n):
     app = app_create(team=team, name=f"bench-app-{i:03d}", actor=user)
     if i % 2 == 0:  # half the apps have a release, so current_release is computed for real
