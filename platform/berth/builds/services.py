@@ -5,7 +5,6 @@ A build's whole life is here so the git hook, the API and the Celery task stay t
 
 import logging
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -25,6 +24,7 @@ from berth.apps.models import App
 from berth.audit.services import audit_record
 from berth.builds.errors import BuildCancelled, BuildError
 from berth.builds.images import (
+    IMAGE_REFERENCE,
     ImageRefused,
     dockerfile_check,
     image_labels,
@@ -42,11 +42,6 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5
 DEFAULT_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 QUEUED_GRACE = timedelta(minutes=10)
-# used with fullmatch: `$` would also match before a trailing newline
-IMAGE_REF = re.compile(
-    r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]{1,5})?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
-)
 
 
 class BuildConflict(Exception):
@@ -89,7 +84,7 @@ def log_stream(build: Build):
 def validate_image_ref(ref: str) -> str:
     # not stripped: a reference with whitespace or a control character around it is refused, not cleaned
     ref = ref if isinstance(ref, str) else ""
-    if len(ref) > 512 or not IMAGE_REF.fullmatch(ref):
+    if len(ref) > 512 or not IMAGE_REFERENCE.fullmatch(ref):
         raise ValueError(f"not a valid image reference: {ref[:80]!r} (expected e.g. registry:5000/name:tag)")
     return ref
 
