@@ -5,31 +5,32 @@ import threading
 import time
 
 import pytest
-from berth.deploys import services
-from berth.deploys.services import DeployError, HeldAppLock, app_lock_key
+from berth.core import locks
+from berth.core.locks import AppBusy, HeldAppLock, app_lock_key
+from berth.core.redis import redis_client
 
 
 @pytest.fixture
 def app_name(settings):
     name = f"t-lock-{secrets.token_hex(4)}"
     yield name
-    services._redis().delete(app_lock_key(name))
+    redis_client().delete(app_lock_key(name))
 
 
 @pytest.fixture
 def short_ttl(monkeypatch, settings):
-    monkeypatch.setattr(services, "LOCK_TTL", 1.5)
+    monkeypatch.setattr(locks, "LOCK_TTL", 1.5)
     settings.BERTH_DEPLOY_TIMEOUT = 0.5  # how long a second deploy waits for the lock
 
 
 def test_a_held_lock_is_renewed_past_its_ttl_and_keeps_a_second_deploy_out(app_name, short_ttl):
     with HeldAppLock(app_name):
         time.sleep(4)  # more than twice the TTL: only renewals keep it
-        assert services._redis().pttl(app_lock_key(app_name)) > 0
-        with pytest.raises(DeployError, match="another deploy of this app is still running"):
+        assert redis_client().pttl(app_lock_key(app_name)) > 0
+        with pytest.raises(AppBusy, match="another deploy of this app is still running"):
             with HeldAppLock(app_name):
                 pass
-    assert not services._redis().exists(app_lock_key(app_name))
+    assert not redis_client().exists(app_lock_key(app_name))
     with HeldAppLock(app_name):  # released: the next deploy gets it at once
         pass
 
@@ -49,7 +50,7 @@ def test_a_lock_taken_in_one_thread_is_released_in_the_same_deploy_even_if_renew
     thread.start()
     assert entered.wait(5)
     thread.join(10)
-    assert not services._redis().exists(app_lock_key(app_name))
+    assert not redis_client().exists(app_lock_key(app_name))
 
 
 def test_a_holder_that_stops_renewing_loses_the_lock_within_its_ttl(app_name, short_ttl):
@@ -58,4 +59,4 @@ def test_a_holder_that_stops_renewing_loses_the_lock_within_its_ttl(app_name, sh
     held._stop.set()  # what a killed worker looks like from Redis: no more renewals, no release
     held._thread.join(5)
     time.sleep(2)
-    assert not services._redis().exists(app_lock_key(app_name))
+    assert not redis_client().exists(app_lock_key(app_name))

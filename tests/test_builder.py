@@ -14,7 +14,7 @@ from berth.builds.builder import BUILDPACK_LABEL, docker_build, layers_created
 from berth.builds.buildpacks import detect, get_buildpack
 from berth.builds.errors import BuildCancelled, BuildError
 from berth.builds.stack import stack_build
-from berth.core.docker import docker_client
+from berth.runtime.client import docker_client
 
 from tests.conftest import wait_for
 

@@ -26,7 +26,7 @@ def app(db):
 @pytest.fixture
 def images(app):
     """berth/<app>:build-1..6, six distinct tiny images (a label each, no layer of their own); removed after."""
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     client = docker_client()
     tags = []
@@ -44,7 +44,7 @@ def images(app):
 
 
 def present(tag: str) -> bool:
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     try:
         docker_client().images.get(tag)
@@ -71,7 +71,7 @@ def test_images_gc_keeps_the_last_releases_the_live_one_and_work_in_flight(app, 
     # build 6's image is being made right now (no release yet): never touched
     running = Build.objects.create(app=app, source="git", status="building")
     running_tag = running.image_tag
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     docker_client().images.get(images[5]).tag(*running_tag.rsplit(":", 1))
 
@@ -101,8 +101,8 @@ def test_images_gc_keeps_the_last_releases_the_live_one_and_work_in_flight(app, 
 
 def test_a_destroyed_apps_images_and_stopped_containers_leave_this_engine(app, images, settings):
     """After a destroy: a finished one-off of the app (a stopped container) would pin its image; both go."""
-    from berth.core.docker import docker_client
     from berth.nodes.images import app_images_remove
+    from berth.runtime.client import docker_client
 
     settings.BERTH_REGISTRY = ""  # this engine only
     client = docker_client()

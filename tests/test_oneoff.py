@@ -3,7 +3,7 @@
 import time
 
 import pytest
-from berth.core.docker import docker_client
+from berth.runtime.client import docker_client
 from berth.runtime.oneoff import oneoff_logs, oneoff_prune, oneoff_remove, oneoff_wait, run_oneoff
 from berth.runtime.scheduler import SchedulerError
 

@@ -9,8 +9,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.django_db]
 @pytest.fixture
 def live_app():
     from berth.accounts.services import team_create
-    from berth.apps.services import app_create, config_update
-    from berth.releases.services import release_create
+    from berth.apps.services import app_create
+    from berth.releases.services import config_update, release_create
     from django.contrib.auth import get_user_model
 
     user = get_user_model().objects.create_user(username="runner", password="pw-123456")

@@ -5,7 +5,7 @@ import secrets
 
 import docker.errors
 import pytest
-from berth.core.docker import docker_client
+from berth.runtime.client import docker_client
 from berth.runtime.scheduler import ProcessSpec
 from berth.runtime.swarm import SwarmScheduler
 

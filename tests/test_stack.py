@@ -3,7 +3,7 @@
 import docker
 import pytest
 from berth.builds.stack import RECIPE_LABEL, VARIANTS, StackBuildError, stack_build, stack_image_ref
-from berth.core.docker import docker_client
+from berth.runtime.client import docker_client
 
 pytestmark = pytest.mark.docker
 

@@ -338,7 +338,7 @@ RUN_PREFIX = "clirun-"
 
 def remove_runs(prefix: str, *, older_than: float = 0) -> None:
     """Remove the one-off containers of apps named `prefix`… and their teams' overlay networks (runs leave both)."""
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
     from berth.runtime.scheduler import LABEL_APP, LABEL_ONEOFF, LABEL_TEAM
 
     client = docker_client()

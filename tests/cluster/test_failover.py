@@ -212,7 +212,8 @@ def test_a_killed_worker_costs_no_request_once_the_router_marks_it_down(
 
 
 def redis_events(app: str) -> list[dict]:
-    from berth.observe.services import as_text, events_key, redis_client
+    from berth.core.redis import redis_client
+    from berth.observe.services import as_text, events_key
 
     return [
         {as_text(k): as_text(v) for k, v in fields.items()}

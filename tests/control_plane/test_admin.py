@@ -5,9 +5,9 @@ import pytest
 from berth.accounts.models import ApiToken, Invitation, Membership, Team
 from berth.accounts.services import token_create
 from berth.apps.models import App, ConfigVar, Domain, Formation
-from berth.apps.services import config_update
 from berth.audit.models import AuditEvent
 from berth.releases.models import Release
+from berth.releases.services import config_update
 from django.contrib import admin
 from django.urls import reverse
 

@@ -2,10 +2,11 @@
 
 import pytest
 from berth.apps.services import app_destroy
+from berth.core.redis import redis_client
 from berth.gitserver.selectors import repo_path
 from berth.gitserver.services import repo_ensure
 from berth.observe.metrics import health_key
-from berth.observe.services import events_key, log_entries_append, logs_key, redis_client
+from berth.observe.services import events_key, log_entries_append, logs_key
 
 
 @pytest.fixture

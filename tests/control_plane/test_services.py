@@ -12,10 +12,9 @@ from berth.accounts.services import token_authenticate, token_create
 from berth.apps.crypto import decrypt_text
 from berth.apps.models import ConfigVar
 from berth.apps.selectors import app_for_user, config_for_app
-from berth.apps.services import config_update
 from berth.releases.models import ImmutableRelease, Release
 from berth.releases.selectors import current_release
-from berth.releases.services import release_create, release_set_status
+from berth.releases.services import config_update, release_create, release_set_status
 from berth.releases.signals import release_created
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied, ValidationError
@@ -33,7 +32,7 @@ def _raw(sql: str, params=()) -> list:
 
 @pytest.mark.django_db(transaction=True)
 def test_release_numbers_are_unique_and_gapless_under_concurrency(make_app):
-    # PostgreSQL: row lock on the app; SQLite: its write lock, taken first (see apps.services.app_lock)
+    # PostgreSQL: row lock on the app; SQLite: its write lock, taken first (see apps.services.app_row_lock)
     app = make_app()
     threads_count, per_thread = 8, 5
     barrier = threading.Barrier(threads_count, timeout=30)

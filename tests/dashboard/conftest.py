@@ -31,8 +31,8 @@ def _fast_passwords(settings):
 def build_world():
     """Team acme (owner, admin, member, viewer), team other (outsider), app demo with v1 and v2 and formation."""
     from berth.accounts.services import membership_add, team_create
-    from berth.apps.services import app_create, config_update
-    from berth.releases.services import release_create
+    from berth.apps.services import app_create
+    from berth.releases.services import config_update, release_create
     from django.contrib.auth import get_user_model
 
     users = {

@@ -27,7 +27,7 @@ def remove_leftover_services(
     """Remove t-e2e-* services and containers: only those of `names` when given, and only those created more
     than `older_than` seconds ago (so a starting test does not tear down the apps of another one running now)."""
     import docker
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     client = docker_client()
     cutoff = time.time() - older_than

@@ -216,7 +216,7 @@ def push_live(repo: Path, platform, app_name: str, message: str) -> None:
 
 
 def app_containers(app_name: str) -> list:
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     return docker_client().containers.list(
         filters={"label": f"org.berth.app={app_name}", "status": "running"}

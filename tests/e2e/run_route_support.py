@@ -167,7 +167,7 @@ def timed(fn, *args, **kwargs) -> SimpleNamespace:
 def wait_containers_gone(prefix: str, timeout: float = 60) -> None:
     """Wait (bounded) until Swarm has removed the containers of apps named `prefix`*: the next test's clean-up
     lists containers and would race the ones still going away."""
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     client = docker_client()
 
@@ -188,7 +188,7 @@ def _settled_containers(berth_platform):
     """Remove the test's apps' services and wait for their containers before the platform stops: its clean-up
     lists containers one by one and fails on one that Swarm removes meanwhile."""
     yield
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
     from berth.runtime.scheduler import get_scheduler
 
     from tests.e2e.conftest import APP_PREFIX
@@ -210,7 +210,7 @@ def remove_app_images() -> None:
     """Untag the images the test's builds made (berth/<app>:build-N); shared layers stay as the build cache."""
     import docker.errors
     from berth.apps.models import App
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     client = docker_client()
     for name in App.objects.values_list("name", flat=True):

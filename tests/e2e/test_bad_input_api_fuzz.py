@@ -51,7 +51,7 @@ def test_the_api_answers_generated_requests_without_5xx_and_as_its_schema_says(t
     from berth.accounts.services import token_create
     from berth.builds.models import Build
     from berth.builds.services import log_stream
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
     from django.contrib.auth import get_user_model
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import strategies as st

@@ -27,7 +27,7 @@ CMD ["sh", "-c", "exec python3 -m http.server \\"$PORT\\" --directory /srv/site"
 def registry_image(local_registry):
     """A small image built FROM the stack, pushed to the local registry as demo:1, and no longer tagged here
     (so the deploy really pulls it). Returns (reference, message it serves, the registry's digest)."""
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     client = docker_client(timeout=300)
     message = f"from the registry {secrets.token_hex(4)}"
@@ -119,7 +119,7 @@ def test_an_image_from_a_local_registry_is_pulled_pinned_by_digest_and_served(
         assert api.get(f"/apps/{app_name}/releases").json()[0]["version"] == 1
 
     # an image only on this machine (its registry unreachable, as air-gapped): deployed from the local copy
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     client = docker_client(timeout=300)
     local_only = f"127.0.0.1:{free_port()}/airgapped:1"

@@ -39,7 +39,7 @@ def write_slow(repo, seconds: int, message: str, *, fail: bool = False) -> str:
 
 def step_containers(nonce: str) -> list[str]:
     """Running containers of a build step whose command holds `nonce` (the engine's intermediate containers)."""
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     running = docker_client().containers.list(filters={"status": "running"})
     return [c.id for c in running if nonce in " ".join(c.attrs["Config"].get("Cmd") or [])]

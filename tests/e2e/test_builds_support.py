@@ -140,7 +140,7 @@ def app_name(tenant) -> str:
     Not t-e2e-*: every other end-to-end run on this machine removes all t-e2e-* services when it starts, which
     would pull a running app from under these tests. Leftovers of killed runs (over two hours old) go at start."""
     from berth.apps.services import app_create
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     client = docker_client()
     stale = (datetime.now(UTC) - timedelta(hours=2)).isoformat()

@@ -58,7 +58,7 @@ def restart_docker_engine() -> None:
 
 
 def _engine_up() -> bool:
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     try:
         return docker_client(timeout=5).info()["Swarm"]["LocalNodeState"] == "active"
@@ -68,7 +68,8 @@ def _engine_up() -> bool:
 
 def _booted(name: str) -> int:
     """How many `booting` lines (one per container start of the test app) the shipper put in the app's log."""
-    from berth.observe.services import logs_key, redis_client
+    from berth.core.redis import redis_client
+    from berth.observe.services import logs_key
 
     return sum(
         1

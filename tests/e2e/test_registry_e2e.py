@@ -42,7 +42,7 @@ def app_images_removed(tenant, berth_registry):
     """Afterwards: the images this app's builds made here (local and registry tags), whatever the test left."""
     yield
     import docker.errors
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     client = docker_client()
     for repository in (f"berth/{tenant.app.name}", f"{berth_registry.address}/{tenant.app.name}"):
@@ -70,7 +70,7 @@ def blob_dir(registry, digest: str):
 
 def local_image(reference: str):
     import docker.errors
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     try:
         return docker_client().images.get(reference)
@@ -197,7 +197,7 @@ def _only_in(layers: dict[int, set[str]], versions: list[int]) -> set[str]:
 
 
 def docker_images(repository: str) -> list[dict]:
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     return docker_client().api.images(name=repository)
 

@@ -16,7 +16,7 @@ def _fast_passwords(settings):
 
 @pytest.fixture
 def rds():
-    from berth.observe.services import redis_client
+    from berth.core.redis import redis_client
 
     return redis_client()
 
@@ -65,7 +65,7 @@ def run_service():
     (org.berth.app/process/release on the service and its container, org.berth.test=1) that runs `sh -c script`
     in the stack image. Services of this test (and leftovers of a killed earlier run) are removed afterwards."""
     import docker
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     from tests.conftest import wait_for
 

@@ -20,8 +20,8 @@ import httpx
 import pytest
 from asgiref.sync import async_to_sync
 from berth.accounts.services import token_create
-from berth.config import limits
 from berth.config.asgi import application
+from berth.core import limits
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 

@@ -14,7 +14,7 @@ from berth.builds.builder import docker_build
 from berth.builds.buildpacks import detect
 from berth.builds.errors import BuildError
 from berth.builds.stack import stack_build
-from berth.core.docker import docker_client
+from berth.runtime.client import docker_client
 from berth.runtime.oneoff import run_oneoff
 from berth.runtime.scheduler import APP_CAPABILITIES, ProcessSpec
 from berth.runtime.swarm import SwarmScheduler

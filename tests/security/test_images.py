@@ -57,7 +57,7 @@ def victim(berth_platform, tmp_path):
     build = Build.objects.filter(app=team.app, status="succeeded").latest("pk")
     team.build = build
     team.image = build.image
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     team.image_id = docker_client().images.get(build.image).id
     yield team
@@ -156,7 +156,7 @@ def test_an_image_deploy_cannot_deploy_another_teams_image(victim, intruder, ber
 def test_an_onbuild_trigger_of_a_base_image_cannot_reach_another_teams_image(victim, intruder):
     # an image on this machine (as if pulled from a public registry) whose trigger copies from team A's image:
     # the trigger runs inside mallory's build, where her Dockerfile says nothing of it
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     client = docker_client(timeout=300)
     trap = f"t-sec-onbuild-{secrets.token_hex(3)}:1"

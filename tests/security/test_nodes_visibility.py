@@ -38,8 +38,8 @@ def people(make_user, make_team):
 @pytest.fixture
 def nodes_snapshot():
     """A nodes snapshot in Redis, as the metrics sampler writes it (the socket shows the newest)."""
+    from berth.core.redis import redis_client
     from berth.observe.metrics import NODES_KEY
-    from berth.observe.services import redis_client
 
     node = {"id": "n1", "hostname": "h", "address": "10.9.8.7", "cpu_percent": 3.0, "tasks": 2}
     rds = redis_client()
@@ -84,7 +84,7 @@ def test_a_tenant_sees_no_node_at_any_edge(people, role, token_client, client, n
 def test_a_platform_admin_sees_the_nodes_with_addresses_at_every_edge(
     people, token_client, client, nodes_snapshot
 ):
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     admin = people.users["platform-admin"]
     response = token_client(admin).get("/api/v1/nodes")

@@ -13,7 +13,7 @@ def _shape(component: str, /, base: type[s.Serializer] = s.Serializer, **fields)
     return type(component, (base,), {**fields, "__module__": __name__})
 
 
-# What every error answers (berth.core.api.exception_handler): one readable line in `detail`, which is all the CLI
+# What every error answers (berth.api.errors.exception_handler): one readable line in `detail`, which is all the CLI
 # prints, and for a request the API refused field by field, those fields with their messages.
 @extend_schema_field(
     {

@@ -25,7 +25,10 @@ from berth.apps import services as apps_services
 from berth.apps.models import App, Domain, Formation
 from berth.audit.selectors import audit_events_for_team
 from berth.core.bodylimit import too_large_detail
+from berth.deploys.formation import formation_update
 from berth.nodes.services import constraints_display
+from berth.releases import selectors as releases_selectors
+from berth.releases import services as releases_services
 from berth.releases.models import Release
 from berth.releases.selectors import release_for_app, releases_for_app
 
@@ -96,7 +99,7 @@ def _app_summary(app: App) -> dict:
 
 
 def _app_detail(app: App) -> dict:
-    app = apps_selectors.app_detail(app=app)
+    app = releases_selectors.app_detail(app=app)
     return {
         "name": app.name,
         "team": app.team.name,
@@ -485,7 +488,7 @@ class AppListView(BerthAPIView):
 
     @extend_schema(responses=S.AppSummary(many=True))
     def get(self, request):
-        return Response([_app_summary(app) for app in apps_selectors.apps_for_user(user=request.user)])
+        return Response([_app_summary(app) for app in releases_selectors.apps_for_user(user=request.user)])
 
     @extend_schema(
         request=S.AppCreate,
@@ -529,7 +532,7 @@ class AppConfigView(AppScopedView):
 
     @extend_schema(request=S.ConfigChange, responses=S.Config)
     def patch(self, request, app: str):
-        apps_services.config_update(
+        releases_services.config_update(
             app=self.app, changes=_body(request), actor=request.user, remote_addr=_client_ip(request)
         )
         return Response(apps_selectors.config_for_app(app=self.app))
@@ -547,7 +550,7 @@ class AppFormationView(AppScopedView):
         "also names the `quota`, its `limit`, the `usage` and what was `requested`).",
     )
     def patch(self, request, app: str):
-        rows = apps_services.formation_update(
+        rows = formation_update(
             app=self.app, changes=_body(request, list), actor=request.user, remote_addr=_client_ip(request)
         )
         return Response([_formation(f) for f in rows])

@@ -12,7 +12,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from berth.config.env import env, secret_from_home
+from berth.core.env import env, secret_from_home
 
 
 def _raw_keys() -> str:

@@ -107,7 +107,9 @@ def team_usage(*, team: Team, exclude_app_id: int | None = None) -> Usage:
 def team_quota_lock(*, team: Team) -> None:
     """Serialise quota-checked writers of one team until the transaction ends (call it first in it)."""
     if connection.vendor == "sqlite":
-        Team.objects.filter(pk=team.pk).update(name=F("name"))  # SQLite: take the write lock (see app_lock)
+        Team.objects.filter(pk=team.pk).update(
+            name=F("name")
+        )  # SQLite: take the write lock (see apps.services.app_row_lock)
     else:
         Team.objects.select_for_update().filter(pk=team.pk).values_list("pk", flat=True).first()
 

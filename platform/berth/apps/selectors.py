@@ -1,9 +1,7 @@
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import QuerySet
 from django.http import Http404
 
-from berth.accounts.models import Team
 from berth.accounts.roles import role_at_least
 from berth.accounts.selectors import user_role
 from berth.apps.models import App, ConfigVar, Domain, Formation
@@ -24,31 +22,6 @@ def app_for_user(*, user, name: str, min_role: str) -> App:
             f"this needs the {min_role} role (or higher) in team {app.team.name}; you are {role}"
         )
     return app
-
-
-def _with_current_version(apps: QuerySet[App]) -> QuerySet[App]:
-    # One query for a whole list: the newest live release's version, else the newest release's.
-    from berth.releases.models import Release, ReleaseStatus
-
-    releases = Release.objects.filter(app=OuterRef("pk")).order_by("-version").values("version")
-    live = releases.filter(status=ReleaseStatus.LIVE)
-    return apps.annotate(current_version=Coalesce(Subquery(live[:1]), Subquery(releases[:1])))
-
-
-def apps_for_user(*, user) -> QuerySet[App]:
-    """Apps of the user's teams (all apps for a superuser), with `current_version` annotated."""
-    apps = App.objects.select_related("team").order_by("name")
-    if not user.is_superuser:
-        apps = apps.filter(team__memberships__user=user)
-    return _with_current_version(apps)
-
-
-def app_detail(*, app: App) -> App:
-    return _with_current_version(App.objects.select_related("team").filter(pk=app.pk)).get()
-
-
-def apps_for_team(*, team: Team) -> QuerySet[App]:
-    return _with_current_version(App.objects.filter(team=team).order_by("name"))
 
 
 def config_for_app(*, app: App) -> dict[str, str]:

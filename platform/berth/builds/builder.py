@@ -31,8 +31,8 @@ from berth.builds import tree
 from berth.builds.buildpacks import Buildpack, render_dockerfile
 from berth.builds.errors import BuildCancelled, BuildError
 from berth.builds.stack import StackBuildError, stack_build, stack_image_ref, stack_is_current
-from berth.core.docker import docker_client
 from berth.core.lines import line_max_bytes
+from berth.runtime.client import docker_client
 
 BUILDPACK_LABEL = "org.berth.buildpack"
 CONTEXT_CA_PATH = "berth/ca.crt"

@@ -23,8 +23,8 @@ from django.conf import settings
 
 from berth.apps.models import App
 from berth.builds.stack import STACK_REPOSITORY, VARIANTS, stack_image_ref
-from berth.core.docker import docker_client
 from berth.nodes.images import LOCAL_REPOSITORY
+from berth.runtime.client import docker_client
 
 TEAM_LABEL = "org.berth.image.team"
 APP_LABEL = "org.berth.image.app"

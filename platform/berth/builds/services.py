@@ -14,7 +14,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import docker.errors
-import redis
 import requests
 from django.conf import settings
 from django.db import connection, transaction
@@ -33,9 +32,10 @@ from berth.builds.images import (
 )
 from berth.builds.models import ACTIVE_BUILD_STATUSES, Build, BuildStatus
 from berth.builds.tree import tree_export
-from berth.config.env import env_int
-from berth.core.docker import docker_client
+from berth.core.env import env_int
+from berth.core.redis import redis_client
 from berth.core.sweep import register_sweeper
+from berth.runtime.client import docker_client
 
 logger = logging.getLogger(__name__)
 
@@ -59,20 +59,6 @@ def heartbeat_grace() -> timedelta:
 def build_deadline_seconds() -> int:
     """The latest a live build can end: its build timeout (enforced by the builder), then a whole roll-out."""
     return settings.BERTH_BUILD_TIMEOUT + settings.BERTH_DEPLOY_TIMEOUT + 60
-
-
-def redis_client() -> redis.Redis:
-    """Redis for build streams. Retries ride out a short blip (a Redis restart) instead of failing a build."""
-    from redis.backoff import ExponentialBackoff
-    from redis.retry import Retry
-
-    return redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_connect_timeout=5,
-        health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=2, base=0.1), 8),
-        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
-    )
 
 
 def log_stream(build: Build):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from berth.core.docker import docker_client
+from berth.runtime.client import docker_client
 
 STACK_REPOSITORY = "berth/stack"
 SUITE = "bookworm"

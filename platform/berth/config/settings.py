@@ -7,8 +7,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from berth.config import limits
-from berth.config.env import (
+from berth.core import limits
+from berth.core.env import (
     env,
     env_bool,
     env_int,
@@ -97,7 +97,7 @@ BERTH_LOGIN_FAILURES_PER_ADDRESS = env_int("BERTH_LOGIN_FAILURES_PER_ADDRESS", 2
 BERTH_LOGIN_WINDOW = env_int("BERTH_LOGIN_WINDOW", 15 * 60, minimum=1, maximum=7 * 86400)
 BERTH_TOKEN_CREATIONS_PER_HOUR = env_int("BERTH_TOKEN_CREATIONS_PER_HOUR", 20, minimum=1, maximum=100_000)
 
-# What a client may send (read in berth.config.limits, which the gunicorn worker reads before Django starts):
+# What a client may send (read in berth.core.limits, which the gunicorn worker reads before Django starts):
 # bodies are capped at the ASGI door (berth.core.bodylimit) before Django stores any of them.
 BERTH_MAX_REQUEST_BYTES = limits.MAX_REQUEST_BYTES
 BERTH_GIT_MAX_FETCH_BYTES = limits.GIT_MAX_FETCH_BYTES
@@ -254,7 +254,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "EXCEPTION_HANDLER": "berth.core.api.exception_handler",
+    "EXCEPTION_HANDLER": "berth.api.errors.exception_handler",
     # Berth is reached directly, without a proxy in front: a client-sent X-Forwarded-For is never the address
     "NUM_PROXIES": 0,
 }

@@ -10,7 +10,7 @@ import asyncio
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.workers import UvicornWorker
 
-from berth.config import limits
+from berth.core import limits
 
 
 class HeadCappedHttpToolsProtocol(HttpToolsProtocol):

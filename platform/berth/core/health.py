@@ -6,7 +6,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from berth.core.docker import docker_client
+from berth.runtime.client import docker_client
 
 
 def _database() -> str:

@@ -20,7 +20,10 @@ from berth.builds import services as builds_services
 from berth.dashboard.common import attempt, client_ip, current_team, page, team_with_role
 from berth.dashboard.selectors import app_state, apps_with_status, build_for_app, builds_for_app
 from berth.deploys import services as deploys_services
+from berth.deploys.formation import formation_update
 from berth.nodes.selectors import process_rows_visible_to
+from berth.releases import selectors as releases_selectors
+from berth.releases import services as releases_services
 from berth.releases.selectors import releases_for_app
 
 logger = logging.getLogger(__name__)
@@ -45,7 +48,7 @@ def _status_rows(request: HttpRequest) -> tuple[object, list[dict]]:
     team, _ = current_team(request)
     if team is None:
         return None, []
-    apps = apps_with_status(apps=apps_selectors.apps_for_team(team=team))
+    apps = apps_with_status(apps=releases_selectors.apps_for_team(team=team))
     return team, [
         {
             "name": app.name,
@@ -121,7 +124,7 @@ def app_new(request: HttpRequest) -> HttpResponse:
 @require_GET
 def app_detail(request: HttpRequest, app: str) -> HttpResponse:
     app, role = _app(request, app, VIEWER)
-    app = apps_selectors.app_detail(app=app)
+    app = releases_selectors.app_detail(app=app)
     can_edit = role_at_least(role, MEMBER)
     config_rows = None
     if can_edit:
@@ -181,7 +184,7 @@ def config_set(request: HttpRequest, app: str) -> HttpResponse:
     value = request.POST.get("value", "").replace("\r\n", "\n")
     ok, release = attempt(
         request,
-        apps_services.config_update,
+        releases_services.config_update,
         app=app,
         changes={key: value},
         actor=request.user,
@@ -202,7 +205,7 @@ def config_unset(request: HttpRequest, app: str) -> HttpResponse:
     key = request.POST.get("key", "").strip()
     ok, release = attempt(
         request,
-        apps_services.config_update,
+        releases_services.config_update,
         app=app,
         changes={key: None},
         actor=request.user,
@@ -251,7 +254,7 @@ def formation_set(request: HttpRequest, app: str) -> HttpResponse:
     app, _ = _app(request, app, MEMBER)
 
     def scale():
-        return apps_services.formation_update(
+        return formation_update(
             app=app,
             changes=_formation_changes(request.POST),
             actor=request.user,

@@ -7,7 +7,6 @@ Only this module combines the scheduler (Swarm) and the router (HAProxy); each s
 import dataclasses
 import functools
 import logging
-import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -20,7 +19,8 @@ from django.utils import timezone
 from berth.apps.models import App, Formation
 from berth.apps.services import config_replace
 from berth.audit.services import audit_record
-from berth.config.env import env_int
+from berth.core.env import env_int
+from berth.core.locks import HeldAppLock, app_lock, app_lock_held
 from berth.core.sweep import register_sweeper
 from berth.releases.models import Release, ReleaseStatus
 from berth.releases.services import release_create, release_image_available, release_set_status
@@ -55,68 +55,7 @@ def live_release(app: App) -> Release | None:
     return Release.objects.filter(app=app, status=ReleaseStatus.LIVE).order_by("-version").first()
 
 
-def _redis() -> redis.Redis:
-    from berth.builds.services import redis_client
-
-    return redis_client()  # the same retries: a Redis blip must not fail a deploy
-
-
-LOCK_TTL = 30  # a dead worker's app lock expires this soon; a live one renews it (see HeldAppLock)
 STUCK_DEPLOY_GRACE = timedelta(seconds=15)
-
-
-def app_lock_key(app_name: str) -> str:
-    return f"berth:lock:app:{app_name}"
-
-
-def app_lock(app_name: str, timeout: int | None = None):
-    """One roll-out (or reconcile) per app at a time, across workers and the watcher."""
-    return _redis().lock(
-        app_lock_key(app_name),
-        timeout=timeout or settings.BERTH_DEPLOY_TIMEOUT,
-        blocking_timeout=settings.BERTH_DEPLOY_TIMEOUT,
-    )
-
-
-class HeldAppLock:
-    """The app lock for a long roll-out: a short TTL renewed from a thread while the roll-out runs.
-
-    A worker killed mid-deploy stops renewing, so its lock expires within LOCK_TTL instead of blocking the app's next
-    deploy for BERTH_DEPLOY_TIMEOUT, and the sweep can tell a dead deploy (no lock) from a slow one (lock held).
-    """
-
-    def __init__(self, app_name: str):
-        # thread_local=False: the renewing thread must see the token the acquiring thread got (by default redis-py
-        # keeps it per thread, every renewal failed and the lock expired LOCK_TTL into any deploy)
-        self.lock = _redis().lock(
-            app_lock_key(app_name),
-            timeout=LOCK_TTL,
-            blocking_timeout=settings.BERTH_DEPLOY_TIMEOUT,
-            thread_local=False,
-        )
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, name=f"lock-{app_name}", daemon=True)
-
-    def __enter__(self) -> "HeldAppLock":
-        if not self.lock.acquire():
-            raise DeployError("another deploy of this app is still running; try again when it ends")
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        try:
-            self.lock.release()
-        except redis.exceptions.LockError:
-            pass  # expired meanwhile (Redis restarted): nothing to release
-
-    def _renew(self) -> None:
-        while not self._stop.wait(LOCK_TTL / 3):
-            try:
-                self.lock.extend(LOCK_TTL, replace_ttl=True)
-            except Exception:  # noqa: BLE001 - whatever went wrong, keep trying while the deploy runs
-                logger.warning("could not renew the app lock %s", self.lock.name, exc_info=True)
 
 
 def app_hostnames(app: App) -> list[str]:
@@ -274,7 +213,7 @@ def release_deploy(*, release: Release, log: Callable[[str], None] = lambda line
 
     app = release.app
     scheduler = get_scheduler()
-    with HeldAppLock(app.name):
+    with HeldAppLock(app.name, busy=DeployError):
         if not release_set_status(
             release=release,
             from_statuses=[ReleaseStatus.PENDING, ReleaseStatus.BUILT],
@@ -529,7 +468,7 @@ def formation_apply(*, app: App, processes: list[str]) -> None:
     if live is None:
         return
     scheduler = get_scheduler()
-    with HeldAppLock(app.name):
+    with HeldAppLock(app.name, busy=DeployError):
         live = live_release(app)  # a deploy may have finished while this waited for the lock
         if live is None:
             return
@@ -594,7 +533,7 @@ def app_restart(*, app: App, process: str | None = None) -> list[str]:
     if process is not None and not specs:
         raise ValueError(f"unknown process type {process!r}")
     restarted = []
-    with HeldAppLock(app.name):
+    with HeldAppLock(app.name, busy=DeployError):
         if live_release(app) != live:
             raise DeployError(f"{app.name} was deployed meanwhile; its processes are new already")
         started = time.monotonic()
@@ -751,9 +690,8 @@ def releases_sweep() -> int:
         status=ReleaseStatus.DEPLOYING, status_changed_at__lt=timezone.now() - STUCK_DEPLOY_GRACE
     )
     fixed = 0
-    client = _redis()
     for release in stuck:
-        if client.exists(app_lock_key(release.app.name)):
+        if app_lock_held(release.app.name):
             continue  # its deploy is alive (or another one runs): not stuck
         reason = "the deploy's worker stopped (killed or lost) before the cut-over; the previous release keeps serving"
         if release_set_status(

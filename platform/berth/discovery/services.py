@@ -14,8 +14,8 @@ import docker.errors
 import requests
 
 from berth.apps.models import App
-from berth.core.docker import docker_client
 from berth.releases.models import ReleaseStatus
+from berth.runtime.client import docker_client
 
 logger = logging.getLogger("berth.watcher")
 

@@ -19,8 +19,8 @@ import docker
 import docker.errors
 from django.conf import settings
 
-from berth.core.docker import docker_client
 from berth.nodes import registry
+from berth.runtime.client import docker_client
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def images_gc(*, app=None, keep_releases: int | None = None, log=lambda line: No
     a node that was down is cleaned at the next run (each node removes whatever of the app is not kept)."""
     from berth.apps.models import App
     from berth.builds.models import ACTIVE_BUILD_STATUSES, Build, build_image_tag
-    from berth.deploys.services import app_lock
+    from berth.core.locks import app_lock
     from berth.releases.services import releases_mark_image_pruned
 
     report = GcReport()

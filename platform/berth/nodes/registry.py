@@ -198,8 +198,8 @@ def _reason(exc: docker.errors.APIError) -> str:
 def registry_push(*, image: str, repository: str, tag: str, client: docker.DockerClient | None = None) -> str:
     """Push a local image to Berth's registry as repository:tag (log in first, hold the registry lock so no
     garbage-collect runs meanwhile) and return its digest reference. RegistryError with one clear line."""
-    from berth.builds.services import redis_client
-    from berth.core.docker import docker_client
+    from berth.core.redis import redis_client
+    from berth.runtime.client import docker_client
 
     client = client or docker_client(timeout=300)
     registry_login(client)
@@ -247,7 +247,7 @@ def registry_garbage_collect() -> str:
     no push runs meanwhile. Says how many blobs went."""
     import subprocess
 
-    from berth.builds.services import redis_client
+    from berth.core.redis import redis_client
 
     config = registry_config_path()
     if not config.is_file():

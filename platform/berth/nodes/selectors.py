@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import docker
 from django.conf import settings
 
-from berth.core.docker import docker_client
+from berth.runtime.client import docker_client
 
 NANOSECONDS = 1_000_000_000
 MANAGER_PORT = 2377

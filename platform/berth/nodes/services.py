@@ -10,8 +10,8 @@ import docker
 import docker.errors
 
 from berth.audit.services import audit_record
-from berth.core.docker import docker_client
 from berth.nodes.selectors import NodeError, NodeInfo, _swarm_client, node_find, node_list
+from berth.runtime.client import docker_client
 
 # Used with fullmatch: `$` would also match before a trailing newline ("zone=a\n").
 LABEL_KEY = re.compile(r"[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?")

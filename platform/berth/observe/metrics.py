@@ -20,8 +20,9 @@ import docker
 import redis
 import requests
 
-from berth.core.docker import docker_client
-from berth.observe.services import as_text, event_record, redis_client
+from berth.core.redis import redis_client
+from berth.observe.services import as_text, event_record
+from berth.runtime.client import docker_client
 from berth.runtime.scheduler import LABEL_APP, TaskInfo, get_scheduler
 
 logger = logging.getLogger(__name__)

@@ -11,25 +11,15 @@ import time
 from datetime import UTC, datetime
 
 import redis
-from django.conf import settings
 
-from berth.config.env import env_int
+from berth.core.env import env_int
+from berth.core.redis import redis_client
 
 LOG_FIELDS = ("ts", "process", "instance", "stream", "line")
 PLATFORM_PROCESS = "berth"
 logger = logging.getLogger(__name__)
 
 EVENTS_MAX = 1000  # events are rare; the newest thousand are plenty for a dashboard and `berth events`
-
-_clients: dict[str, redis.Redis] = {}
-
-
-def redis_client() -> redis.Redis:
-    """One client (one connection pool) per Redis URL and process; safe to share between threads."""
-    url = settings.REDIS_URL
-    if url not in _clients:
-        _clients[url] = redis.Redis.from_url(url)
-    return _clients[url]
 
 
 def logs_key(app: str) -> str:

@@ -19,9 +19,10 @@ import docker
 import redis
 from django.conf import settings
 
-from berth.core.docker import docker_client
 from berth.core.lines import MORE, byte_pieces, line_max_bytes, utf8_incomplete_tail
-from berth.observe.services import log_entries_append, log_trim_all, logs_key, redis_client, retention_lines
+from berth.core.redis import redis_client
+from berth.observe.services import log_entries_append, log_trim_all, logs_key, retention_lines
+from berth.runtime.client import docker_client
 from berth.runtime.scheduler import LABEL_APP, LABEL_PROCESS
 
 logger = logging.getLogger(__name__)

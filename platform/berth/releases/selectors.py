@@ -1,5 +1,9 @@
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.http import Http404
 
+from berth.accounts.models import Team
+from berth.apps.models import App
 from berth.releases.models import Release, ReleaseStatus
 
 
@@ -18,9 +22,30 @@ def releases_for_app(*, app) -> QuerySet[Release]:
 
 
 def release_for_app(*, app, version: int) -> Release:
-    from django.http import Http404
-
     release = Release.objects.filter(app=app, version=version).select_related("created_by").first()
     if release is None:
         raise Http404(f"release v{version} of {app.name} not found")
     return release
+
+
+def _with_current_version(apps: QuerySet[App]) -> QuerySet[App]:
+    # One query for a whole list: the newest live release's version, else the newest release's.
+    releases = Release.objects.filter(app=OuterRef("pk")).order_by("-version").values("version")
+    live = releases.filter(status=ReleaseStatus.LIVE)
+    return apps.annotate(current_version=Coalesce(Subquery(live[:1]), Subquery(releases[:1])))
+
+
+def apps_for_user(*, user) -> QuerySet[App]:
+    """Apps of the user's teams (all apps for a superuser), with `current_version` annotated."""
+    apps = App.objects.select_related("team").order_by("name")
+    if not user.is_superuser:
+        apps = apps.filter(team__memberships__user=user)
+    return _with_current_version(apps)
+
+
+def app_detail(*, app: App) -> App:
+    return _with_current_version(App.objects.select_related("team").filter(pk=app.pk)).get()
+
+
+def apps_for_team(*, team: Team) -> QuerySet[App]:
+    return _with_current_version(App.objects.filter(team=team).order_by("name"))

@@ -6,12 +6,13 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from berth.apps.crypto import encrypt_json
+from berth.apps.crypto import encrypt_json, encrypt_text, reencrypt
 from berth.apps.models import App, ConfigVar, Formation
-from berth.apps.services import app_lock
-from berth.apps.validators import validate_process_name
+from berth.apps.services import app_row_lock
+from berth.apps.validators import validate_config_key, validate_config_value, validate_process_name
 from berth.audit.services import audit_record
 from berth.releases.models import Release, ReleaseStatus
+from berth.releases.selectors import latest_release
 from berth.releases.signals import release_created
 
 _CREATE_ATTEMPTS = 5
@@ -41,7 +42,7 @@ def release_create(
 ) -> Release:
     """Make the next release (v1, v2…) of `app` from an image, a procfile and the app's current config vars.
 
-    Numbering is safe under concurrency: the app is locked (apps.services.app_lock) while the next number is
+    Numbering is safe under concurrency: the app is locked (apps.services.app_row_lock) while the next number is
     taken, and a clash that still happens is retried. New process types get a formation row (web 1, others 0).
     `config` (a rollback's: the old release's vars) replaces the snapshot of the app's current config vars.
     """
@@ -53,7 +54,7 @@ def release_create(
     for _ in range(_CREATE_ATTEMPTS):
         try:
             with transaction.atomic():
-                app_lock(app=app)
+                app_row_lock(app=app)
                 last = (
                     Release.objects.filter(app=app)
                     .order_by("-version")
@@ -136,3 +137,76 @@ def releases_mark_image_pruned(*, releases: Iterable[Release]) -> int:
     return Release.objects.filter(pk__in=[r.pk for r in releases], image_pruned_at__isnull=True).update(
         image_pruned_at=timezone.now()
     )
+
+
+def _config_description(set_keys: list[str], unset_keys: list[str]) -> str:
+    parts = []
+    if set_keys:
+        parts.append(f"Set {', '.join(set_keys)} config vars")
+    if unset_keys:
+        parts.append(f"Unset {', '.join(unset_keys)}")
+    return "; ".join(parts)
+
+
+def config_update(*, app: App, changes: dict[str, str | None], actor, remote_addr: str | None = None):
+    """Set (str) and unset (None) config vars, then make a new release with the latest image and procfile.
+
+    Returns the new Release, or None when nothing changed (unsetting keys that are not set). All or nothing.
+    """
+    if not isinstance(changes, dict) or not changes:
+        raise ValidationError({"config": 'send an object of {"KEY": "value"} (null unsets a key)'})
+    for key, value in changes.items():
+        validate_config_key(key)
+        if value is not None:
+            validate_config_value(key, value)
+    with transaction.atomic():
+        # Lock the app first so concurrent config changes apply one after another (each its own release).
+        app_row_lock(app=app)
+        existing = set(ConfigVar.objects.filter(app=app).values_list("key", flat=True))
+        set_keys = sorted(k for k, v in changes.items() if v is not None)
+        unset_keys = sorted(k for k, v in changes.items() if v is None and k in existing)
+        if not set_keys and not unset_keys:
+            return None
+        for key in set_keys:
+            ConfigVar.objects.update_or_create(
+                app=app, key=key, defaults={"value_encrypted": encrypt_text(changes[key])}
+            )
+        ConfigVar.objects.filter(app=app, key__in=unset_keys).delete()
+        audit_record(
+            action="config.update",
+            actor=actor,
+            team=app.team,
+            target=app.name,
+            remote_addr=remote_addr,
+            data={"set": set_keys, "unset": unset_keys},
+        )
+        previous = latest_release(app)
+        image = previous.image if previous else ""
+        return release_create(
+            app=app,
+            image=image,
+            procfile=previous.procfile if previous else {},
+            description=_config_description(set_keys, unset_keys),
+            actor=actor,
+            # `pending`: deploys roll out a pending release that has an image when it is created (their
+            # receiver of release_created); builds make `built` ones and deploy those themselves.
+            status="pending",
+        )
+
+
+def config_reencrypt_all(*, batch_size: int = 500) -> dict[str, int]:
+    """Re-encrypt every stored config value and release snapshot with the current (first) key."""
+    counts = {"config_vars": 0, "releases": 0}
+    with transaction.atomic():
+        for var in ConfigVar.objects.select_for_update().only("pk", "value_encrypted").iterator(batch_size):
+            ConfigVar.objects.filter(pk=var.pk).update(value_encrypted=reencrypt(var.value_encrypted))
+            counts["config_vars"] += 1
+        # Releases are immutable except for this: the snapshot's clear content does not change, only its key.
+        releases = (
+            Release.objects.select_for_update().exclude(config_encrypted="").only("pk", "config_encrypted")
+        )
+        for release in releases.iterator(batch_size):
+            Release.objects.filter(pk=release.pk).update(config_encrypted=reencrypt(release.config_encrypted))
+            counts["releases"] += 1
+        audit_record(action="config.rotate_key", actor=None, data=counts)
+    return counts

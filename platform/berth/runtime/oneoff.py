@@ -16,7 +16,7 @@ import docker.errors
 import requests
 from docker.types import LogConfig
 
-from berth.core.docker import docker_client
+from berth.runtime.client import docker_client
 from berth.runtime.scheduler import (
     APP_CAPABILITIES,
     LABEL_APP,

@@ -33,7 +33,7 @@ import docker.errors
 from docker import types
 
 from berth.builds.procfile import command_args
-from berth.core.docker import docker_client
+from berth.runtime.client import docker_client
 from berth.runtime.scheduler import (
     APP_CAPABILITIES,
     LABEL_APP,

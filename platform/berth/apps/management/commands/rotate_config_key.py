@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from berth.apps.services import config_reencrypt_all
+from berth.releases.services import config_reencrypt_all
 
 
 class Command(BaseCommand):

@@ -1,10 +1,10 @@
 """API conventions shared by every resource: every error is JSON with a `detail` string (berth.api.schema.Error)."""
 
-import docker.errors
-import requests.exceptions
 from django.db import DatabaseError, DataError, IntegrityError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from berth.runtime.client import ENGINE_UNAVAILABLE
 
 
 def _line(value) -> str:
@@ -26,8 +26,7 @@ def exception_handler(exc, context):
             return Response({"detail": "this clashes with existing data; try again"}, status=409)
         if isinstance(exc, DatabaseError):
             return Response({"detail": "the database is unavailable; try again shortly"}, status=503)
-        if isinstance(exc, docker.errors.DockerException | requests.exceptions.ConnectionError):
-            # the docker SDK raises requests' ConnectionError when the engine's socket does not answer
+        if isinstance(exc, ENGINE_UNAVAILABLE):
             detail = f"the Docker engine failed or is unavailable; try again shortly ({exc})"
             return Response({"detail": detail}, status=503)
         return None

@@ -4,7 +4,7 @@ They live apart from settings.py because the gunicorn worker class configures uv
 settings load; settings.py exposes the same values to Django (settings.BERTH_MAX_REQUEST_BYTES and friends).
 """
 
-from berth.config.env import env_int
+from berth.core.env import env_int
 
 # API, dashboard, admin: every body that is not a git request. The largest real one is a config change.
 MAX_REQUEST_BYTES = env_int("BERTH_MAX_REQUEST_BYTES", 1024 * 1024, minimum=1024, maximum=2**30)
