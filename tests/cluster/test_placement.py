@@ -19,7 +19,7 @@ def test_place_a_process_on_labelled_nodes(healthy_cluster, cluster_app):
     row = services.formation_place(app=cluster_app.app, process="web", expressions=["zone=b"], actor=None)
     assert row.constraints == ["node.labels.zone==b"]
     assert services.constraints_display(row.constraints) == ["zone=b"]
-    # what deploys.services.process_specs passes on (ProcessSpec.constraints) from the Formation row
+    # what deploys.rollout.process_specs passes on (ProcessSpec.constraints) from the Formation row
     tasks = cluster_app.deploy(replicas=2, constraints=Formation.objects.get(pk=row.pk).constraints)
     assert {t.node_id for t in tasks} == {zone_b.node_id}
     # and back to anywhere

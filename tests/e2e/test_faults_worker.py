@@ -118,7 +118,7 @@ def test_a_deploy_whose_worker_is_killed_ends_failed_the_old_release_serves_and_
             ).exists()
 
         wait_for(settled, timeout=90, interval=2, message="no release left deploying")
-        # the build ends with its release (builds.receivers), not a heartbeat grace later: the pusher is told now
+        # the build ends with its release (deploys.pipeline), not a heartbeat grace later: the pusher is told now
         _, stderr = push.communicate(timeout=30)
         told_after = time.monotonic() - killed_at
     finally:
@@ -142,7 +142,7 @@ def test_a_deploy_whose_worker_is_killed_ends_failed_the_old_release_serves_and_
 
 
 def test_a_failed_releases_build_is_ended_only_once_its_worker_is_silent(db):
-    """builds.receivers: the build of a release the deploys' sweep failed ends at once with the reason on its
+    """deploys.pipeline: the build of a release the deploys' sweep failed ends at once with the reason on its
     stream, unless its worker still beats (a live worker fails its own build, with its own last lines)."""
     import secrets
     from datetime import timedelta
@@ -151,7 +151,7 @@ def test_a_failed_releases_build_is_ended_only_once_its_worker_is_silent(db):
     from berth.apps.services import app_create
     from berth.builds import services as builds
     from berth.builds.models import Build, BuildStatus
-    from berth.builds.receivers import builds_of_failed_releases_sweep
+    from berth.deploys.pipeline import builds_of_failed_releases_sweep
     from berth.releases.services import release_create, release_set_status
     from django.contrib.auth import get_user_model
     from django.utils import timezone

@@ -6,10 +6,7 @@ class BuildsConfig(AppConfig):
     label = "builds"
 
     def ready(self) -> None:
-        from berth.builds import (  # noqa: F401
-            receivers,  # registers the sweep of builds whose release failed without their worker
-            services,  # registers the builds sweeper
-        )
+        from berth.builds import services  # noqa: F401 - registers the builds sweeper
         from berth.builds.git import BuildOnPush, TokenGitAccess
         from berth.gitserver.seams import set_git_access, set_push_handler
 

@@ -4,8 +4,10 @@ A push of the deploy branch becomes a Build run by a Celery worker; the hook fol
 the pusher sees each line live as `remote:` output, and the ref is accepted only if the build and roll-out succeed.
 """
 
+import fcntl
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +33,7 @@ def _keep_pushed_objects(repo_path: Path) -> None:
     """Link the pushed objects from git's quarantine into the repository's own object store.
 
     receive-pack drops its quarantine when the pusher goes away mid-build, while the build goes on; with the
-    objects kept, the worker can still move the ref when that build succeeds (services.build_run), so the
+    objects kept, the worker can still move the ref when that build succeeds (berth.deploys.pipeline.build_run, through ref_move_if_pusher_left), so the
     repository keeps matching what runs. Objects no ref reaches (a refused push) are harmless; gc prunes them.
     Packs are linked before their indexes: a reader that finds an index must find its pack.
     """
@@ -175,3 +177,42 @@ class BuildOnPush:
                 return
             if time.monotonic() - idle_since >= services.follow_timeout():
                 return
+
+
+def ref_move_if_pusher_left(build: Build, log: Callable[[str], None]) -> None:
+    """Move the pushed ref to the deployed commit when the push that asked for it is gone.
+
+    The pre-receive hook holds the repository's push lock from before it queued the build until git has moved the
+    ref. Taking that lock here therefore means the hook is gone (the pusher disconnected): git will not move the
+    ref, so the worker does, and the repository still matches what runs. The hook kept the pushed objects
+    (git._keep_pushed_objects); when they are missing the ref is left alone and the log says so.
+    """
+    from berth.gitserver.selectors import repo_path as git_repo_path
+    from berth.gitserver.services import PUSH_LOCK_NAME
+
+    repo = git_repo_path(app_name=build.app.name)
+    if not build.git_ref or not build.git_sha or not repo.is_dir():
+        return
+    fd = os.open(repo / PUSH_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # the hook is still there: git moves the ref once the hook answers
+        git = ["git", "--git-dir", str(repo)]
+        if subprocess.run(
+            [*git, "cat-file", "-e", f"{build.git_sha}^{{commit}}"], capture_output=True
+        ).returncode:
+            log(f"       the pusher left and {build.git_sha[:7]} was not kept; push again to record it")
+            return
+        moved = subprocess.run(
+            [*git, "update-ref", "-m", f"berth: build {build.pk} deployed", build.git_ref, build.git_sha],
+            capture_output=True,
+            text=True,
+        )
+        if moved.returncode == 0:
+            log(f"-----> The pusher left; {build.git_ref} moved to {build.git_sha[:7]} here")
+        else:
+            log(f"       could not move {build.git_ref}: {moved.stderr.strip()[:200]}")
+    finally:
+        os.close(fd)

@@ -4,12 +4,10 @@ A build's whole life is here so the git hook, the API and the Celery task stay t
 """
 
 import logging
-import os
 import shutil
-import socket
-import subprocess
 import tempfile
 import threading
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +19,8 @@ from django.utils import timezone
 
 from berth.apps.models import App
 from berth.audit.services import audit_record
+from berth.builds.builder import docker_build
+from berth.builds.buildpacks import detect
 from berth.builds.errors import BuildCancelled, BuildError
 from berth.builds.images import (
     IMAGE_REFERENCE,
@@ -30,7 +30,10 @@ from berth.builds.images import (
     image_reference_check,
     image_reference_pullable,
 )
+from berth.builds.logstream import LogStream
 from berth.builds.models import ACTIVE_BUILD_STATUSES, Build, BuildStatus
+from berth.builds.procfile import read_procfile
+from berth.builds.signals import build_queued
 from berth.builds.tree import tree_export
 from berth.core.env import env_int
 from berth.core.redis import redis_client
@@ -61,9 +64,7 @@ def build_deadline_seconds() -> int:
     return settings.BERTH_BUILD_TIMEOUT + settings.BERTH_DEPLOY_TIMEOUT + 60
 
 
-def log_stream(build: Build):
-    from berth.builds.logstream import LogStream
-
+def log_stream(build: Build) -> LogStream:
     return LogStream(redis_client(), build.stream_key)
 
 
@@ -152,7 +153,7 @@ def build_cancel(*, build: Build, actor, remote_addr: str | None = None) -> Buil
     if build_transition(
         build=build, from_statuses=[BuildStatus.QUEUED], to_status=BuildStatus.CANCELLED, reason="cancelled"
     ):
-        _finish_log(build, "error: build cancelled", BuildStatus.CANCELLED)
+        build_log_finish(build, "error: build cancelled", BuildStatus.CANCELLED)
     audit_record(
         action="build.cancel",
         actor=actor,
@@ -165,7 +166,7 @@ def build_cancel(*, build: Build, actor, remote_addr: str | None = None) -> Buil
     return build
 
 
-def _finish_log(build: Build, last_line: str | None, status: str) -> None:
+def build_log_finish(build: Build, last_line: str | None, status: str) -> None:
     _remove_source(build)
     stream = log_stream(build)
     if last_line:
@@ -174,7 +175,7 @@ def _finish_log(build: Build, last_line: str | None, status: str) -> None:
     Build.objects.filter(pk=build.pk).update(log="\n".join(stream.read_all()))
 
 
-class _BuildLog:
+class BuildLog:
     """Lines go to the Redis stream, read live by the pusher and the browser; the last one is remembered so a
     failure's reason, already printed by the builder, is not printed twice."""
 
@@ -191,7 +192,7 @@ class _BuildLog:
         return Build.objects.filter(pk=self.build.pk, cancel_requested=True).exists()
 
 
-class _Heartbeat:
+class BuildHeartbeat:
     """Beats the build's heartbeat from a thread of the worker process while the build runs.
 
     A thread, not the log lines: a quiet step (a long compile, a roll-out waiting on health checks) must not look
@@ -203,7 +204,7 @@ class _Heartbeat:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"build-{build_id}-heartbeat", daemon=True)
 
-    def __enter__(self) -> "_Heartbeat":
+    def __enter__(self) -> "BuildHeartbeat":
         self._thread.start()
         return self
 
@@ -230,189 +231,54 @@ def repo_path(app_name: str) -> Path:
     return Path(settings.BERTH_HOME) / "repos" / f"{app_name}.git"
 
 
-def _export_source(*, app: App, sha: str, into: Path) -> None:
+def source_export(*, app: App, sha: str, into: Path) -> None:
     """Write the tree of `sha` into `into`, no .git folder: the build sees only the commit (builds.tree unpacks it:
     nothing of a crafted tree lands outside `into`)."""
     tree_export(repo=repo_path(app.name), sha=sha, into=into)
 
 
-def build_run(build_id: int) -> Build | None:
-    """Run a queued build to its end: build or pull the image, make the release, roll it out.
+@dataclass(frozen=True)
+class BuiltImage:
+    """What a build made: the image to release, the process types it runs, and the release's description."""
 
-    Idempotent: a build another worker already took (or that was cancelled) is left alone.
+    image: str
+    procfile: dict[str, str]
+    description: str
+
+
+def build_image(build: Build, log: BuildLog) -> BuiltImage:
+    """Build (from the pushed tree) or pull (an image reference) the image of `build`, streaming to `log`.
+
+    Raises BuildError (or ValueError) with the reason for the pusher, BuildCancelled when it was cancelled.
     """
-    build = Build.objects.select_related("app", "app__team", "created_by").filter(pk=build_id).first()
-    if build is None or not build_transition(
-        build=build,
-        from_statuses=[BuildStatus.QUEUED],
-        to_status=BuildStatus.BUILDING,
-        # who runs it: an operator (or a test) can find the process, and the sweep's line names it
-        worker=f"{socket.gethostname()}:{os.getpid()}",
-    ):
-        return build
-    log = _BuildLog(build)
-    with _Heartbeat(build.pk):
-        outcome = _build_and_release(build, log)
-    if outcome is None:
-        if build.source == Build.Source.GIT:
-            _move_ref_if_pusher_left(build, log)
-        if build_transition(
-            build=build, from_statuses=[BuildStatus.BUILDING], to_status=BuildStatus.SUCCEEDED
-        ):
-            _finish_log(build, None, BuildStatus.SUCCEEDED)
-    elif outcome == BuildStatus.CANCELLED:
-        if build_transition(
-            build=build,
-            from_statuses=[BuildStatus.BUILDING],
-            to_status=BuildStatus.CANCELLED,
-            reason="cancelled",
-        ):
-            _finish_log(build, None if log.last.startswith("error:") else "error: build cancelled", outcome)
-    else:
-        _fail(build, outcome, already_logged=log.last)
-    build.refresh_from_db()
-    return build
-
-
-def _build_and_release(build: Build, log: _BuildLog) -> str | None:
-    """The work of build_run; None when the release is live, "cancelled", or the reason it failed."""
-    from berth.builds.builder import docker_build
-    from berth.builds.buildpacks import detect
-    from berth.builds.errors import BuildCancelled, BuildError
-    from berth.builds.procfile import read_procfile
-    from berth.deploys.services import DeployError, release_deploy
-    from berth.releases.services import release_create
-
     app = build.app
-    try:
-        if build.source == Build.Source.IMAGE:
-            image, procfile = _pull_image(build, log)
-            description = f"Deploy {build.image_ref}"
+    if build.source == Build.Source.IMAGE:
+        image, procfile = image_pull(build, log)
+        return BuiltImage(image=image, procfile=procfile, description=f"Deploy {build.image_ref}")
+    with tempfile.TemporaryDirectory(prefix=f"berth-build-{build.pk}-") as tmp:
+        source_dir = Path(tmp)
+        if build.source_path:
+            # the pre-receive hook exported the pushed tree (its objects are still in git's quarantine)
+            source_dir = Path(build.source_path)
+            if not source_dir.is_dir():
+                raise BuildError("the pushed source is gone (was the build retried on another machine?)")
         else:
-            with tempfile.TemporaryDirectory(prefix=f"berth-build-{build.pk}-") as tmp:
-                source_dir = Path(tmp)
-                if build.source_path:
-                    # the pre-receive hook exported the pushed tree (its objects are still in git's quarantine)
-                    source_dir = Path(build.source_path)
-                    if not source_dir.is_dir():
-                        raise BuildError(
-                            "the pushed source is gone (was the build retried on another machine?)"
-                        )
-                else:
-                    _export_source(app=app, sha=build.git_sha, into=source_dir)
-                buildpack = detect(source_dir, app.buildpack or None)
-                Build.objects.filter(pk=build.pk).update(buildpack=buildpack.name)
-                procfile = read_procfile(source_dir, default_web_command=buildpack.default_web_command)
-                result = docker_build(
-                    source_dir=source_dir,
-                    tag=build.image_tag,
-                    buildpack=buildpack,
-                    on_line=log,
-                    ca_bundle=_ca_bundle(),
-                    timeout=settings.BERTH_BUILD_TIMEOUT,
-                    cancelled=log.cancelled,
-                    labels=image_labels(app=app),
-                    check_dockerfile=lambda dockerfile: _dockerfile_images_check(build, dockerfile, log),
-                )
-                image = result.tag
-            description = f"Deploy {build.git_sha[:7]}"
-        # the last moment a cancel is honoured: once the release exists its roll-out runs to its end
-        if log.cancelled():
-            log("error: the build was cancelled before its release")
-            return BuildStatus.CANCELLED
-        image = _push_to_registry(build, image, log)
-        Build.objects.filter(pk=build.pk).update(image=image)
-        release = release_create(
-            app=app,
-            image=image,
-            procfile=procfile,
-            description=description,
-            actor=build.created_by,
-            status="built",
+            source_export(app=app, sha=build.git_sha, into=source_dir)
+        buildpack = detect(source_dir, app.buildpack or None)
+        Build.objects.filter(pk=build.pk).update(buildpack=buildpack.name)
+        procfile = read_procfile(source_dir, default_web_command=buildpack.default_web_command)
+        result = docker_build(
+            source_dir=source_dir,
+            tag=build.image_tag,
+            buildpack=buildpack,
+            on_line=log,
+            ca_bundle=build_ca_bundle(),
+            timeout=settings.BERTH_BUILD_TIMEOUT,
+            cancelled=log.cancelled,
+            labels=image_labels(app=app),
+            check_dockerfile=lambda dockerfile: dockerfile_images_check(build, dockerfile, log),
         )
-        Build.objects.filter(pk=build.pk).update(release=release)
-        log(f"-----> Releasing v{release.version}…")
-        release_deploy(release=release, log=log)
-        log(f"-----> Released v{release.version}")
-        log(f"       {app.url} deployed to Berth")
-        _collect_old_images(app)
-    except BuildCancelled:
-        return BuildStatus.CANCELLED
-    except (BuildError, DeployError, ValueError) as exc:
-        return str(exc)
-    except Exception as exc:
-        logger.exception("build %s crashed", build.pk)
-        return f"internal error: {type(exc).__name__}: {exc}"
-    return None
-
-
-def _push_to_registry(build: Build, image: str, log) -> str:
-    """With a registry (BERTH_REGISTRY), push the image and return its digest reference `<registry>/<app>@sha256:…`,
-    so every node runs the same bytes; without one, the local image as it is. A registry that refuses is a
-    failed build with one clear line: nothing was released."""
-    from berth.builds.errors import BuildError
-    from berth.nodes.registry import RegistryError, app_image_push, registry_enabled
-
-    if not registry_enabled():
-        return image
-    try:
-        return app_image_push(image=image, app_name=build.app.name, tag=build.registry_tag, log=log)
-    except RegistryError as exc:
-        raise BuildError(f"{exc}; nothing was deployed, the live release keeps serving") from exc
-
-
-def _collect_old_images(app: App) -> None:
-    """After a deploy, queue the image GC of the app (registry and nodes; BERTH_IMAGE_RETENTION_RELEASES)."""
-    from berth.nodes.registry import registry_enabled
-    from berth.nodes.tasks import images_gc_task
-
-    if not registry_enabled():
-        return  # one node: the hourly run (beat) is enough
-    try:
-        images_gc_task.delay(app_id=app.pk)
-    except Exception:  # the hourly run collects them; a deploy is worth more than its cleanup
-        logger.warning("could not queue the image GC of %s", app.name, exc_info=True)
-
-
-def _move_ref_if_pusher_left(build: Build, log: _BuildLog) -> None:
-    """Move the pushed ref to the deployed commit when the push that asked for it is gone.
-
-    The pre-receive hook holds the repository's push lock from before it queued the build until git has moved the
-    ref. Taking that lock here therefore means the hook is gone (the pusher disconnected): git will not move the
-    ref, so the worker does, and the repository still matches what runs. The hook kept the pushed objects
-    (git._keep_pushed_objects); when they are missing the ref is left alone and the log says so.
-    """
-    import fcntl
-
-    from berth.gitserver.selectors import repo_path as git_repo_path
-    from berth.gitserver.services import PUSH_LOCK_NAME
-
-    repo = git_repo_path(app_name=build.app.name)
-    if not build.git_ref or not build.git_sha or not repo.is_dir():
-        return
-    fd = os.open(repo / PUSH_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return  # the hook is still there: git moves the ref once the hook answers
-        git = ["git", "--git-dir", str(repo)]
-        if subprocess.run(
-            [*git, "cat-file", "-e", f"{build.git_sha}^{{commit}}"], capture_output=True
-        ).returncode:
-            log(f"       the pusher left and {build.git_sha[:7]} was not kept; push again to record it")
-            return
-        moved = subprocess.run(
-            [*git, "update-ref", "-m", f"berth: build {build.pk} deployed", build.git_ref, build.git_sha],
-            capture_output=True,
-            text=True,
-        )
-        if moved.returncode == 0:
-            log(f"-----> The pusher left; {build.git_ref} moved to {build.git_sha[:7]} here")
-        else:
-            log(f"       could not move {build.git_ref}: {moved.stderr.strip()[:200]}")
-    finally:
-        os.close(fd)
+    return BuiltImage(image=result.tag, procfile=procfile, description=f"Deploy {build.git_sha[:7]}")
 
 
 def _remove_source(build: Build) -> None:
@@ -420,17 +286,17 @@ def _remove_source(build: Build) -> None:
         shutil.rmtree(build.source_path, ignore_errors=True)
 
 
-def _fail(build: Build, reason: str, *, already_logged: str = "") -> Build:
+def build_fail(build: Build, reason: str, *, already_logged: str = "") -> Build:
     line = reason if reason.startswith("error:") else f"error: {reason}"
     if build_transition(
         build=build, from_statuses=ACTIVE_BUILD_STATUSES, to_status=BuildStatus.FAILED, reason=reason
     ):
         # the builder prints its own failure as its last line; the log says it once
-        _finish_log(build, None if already_logged == line else line, BuildStatus.FAILED)
+        build_log_finish(build, None if already_logged == line else line, BuildStatus.FAILED)
     return build
 
 
-def _ca_bundle() -> Path | None:
+def build_ca_bundle() -> Path | None:
     """The CA bundle builds trust: BERTH_BUILD_CA_BUNDLE, by default the host's, so a proxy's CA the host trusts
     reaches pip and npm inside the build. "none" turns it off. A bundle configured elsewhere that is missing is
     passed on, so the build fails at once saying so, not later in pip with CERTIFICATE_VERIFY_FAILED; only the
@@ -444,7 +310,7 @@ def _ca_bundle() -> Path | None:
     return path
 
 
-def _dockerfile_images_check(build: Build, dockerfile: str, log: _BuildLog) -> None:
+def dockerfile_images_check(build: Build, dockerfile: str, log: BuildLog) -> None:
     """A build uses only images its team may (builds.images). A base image not on this machine is pulled first,
     in the build's log, so that what the engine builds FROM, and that image's ONBUILD triggers, are checked."""
     client = docker_client(timeout=300)
@@ -489,7 +355,7 @@ def _pull_failure(ref: str, exc: Exception) -> str:
     return str(exc) if isinstance(exc, ValueError) else f"cannot pull {ref}: {exc.explanation or exc}"
 
 
-def _pull_image(build: Build, log) -> tuple[str, dict]:
+def image_pull(build: Build, log) -> tuple[str, dict]:
     """Pull an image reference, streaming progress; the release runs it by digest so every node runs the same bytes.
 
     Only an image the team may use (builds.images): checked before the pull, and again on the image the pull (or,
@@ -555,7 +421,7 @@ def builds_sweep() -> int:
         if build_transition(
             build=build, from_statuses=[build.status], to_status=BuildStatus.FAILED, reason=reason
         ):
-            _finish_log(build, reason, BuildStatus.FAILED)
+            build_log_finish(build, reason, BuildStatus.FAILED)
             fixed += 1
     return fixed
 
@@ -566,9 +432,9 @@ def follow_timeout() -> float:
 
 
 def build_enqueue(build: Build) -> None:
-    from berth.builds.tasks import build_run_task
-
-    transaction.on_commit(lambda: build_run_task.delay(build.pk))
+    """Hand the build to whoever runs builds once the transaction commits (berth.deploys.pipeline, through its
+    receiver of `build_queued`: the pipeline above builds takes it from the image to a live release)."""
+    transaction.on_commit(lambda: build_queued.send(sender=Build, build=build))
 
 
 def image_reference_check_at_once(*, ref: str, team) -> None:

@@ -19,8 +19,10 @@ from berth.apps import services as apps_services
 from berth.builds import services as builds_services
 from berth.dashboard.common import attempt, client_ip, current_team, page, team_with_role
 from berth.dashboard.selectors import app_state, apps_with_status, build_for_app, builds_for_app
-from berth.deploys import services as deploys_services
+from berth.deploys.errors import DeployError
 from berth.deploys.formation import formation_update
+from berth.deploys.rollout import release_rollback
+from berth.deploys.selectors import app_processes
 from berth.nodes.selectors import process_rows_visible_to
 from berth.releases import selectors as releases_selectors
 from berth.releases import services as releases_services
@@ -136,7 +138,7 @@ def app_detail(request: HttpRequest, app: str) -> HttpResponse:
         ]
     processes, processes_error = [], None
     try:
-        processes = process_rows_visible_to(user=request.user, rows=deploys_services.app_processes(app=app))
+        processes = process_rows_visible_to(user=request.user, rows=app_processes(app=app))
     except Exception as exc:  # the page must render when Docker is down; say so in the section instead
         logger.warning("processes of %s unavailable: %s", app.name, exc)
         processes_error = f"cannot list processes right now ({type(exc).__name__})"
@@ -315,8 +317,8 @@ def rollback(request: HttpRequest, app: str) -> HttpResponse:
         return _back(app, "releases")
     ok, release = attempt(
         request,
-        deploys_services.release_rollback,
-        errors=(deploys_services.DeployError,),
+        release_rollback,
+        errors=(DeployError,),
         app=app,
         version=int(raw),
         actor=request.user,

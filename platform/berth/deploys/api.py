@@ -9,7 +9,11 @@ from rest_framework.response import Response
 from berth.api import schema as S
 from berth.api.views import AppScopedView, ConflictError, _body, _client_ip, _release
 from berth.core.streaming import streamed
-from berth.deploys import services
+from berth.deploys.errors import DeployError, NothingLive
+from berth.deploys.formation import restart_request
+from berth.deploys.oneoff import oneoff_info, oneoff_output, oneoff_start
+from berth.deploys.rollout import release_rollback
+from berth.deploys.selectors import app_processes
 from berth.nodes.selectors import process_rows_visible_to
 from berth.releases.services import ImagePruned
 from berth.runtime.scheduler import SchedulerError
@@ -18,7 +22,7 @@ from berth.runtime.scheduler import SchedulerError
 class AppProcessesView(AppScopedView):
     @extend_schema(responses=S.Process(many=True), description="What runs for the app: one row per task.")
     def get(self, request, app: str):
-        rows = services.app_processes(app=self.app)
+        rows = app_processes(app=self.app)
         return Response(process_rows_visible_to(user=request.user, rows=rows))
 
 
@@ -38,10 +42,10 @@ class AppRollbackView(AppScopedView):
         except (TypeError, ValueError):
             raise ValidationError({"version": "is required: a release number such as 3 or v3"}) from None
         try:
-            release = services.release_rollback(
+            release = release_rollback(
                 app=self.app, version=version, actor=request.user, remote_addr=_client_ip(request)
             )
-        except services.DeployError as exc:
+        except DeployError as exc:
             raise NotFound(str(exc)) from exc
         except ImagePruned as exc:  # the image GC removed that release's image: it cannot come back
             raise ConflictError(str(exc)) from exc
@@ -57,10 +61,10 @@ class AppRestartView(AppScopedView):
         if process is not None and not isinstance(process, str):
             raise ValidationError({"process": "must be a process type such as web, or left out for all"})
         try:
-            services.restart_request(
+            restart_request(
                 app=self.app, process=process, actor=request.user, remote_addr=_client_ip(request)
             )
-        except services.NothingLive as exc:
+        except NothingLive as exc:
             raise ConflictError(str(exc)) from exc
         except ValueError as exc:
             raise ValidationError({"process": str(exc)}) from exc
@@ -84,7 +88,7 @@ class AppRunsView(AppScopedView):
                 {"command": "is required: the command line to run, e.g. python manage.py migrate"}
             )
         try:
-            run = services.oneoff_start(
+            run = oneoff_start(
                 app=self.app,
                 command=command,
                 detach=detach,
@@ -93,7 +97,7 @@ class AppRunsView(AppScopedView):
             )
         except ValueError as exc:
             raise ValidationError({"command": str(exc)}) from exc
-        except services.DeployError as exc:
+        except DeployError as exc:
             raise ConflictError(str(exc)) from exc
         return Response(run, status=status.HTTP_201_CREATED)
 
@@ -102,7 +106,7 @@ class AppRunView(AppScopedView):
     @extend_schema(responses=S.Run)
     def get(self, request, app: str, run_id: str):
         try:
-            return Response(services.oneoff_info(app=self.app, run_id=run_id))
+            return Response(oneoff_info(app=self.app, run_id=run_id))
         except SchedulerError as exc:
             raise NotFound(str(exc)) from exc
 
@@ -111,10 +115,10 @@ class AppRunOutputView(AppScopedView):
     @extend_schema(responses={(200, "text/plain"): S.RunOutput})
     def get(self, request, app: str, run_id: str):
         try:
-            services.oneoff_info(app=self.app, run_id=run_id)  # 404 before a stream starts
+            oneoff_info(app=self.app, run_id=run_id)  # 404 before a stream starts
         except SchedulerError as exc:
             raise NotFound(str(exc)) from exc
-        lines = services.oneoff_output(app=self.app, run_id=run_id)
+        lines = oneoff_output(app=self.app, run_id=run_id)
         return StreamingHttpResponse(
             streamed(request, ((line + "\n").encode() for line in lines)),
             content_type="text/plain; charset=utf-8",

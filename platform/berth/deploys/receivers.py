@@ -1,36 +1,48 @@
-"""What deploys do when other domains change: roll out config releases, follow formation, tear down apps."""
+"""What deploys do when other domains change: run queued builds, roll out config releases, follow formation and
+restarts, tear down apps. Each receiver only queues a task (berth.deploys.tasks)."""
 
 from django.dispatch import receiver
 
 from berth.apps.signals import app_destroyed, domains_changed, formation_changed
+from berth.builds.signals import build_queued
+from berth.deploys.signals import restart_requested
+from berth.deploys.tasks import (
+    app_restart_task,
+    app_teardown_task,
+    build_run_task,
+    formation_apply_task,
+    release_deploy_task,
+)
 from berth.releases.signals import release_created
+
+
+@receiver(build_queued)
+def run_build(sender, build, **kwargs):
+    build_run_task.delay(build.pk)
 
 
 @receiver(release_created)
 def deploy_new_config_release(sender, release, **kwargs):
     # builds and rollbacks deploy their release themselves; a config change makes a `pending` one to roll out
     if release.status == "pending" and release.image:
-        from berth.deploys.tasks import release_deploy_task
-
         release_deploy_task.delay(release.pk)
 
 
 @receiver(formation_changed)
 def scale_live_release(sender, app, processes, **kwargs):
-    from berth.deploys.tasks import formation_apply_task
-
     formation_apply_task.delay(app.pk, list(processes))
 
 
 @receiver(domains_changed)
 def route_domains(sender, app, **kwargs):
-    from berth.deploys.tasks import formation_apply_task
-
     formation_apply_task.delay(app.pk, [])
+
+
+@receiver(restart_requested)
+def restart_processes(sender, app, process, **kwargs):
+    app_restart_task.delay(app.pk, process)
 
 
 @receiver(app_destroyed)
 def tear_down(sender, name, **kwargs):
-    from berth.deploys.tasks import app_teardown_task
-
     app_teardown_task.delay(name)

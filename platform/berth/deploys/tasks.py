@@ -1,7 +1,29 @@
-"""Celery adapters for deploys: they take ids, look the row up, and call a service. Queue: deploys (task_routes)."""
+"""Celery adapters for the pipeline and deploys: they take ids, look the row up, and call a service.
+
+Queues by task name (settings.CELERY_TASK_ROUTES); the names are kept as they were when each task was first
+released, so tasks queued by an older Berth still run after an upgrade.
+"""
 
 from celery import shared_task
 from django.conf import settings
+
+from berth.apps.models import App
+from berth.deploys.errors import DeployError
+from berth.deploys.events import app_event
+from berth.deploys.formation import app_restart, formation_apply
+from berth.deploys.pipeline import build_run
+from berth.deploys.rollout import app_teardown, release_deploy
+from berth.releases.models import Release
+
+
+@shared_task(
+    name="berth.builds.run",
+    acks_late=True,
+    time_limit=settings.BERTH_BUILD_TIMEOUT + settings.BERTH_DEPLOY_TIMEOUT + 120,
+    soft_time_limit=settings.BERTH_BUILD_TIMEOUT + settings.BERTH_DEPLOY_TIMEOUT + 60,
+)
+def build_run_task(build_id: int) -> None:
+    build_run(build_id)
 
 
 @shared_task(
@@ -11,9 +33,6 @@ from django.conf import settings
     soft_time_limit=settings.BERTH_DEPLOY_TIMEOUT + 30,
 )
 def release_deploy_task(release_id: int) -> None:
-    from berth.deploys.services import DeployError, release_deploy
-    from berth.releases.models import Release
-
     release = Release.objects.select_related("app", "app__team").filter(pk=release_id).first()
     if release is None:
         return
@@ -31,9 +50,6 @@ def release_deploy_task(release_id: int) -> None:
     soft_time_limit=2 * settings.BERTH_DEPLOY_TIMEOUT + 30,
 )
 def formation_apply_task(app_id: int, processes: list[str]) -> None:
-    from berth.apps.models import App
-    from berth.deploys.services import DeployError, app_event, formation_apply
-
     app = App.objects.select_related("team").filter(pk=app_id).first()
     if app is None:
         return
@@ -46,8 +62,6 @@ def formation_apply_task(app_id: int, processes: list[str]) -> None:
 
 @shared_task(name="berth.deploys.teardown", acks_late=True, time_limit=300, soft_time_limit=270)
 def app_teardown_task(name: str) -> None:
-    from berth.deploys.services import app_teardown
-
     app_teardown(name=name)
 
 
@@ -58,9 +72,6 @@ def app_teardown_task(name: str) -> None:
     soft_time_limit=settings.BERTH_DEPLOY_TIMEOUT + 30,
 )
 def app_restart_task(app_id: int, process: str | None = None) -> None:
-    from berth.apps.models import App
-    from berth.deploys.services import DeployError, app_restart
-
     app = App.objects.select_related("team").filter(pk=app_id).first()
     if app is None:
         return

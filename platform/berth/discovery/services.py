@@ -36,7 +36,7 @@ def reconcile_apps(names: set[str] | None = None) -> set[str]:
 
     Returns the apps with a running task that did not answer HTTP yet (not routed): to be reconciled again soon.
     """
-    from berth.deploys.services import app_reconcile
+    from berth.deploys.rollout import app_reconcile
 
     apps = App.objects.select_related("team").filter(releases__status=ReleaseStatus.LIVE).distinct()
     if names is not None:

@@ -9,21 +9,27 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from datetime import timedelta
 
 import redis
-from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from berth.apps.models import App, Formation
 from berth.apps.services import config_replace
 from berth.audit.services import audit_record
 from berth.core.env import env_int
-from berth.core.locks import HeldAppLock, app_lock, app_lock_held
-from berth.core.sweep import register_sweeper
+from berth.core.locks import HeldAppLock, app_lock
+from berth.deploys.errors import DeployError
+from berth.deploys.events import app_event
+from berth.deploys.selectors import app_hostnames, live_release
 from berth.releases.models import Release, ReleaseStatus
 from berth.releases.services import release_create, release_image_available, release_set_status
+from berth.routing.router import Endpoint, get_router
+from berth.runtime.health import http_probe, http_ready
+from berth.runtime.oneoff import run_oneoff
+from berth.runtime.scheduler import ProcessSpec, SchedulerError, TaskInfo, get_scheduler
+
+logger = logging.getLogger(__name__)
+
 
 logger = logging.getLogger(__name__)
 
@@ -33,38 +39,6 @@ RELEASE_PHASE_TIMEOUT = 15 * 60
 LOG_TAIL = 20
 
 
-class DeployError(Exception):
-    """A release could not be rolled out; the previous one keeps serving. The message is for the deployer."""
-
-
-class NothingLive(DeployError):
-    """The app has no live release to act on (scale in place, restart, run)."""
-
-
-def app_event(app_name: str, kind: str, message: str) -> None:
-    """A platform event in the app's event and log streams (berth events, the dashboard)."""
-    from berth.observe.services import event_record
-
-    try:
-        event_record(app=app_name, kind=kind, message=message)
-    except Exception:  # an event is worth less than the roll-out that reports it
-        logger.exception("event %s of %s not recorded", kind, app_name)
-
-
-def live_release(app: App) -> Release | None:
-    return Release.objects.filter(app=app, status=ReleaseStatus.LIVE).order_by("-version").first()
-
-
-STUCK_DEPLOY_GRACE = timedelta(seconds=15)
-
-
-def app_hostnames(app: App) -> list[str]:
-    return [
-        f"{app.name}.{settings.BERTH_APPS_DOMAIN}".lower(),
-        *app.domains.values_list("hostname", flat=True),
-    ]
-
-
 def _processes(release: Release) -> dict[str, str | None]:
     """Process types to run. An image deploy without a Procfile runs the image's own command as `web`."""
     processes = {name: command for name, command in (release.procfile or {}).items() if name != "release"}
@@ -72,8 +46,6 @@ def _processes(release: Release) -> dict[str, str | None]:
 
 
 def process_specs(release: Release):
-    from berth.runtime.scheduler import ProcessSpec
-
     app = release.app
     formation = {row.process: row for row in Formation.objects.filter(app=app)}
     specs = []
@@ -99,9 +71,6 @@ def process_specs(release: Release):
 
 
 def web_endpoints(*, app_name: str, release: int, generation: int | None = None):
-    from berth.routing.router import Endpoint
-    from berth.runtime.scheduler import get_scheduler
-
     return [
         Endpoint(task.node_address, task.published_port)
         for task in get_scheduler().tasks(app=app_name, release=release, process="web", generation=generation)
@@ -109,11 +78,8 @@ def web_endpoints(*, app_name: str, release: int, generation: int | None = None)
     ]
 
 
-def _wait_ready(*, app: App, spec, deadline: float) -> None:
+def process_wait_ready(*, app: App, spec, deadline: float) -> None:
     """Wait until spec's tasks run and, for web, each answers Berth's HTTP check; DeployError otherwise."""
-    from berth.runtime.health import http_ready
-    from berth.runtime.scheduler import TaskInfo, get_scheduler
-
     scheduler = get_scheduler()
     tasks = scheduler.wait_running(
         app=app.name,
@@ -176,8 +142,6 @@ def _task_still_running(scheduler, *, spec, task, exited: list) -> bool:
 
 
 def _check_command(release: Release, specs) -> None:
-    from berth.runtime.scheduler import get_scheduler
-
     if (
         any(spec.command is None for spec in specs)
         and get_scheduler().image_has_command(release.image) is False
@@ -187,9 +151,7 @@ def _check_command(release: Release, specs) -> None:
         )
 
 
-def _tail(app_name: str, release: int) -> str:
-    from berth.runtime.scheduler import get_scheduler
-
+def release_tail(app_name: str, release: int) -> str:
     scheduler = get_scheduler()
     lines: list[str] = []
     for task in scheduler.tasks(app=app_name, release=release)[:3]:
@@ -208,9 +170,6 @@ def release_deploy(*, release: Release, log: Callable[[str], None] = lambda line
     If the release phase fails or the new web tasks are not ready within BOOT_TIMEOUT, the new services are
     removed, the release is marked failed with the reason and the app's last lines, and the old one keeps serving.
     """
-    from berth.runtime.oneoff import run_oneoff
-    from berth.runtime.scheduler import SchedulerError, get_scheduler
-
     app = release.app
     scheduler = get_scheduler()
     with HeldAppLock(app.name, busy=DeployError):
@@ -252,14 +211,14 @@ def release_deploy(*, release: Release, log: Callable[[str], None] = lambda line
                 scheduler.ensure_process(spec)
             for spec in specs:
                 if spec.replicas:
-                    _wait_ready(app=app, spec=spec, deadline=boot_started + BOOT_TIMEOUT)
+                    process_wait_ready(app=app, spec=spec, deadline=boot_started + BOOT_TIMEOUT)
             ready_at = time.monotonic()
             endpoints = web_endpoints(app_name=app.name, release=release.version)
             log(f"-----> Ready in {time.monotonic() - started:.1f}s; switching traffic to v{release.version}")
-            _route(app=app, endpoints=endpoints)
+            app_route(app=app, endpoints=endpoints)
             routed_at = time.monotonic()
         except (DeployError, SchedulerError) as exc:
-            tail = _tail(app.name, release.version)
+            tail = release_tail(app.name, release.version)
             scheduler.remove(app=app.name, release=release.version)
             reason = str(exc) + (f"\nlast lines:\n{tail}" if tail else "")
             release_set_status(
@@ -358,20 +317,14 @@ def release_rollback(*, app: App, version: int, actor, remote_addr: str | None =
 _routed: dict[str, set] = {}
 
 
-def _route(*, app: App, endpoints: list, wait: bool = True) -> None:
-    from berth.routing.router import get_router
-
+def app_route(*, app: App, endpoints: list, wait: bool = True) -> None:
     get_router().apply(app=app.name, hostnames=app_hostnames(app), endpoints=endpoints, wait=wait)
     _routed[app.name] = set(endpoints)
 
 
-def _answering_endpoints(*, app: App, release: int) -> tuple[list, bool]:
+def answering_endpoints(*, app: App, release: int) -> tuple[list, bool]:
     """The release's running web endpoints that were routed before or answer HTTP now; and whether some did not,
     or some web task is still starting (e.g. the replacement of a task on a lost node): worth asking again soon."""
-    from berth.routing.router import Endpoint
-    from berth.runtime.health import http_probe
-    from berth.runtime.scheduler import get_scheduler
-
     known = _routed.get(app.name, set())
     tasks = get_scheduler().tasks(app=app.name, release=release, process="web")
     endpoints, waiting = [], any(t.desired_state == "running" and not t.running for t in tasks)
@@ -405,8 +358,8 @@ def app_reconcile(app: App) -> bool:
     if not lock.acquire(blocking=False):
         return False
     try:
-        endpoints, waiting = _answering_endpoints(app=app, release=live.version)
-        _route(app=app, endpoints=endpoints, wait=False)
+        endpoints, waiting = answering_endpoints(app=app, release=live.version)
+        app_route(app=app, endpoints=endpoints, wait=False)
         return waiting
     finally:
         try:
@@ -415,292 +368,6 @@ def app_reconcile(app: App) -> bool:
             pass
 
 
-def _generations(*, app: App, release: int, process: str) -> list[int]:
-    from berth.runtime.scheduler import get_scheduler
-
-    return sorted(
-        s.generation
-        for s in get_scheduler().services(app=app.name)
-        if s.release == release and s.process == process
-    )
-
-
-def _roll(*, app: App, spec, old_generations: list[int]) -> None:
-    """Start `spec` (a new generation) beside the old ones, route to it when ready, then retire the old ones.
-
-    The old generation keeps serving until the router has drained it; if the new one is not ready in time it
-    is removed and DeployError says why.
-    """
-    from berth.runtime.scheduler import SchedulerError, get_scheduler
-
-    scheduler = get_scheduler()
-    deadline = time.monotonic() + BOOT_TIMEOUT
-    try:
-        scheduler.ensure_process(spec)
-        if spec.replicas:
-            _wait_ready(app=app, spec=spec, deadline=deadline)
-        if spec.is_web:
-            _route(
-                app=app,
-                endpoints=web_endpoints(app_name=app.name, release=spec.release, generation=spec.generation),
-            )
-    except (DeployError, SchedulerError) as exc:
-        tail = _tail(app.name, spec.release)
-        scheduler.remove(app=app.name, release=spec.release, process=spec.process, generation=spec.generation)
-        raise DeployError(
-            f"{exc}; the running {spec.process} processes were left alone"
-            + (f"\nlast lines:\n{tail}" if tail else "")
-        ) from exc
-    for generation in old_generations:
-        scheduler.remove(app=app.name, release=spec.release, process=spec.process, generation=generation)
-
-
-def formation_apply(*, app: App, processes: list[str]) -> None:
-    """Scale the live release's services to the formation, and route the app (also after a domain change).
-
-    Web scales up in place: the new tasks join the router once they answer. Scaling web down, or changing its
-    limits, starts a fresh set of tasks beside the old ones and drains the old ones: Swarm picks which tasks to
-    stop by itself and would stop them under live requests.
-    """
-    from berth.runtime.scheduler import get_scheduler
-
-    live = live_release(app)
-    if live is None:
-        return
-    scheduler = get_scheduler()
-    with HeldAppLock(app.name, busy=DeployError):
-        live = live_release(app)  # a deploy may have finished while this waited for the lock
-        if live is None:
-            return
-        changes = []
-        for spec in process_specs(live):
-            if spec.process not in processes:
-                continue
-            generations = _generations(app=app, release=live.version, process=spec.process)
-            current = dataclasses.replace(spec, generation=generations[-1] if generations else 0)
-            running = next(
-                (
-                    s.replicas
-                    for s in scheduler.services(app=app.name)
-                    if s.release == live.version
-                    and s.process == spec.process
-                    and s.generation == current.generation
-                ),
-                None,
-            )
-            if running == spec.replicas and scheduler.spec_matches(current):
-                continue
-            changes.append(f"{spec.process}={spec.replicas}")
-            if not spec.is_web or running is None:
-                scheduler.ensure_process(current)
-                if spec.replicas:
-                    _wait_ready(app=app, spec=current, deadline=time.monotonic() + BOOT_TIMEOUT)
-                if spec.is_web:
-                    _route(app=app, endpoints=web_endpoints(app_name=app.name, release=live.version))
-            elif spec.replicas == 0:
-                _route(app=app, endpoints=[])  # drained first, then stopped
-                scheduler.ensure_process(current)
-            elif spec.replicas > running and scheduler.spec_matches(current):
-                scheduler.scale(
-                    app=app.name,
-                    release=live.version,
-                    process=spec.process,
-                    replicas=spec.replicas,
-                    generation=current.generation,
-                )
-                _wait_ready(app=app, spec=current, deadline=time.monotonic() + BOOT_TIMEOUT)
-                _route(app=app, endpoints=web_endpoints(app_name=app.name, release=live.version))
-            else:
-                nxt = dataclasses.replace(spec, generation=current.generation + 1)
-                _roll(app=app, spec=nxt, old_generations=generations)
-        if not changes:
-            # nothing to scale (or a domain changed): the router still follows what runs
-            _route(app=app, endpoints=_answering_endpoints(app=app, release=live.version)[0])
-    if changes:
-        app_event(app.name, "scaled", f"scaled v{live.version}: {', '.join(changes)}")
-
-
-def app_restart(*, app: App, process: str | None = None) -> list[str]:
-    """Restart the live release's processes (one type, or all) without dropping a request.
-
-    Each process type gets a fresh generation of tasks beside the old one; web's join the router once they
-    answer and the old ones are drained before they stop. Returns the restarted process types.
-    """
-    live = live_release(app)
-    if live is None:
-        raise NothingLive(f"{app.name} has no live release to restart")
-    specs = [spec for spec in process_specs(live) if process in (None, spec.process)]
-    if process is not None and not specs:
-        raise ValueError(f"unknown process type {process!r}")
-    restarted = []
-    with HeldAppLock(app.name, busy=DeployError):
-        if live_release(app) != live:
-            raise DeployError(f"{app.name} was deployed meanwhile; its processes are new already")
-        started = time.monotonic()
-        for spec in specs:
-            generations = _generations(app=app, release=live.version, process=spec.process)
-            if not spec.replicas:
-                continue
-            nxt = dataclasses.replace(spec, generation=(generations[-1] + 1) if generations else 0)
-            try:
-                _roll(app=app, spec=nxt, old_generations=generations)
-            except DeployError as exc:
-                app_event(
-                    app.name, "restart.failed", f"restart of {spec.process} failed: {exc}".splitlines()[0]
-                )
-                raise
-            restarted.append(spec.process)
-    if restarted:
-        app_event(
-            app.name,
-            "restarted",
-            f"restarted {', '.join(restarted)} of v{live.version} in {time.monotonic() - started:.1f}s",
-        )
-    return restarted
-
-
-def restart_request(*, app: App, process: str | None, actor, remote_addr: str | None = None) -> None:
-    """Queue a rolling restart of one process type (or all), after refusing at once what app_restart would refuse:
-    NothingLive without a live release, ValueError for a process type the live release does not run."""
-    from berth.deploys.tasks import app_restart_task
-
-    live = live_release(app)
-    if live is None:
-        raise NothingLive(f"{app.name} has no live release to restart; deploy it first")
-    if process is not None and process not in {spec.process for spec in process_specs(live)}:
-        known = ", ".join(sorted(spec.process for spec in process_specs(live)))
-        raise ValueError(f"unknown process type {process!r}; this app has {known}")
-    audit_record(
-        action="ps.restart",
-        actor=actor,
-        team=app.team,
-        target=app.name,
-        remote_addr=remote_addr,
-        data={"process": process},
-    )
-    app_restart_task.delay(app.pk, process)
-
-
 def app_teardown(*, name: str) -> None:
-    from berth.routing.router import get_router
-    from berth.runtime.scheduler import get_scheduler
-
     get_router().remove(app=name)
     get_scheduler().remove(app=name)
-
-
-def app_processes(*, app: App) -> list[dict]:
-    """What runs for the app, one row per task (`berth ps`)."""
-    from berth.runtime.scheduler import get_scheduler
-
-    rows = []
-    for task in get_scheduler().tasks(app=app.name):
-        rows.append(
-            {
-                "id": task.id,
-                "process": task.process,
-                "release": task.release,
-                "state": task.state,
-                "desired_state": task.desired_state,
-                "node": task.node_id,
-                "address": task.node_address,
-                "port": task.published_port,
-                "started_at": task.started_at,
-                "restarts": task.restarts,
-                "error": task.error,
-            }
-        )
-    return rows
-
-
-def _runnable_release(app: App) -> Release:
-    live = Release.objects.filter(app=app, status=ReleaseStatus.LIVE).order_by("-version").first()
-    if live is None or not live.image:
-        raise DeployError(f"{app.name} has no live release to run a command in; deploy it first")
-    return live
-
-
-def oneoff_start(
-    *, app: App, command: str, actor, detach: bool = False, remote_addr: str | None = None
-) -> dict:
-    """Start `command` in a container of the live release's image and config (`berth run`)."""
-    from berth.runtime.oneoff import run_oneoff
-
-    command = (command or "").strip()
-    if not command or len(command) > 8192 or "\x00" in command:
-        raise ValueError("command must be 1-8192 characters")
-    release = _runnable_release(app)
-    memory = Formation.objects.filter(app=app, process="web").values_list("memory_mb", flat=True).first()
-    result = run_oneoff(
-        app=app.name,
-        team=app.team.name,
-        release=release.version,
-        image=release.image,
-        command=command,
-        env=release.config,
-        detach=True,  # the caller follows the output over HTTP; a dropped connection leaves the run alone
-        memory_mb=memory,
-        labels={"org.berth.detach": "1" if detach else "0"},
-    )
-    audit_record(
-        action="run.start",
-        actor=actor,
-        team=app.team,
-        target=f"{app.name} v{release.version}",
-        remote_addr=remote_addr,
-        data={"command": command[:200], "detach": detach},
-    )
-    return {
-        "id": result.container_id[:12],
-        "release": release.version,
-        "command": command,
-        "status": "running",
-    }
-
-
-def oneoff_output(*, app: App, run_id: str):
-    from berth.runtime.oneoff import oneoff_follow
-
-    return oneoff_follow(run_id, app=app.name)
-
-
-def oneoff_info(*, app: App, run_id: str) -> dict:
-    from berth.runtime.oneoff import oneoff_status
-
-    return oneoff_status(run_id, app=app.name)
-
-
-@register_sweeper
-def oneoffs_sweep() -> int:
-    """Remove one-off containers nobody came back for (a day old), so runs do not pile up on the node."""
-    from berth.runtime.oneoff import oneoff_prune
-
-    return len(oneoff_prune(older_than=24 * 3600))
-
-
-@register_sweeper
-def releases_sweep() -> int:
-    """Fail releases left `deploying` by a worker that died: nobody holds (renews) the app's lock any more.
-
-    Their half-started services are removed; the live release was never touched and keeps serving.
-    """
-    from berth.runtime.scheduler import get_scheduler
-
-    stuck = Release.objects.select_related("app", "app__team").filter(
-        status=ReleaseStatus.DEPLOYING, status_changed_at__lt=timezone.now() - STUCK_DEPLOY_GRACE
-    )
-    fixed = 0
-    for release in stuck:
-        if app_lock_held(release.app.name):
-            continue  # its deploy is alive (or another one runs): not stuck
-        reason = "the deploy's worker stopped (killed or lost) before the cut-over; the previous release keeps serving"
-        if release_set_status(
-            release=release,
-            from_statuses=[ReleaseStatus.DEPLOYING],
-            to_status=ReleaseStatus.FAILED,
-            reason=reason,
-        ):
-            get_scheduler().remove(app=release.app.name, release=release.version)
-            app_event(release.app.name, "release.failed", f"v{release.version} failed: {reason}")
-            fixed += 1
-    return fixed

@@ -1,0 +1,6 @@
+"""What builds tell the floors above them."""
+
+from django.dispatch import Signal
+
+# A Build was queued and its transaction committed (kwargs: build). berth.deploys runs it: build, release, roll out.
+build_queued = Signal()
