@@ -2,7 +2,8 @@
 
 import pytest
 from berth.builds.errors import BuildError, ProcfileError
-from berth.builds.procfile import MAX_BYTES, command_args, parse_procfile, read_procfile
+from berth.builds.procfile import MAX_BYTES, parse_procfile, read_procfile
+from berth.runtime.scheduler import command_args
 
 
 def test_processes_are_read_in_order_with_release_comments_and_blank_lines():

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import docker.errors
 import pytest
-from berth.builds.procfile import command_args
+from berth.runtime.scheduler import command_args
 from berth.runtime.client import docker_client
 from berth.runtime.health import http_ready
 from berth.runtime.oneoff import run_oneoff

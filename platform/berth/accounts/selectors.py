@@ -2,6 +2,7 @@ from datetime import datetime
 
 from django.contrib.auth import get_user_model
 from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import Http404
 from django.utils import timezone
 
 from berth.accounts.models import ApiToken, Invitation, Membership, Team, hash_secret
@@ -30,8 +31,6 @@ def teams_for_user(*, user) -> QuerySet[Team]:
 
 def team_for_user(*, user, name: str) -> Team:
     """The named team if the user can see it; Http404 otherwise (a team you are not in does not exist for you)."""
-    from django.http import Http404
-
     team = Team.objects.filter(name=name).first()
     if team is None or user_role(user=user, team=team) is None:
         raise Http404(f"team {name!r} not found")

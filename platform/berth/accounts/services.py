@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.http import Http404
@@ -125,8 +126,6 @@ def invitation_create(
 ) -> tuple[Invitation, str]:
     """Invite an email address to a team. Returns the invitation and its clear token (shown once)."""
     _check_role(role)
-    from django.core.validators import validate_email
-
     try:
         validate_one_line_text(email, field="email", max_length=254)
         validate_email(email)

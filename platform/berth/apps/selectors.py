@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404
@@ -39,8 +40,6 @@ def domains_for_app(*, app: App) -> QuerySet[Domain]:
 
 def app_for_hostname(hostname: str) -> App | None:
     """The app a request Host belongs to: <name>.<BERTH_APPS_DOMAIN> or a custom domain."""
-    from django.conf import settings
-
     host = hostname.lower().split(":", 1)[0].rstrip(".")
     suffix = "." + settings.BERTH_APPS_DOMAIN.lower()
     if host.endswith(suffix) and "." not in host[: -len(suffix)]:

@@ -15,8 +15,8 @@ from django.conf import settings
 
 from berth.builds import tree
 from berth.builds.errors import BuildError
-from berth.builds.procfile import command_args
 from berth.builds.stack import VARIANTS, stack_image_ref
+from berth.runtime.scheduler import command_args
 
 DEFAULT_PORT = 5000
 NOTHING_DETECTED = (

@@ -67,17 +67,6 @@ def read_procfile(source_dir: Path, *, default_web_command: str) -> dict[str, st
     return parse_procfile(text)
 
 
-def command_args(command: str) -> list[str]:
-    """The argv that runs a Procfile command line through sh, as Heroku does (behind the image's tini).
-
-    A simple command is `exec`ed so it replaces the shell and gets SIGTERM from tini itself: dash does not exec
-    the last command of `sh -c` on its own, and would leave the app to be killed after the stop grace period.
-    A command with shell operators or leading variable assignments is left as written.
-    """
-    simple = not re.search(r"[;&|`\n]|\$\(|^\s*\w+=", command)
-    return ["/bin/sh", "-c", f"exec {command.strip()}" if simple else command]
-
-
 def _shorten(text: str, limit: int = 40) -> str:
     # an excerpt of the pusher's own line, quoted with repr() by the callers (control characters escaped)
     return text if len(text) <= limit else text[:limit] + "…"

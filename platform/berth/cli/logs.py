@@ -14,6 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.sync.client import connect
+
 from berth.cli.client import ApiError, CliError, current_credentials, segment
 
 # (flags, argparse options) pairs, as berth.cli.main's `arg()` makes them
@@ -47,9 +50,6 @@ def websocket_url(base: str, path: str, query: dict[str, Any]) -> str:
 
 def messages(app: str, what: str, query: dict[str, Any]) -> Iterator[dict]:
     """Each JSON message the server sends on /ws/apps/<app>/<what>, until it closes the socket."""
-    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-    from websockets.sync.client import connect
-
     credentials = current_credentials()
     url = websocket_url(credentials.url, f"/ws/apps/{segment(app)}/{what}", query)
     try:

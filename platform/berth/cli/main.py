@@ -38,6 +38,9 @@ from berth.cli.client import (
     save_credentials,
     segment,
 )
+from berth.cli.logs import EVENTS_ARGS, LOGS_ARGS, events, logs
+from berth.cli.nodes import NODE_COMMANDS
+from berth.cli.output import fields, table
 
 ROLES = ("owner", "admin", "member", "viewer")
 # used with fullmatch: `$` would also match before a trailing newline ("KEY\n=value")
@@ -111,25 +114,6 @@ def when(value: str | None) -> str | None:
 
 def version_label(version: int | None) -> str | None:
     return None if version is None else f"v{version}"
-
-
-def table(rows: list[dict], headers: list[str], cells: Callable[[dict], list], *, empty: str) -> str:
-    """Aligned columns under an underlined header, like `heroku apps`; `-` for a missing value."""
-    if not rows:
-        return empty
-    lines = [headers] + [["-" if c in (None, "") else str(c) for c in cells(row)] for row in rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
-    lines.insert(1, ["-" * width for width in widths])
-    return "\n".join(
-        "  ".join(t.ljust(w) for t, w in zip(line, widths, strict=True)).rstrip() for line in lines
-    )
-
-
-def fields(title: str, items: dict[str, Any]) -> str:
-    """A titled block of `Key: value` lines, like `heroku apps:info`."""
-    width = max(len(key) for key in items) + 1
-    lines = [f"{key + ':':<{width}}  {'-' if value in (None, '') else value}" for key, value in items.items()]
-    return "\n".join([f"=== {title}", *lines])
 
 
 def assignments(words: list[str], what: str) -> dict[str, str]:
@@ -988,12 +972,9 @@ def runs_output(args):
     return follow_run(api(), args, args.id), ""
 
 
-from berth.cli.logs import EVENTS_ARGS, LOGS_ARGS, events, logs  # noqa: E402
-
 command("logs", "show an app's log lines (-t: follow them live)", *LOGS_ARGS, needs_app=True)(logs)
 command("events", "show an app's platform events (-t: follow them)", *EVENTS_ARGS, needs_app=True)(events)
 
-from berth.cli.nodes import NODE_COMMANDS  # noqa: E402
 
 for _name, _summary, _arguments, _run, _needs_app in NODE_COMMANDS:
     command(_name, _summary, *_arguments, needs_app=_needs_app)(_run)

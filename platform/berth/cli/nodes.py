@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from berth.cli.client import Client, UsageError, current_credentials, segment
+from berth.cli.output import table
 
 Output = tuple[Any, str]
 NODE = (("node",), {"metavar": "NODE", "help": "hostname, id or id prefix"})
@@ -32,7 +33,6 @@ def _summary(node: dict) -> str:
 
 
 def nodes(args: argparse.Namespace) -> Output:
-    from berth.cli.main import table
 
     rows = _api().get("/api/v1/nodes")
     return rows, table(

@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.http import JsonResponse
 from django.urls import include, path
+from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from berth.core.views import healthz
@@ -17,9 +19,6 @@ urlpatterns = [
 
 def handler404(request, exception=None):
     """API clients get JSON with a `detail` even for a path no route matches; people get the 404 page."""
-    from django.http import JsonResponse
-    from django.views.defaults import page_not_found
-
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "not found"}, status=404)
     return page_not_found(request, exception)

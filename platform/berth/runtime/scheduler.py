@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 LABEL_APP = "org.berth.app"
 LABEL_TEAM = "org.berth.team"
@@ -213,6 +214,14 @@ class Scheduler(ABC):
 SCHEDULERS: dict[str, Callable[[], Scheduler]] = {}
 
 
+# The backends Berth ships, by name: dotted paths imported when first asked for, as Django loads its own backends,
+# so this interface never imports its implementations (they import it).
+SCHEDULER_BACKENDS = {
+    "swarm": "berth.runtime.swarm.SwarmScheduler",
+    "memory": "berth.runtime.memory.InMemoryScheduler",
+}
+
+
 def register_scheduler(name: str):
     def register(factory: Callable[[], Scheduler]):
         SCHEDULERS[name] = factory
@@ -223,11 +232,22 @@ def register_scheduler(name: str):
 
 def get_scheduler() -> Scheduler:
     """The scheduler named by settings.BERTH_SCHEDULER ("swarm" unless set)."""
-    import berth.runtime.swarm  # noqa: F401  registers "swarm"
-
     name = getattr(settings, "BERTH_SCHEDULER", None) or "swarm"
-    try:
-        factory = SCHEDULERS[name]
-    except KeyError:
-        raise SchedulerError(f"unknown scheduler {name!r}; known: {', '.join(sorted(SCHEDULERS))}") from None
+    factory = SCHEDULERS.get(name)
+    if factory is None and name in SCHEDULER_BACKENDS:
+        factory = import_string(SCHEDULER_BACKENDS[name])
+    if factory is None:
+        known = ", ".join(sorted(set(SCHEDULERS) | set(SCHEDULER_BACKENDS)))
+        raise SchedulerError(f"unknown scheduler {name!r}; known: {known}")
     return factory()
+
+
+def command_args(command: str) -> list[str]:
+    """The argv that runs a Procfile command line through sh, as Heroku does (behind the image's tini).
+
+    A simple command is `exec`ed so it replaces the shell and gets SIGTERM from tini itself: dash does not exec
+    the last command of `sh -c` on its own, and would leave the app to be killed after the stop grace period.
+    A command with shell operators or leading variable assignments is left as written.
+    """
+    simple = not re.search(r"[;&|`\n]|\$\(|^\s*\w+=", command)
+    return ["/bin/sh", "-c", f"exec {command.strip()}" if simple else command]

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 import docker.errors
 from docker import types
 
-from berth.builds.procfile import command_args
+from berth.runtime.scheduler import command_args
 from berth.runtime.client import docker_client
 from berth.runtime.scheduler import (
     APP_CAPABILITIES,
