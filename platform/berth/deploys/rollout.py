@@ -26,7 +26,7 @@ from berth.releases.services import release_create, release_image_available, rel
 from berth.routing.router import Endpoint, get_router
 from berth.runtime.health import http_probe, http_ready
 from berth.runtime.oneoff import run_oneoff
-from berth.runtime.scheduler import ProcessSpec, SchedulerError, TaskInfo, get_scheduler
+from berth.runtime.scheduler import ProcessSpec, Scheduler, SchedulerError, TaskInfo, get_scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -167,8 +167,11 @@ def release_tail(app_name: str, release: int) -> str:
 def release_deploy(*, release: Release, log: Callable[[str], None] = lambda line: None) -> Release:
     """Roll `release` out beside the live one, cut over only when it is ready, then drain and remove the old one.
 
-    If the release phase fails or the new web tasks are not ready within BOOT_TIMEOUT, the new services are
-    removed, the release is marked failed with the reason and the app's last lines, and the old one keeps serving.
+    The phases, in order: claim the release (pending/built -> deploying) under the app lock; run its release
+    command; start its processes and wait until each web task answers HTTP; route traffic to them (the router
+    drains the old endpoints); retire the previous releases. If the release phase fails or the new web tasks are
+    not ready within BOOT_TIMEOUT, the new services are removed, the release is marked failed with the reason and
+    the app's last lines, and the old one keeps serving.
     """
     app = release.app
     scheduler = get_scheduler()
@@ -182,68 +185,15 @@ def release_deploy(*, release: Release, log: Callable[[str], None] = lambda line
         previous = list(Release.objects.filter(app=app, status=ReleaseStatus.LIVE).exclude(pk=release.pk))
         started = time.monotonic()
         try:
-            release_command = (release.procfile or {}).get("release")
-            if release_command:
-                log(f"-----> Running release command: {release_command}")
-                result = run_oneoff(
-                    app=app.name,
-                    team=app.team.name,
-                    release=release.version,
-                    image=release.image,
-                    command=release_command,
-                    env=release.config,
-                    on_line=lambda line: log(f"       {line}"),
-                    timeout=RELEASE_PHASE_TIMEOUT,
-                )
-                if result.exit_code != 0:
-                    raise DeployError(
-                        f"the release command failed (exit {result.exit_code}); v{release.version} was not deployed"
-                    )
-            specs = process_specs(release)
-            _check_command(release, specs)
-            boot_started = time.monotonic()  # the boot deadline does not count the release phase
-            for spec in specs:
-                log(
-                    f"-----> Starting {spec.process} × {spec.replicas}"
-                    # new process types other than web start at 0, as on Heroku: say how to run them
-                    + (f" (run it with: berth ps:scale {spec.process}=1)" if spec.replicas == 0 else "")
-                )
-                scheduler.ensure_process(spec)
-            for spec in specs:
-                if spec.replicas:
-                    process_wait_ready(app=app, spec=spec, deadline=boot_started + BOOT_TIMEOUT)
+            _release_phase(release, log)
+            _start_processes(release, scheduler, log)
             ready_at = time.monotonic()
             endpoints = web_endpoints(app_name=app.name, release=release.version)
-            log(f"-----> Ready in {time.monotonic() - started:.1f}s; switching traffic to v{release.version}")
+            log(f"-----> Ready in {ready_at - started:.1f}s; switching traffic to v{release.version}")
             app_route(app=app, endpoints=endpoints)
             routed_at = time.monotonic()
         except (DeployError, SchedulerError) as exc:
-            tail = release_tail(app.name, release.version)
-            scheduler.remove(app=app.name, release=release.version)
-            reason = str(exc) + (f"\nlast lines:\n{tail}" if tail else "")
-            release_set_status(
-                release=release,
-                from_statuses=[ReleaseStatus.DEPLOYING],
-                to_status=ReleaseStatus.FAILED,
-                reason=reason,
-            )
-            audit_record(
-                action="release.failed",
-                actor=None,
-                team=app.team,
-                target=f"{app.name} v{release.version}",
-                data={"reason": str(exc)},
-            )
-            for line in reason.splitlines():
-                log(f"       {line}")
-            # a first deploy has nothing to fall back on: say so rather than promise a previous release
-            after = (
-                "the previous release keeps serving"
-                if live_release(app)
-                else "the app has no live release yet"
-            )
-            app_event(app.name, "release.failed", f"v{release.version} failed: {exc}; {after}")
-            raise DeployError(f"{exc}; {after}") from exc
+            raise _release_failed(release, scheduler, exc, log) from exc
         except Exception:
             scheduler.remove(app=app.name, release=release.version)
             release_set_status(
@@ -253,15 +203,7 @@ def release_deploy(*, release: Release, log: Callable[[str], None] = lambda line
                 reason="internal error",
             )
             raise
-        # traffic is on the new release: the old ones were drained by the router; now remove their services
-        for old in previous:
-            scheduler.remove(app=app.name, release=old.version)
-            release_set_status(
-                release=old, from_statuses=[ReleaseStatus.LIVE], to_status=ReleaseStatus.SUPERSEDED
-            )
-        for stale in scheduler.services(app=app.name):
-            if stale.release != release.version:
-                scheduler.remove(app=app.name, release=stale.release)
+        _retire_previous(release, previous, scheduler)
         release_set_status(
             release=release, from_statuses=[ReleaseStatus.DEPLOYING], to_status=ReleaseStatus.LIVE
         )
@@ -280,6 +222,92 @@ def release_deploy(*, release: Release, log: Callable[[str], None] = lambda line
             f"v{release.version} is live ({release.description}); cut-over {cutover:.1f}s",
         )
     return release
+
+
+def _release_phase(release: Release, log: Callable[[str], None]) -> None:
+    """Run the Procfile's `release:` command (migrations, as on Heroku) in a one-off container; DeployError if it
+    exits non-zero: no process of the release was started yet."""
+    release_command = (release.procfile or {}).get("release")
+    if not release_command:
+        return
+    app = release.app
+    log(f"-----> Running release command: {release_command}")
+    result = run_oneoff(
+        app=app.name,
+        team=app.team.name,
+        release=release.version,
+        image=release.image,
+        command=release_command,
+        env=release.config,
+        on_line=lambda line: log(f"       {line}"),
+        timeout=RELEASE_PHASE_TIMEOUT,
+    )
+    if result.exit_code != 0:
+        raise DeployError(
+            f"the release command failed (exit {result.exit_code}); v{release.version} was not deployed"
+        )
+
+
+def _start_processes(release: Release, scheduler: Scheduler, log: Callable[[str], None]) -> None:
+    """Start every process type of the release beside the live one and wait until each is ready (web: answers
+    HTTP on its port) within BOOT_TIMEOUT, which does not count the release phase."""
+    specs = process_specs(release)
+    _check_command(release, specs)
+    boot_started = time.monotonic()
+    for spec in specs:
+        log(
+            f"-----> Starting {spec.process} × {spec.replicas}"
+            # new process types other than web start at 0, as on Heroku: say how to run them
+            + (f" (run it with: berth ps:scale {spec.process}=1)" if spec.replicas == 0 else "")
+        )
+        scheduler.ensure_process(spec)
+    for spec in specs:
+        if spec.replicas:
+            process_wait_ready(app=release.app, spec=spec, deadline=boot_started + BOOT_TIMEOUT)
+
+
+def _release_failed(
+    release: Release, scheduler: Scheduler, exc: Exception, log: Callable[[str], None]
+) -> DeployError:
+    """Remove what the release started, mark it failed with the reason and its last lines, tell the deployer and
+    the app's events; the DeployError to raise says whether a previous release keeps serving."""
+    app = release.app
+    tail = release_tail(app.name, release.version)
+    scheduler.remove(app=app.name, release=release.version)
+    reason = str(exc) + (f"\nlast lines:\n{tail}" if tail else "")
+    release_set_status(
+        release=release,
+        from_statuses=[ReleaseStatus.DEPLOYING],
+        to_status=ReleaseStatus.FAILED,
+        reason=reason,
+    )
+    audit_record(
+        action="release.failed",
+        actor=None,
+        team=app.team,
+        target=f"{app.name} v{release.version}",
+        data={"reason": str(exc)},
+    )
+    for line in reason.splitlines():
+        log(f"       {line}")
+    # a first deploy has nothing to fall back on: say so rather than promise a previous release
+    after = "the previous release keeps serving" if live_release(app) else "the app has no live release yet"
+    app_event(app.name, "release.failed", f"v{release.version} failed: {exc}; {after}")
+    return DeployError(f"{exc}; {after}")
+
+
+def _retire_previous(release: Release, previous: list[Release], scheduler: Scheduler) -> None:
+    """Traffic is on the new release and the router drained the old endpoints: remove the previous releases'
+    services (and any stale one of an older release) and mark them superseded."""
+    app = release.app
+    for old in previous:
+        scheduler.remove(app=app.name, release=old.version)
+        release_set_status(
+            release=old, from_statuses=[ReleaseStatus.LIVE], to_status=ReleaseStatus.SUPERSEDED
+        )
+    for stale in scheduler.services(app=app.name):
+        if stale.release != release.version:
+            scheduler.remove(app=app.name, release=stale.release)
 
 
 def release_rollback(*, app: App, version: int, actor, remote_addr: str | None = None) -> Release:
