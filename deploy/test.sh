@@ -43,6 +43,8 @@ rm -rf "$BERTH_HOME" && mkdir -p "$BERTH_HOME"
 say "ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+say "the floors (import contracts in pyproject.toml)"
+(cd platform && ../.venv/bin/lint-imports --config ../pyproject.toml --no-cache)
 say "django checks"
 .venv/bin/python manage.py check --fail-level WARNING
 .venv/bin/python manage.py makemigrations --check --dry-run >/dev/null || die "models changed without a migration"
