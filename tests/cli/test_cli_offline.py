@@ -8,7 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from berth.cli import client as cli_client
-from berth.cli.main import COMMANDS, assignments, main
+from berth.cli.commands import COMMANDS, assignments
+from berth.cli.main import main
 from berth.cli.output import table
 
 from tests.cli.conftest import BERTH, assert_one_error_line

@@ -19,7 +19,7 @@ from websockets.sync.client import connect
 
 from berth.cli.client import ApiError, CliError, current_credentials, segment
 
-# (flags, argparse options) pairs, as berth.cli.main's `arg()` makes them
+# (flags, argparse options) pairs, as berth.cli.commands' `arg()` makes them
 LOGS_ARGS: list[tuple[tuple[str, ...], dict]] = [
     (("-t", "--tail"), {"action": "store_true", "help": "keep following new lines until Ctrl-C"}),
     (

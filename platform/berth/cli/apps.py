@@ -1,0 +1,245 @@
+"""`berth apps`, the app's git remote, scaling and restarts, config vars and custom domains."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+
+from berth.cli.client import (
+    CliError,
+    UsageError,
+    current_credentials,
+    git,
+    segment,
+)
+from berth.cli.commands import (
+    TEAM,
+    api,
+    app_path,
+    arg,
+    assignments,
+    command,
+    version_label,
+    when,
+)
+from berth.cli.output import fields, table
+
+# --- apps -------------------------------------------------------------------------------------------------------
+
+
+@command("apps", "list the apps of all your teams")
+def apps(args):
+    rows = api().get("/api/v1/apps")
+    return rows, table(
+        rows,
+        ["NAME", "TEAM", "RELEASE", "URL"],
+        lambda r: [r["name"], r["team"], version_label(r["current_release"]), r["url"]],
+        empty="You have no apps; create one with `berth apps:create NAME`.",
+    )
+
+
+@command("apps:create", "create an app", arg("name"), TEAM)
+def apps_create(args):
+    body = {"name": args.name} | ({"team": args.team} if args.team else {})
+    app = api().post("/api/v1/apps", body)
+    return app, (
+        f"Created {app['name']} in team {app['team']}: {app['url']}\n"
+        f"Deploy it with: berth git:remote -a {app['name']} && git push berth main"
+    )
+
+
+@command("apps:info", "show an app's settings, domains and formation", needs_app=True)
+def apps_info(args):
+    app = api().get(app_path(args))
+    return app, fields(
+        app["name"],
+        {
+            "Team": app["team"],
+            "URL": app["url"],
+            "Release": version_label(app["current_release"]),
+            "Deploy branch": app.get("deploy_branch"),
+            "Health check": app.get("health_check_path"),
+            "Buildpack": app.get("buildpack"),
+            "Domains": ", ".join(app.get("domains") or []),
+            "Formation": ", ".join(f"{f['process']}={f['replicas']}" for f in app.get("formation") or []),
+            "Created": when(app["created_at"]),
+        },
+    )
+
+
+@command(
+    "apps:destroy",
+    "delete an app and everything it runs (admin+)",
+    arg("name"),
+    arg("--confirm", metavar="NAME", help="the app's name again"),
+)
+def apps_destroy(args):
+    if args.confirm != args.name:
+        raise CliError(f"this deletes {args.name} for good; to proceed, add --confirm {args.name}")
+    api().delete(f"/api/v1/apps/{segment(args.name)}")
+    return {"destroyed": args.name}, f"Destroyed {args.name}"
+
+
+@command("git:remote", "add or update the `berth` git remote of the repository here", needs_app=True)
+def git_remote(args):
+    inside = git("rev-parse", "--git-dir")
+    if inside is None:
+        raise CliError("git is not installed")
+    if inside.returncode != 0:
+        raise CliError("not in a git repository; run `git init` first")
+    client = api()
+    client.get(app_path(args))  # a typo in the name should fail here, not at the first push
+    url = f"{client.url}/git/{args.app}.git"
+    exists = git("remote", "get-url", "berth").returncode == 0
+    result = git("remote", "set-url" if exists else "add", "berth", url)
+    if result.returncode != 0:
+        raise CliError(f"git remote failed: {result.stderr.strip()}")
+    # git asks this CLI for the token when it talks to the server, as Heroku's netrc does: no token in .git/config
+    helper = git(
+        "config", f"credential.{client.url}.helper", f"!{shlex.quote(berth_executable())} git:credentials"
+    )
+    if helper.returncode != 0:
+        raise CliError(f"git config failed: {helper.stderr.strip()}")
+    return {"remote": "berth", "url": url}, f"Set git remote berth to {url}"
+
+
+def berth_executable() -> str:
+    path = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return path if os.path.basename(path) == "berth" and os.access(path, os.X_OK) else "berth"
+
+
+@command(
+    "git:credentials",
+    "git credential helper: answers git with your token (set up by git:remote)",
+    arg("operation"),
+)
+def git_credentials(args):
+    if args.operation != "get":
+        return {}, ""  # store / erase: the token is managed by `berth login`, not by git
+    asked = {}
+    for line in sys.stdin:
+        if not line.strip():
+            break
+        key, _, value = line.rstrip("\n").partition("=")
+        asked[key] = value
+    credentials = current_credentials()
+    server = credentials.url.split("://", 1)[1].split("/", 1)[0]
+    if asked.get("host") and asked["host"] != server:
+        return {}, ""  # not our server: let git ask someone else
+    return {}, f"username=berth\npassword={credentials.token}"
+
+
+@command(
+    "ps:scale",
+    "set how many processes of each type run",
+    arg("sizes", nargs="+", metavar="PROCESS=COUNT"),
+    needs_app=True,
+)
+def ps_scale(args):
+    body = []
+    for word in args.sizes:
+        process, _, count = word.partition("=")
+        if not process or not count.isdigit():
+            raise UsageError(f"{word!r} is not PROCESS=COUNT (like web=2)")
+        body.append({"process": process, "replicas": int(count)})
+    rows = api().patch(app_path(args, "/formation"), body)
+    return rows, table(
+        rows,
+        ["PROCESS", "REPLICAS", "MEMORY", "CPU"],
+        lambda r: [r["process"], r["replicas"], r.get("memory_mb") and f"{r['memory_mb']} MB", r.get("cpu")],
+        empty="No process types yet.",
+    )
+
+
+@command(
+    "ps:restart",
+    "restart an app's processes, all or one type, without dropping requests",
+    arg("process", nargs="?", metavar="TYPE"),
+    needs_app=True,
+)
+def ps_restart(args):
+    body = {"process": args.process} if args.process else {}
+    answer = api().post(app_path(args, "/ps/restart"), body)
+    what = args.process or "all processes"
+    return answer, f"Restarting {what} of {args.app}: new processes start beside the old ones, then take over"
+
+
+# `heroku restart` and `dokku ps:restart` both exist: people type either
+command(
+    "restart",
+    "restart an app's processes (same as ps:restart)",
+    arg("process", nargs="?", metavar="TYPE"),
+    needs_app=True,
+)(ps_restart)
+
+
+# --- config -----------------------------------------------------------------------------------------------------
+
+
+@command("config", "show an app's config vars as KEY=VALUE lines", needs_app=True)
+def config(args):
+    values = api().get(app_path(args, "/config"))
+    return values, "\n".join(f"{key}={value}" for key, value in sorted(values.items()))
+
+
+@command("config:get", "print one config var's value", arg("key"), needs_app=True)
+def config_get(args):
+    values = api().get(app_path(args, "/config"))
+    if args.key not in values:
+        raise CliError(f"{args.key} is not set on {args.app}")
+    return {args.key: values[args.key]}, values[args.key]
+
+
+@command(
+    "config:set",
+    "set config vars (one new release)",
+    arg("pairs", nargs="+", metavar="KEY=VALUE"),
+    needs_app=True,
+)
+def config_set(args):
+    changes = assignments(args.pairs, "KEY=VALUE (KEY: letters, digits and _, not starting with a digit)")
+    values = api().patch(app_path(args, "/config"), changes)
+    return values, "\n".join(f"Set {key} on {args.app}" for key in changes)
+
+
+@command(
+    "config:unset",
+    "remove config vars (one new release)",
+    arg("keys", nargs="+", metavar="KEY"),
+    needs_app=True,
+)
+def config_unset(args):
+    client = api()
+    before = client.get(app_path(args, "/config"))
+    values = client.patch(app_path(args, "/config"), dict.fromkeys(args.keys))
+    return values, "\n".join(
+        f"Unset {key} on {args.app}" if key in before else f"{key} was not set on {args.app}"
+        for key in args.keys
+    )
+
+
+# --- domains ----------------------------------------------------------------------------------------------------
+
+
+@command("domains", "list an app's custom domains", needs_app=True)
+def domains(args):
+    rows = api().get(app_path(args, "/domains"))
+    return rows, table(
+        rows,
+        ["HOSTNAME", "ADDED"],
+        lambda r: [r["hostname"], when(r["created_at"])],
+        empty=f"{args.app} has no custom domains.",
+    )
+
+
+@command("domains:add", "route a hostname to an app", arg("hostname"), needs_app=True)
+def domains_add(args):
+    domain = api().post(app_path(args, "/domains"), {"hostname": args.hostname})
+    return domain, f"Added {domain.get('hostname', args.hostname)} to {args.app}"
+
+
+@command("domains:remove", "stop routing a hostname to an app", arg("hostname"), needs_app=True)
+def domains_remove(args):
+    api().delete(app_path(args, f"/domains/{segment(args.hostname)}"))
+    return {"removed": args.hostname}, f"Removed {args.hostname} from {args.app}"
