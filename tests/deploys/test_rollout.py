@@ -1,0 +1,193 @@
+"""The roll-out of a release (berth.deploys.rollout) against the in-memory engine and router: health-gated
+cut-over, drain before removal, automatic rollback of a release that does not boot, rollback, reconcile."""
+
+import time
+
+import pytest
+from berth.apps.models import Formation
+from berth.core.locks import app_lock
+from berth.deploys.errors import DeployError
+from berth.deploys.rollout import app_reconcile, release_deploy, release_rollback
+from berth.releases.models import Release, ReleaseStatus
+from berth.releases.services import release_create
+from berth.runtime.memory import Boot, Program
+
+from tests.deploys.helpers import answer, endpoints, position, route_to
+
+
+def status(release: Release) -> str:
+    release.refresh_from_db()
+    return release.status
+
+
+def test_a_first_release_goes_live_behind_the_router(make_app, deploy, scheduler, memory_router):
+    app = make_app()
+    v1 = deploy(app)
+    assert status(v1) == ReleaseStatus.LIVE
+    live = endpoints(scheduler, app, release=1)
+    assert len(live) == 1
+    assert memory_router.endpoints(app.name) == live
+    assert answer(*live.pop()) == f"{app.name}-v1-web slot 1"
+
+
+def test_a_healthy_release_goes_live_and_the_previous_is_drained_then_removed(
+    live_app, deploy, scheduler, memory_router
+):
+    app, v1 = live_app.app, live_app.v1
+    old = endpoints(scheduler, app, release=1)
+    v2 = deploy(app, image="img:2")
+    assert (status(v1), status(v2)) == (ReleaseStatus.SUPERSEDED, ReleaseStatus.LIVE)
+    assert [(s.release, s.process) for s in scheduler.services(app=app.name)] == [(2, "web")]
+    new = endpoints(scheduler, app, release=2)
+    assert memory_router.endpoints(app.name) == new
+    assert answer(*next(iter(new))) == f"{app.name}-v2-web slot 1"
+    assert all(answer(*endpoint) is None for endpoint in old)  # its tasks are gone
+
+
+def test_the_router_gets_the_new_endpoints_before_the_old_release_is_removed(live_app, deploy, scheduler):
+    app = live_app.app
+    deploy(app, image="img:2")
+    journal = scheduler.journal
+    started = position(journal, ("create", f"{app.name}-v2-web", 1))
+    routed = route_to(journal, app, endpoints(scheduler, app, release=2))
+    removed = position(journal, ("remove", f"{app.name}-v1-web"))
+    assert started < routed < removed
+
+
+def test_a_release_whose_web_never_answers_fails_and_the_previous_keeps_serving(
+    live_app, deploy, scheduler, memory_router, boot_timeout
+):
+    app, v1 = live_app.app, live_app.v1
+    boot_timeout(1)
+    scheduler.programs["img:silent"] = Program(boot=Boot.SILENT)
+    serving = memory_router.endpoints(app.name)
+    with pytest.raises(DeployError, match="did not answer HTTP.*the previous release keeps serving"):
+        deploy(app, image="img:silent")
+    v2 = Release.objects.get(app=app, version=2)
+    assert (status(v1), status(v2)) == (ReleaseStatus.LIVE, ReleaseStatus.FAILED)
+    assert "did not answer HTTP" in v2.status_reason
+    assert [s.release for s in scheduler.services(app=app.name)] == [1]
+    assert memory_router.endpoints(app.name) == serving
+    assert all(answer(*endpoint) == f"{app.name}-v1-web slot 1" for endpoint in serving)
+    routes = [entry for entry in scheduler.journal if entry[0] == "route"]
+    assert len(routes) == 1  # v1's cut-over: v2's tasks never took traffic
+
+
+def test_a_crash_looping_web_fails_the_deploy_with_its_last_lines(live_app, deploy, scheduler, memory_router):
+    app, v1 = live_app.app, live_app.v1
+    scheduler.programs["crash"] = Program(boot=Boot.CRASH, lines=("KeyError: 'DATABASE_URL'",))
+    serving = memory_router.endpoints(app.name)
+    with pytest.raises(DeployError, match="3 tasks failed"):
+        deploy(app, image="img:2", procfile={"web": "crash"})
+    v2 = Release.objects.get(app=app, version=2)
+    assert status(v2) == ReleaseStatus.FAILED
+    assert "KeyError: 'DATABASE_URL'" in v2.status_reason
+    assert status(v1) == ReleaseStatus.LIVE
+    assert memory_router.endpoints(app.name) == serving
+
+
+def test_a_crash_looping_worker_fails_the_deploy(live_app, deploy, scheduler, memory_router):
+    app = live_app.app
+    scheduler.programs["crash"] = Program(boot=Boot.CRASH)
+    # a release's new process type would start at 0 replicas, as on Heroku: one is asked for, so it must run
+    Formation.objects.create(app=app, process="worker", replicas=1)
+    v2 = release_create(
+        app=app,
+        image="img:2",
+        procfile={"web": "serve", "worker": "crash"},
+        description="",
+        actor=None,
+        status=ReleaseStatus.BUILT,
+    )
+    with pytest.raises(DeployError, match="worker.*3 tasks failed"):
+        release_deploy(release=v2)
+    assert status(v2) == ReleaseStatus.FAILED
+    assert [s.release for s in scheduler.services(app=app.name)] == [1]
+    assert memory_router.endpoints(app.name) == endpoints(scheduler, app, release=1)
+
+
+def test_a_web_that_exits_while_booting_fails_at_once_not_at_the_boot_timeout(
+    live_app, deploy, scheduler, boot_timeout
+):
+    app = live_app.app
+    boot_timeout(30)
+    scheduler.programs["img:dies"] = Program(
+        boot=Boot.EXIT, lines=("ModuleNotFoundError: No module named 'app'",)
+    )
+    started = time.monotonic()
+    with pytest.raises(DeployError, match="exited while booting") as failure:
+        deploy(app, image="img:dies")
+    assert time.monotonic() - started < 5
+    assert "No module named 'app'" in str(failure.value)
+    assert status(live_app.v1) == ReleaseStatus.LIVE
+
+
+def test_the_release_command_runs_before_any_process_starts(live_app, deploy, scheduler):
+    app = live_app.app
+    deploy(app, image="img:2", procfile={"web": "serve", "release": "migrate"})
+    journal = scheduler.journal
+    assert position(journal, ("oneoff", f"{app.name} v2", "migrate")) < position(
+        journal, ("create", f"{app.name}-v2-web", 1)
+    )
+
+
+def test_a_failing_release_command_stops_the_deploy_before_any_process_starts(
+    live_app, deploy, scheduler, memory_router
+):
+    app = live_app.app
+    scheduler.programs["migrate"] = Program(exit_code=1, lines=("relation already exists",))
+    serving = memory_router.endpoints(app.name)
+    with pytest.raises(DeployError, match=r"release command failed \(exit 1\)"):
+        deploy(app, image="img:2", procfile={"web": "serve", "release": "migrate"})
+    assert status(Release.objects.get(app=app, version=2)) == ReleaseStatus.FAILED
+    assert not any(
+        entry[0] == "create" and entry[1].startswith(f"{app.name}-v2-") for entry in scheduler.journal
+    )
+    assert status(live_app.v1) == ReleaseStatus.LIVE
+    assert memory_router.endpoints(app.name) == serving
+
+
+def test_an_image_with_no_command_is_refused_before_anything_starts(live_app, deploy, scheduler):
+    app = live_app.app
+    scheduler.programs["img:bare"] = Program(has_command=False)
+    with pytest.raises(DeployError, match="the image has no command to run"):
+        deploy(app, image="img:bare", procfile={})
+    assert [s.release for s in scheduler.services(app=app.name)] == [1]
+
+
+def test_a_release_that_is_not_pending_or_built_is_not_deployed(live_app, scheduler):
+    with pytest.raises(DeployError, match="v1 is live, not ready to deploy"):
+        release_deploy(release=live_app.v1)
+
+
+def test_a_rollback_rolls_the_old_image_and_config_out_as_a_new_release(
+    live_app, deploy, scheduler, memory_router
+):
+    app = live_app.app
+    deploy(app, image="img:2", config={"MODE": "new"})
+    v3 = release_rollback(app=app, version=1, actor=None)
+    assert (v3.version, v3.image, v3.status) == (3, "img:1", ReleaseStatus.PENDING)
+    release_deploy(release=v3)  # what the release_created receiver queues
+    assert status(v3) == ReleaseStatus.LIVE
+    assert [(s.release, s.image) for s in scheduler.services(app=app.name)] == [(3, "img:1")]
+    assert memory_router.endpoints(app.name) == endpoints(scheduler, app, release=3)
+    assert v3.config == live_app.v1.config == {}
+
+
+def test_reconcile_routes_the_live_release_again_after_the_router_lost_it(live_app, scheduler, memory_router):
+    app = live_app.app
+    memory_router.sync({})  # the router restarted empty
+    assert app_reconcile(app) is False
+    assert memory_router.endpoints(app.name) == endpoints(scheduler, app, release=1)
+
+
+def test_reconcile_leaves_the_router_to_a_deploy_holding_the_app_lock(live_app, memory_router):
+    app = live_app.app
+    memory_router.sync({})
+    lock = app_lock(app.name, timeout=30)
+    assert lock.acquire(blocking=False)
+    try:
+        assert app_reconcile(app) is False
+    finally:
+        lock.release()
+    assert memory_router.endpoints(app.name) == set()
