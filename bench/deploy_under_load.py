@@ -168,7 +168,7 @@ def main() -> int:
 
 
 def routed_up(app: str) -> int:
-    from berth.routing.router import HaproxyRouter
+    from berth.routing.haproxy_router import HaproxyRouter
 
     endpoints = HaproxyRouter().state().get(app, {}).get("endpoints", [])
     # all of them in rotation, none on its way out

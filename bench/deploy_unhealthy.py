@@ -24,7 +24,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def endpoints(app: str) -> dict[tuple[str, int], str]:
-    from berth.routing.router import HaproxyRouter
+    from berth.routing.haproxy_router import HaproxyRouter
 
     return {(a, p): status for a, p, status in HaproxyRouter().state().get(app, {}).get("endpoints", [])}
 
@@ -57,7 +57,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--kills", type=int, default=5)
     args = parser.parse_args()
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     client = docker_client()
     samples = []

@@ -30,7 +30,7 @@ if "BERTH_HOME" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["BERTH_HOME"], True)
 
 from berth.routing.haproxy import admin_command, haproxy_command, write_config  # noqa: E402
-from berth.routing.router import HaproxyRouter  # noqa: E402
+from berth.routing.haproxy_router import HaproxyRouter  # noqa: E402
 from berth.routing.testing import start_backend  # noqa: E402
 from common import figure, percentile, print_table, save_figures  # noqa: E402
 

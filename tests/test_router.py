@@ -11,7 +11,9 @@ import time
 import httpx
 import pytest
 from berth.routing.haproxy import admin_command, write_config
-from berth.routing.router import Endpoint, HaproxyRouter, InMemoryRouter, get_router
+from berth.routing.haproxy_router import HaproxyRouter
+from berth.routing.memory import InMemoryRouter
+from berth.routing.router import Endpoint, get_router
 from berth.routing.testing import start_backend
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as websocket_connect

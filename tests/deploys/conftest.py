@@ -11,7 +11,8 @@ from berth.deploys import formation, rollout
 from berth.deploys.rollout import release_deploy
 from berth.releases.models import ReleaseStatus
 from berth.releases.services import release_create
-from berth.routing.router import ROUTERS, InMemoryRouter
+from berth.routing.memory import InMemoryRouter
+from berth.routing.router import ROUTERS
 from berth.runtime.memory import InMemoryScheduler, MemoryEngine
 from berth.runtime.scheduler import SCHEDULERS
 from django.contrib.auth import get_user_model

@@ -120,7 +120,7 @@ def api(berth_platform, token: str) -> httpx.Client:
 
 def routed(app: str) -> list[tuple[str, int, str]]:
     """The app's endpoints as the real router has them: [(address, port, status)]."""
-    from berth.routing.router import HaproxyRouter
+    from berth.routing.haproxy_router import HaproxyRouter
 
     return HaproxyRouter().state().get(app, {}).get("endpoints", [])
 

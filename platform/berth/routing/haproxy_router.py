@@ -1,0 +1,553 @@
+"""The real router: HAProxy, changed only through its admin socket (berth.routing.haproxy speaks to it).
+
+Every call states the whole desired state of an app, so calling it twice, or after a crash half-way, converges
+on the same result.
+"""
+
+import csv
+import io
+import json
+import logging
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from berth.routing.haproxy import (
+    EMPTY_SERVER_STATE,
+    RouterPaths,
+    admin_command,
+    backend_name,
+    config_arguments,
+    locked,
+    read_slots,
+    render_config,
+    write_atomically,
+)
+from berth.routing.router import (
+    Desired,
+    Endpoint,
+    Router,
+    RouterError,
+    check_app,
+    clean_endpoints,
+    clean_hostnames,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DRAIN_TIMEOUT = 30.0
+
+
+# srv_admin_state bits of `show servers state`
+FORCED_MAINT = 0x01  # `set server … state maint`, or `disabled` in the configuration: the slot is free
+
+
+FORCED_DRAIN = 0x08  # `set server … state drain`: no new requests, running ones finish
+
+
+SRV_ST_STOPPED = 0  # srv_op_state of `show servers state`: the checks have marked the server DOWN
+
+
+@dataclass(frozen=True)
+class _Server:
+    """One server slot of a backend, as HAProxy reports it."""
+
+    backend: str
+    name: str
+    index: int
+    address: str
+    port: int
+    admin: int
+    status: str
+    sessions: int
+    op_state: int = 2  # SRV_ST_RUNNING
+
+    @property
+    def down(self) -> bool:
+        """Marked down by its checks: nothing answers there, so requests still on it can never finish."""
+        return self.op_state == SRV_ST_STOPPED
+
+    @property
+    def key(self) -> str:
+        return f"{self.backend}/{self.name}"
+
+    @property
+    def free(self) -> bool:
+        return bool(self.admin & FORCED_MAINT)
+
+    @property
+    def draining(self) -> bool:
+        return bool(self.admin & FORCED_DRAIN)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(self.address, self.port)
+
+
+class HaproxyRouter(Router):
+    """HAProxy driven through its admin socket, with Berth's slot assignments kept in slots.json.
+
+    Backend slots are assigned to apps; server slots to endpoints. Freed slots are reused least recently used
+    first, so a slot that just lost an endpoint is not pointed somewhere else while old connections linger.
+    """
+
+    def __init__(
+        self,
+        *,
+        directory: Path | None = None,
+        admin_socket: Path | None = None,
+        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+        reload_timeout: float = 30.0,
+    ):
+        self.paths = RouterPaths(Path(directory or settings.BERTH_ROUTER_DIR))
+        self.admin_socket = Path(admin_socket or settings.BERTH_ROUTER_ADMIN_SOCKET)
+        self.drain_timeout = drain_timeout
+        self.reload_timeout = reload_timeout
+
+    # -- the seam ---------------------------------------------------------------------------------------------
+
+    def apply(
+        self,
+        *,
+        app: str,
+        hostnames: list[str],
+        endpoints: list[Endpoint],
+        drain_timeout: float | None = None,
+        wait: bool = True,
+    ) -> None:
+        hostnames, endpoints = clean_hostnames(hostnames), clean_endpoints(endpoints)
+        check_app(app)
+        with locked(self.paths):
+            slots = self._load()
+            draining = self._begin_apply(slots, app=app, hostnames=hostnames, endpoints=endpoints)
+            self._save(slots)
+        # the lock is not held while draining: other apps' deploys need not wait for this one
+        if wait or not draining:
+            self._finish_drains(draining, timeout=self._drain_timeout(drain_timeout))
+        else:
+            self._finish_later(draining, timeout=self._drain_timeout(drain_timeout))
+
+    def remove(self, *, app: str, drain_timeout: float | None = None) -> None:
+        with locked(self.paths):
+            slots = self._load()
+            draining = self._begin_remove(slots, app=app)
+            self._publish_hosts(slots)
+            self._save(slots)
+        self._finish_drains(draining, timeout=self._drain_timeout(drain_timeout))
+
+    def state(self) -> dict[str, dict]:
+        slots = self._load()
+        runtime_map = self._runtime_map()
+        result = {}
+        for app, record in sorted(slots["apps"].items()):
+            if record.get("removing"):
+                continue
+            backend = record["backend"]
+            result[app] = {
+                "hostnames": sorted(host for host, backends in runtime_map.items() if backend in backends),
+                "endpoints": [
+                    (server.address, server.port, server.status)
+                    for server in self._servers(backend)
+                    if not server.free
+                ],
+            }
+        return result
+
+    def sync(self, desired: Desired, *, drain_timeout: float | None = None) -> None:
+        cleaned = {
+            check_app(app): (clean_hostnames(hostnames), clean_endpoints(endpoints))
+            for app, (hostnames, endpoints) in desired.items()
+        }
+        draining: list[_Server] = []
+        with locked(self.paths):
+            slots = self._load()
+            # wanted apps first, so a hostname passing from a removed app to a kept one is never unmapped
+            for app, (hostnames, endpoints) in cleaned.items():
+                draining += self._begin_apply(slots, app=app, hostnames=hostnames, endpoints=endpoints)
+            for app in list(slots["apps"]):
+                if app not in cleaned:
+                    draining += self._begin_remove(slots, app=app)
+            draining += self._begin_orphans(slots)
+            self._publish_hosts(slots)
+            self._save(slots)
+        self._finish_drains(draining, timeout=self._drain_timeout(drain_timeout))
+
+    def drifted(self) -> list[str]:
+        slots = self._load()
+        runtime_map = self._runtime_map()
+        drifted = []
+        for app, record in sorted(slots["apps"].items()):
+            if record.get("removing"):
+                continue
+            backend = record["backend"]
+            hostnames = {host for host, backends in runtime_map.items() if backends == {backend}}
+            live = {s.endpoint for s in self._servers(backend) if not s.free and not s.draining}
+            wanted = {Endpoint(address, port) for address, port in record["endpoints"]}
+            if hostnames != set(record["hostnames"]) or live != wanted:
+                drifted.append(app)
+        return drifted
+
+    # -- the steps ----------------------------------------------------------------------------------------------
+
+    def _begin_apply(
+        self, slots: dict, *, app: str, hostnames: list[str], endpoints: list[Endpoint]
+    ) -> list[_Server]:
+        """Put new endpoints in, map the hostnames, set the old endpoints draining; returns the draining ones."""
+        for other, record in slots["apps"].items():
+            if other != app:  # a hostname belongs to one app: the latest to claim it
+                record["hostnames"] = [host for host in record["hostnames"] if host not in hostnames]
+        record = slots["apps"].get(app)
+        if record is None:
+            record = slots["apps"][app] = {"backend": self._allocate_backend(slots)}
+        record.update(hostnames=hostnames, endpoints=[[e.address, e.port] for e in endpoints])
+        record.pop("removing", None)
+        backend = record["backend"]
+
+        servers = self._servers(backend)
+        kept, missing, free = self._plan(slots, servers, endpoints)
+        if len(missing) > len(free):
+            self._grow(slots, servers=len(servers) - len(free) + len(missing))
+            servers = self._servers(backend)
+            kept, missing, free = self._plan(slots, servers, endpoints)
+
+        for server in kept.values():
+            if server.draining:  # a rollback to an endpoint that was on its way out
+                self._command(f"set server {server.key} state ready")
+        for endpoint, server in zip(missing, free, strict=False):
+            self._command(f"set server {server.key} addr {endpoint.address} port {endpoint.port}")
+            self._command(f"enable health {server.key}")
+            self._command(f"set server {server.key} state ready")
+            self._touch(slots, server.key)
+        # hostnames only after the servers are in, so a new app's first visitor never meets an empty backend
+        self._publish_hosts(slots)
+
+        kept_names = {server.name for server in kept.values()}
+        return self._drain_or_retire(slots, [s for s in servers if not s.free and s.name not in kept_names])
+
+    def _drain_or_retire(self, slots: dict, servers: list[_Server]) -> list[_Server]:
+        """Set servers draining; returns them. One already marked down is put in maintenance at once instead:
+        a request stuck on a dead node would otherwise hold the drain (and what waits for it) until HAProxy's
+        server timeout."""
+        draining = []
+        for server in servers:
+            if server.down:
+                self._retire(slots, server)
+            else:
+                self._command(f"set server {server.key} state drain")
+                draining.append(server)
+        return draining
+
+    def _retire(self, slots: dict, server: _Server) -> None:
+        """Free a server slot now: maintenance, and whatever sessions it still has closed."""
+        self._command(f"set server {server.key} state maint")
+        if server.sessions or server.down:  # a down server's count may lag: its sessions are dead anyway
+            self._command(f"shutdown sessions server {server.key}")
+        self._touch(slots, server.key)
+
+    def _plan(
+        self, slots: dict, servers: list[_Server], endpoints: list[Endpoint]
+    ) -> tuple[dict[Endpoint, _Server], list[Endpoint], list[_Server]]:
+        """Which live servers already serve a wanted endpoint, which endpoints need a slot, which slots are free."""
+        kept: dict[Endpoint, _Server] = {}
+        for server in servers:
+            if not server.free and server.endpoint in endpoints and server.endpoint not in kept:
+                kept[server.endpoint] = server
+        missing = [endpoint for endpoint in endpoints if endpoint not in kept]
+        return kept, missing, self._free_servers(slots, servers)
+
+    def _begin_remove(self, slots: dict, *, app: str) -> list[_Server]:
+        record = slots["apps"].get(app)
+        if record is None:
+            return []
+        # kept (marked removing) until its servers are out, so the backend is not given to another app meanwhile
+        record.update(hostnames=[], endpoints=[], removing=True)
+        self._publish_hosts(slots)
+        return self._drain_or_retire(slots, [s for s in self._servers(record["backend"]) if not s.free])
+
+    def _begin_orphans(self, slots: dict) -> list[_Server]:
+        """Drain servers live in backends no app owns (left by a crash between two steps)."""
+        owned = {record["backend"] for record in slots["apps"].values()}
+        draining = []
+        for slot in range(1, slots["config"]["backends"] + 1):
+            if backend_name(slot) in owned:
+                continue
+            draining += self._drain_or_retire(
+                slots, [s for s in self._servers(backend_name(slot)) if not s.free]
+            )
+        return draining
+
+    def _finish_later(self, draining: list[_Server], *, timeout: float) -> None:
+        """_finish_drains in a daemon thread; a server already being finished by one is not waited for twice."""
+        keys = {(str(self.paths.directory), s.key, s.endpoint): s for s in draining}
+        with _finishing_lock:
+            mine = {key: server for key, server in keys.items() if key not in _finishing}
+            _finishing.update(mine)
+        if not mine:
+            return
+
+        def finish() -> None:
+            try:
+                self._finish_drains(list(mine.values()), timeout=timeout)
+            except Exception:  # the next apply drains the server again; a watcher thread must not die of it
+                log.exception(
+                    "router: finishing the drain of %s failed", ", ".join(s.key for s in mine.values())
+                )
+            finally:
+                with _finishing_lock:
+                    for key in mine:
+                        _finishing.pop(key, None)
+
+        threading.Thread(target=finish, name="router-drain", daemon=True).start()
+
+    def _finish_drains(self, draining: list[_Server], *, timeout: float) -> None:
+        """Wait (bounded) for draining servers' sessions to end, then put them in maintenance: free slots.
+
+        A server the checks mark down meanwhile is done at once (its sessions are closed).
+        """
+        deadline = time.monotonic() + timeout
+        waiting = list(draining)
+        while waiting and time.monotonic() < deadline:
+            waiting = self._still_busy(waiting)
+            if waiting:
+                time.sleep(0.05)
+        if not draining:
+            with locked(self.paths):
+                slots = self._load()
+                if self._forget_removed(slots):
+                    self._save(slots)
+            return
+        with locked(self.paths):
+            slots = self._load()
+            wanted = {
+                record["backend"]: {Endpoint(address, port) for address, port in record["endpoints"]}
+                for record in slots["apps"].values()
+            }
+            for backend in sorted({s.backend for s in draining}):
+                now = {s.name: s for s in self._servers(backend)}
+                for old in (s for s in draining if s.backend == backend):
+                    server = now[old.name]
+                    if server.free or not server.draining or server.endpoint != old.endpoint:
+                        continue  # another call took this slot over meanwhile
+                    if server.endpoint in wanted.get(backend, set()):
+                        continue  # wanted again (a rollback applied while this one drained)
+                    if server.sessions and not server.down:
+                        log.warning(
+                            "router: %s (%s:%s) still had %s sessions after %ss of draining; closing them",
+                            server.key,
+                            server.address,
+                            server.port,
+                            server.sessions,
+                            timeout,
+                        )
+                    self._retire(slots, server)
+            self._forget_removed(slots)
+            self._save(slots)
+
+    def _forget_removed(self, slots: dict) -> bool:
+        """Free the backend slots of removed apps whose servers are all out."""
+        changed = False
+        for app, record in list(slots["apps"].items()):
+            if record.get("removing") and all(s.free for s in self._servers(record["backend"])):
+                del slots["apps"][app]
+                self._touch(slots, record["backend"])
+                changed = True
+        return changed
+
+    def _still_busy(self, servers: list[_Server]) -> list[_Server]:
+        busy = []
+        for backend in sorted({s.backend for s in servers}):
+            try:
+                now = {s.name: s for s in self._servers(backend)}
+            except RouterError:  # a reload (another app's growth) is swapping the admin socket: ask again
+                busy += [s for s in servers if s.backend == backend]
+                continue
+            busy += [
+                s
+                for s in servers
+                if s.backend == backend and now[s.name].sessions > 0 and not now[s.name].down
+            ]
+        return busy
+
+    def _publish_hosts(self, slots: dict) -> None:
+        """Make HAProxy's Host map, at run time and on disk (for its next start), match slots.json."""
+        wanted = {
+            host: record["backend"] for record in slots["apps"].values() for host in record["hostnames"]
+        }
+        write_atomically(self.paths.hosts_map, "".join(f"{h} {b}\n" for h, b in sorted(wanted.items())))
+        current = self._runtime_map()
+        map_file = self.paths.hosts_map
+        for host, backend in sorted(wanted.items()):
+            if host not in current:
+                self._command(f"add map {map_file} {host} {backend}")
+            elif current[host] != {backend}:
+                self._command(f"set map {map_file} {host} {backend}")
+        for host in sorted(set(current) - set(wanted)):
+            self._command(f"del map {map_file} {host}")
+
+    # -- slots --------------------------------------------------------------------------------------------------
+
+    def _allocate_backend(self, slots: dict) -> str:
+        owned = {record["backend"] for record in slots["apps"].values()}
+        count = slots["config"]["backends"]
+        if len(owned) >= count:
+            self._grow(slots, backends=len(owned) + 1)
+            count = slots["config"]["backends"]
+        free = [backend_name(slot) for slot in range(1, count + 1) if backend_name(slot) not in owned]
+        backend = min(free, key=lambda name: (slots["used"].get(name, 0), name))
+        self._touch(slots, backend)
+        return backend
+
+    @staticmethod
+    def _free_servers(slots: dict, servers: list[_Server]) -> list[_Server]:
+        free = [s for s in servers if s.free]
+        return sorted(free, key=lambda s: (slots["used"].get(s.key, 0), s.index))
+
+    @staticmethod
+    def _touch(slots: dict, key: str) -> None:
+        slots["clock"] += 1
+        slots["used"][key] = slots["clock"]
+
+    def _grow(self, slots: dict, *, backends: int | None = None, servers: int | None = None) -> None:
+        """Rewrite the configuration with more slots and reload HAProxy through its master socket.
+
+        The old worker finishes its requests; the new one starts with the servers' state, which is dumped to the
+        server-state file just before, and the Host map, which is on disk.
+        """
+        old_config = dict(slots["config"])
+        config = dict(old_config)
+        if backends:
+            config["backends"] = max(backends, old_config["backends"] * 2)
+        if servers:
+            config["servers"] = max(servers, old_config["servers"] * 2)
+        log.warning(
+            "router: out of slots; reloading HAProxy with %s backends of %s servers",
+            config["backends"],
+            config["servers"],
+        )
+        candidate = self.paths.config.with_name(".haproxy.cfg.new")
+        candidate.write_text(render_config(paths=self.paths, **config_arguments(config)))
+        check = subprocess.run(["haproxy", "-c", "-q", "-f", str(candidate)], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise RouterError(f"the grown configuration does not check: {check.stdout}{check.stderr}")
+        old_pid = self._worker_pid()
+        old_text = self.paths.config.read_text()
+        write_atomically(self.paths.server_state, self._ask("show servers state"))
+        candidate.replace(self.paths.config)
+        try:
+            admin_command("reload", socket_path=self.paths.master_socket)
+            self._wait_for_worker(old_pid=old_pid, config=config)
+        except (OSError, RouterError) as exc:
+            write_atomically(self.paths.config, old_text)
+            raise RouterError(f"HAProxy did not reload with more slots: {exc}") from exc
+        finally:
+            write_atomically(self.paths.server_state, EMPTY_SERVER_STATE)
+        slots["config"] = config
+        self._save(slots)
+
+    def _wait_for_worker(self, *, old_pid: int, config: dict) -> None:
+        last_backend = backend_name(config["backends"])
+        last_server = f"s{config['servers']}"
+        deadline = time.monotonic() + self.reload_timeout
+        while time.monotonic() < deadline:
+            try:
+                if self._worker_pid() != old_pid and any(
+                    s.name == last_server for s in self._servers(last_backend)
+                ):
+                    return
+            except RouterError:
+                pass  # the new worker's socket is not there yet
+            time.sleep(0.1)
+        raise RouterError(f"no new HAProxy worker within {self.reload_timeout}s")
+
+    # -- HAProxy ------------------------------------------------------------------------------------------------
+
+    def _ask(self, command: str) -> str:
+        try:
+            return admin_command(command, socket_path=self.admin_socket)
+        except OSError as exc:
+            raise RouterError(f"HAProxy's admin socket {self.admin_socket} does not answer: {exc}") from exc
+
+    def _command(self, command: str) -> None:
+        answer = self._ask(command).strip()
+        # `set server … addr` reports what it changed; every other command here answers nothing when it works
+        if answer and not (
+            " addr " in command and ("changed from" in answer or "no need to change" in answer)
+        ):
+            raise RouterError(f"HAProxy refused {command!r}: {answer}")
+
+    def _worker_pid(self) -> int:
+        for line in self._ask("show info").splitlines():
+            if line.startswith("Pid:"):
+                return int(line.split(":", 1)[1])
+        raise RouterError("`show info` has no Pid")
+
+    def _servers(self, backend: str) -> list[_Server]:
+        states = self._ask(f"show servers state {backend}")
+        stats = self._ask(f"show stat {backend} 4 -1")
+        header, _, body = stats.lstrip("# ").partition("\n")
+        by_name = {
+            row["svname"]: row
+            for row in csv.DictReader(io.StringIO(body), fieldnames=header.split(","))
+            if row.get("pxname") == backend
+        }
+        servers = []
+        for line in states.splitlines():
+            fields = line.split()
+            if len(fields) < 19 or line.startswith("#") or fields[1] != backend:
+                continue
+            stat = by_name.get(fields[3], {})
+            servers.append(
+                _Server(
+                    backend=backend,
+                    name=fields[3],
+                    index=int(fields[2]),
+                    address=fields[4],
+                    port=int(fields[18]),
+                    admin=int(fields[6]),
+                    status=(stat.get("status") or "?").split(" ")[0],
+                    sessions=int(stat.get("scur") or 0) + int(stat.get("qcur") or 0),
+                    op_state=int(fields[5]),
+                )
+            )
+        if not servers:
+            raise RouterError(f"HAProxy has no backend {backend}: {states.strip()[:200]}")
+        return servers
+
+    def _runtime_map(self) -> dict[str, set[str]]:
+        answer = self._ask(f"show map {self.paths.hosts_map}")
+        entries: dict[str, set[str]] = {}
+        for line in answer.splitlines():
+            fields = line.split()
+            if len(fields) == 3 and fields[0].startswith("0x"):
+                entries.setdefault(fields[1], set()).add(fields[2])
+            elif line.strip():
+                raise RouterError(f"unexpected `show map` answer: {answer.strip()[:200]}")
+        return entries
+
+    # -- slots.json ---------------------------------------------------------------------------------------------
+
+    def _load(self) -> dict:
+        slots = read_slots(self.paths)
+        if "config" not in slots:
+            raise RouterError(f"{self.paths.slots} has no configuration record: was the router started?")
+        slots.setdefault("apps", {})
+        slots.setdefault("used", {})
+        slots.setdefault("clock", 0)
+        return slots
+
+    def _save(self, slots: dict) -> None:
+        write_atomically(self.paths.slots, json.dumps(slots, indent=1, sort_keys=True))
+
+    def _drain_timeout(self, drain_timeout: float | None) -> float:
+        return self.drain_timeout if drain_timeout is None else drain_timeout
+
+
+# (router directory, server key, endpoint) of drains a thread of this process is finishing (apply(wait=False))
+_finishing: dict[tuple[str, str, Endpoint], _Server] = {}
+
+
+_finishing_lock = threading.Lock()
