@@ -143,7 +143,7 @@ def _remove_what_was_built() -> None:
     """Every layer the benchmark's builds made, newest first; the cache earlier builds made is left alone."""
     import docker.errors
     from berth.builds.builder import layers_created
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     client = docker_client()
     for lines in reversed(CREATED):
@@ -156,7 +156,7 @@ def _remove_what_was_built() -> None:
 
 def stack_sizes() -> dict:
     from berth.builds.stack import VARIANTS
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     client = docker_client()
     sizes = {}

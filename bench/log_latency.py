@@ -220,7 +220,7 @@ def main() -> int:
 
     django.setup()
     import redis
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     from tests.observe.webserver import start_shipper, start_web, stop
 

@@ -329,7 +329,7 @@ def raw_docker_builds(runs: int) -> dict:
             warm.append(build(directory))
     finally:
         import docker.errors
-        from berth.core.docker import docker_client
+        from berth.runtime.client import docker_client
 
         client = docker_client()
         for lines in reversed(created):
@@ -343,7 +343,7 @@ def raw_docker_builds(runs: int) -> dict:
 
 def cleanup_apps(names: list[str]) -> None:
     import docker.errors
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     client = docker_client()
     for service in client.services.list(filters={"label": "org.berth.app"}):

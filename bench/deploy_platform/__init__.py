@@ -82,7 +82,7 @@ def _drop_database() -> None:
 
 
 def remove_services(prefix: str = APP_PREFIX) -> None:
-    from berth.core.docker import docker_client
+    from berth.runtime.client import docker_client
 
     client = docker_client()
     for service in client.services.list(filters={"label": "org.berth.app"}):
@@ -214,7 +214,7 @@ class Platform:
 
     def _remove_images_and_network(self) -> None:
         import docker.errors
-        from berth.core.docker import docker_client
+        from berth.runtime.client import docker_client
         from berth.runtime.swarm import team_network_remove
 
         client = docker_client()
