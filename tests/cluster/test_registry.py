@@ -13,7 +13,7 @@ from tests.conftest import free_port, wait_for
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    from berth.nodes import registry
+    from berth.runtime import registry
 
 pytestmark = [pytest.mark.docker, pytest.mark.cluster]
 
@@ -146,9 +146,10 @@ def test_old_images_leave_every_node_through_a_global_job_but_one_a_container_us
 
     from berth.accounts.services import team_create
     from berth.apps.services import app_create
-    from berth.nodes.images import GC_LABEL, images_gc
+    from berth.nodes.images import images_gc
     from berth.releases.models import Release
     from berth.releases.services import release_create
+    from berth.runtime.images import GC_LABEL
     from berth.runtime.scheduler import ProcessSpec
     from berth.runtime.swarm import SwarmScheduler
     from django.contrib.auth import get_user_model

@@ -190,7 +190,7 @@ def berth_registry(tmp_path_factory):
     on a free loopback port (Docker trusts 127.0.0.0/8 without TLS), for the session; stopped by PID.
 
     `.env` is what a test's `platform_env` passes so the platform pushes there (BERTH_REGISTRY and friends)."""
-    from berth.nodes import registry
+    from berth.runtime import registry
 
     directory = tmp_path_factory.mktemp("berth-registry")
     listen = f"127.0.0.1:{free_port()}"

@@ -23,7 +23,7 @@ from django.conf import settings
 
 from berth.apps.models import App
 from berth.builds.stack import STACK_REPOSITORY, VARIANTS, stack_image_ref
-from berth.nodes.images import LOCAL_REPOSITORY
+from berth.runtime.images import LOCAL_REPOSITORY
 from berth.runtime.client import docker_client
 
 TEAM_LABEL = "org.berth.image.team"

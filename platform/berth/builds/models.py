@@ -3,7 +3,7 @@ import secrets
 from django.conf import settings
 from django.db import models
 
-from berth.nodes.images import LOCAL_REPOSITORY
+from berth.runtime.images import LOCAL_REPOSITORY
 
 
 class BuildStatus(models.TextChoices):

@@ -3,10 +3,9 @@
 from django.dispatch import receiver
 
 from berth.apps.signals import app_destroyed
+from berth.nodes.tasks import app_images_remove_task
 
 
 @receiver(app_destroyed)
 def remove_images(sender, name: str, **kwargs) -> None:
-    from berth.nodes.tasks import app_images_remove_task
-
     app_images_remove_task.delay(name)  # it waits for the teardown to stop the app's containers

@@ -7,14 +7,11 @@ other: the machines' addresses and what else runs on them are other teams' busin
 which node they run on by its opaque Swarm id, never by address (`process_rows_visible_to`).
 """
 
-from dataclasses import asdict, dataclass
-
-import docker
 from django.conf import settings
 
-from berth.runtime.client import docker_client
+# NodeError and NodeInfo are the engine's (it raises and returns them); the API and the CLI read them from here
+from berth.runtime.nodes import NodeError, NodeInfo, SwarmNodes
 
-NANOSECONDS = 1_000_000_000
 MANAGER_PORT = 2377
 
 
@@ -30,93 +27,19 @@ def process_rows_visible_to(*, user, rows: list[dict]) -> list[dict]:
     return [{**row, "address": None} if "address" in row else row for row in rows]
 
 
-class NodeError(Exception):
-    """A node operation was refused or failed; the message is for the administrator."""
-
-
 class NodeNotFound(NodeError):
     """No node has that hostname, id or id prefix."""
 
 
-@dataclass(frozen=True)
-class NodeInfo:
-    id: str
-    hostname: str
-    role: str  # "manager" or "worker"
-    leader: bool
-    state: str  # ready, down, unknown, disconnected
-    availability: str  # active, pause, drain
-    address: str
-    labels: dict[str, str]
-    cpus: float
-    memory_mb: int
-    tasks: int  # running tasks (any service) on the node
-    engine: str
-
-    @property
-    def schedulable(self) -> bool:
-        return self.state == "ready" and self.availability == "active"
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def _address(node: dict) -> str:
-    address = (node.get("Status") or {}).get("Addr") or ""
-    if address in ("", "0.0.0.0"):
-        address = ((node.get("ManagerStatus") or {}).get("Addr") or "").rpartition(":")[0]
-    return address
-
-
-def _running_tasks(client: docker.DockerClient) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for task in client.api.tasks(filters={"desired-state": "running"}):
-        if task.get("Status", {}).get("State") == "running" and task.get("NodeID"):
-            counts[task["NodeID"]] = counts.get(task["NodeID"], 0) + 1
-    return counts
-
-
-def _info(node: dict, tasks: dict[str, int]) -> NodeInfo:
-    description = node.get("Description") or {}
-    resources = description.get("Resources") or {}
-    spec = node.get("Spec") or {}
-    return NodeInfo(
-        id=node["ID"],
-        hostname=description.get("Hostname", ""),
-        role=spec.get("Role", ""),
-        leader=bool((node.get("ManagerStatus") or {}).get("Leader")),
-        state=(node.get("Status") or {}).get("State", "unknown"),
-        availability=spec.get("Availability", ""),
-        address=_address(node),
-        labels=dict(spec.get("Labels") or {}),
-        cpus=round((resources.get("NanoCPUs") or 0) / NANOSECONDS, 2),
-        memory_mb=int((resources.get("MemoryBytes") or 0) // (1024 * 1024)),
-        tasks=tasks.get(node["ID"], 0),
-        engine=(description.get("Engine") or {}).get("EngineVersion", ""),
-    )
-
-
-def _swarm_client(client: docker.DockerClient | None) -> docker.DockerClient:
-    client = client or docker_client()
-    swarm = client.api.info().get("Swarm") or {}
-    if not swarm.get("ControlAvailable"):
-        raise NodeError(
-            "this engine is not a swarm manager: node operations need Berth's manager (DOCKER_HOST)"
-        )
-    return client
-
-
-def node_list(*, client: docker.DockerClient | None = None) -> list[NodeInfo]:
-    """Every node of the swarm, managers first, then by hostname."""
-    client = _swarm_client(client)
-    tasks = _running_tasks(client)
-    nodes = [_info(node, tasks) for node in client.api.nodes()]
+def node_list(*, swarm: SwarmNodes | None = None) -> list[NodeInfo]:
+    """Every node of the swarm, managers first, then by hostname. NodeError when this engine is no manager."""
+    nodes = (swarm or SwarmNodes()).nodes()
     return sorted(nodes, key=lambda n: (n.role != "manager", n.hostname, n.id))
 
 
-def node_find(*, node: str, client: docker.DockerClient | None = None) -> NodeInfo:
+def node_find(*, node: str, swarm: SwarmNodes | None = None) -> NodeInfo:
     """The node named by its hostname, its id or a unique prefix of its id (at least 4 characters)."""
-    nodes = node_list(client=client)
+    nodes = node_list(swarm=swarm)
     exact = [n for n in nodes if node in (n.id, n.hostname)]
     if len(exact) == 1:
         return exact[0]
@@ -129,16 +52,11 @@ def node_find(*, node: str, client: docker.DockerClient | None = None) -> NodeIn
     raise NodeNotFound(f"no node {node!r} (nodes: {known})")
 
 
-def node_join_command(*, client: docker.DockerClient | None = None) -> dict:
+def node_join_command(*, swarm: SwarmNodes | None = None) -> dict:
     """What joins a fresh Debian machine as a worker: `deploy/join-node.sh <manager address> <worker token>
     [<registry>]` (the registry when BERTH_REGISTRY is set)."""
-    client = _swarm_client(client)
-    swarm = client.api.info()["Swarm"]
-    manager = next(
-        (m["Addr"] for m in swarm.get("RemoteManagers") or [] if m.get("NodeID") == swarm.get("NodeID")),
-        f"{swarm.get('NodeAddr')}:{MANAGER_PORT}",
-    )
-    token = client.api.inspect_swarm()["JoinTokens"]["Worker"]
+    join = (swarm or SwarmNodes()).join(manager_port=MANAGER_PORT)
+    manager, token = join.manager, join.token
     # the node pulls releases' images from Berth's registry: join-node.sh lists it as an insecure (HTTP) registry
     registry = settings.BERTH_REGISTRY
     answer = {

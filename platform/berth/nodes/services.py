@@ -6,12 +6,11 @@ preference) while the old ones get SIGTERM; the router follows through the watch
 
 import re
 
-import docker
-import docker.errors
-
+from berth.apps.models import Formation
 from berth.audit.services import audit_record
-from berth.nodes.selectors import NodeError, NodeInfo, _swarm_client, node_find, node_list
-from berth.runtime.client import docker_client
+from berth.nodes.selectors import NodeError, NodeInfo, node_find, node_list
+from berth.observe.services import event_record
+from berth.runtime.nodes import SwarmNodes
 
 # Used with fullmatch: `$` would also match before a trailing newline ("zone=a\n").
 LABEL_KEY = re.compile(r"[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?")
@@ -21,54 +20,40 @@ CONSTRAINT = re.compile(r"(?P<key>[a-z0-9][a-z0-9._-]*)(?P<op>!=|=)(?P<value>[A-
 SWARM_CONSTRAINT = re.compile(r"node\.labels\.([^=!]+)(==|!=)(.*)")
 
 
-def _update(client: docker.DockerClient, node_id: str, change: dict) -> None:
-    for _attempt in range(5):
-        raw = client.api.inspect_node(node_id)
-        spec = {**raw["Spec"], **change}
-        try:
-            client.api.update_node(node_id, raw["Version"]["Index"], spec)
-            return
-        except docker.errors.APIError as exc:
-            if "out of sequence" in str(exc.explanation or exc).lower():
-                continue  # changed by someone else meanwhile: read it again
-            raise NodeError(f"could not update node: {exc.explanation or exc}") from exc
-    raise NodeError("the node kept changing under us; try again")
-
-
 def _audit(action: str, node: NodeInfo, actor, data: dict | None = None) -> None:
     audit_record(
         action=action, actor=actor, team=None, target=node.hostname, data={"id": node.id, **(data or {})}
     )
 
 
-def node_drain(*, node: str, actor=None, client: docker.DockerClient | None = None) -> NodeInfo:
+def node_drain(*, node: str, actor=None, swarm: SwarmNodes | None = None) -> NodeInfo:
     """Stop scheduling on the node and move its tasks to the other active nodes.
 
     Refused when no other node is ready and active: the node's tasks would have nowhere to go.
     """
-    client = _swarm_client(client)
-    target = node_find(node=node, client=client)
+    swarm = swarm or SwarmNodes()
+    target = node_find(node=node, swarm=swarm)
     if target.availability == "drain":
         return target
-    others = [n for n in node_list(client=client) if n.id != target.id and n.schedulable]
+    others = [n for n in node_list(swarm=swarm) if n.id != target.id and n.schedulable]
     if not others:
         raise NodeError(
             f"{target.hostname} is the last active node: draining it would leave its {target.tasks} tasks "
             "nowhere to run. Add a node first (berth nodes:add) or activate a drained one."
         )
-    _update(client, target.id, {"Availability": "drain"})
+    swarm.update(target.id, availability="drain")
     _audit("node.drain", target, actor)
-    return node_find(node=target.id, client=client)
+    return node_find(node=target.id, swarm=swarm)
 
 
-def node_activate(*, node: str, actor=None, client: docker.DockerClient | None = None) -> NodeInfo:
+def node_activate(*, node: str, actor=None, swarm: SwarmNodes | None = None) -> NodeInfo:
     """Let the scheduler place tasks on the node again (running tasks are not moved back; new ones spread)."""
-    client = _swarm_client(client)
-    target = node_find(node=node, client=client)
+    swarm = swarm or SwarmNodes()
+    target = node_find(node=node, swarm=swarm)
     if target.availability != "active":
-        _update(client, target.id, {"Availability": "active"})
+        swarm.update(target.id, availability="active")
         _audit("node.activate", target, actor)
-    return node_find(node=target.id, client=client)
+    return node_find(node=target.id, swarm=swarm)
 
 
 def labels_parse(*, expressions: list[str]) -> dict[str, str | None]:
@@ -91,27 +76,27 @@ def labels_parse(*, expressions: list[str]) -> dict[str, str | None]:
 
 
 def node_label(
-    *, node: str, labels: dict[str, str | None], actor=None, client: docker.DockerClient | None = None
+    *, node: str, labels: dict[str, str | None], actor=None, swarm: SwarmNodes | None = None
 ) -> NodeInfo:
     """Set (value) or remove (None) labels on the node; placement constraints (`berth ps:place`) match them."""
-    client = _swarm_client(client)
-    target = node_find(node=node, client=client)
+    swarm = swarm or SwarmNodes()
+    target = node_find(node=node, swarm=swarm)
     merged = dict(target.labels)
     for key, value in labels.items():
         if value is None:
             merged.pop(key, None)
         else:
             merged[key] = value
-    _update(client, target.id, {"Labels": merged})
+    swarm.update(target.id, labels=merged)
     _audit("node.label", target, actor, {"labels": labels})
-    return node_find(node=target.id, client=client)
+    return node_find(node=target.id, swarm=swarm)
 
 
-def node_remove(*, node: str, actor=None, client: docker.DockerClient | None = None) -> NodeInfo:
+def node_remove(*, node: str, actor=None, swarm: SwarmNodes | None = None) -> NodeInfo:
     """Take the node out of the swarm. Refused for a manager, and for a node still running tasks unless it is
     drained (drain first: its tasks move without dropping requests; a drained node's last tasks are stopping)."""
-    client = _swarm_client(client)
-    target = node_find(node=node, client=client)
+    swarm = swarm or SwarmNodes()
+    target = node_find(node=node, swarm=swarm)
     if target.role == "manager":
         raise NodeError(
             f"{target.hostname} is a manager: Berth runs there; demote it first (docker node demote)"
@@ -123,9 +108,9 @@ def node_remove(*, node: str, actor=None, client: docker.DockerClient | None = N
         )
     try:
         # a node that is still up must be forced out; it keeps running Docker until `docker swarm leave` on it
-        client.api.remove_node(target.id, force=target.state != "down")
-    except docker.errors.APIError as exc:
-        raise NodeError(f"could not remove {target.hostname}: {exc.explanation or exc}") from exc
+        swarm.remove(target.id, force=target.state != "down")
+    except NodeError as exc:
+        raise NodeError(f"could not remove {target.hostname}: {exc}") from exc
     _audit("node.remove", target, actor)
     return target
 
@@ -142,9 +127,9 @@ def constraints_parse(*, expressions: list[str]) -> list[str]:
     return constraints
 
 
-def constraints_satisfiable(*, constraints: list[str], client: docker.DockerClient | None = None) -> bool:
+def constraints_satisfiable(*, constraints: list[str], swarm: SwarmNodes | None = None) -> bool:
     """Whether at least one active, ready node matches every constraint (checked before a deploy asks Swarm)."""
-    for candidate in node_list(client=client or docker_client()):
+    for candidate in node_list(swarm=swarm):
         if candidate.schedulable and all(_matches(candidate, c) for c in constraints):
             return True
     return False
@@ -171,22 +156,20 @@ def formation_place(
     expressions: list[str],
     actor,
     remote_addr: str | None = None,
-    client: docker.DockerClient | None = None,
-):
+    swarm: SwarmNodes | None = None,
+) -> Formation:
     """Keep `process` of `app` on nodes whose labels match every expression (`zone=a`, `zone!=b`; none: anywhere).
 
     Refused when no active node matches them now: the deploy would wait for a node that is not there. Stored on
     the app's Formation row; it takes effect when the process's services are next created (a deploy or a
     `berth ps:restart`). Returns the Formation row.
     """
-    from berth.apps.models import Formation
-
     constraints = constraints_parse(expressions=expressions)
     row = Formation.objects.filter(app=app, process=process).first()
     if row is None:
         known = ", ".join(Formation.objects.filter(app=app).values_list("process", flat=True)) or "none yet"
         raise ValueError(f"{app.name} has no process type {process!r} (its processes: {known})")
-    if constraints and not constraints_satisfiable(constraints=constraints, client=client):
+    if constraints and not constraints_satisfiable(constraints=constraints, swarm=swarm):
         raise NodeError(
             f"no active node has labels {' '.join(expressions)}: label one first "
             "(berth nodes:label NODE key=value) so the process has somewhere to run"
@@ -204,21 +187,16 @@ def formation_place(
     return row
 
 
-APP_LABEL = "org.berth.app"
-
-
 def node_states_follow(
-    *, previous: dict[str, str] | None = None, client: docker.DockerClient | None = None
+    *, previous: dict[str, str] | None = None, swarm: SwarmNodes | None = None
 ) -> dict[str, str]:
     """Compare every node's state with `previous` (id -> state, from the last call) and record an app event
     `node.down` (or `node.up` when it is back) for each app with tasks on a node that changed. Returns the
     states to pass next time. Meant to be called by the watcher on each loop; the first call only looks.
     """
-    from berth.observe.services import event_record
-
-    client = _swarm_client(client)
-    nodes = {n["ID"]: n for n in client.api.nodes()}
-    states = {node_id: (n.get("Status") or {}).get("State", "unknown") for node_id, n in nodes.items()}
+    swarm = swarm or SwarmNodes()
+    nodes = {n.id: n for n in swarm.states()}
+    states = {node_id: n.state for node_id, n in nodes.items()}
     if previous is None:
         return states
     changed = {
@@ -227,16 +205,8 @@ def node_states_follow(
         if node_id in previous and (state == "down") != (previous[node_id] == "down")
     }
     for node_id, state in changed.items():
-        hostname = (nodes[node_id].get("Description") or {}).get("Hostname", node_id[:12])
-        address = (nodes[node_id].get("Status") or {}).get("Addr", "")
-        apps = sorted(
-            {
-                labels[APP_LABEL]
-                for task in client.api.tasks(filters={"node": node_id})
-                if APP_LABEL in (labels := task.get("Spec", {}).get("ContainerSpec", {}).get("Labels") or {})
-            }
-        )
-        for app in apps:
+        hostname, address = nodes[node_id].hostname, nodes[node_id].address
+        for app in swarm.apps_on(node_id):
             if state == "down":
                 message = (
                     f"node {hostname} ({address}) is down: its replicas are being started on other nodes;"

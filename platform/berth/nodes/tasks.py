@@ -1,12 +1,12 @@
 from celery import shared_task
 
+from berth.apps.models import App
+from berth.nodes.images import app_images_remove, images_gc
+
 
 @shared_task(name="berth.nodes.tasks.images_gc", acks_late=True, time_limit=30 * 60, soft_time_limit=25 * 60)
 def images_gc_task(app_id: int | None = None) -> dict:
     """Prune old releases' images (of one app after its deploy; of every app hourly, from beat)."""
-    from berth.apps.models import App
-    from berth.nodes.images import images_gc
-
     app = None
     if app_id is not None:
         app = App.objects.filter(pk=app_id).first()
@@ -20,6 +20,4 @@ def images_gc_task(app_id: int | None = None) -> dict:
 )
 def app_images_remove_task(name: str) -> dict:
     """Remove a destroyed app's images everywhere (idempotent: a re-run removes what is left)."""
-    from berth.nodes.images import app_images_remove
-
     return app_images_remove(name=name).as_dict()

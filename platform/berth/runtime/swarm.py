@@ -34,6 +34,7 @@ from docker import types
 
 from berth.runtime.scheduler import command_args
 from berth.runtime.client import docker_client
+from berth.runtime.registry import RegistryError, registry_login
 from berth.runtime.scheduler import (
     APP_CAPABILITIES,
     LABEL_APP,
@@ -473,8 +474,6 @@ class SwarmScheduler(Scheduler):
         build pushed it from here) still start its tasks; a node that must pull reports it, and the deploy's wait
         for running tasks says so."""
         from django.conf import settings
-
-        from berth.nodes.registry import RegistryError, registry_login
 
         if settings.BERTH_REGISTRY and image.startswith(f"{settings.BERTH_REGISTRY}/"):
             try:

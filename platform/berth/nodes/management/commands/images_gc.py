@@ -2,6 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from berth.apps.models import App
 from berth.nodes.images import images_gc
 
 
@@ -17,8 +18,6 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
     def handle(self, *args, app=None, keep=None, json=False, **options):
-        from berth.apps.models import App
-
         target = None
         if app:
             target = App.objects.filter(name=app).first()

@@ -3,7 +3,7 @@ import os
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from berth.nodes.registry import registry_command, registry_config_path, registry_config_write
+from berth.runtime.registry import registry_command, registry_config_path, registry_config_write
 
 
 class Command(BaseCommand):
