@@ -2,8 +2,8 @@
 
 import pytest
 from berth.apps.services import app_destroy
+from berth.builds.repos import repo_path
 from berth.core.redis import redis_client
-from berth.gitserver.selectors import repo_path
 from berth.gitserver.services import repo_ensure
 from berth.observe.metrics import health_key
 from berth.observe.services import events_key, log_entries_append, logs_key

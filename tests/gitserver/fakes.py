@@ -10,8 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from berth.builds.repos import repo_path
 from berth.gitserver.seams import GitDenied, GitTarget
-from berth.gitserver.selectors import repo_path
 
 WRITE_TOKEN = "rw-token"
 READ_TOKEN = "ro-token"

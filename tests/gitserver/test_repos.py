@@ -8,10 +8,10 @@ import threading
 import time
 
 import pytest
+from berth.builds.repos import PUSH_LOCK_NAME, is_valid_app_name, ref_value, repo_delete
 from berth.gitserver import seams
 from berth.gitserver.pktline import read_commands, refusal
-from berth.gitserver.selectors import is_valid_app_name, ref_value
-from berth.gitserver.services import PUSH_LOCK_NAME, RefUpdate, push_receive, repo_delete, repo_ensure
+from berth.gitserver.services import RefUpdate, push_receive, repo_ensure
 
 from tests.conftest import wait_for
 

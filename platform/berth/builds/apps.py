@@ -7,8 +7,3 @@ class BuildsConfig(AppConfig):
 
     def ready(self) -> None:
         from berth.builds import services  # noqa: F401 - registers the builds sweeper
-        from berth.builds.git import BuildOnPush, TokenGitAccess
-        from berth.gitserver.seams import set_git_access, set_push_handler
-
-        set_git_access(TokenGitAccess())
-        set_push_handler(BuildOnPush())

@@ -1,46 +1,46 @@
-"""The project's side of the git server's two seams: who may fetch or push an app, and what a push does.
+"""What a git push does: the push handler the git server (berth.gitserver) calls from its pre-receive hook.
 
 A push of the deploy branch becomes a Build run by a Celery worker; the hook follows the build's Redis stream, so
 the pusher sees each line live as `remote:` output, and the ref is accepted only if the build and roll-out succeed.
+When the pusher left mid-build, the worker moves the ref itself (ref_move_if_pusher_left).
 """
 
 import fcntl
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import redis
 from django.contrib.auth import get_user_model
 
-from berth.accounts.roles import MEMBER, VIEWER, role_at_least
-from berth.accounts.selectors import token_expired_at, user_role
-from berth.accounts.services import token_authenticate
 from berth.apps.models import App
 from berth.builds import services
 from berth.builds.errors import BuildError
 from berth.builds.models import Build, BuildStatus
+from berth.builds.repos import PUSH_LOCK_NAME, repo_path
 from berth.builds.tree import UnsafePath, tree_export
-from berth.gitserver.seams import GitDenied, GitTarget
-from berth.gitserver.services import repo_ensure
 
 # how long the push waits on a quiet build stream before it looks at the build's row
 FOLLOW_CHECK_SECONDS = 5.0
 
 
-def _keep_pushed_objects(repo_path: Path) -> None:
+def _keep_pushed_objects(repo: Path) -> None:
     """Link the pushed objects from git's quarantine into the repository's own object store.
 
     receive-pack drops its quarantine when the pusher goes away mid-build, while the build goes on; with the
-    objects kept, the worker can still move the ref when that build succeeds (berth.deploys.pipeline.build_run, through ref_move_if_pusher_left), so the
-    repository keeps matching what runs. Objects no ref reaches (a refused push) are harmless; gc prunes them.
-    Packs are linked before their indexes: a reader that finds an index must find its pack.
+    objects kept, the worker can still move the ref when that build succeeds (berth.deploys.pipeline.build_run,
+    through ref_move_if_pusher_left), so the repository keeps matching what runs. Objects no ref reaches (a
+    refused push) are harmless; gc prunes them. Packs are linked before their indexes: a reader that finds an
+    index must find its pack.
     """
     quarantine = os.environ.get("GIT_QUARANTINE_PATH")
     if not quarantine or not Path(quarantine).is_dir():
         return
-    source, target = Path(quarantine), repo_path / "objects"
+    source, target = Path(quarantine), repo / "objects"
     files = [path for path in source.rglob("*") if path.is_file() and not path.name.startswith("tmp_")]
     for path in sorted(files, key=lambda p: p.suffix == ".idx"):
         destination = target / path.relative_to(source)
@@ -53,37 +53,6 @@ def _keep_pushed_objects(repo_path: Path) -> None:
             continue
         except OSError:
             shutil.copy2(path, destination)
-
-
-class TokenGitAccess:
-    """HTTP Basic with any username and an API token as the password; roles as in the API."""
-
-    def authorize(self, *, app_name: str, token: str, write: bool) -> GitTarget:
-        api_token = token_authenticate(clear=token) if token else None
-        if api_token is None:
-            expired = token_expired_at(clear=token) if token else None
-            if expired is not None:
-                raise GitDenied(
-                    401,
-                    f"authentication failed: your token expired on {expired:%Y-%m-%d %H:%M} UTC; create a new one",
-                )
-            raise GitDenied(
-                401, "authentication failed: use an API token (berth tokens:create) as the password"
-            )
-        user = api_token.user
-        app = App.objects.select_related("team").filter(name=app_name).first()
-        role = user_role(user=user, team=app.team) if app else None
-        if app is None or role is None:
-            raise GitDenied(404, f"no app named {app_name}")
-        needed = MEMBER if write else VIEWER
-        if not role_at_least(role, needed):
-            raise GitDenied(403, f"pushing to {app_name} needs the {needed} role; you are {role}")
-        return GitTarget(
-            app_name=app.name,
-            repo_path=repo_ensure(app_name=app.name, deploy_branch=app.deploy_branch),
-            deploy_branch=app.deploy_branch,
-            user_label=user.get_username(),
-        )
 
 
 class BuildOnPush:
@@ -147,10 +116,6 @@ class BuildOnPush:
         """Relay the build's lines until its end line; a lost Redis connection resumes after the last line seen,
         never a traceback. While no line comes the build's row is checked too: a build that ended without its
         end line reaching the stream (Redis lost it) still ends the push, with its reason."""
-        import time
-
-        import redis
-
         last_id, failures = "0", 0
         idle_since = time.monotonic()
         while True:
@@ -187,10 +152,7 @@ def ref_move_if_pusher_left(build: Build, log: Callable[[str], None]) -> None:
     ref, so the worker does, and the repository still matches what runs. The hook kept the pushed objects
     (git._keep_pushed_objects); when they are missing the ref is left alone and the log says so.
     """
-    from berth.gitserver.selectors import repo_path as git_repo_path
-    from berth.gitserver.services import PUSH_LOCK_NAME
-
-    repo = git_repo_path(app_name=build.app.name)
+    repo = repo_path(app_name=build.app.name)
     if not build.git_ref or not build.git_sha or not repo.is_dir():
         return
     fd = os.open(repo / PUSH_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)

@@ -33,6 +33,7 @@ from berth.builds.images import (
 from berth.builds.logstream import LogStream
 from berth.builds.models import ACTIVE_BUILD_STATUSES, Build, BuildStatus
 from berth.builds.procfile import read_procfile
+from berth.builds.repos import repo_path
 from berth.builds.signals import build_queued
 from berth.builds.tree import tree_export
 from berth.core.env import env_int
@@ -227,14 +228,10 @@ class BuildHeartbeat:
             connection.close()
 
 
-def repo_path(app_name: str) -> Path:
-    return Path(settings.BERTH_HOME) / "repos" / f"{app_name}.git"
-
-
 def source_export(*, app: App, sha: str, into: Path) -> None:
     """Write the tree of `sha` into `into`, no .git folder: the build sees only the commit (builds.tree unpacks it:
     nothing of a crafted tree lands outside `into`)."""
-    tree_export(repo=repo_path(app.name), sha=sha, into=into)
+    tree_export(repo=repo_path(app_name=app.name), sha=sha, into=into)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ clone or build the old code."""
 from django.dispatch import receiver
 
 from berth.apps.signals import app_destroyed
-from berth.gitserver.services import repo_delete
+from berth.builds.repos import repo_delete
 
 
 @receiver(app_destroyed)

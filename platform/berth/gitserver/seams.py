@@ -1,15 +1,24 @@
-"""The two seams between the git server and the rest of Berth.
+"""The two parts of the git server that its own tests replace: who may fetch or push, and what a push does.
 
-`GitAccess` decides who may read or push which app (the accounts/apps domains install one backed by their models);
-`GitPushHandler` is told about a push of the deploy branch from inside the pre-receive hook and accepts or refuses
-it (the builds domain installs one that builds and deploys). Both are installed with the setters below, typically
-from an AppConfig.ready(): ready() runs in the web process and in every hook process, so both see the same seams.
+`GitAccess` decides who may read or push which app: Berth's is TokenGitAccess below (an API token as the HTTP
+Basic password, roles as in the API). `GitPushHandler` is told about a push of the deploy branch from inside the
+pre-receive hook and accepts or refuses it: Berth's is berth.builds.git.BuildOnPush (build, then deploy).
+Both are chosen here. The git protocol tests (tests/gitserver) serve pushes without a database or a builder: they
+put fakes in with the setters, in the test process and, through their settings' AppConfig.ready(), in the
+servers and hook processes they start.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+from berth.accounts.roles import MEMBER, VIEWER, role_at_least
+from berth.accounts.selectors import token_expired_at, user_role
+from berth.accounts.services import token_authenticate
+from berth.apps.models import App
+from berth.builds.git import BuildOnPush
+from berth.builds.repos import repo_path
 
 
 @dataclass(frozen=True)
@@ -48,22 +57,40 @@ class GitPushHandler(Protocol):
     ) -> bool: ...
 
 
-class DenyAllAccess:
-    """Until the project installs its GitAccess nobody gets in: a git server must not start open."""
+class TokenGitAccess:
+    """HTTP Basic with any username and an API token as the password; roles as in the API."""
 
     def authorize(self, *, app_name: str, token: str, write: bool) -> GitTarget:
-        raise GitDenied(401, "git access is not configured on this Berth")
+        api_token = token_authenticate(clear=token) if token else None
+        if api_token is None:
+            expired = token_expired_at(clear=token) if token else None
+            if expired is not None:
+                raise GitDenied(
+                    401,
+                    f"authentication failed: your token expired on {expired:%Y-%m-%d %H:%M} UTC; create a new one",
+                )
+            raise GitDenied(
+                401, "authentication failed: use an API token (berth tokens:create) as the password"
+            )
+        user = api_token.user
+        app = App.objects.select_related("team").filter(name=app_name).first()
+        role = user_role(user=user, team=app.team) if app else None
+        if app is None or role is None:
+            raise GitDenied(404, f"no app named {app_name}")
+        needed = MEMBER if write else VIEWER
+        if not role_at_least(role, needed):
+            raise GitDenied(403, f"pushing to {app_name} needs the {needed} role; you are {role}")
+        # The view sets the repository up (berth.gitserver.services.repo_ensure) before git touches it.
+        return GitTarget(
+            app_name=app.name,
+            repo_path=repo_path(app_name=app.name),
+            deploy_branch=app.deploy_branch,
+            user_label=user.get_username(),
+        )
 
 
-class AcceptAllPushHandler:
-    """Accepts every push of the deploy branch without doing anything (no builder installed yet)."""
-
-    def on_push(self, *, app_name, ref, old, new, repo_path, write_line) -> bool:
-        return True
-
-
-_access: GitAccess = DenyAllAccess()
-_push_handler: GitPushHandler = AcceptAllPushHandler()
+_access: GitAccess = TokenGitAccess()
+_push_handler: GitPushHandler = BuildOnPush()
 
 
 def set_git_access(access: GitAccess) -> None:

@@ -1,4 +1,7 @@
-"""Writes: bare repositories for apps, and what a push does inside the pre-receive hook."""
+"""Writes: making an app's repository servable (git config and hook), and what a push does inside the hook.
+
+Where repositories live, their names and locks are the repository store's (berth.builds.repos).
+"""
 
 import contextlib
 import fcntl
@@ -6,25 +9,23 @@ import hashlib
 import logging
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 
+from berth.builds.repos import PUSH_LOCK_NAME, is_valid_branch, ref_value, repo_path, repo_setup_lock
 from berth.gitserver import conf
 from berth.gitserver.seams import get_push_handler
-from berth.gitserver.selectors import is_valid_branch, ref_value, repo_path, repos_root
 
 logger = logging.getLogger(__name__)
 
 HOOK_NAMES = ("pre-receive",)
-PUSH_LOCK_NAME = "berth-push.lock"
 STAMP_NAME = "berth-stamp"
 
 
@@ -62,16 +63,6 @@ def _write_atomically(path: Path, text: str, mode: int) -> None:
     os.replace(tmp, path)
 
 
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def repo_ensure(*, app_name: str, deploy_branch: str = "main") -> Path:
     """Create the app's bare repository on first use, and keep its config and hooks current.
 
@@ -87,10 +78,8 @@ def repo_ensure(*, app_name: str, deploy_branch: str = "main") -> Path:
     with contextlib.suppress(OSError):
         if stamp_file.read_text() == stamp:
             return path
-    root = repos_root()
-    root.mkdir(parents=True, exist_ok=True)
     # Two first requests for one app may race; the second waits and then finds the stamp.
-    with _flock(root / f".{app_name}.lock"):
+    with repo_setup_lock(app_name=app_name):
         with contextlib.suppress(OSError):
             if stamp_file.read_text() == stamp:
                 return path
@@ -107,21 +96,6 @@ def repo_ensure(*, app_name: str, deploy_branch: str = "main") -> Path:
         _write_atomically(stamp_file, stamp, 0o644)
     logger.info("git repository for %s ready at %s", app_name, path)
     return path
-
-
-def repo_delete(*, app_name: str) -> bool:
-    """Remove the app's repository (when the app is destroyed). Returns whether there was one."""
-    path = repo_path(app_name=app_name)
-    root = repos_root()
-    if not path.exists():
-        return False
-    # Renamed first so a concurrent request never sees half a repository.
-    trash = root / f".{app_name}.deleted.{uuid.uuid4().hex}"
-    os.replace(path, trash)
-    shutil.rmtree(trash, ignore_errors=True)
-    with contextlib.suppress(FileNotFoundError):
-        (root / f".{app_name}.lock").unlink()
-    return True
 
 
 @dataclass(frozen=True)
@@ -162,7 +136,7 @@ def _hold_lock_until_refs_move(fd: int, repo: Path, updates: list[RefUpdate]) ->
     args = [f"{u.ref}={'' if u.deletes else u.new}" for u in updates]
     env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
     subprocess.Popen(
-        # -I: the script's folder (with our selectors.py) must not shadow the standard library.
+        # -I (isolated): nothing in the script's folder or the environment may shadow the standard library.
         [sys.executable, "-I", str(Path(__file__).with_name("lockhold.py")), str(repo), *args],
         pass_fds=(fd,),
         stdin=subprocess.DEVNULL,

@@ -11,6 +11,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from berth.builds.repos import is_valid_branch, repos_root
 from berth.gitserver import conf
 from berth.gitserver.backend import (
     HEAD_BYTES,
@@ -22,7 +23,6 @@ from berth.gitserver.backend import (
 )
 from berth.gitserver.pktline import read_commands, refusal
 from berth.gitserver.seams import GitDenied, GitTarget, get_git_access
-from berth.gitserver.selectors import is_valid_branch, repos_root
 from berth.gitserver.services import repo_ensure
 
 REALM = 'Basic realm="Berth"'

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from berth.gitserver.selectors import is_valid_app_name, is_valid_branch
+from berth.builds.repos import is_valid_app_name, is_valid_branch
 from berth.gitserver.services import parse_ref_updates, push_receive
 
 
