@@ -284,7 +284,7 @@ def raw_docker_builds(runs: int) -> dict:
     """Raw builds of the context Berth's builder sends: cold (unseen requirements) and warm (code-only change)."""
     from berth.builds.builder import build_context, layers_created
     from berth.builds.buildpacks import detect, render_dockerfile
-    from berth.builds.services import _ca_bundle
+    from berth.builds.services import build_ca_bundle as _ca_bundle
     from berth.builds.stack import stack_image_ref
 
     tag = f"berth-bench/push-raw:{uuid.uuid4().hex[:8]}"

@@ -1,51 +1,45 @@
 """The image builder: a source tree plus a buildpack become an image, its output streamed line by line.
 
 It renders the buildpack's Dockerfile, packs the build context itself (the source under app/, Berth's files
-under berth/: the proxy's CA bundle and the buildpack's helper files) and runs the Docker engine's build through
-the SDK's low-level `APIClient.build`, so every line reaches `on_line` as the engine prints it.
-
-Stopping a build: the engine cancels a build when its client goes away, killing the step that runs. The SDK
-has no call for that, so the builder keeps the HTTP response of the build and shuts its socket down on timeout
-or cancellation (measured: the running step's container is gone within a second or two).
+under berth/: the proxy's CA bundle and the buildpack's helper files) and has the container engine build it
+(berth.runtime.build), so every line reaches `on_line` as the engine prints it. The builder owns the deadline
+and the words of every failure; the engine stops its build on timeout or cancellation.
 """
 
 import fcntl
 import io
-import queue
 import re
-import socket
 import tarfile
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import docker
 from django.conf import settings
-from docker.utils.build import exclude_paths
 
 from berth.builds import tree
 from berth.builds.buildpacks import Buildpack, render_dockerfile
 from berth.builds.errors import BuildCancelled, BuildError
 from berth.builds.stack import StackBuildError, stack_build, stack_image_ref, stack_is_current
-from berth.core.lines import line_max_bytes
-from berth.runtime.client import docker_client
+from berth.runtime.build import (
+    STEP_LINE,
+    BuildRefused,
+    BuildRun,
+    EngineLost,
+    context_files,
+    engine_cpus,
+    image_build,
+)
 
 BUILDPACK_LABEL = "org.berth.buildpack"
 CONTEXT_CA_PATH = "berth/ca.crt"
 # Never sent to the engine: the repository's history is not part of the app (git archive leaves it out too).
 ALWAYS_EXCLUDED = (".git",)
 MAX_DOCKERIGNORE_BYTES = 1024 * 1024
-CANCEL_POLL_SECONDS = 0.5
 OOM_EXIT_CODE = 137  # a step SIGKILLed: by the kernel's OOM killer when it reaches the build's memory limit
-_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
-_SUCCESS = re.compile(r"^Successfully built ([0-9a-f]+)$")
 _NON_ZERO = re.compile(r"returned a non-zero code: (\d+)\s*$")
-# The engine colours a step's stderr; the log is plain text.
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 @dataclass(frozen=True)
@@ -54,34 +48,6 @@ class BuildResult:
     tag: str
     duration: float
     buildpack: Buildpack
-
-
-class _BuildAPIClient(docker.APIClient):
-    """The SDK's APIClient, keeping the streamed build response so another call can close its socket."""
-
-    response = None
-    aborted = False
-
-    def _stream_helper(self, response, decode=False):
-        self.response = response
-        if self.aborted:  # stopped while the context was still uploading
-            self._shutdown(response)
-        return super()._stream_helper(response, decode)
-
-    def abort(self) -> None:
-        self.aborted = True
-        if self.response is not None:
-            self._shutdown(self.response)
-
-    def _shutdown(self, response) -> None:
-        try:
-            # Only shutdown() wakes a thread blocked reading the socket; close() alone does not.
-            sock = self._get_raw_response_socket(response)
-            sock = getattr(sock, "_sock", sock)
-            sock.shutdown(socket.SHUT_RDWR)
-        except (OSError, AttributeError, docker.errors.APIError):
-            pass  # the stream is already over
-        response.close()
 
 
 def build_context(
@@ -103,7 +69,7 @@ def build_context(
             tar.add(source_dir, arcname="app", recursive=False, filter=_normalise)
         # The walk never enters a linked folder, and tar.add keeps a link as a link: the engine gets the link and
         # resolves it inside the context, never on this machine, so no target's bytes leave the tree.
-        for relative in sorted(exclude_paths(str(source_dir), patterns, dockerfile="Dockerfile")):
+        for relative in sorted(context_files(source_dir, patterns)):
             if not wrapped and relative == "Dockerfile":
                 continue  # the rendered one is already in
             tree.check_packable(source_dir, relative)
@@ -239,8 +205,7 @@ def build_container_limits() -> dict:
     equal to memory), and the first BERTH_BUILD_CPUS of the engine's CPUs at half an app container's CPU weight."""
     memory = settings.BERTH_BUILD_MEMORY_MB * 1024 * 1024
     limits = {"memory": memory, "memswap": memory, "cpushares": 512}
-    engine_cpus = docker_client().info().get("NCPU") or 0
-    if settings.BERTH_BUILD_CPUS < engine_cpus:
+    if settings.BERTH_BUILD_CPUS < engine_cpus():
         limits["cpusetcpus"] = f"0-{settings.BERTH_BUILD_CPUS - 1}"
     return limits
 
@@ -250,7 +215,7 @@ def layers_created(lines: list[str]) -> list[str]:
     output lines. Removing them (an image still in use refuses) drops a one-off build's cache, e.g. a benchmark's."""
     created, skip = [], False
     for line in lines:
-        step = _STEP.match(line)
+        step = STEP_LINE.match(line)
         if step:
             skip = step.group(3).upper().startswith("FROM ")  # a FROM step's id is the stack's own
         elif line == " ---> Using cache":
@@ -260,69 +225,6 @@ def layers_created(lines: list[str]) -> list[str]:
             if re.fullmatch(r"[0-9a-f]{12}", layer):
                 created.append(layer)
     return created[::-1]
-
-
-class _Output:
-    """Turns the engine's JSON messages into whole lines and remembers the step and the outcome."""
-
-    def __init__(self, on_line: Callable[..., None]):
-        self.on_line = (
-            on_line  # on_line(line) for each line; on_line(piece, more=True) for a piece of a long one
-        )
-        self.partial = ""
-        self.step: tuple[str, str, str] | None = None  # number, total, instruction
-        self.error: str | None = None
-        self.image_id: str | None = None
-
-    def feed(self, message: dict) -> None:
-        if "stream" in message:
-            self._text(message["stream"])
-        elif "status" in message:
-            self._text(f"{message['status']} {message.get('progress', '')}".rstrip() + "\n")
-        if "aux" in message and isinstance(message["aux"], dict) and message["aux"].get("ID"):
-            self.image_id = message["aux"]["ID"]
-        if "error" in message or "errorDetail" in message:
-            self.flush()
-            detail = message.get("errorDetail") or {}
-            self.error = (detail.get("message") or message.get("error") or "unknown error").strip()
-
-    def _text(self, text: str) -> None:
-        self.partial += text
-        *lines, self.partial = self.partial.split("\n")
-        for line in lines:
-            self._line(line)
-        if len(self.partial) > line_max_bytes():
-            # a step printing without newlines (100 MB of it) must not grow this: pass the piece on, marked as
-            # going on in the next line (the log stream keeps the mark, berth.core.lines)
-            piece, self.partial = self.partial, ""
-            self.on_line(_ANSI.sub("", piece), more=True)
-
-    def _line(self, line: str) -> None:
-        line = _ANSI.sub("", line).rstrip("\r")
-        step = _STEP.match(line)
-        if step:
-            self.step = step.groups()
-        success = _SUCCESS.match(line)
-        if success and not self.image_id:
-            self.image_id = success.group(1)
-        self.on_line(line)
-
-    def flush(self) -> None:
-        if self.partial:
-            line, self.partial = self.partial, ""
-            self._line(line)
-
-    def failure(self) -> str:
-        if self.step:
-            # The engine's total counts the LABEL steps the labels add, so only the number is shown; its message
-            # repeats the whole command, which the step's line above already shows in full.
-            number, _total, instruction = self.step
-            exit_code = _NON_ZERO.search(self.error or "")
-            if exit_code:
-                short = instruction if len(instruction) <= 100 else instruction[:99] + "…"
-                return f"error: the Dockerfile's step {number} failed: {short} returned a non-zero code: {exit_code[1]}"
-            return f"error: the Dockerfile's step {number} failed: {self.error}"
-        return f"error: the Dockerfile could not be built: {self.error}"
 
 
 def _run_build(
@@ -336,91 +238,47 @@ def _run_build(
     cancelled: Callable[[], bool],
     container_limits: dict | None = None,
 ) -> str:
-    # The engine's output is read on a thread of its own, so that this thread can notice a timeout or a
-    # cancellation while a step prints nothing, and stop the build by shutting the stream's socket.
-    api = _BuildAPIClient(base_url=settings.DOCKER_HOST, version="auto", timeout=60)
-    messages: queue.Queue = queue.Queue()
-
-    def read() -> None:
-        try:
-            stream = api.build(
-                fileobj=context,
-                custom_context=True,
-                tag=tag,
-                rm=True,
-                forcerm=True,
-                pull=False,
-                labels=labels,
-                decode=True,
-                dockerfile="Dockerfile",
-                container_limits=container_limits,
-                timeout=None,  # a quiet step (a long compile) must not end the stream; the deadline does
-            )
-            for message in stream:
-                messages.put(("message", message))
-            messages.put(("end", None))
-        except Exception as exc:  # handed to the calling thread, which decides what it means
-            messages.put(("exception", exc))
-
-    reader = threading.Thread(target=read, name=f"docker-build {tag}", daemon=True)
-    reader.start()
-    output = _Output(on_line)
-    stop: type[BuildError] | None = None
-    stop_message = ""
-    next_cancel_check = 0.0
+    """Have the engine build `context`; the built image's full id, or BuildError (BuildCancelled) in words for
+    the pusher, each also the last line given to `on_line`."""
     try:
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                stop, stop_message = BuildError, f"error: the build timed out after {timeout:g}s"
-                break
-            if now >= next_cancel_check:
-                next_cancel_check = now + CANCEL_POLL_SECONDS
-                if cancelled():
-                    stop, stop_message = BuildCancelled, "error: the build was cancelled"
-                    break
-            try:
-                kind, value = messages.get(timeout=min(CANCEL_POLL_SECONDS, max(deadline - now, 0.01)))
-            except queue.Empty:
-                continue
-            if kind == "message":
-                output.feed(value)
-            elif kind == "end":
-                break
-            else:
-                output.flush()
-                raise _engine_error(value, on_line) from value
-    finally:
-        if stop is None:
-            reader.join(timeout=5)
-        if reader.is_alive():
-            api.abort()
-            if api.response is None:
-                # still sending the context: closing it ends the upload, and the engine drops the build
-                context.close()
-            reader.join(timeout=30)
-        api.close()
-    output.flush()
-    if stop is not None:
-        on_line(stop_message)
-        raise stop(stop_message)
-    if output.error:
-        message = output.failure()
-        on_line(message)
-        raise BuildError(message)
-    if not output.image_id:
-        message = "error: the engine ended the build without an image"
-        on_line(message)
-        raise BuildError(message)
-    # The engine may report the short id only; the image's full id is what a release should pin.
-    return docker_client().images.get(tag).id
-
-
-def _engine_error(exc: Exception, on_line: Callable[[str], None]) -> BuildError:
-    if isinstance(exc, docker.errors.APIError):
+        run = image_build(
+            context=context,
+            tag=tag,
+            labels=labels,
+            on_line=on_line,
+            deadline=deadline,
+            cancelled=cancelled,
+            container_limits=container_limits,
+        )
+    except BuildRefused as exc:
         # the engine answers 4xx before any step for a Dockerfile it cannot parse
-        message = f"error: the Dockerfile could not be built: {exc.explanation or exc}"
-    else:
-        message = f"error: lost the Docker engine during the build: {exc}"
+        raise _failed(f"error: the Dockerfile could not be built: {exc}", on_line) from exc
+    except EngineLost as exc:
+        raise _failed(f"error: lost the Docker engine during the build: {exc}", on_line) from exc
+    if run.stopped == "timeout":
+        raise _failed(f"error: the build timed out after {timeout:g}s", on_line)
+    if run.stopped == "cancelled":
+        raise _failed("error: the build was cancelled", on_line, BuildCancelled)
+    if run.error:
+        raise _failed(_failure(run), on_line)
+    if not run.image_id:
+        raise _failed("error: the engine ended the build without an image", on_line)
+    return run.image_id
+
+
+def _failed(message: str, on_line: Callable[[str], None], kind: type[BuildError] = BuildError) -> BuildError:
     on_line(message)
-    return BuildError(message)
+    return kind(message)
+
+
+def _failure(run: BuildRun) -> str:
+    if run.step:
+        # The engine's total counts the LABEL steps the labels add, so only the number is shown; its message
+        # repeats the whole command, which the step's line above already shows in full.
+        number, _total, instruction = run.step
+        exit_code = _NON_ZERO.search(run.error or "")
+        if exit_code:
+            short = instruction if len(instruction) <= 100 else instruction[:99] + "…"
+            return f"error: the Dockerfile's step {number} failed: {short} returned a non-zero code: {exit_code[1]}"
+        return f"error: the Dockerfile's step {number} failed: {run.error}"
+    return f"error: the Dockerfile could not be built: {run.error}"

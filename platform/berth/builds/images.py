@@ -17,14 +17,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import docker
-import docker.errors
 from django.conf import settings
 
 from berth.apps.models import App
 from berth.builds.stack import STACK_REPOSITORY, VARIANTS, stack_image_ref
 from berth.runtime.images import LOCAL_REPOSITORY
-from berth.runtime.client import docker_client
+from berth.runtime.pull import image_inspect
 
 TEAM_LABEL = "org.berth.image.team"
 APP_LABEL = "org.berth.image.app"
@@ -292,13 +290,6 @@ def image_reference_pullable(ref: str) -> bool:
     return not (registry == "docker.io" and repository.split("/")[0] == LOCAL_REPOSITORY)
 
 
-def _inspect(client: docker.DockerClient, ref: str) -> dict | None:
-    try:
-        return client.api.inspect_image(ref)
-    except docker.errors.NotFound:
-        return None
-
-
 def _image_allowed(image: dict, ref: str, team_id: str, apps: set[str]) -> bool:
     owner = ((image.get("Config") or {}).get("Labels") or {}).get(TEAM_LABEL)
     if owner and owner != team_id:
@@ -320,7 +311,6 @@ def image_reference_check(
     ref: str,
     team,
     what: str = "",
-    client: docker.DockerClient | None = None,
     pull: Callable[[str], None] | None = None,
 ) -> dict | None:
     """Refuse (ImageRefused, naming `what`, by default the reference) an image the team may not use, and return
@@ -333,11 +323,10 @@ def image_reference_check(
     kind = _kind(ref, apps)
     if kind == "other":
         raise refused(what)
-    client = client or docker_client(timeout=300)
-    image = _inspect(client, ref)
+    image = image_inspect(ref)
     if image is None and pull is not None and image_reference_pullable(ref):
         pull(ref)
-        image = _inspect(client, ref)
+        image = image_inspect(ref)
     if image is None:
         if kind == "id":
             raise refused(what)  # the same words whether another team's image has that id or none does
@@ -355,18 +344,15 @@ def dockerfile_check(
     *,
     dockerfile: str,
     team,
-    client: docker.DockerClient | None = None,
     pull: Callable[[str], None] | None = None,
 ) -> None:
     """Refuse (ImageRefused) a Dockerfile that reaches an image the team may not use, its base images' ONBUILD
     triggers included (they run in this build). Base images not on this machine are pulled first with `pull`."""
-    client = client or docker_client(timeout=300)
     for reference in dockerfile_image_references(dockerfile):
         image = image_reference_check(
             ref=reference.ref,
             team=team,
             what=reference.what,
-            client=client,
             pull=pull if reference.base else None,
         )
         if not reference.base or image is None:
@@ -377,5 +363,4 @@ def dockerfile_check(
                     ref=inner.ref,
                     team=team,
                     what=f"{reference.what}: its ONBUILD {inner.what}",
-                    client=client,
                 )

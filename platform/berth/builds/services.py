@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import docker.errors
-import requests
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -39,7 +37,13 @@ from berth.builds.tree import tree_export
 from berth.core.env import env_int
 from berth.core.redis import redis_client
 from berth.core.sweep import register_sweeper
-from berth.runtime.client import docker_client
+from berth.runtime.pull import (
+    ENGINE_ERRORS,
+    PullCancelled,
+    PullError,
+    repository_and_tag,
+)
+from berth.runtime.pull import image_pull as engine_image_pull
 
 logger = logging.getLogger(__name__)
 
@@ -310,46 +314,26 @@ def build_ca_bundle() -> Path | None:
 def dockerfile_images_check(build: Build, dockerfile: str, log: BuildLog) -> None:
     """A build uses only images its team may (builds.images). A base image not on this machine is pulled first,
     in the build's log, so that what the engine builds FROM, and that image's ONBUILD triggers, are checked."""
-    client = docker_client(timeout=300)
 
     def pull(ref: str) -> None:
         log(f"-----> Pulling {ref}")
         try:
-            _pull_stream(client, ref, log)
-        except (docker.errors.APIError, ValueError) as exc:
-            raise BuildError(_pull_failure(ref, exc)) from exc
+            _pull_stream(ref, log)
+        except PullError as exc:
+            raise BuildError(str(exc)) from exc
 
     try:
-        dockerfile_check(dockerfile=dockerfile, team=build.app.team, client=client, pull=pull)
+        dockerfile_check(dockerfile=dockerfile, team=build.app.team, pull=pull)
     except ImageRefused as exc:
         raise BuildError(str(exc)) from exc
 
 
-def _repository_and_tag(ref: str) -> tuple[str, str]:
-    repository, _, tag = ref.rpartition(":") if "@" not in ref else (ref, "", "")
-    if not repository or "/" in tag:
-        repository, tag = ref, "latest"
-    return repository, tag
-
-
-def _pull_stream(client, ref: str, log, cancelled=None) -> None:
-    """Pull `ref` with the engine, each layer's steps logged once; ValueError with the engine's reason."""
-    repository, tag = _repository_and_tag(ref)
-    seen = set()
-    for event in client.api.pull(repository, tag=tag or None, stream=True, decode=True):
-        if "error" in event:
-            raise ValueError(f"cannot pull {ref}: {event['error']}")
-        status = event.get("status", "")
-        key = (event.get("id"), status)
-        if status and key not in seen and "Downloading" not in status and "Extracting" not in status:
-            seen.add(key)
-            log(f"       {event.get('id', '')}{': ' if event.get('id') else ''}{status}")
-        if cancelled is not None and cancelled():
-            raise BuildCancelled("cancelled")
-
-
-def _pull_failure(ref: str, exc: Exception) -> str:
-    return str(exc) if isinstance(exc, ValueError) else f"cannot pull {ref}: {exc.explanation or exc}"
+def _pull_stream(ref: str, log, cancelled=None) -> None:
+    """Pull `ref` with the engine, each layer's steps logged once; PullError with the engine's reason."""
+    try:
+        engine_image_pull(ref, on_progress=lambda progress: log(f"       {progress}"), cancelled=cancelled)
+    except PullCancelled as exc:
+        raise BuildCancelled("cancelled") from exc
 
 
 def image_pull(build: Build, log) -> tuple[str, dict]:
@@ -357,32 +341,31 @@ def image_pull(build: Build, log) -> tuple[str, dict]:
 
     Only an image the team may use (builds.images): checked before the pull, and again on the image the pull (or,
     when it fails, the copy on this machine) gives, which is then deployed by its id, not looked up again."""
-    client = docker_client(timeout=300)
     team = build.app.team
-    image_reference_check(ref=build.image_ref, team=team, client=client)
-    repository, _ = _repository_and_tag(build.image_ref)
+    image_reference_check(ref=build.image_ref, team=team)
+    repository, _ = repository_and_tag(build.image_ref)
     if not image_reference_pullable(build.image_ref):
         log(f"-----> Using {build.image_ref} on this machine")  # an id, or Berth's own berth/…: never pulled
     else:
         log(f"-----> Pulling {build.image_ref}")
         try:
-            _pull_stream(client, build.image_ref, log, cancelled=log.cancelled)
-        except (docker.errors.APIError, ValueError) as exc:
-            reason = _pull_failure(build.image_ref, exc)
+            _pull_stream(build.image_ref, log, cancelled=log.cancelled)
+        except PullError as exc:
+            reason = str(exc)
             # Air-gapped (or a registry down): an image already on this machine is deployed as it is, as Dokku
             # does; never another team's (the check below)
-            if image_reference_check(ref=build.image_ref, team=team, client=client) is None:
+            if image_reference_check(ref=build.image_ref, team=team) is None:
                 raise ValueError(reason) from exc
             log(f"       {reason}")
             log(f"-----> Using the copy of {build.image_ref} on this machine")
-    found = image_reference_check(ref=build.image_ref, team=team, client=client)
+    found = image_reference_check(ref=build.image_ref, team=team)
     if found is None:
         raise ValueError(f"no image {build.image_ref} on this machine after its pull")
-    image = client.images.get(found["Id"])
-    digests = image.attrs.get("RepoDigests") or []
+    # the check's inspection is the image itself (the engine inspects the same image by any of its names)
+    digests = found.get("RepoDigests") or []
     ref = next(
         (d for d in digests if d.startswith(repository.split("@")[0] + "@")),
-        digests[0] if digests else image.id,
+        digests[0] if digests else found["Id"],
     )
     log(f"       digest {ref}")
     return ref, {}
@@ -441,7 +424,7 @@ def image_reference_check_at_once(*, ref: str, team) -> None:
         image_reference_check(ref=ref, team=team)
     except ImageRefused:
         raise
-    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError):
+    except ENGINE_ERRORS:
         logger.warning(
             "the engine did not answer the image check of %s; the worker checks it", ref, exc_info=True
         )

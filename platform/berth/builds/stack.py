@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from berth.runtime.client import docker_client
+from berth.runtime.build import ImageImport, ImageImportError
+from berth.runtime.pull import image_inspect
 
 STACK_REPOSITORY = "berth/stack"
 SUITE = "bookworm"
@@ -71,14 +72,11 @@ def stack_image_ref(variant: str = "base") -> str:
 
 
 def stack_is_current(variant: str = "base") -> bool:
-    import docker.errors
-
     stack = VARIANTS[variant]
-    try:
-        image = docker_client().images.get(stack.tag)
-    except docker.errors.ImageNotFound:
+    image = image_inspect(stack.tag)
+    if image is None:
         return False
-    return (image.labels or {}).get(RECIPE_LABEL) == stack.recipe_hash
+    return ((image.get("Config") or {}).get("Labels") or {}).get(RECIPE_LABEL) == stack.recipe_hash
 
 
 def stack_build(variant: str = "base", *, force: bool = False, echo: Callable[[str], None] = print) -> bool:
@@ -114,12 +112,7 @@ def stack_build(variant: str = "base", *, force: bool = False, echo: Callable[[s
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    importer = subprocess.Popen(
-        ["docker", "import", *sum((["--change", c] for c in changes), []), "-", stack.tag],
-        stdin=debootstrap.stdout,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    importer = ImageImport(source=debootstrap.stdout, tag=stack.tag, changes=changes)
     debootstrap.stdout.close()  # the importer owns the pipe now
     for raw in debootstrap.stderr:
         line = raw.decode(errors="replace").rstrip()
@@ -128,9 +121,10 @@ def stack_build(variant: str = "base", *, force: bool = False, echo: Callable[[s
     if debootstrap.wait() != 0:
         importer.kill()
         raise StackBuildError(f"mmdebstrap failed (exit {debootstrap.returncode}) building {stack.tag}")
-    output = importer.communicate()[0].decode(errors="replace").strip()
-    if importer.returncode != 0:
-        raise StackBuildError(f"docker import failed for {stack.tag}: {output}")
-    size = docker_client().images.get(stack.tag).attrs.get("Size", 0)
+    try:
+        importer.finish()
+    except ImageImportError as exc:
+        raise StackBuildError(f"docker import failed for {stack.tag}: {exc}") from exc
+    size = (image_inspect(stack.tag) or {}).get("Size", 0)
     echo(f"built {stack.tag} in {time.monotonic() - started:.0f}s, {size / 1e6:.0f} MB")
     return True
