@@ -219,7 +219,7 @@ def test_build_output_streams_from_the_start_until_the_end_marker_then_closes(pe
 
 def test_a_finished_build_whose_stream_expired_replays_its_saved_log(people, rds, monkeypatch):
     from berth.builds.models import Build
-    from berth.observe import consumers
+    from berth.live import consumers
 
     monkeypatch.setattr(consumers, "BLOCK_MS", 100)
     build = Build.objects.create(app=people.app, source="git", status="failed", log="one\ntwo")
@@ -243,8 +243,8 @@ class SlowLogs:
     @staticmethod
     def app():
         from berth.config.routing import websocket_urlpatterns  # noqa: F401  (the real routes stay untouched)
-        from berth.observe.consumers import AppLogsConsumer
-        from berth.observe.middleware import websocket_auth
+        from berth.live.consumers import AppLogsConsumer
+        from berth.live.middleware import websocket_auth
         from channels.routing import URLRouter
 
         class Slow(AppLogsConsumer):
@@ -285,7 +285,7 @@ def test_a_slow_client_gets_a_dropped_marker_and_every_line_is_either_sent_or_co
 
 
 def test_events_replay_then_live_and_health_snapshots(people, app_name, rds, monkeypatch):
-    from berth.observe import consumers
+    from berth.live import consumers
     from berth.observe.metrics import health_key
 
     monkeypatch.setattr(consumers, "TICK_SECONDS", 0.2)
@@ -324,7 +324,7 @@ def test_events_replay_then_live_and_health_snapshots(people, app_name, rds, mon
 
 
 def test_nodes_are_shown_to_platform_admins_only(people, rds, monkeypatch):
-    from berth.observe import consumers
+    from berth.live import consumers
     from berth.observe.metrics import NODES_KEY
 
     monkeypatch.setattr(consumers, "TICK_SECONDS", 0.2)
@@ -382,7 +382,8 @@ def test_a_bad_or_huge_tail_is_clamped_not_an_error(people, app_name, tail):
 
 
 def test_a_connection_that_joins_behind_the_shared_reader_catches_up_in_order_exactly_once(app_name):
-    from berth.observe.consumers import StreamHub, Subscription, log_message
+    from berth.observe.hub import StreamHub, Subscription
+    from berth.observe.replay import log_message
     from berth.observe.services import logs_key
 
     [start] = log_entries_append(app=app_name, entries=[line(0)])
@@ -427,3 +428,26 @@ def test_a_follower_outlives_a_quiet_stream_longer_than_the_redis_read_timeout(p
         await comm.disconnect()
 
     run(scenario)
+
+
+def test_a_socket_closed_right_after_it_opened_leaves_no_task_or_subscription_behind(people, app_name):
+    from berth.observe.hub import StreamHub
+
+    event_record(app=app_name, kind="build.started", message="build 1 started")
+    log_entries_append(app=app_name, entries=[line(1)])
+
+    async def scenario():
+        for url in (f"/ws/apps/{app_name}/events", f"/ws/apps/{app_name}/logs"):
+            comm = communicator(url, token=people.tokens["viewer"])
+            # no waiting for the accept: the close is queued while the consumer still starts up
+            await comm.send_input({"type": "websocket.connect"})
+            await comm.send_input({"type": "websocket.disconnect", "code": 1001})
+            await comm.wait(timeout=TIMEOUT)
+        await asyncio.sleep(0.5)
+        left = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "StreamConsumer._run"]
+        followers = [
+            hub.key for hubs in StreamHub._hubs.values() for hub in hubs.values() if hub.subscriptions
+        ]
+        return left, followers
+
+    assert run(scenario) == ([], [])

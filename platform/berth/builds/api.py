@@ -2,7 +2,6 @@
 
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
 from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
@@ -13,13 +12,10 @@ from rest_framework.response import Response
 from berth.api import schema as S
 from berth.api.views import AppScopedView, ConflictError, _body, _client_ip
 from berth.builds import services
-from berth.builds.logstream import follow_async, replay_start
+from berth.builds.logstream import End, LeftOut, Line, build_output
 from berth.builds.models import Build
 from berth.core.lines import MORE
-
-BLOCK_MS = 5000
-# redis-py gives every socket a 5 s read timeout by default, which a blocking XREAD of BLOCK_MS would hit
-READ_TIMEOUT_S = BLOCK_MS / 1000 + 10
+from berth.observe.hub import stream_reader
 
 
 def build_repr(build: Build, *, with_log: bool = False) -> dict:
@@ -96,24 +92,18 @@ def _piece(fields: dict[str, str]) -> bytes:
 
 async def _output_async(build: Build) -> AsyncIterator[bytes]:
     """The build's output on the event loop (redis.asyncio): an open stream holds no thread of the web process."""
-    client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=READ_TIMEOUT_S)
+    client = stream_reader()
     try:
-        start, left_out = await replay_start(
-            client,
-            build.stream_key,
-            max_lines=settings.BERTH_LOG_REPLAY_MAX_LINES,
-            max_bytes=settings.BERTH_LOG_REPLAY_MAX_BYTES,
-        )
-        if left_out:
-            yield _left_out_note(build, left_out)
-        async for _, fields in follow_async(
-            client, build.stream_key, start, block_ms=BLOCK_MS, timeout=services.follow_timeout()
-        ):
-            yield _piece(fields)
+        async for item in build_output(client, build, timeout=services.follow_timeout()):
+            match item:
+                case LeftOut(count=left_out):
+                    yield _left_out_note(build, left_out)
+                case Line(text=text, more=more):
+                    yield _piece({"line": text, **({MORE: "1"} if more else {})})
+                case End(status=status):
+                    yield f"[build {build.pk} {status}]\n".encode()
     finally:
         await client.aclose()
-    status = await Build.objects.filter(pk=build.pk).values_list("status", flat=True).afirst()
-    yield f"[build {build.pk} {status}]\n".encode()
 
 
 class AppBuildOutputView(_BuildView):

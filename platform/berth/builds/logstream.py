@@ -5,17 +5,25 @@ The stream is capped (XADD MAXLEN ~) so a runaway build cannot fill Redis, and e
 A line longer than BERTH_LOG_LINE_MAX_BYTES is stored as several entries, each but the last with `"more": "1"`
 (berth.core.lines): followers get the pieces as they come, `read_all` joins them again.
 
-Readers in the web process use the async functions at the end (redis.asyncio): an open stream then waits on the
-event loop, never in a thread that git pushes and API calls need.
+Following a stream is one piece of bookkeeping (`_Cursor`: where to read from, the end marker, when to give up)
+driven by a blocking XREAD (`LogStream.follow`, for the git server's threads) or an asyncio one (`build_output`).
+`build_output` is the one end-of-stream protocol of the web process, used by the WebSocket consumer and the API's
+follow: it waits on the event loop, never in a thread that git pushes and API calls need.
 """
 
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import redis
 import redis.asyncio as aioredis
+from channels.db import database_sync_to_async
+from django.conf import settings
 
+from berth.builds.models import Build
+from berth.builds.selectors import build_by_id
 from berth.core.lines import MORE, text_pieces
+from berth.observe.hub import BLOCK_MS
 
 MAX_LINES = 20_000
 EXPIRE_AFTER_CLOSE_SECONDS = 7 * 24 * 3600
@@ -72,20 +80,9 @@ class LogStream:
         self, last_id: str = "0", *, block_ms: int = 1000, timeout: float | None = 60.0
     ) -> Iterator[tuple[str, dict[str, str]]]:
         """As follow, with each entry's fields (`line`, and `more` on a piece the next entry continues)."""
-        idle_since = time.monotonic()
-        while True:
-            response = self.redis.xread({self.key: last_id}, count=500, block=block_ms)
-            if not response:
-                if timeout is not None and time.monotonic() - idle_since >= timeout:
-                    return
-                continue
-            idle_since = time.monotonic()
-            for entry_id, raw in response[0][1]:
-                last_id = _text(entry_id)
-                fields = _fields(raw)
-                if "end" in fields:
-                    return
-                yield last_id, fields
+        cursor = _Cursor(self.key, last_id, timeout=timeout)
+        while not cursor.done:
+            yield from cursor.take(self.redis.xread(cursor.streams, count=500, block=block_ms))
 
     def read_all(self) -> list[str]:
         """Every line kept so far, long ones joined again (the oldest may have been trimmed past MAX_LINES)."""
@@ -133,11 +130,68 @@ class _Budget:
         return False
 
 
-# --- readers in the web process: async, so an open stream holds no thread ---------------------------------------
+class _Cursor:
+    """Where a follower of a stream is: the id to read after, the end marker's status once it came, and how long
+    nothing has. The blocking and the asyncio follower share it; only their call to XREAD differs."""
+
+    def __init__(self, key: str, last_id: str, *, timeout: float | None):
+        self.key, self.last_id, self.timeout = key, last_id, timeout
+        self.end: str | None = None
+        self.idle_since = time.monotonic()
+
+    @property
+    def streams(self) -> dict[str, str]:
+        """XREAD's streams argument: this stream, after the last id seen."""
+        return {self.key: self.last_id}
+
+    def take(self, response: list | None) -> list[tuple[str, dict[str, str]]]:
+        """The (id, fields) of an XREAD response's entries before the end marker, which sets `end`."""
+        if response:
+            self.idle_since = time.monotonic()
+        entries = []
+        for _, batch in response or []:
+            for entry_id, raw in batch:
+                self.last_id = _text(entry_id)
+                fields = _fields(raw)
+                if "end" in fields:
+                    self.end = fields["end"]
+                    return entries
+                entries.append((self.last_id, fields))
+        return entries
+
+    @property
+    def idle_too_long(self) -> bool:
+        return self.timeout is not None and time.monotonic() - self.idle_since >= self.timeout
+
+    @property
+    def done(self) -> bool:
+        return self.end is not None or self.idle_too_long
 
 
 def _fields(raw: dict) -> dict[str, str]:
     return {_text(k): _text(v) for k, v in raw.items()}
+
+
+# --- a build's output in the web process: async, so an open stream holds no thread ------------------------------
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """`count` earlier lines are left out of the replay (BERTH_LOG_REPLAY_MAX_LINES / _BYTES); `sent` follow."""
+
+    count: int
+    sent: int
+
+
+@dataclass(frozen=True)
+class Line:
+    text: str
+    more: bool = False  # a piece of a long line (berth.core.lines): the next Line continues it
+
+
+@dataclass(frozen=True)
+class End:
+    status: str
 
 
 async def replay_start(
@@ -155,27 +209,60 @@ async def replay_start(
     return budget.start, budget.left_out
 
 
-async def follow_async(
-    client: aioredis.Redis,
-    key: str,
-    last_id: str = "0",
-    *,
-    block_ms: int = 5000,
-    timeout: float | None = 60.0,
-) -> AsyncIterator[tuple[str, dict[str, str]]]:
-    """(id, fields) of each entry after `last_id` as it is appended, until the end marker (not yielded) or no entry
-    for `timeout` seconds; as LogStream.follow, on the event loop."""
-    idle_since = time.monotonic()
-    while True:
-        response = await client.xread({key: last_id}, count=500, block=block_ms)
-        if not response:
-            if timeout is not None and time.monotonic() - idle_since >= timeout:
-                return
+def saved_log_tail(log: str) -> tuple[list[str], int]:
+    """The newest lines of a build's saved log that fit the replay limits, and how many are left out."""
+    stored = log.splitlines()
+    lines, size = [], 0
+    for line in reversed(stored):
+        size += len(line.encode())
+        if len(lines) >= settings.BERTH_LOG_REPLAY_MAX_LINES or size > settings.BERTH_LOG_REPLAY_MAX_BYTES:
+            break
+        lines.append(line)
+    return lines[::-1], len(stored) - len(lines)
+
+
+async def build_output(
+    client: aioredis.Redis, build: Build, *, block_ms: int = BLOCK_MS, timeout: float | None = None
+) -> AsyncIterator[LeftOut | Line | End]:
+    """A build's output for a follower: the newest lines within the replay limits (after a LeftOut when older ones
+    are left out), the live lines, then End(status).
+
+    The end is the stream's end marker; or, once the stream is quiet and the build's row says it finished (its
+    stream expired, or its builder died before closing it), the saved log (unless the stream gave lines) and the
+    row's status; or, after `timeout` seconds without a line, the row's status as it is. A build that is gone
+    ends as "cancelled". `client` must outlast a blocking read of `block_ms` (berth.observe.hub.stream_reader).
+    """
+    key = build.stream_key
+    start, left_out = await replay_start(
+        client,
+        key,
+        max_lines=settings.BERTH_LOG_REPLAY_MAX_LINES,
+        max_bytes=settings.BERTH_LOG_REPLAY_MAX_BYTES,
+    )
+    if left_out:
+        yield LeftOut(count=left_out, sent=await client.xlen(key) - left_out)
+    seen = left_out > 0  # the saved log would repeat what was left out: only the stream's lines are sent
+    cursor = _Cursor(key, start, timeout=timeout)
+    while cursor.end is None:
+        response = await client.xread(cursor.streams, count=500, block=block_ms)
+        for _, fields in cursor.take(response):
+            seen = True
+            yield Line(fields.get("line", ""), more=MORE in fields)
+        if response:
             continue
-        idle_since = time.monotonic()
-        for entry_id, raw in response[0][1]:
-            last_id = _text(entry_id)
-            fields = _fields(raw)
-            if "end" in fields:
-                return
-            yield last_id, fields
+        # Nothing new for a while: the stream may have expired, or the build ended without closing it.
+        row = await database_sync_to_async(build_by_id)(build.pk)
+        finished = row is None or row.is_finished
+        if not (finished or cursor.idle_too_long):
+            continue
+        if await client.xread(cursor.streams, count=1):
+            continue  # lines (or the end marker) arrived meanwhile
+        if finished and not seen:
+            lines, left_out = saved_log_tail(row.log if row is not None else "")
+            if left_out:
+                yield LeftOut(count=left_out, sent=len(lines))
+            for line in lines:
+                yield Line(line)
+        yield End(row.status if row is not None else "cancelled")
+        return
+    yield End(cursor.end)

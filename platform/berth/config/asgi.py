@@ -16,7 +16,7 @@ from berth.config.routing import websocket_urlpatterns  # noqa: E402
 from berth.core.bodylimit import BodyCap, BodyLimit  # noqa: E402
 from berth.gitserver import conf as git_conf  # noqa: E402
 from berth.gitserver.backend import HEAD_BYTES  # noqa: E402
-from berth.observe.middleware import websocket_auth  # noqa: E402
+from berth.live.middleware import websocket_auth  # noqa: E402
 
 # Django reads a whole body before any view runs: the caps apply before it, by path.
 http_app = BodyLimit(

@@ -1,8 +1,8 @@
-"""WebSocket routes (Channels consumers), added by the domains that stream."""
+"""WebSocket routes: the Channels consumers of berth.live (URLs the dashboard and `berth logs` depend on)."""
 
 from django.urls import path
 
-from berth.observe import consumers
+from berth.live import consumers
 
 websocket_urlpatterns: list = [
     path("ws/apps/<str:app>/logs", consumers.AppLogsConsumer.as_asgi()),

@@ -12,6 +12,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 
+from berth.accounts.services import token_authenticate
+
 
 def _header(scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
@@ -39,8 +41,6 @@ def _same_origin(scope) -> bool:
 
 @database_sync_to_async
 def _user_for_token(clear: str):
-    from berth.accounts.services import token_authenticate
-
     token = token_authenticate(clear=clear)
     return token.user if token is not None else AnonymousUser()
 
