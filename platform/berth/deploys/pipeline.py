@@ -25,9 +25,9 @@ from berth.builds.services import (
 from berth.core.sweep import register_sweeper
 from berth.deploys.rollout import DeployError, release_deploy
 from berth.deploys.signals import build_released
-from berth.nodes.registry import RegistryError, app_image_push, registry_enabled
 from berth.releases.models import Release, ReleaseStatus
 from berth.releases.services import release_create
+from berth.runtime.registry import RegistryError, app_image_push, registry_enabled
 
 logger = logging.getLogger(__name__)
 

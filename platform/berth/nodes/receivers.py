@@ -1,11 +1,29 @@
-"""A destroyed app's images go too: disk bloat from dead apps is what people complain about."""
+"""Images follow their apps: a destroyed app's images go, and a deploy's old ones are collected at once on a
+cluster. Disk bloat from dead apps and old releases is what people complain about."""
+
+import logging
 
 from django.dispatch import receiver
 
 from berth.apps.signals import app_destroyed
-from berth.nodes.tasks import app_images_remove_task
+from berth.deploys.signals import build_released
+from berth.nodes.tasks import app_images_remove_task, images_gc_task
+from berth.runtime.registry import registry_enabled
+
+logger = logging.getLogger(__name__)
 
 
 @receiver(app_destroyed)
 def remove_images(sender, name: str, **kwargs) -> None:
     app_images_remove_task.delay(name)  # it waits for the teardown to stop the app's containers
+
+
+@receiver(build_released)
+def collect_old_images(sender, app, **kwargs) -> None:
+    """After a deploy, queue the image GC of the app (registry and nodes; BERTH_IMAGE_RETENTION_RELEASES)."""
+    if not registry_enabled():
+        return  # one node: the hourly run (beat) is enough
+    try:
+        images_gc_task.delay(app_id=app.pk)
+    except Exception:  # the hourly run collects them; a deploy is worth more than its cleanup
+        logger.warning("could not queue the image GC of %s", app.name, exc_info=True)

@@ -32,7 +32,6 @@ from datetime import UTC, datetime
 import docker.errors
 from docker import types
 
-from berth.runtime.scheduler import command_args
 from berth.runtime.client import docker_client
 from berth.runtime.registry import RegistryError, registry_login
 from berth.runtime.scheduler import (
@@ -48,6 +47,7 @@ from berth.runtime.scheduler import (
     SchedulerError,
     ServiceInfo,
     TaskInfo,
+    command_args,
     process_memory_mb,
     process_pids_limit,
     register_scheduler,
