@@ -1,3 +1,7 @@
+"""Fixtures shared by every test folder: ports and waiting, a real HAProxy router, and the factories for users,
+teams with members in each role, apps and API clients with real tokens."""
+
+import itertools
 import os
 import socket
 import subprocess
@@ -6,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from rest_framework.test import APIClient
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 
@@ -74,3 +79,97 @@ def _fresh_sign_in_counts(settings):
             client.delete(*keys)
     except redis.RedisError:
         pass  # a test that stopped Redis on purpose; the next one finds it back
+
+
+_counter = itertools.count(1)
+
+
+@pytest.fixture
+def make_user(db):
+    from django.contrib.auth import get_user_model
+
+    def make(username: str | None = None, **extra):
+        username = username or f"user{next(_counter)}"
+        return get_user_model().objects.create_user(
+            username=username,
+            email=extra.pop("email", f"{username}@example.test"),
+            password="pw-123456",
+            **extra,
+        )
+
+    return make
+
+
+@pytest.fixture
+def make_team(make_user):
+    from berth.accounts.services import team_create
+
+    def make(name: str | None = None, owner=None):
+        return team_create(name=name or f"team{next(_counter)}", actor=owner or make_user())
+
+    return make
+
+
+@pytest.fixture
+def make_app(make_team):
+    from berth.apps.services import app_create
+
+    def make(name: str | None = None, team=None, actor=None):
+        team = team or make_team()
+        return app_create(team=team, name=name or f"app{next(_counter)}", actor=actor)
+
+    return make
+
+
+@pytest.fixture
+def token_client(db):
+    """An APIClient that authenticates as `user` with a real API token (None = anonymous)."""
+    from berth.accounts.services import token_create
+
+    def make(user=None) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            _, clear = token_create(user=user, name="tests")
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {clear}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def world(make_user, make_team, make_app, token_client):
+    """One team with a user in each role, an outsider in another team, an app with a release, a domain."""
+    from berth.accounts.services import invitation_create, membership_add
+    from berth.apps.services import domain_add
+    from berth.releases.services import release_create
+
+    users = {role: make_user(f"the-{role}") for role in ("owner", "admin", "member", "viewer", "outsider")}
+    team = make_team("acme", owner=users["owner"])
+    for role in ("admin", "member", "viewer"):
+        membership_add(team=team, user=users[role], role=role, actor=users["owner"])
+    make_team("other", owner=users["outsider"])
+    newcomer = make_user("newcomer")
+    app = make_app("demo", team=team, actor=users["owner"])
+    release = release_create(
+        app=app, image="demo:v1", procfile={"web": "python app.py"}, description="first", actor=users["owner"]
+    )
+    domain_add(app=app, hostname="www.example.org", actor=users["owner"])
+    invitation, invitation_token = invitation_create(
+        team=team, email="someone@example.test", role="viewer", actor=users["owner"]
+    )
+    return SimpleNamespace(
+        users=users,
+        team=team,
+        app=app,
+        release=release,
+        newcomer=newcomer,
+        invitation=invitation,
+        invitation_token=invitation_token,
+        client=lambda role: token_client(users.get(role)),
+    )
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    # PBKDF2 would make each factory user cost ~100 ms; the matrix creates hundreds.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -22,12 +22,6 @@ DESKTOP = {"width": 1366, "height": 900}
 TIMEOUT_MS = 10_000
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # PBKDF2 would make each user (and each browser log-in) cost ~100 ms.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def build_world():
     """Team acme (owner, admin, member, viewer), team other (outsider), app demo with v1 and v2 and formation."""
     from berth.accounts.services import membership_add, team_create

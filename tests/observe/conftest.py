@@ -6,13 +6,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.control_plane.conftest import make_app, make_team, make_user  # noqa: F401  shared factories
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 
 @pytest.fixture
 def rds():
@@ -32,7 +25,7 @@ def app_name(rds):
 
 
 @pytest.fixture
-def people(transactional_db, make_user, make_team, make_app, app_name):  # noqa: F811  (fixtures)
+def people(transactional_db, make_user, make_team, make_app, app_name):
     """A team with an owner and a viewer and one app; an outsider in another team; tokens for each."""
     from berth.accounts.services import membership_add, token_create
 

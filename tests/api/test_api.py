@@ -468,7 +468,7 @@ def test_schema_lists_the_api_routes(world, client):
     assert client.get("/api/v1/docs/").status_code == 200
 
 
-@pytest.mark.urls("tests.control_plane.urls_with_extra_route")
+@pytest.mark.urls("tests.api.urls_with_extra_route")
 def test_a_route_without_a_permission_rule_is_refused(world, owner):
     response = owner.get("/api/v1/forgotten")
     assert response.status_code == 403

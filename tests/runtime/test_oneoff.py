@@ -7,8 +7,8 @@ from berth.runtime.client import docker_client
 from berth.runtime.oneoff import oneoff_logs, oneoff_prune, oneoff_remove, oneoff_wait, run_oneoff
 from berth.runtime.scheduler import SchedulerError
 
-from tests import test_scheduler
-from tests.test_scheduler import IMAGE, TEST_LABELS, unique
+from tests.runtime import test_scheduler
+from tests.runtime.test_scheduler import IMAGE, TEST_LABELS, unique
 
 pytestmark = pytest.mark.docker
 

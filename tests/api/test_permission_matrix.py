@@ -219,7 +219,7 @@ def test_every_api_route_has_a_rule_and_a_matrix_case():
 
 
 def test_the_guard_notices_a_route_without_a_rule():
-    routes = api_routes(get_resolver("tests.control_plane.urls_with_extra_route"))
+    routes = api_routes(get_resolver("tests.api.urls_with_extra_route"))
     problems = uncovered(routes)
     assert "GET /api/v1/forgotten (api-forgotten) has no rule in PERMISSION_MAP" in problems
 
