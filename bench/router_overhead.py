@@ -4,7 +4,7 @@ time from an endpoint dying to HAProxy taking it out of rotation.
     .venv/bin/python bench/router_overhead.py [--duration 5] [--deaths 5]
 
 Everything runs on 127.0.0.1: a HAProxy from Berth's own configuration (64 backends of 16 server slots) on a free
-port in a temporary folder, the test backend of berth.routing.testing (Python http.server, keep-alive), wrk with
+port in a temporary folder, the test backend of tests/support/backends.py (Python http.server, keep-alive), wrk with
 one connection (latency: what one request costs) and with 16 (a busy router). Goals: at most 0.3 ms added at p50,
 at most 3 s out of rotation. Prints tables and writes bench/results/router_overhead.json.
 """
@@ -31,10 +31,10 @@ if "BERTH_HOME" not in os.environ:
 
 from berth.routing.haproxy import admin_command, haproxy_command, write_config  # noqa: E402
 from berth.routing.haproxy_router import HaproxyRouter  # noqa: E402
-from berth.routing.testing import start_backend  # noqa: E402
 from common import figure, percentile, print_table, save_figures  # noqa: E402
 
 from tests.conftest import free_port, wait_for  # noqa: E402
+from tests.support.backends import start_backend  # noqa: E402
 
 HOST = "bench.localhost"
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}  # wrk's latency units, to milliseconds

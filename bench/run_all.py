@@ -36,6 +36,7 @@ FULL = {
     "deploy_under_load": ["--deploys", "10"],
     "deploy_unhealthy": ["--kills", "5"],
     "log_latency": ["--repeats", "3", "--seconds", "20"],
+    "process_ready": ["--rounds", "3"],
     "push_to_live": ["--runs", "5"],
     "router_overhead": ["--repeats", "3", "--duration", "3", "--deaths", "5"],
 }
@@ -47,6 +48,7 @@ QUICK = {
     "deploy_under_load": ["--deploys", "3"],
     "deploy_unhealthy": ["--kills", "2"],
     "log_latency": ["--repeats", "2", "--seconds", "6", "--clients", "10"],
+    "process_ready": ["--rounds", "1"],
     "push_to_live": ["--runs", "2"],
     "router_overhead": ["--repeats", "2", "--duration", "1", "--deaths", "2"],
 }

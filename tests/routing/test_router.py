@@ -14,11 +14,11 @@ from berth.routing.haproxy import admin_command, write_config
 from berth.routing.haproxy_router import HaproxyRouter
 from berth.routing.memory import InMemoryRouter
 from berth.routing.router import Endpoint, get_router
-from berth.routing.testing import start_backend
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as websocket_connect
 
 from tests.conftest import free_port, wait_for
+from tests.support.backends import start_backend
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from berth.routing.haproxy import haproxy_command, write_config
 from berth.routing.router import get_router
-from berth.routing.testing import KeepAliveLoad, start_backend
 
 from tests.conftest import free_port, wait_for
+from tests.support.backends import KeepAliveLoad, start_backend
 
 # they kill and restart real processes (their own backends and HAProxy), and need no database: run once
 pytestmark = pytest.mark.faults

@@ -1,9 +1,9 @@
-"""Real backends and keep-alive load for the router's tests and benchmark; not used by Berth itself.
+"""Real backends and keep-alive load for the router's tests (tests/routing) and benchmark (bench/router_overhead.py);
+test equipment, so it lives with the tests, not in the shipped package.
 
-`python -m berth.routing.testing http|ws <id> <port>` serves on 127.0.0.1:<port>: `http` answers every request
-with its id over HTTP/1.1 keep-alive (/slow?s=2 answers after 2 s; /drop hangs up without an answer and
-/dropped says how many times it did), `ws` echoes WebSocket messages as
-"<id>:<message>".
+`python -m tests.support.backends http|ws <id> <port>` (from the repository's root) serves on 127.0.0.1:<port>:
+`http` answers every request with its id over HTTP/1.1 keep-alive (/slow?s=2 answers after 2 s; /drop hangs up
+without an answer and /dropped says how many times it did), `ws` echoes WebSocket messages as "<id>:<message>".
 """
 
 import collections
@@ -17,7 +17,14 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
+
+if TYPE_CHECKING:
+    from berth.routing.router import Endpoint
+
+REPO_DIR = Path(__file__).resolve().parents[2]  # where `python -m tests.support.backends` finds `tests`
 
 
 @dataclass
@@ -29,7 +36,9 @@ class Backend:
     process: subprocess.Popen
 
     @property
-    def endpoint(self):
+    def endpoint(self) -> "Endpoint":
+        # imported here, not at the top: the backend processes run this module with only the repository's root on
+        # their path (no platform/, no Django settings), and they never need an Endpoint
         from berth.routing.router import Endpoint
 
         return Endpoint("127.0.0.1", self.port)
@@ -52,7 +61,8 @@ class Backend:
 
 def start_backend(ident: str, *, port: int, kind: str = "http", timeout: float = 10.0) -> Backend:
     process = subprocess.Popen(
-        [sys.executable, "-m", "berth.routing.testing", kind, ident, str(port)],
+        [sys.executable, "-m", "tests.support.backends", kind, ident, str(port)],
+        cwd=REPO_DIR,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
