@@ -1,5 +1,5 @@
 """The nodes API and `berth nodes…` commands against the real 3-node swarm, as a platform admin (superuser);
-team roles get 403 (tests/control_plane/test_permission_matrix.py covers every role)."""
+team roles get 403 (tests/api/test_permission_matrix.py covers every role)."""
 
 import argparse
 

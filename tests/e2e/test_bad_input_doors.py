@@ -1,6 +1,6 @@
 """Hostile input at every door of a live app, across the layers (git server → build → release → router, and the
 API → services → swarm): each is refused with a clear error, nothing is half-applied, and the live release keeps
-serving through the router. Unit-level refusals are in tests/gitserver and tests/control_plane; these check what
+serving through the router. Unit-level refusals are in tests/gitserver and tests/api; these check what
 a user sees end to end and that nothing behind the door moved."""
 
 import os

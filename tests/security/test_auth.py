@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 
 from tests.conftest import REPO_DIR, wait_for
 
-PASSWORD = "pw-123456"  # what tests.control_plane's make_user gives every user
+PASSWORD = "pw-123456"  # what tests/conftest.py's make_user gives every user
 
 
 @pytest.fixture(autouse=True)

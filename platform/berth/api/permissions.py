@@ -5,7 +5,7 @@ viewer/member/admin/owner: at least that role in the team the route is about (th
 PLATFORM_ADMIN: a platform administrator, i.e. a Django superuser. Nodes are shared by every team's apps, so being
 admin or owner of one team is not enough to drain a machine that other teams run on (berth.nodes).
 A user outside that team gets 404, a role too low 403 naming the role needed, no credentials 401.
-A route or method missing from the map is refused (fail closed) and fails tests/control_plane/test_permission_matrix.
+A route or method missing from the map is refused (fail closed) and fails tests/api/test_permission_matrix.
 """
 
 from django.http import Http404
