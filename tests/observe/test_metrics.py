@@ -1,15 +1,8 @@
 """Health and node metrics from a real Swarm service and this node's /proc."""
 
 import pytest
-from berth.observe.metrics import (
-    NODES_KEY,
-    Sampler,
-    cpu_percent,
-    health_key,
-    latest_snapshot,
-    memory_mb,
-    process_state,
-)
+from berth.observe.metrics import NODES_KEY, Sampler, health_key, latest_snapshot, process_state
+from berth.runtime.stats import cpu_percent, memory_mb
 
 from tests.conftest import wait_for
 

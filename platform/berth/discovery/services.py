@@ -10,25 +10,22 @@ import queue
 import threading
 import time
 
-import docker.errors
-import requests
+from django.db import close_old_connections
 
 from berth.apps.models import App
+from berth.deploys.rollout import app_reconcile
+from berth.nodes.services import node_states_follow
 from berth.releases.models import ReleaseStatus
-from berth.runtime.client import docker_client
+from berth.runtime.events import container_events, engine_unreachable
+from berth.runtime.scheduler import LABEL_APP
 
 logger = logging.getLogger("berth.watcher")
 
 FULL_RECONCILE_SECONDS = 3.0  # also how soon a router restarted from nothing has its routes back
 DEBOUNCE_SECONDS = 0.2
 SLOW_RECONCILE_SECONDS = 2.0
-APP_LABEL = "org.berth.app"
-
-
-def _engine_unreachable(exc: Exception) -> bool:
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        return True
-    return isinstance(exc, docker.errors.DockerException) and not isinstance(exc, docker.errors.APIError)
+# What makes a change of an app's container worth a reconcile of its routes.
+ROUTE_ACTIONS = {"start", "die", "stop", "kill", "destroy", "health_status"}
 
 
 def reconcile_apps(names: set[str] | None = None) -> set[str]:
@@ -36,8 +33,6 @@ def reconcile_apps(names: set[str] | None = None) -> set[str]:
 
     Returns the apps with a running task that did not answer HTTP yet (not routed): to be reconciled again soon.
     """
-    from berth.deploys.rollout import app_reconcile
-
     apps = App.objects.select_related("team").filter(releases__status=ReleaseStatus.LIVE).distinct()
     if names is not None:
         apps = apps.filter(name__in=names)
@@ -48,9 +43,8 @@ def reconcile_apps(names: set[str] | None = None) -> set[str]:
             if app_reconcile(app):
                 waiting.add(app.name)
         except Exception as exc:  # one app's trouble must not stop the others' routes
-            if _engine_unreachable(
-                exc
-            ):  # the engine is restarting: one line per round, not a traceback per app
+            # the engine is restarting: one line per round, not a traceback per app
+            if engine_unreachable(exc):
                 logger.warning("reconcile skipped: the Docker engine is unreachable (%s)", exc)
                 break
             logger.exception("reconcile of %s failed", app.name)
@@ -63,17 +57,9 @@ def reconcile_apps(names: set[str] | None = None) -> set[str]:
 def _follow_events(changed: "queue.Queue[str]", stop: threading.Event) -> None:
     while not stop.is_set():
         try:
-            client = docker_client(timeout=None)
-            for event in client.events(decode=True, filters={"type": "container", "label": APP_LABEL}):
-                app = event.get("Actor", {}).get("Attributes", {}).get(APP_LABEL)
-                if app and event.get("Action") in {
-                    "start",
-                    "die",
-                    "stop",
-                    "kill",
-                    "destroy",
-                    "health_status",
-                }:
+            for event in container_events(labels=LABEL_APP):
+                app = event.attributes.get(LABEL_APP)
+                if app and event.action in ROUTE_ACTIONS:
                     changed.put(app)
                 if stop.is_set():
                     return
@@ -84,8 +70,6 @@ def _follow_events(changed: "queue.Queue[str]", stop: threading.Event) -> None:
 
 def watch(*, stop: threading.Event | None = None, full_every: float = FULL_RECONCILE_SECONDS) -> None:
     """Run until `stop` is set: reconcile apps whose containers changed, and all apps every `full_every` s."""
-    from django.db import close_old_connections
-
     stop = stop or threading.Event()
     changed: queue.Queue[str] = queue.Queue()
     threading.Thread(target=_follow_events, args=(changed, stop), daemon=True, name="docker-events").start()
@@ -112,8 +96,6 @@ def watch(*, stop: threading.Event | None = None, full_every: float = FULL_RECON
 
 def _follow_nodes(previous: dict[str, str] | None) -> dict[str, str] | None:
     """Record node.down / node.up events for the apps with tasks on a node whose state changed."""
-    from berth.nodes.services import node_states_follow
-
     try:
         return node_states_follow(previous=previous)
     except Exception:  # the engine may be restarting: look again next time

@@ -12,32 +12,23 @@ import logging
 import shutil
 import threading
 import time
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import docker
 import redis
-import requests
 
 from berth.core.redis import redis_client
-from berth.observe.services import as_text, event_record
-from berth.runtime.client import docker_client
-from berth.runtime.scheduler import LABEL_APP, TaskInfo, get_scheduler
+from berth.observe.services import as_text, event_record, health_key
+from berth.runtime.scheduler import TaskInfo, get_scheduler
+from berth.runtime.stats import ContainerUsage, EngineStats
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_INTERVAL = 5.0
 SERIES_MAX = 720  # an hour of 5 s samples
 NODES_KEY = "berth:nodes"
-MB = 1024 * 1024
 
 STARTING_STATES = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
 CRASHED_STATES = {"failed", "rejected", "orphaned", "complete", "shutdown", "remove"}
-
-
-def health_key(app: str) -> str:
-    return f"berth:health:{app}"
 
 
 def process_state(*, task_state: str, container_health: str | None = None) -> str:
@@ -49,38 +40,6 @@ def process_state(*, task_state: str, container_health: str | None = None) -> st
     if task_state in STARTING_STATES:
         return "starting"
     return "crashed"
-
-
-def cpu_percent(stats: dict) -> float:
-    """CPU use of a container as `docker stats` computes it: its share of the host's time, times the CPUs."""
-    cpu, previous = stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {}
-    used = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (previous.get("cpu_usage") or {}).get(
-        "total_usage", 0
-    )
-    system = cpu.get("system_cpu_usage", 0) - previous.get("system_cpu_usage", 0)
-    cpus = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or []) or 1
-    if used <= 0 or system <= 0:
-        return 0.0
-    return round(used / system * cpus * 100, 2)
-
-
-def memory_mb(stats: dict) -> float:
-    """Memory in use without the page cache the kernel can drop (what `docker stats` shows)."""
-    memory = stats.get("memory_stats") or {}
-    detail = memory.get("stats") or {}
-    cache = detail.get("total_inactive_file", detail.get("inactive_file", detail.get("cache", 0)))
-    return round(max(memory.get("usage", 0) - cache, 0) / MB, 1)
-
-
-def _health_from_status(status: str) -> str | None:
-    # `docker ps` status: "Up 5 seconds (healthy)", "Up 1 second (health: starting)", "Up 3 minutes (unhealthy)"
-    if "(unhealthy)" in status:
-        return "unhealthy"
-    if "(healthy)" in status:
-        return "healthy"
-    if "health: starting" in status:
-        return "starting"
-    return None
 
 
 class ProcStat:
@@ -119,58 +78,35 @@ class Sampler:
     def __init__(
         self,
         *,
-        client: docker.DockerClient | None = None,
+        engine: EngineStats | None = None,
         redis_conn: redis.Redis | None = None,
         interval: float = SAMPLE_INTERVAL,
     ):
-        self.client = client or docker_client()
-        self.api = self.client.api
+        self.engine = engine or EngineStats()
         self.redis = redis_conn or redis_client()
         self.interval = interval
         self.scheduler = get_scheduler()
         self.proc_stat = ProcStat()
         self.restarts: dict[tuple[str, int | None], int] = {}
         self.stopping = threading.Event()
-        self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="stats")
         self.thread: threading.Thread | None = None
 
-    def container_stats(self) -> dict[str, dict]:
-        """CPU % and memory of every running app container on this node, sampled in parallel (each one-shot
-        stats call takes about a second: Docker waits for a second reading to compute the CPU share)."""
-        containers = self.api.containers(filters={"label": LABEL_APP, "status": "running"})
-
-        def one(container: dict) -> tuple[str, dict | None]:
-            try:
-                stats = self.api.stats(container["Id"], stream=False)
-            except (docker.errors.APIError, requests.RequestException, ValueError):
-                # it stopped meanwhile: Docker answers 404, or an empty body that is not JSON
-                return container["Id"], None
-            return container["Id"], {
-                "cpu_percent": cpu_percent(stats),
-                "memory_mb": memory_mb(stats),
-                "health": _health_from_status(container.get("Status", "")),
-            }
-
-        return {cid: value for cid, value in self.pool.map(one, containers) if value is not None}
-
-    def apps(self) -> list[str]:
-        services = self.api.services(filters={"label": LABEL_APP})
-        return sorted({s["Spec"].get("Labels", {}).get(LABEL_APP, "") for s in services} - {""})
-
-    def processes(self, tasks: list[TaskInfo], stats: dict[str, dict]) -> list[dict]:
+    def processes(self, tasks: list[TaskInfo], stats: dict[str, ContainerUsage]) -> list[dict]:
         rows = []
         for task in tasks:
-            sample = stats.get(task.container_id or "", {})
+            sample = stats.get(task.container_id or "")
             rows.append(
                 {
                     "id": task.id,
                     "process": task.process,
                     "instance": f"{task.process}.{task.slot}",
                     "release": task.release,
-                    "state": process_state(task_state=task.state, container_health=sample.get("health")),
+                    "state": process_state(
+                        task_state=task.state, container_health=sample.health if sample else None
+                    ),
                     "node": task.node_id,
-                    "cpu_percent": sample.get("cpu_percent"),
-                    "memory_mb": sample.get("memory_mb"),
+                    "cpu_percent": sample.cpu_percent if sample else None,
+                    "memory_mb": sample.memory_mb if sample else None,
                     "restarts": task.restarts,
                 }
             )
@@ -190,34 +126,26 @@ class Sampler:
                 )
 
     def nodes(self) -> list[dict]:
-        info = self.api.info()
-        local = (info.get("Swarm") or {}).get("NodeID")
-        running = Counter(
-            t.get("NodeID")
-            for t in self.api.tasks(filters={"desired-state": "running"})
-            if (t.get("Status") or {}).get("State") == "running"
-        )
+        swarm = self.engine.swarm()
         rows = []
-        for node in self.api.nodes():
-            description = node.get("Description") or {}
-            resources = description.get("Resources") or {}
+        for node in swarm.nodes:
             row = {
-                "id": node["ID"],
-                "hostname": description.get("Hostname", ""),
-                "state": (node.get("Status") or {}).get("State", ""),
-                "availability": (node.get("Spec") or {}).get("Availability", ""),
-                "address": (node.get("Status") or {}).get("Addr", ""),
+                "id": node.id,
+                "hostname": node.hostname,
+                "state": node.state,
+                "availability": node.availability,
+                "address": node.address,
                 "cpu_percent": None,
                 "memory_used_mb": None,
-                "memory_total_mb": round(resources.get("MemoryBytes", 0) / MB, 1) or None,
+                "memory_total_mb": node.memory_total_mb,
                 "disk_used_percent": None,
-                "tasks": running.get(node["ID"], 0),
+                "tasks": node.tasks,
             }
-            if node["ID"] == local:
+            if node.id == swarm.local_id:
                 # Only this node's own /proc and disks are readable here; other nodes report what Swarm knows.
                 row["cpu_percent"] = self.proc_stat.percent()
                 row["memory_used_mb"], row["memory_total_mb"] = meminfo()
-                root = info.get("DockerRootDir") or "/"
+                root = swarm.docker_root
                 usage = shutil.disk_usage(root if Path(root).exists() else "/")
                 row["disk_used_percent"] = round(usage.used / usage.total * 100, 1)
             rows.append(row)
@@ -225,10 +153,10 @@ class Sampler:
 
     def sample_once(self) -> dict[str, list[dict]]:
         """Take one sample of every app and the nodes, write them, and return the apps' processes."""
-        stats = self.container_stats()
+        stats = self.engine.containers()
         now = time.time()
         result = {}
-        for app in self.apps():
+        for app in self.engine.apps():
             try:
                 tasks = self.scheduler.tasks(app=app)
             except Exception:
@@ -264,7 +192,7 @@ class Sampler:
         self.stopping.set()
         if self.thread is not None:
             self.thread.join(timeout)
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.engine.close()
 
 
 def latest_snapshot(key: str, client: redis.Redis | None = None) -> dict | None:

@@ -30,10 +30,13 @@ def events_key(app: str) -> str:
     return f"berth:events:{app}"
 
 
+def health_key(app: str) -> str:
+    """The app's health samples (written by berth.observe.metrics)."""
+    return f"berth:health:{app}"
+
+
 def app_streams_delete(*, app: str) -> None:
     """Forget a destroyed app's logs, events and health samples."""
-    from berth.observe.metrics import health_key
-
     redis_client().delete(logs_key(app), events_key(app), health_key(app))
 
 

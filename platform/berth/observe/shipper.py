@@ -15,14 +15,13 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import docker
 import redis
-from django.conf import settings
 
 from berth.core.lines import MORE, byte_pieces, line_max_bytes, utf8_incomplete_tail
 from berth.core.redis import redis_client
 from berth.observe.services import log_entries_append, log_trim_all, logs_key, retention_lines
-from berth.runtime.client import docker_client
+from berth.runtime.events import ContainerEvents
+from berth.runtime.logs import ContainerGone, ContainerLogs, LogFollow
 from berth.runtime.scheduler import LABEL_APP, LABEL_PROCESS
 
 logger = logging.getLogger(__name__)
@@ -84,13 +83,13 @@ class Follower(threading.Thread):
         self.target = target
         self.stream = stream
         self.cursor_field = f"{target.container_id}:{stream}"
-        self.response = None
+        self.response: LogFollow | None = None
 
     def run(self) -> None:
         while not self.shipper.stopping.is_set():
             try:
                 self.follow_once()
-            except docker.errors.NotFound:
+            except ContainerGone:
                 return  # removed meanwhile (its lines went with it)
             except Exception as exc:  # a broken connection to Docker or Redis: resume from the cursor
                 if self.shipper.stopping.is_set():
@@ -120,16 +119,8 @@ class Follower(threading.Thread):
 
     def follow_once(self) -> None:
         cursor = self.shipper.cursor_get(self.cursor_field)
-        options = {"since": cursor[0] // NS} if cursor and cursor[0] >= NS else {}
-        self.response = self.shipper.stream_api.logs(
-            self.target.container_id,
-            stdout=self.stream == "stdout",
-            stderr=self.stream == "stderr",
-            stream=True,
-            follow=True,
-            timestamps=True,
-            **options,
-        )
+        since = cursor[0] // NS if cursor and cursor[0] >= NS else None
+        self.response = self.shipper.engine.follow(self.target.container_id, stream=self.stream, since=since)
         if self.shipper.stopping.is_set():
             self.close()
             return
@@ -189,26 +180,19 @@ class Shipper:
     def __init__(
         self,
         *,
-        client: docker.DockerClient | None = None,
+        engine: ContainerLogs | None = None,
         redis_conn: redis.Redis | None = None,
         only_labels: dict[str, str] | None = None,
     ):
-        self.client = client or docker_client()
-        self.api = self.client.api
-        # Followers hold a request open for as long as a container runs: no read timeout, and a pool big enough
-        # that each keeps its own connection.
-        self.stream_api = docker.APIClient(
-            base_url=settings.DOCKER_HOST, version=self.api.api_version, timeout=None, max_pool_size=1000
-        )
+        self.engine = engine or ContainerLogs()
         self.redis = redis_conn or redis_client()
-        info = self.api.info()
-        self.node = (info.get("Swarm") or {}).get("NodeID") or info.get("Name") or "local"
+        self.node = self.engine.node_name()
         self.cursor_key = f"berth:ship:cursors:{self.node}"
         self.stopping = threading.Event()
         self.followers: dict[str, Follower] = {}
         self.lock = threading.Lock()
         self.threads: list[threading.Thread] = []
-        self.events_stream = None
+        self.events_stream: ContainerEvents | None = None
         self._cursors: dict[str, tuple[int, int]] = {}
         # `only_labels` narrows what is followed (tests follow only their own containers on a shared engine)
         self.label_filter = [LABEL_APP, *(f"{k}={v}" for k, v in (only_labels or {}).items())]
@@ -278,10 +262,7 @@ class Shipper:
     # -- containers -------------------------------------------------------------------------------------------
 
     def container_running(self, container_id: str) -> bool:
-        try:
-            return bool(self.api.inspect_container(container_id)["State"].get("Running"))
-        except docker.errors.NotFound:
-            return False
+        return self.engine.running(container_id)
 
     def attach(self, target: Target) -> None:
         with self.lock:
@@ -298,14 +279,12 @@ class Shipper:
 
     def scan(self) -> int:
         """Attach every running app container not yet followed; forget cursors of containers that are gone."""
-        containers = self.api.containers(filters={"label": self.label_filter, "status": "running"})
+        containers = self.engine.containers(labels=self.label_filter, running=True)
         for container in containers:
-            target = target_from_labels(
-                container["Id"], container.get("Labels") or {}, (container.get("Names") or [""])[0]
-            )
+            target = target_from_labels(container.id, container.labels, container.name)
             if target:
                 self.attach(target)
-        existing = {c["Id"] for c in self.api.containers(all=True, filters={"label": LABEL_APP})}
+        existing = {c.id for c in self.engine.containers(labels=[LABEL_APP], running=False)}
         stale = [f for f in self.redis.hkeys(self.cursor_key) if f.decode().partition(":")[0] not in existing]
         if stale:
             self.redis.hdel(self.cursor_key, *stale)
@@ -317,15 +296,13 @@ class Shipper:
     def watch_events(self) -> None:
         while not self.stopping.is_set():
             try:
-                self.events_stream = self.stream_api.events(
-                    decode=True, filters={"type": "container", "event": "start", "label": self.label_filter}
-                )
+                self.events_stream = self.engine.starts(labels=self.label_filter)
                 if self.stopping.is_set():
                     return
                 for event in self.events_stream:
-                    container_id = event.get("id") or event.get("Actor", {}).get("ID")
-                    attributes = event.get("Actor", {}).get("Attributes", {})
-                    target = target_from_labels(container_id, attributes, attributes.get("name", ""))
+                    target = target_from_labels(
+                        event.container_id, event.attributes, event.attributes.get("name", "")
+                    )
                     if target:
                         self.attach(target)
             except Exception as exc:
@@ -373,4 +350,4 @@ class Shipper:
         deadline = time.monotonic() + timeout
         for thread in [*self.threads, *followers]:
             thread.join(max(0.0, deadline - time.monotonic()))
-        self.stream_api.close()
+        self.engine.close()
