@@ -4,7 +4,7 @@ from django.urls import include, path
 from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from berth.core.views import healthz
+from berth.observe.views import healthz
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),

@@ -1,4 +1,8 @@
-"""Health of what Berth depends on: database, Redis, Docker, swarm, router. Used by /healthz and `doctor`."""
+"""Health of what Berth depends on: database, Redis, Docker, swarm, router. Used by /healthz and `doctor`.
+
+It sits in berth.observe, above the container engine and the router it asks, so the ground floor (berth.core)
+depends on neither.
+"""
 
 from collections.abc import Callable
 
@@ -6,7 +10,8 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from berth.runtime.client import docker_client
+from berth.routing.haproxy import admin_command
+from berth.runtime.stats import engine_ping, swarm_membership
 
 
 def _database() -> str:
@@ -22,23 +27,20 @@ def _redis() -> str:
 
 
 def _docker() -> str:
-    docker_client(timeout=5).ping()
+    engine_ping(timeout=5)
     return "ok"
 
 
 def _swarm() -> str:
-    info = docker_client(timeout=5).info()
-    swarm = info.get("Swarm", {})
-    if swarm.get("LocalNodeState") != "active":
-        raise RuntimeError(f"this node is not in a swarm (state: {swarm.get('LocalNodeState')})")
-    if not swarm.get("ControlAvailable"):
+    swarm = swarm_membership(timeout=5)
+    if swarm.state != "active":
+        raise RuntimeError(f"this node is not in a swarm (state: {swarm.state})")
+    if not swarm.manager:
         raise RuntimeError("this node is not a swarm manager")
     return "ok"
 
 
 def _router() -> str:
-    from berth.routing.haproxy import admin_command
-
     answer = admin_command("show info")
     if "Name: HAProxy" not in answer:
         raise RuntimeError(f"unexpected answer from the router's admin socket: {answer[:80]!r}")

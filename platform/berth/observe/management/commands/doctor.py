@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from berth.core.health import check_health
+from berth.observe.health import check_health
 
 
 class Command(BaseCommand):
