@@ -1,8 +1,12 @@
-"""Fixtures shared by every test folder: ports and waiting, a real HAProxy router, and the factories for users,
-teams with members in each role, apps and API clients with real tokens."""
+"""Fixtures shared by every test folder: ports and waiting, a real HAProxy router, the sample apps
+(tests/fixtures/apps), and, from tests/support/factories.py, the factories for users, teams with members in each
+role, apps and API clients with real tokens.
 
-import itertools
+Kept light (no Django import at the top): the benchmarks in bench/ import free_port and wait_for from here."""
+
 import os
+import re
+import shutil
 import socket
 import subprocess
 import time
@@ -10,9 +14,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from rest_framework.test import APIClient
 
 REPO_DIR = Path(__file__).resolve().parent.parent
+# the sample apps: one per buildpack (detection and builds) and `hello`, the end-to-end tests' stdlib web app
+FIXTURE_APPS = REPO_DIR / "tests" / "fixtures" / "apps"
+
+pytest_plugins = ["tests.support.factories"]
 
 
 def free_port() -> int:
@@ -29,6 +36,35 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.1, message: str =
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def hello_app(message: str, *, mode: str = "", loud: bool = False) -> str:
+    """The source of tests/fixtures/apps/hello/app.py answering `message`, in `mode` ("" serves; "crash",
+    "latecrash", "fail", "noport": see the app), printing a line per request when `loud`."""
+    source = (FIXTURE_APPS / "hello" / "app.py").read_text()
+    for name, value in (("MESSAGE", message), ("MODE", mode), ("LOUD", loud)):
+        source, count = re.subn(
+            rf"^{name} = .*$", lambda _, n=name, v=value: f"{n} = {v!r}", source, flags=re.M
+        )
+        assert count == 1, f"hello/app.py has no single {name} line"
+    return source
+
+
+def write_hello_app(path: Path, message: str, *, mode: str = "", loud: bool = False) -> None:
+    """Write the hello app into the working tree `path` (app.py and an empty requirements.txt: the python
+    buildpack, no dependencies to fetch)."""
+    (path / "requirements.txt").write_text("")
+    (path / "app.py").write_text(hello_app(message, mode=mode, loud=loud))
+
+
+@pytest.fixture
+def sample_app(tmp_path):
+    """A private copy of one of tests/fixtures/apps (by name), for a test that changes it."""
+
+    def copy(name: str) -> Path:
+        return Path(shutil.copytree(FIXTURE_APPS / name, tmp_path / "sample-apps" / name))
+
+    return copy
 
 
 @pytest.fixture
@@ -79,94 +115,6 @@ def _fresh_sign_in_counts(settings):
             client.delete(*keys)
     except redis.RedisError:
         pass  # a test that stopped Redis on purpose; the next one finds it back
-
-
-_counter = itertools.count(1)
-
-
-@pytest.fixture
-def make_user(db):
-    from django.contrib.auth import get_user_model
-
-    def make(username: str | None = None, **extra):
-        username = username or f"user{next(_counter)}"
-        return get_user_model().objects.create_user(
-            username=username,
-            email=extra.pop("email", f"{username}@example.test"),
-            password="pw-123456",
-            **extra,
-        )
-
-    return make
-
-
-@pytest.fixture
-def make_team(make_user):
-    from berth.accounts.services import team_create
-
-    def make(name: str | None = None, owner=None):
-        return team_create(name=name or f"team{next(_counter)}", actor=owner or make_user())
-
-    return make
-
-
-@pytest.fixture
-def make_app(make_team):
-    from berth.apps.services import app_create
-
-    def make(name: str | None = None, team=None, actor=None):
-        team = team or make_team()
-        return app_create(team=team, name=name or f"app{next(_counter)}", actor=actor)
-
-    return make
-
-
-@pytest.fixture
-def token_client(db):
-    """An APIClient that authenticates as `user` with a real API token (None = anonymous)."""
-    from berth.accounts.services import token_create
-
-    def make(user=None) -> APIClient:
-        client = APIClient()
-        if user is not None:
-            _, clear = token_create(user=user, name="tests")
-            client.credentials(HTTP_AUTHORIZATION=f"Bearer {clear}")
-        return client
-
-    return make
-
-
-@pytest.fixture
-def world(make_user, make_team, make_app, token_client):
-    """One team with a user in each role, an outsider in another team, an app with a release, a domain."""
-    from berth.accounts.services import invitation_create, membership_add
-    from berth.apps.services import domain_add
-    from berth.releases.services import release_create
-
-    users = {role: make_user(f"the-{role}") for role in ("owner", "admin", "member", "viewer", "outsider")}
-    team = make_team("acme", owner=users["owner"])
-    for role in ("admin", "member", "viewer"):
-        membership_add(team=team, user=users[role], role=role, actor=users["owner"])
-    make_team("other", owner=users["outsider"])
-    newcomer = make_user("newcomer")
-    app = make_app("demo", team=team, actor=users["owner"])
-    release = release_create(
-        app=app, image="demo:v1", procfile={"web": "python app.py"}, description="first", actor=users["owner"]
-    )
-    domain_add(app=app, hostname="www.example.org", actor=users["owner"])
-    invitation, invitation_token = invitation_create(
-        team=team, email="someone@example.test", role="viewer", actor=users["owner"]
-    )
-    return SimpleNamespace(
-        users=users,
-        team=team,
-        app=app,
-        release=release,
-        newcomer=newcomer,
-        invitation=invitation,
-        invitation_token=invitation_token,
-        client=lambda role: token_client(users.get(role)),
-    )
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,6 @@
 failures name the step, timeouts and cancellation stop the engine's build, code-only changes reuse the
 dependency layer."""
 
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -16,11 +15,11 @@ from berth.builds.errors import BuildCancelled, BuildError
 from berth.builds.stack import stack_build
 from berth.runtime.client import docker_client
 
-from tests.conftest import wait_for
+from tests.conftest import FIXTURE_APPS, wait_for
 
 pytestmark = pytest.mark.docker
 
-APPS = Path(__file__).parent / "fixtures" / "apps"
+APPS = FIXTURE_APPS
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 TAG_PREFIX = "berth-test/builds-"
 SUITE_LABEL = "org.berth.test.suite"
@@ -158,10 +157,9 @@ def test_each_buildpack_builds_its_sample_app_and_the_image_answers_http_on_port
 
 
 def test_python_dependencies_install_from_pypi_with_the_ca_bundle_which_stays_out_of_the_image(
-    docker_env, tmp_path, one_off_layers
+    docker_env, sample_app, one_off_layers
 ):
-    source = tmp_path / "app"
-    shutil.copytree(APPS / "python", source)
+    source = sample_app("python")
     # a requirements file no earlier build has seen, so pip really runs (and fetches through the proxy here)
     with open(source / "requirements.txt", "a") as requirements:
         requirements.write(f"# {uuid.uuid4()}\n")
@@ -202,9 +200,8 @@ def test_the_default_command_is_the_direct_child_of_tini_so_it_gets_sigterm(buil
         container.remove(force=True)
 
 
-def test_a_code_only_change_reuses_the_dependency_layer(docker_env, tmp_path):
-    source = tmp_path / "app"
-    shutil.copytree(APPS / "python", source)
+def test_a_code_only_change_reuses_the_dependency_layer(docker_env, sample_app):
+    source = sample_app("python")
     tag = _tag("python-rebuild")
     _build(source, tag=tag)
     app = source / "app.py"
@@ -231,9 +228,8 @@ def test_a_pyproject_app_installs_its_project_dependencies(docker_env):
     assert "hello from a pyproject app" in _serve(docker_env, result.tag)
 
 
-def test_a_node_app_without_a_lockfile_is_installed_with_npm_install(docker_env, tmp_path):
-    source = tmp_path / "app"
-    shutil.copytree(APPS / "node", source)
+def test_a_node_app_without_a_lockfile_is_installed_with_npm_install(docker_env, sample_app):
+    source = sample_app("node")
     (source / "package-lock.json").unlink()
     # `npm ci` would refuse to run without a lockfile, so a built image is the proof
     result, _ = _build(source)

@@ -17,7 +17,9 @@ from berth.builds.buildpacks import (
 )
 from berth.builds.errors import BuildError
 
-APPS = Path(__file__).parent / "fixtures" / "apps"
+from tests.conftest import FIXTURE_APPS
+
+APPS = FIXTURE_APPS
 KNOWN = ["dockerfile", "python", "node", "go", "static"]
 
 

@@ -8,52 +8,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from tests.conftest import wait_for
-
-# One stdlib app whose behaviour each test picks: what it answers, whether it binds $PORT, crashes or fails.
-APP_PY = """\
-import os
-import socket
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-MESSAGE = {message!r}
-MODE = {mode!r}
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        status = 500 if MODE == "fail" else 200
-        if self.path.startswith("/fetch/"):
-            # another app of the team, by name on the team's overlay network
-            with urllib.request.urlopen("http://" + self.path[len("/fetch/"):], timeout=5) as answer:
-                text = "fetched: " + answer.read().decode().strip()
-        else:
-            text = (MESSAGE + " " + os.environ.get("COLOR", "")).strip()
-        body = (text + "\\n").encode()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("X-Task", socket.gethostname())
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-print("booting", MESSAGE, MODE, flush=True)
-if MODE == "crash":
-    raise SystemExit(3)
-if MODE == "latecrash":  # runs a while (Swarm sees it running), then exits before it ever listens
-    import time
-
-    time.sleep(2)
-    raise SystemExit(3)
-port = int(os.environ["PORT"]) + (1 if MODE == "noport" else 0)
-ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()
-"""
+from tests.conftest import hello_app, wait_for
 
 
 def git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -84,7 +39,7 @@ def push(
         if old.name != ".git":
             old.unlink()
     if files is None:
-        files = {"requirements.txt": "", "app.py": APP_PY.format(message=message, mode=mode)}
+        files = {"requirements.txt": "", "app.py": hello_app(message, mode=mode)}
         if procfile is not None:
             files["Procfile"] = procfile
     for name, text in files.items():

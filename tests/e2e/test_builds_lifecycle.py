@@ -8,11 +8,10 @@ import time
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import hello_app, wait_for
 from tests.e2e import test_builds_support as support
 from tests.e2e.test_builds_support import (
     SLOW_DOCKERFILE,
-    STDLIB_APP,
     build_worker_pid,
     get_app_page,
     keep_transcript,
@@ -33,7 +32,7 @@ def write_slow(repo, seconds: int, message: str, *, fail: bool = False) -> str:
     if fail:
         dockerfile = dockerfile.replace("sleep 1; done", "sleep 1; done; exit 4")
     repo.remove("requirements.txt")
-    repo.write({"Dockerfile": dockerfile, "app.py": STDLIB_APP.format(message=message)})
+    repo.write({"Dockerfile": dockerfile, "app.py": hello_app(message)})
     return nonce
 
 
@@ -47,7 +46,7 @@ def step_containers(nonce: str) -> list[str]:
 
 def deploy_stdlib(repo, message: str) -> str:
     repo.remove("Dockerfile")
-    repo.write({"requirements.txt": "", "app.py": STDLIB_APP.format(message=message)})
+    repo.write({"requirements.txt": "", "app.py": hello_app(message)})
     sha = repo.commit(message)
     push = repo.push()
     assert push.returncode == 0, push.stderr
@@ -70,7 +69,7 @@ def test_a_second_push_waits_visibly_then_builds_and_an_image_deploy_meanwhile_i
     assert f"build {running['id']} of {app} is still building" in answer.json()["detail"]
 
     other = make_repo(tmp_path, berth_platform, tenant, app, name="other")
-    other.write({"requirements.txt": "", "app.py": STDLIB_APP.format(message="second")})
+    other.write({"requirements.txt": "", "app.py": hello_app("second")})
     other.commit("second")
     second = other.push_in_background()
     waiting = second.wait_line(f"waiting for the previous push of {app} to finish", timeout=60)
@@ -107,7 +106,7 @@ def test_a_pusher_that_disconnects_does_not_stop_its_build(repo, berth_platform,
     # objects the hook kept out of the aborted push's quarantine: the repository matches what runs
     assert f"-----> The pusher left; refs/heads/main moved to {sha[:7]} here" in log
     assert repo.remote_head() == sha
-    repo.write({"app.py": STDLIB_APP.format(message="next")})
+    repo.write({"app.py": hello_app("next")})
     repo.commit("next")
     again = repo.push()
     assert again.returncode == 0, again.stderr

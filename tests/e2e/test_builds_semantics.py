@@ -6,8 +6,9 @@ import os
 
 import pytest
 
+from tests.conftest import hello_app
 from tests.e2e import test_builds_support as support
-from tests.e2e.test_builds_support import STDLIB_APP, get_app_page, keep_transcript, make_repo
+from tests.e2e.test_builds_support import get_app_page, keep_transcript, make_repo
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -27,7 +28,7 @@ def remote_lines(out: str) -> list[str]:
 
 
 def deploy_stdlib(repo, message: str) -> str:
-    repo.write({"requirements.txt": "", "app.py": STDLIB_APP.format(message=message)})
+    repo.write({"requirements.txt": "", "app.py": hello_app(message)})
     sha = repo.commit(message)
     push = repo.push()
     assert push.returncode == 0, push.stderr
@@ -45,7 +46,7 @@ def test_branches_deletion_and_forced_pushes(repo, berth_platform, api):
 
     # another branch is stored, and the pusher is told it was not deployed
     repo.git("checkout", "-q", "-b", "feature")
-    repo.write({"app.py": STDLIB_APP.format(message="feature")})
+    repo.write({"app.py": hello_app("feature")})
     feature = repo.commit("feature work")
     push = repo.push("feature")
     assert push.returncode == 0, push.stderr
@@ -66,7 +67,7 @@ def test_branches_deletion_and_forced_pushes(repo, berth_platform, api):
 
     # a rewritten history (non-fast-forward) is accepted when forced, and deploys, as on Heroku
     repo.git("checkout", "-q", "main")
-    repo.write({"app.py": STDLIB_APP.format(message="rewritten")})
+    repo.write({"app.py": hello_app("rewritten")})
     repo.git("add", "-A")
     repo.git("commit", "-q", "--amend", "-m", "rewritten")
     rewritten = repo.head()
@@ -129,7 +130,7 @@ def test_unknown_app_wrong_token_and_read_only_role_are_refused_clearly(
     from berth.accounts.services import membership_add, token_create
     from django.contrib.auth import get_user_model
 
-    repo.write({"requirements.txt": "", "app.py": STDLIB_APP.format(message="x")})
+    repo.write({"requirements.txt": "", "app.py": hello_app("x")})
     repo.commit("x")
 
     unknown = make_repo(tmp_path, berth_platform, tenant, "t-e2e-no-such-app", name="unknown")
@@ -166,7 +167,7 @@ def test_the_apps_deploy_branch_setting_is_honoured(tmp_path, berth_platform, te
     answer = api.patch(f"/apps/{app}", json={"deploy_branch": "master"})
     assert answer.status_code == 200 and answer.json()["deploy_branch"] == "master", answer.text
     repo = make_repo(tmp_path, berth_platform, tenant, app, branch="master")
-    repo.write({"requirements.txt": "", "app.py": STDLIB_APP.format(message="from master")})
+    repo.write({"requirements.txt": "", "app.py": hello_app("from master")})
     repo.commit("master")
     push = repo.push("master")
     assert push.returncode == 0, push.stderr
@@ -174,7 +175,7 @@ def test_the_apps_deploy_branch_setting_is_honoured(tmp_path, berth_platform, te
     assert get_app_page(port, app).text == "from master\n"
 
     repo.git("checkout", "-q", "-b", "main")
-    repo.write({"app.py": STDLIB_APP.format(message="from main")})
+    repo.write({"app.py": hello_app("from main")})
     repo.commit("main")
     push = repo.push("main")
     assert push.returncode == 0, push.stderr
@@ -186,4 +187,4 @@ def test_the_apps_deploy_branch_setting_is_honoured(tmp_path, berth_platform, te
     clone = tmp_path / "clone"
     out = repo.git("clone", "-q", repo.url, str(clone))
     assert out.returncode == 0
-    assert (clone / "app.py").read_text() == STDLIB_APP.format(message="from master")
+    assert (clone / "app.py").read_text() == hello_app("from master")

@@ -17,34 +17,7 @@ import docker.errors
 import httpx
 import pytest
 
-from tests.conftest import REPO_DIR, free_port, wait_for
-
-FIXTURE_APPS = REPO_DIR / "tests/fixtures/apps"
-
-STDLIB_APP = """\
-import os
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-MESSAGE = {message!r}
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        body = (MESSAGE + "\\n").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
-"""
+from tests.conftest import FIXTURE_APPS, free_port, wait_for
 
 # A Dockerfile app whose one RUN step takes `seconds` (printing as it goes): a build that is surely running
 # when a test cancels it, kills its worker or disconnects its pusher. The step's output is unique per commit,

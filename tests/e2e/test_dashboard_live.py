@@ -9,37 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_DIR, wait_for
+from tests.conftest import REPO_DIR, wait_for, write_hello_app
 from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.test_push_to_live import get, git
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 ARTIFACTS = REPO_DIR / "test-artifacts"
-
-LOUD_APP = """\
-import os
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-MESSAGE = {message!r}
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        print("served", self.path, flush=True)
-        body = (MESSAGE + "\\n").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
-"""
 
 
 @pytest.fixture
@@ -97,8 +72,7 @@ def page(berth_platform, tenant):
 
 
 def push(repo: Path, message: str) -> None:
-    (repo / "requirements.txt").write_text("")
-    (repo / "app.py").write_text(LOUD_APP.format(message=message))
+    write_hello_app(repo, message, loud=True)
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", message)
     result = git(repo, "push", "berth", "main", check=False)

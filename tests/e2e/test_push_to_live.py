@@ -7,40 +7,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import write_hello_app
 from tests.e2e.load import Load
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
-APP_PY = """\
-import os
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-MESSAGE = {message!r}
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        body = (MESSAGE + "\\n").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-print("booting", MESSAGE, flush=True)
-{crash}
-ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
-"""
-
 
 def write_app(repo: Path, message: str, *, crash: bool = False) -> None:
-    (repo / "requirements.txt").write_text("")
-    (repo / "app.py").write_text(APP_PY.format(message=message, crash="raise SystemExit(3)" if crash else ""))
+    write_hello_app(repo, message, mode="crash" if crash else "")
 
 
 def git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

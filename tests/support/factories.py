@@ -1,0 +1,88 @@
+"""Factories for the control plane's objects, shared by every test folder (registered by tests/conftest.py):
+users, teams with members in each role, apps, API clients with real tokens, and `world`, one of each."""
+
+import itertools
+from types import SimpleNamespace
+
+import pytest
+from berth.accounts.services import invitation_create, membership_add, team_create, token_create
+from berth.apps.services import app_create, domain_add
+from berth.releases.services import release_create
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+_counter = itertools.count(1)
+
+
+@pytest.fixture
+def make_user(db):
+    def make(username: str | None = None, **extra):
+        username = username or f"user{next(_counter)}"
+        return get_user_model().objects.create_user(
+            username=username,
+            email=extra.pop("email", f"{username}@example.test"),
+            password="pw-123456",
+            **extra,
+        )
+
+    return make
+
+
+@pytest.fixture
+def make_team(make_user):
+    def make(name: str | None = None, owner=None):
+        return team_create(name=name or f"team{next(_counter)}", actor=owner or make_user())
+
+    return make
+
+
+@pytest.fixture
+def make_app(make_team):
+    def make(name: str | None = None, team=None, actor=None):
+        team = team or make_team()
+        return app_create(team=team, name=name or f"app{next(_counter)}", actor=actor)
+
+    return make
+
+
+@pytest.fixture
+def token_client(db):
+    """An APIClient that authenticates as `user` with a real API token (None = anonymous)."""
+
+    def make(user=None) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            _, clear = token_create(user=user, name="tests")
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {clear}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def world(make_user, make_team, make_app, token_client):
+    """One team with a user in each role, an outsider in another team, an app with a release, a domain."""
+    users = {role: make_user(f"the-{role}") for role in ("owner", "admin", "member", "viewer", "outsider")}
+    team = make_team("acme", owner=users["owner"])
+    for role in ("admin", "member", "viewer"):
+        membership_add(team=team, user=users[role], role=role, actor=users["owner"])
+    make_team("other", owner=users["outsider"])
+    newcomer = make_user("newcomer")
+    app = make_app("demo", team=team, actor=users["owner"])
+    release = release_create(
+        app=app, image="demo:v1", procfile={"web": "python app.py"}, description="first", actor=users["owner"]
+    )
+    domain_add(app=app, hostname="www.example.org", actor=users["owner"])
+    invitation, invitation_token = invitation_create(
+        team=team, email="someone@example.test", role="viewer", actor=users["owner"]
+    )
+    return SimpleNamespace(
+        users=users,
+        team=team,
+        app=app,
+        release=release,
+        newcomer=newcomer,
+        invitation=invitation,
+        invitation_token=invitation_token,
+        client=lambda role: token_client(users.get(role)),
+    )
