@@ -22,6 +22,19 @@ FIXTURE_APPS = REPO_DIR / "tests" / "fixtures" / "apps"
 pytest_plugins = ["tests.support.factories"]
 
 
+# Fixtures that need the real Docker engine in swarm mode: the whole platform of the end-to-end suites (its web
+# and worker deploy to Swarm), the multi-node cluster, and the Swarm services of tests/observe. A test using one
+# is marked `docker` here, so `pytest -m "not docker"` (the fast tier) never needs Docker even when a test forgets
+# the mark.
+DOCKER_FIXTURES = frozenset({"berth_platform", "tenant", "cluster", "run_service"})
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if DOCKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.docker)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

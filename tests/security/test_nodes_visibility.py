@@ -81,6 +81,7 @@ def test_a_tenant_sees_no_node_at_any_edge(people, role, token_client, client, n
     assert message == {"type": "websocket.close", "code": 4403}, message
 
 
+@pytest.mark.docker  # the local node's id comes from the engine
 def test_a_platform_admin_sees_the_nodes_with_addresses_at_every_edge(
     people, token_client, client, nodes_snapshot
 ):
