@@ -6,7 +6,7 @@ import pytest
 import requests.exceptions
 import yaml
 from berth.api.errors import exception_handler
-from berth.api.views import MAX_BODY_BYTES
+from berth.api.common import MAX_BODY_BYTES
 from django.core.management import call_command
 from django.db import IntegrityError, OperationalError
 

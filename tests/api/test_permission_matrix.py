@@ -118,7 +118,7 @@ def _no_active_build(world, role):
     return {"app": "demo"}
 
 
-# builds, deploys and what runs (berth.builds.api, berth.deploys.api)
+# builds, deploys and what runs (berth.api.builds, berth.api.deploys)
 CASES.update(
     {
         "api:app-builds": {"GET": (lambda w, r: {"app": "demo"}, None, 200)},

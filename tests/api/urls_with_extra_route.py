@@ -1,7 +1,7 @@
 """The real URLconf plus one API route that has no permission rule: the guard test must notice it, and the
 permission class must refuse it (fail closed)."""
 
-from berth.api.views import BerthAPIView
+from berth.api.common import BerthAPIView
 from berth.config.urls import urlpatterns as real_urlpatterns
 from django.urls import path
 

@@ -77,3 +77,53 @@ def token_expired_at(*, clear: str) -> datetime | None:
         .values_list("expires_at", flat=True)
         .first()
     )
+
+
+def team_named(*, name: str) -> Team:
+    """The team of that name, whoever asks (platform admins' routes); Http404 when there is none."""
+    team = Team.objects.filter(name=name).first()
+    if team is None:
+        raise Http404("no such team")
+    return team
+
+
+def teams_joined(*, user, limit: int) -> list[Team]:
+    """Up to `limit` teams the user is a member of (a superuser's unjoined teams are not among them)."""
+    return list(Team.objects.filter(memberships__user=user)[:limit])
+
+
+def memberships_of_user(*, user) -> QuerySet[Membership]:
+    """The user's memberships with their teams, by team name."""
+    return Membership.objects.filter(user=user).select_related("team").order_by("team__name")
+
+
+def team_membership(*, team: Team, username: str) -> Membership:
+    """The member of the team by username; Http404 when they are not one."""
+    membership = (
+        Membership.objects.select_related("user", "team").filter(team=team, user__username=username).first()
+    )
+    if membership is None:
+        raise Http404(f"{username} is not a member of {team.name}")
+    return membership
+
+
+def pending_invitation(*, team: Team, pk: int) -> Invitation:
+    """One of the team's pending invitations; Http404 when it is not one."""
+    invitation = pending_invitations(team=team).filter(pk=pk).first()
+    if invitation is None:
+        raise Http404("invitation not found")
+    return invitation
+
+
+def live_tokens(*, user) -> QuerySet[ApiToken]:
+    """The user's API tokens that are not revoked (expired ones too: the list says when they expired), newest
+    first."""
+    return ApiToken.objects.filter(user=user, revoked_at=None).order_by("-created_at")
+
+
+def live_token(*, user, pk: int) -> ApiToken:
+    """One of the user's tokens that is not revoked; Http404 otherwise (another user's token does not exist)."""
+    token = ApiToken.objects.filter(user=user, pk=pk, revoked_at=None).first()
+    if token is None:
+        raise Http404("token not found")
+    return token

@@ -16,7 +16,7 @@ from berth.accounts.errors import Conflict
 from berth.accounts.models import ApiToken, Invitation, Membership, Team, hash_secret
 from berth.accounts.roles import OWNER, ROLES
 from berth.accounts.selectors import user_role
-from berth.accounts.throttles import sign_in_begin, sign_in_succeeded
+from berth.accounts.throttles import sign_in_begin, sign_in_succeeded, token_creation_take
 from berth.accounts.validators import validate_one_line_text, validate_team_name, validate_token_name
 from berth.audit.services import audit_record
 
@@ -300,3 +300,29 @@ def sign_in(*, request, username: str, password: str, remote_addr: str | None) -
         return None
     sign_in_succeeded(attempt)
     return user
+
+
+def token_sign_in(
+    *,
+    request,
+    username: str,
+    password: str,
+    name: str,
+    expires_in_days: int | None = None,
+    remote_addr: str | None = None,
+) -> tuple[ApiToken, str] | None:
+    """Sign in (sign_in: under the brute-force guard) and create an API token for the user (token_create), or
+    None for a wrong username or password. What `berth login` asks."""
+    user = sign_in(request=request, username=username, password=password, remote_addr=remote_addr)
+    if user is None:
+        return None
+    return token_create(user=user, name=name, expires_in_days=expires_in_days, remote_addr=remote_addr)
+
+
+def token_create_throttled(
+    *, user: AbstractBaseUser, name: str, expires_in_days: int | None = None, remote_addr: str | None = None
+) -> tuple[ApiToken, str]:
+    """token_create for a signed-in user asking for one more token: counted against the token-creation throttle
+    first (berth.accounts.throttles.token_creation_take raises Throttled past it)."""
+    token_creation_take(user=user, remote_addr=remote_addr)
+    return token_create(user=user, name=name, expires_in_days=expires_in_days, remote_addr=remote_addr)

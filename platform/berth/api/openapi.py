@@ -8,7 +8,7 @@ by hand on every operation. The rules mirror what answers them:
 - 401: any route that is not PUBLIC (no, or a bad, token);
 - 403: a rule above "any member of the team" (a role too low, not a superuser), or a write (CSRF of a session);
 - 404: a path parameter naming an object, or a team-scoped rule (a team the caller cannot see);
-- 413 / 415: a request body too large (berth.api.views.MAX_BODY_BYTES) / in a media type no parser reads;
+- 413 / 415: a request body too large (berth.api.common.MAX_BODY_BYTES) / in a media type no parser reads;
 - 503: every route (the database or the Docker engine unreachable: berth.api.errors.exception_handler).
 """
 

@@ -2,8 +2,9 @@
 
 PUBLIC: anyone; USER: any signed-in user (the view scopes what they see to themselves);
 viewer/member/admin/owner: at least that role in the team the route is about (the view's `permission_team`);
-PLATFORM_ADMIN: a platform administrator, i.e. a Django superuser. Nodes are shared by every team's apps, so being
-admin or owner of one team is not enough to drain a machine that other teams run on (berth.nodes).
+PLATFORM_ADMIN: a platform administrator, i.e. a Django superuser (`is_platform_admin`). Nodes are shared by every
+team's apps, so being admin or owner of one team is not enough to drain a machine that other teams run on: on the
+nodes' routes the view names the nodes' own rule instead (`platform_rule`: berth.nodes.selectors.can_see_nodes).
 A user outside that team gets 404, a role too low 403 naming the role needed, no credentials 401.
 A route or method missing from the map is refused (fail closed) and fails tests/api/test_permission_matrix.
 """
@@ -64,6 +65,11 @@ PERMISSION_MAP: dict[str, dict[str, str]] = {
 }
 
 
+def is_platform_admin(user) -> bool:
+    """Who passes PLATFORM_ADMIN on a route whose view names no rule of its own: a superuser."""
+    return bool(user.is_superuser)
+
+
 def rule_for(view_name: str, method: str) -> str | None:
     method = "GET" if method == "HEAD" else method
     return PERMISSION_MAP.get(view_name, {}).get(method)
@@ -86,7 +92,7 @@ class RolePermission(BasePermission):
         if rule == USER:
             return True
         if rule == PLATFORM_ADMIN:
-            if not request.user.is_superuser:
+            if not getattr(view, "platform_rule", is_platform_admin)(request.user):
                 raise PermissionDenied(
                     f"this needs the {PLATFORM_ADMIN} role (a superuser): it concerns every team (nodes, quotas)"
                 )

@@ -178,7 +178,7 @@ Release = _shape(
 NoContent = OpenApiResponse(description="done")
 
 
-# --- builds and deploys (berth.builds.api) ----------------------------------------------------------------------
+# --- builds and deploys (berth.api.builds) ----------------------------------------------------------------------
 
 Build = _shape(
     "Build",
@@ -220,7 +220,7 @@ BuildOutput = OpenApiResponse(
     description="the build's log lines as they come (text/plain, streamed), then `[build <id> <status>]`",
 )
 
-# --- what runs (berth.deploys.api) ------------------------------------------------------------------------------
+# --- what runs (berth.api.deploys) ------------------------------------------------------------------------------
 
 
 @extend_schema_field(
@@ -277,7 +277,7 @@ RunOutput = OpenApiResponse(
     OpenApiTypes.STR, description="the run's output lines as they come (text/plain, streamed) until it exits"
 )
 
-# --- where things run (berth.nodes.api) ------------------------------------------------------------------------
+# --- where things run (berth.api.nodes) ------------------------------------------------------------------------
 
 Placement = _shape(
     "Placement",

@@ -46,3 +46,11 @@ def app_for_hostname(hostname: str) -> App | None:
         return App.objects.filter(name=host[: -len(suffix)]).first()
     domain = Domain.objects.select_related("app").filter(hostname=host).first()
     return domain.app if domain else None
+
+
+def domain_for_app(*, app: App, hostname: str) -> Domain:
+    """The app's domain of that hostname (any case, a trailing dot or not); Http404 when it has none."""
+    domain = Domain.objects.filter(app=app, hostname=hostname.lower().rstrip(".")).first()
+    if domain is None:
+        raise Http404(f"{hostname} is not a domain of {app.name}")
+    return domain

@@ -1,5 +1,6 @@
 """Reads of builds: who may watch one, and what a follower of its output needs to know."""
 
+from django.db.models import QuerySet
 from django.http import Http404
 
 from berth.apps.selectors import app_for_user
@@ -20,3 +21,16 @@ def build_for_user(*, user, build_id: int, min_role: str) -> Build:
 
 def build_by_id(build_id: int) -> Build | None:
     return Build.objects.filter(pk=build_id).first()
+
+
+def builds_for_app(*, app, limit: int = 50) -> QuerySet[Build]:
+    """The app's latest `limit` builds, newest first, with what their listing shows."""
+    return Build.objects.select_related("app", "release", "created_by").filter(app=app)[:limit]
+
+
+def build_for_app(*, app, build_id: int) -> Build:
+    """The app's build of that id; Http404 naming the app when it has none."""
+    build = Build.objects.select_related("app", "release", "created_by").filter(app=app, pk=build_id).first()
+    if build is None:
+        raise Http404(f"{app.name} has no build {build_id}")
+    return build

@@ -216,3 +216,24 @@ def node_states_follow(
             else:
                 event_record(app=app, kind="node.up", message=f"node {hostname} ({address}) is back")
     return states
+
+
+def node_update(
+    *,
+    node: str,
+    availability: str | None = None,
+    labels: dict[str, str | None] | None = None,
+    actor=None,
+    swarm: SwarmNodes | None = None,
+) -> NodeInfo:
+    """One change of a node as `PATCH /nodes/<node>` asks it: its labels first (node_label), then its
+    availability ("drain": node_drain, "active": node_activate). Returns the node as it is after."""
+    swarm = swarm or SwarmNodes()
+    info = node_find(node=node, swarm=swarm)
+    if labels is not None:
+        info = node_label(node=info.id, labels=labels, actor=actor, swarm=swarm)
+    if availability == "drain":
+        info = node_drain(node=info.id, actor=actor, swarm=swarm)
+    elif availability == "active":
+        info = node_activate(node=info.id, actor=actor, swarm=swarm)
+    return info

@@ -6,16 +6,17 @@ from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from berth.api import schema as S
-from berth.api.views import AppScopedView, ConflictError, _body, _client_ip
-from berth.builds import services
+from berth.api.common import AppScopedView, ConflictError, body, client_ip
+from berth.builds import selectors, services
 from berth.builds.logstream import End, LeftOut, Line, build_output
 from berth.builds.models import Build
 from berth.core.lines import MORE
-from berth.observe.hub import stream_reader
+from berth.core.redis import async_redis_client
+from berth.observe.hub import SOCKET_TIMEOUT_S
 
 
 def build_repr(build: Build, *, with_log: bool = False) -> dict:
@@ -42,37 +43,24 @@ def build_repr(build: Build, *, with_log: bool = False) -> dict:
     return data
 
 
-class _BuildView(AppScopedView):
-    def get_build(self, build_id: int) -> Build:
-        build = (
-            Build.objects.select_related("app", "release", "created_by")
-            .filter(app=self.app, pk=build_id)
-            .first()
-        )
-        if build is None:
-            raise NotFound(f"{self.app.name} has no build {build_id}")
-        return build
-
-
 class AppBuildsView(AppScopedView):
     @extend_schema(responses=S.Build(many=True), description="The app's latest 50 builds, newest first.")
     def get(self, request, app: str):
-        builds = Build.objects.select_related("app", "release", "created_by").filter(app=self.app)[:50]
-        return Response([build_repr(b) for b in builds])
+        return Response([build_repr(b) for b in selectors.builds_for_app(app=self.app, limit=50)])
 
 
-class AppBuildView(_BuildView):
+class AppBuildView(AppScopedView):
     @extend_schema(responses=S.BuildDetail)
     def get(self, request, app: str, build_id: int):
-        return Response(build_repr(self.get_build(build_id), with_log=True))
+        return Response(build_repr(selectors.build_for_app(app=self.app, build_id=build_id), with_log=True))
 
 
-class AppBuildCancelView(_BuildView):
+class AppBuildCancelView(AppScopedView):
     @extend_schema(request=None, responses={200: S.Build, 409: S.Error})
     def post(self, request, app: str, build_id: int):
-        build = self.get_build(build_id)
+        build = selectors.build_for_app(app=self.app, build_id=build_id)
         try:
-            build = services.build_cancel(build=build, actor=request.user, remote_addr=_client_ip(request))
+            build = services.build_cancel(build=build, actor=request.user, remote_addr=client_ip(request))
         except ValueError as exc:
             raise ConflictError(str(exc)) from exc
         return Response(build_repr(build))
@@ -92,7 +80,8 @@ def _piece(fields: dict[str, str]) -> bytes:
 
 async def _output_async(build: Build) -> AsyncIterator[bytes]:
     """The build's output on the event loop (redis.asyncio): an open stream holds no thread of the web process."""
-    client = stream_reader()
+    # its reads must outlast build_output's blocking XREAD
+    client = async_redis_client(socket_timeout=SOCKET_TIMEOUT_S)
     try:
         async for item in build_output(client, build, timeout=services.follow_timeout()):
             match item:
@@ -106,7 +95,7 @@ async def _output_async(build: Build) -> AsyncIterator[bytes]:
         await client.aclose()
 
 
-class AppBuildOutputView(_BuildView):
+class AppBuildOutputView(AppScopedView):
     """The build's lines as plain text, streamed until it ends (what `berth builds:output` and deploys follow).
 
     A replay from the start holds at most BERTH_LOG_REPLAY_MAX_LINES lines / _BYTES bytes: the newest, after a
@@ -114,7 +103,7 @@ class AppBuildOutputView(_BuildView):
 
     @extend_schema(responses={(200, "text/plain"): S.BuildOutput})
     def get(self, request, app: str, build_id: int):
-        build = self.get_build(build_id)
+        build = selectors.build_for_app(app=self.app, build_id=build_id)
         if hasattr(request, "scope"):  # ASGI: on the event loop
             return StreamingHttpResponse(_output_async(build), content_type="text/plain; charset=utf-8")
         stream = services.log_stream(build)
@@ -140,13 +129,13 @@ class AppDeploysView(AppScopedView):
         description="Deploy an image built elsewhere: a build of source `image` that pulls it; 202 queued.",
     )
     def post(self, request, app: str):
-        data = _body(request)
+        data = body(request)
         image = data.get("image")
         if not isinstance(image, str) or not image.strip():
             raise ValidationError({"image": "is required: an image reference such as registry:5000/name:tag"})
         try:
             build = services.image_deploy(
-                app=self.app, image_ref=image, actor=request.user, remote_addr=_client_ip(request)
+                app=self.app, image_ref=image, actor=request.user, remote_addr=client_ip(request)
             )
         except ValueError as exc:
             raise ValidationError({"image": str(exc)}) from exc

@@ -7,7 +7,8 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
 from berth.api import schema as S
-from berth.api.views import AppScopedView, ConflictError, _body, _client_ip, _release
+from berth.api.common import AppScopedView, ConflictError, body, client_ip
+from berth.api.releases import release_repr
 from berth.core.streaming import streamed
 from berth.deploys.errors import DeployError, NothingLive
 from berth.deploys.formation import restart_request
@@ -33,7 +34,7 @@ class AppRollbackView(AppScopedView):
         description="A new release like an earlier one (409 if the image GC removed that release's image).",
     )
     def post(self, request, app: str):
-        data = _body(request)
+        data = body(request)
         version = data.get("version")
         if isinstance(version, str) and version.lower().startswith("v"):
             version = version[1:]
@@ -43,13 +44,13 @@ class AppRollbackView(AppScopedView):
             raise ValidationError({"version": "is required: a release number such as 3 or v3"}) from None
         try:
             release = release_rollback(
-                app=self.app, version=version, actor=request.user, remote_addr=_client_ip(request)
+                app=self.app, version=version, actor=request.user, remote_addr=client_ip(request)
             )
         except DeployError as exc:
             raise NotFound(str(exc)) from exc
         except ImagePruned as exc:  # the image GC removed that release's image: it cannot come back
             raise ConflictError(str(exc)) from exc
-        return Response(_release(release), status=status.HTTP_201_CREATED)
+        return Response(release_repr(release), status=status.HTTP_201_CREATED)
 
 
 class AppRestartView(AppScopedView):
@@ -57,13 +58,11 @@ class AppRestartView(AppScopedView):
 
     @extend_schema(request=S.Restart, responses={202: S.Restarting, 409: S.Error})
     def post(self, request, app: str):
-        process = _body(request).get("process")
+        process = body(request).get("process")
         if process is not None and not isinstance(process, str):
             raise ValidationError({"process": "must be a process type such as web, or left out for all"})
         try:
-            restart_request(
-                app=self.app, process=process, actor=request.user, remote_addr=_client_ip(request)
-            )
+            restart_request(app=self.app, process=process, actor=request.user, remote_addr=client_ip(request))
         except NothingLive as exc:
             raise ConflictError(str(exc)) from exc
         except ValueError as exc:
@@ -81,7 +80,7 @@ class AppRunsView(AppScopedView):
         description="Start a one-off command in the live release's image and config; follow its output.",
     )
     def post(self, request, app: str):
-        data = _body(request)
+        data = body(request)
         command, detach = data.get("command"), data.get("detach", False)
         if not isinstance(command, str) or not isinstance(detach, bool):
             raise ValidationError(
@@ -93,7 +92,7 @@ class AppRunsView(AppScopedView):
                 command=command,
                 detach=detach,
                 actor=request.user,
-                remote_addr=_client_ip(request),
+                remote_addr=client_ip(request),
             )
         except ValueError as exc:
             raise ValidationError({"command": str(exc)}) from exc

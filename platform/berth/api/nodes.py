@@ -1,13 +1,14 @@
-"""API v1 for the swarm's machines: GET/PATCH/DELETE /nodes, GET /nodes/join. Platform administrators only
-(berth.nodes.selectors.can_see_nodes)."""
+"""API v1 for the swarm's machines: GET/PATCH/DELETE /nodes, GET /nodes/join, platform administrators only
+(berth.nodes.selectors.can_see_nodes); and where an app's processes may run (its placement constraints)."""
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
 from berth.api import schema as S
-from berth.api.views import AppScopedView, BerthAPIView, ConflictError, _body, _client_ip
+from berth.api.common import AppScopedView, BerthAPIView, ConflictError, body, client_ip
+from berth.apps import selectors as apps_selectors
 from berth.nodes import selectors, services
 
 
@@ -16,13 +17,10 @@ def _node(info: selectors.NodeInfo) -> dict:
 
 
 class NodeAPIView(BerthAPIView):
-    """The permission map lets only platform admins in (PLATFORM_ADMIN); the nodes' own rule is asked as well, so
-    the API, the dashboard and the sockets can never disagree about who sees a node."""
+    """The nodes' routes are PLATFORM_ADMIN in the permission map, answered by the nodes' own rule, so the API, the
+    dashboard and the sockets can never disagree about who sees a node."""
 
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        if not selectors.can_see_nodes(request.user):
-            raise PermissionDenied("the nodes are shown to platform admins (superusers) only")
+    platform_rule = staticmethod(selectors.can_see_nodes)
 
 
 class NodesView(NodeAPIView):
@@ -51,7 +49,7 @@ class NodeView(NodeAPIView):
     @extend_schema(request=S.NodeChange, responses={200: S.Node, 409: S.Error})
     def patch(self, request, node: str):
         """{"availability": "drain"|"active"} and/or {"labels": {"zone": "a", "old": null}}."""
-        data = _body(request)
+        data = body(request)
         unknown = set(data) - {"availability", "labels"}
         if unknown or not data:
             raise ValidationError({"body": "give availability (drain or active) and/or labels"})
@@ -67,13 +65,9 @@ class NodeView(NodeAPIView):
                 )
             except ValueError as exc:
                 raise ValidationError({"labels": str(exc)}) from exc
-        info = self._call(selectors.node_find, node=node)
-        if labels is not None:
-            info = self._call(services.node_label, node=info.id, labels=labels, actor=request.user)
-        if availability == "drain":
-            info = self._call(services.node_drain, node=info.id, actor=request.user)
-        elif availability == "active":
-            info = self._call(services.node_activate, node=info.id, actor=request.user)
+        info = self._call(
+            services.node_update, node=node, availability=availability, labels=labels, actor=request.user
+        )
         return Response(_node(info))
 
     @extend_schema(responses={204: S.NoContent, 409: S.Error})
@@ -97,16 +91,14 @@ class AppPlacementView(AppScopedView):
 
     @extend_schema(responses=S.Placement(many=True))
     def get(self, request, app: str):
-        from berth.apps.models import Formation
-
-        rows = Formation.objects.filter(app=self.app).order_by("process")
+        rows = apps_selectors.formation_for_app(app=self.app)
         return Response(
             [{"process": r.process, "constraints": services.constraints_display(r.constraints)} for r in rows]
         )
 
     @extend_schema(request=S.Placement, responses={200: S.Placement, 409: S.Error})
     def put(self, request, app: str):
-        data = _body(request)
+        data = body(request)
         process, expressions = data.get("process"), data.get("constraints")
         if not isinstance(process, str) or not process:
             raise ValidationError({"process": "is required, e.g. web"})
@@ -118,7 +110,7 @@ class AppPlacementView(AppScopedView):
                 process=process,
                 expressions=expressions,
                 actor=request.user,
-                remote_addr=_client_ip(request),
+                remote_addr=client_ip(request),
             )
         except ValueError as exc:
             raise ValidationError(

@@ -1,0 +1,106 @@
+"""API v1 for apps: the caller's apps, creating one (in a named team, or the caller's only team), an app's
+detail, changing its settings, destroying it."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from berth.accounts import selectors as accounts_selectors
+from berth.accounts.models import Team
+from berth.api import schema as S
+from berth.api.common import AppScopedView, BerthAPIView, body, client_ip, str_field
+from berth.api.formation import formation_repr
+from berth.apps import selectors as apps_selectors
+from berth.apps import services as apps_services
+from berth.apps.models import App
+from berth.releases import selectors as releases_selectors
+
+
+def app_summary_repr(app: App) -> dict:
+    return {
+        "name": app.name,
+        "team": app.team.name,
+        "url": app.url,
+        "created_at": app.created_at,
+        "current_release": app.current_version,
+    }
+
+
+def app_detail_repr(app: App) -> dict:
+    app = releases_selectors.app_detail(app=app)
+    return {
+        "name": app.name,
+        "team": app.team.name,
+        "url": app.url,
+        "deploy_branch": app.deploy_branch,
+        "health_check_path": app.health_check_path,
+        "buildpack": app.buildpack,
+        "created_at": app.created_at,
+        "current_release": app.current_version,
+        "domains": [d.hostname for d in apps_selectors.domains_for_app(app=app)],
+        "formation": [formation_repr(f) for f in apps_selectors.formation_for_app(app=app)],
+    }
+
+
+class AppListView(BerthAPIView):
+    def permission_team(self, request) -> Team:
+        # Only POST is team-scoped; the team comes from the body, or is the user's only team.
+        if hasattr(self, "team"):
+            return self.team
+        name = body(request).get("team")
+        if name is not None:
+            if not isinstance(name, str) or not name:
+                raise ValidationError({"team": "must be a team name"})
+            self.team = accounts_selectors.team_for_user(user=request.user, name=name)
+            return self.team
+        teams = accounts_selectors.teams_joined(user=request.user, limit=2)
+        if len(teams) != 1:
+            raise ValidationError(
+                {
+                    "team": "you are in no team; create one first"
+                    if not teams
+                    else "you are in several teams; name one"
+                }
+            )
+        self.team = teams[0]
+        return self.team
+
+    @extend_schema(responses=S.AppSummary(many=True))
+    def get(self, request):
+        return Response(
+            [app_summary_repr(app) for app in releases_selectors.apps_for_user(user=request.user)]
+        )
+
+    @extend_schema(
+        request=S.AppCreate,
+        responses={201: S.AppDetail, 400: S.Error, 409: S.Error},
+        description="409: the name is taken, or the team is at its apps quota (the answer then also names the "
+        "`quota`, its `limit`, the `usage` and what was `requested`).",
+    )
+    def post(self, request):
+        data = body(request)
+        name = str_field(data, "name")
+        settings_ = {k: data[k] for k in apps_services.UPDATABLE_FIELDS if k in data}
+        app = apps_services.app_create(
+            team=self.team, name=name, actor=request.user, remote_addr=client_ip(request), **settings_
+        )
+        return Response(app_detail_repr(app), status=201)
+
+
+class AppView(AppScopedView):
+    @extend_schema(responses=S.AppDetail)
+    def get(self, request, app: str):
+        return Response(app_detail_repr(self.app))
+
+    @extend_schema(request=S.AppChange, responses=S.AppDetail)
+    def patch(self, request, app: str):
+        data = body(request)
+        apps_services.app_update(
+            app=self.app, changes=dict(data), actor=request.user, remote_addr=client_ip(request)
+        )
+        return Response(app_detail_repr(self.app))
+
+    @extend_schema(responses={204: S.NoContent})
+    def delete(self, request, app: str):
+        apps_services.app_destroy(app=self.app, actor=request.user, remote_addr=client_ip(request))
+        return Response(status=204)
