@@ -1,7 +1,8 @@
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 
@@ -21,12 +22,12 @@ def user_role(*, user, team: Team) -> str | None:
 
 
 def teams_for_user(*, user) -> QuerySet[Team]:
-    """Teams the user can see, each annotated with `role` (the user's role; None for a superuser outside it)."""
-    role = Membership.objects.filter(team=OuterRef("pk"), user=user).values("role")[:1]
-    teams = Team.objects.annotate(role=Subquery(role)).order_by("name")
+    """Teams the user can see, each annotated with `role`: the user's role in it as `user_role` answers (a
+    superuser is owner of the teams they are not a member of)."""
+    role = Subquery(Membership.objects.filter(team=OuterRef("pk"), user=user).values("role")[:1])
     if user.is_superuser:
-        return teams
-    return teams.filter(memberships__user=user)
+        return Team.objects.annotate(role=Coalesce(role, Value(OWNER))).order_by("name")
+    return Team.objects.annotate(role=role).order_by("name").filter(memberships__user=user)
 
 
 def team_for_user(*, user, name: str) -> Team:

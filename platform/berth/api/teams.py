@@ -19,7 +19,7 @@ class TeamListView(BerthAPIView):
             [
                 {
                     "name": t.name,
-                    "role": t.role or ("owner" if request.user.is_superuser else None),
+                    "role": t.role,
                     "created_at": t.created_at,
                 }
                 for t in teams
