@@ -78,19 +78,24 @@ def _piece(fields: dict[str, str]) -> bytes:
     return fields.get("line", "").encode() + (b"" if MORE in fields else b"\n")
 
 
+def _render(build: Build, item: LeftOut | Line | End) -> bytes:
+    """One item of berth.builds.logstream's build output as the text this view streams."""
+    match item:
+        case LeftOut(count=left_out):
+            return _left_out_note(build, left_out)
+        case Line(text=text, more=more):
+            return _piece({"line": text, **({MORE: "1"} if more else {})})
+        case End(status=status):
+            return f"[build {build.pk} {status}]\n".encode()
+
+
 async def _output_async(build: Build) -> AsyncIterator[bytes]:
     """The build's output on the event loop (redis.asyncio): an open stream holds no thread of the web process."""
     # its reads must outlast build_output's blocking XREAD
     client = async_redis_client(socket_timeout=SOCKET_TIMEOUT_S)
     try:
         async for item in build_output(client, build, timeout=services.follow_timeout()):
-            match item:
-                case LeftOut(count=left_out):
-                    yield _left_out_note(build, left_out)
-                case Line(text=text, more=more):
-                    yield _piece({"line": text, **({MORE: "1"} if more else {})})
-                case End(status=status):
-                    yield f"[build {build.pk} {status}]\n".encode()
+            yield _render(build, item)
     finally:
         await client.aclose()
 

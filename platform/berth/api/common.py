@@ -109,8 +109,8 @@ class BerthAPIView(APIView):
         raise NotImplementedError
 
 
-# (Comments, not docstrings: drf-spectacular shows a view's docstring as its operations' description.)
-# A route about the team named in its path (`<team>`).
+# A route about the team named in its path (`<team>`). (Said in a comment: drf-spectacular shows a view's
+# docstring in the API's documentation as its operations' description.)
 class TeamScopedView(BerthAPIView):
     def permission_team(self, request) -> Team:
         if not hasattr(self, "team"):
