@@ -5,8 +5,8 @@ import docker.errors
 import pytest
 import requests.exceptions
 import yaml
-from berth.api.errors import exception_handler
 from berth.api.common import MAX_BODY_BYTES
+from berth.api.errors import exception_handler
 from django.core.management import call_command
 from django.db import IntegrityError, OperationalError
 

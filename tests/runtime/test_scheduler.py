@@ -7,11 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import docker.errors
 import pytest
-from berth.runtime.scheduler import command_args
 from berth.runtime.client import docker_client
 from berth.runtime.health import http_ready
 from berth.runtime.oneoff import run_oneoff
-from berth.runtime.scheduler import ProcessSpec, SchedulerError, get_scheduler, service_name
+from berth.runtime.scheduler import ProcessSpec, SchedulerError, command_args, get_scheduler, service_name
 from berth.runtime.swarm import SwarmScheduler
 from django.conf import settings
 

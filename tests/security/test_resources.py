@@ -122,8 +122,8 @@ def test_a_line_that_never_ends_is_shipped_as_it_grows(run_service, app_name, rd
 
 
 def test_a_long_build_line_is_split_in_the_log_stream_and_joined_in_the_stored_log(rds, small_lines):
-    from berth.runtime.build import BuildOutput as _Output
     from berth.builds.logstream import LogStream
+    from berth.runtime.build import BuildOutput as _Output
 
     stream = LogStream(rds, f"berth-test:res-build:{uuid.uuid4().hex}")
     try:
