@@ -8,6 +8,7 @@ from django.utils import timezone
 from berth.core.locks import app_lock_held
 from berth.core.sweep import register_sweeper
 from berth.deploys.events import app_event
+from berth.deploys.pipeline import build_end_with_release
 from berth.releases.models import Release, ReleaseStatus
 from berth.releases.services import release_set_status
 from berth.runtime.oneoff import oneoff_prune
@@ -47,5 +48,7 @@ def releases_sweep() -> int:
         ):
             get_scheduler().remove(app=release.app.name, release=release.version)
             app_event(release.app.name, "release.failed", f"v{release.version} failed: {reason}")
+            # its build (if a push rolled it out) ends now too, in this pass: its pusher is told at once
+            build_end_with_release(release=release)
             fixed += 1
     return fixed
