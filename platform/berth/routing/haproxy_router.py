@@ -32,6 +32,7 @@ from berth.routing.router import (
     Endpoint,
     Router,
     RouterError,
+    ServedCertificate,
     check_app,
     clean_endpoints,
     clean_hostnames,
@@ -190,6 +191,29 @@ class HaproxyRouter(Router):
             if hostnames != set(record["hostnames"]) or live != wanted:
                 drifted.append(app)
         return drifted
+
+    # -- HTTPS (the runtime-API implementation follows; until then the calls are refused, never half done) -------
+
+    def challenge_put(self, *, token: str, key_authorization: str) -> None:
+        raise RouterError("this router does not serve ACME challenges yet")
+
+    def challenge_remove(self, *, token: str) -> None:
+        raise RouterError("this router does not serve ACME challenges yet")
+
+    def certificate_put(self, *, name: str, pem: str) -> ServedCertificate:
+        raise RouterError("this router does not serve certificates yet")
+
+    def certificate_remove(self, *, name: str) -> None:
+        raise RouterError("this router does not serve certificates yet")
+
+    def certificates(self) -> dict[str, ServedCertificate]:
+        return {}
+
+    def host_tls_put(self, *, hostname: str, redirect_https: bool, hsts: bool) -> None:
+        raise RouterError("this router does not redirect to HTTPS yet")
+
+    def host_tls_remove(self, *, hostname: str) -> None:
+        raise RouterError("this router does not redirect to HTTPS yet")
 
     # -- the steps ----------------------------------------------------------------------------------------------
 

@@ -2,14 +2,35 @@
 
 import threading
 
-from berth.routing.router import Desired, Endpoint, Router, check_app, clean_endpoints, clean_hostnames
+from berth.routing.router import (
+    Desired,
+    Endpoint,
+    Router,
+    ServedCertificate,
+    check_app,
+    check_certificate_name,
+    check_key_authorization,
+    check_tls_hostname,
+    check_token,
+    clean_endpoints,
+    clean_hostnames,
+    served_from_pem,
+)
 
 
 class InMemoryRouter(Router):
-    """A router that only remembers, for fast tests of the layers above; every endpoint reports UP."""
+    """A router that only remembers, for fast tests of the layers above; every endpoint reports UP.
+
+    It checks its input as the real one does (the same RouterRefused for a malformed token, name or bundle) and
+    reads certificates with the same parser, so `certificate_put` returns what HAProxy would serve.
+    """
 
     def __init__(self):
         self._apps: dict[str, tuple[list[str], list[Endpoint]]] = {}
+        self._challenges: dict[str, str] = {}
+        self._certificates: dict[str, ServedCertificate] = {}
+        self._certificate_pems: dict[str, str] = {}
+        self._host_tls: dict[str, dict[str, bool]] = {}
         self._lock = threading.Lock()
 
     def apply(self, *, app, hostnames, endpoints, drain_timeout=None, wait=True) -> None:
@@ -39,6 +60,72 @@ class InMemoryRouter(Router):
             self._apps.clear()
         for app, (hostnames, endpoints) in desired.items():
             self.apply(app=app, hostnames=hostnames, endpoints=endpoints)
+
+    # -- HTTPS ----------------------------------------------------------------------------------------------------
+
+    def challenge_put(self, *, token: str, key_authorization: str) -> None:
+        check_token(token)
+        check_key_authorization(key_authorization)
+        with self._lock:
+            self._challenges[token] = key_authorization
+
+    def challenge_remove(self, *, token: str) -> None:
+        check_token(token)
+        with self._lock:
+            self._challenges.pop(token, None)
+
+    def certificate_put(self, *, name: str, pem: str) -> ServedCertificate:
+        served = served_from_pem(name=name, pem=pem)
+        with self._lock:
+            self._certificates[name] = served
+            self._certificate_pems[name] = pem
+        return served
+
+    def certificate_remove(self, *, name: str) -> None:
+        check_certificate_name(name)
+        with self._lock:
+            self._certificates.pop(name, None)
+            self._certificate_pems.pop(name, None)
+
+    def certificates(self) -> dict[str, ServedCertificate]:
+        with self._lock:
+            return dict(sorted(self._certificates.items()))
+
+    def host_tls_put(self, *, hostname: str, redirect_https: bool, hsts: bool) -> None:
+        hostname = check_tls_hostname(hostname)
+        with self._lock:
+            self._host_tls[hostname] = {"redirect_https": bool(redirect_https), "hsts": bool(hsts)}
+
+    def host_tls_remove(self, *, hostname: str) -> None:
+        hostname = check_tls_hostname(hostname)
+        with self._lock:
+            self._host_tls.pop(hostname, None)
+
+    # -- what a test of the layers above asks ----------------------------------------------------------------------
+
+    def challenges(self) -> dict[str, str]:
+        """{token: key authorization} answered now."""
+        with self._lock:
+            return dict(self._challenges)
+
+    def certificate_pem(self, name: str) -> str | None:
+        """The bundle last put under `name`, or None."""
+        with self._lock:
+            return self._certificate_pems.get(name)
+
+    def host_tls(self) -> dict[str, dict[str, bool]]:
+        """{hostname: {"redirect_https": bool, "hsts": bool}} as last put."""
+        with self._lock:
+            return {hostname: dict(policy) for hostname, policy in self._host_tls.items()}
+
+    def clear(self) -> None:
+        """Forget everything (a test's fresh start with the process-wide instance)."""
+        with self._lock:
+            self._apps.clear()
+            self._challenges.clear()
+            self._certificates.clear()
+            self._certificate_pems.clear()
+            self._host_tls.clear()
 
 
 _memory_router = InMemoryRouter()

@@ -12,7 +12,10 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 from django.utils.module_loading import import_string
 
@@ -20,10 +23,32 @@ log = logging.getLogger(__name__)
 
 # fullmatch: `$` accepts a trailing newline, which would end a line of the HAProxy map early
 HOSTNAME_RE = re.compile(r"(?=.{1,253}\Z)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
+# an ACME token (RFC 8555 8.3: base64url) and a key authorization (token "." base64url thumbprint): both go into
+# admin socket commands and a map file, so nothing else passes
+ACME_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+KEY_AUTHORIZATION_RE = re.compile(r"[A-Za-z0-9_-]{1,128}\.[A-Za-z0-9_-]{1,128}")
+# a certificate's name is the stem of its file in the router's directory: no dot first, no slash, no "..")
+CERTIFICATE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9.-]{0,63}")
+PEM_MAX_BYTES = 64 * 1024
+PRIVATE_KEY_PEM_RE = re.compile(rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.*?-----END \1PRIVATE KEY-----", re.S)
 
 
 class RouterError(RuntimeError):
     """HAProxy refused a command or did not come back from a reload."""
+
+
+class RouterRefused(RouterError, ValueError):
+    """Input the router refuses before changing anything (a malformed token, name or PEM bundle)."""
+
+
+@dataclass(frozen=True)
+class ServedCertificate:
+    """A certificate as the router serves it (or would serve it, when read from a PEM bundle)."""
+
+    name: str  # the certificate's stable name (a safe file stem, [a-z0-9.-], e.g. "c-42")
+    serial: str  # hex, upper case, no colons, no leading zeros (`show ssl cert`'s "Serial:", normalised)
+    not_after: datetime  # timezone-aware UTC
+    hostnames: tuple[str, ...]  # the SAN DNS names, lower case
 
 
 @dataclass(frozen=True)
@@ -72,6 +97,43 @@ class Router(ABC):
         """Apps whose routes differ from what was last applied, e.g. because the router restarted: sync them."""
         return []
 
+    # -- HTTPS ----------------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def challenge_put(self, *, token: str, key_authorization: str) -> None:
+        """From now on every hostname answers GET /.well-known/acme-challenge/<token> with `key_authorization`
+        (200, text/plain), on the HTTP port, before any redirect or app routing. Token: [A-Za-z0-9_-]{1,128},
+        else RouterRefused (a RouterError)."""
+
+    @abstractmethod
+    def challenge_remove(self, *, token: str) -> None:
+        """Stop answering `token`'s challenge; a token not answered is no error (a retried call converges)."""
+
+    @abstractmethod
+    def certificate_put(self, *, name: str, pem: str) -> ServedCertificate:
+        """Serve `pem` (PEM private key + leaf certificate + chain, one bundle) by SNI for its SAN names on the HTTPS
+        port; adds a new one or replaces one of the same name through the runtime API (new/set/commit ssl cert,
+        add ssl crt-list), never a reload; written to disk first so a restarted router serves it at once. Reads back
+        what the router serves after the commit and returns it; RouterError if it differs from `pem`'s leaf."""
+
+    @abstractmethod
+    def certificate_remove(self, *, name: str) -> None:
+        """Stop serving the certificate `name` (and forget it on disk); a name not served is no error."""
+
+    @abstractmethod
+    def certificates(self) -> dict[str, ServedCertificate]:
+        """What the running router serves now, asked through the runtime API (show ssl cert)."""
+
+    @abstractmethod
+    def host_tls_put(self, *, hostname: str, redirect_https: bool, hsts: bool) -> None:
+        """Per hostname: plain HTTP answers 308 to https://<host>[:BERTH_HTTPS_PORT if not 443]<path> (except
+        /.well-known/acme-challenge/), and/or HTTPS answers add Strict-Transport-Security: max-age=31536000.
+        Persisted like the hosts map (a restarted router keeps it)."""
+
+    @abstractmethod
+    def host_tls_remove(self, *, hostname: str) -> None:
+        """Neither redirect nor HSTS for `hostname` any more; a hostname without a policy is no error."""
+
 
 def clean_hostnames(hostnames: Iterable[str]) -> list[str]:
     """Lower-cased, validated, without duplicates: they go into admin socket commands, so nothing else passes."""
@@ -98,6 +160,84 @@ def clean_endpoints(endpoints: Iterable[Endpoint]) -> list[Endpoint]:
         if endpoint not in cleaned:
             cleaned.append(endpoint)
     return cleaned
+
+
+def check_token(token: str) -> str:
+    if not isinstance(token, str) or not ACME_TOKEN_RE.fullmatch(token):
+        raise RouterRefused(f"not an ACME token: {token!r}")
+    return token
+
+
+def check_key_authorization(key_authorization: str) -> str:
+    if not isinstance(key_authorization, str) or not KEY_AUTHORIZATION_RE.fullmatch(key_authorization):
+        raise RouterRefused(f"not an ACME key authorization: {key_authorization!r}")
+    return key_authorization
+
+
+def check_certificate_name(name: str) -> str:
+    if not isinstance(name, str) or not CERTIFICATE_NAME_RE.fullmatch(name) or ".." in name:
+        raise RouterRefused(f"not a certificate name ([a-z0-9][a-z0-9.-]*, at most 64): {name!r}")
+    return name
+
+
+def check_tls_hostname(hostname: str) -> str:
+    try:
+        return clean_hostnames([hostname])[0]
+    except ValueError as exc:
+        raise RouterRefused(str(exc)) from None
+
+
+def serial_hex(serial: int) -> str:
+    """A serial number as Berth writes it everywhere: upper-case hex, no colons, no leading zeros."""
+    return format(serial, "X")
+
+
+def served_from_pem(*, name: str, pem: str) -> ServedCertificate:
+    """What serving `pem` means: its leaf (the certificate of its private key) read with `cryptography`.
+
+    RouterRefused unless the bundle holds exactly one private key and a certificate for it.
+    """
+    check_certificate_name(name)
+    if not isinstance(pem, str) or len(pem.encode()) > PEM_MAX_BYTES:
+        raise RouterRefused(f"a certificate bundle is a PEM text of at most {PEM_MAX_BYTES} bytes")
+    data = pem.encode()
+    try:
+        certificates = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise RouterRefused("the bundle holds no PEM certificate") from None
+    key_blocks = [match.group(0) for match in PRIVATE_KEY_PEM_RE.finditer(data)]
+    if len(key_blocks) != 1:
+        raise RouterRefused("the bundle must hold exactly one PEM private key")
+    try:
+        key = serialization.load_pem_private_key(key_blocks[0], password=None)
+    except (ValueError, TypeError):
+        raise RouterRefused("the bundle's private key cannot be read (encrypted or malformed)") from None
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    for certificate in certificates:
+        if (
+            certificate.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            == public
+        ):
+            return served_certificate(name=name, certificate=certificate)
+    raise RouterRefused("no certificate of the bundle matches its private key")
+
+
+def served_certificate(*, name: str, certificate: x509.Certificate) -> ServedCertificate:
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        hostnames = tuple(dict.fromkeys(h.lower() for h in san.get_values_for_type(x509.DNSName)))
+    except x509.ExtensionNotFound:
+        hostnames = ()
+    return ServedCertificate(
+        name=name,
+        serial=serial_hex(certificate.serial_number),
+        not_after=certificate.not_valid_after_utc,
+        hostnames=hostnames,
+    )
 
 
 def check_app(app: str) -> str:
