@@ -13,6 +13,9 @@ class App(models.Model):
     deploy_branch = models.CharField(max_length=255, default="main")
     health_check_path = models.CharField(max_length=255, default="/")
     buildpack = models.CharField(max_length=50, blank=True, default="", help_text='"" detects the buildpack')
+    # HTTPS (berth.certs): plain HTTP redirects to HTTPS for each hostname once a certificate serves it; HSTS opt-in
+    https_redirect = models.BooleanField(default=True)
+    hsts = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -20,6 +23,11 @@ class App(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def hostname(self) -> str:
+        """The app's built-in hostname, <name>.<BERTH_APPS_DOMAIN>."""
+        return f"{self.name}.{settings.BERTH_APPS_DOMAIN}".lower()
 
     @property
     def url(self) -> str:

@@ -42,6 +42,13 @@ BERTH_WEB_PORT = env_int("BERTH_WEB_PORT", 8000, minimum=1, maximum=65535)
 # Berth's own web process at 127.0.0.1:BERTH_WEB_PORT over HTTP and HTTPS ("" = the dashboard is not routed)
 BERTH_HTTPS_PORT = env_int("BERTH_HTTPS_PORT", 443, minimum=0, maximum=65535)
 BERTH_DASHBOARD_HOST = env("BERTH_DASHBOARD_HOST", "").strip().lower().rstrip(".")
+# Certificates (issue 13, berth.certs): the ACME directory ("" = ACME off), the account's contact email, a PEM file to
+# trust for the directory's TLS ("" = the system's store; e.g. pebble's), and how many days before expiry a renewal
+# that keeps failing raises the alarm (event, dashboard banner)
+BERTH_ACME_DIRECTORY = env("BERTH_ACME_DIRECTORY", "").strip()
+BERTH_ACME_EMAIL = env("BERTH_ACME_EMAIL", "").strip()
+BERTH_ACME_CA_BUNDLE = env("BERTH_ACME_CA_BUNDLE", "").strip()
+BERTH_CERT_RENEW_DAYS_ALARM = env_int("BERTH_CERT_RENEW_DAYS_ALARM", 14, minimum=1, maximum=365)
 BERTH_PUBLIC_URL = env("BERTH_PUBLIC_URL", f"http://127.0.0.1:{BERTH_WEB_PORT}")
 BERTH_ADMIN_USER = env("BERTH_ADMIN_USER", "admin")
 BERTH_ADMIN_PASSWORD = env("BERTH_ADMIN_PASSWORD")
@@ -194,6 +201,7 @@ INSTALLED_APPS = [
     "berth.routing",
     "berth.discovery",
     "berth.nodes",
+    "berth.certs",
 ]
 
 MIDDLEWARE = [
@@ -305,6 +313,8 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-work": {"task": "berth.core.tasks.sweep_stuck_work", "schedule": 30.0},
     # old releases' images off the registry and every node (see berth.nodes.images)
     "images-gc": {"task": "berth.nodes.tasks.images_gc", "schedule": 3600.0},
+    # certificates: issue pending ones, renew due ones, put back what the router lacks (see berth.certs.services)
+    "certs-sweep": {"task": "berth.certs.sweep", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(BERTH_HOME / "celerybeat-schedule")
 

@@ -1,0 +1,27 @@
+"""Reads of certificates: what the API, the CLI and the dashboard show."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from berth.apps.models import App
+from berth.certs.models import Certificate
+
+
+def certificates_for_app(app: App) -> QuerySet[Certificate]:
+    """The app's certificates, oldest first."""
+    return Certificate.objects.filter(app=app).order_by("id")
+
+
+def certificates_expiring(days: int | None = None) -> QuerySet[Certificate]:
+    """Certificates that expire within `days` (default BERTH_CERT_RENEW_DAYS_ALARM), soonest first: the dashboard's
+    banner. A healthy ACME certificate is renewed long before (two thirds into its life), so each one listed is a
+    renewal that keeps failing (`state` "failing", `reason` says why) or an uploaded one nobody replaced."""
+    window = timedelta(days=settings.BERTH_CERT_RENEW_DAYS_ALARM if days is None else days)
+    return (
+        Certificate.objects.filter(not_after__isnull=False, not_after__lt=timezone.now() + window)
+        .select_related("app")
+        .order_by("not_after", "id")
+    )
