@@ -209,4 +209,5 @@ def test_https_policy_changes_reach_every_served_name(app, ca, memory_router):
 
 def test_the_backoff_doubles_from_one_minute_up_to_six_hours():
     assert [backoff(n).total_seconds() for n in (1, 2, 3, 4)] == [60, 120, 240, 480]
-    assert backoff(9) == backoff(50) == datetime.timedelta(hours=6)
+    assert backoff(9) == datetime.timedelta(minutes=256)
+    assert backoff(10) == backoff(500) == datetime.timedelta(hours=6)

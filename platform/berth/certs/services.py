@@ -56,7 +56,10 @@ class CertificateNotRenewable(ValueError):
 
 def backoff(failures: int) -> timedelta:
     """The wait after the `failures`-th failure in a row: 1 min, doubling, at most 6 h."""
-    return min(BACKOFF_FIRST * (2 ** max(0, failures - 1)), BACKOFF_MAX)
+    doublings = min(
+        max(0, failures - 1), 20
+    )  # capped: 2**n minutes overflows a timedelta after weeks of failures
+    return min(BACKOFF_FIRST * 2**doublings, BACKOFF_MAX)
 
 
 def _has_live_release(app: App) -> bool:
