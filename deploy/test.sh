@@ -9,7 +9,7 @@ PG_DIR="$TEST_HOME/postgres"
 mkdir -p "$TEST_HOME"
 
 ensure_packages docker.io redis-server haproxy git mmdebstrap python3-venv iproute2 ca-certificates \
-  postgresql docker-registry wrk chromium curl
+  postgresql docker-registry wrk chromium curl pebble
 ensure_docker
 ensure_swarm
 # a database of its own on the usual Redis (db 15), so a running `make up` on db 0 is not disturbed
