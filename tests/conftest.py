@@ -82,18 +82,20 @@ def sample_app(tmp_path):
 
 @pytest.fixture
 def router(tmp_path, settings):
-    """A real HAProxy router on a free loopback port, in its own folder; stopped by PID afterwards."""
+    """A real HAProxy router on free loopback ports (HTTP `port`, HTTPS `https_port`), in its own folder; stopped
+    by PID afterwards."""
     from berth.routing.haproxy import haproxy_command, write_config
 
     directory = tmp_path / "router"
     settings.BERTH_ROUTER_DIR = directory
     settings.BERTH_ROUTER_ADMIN_SOCKET = directory / "admin.sock"
-    port = free_port()
-    paths = write_config(http_port=port)
+    port, https_port = free_port(), free_port()
+    settings.BERTH_HTTPS_PORT = https_port
+    paths = write_config(http_port=port, https_port=https_port)
     process = subprocess.Popen(haproxy_command(paths), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: settings.BERTH_ROUTER_ADMIN_SOCKET.exists(), timeout=10, message="the admin socket")
-        yield SimpleNamespace(paths=paths, port=port, process=process)
+        yield SimpleNamespace(paths=paths, port=port, https_port=https_port, process=process)
     finally:
         process.terminate()
         try:

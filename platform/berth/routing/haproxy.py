@@ -4,10 +4,17 @@ The configuration declares a pool of backend slots, each with spare server slots
 Berth maps a Host to a slot (`add map`/`set map`) and sets each server's address and state (`set server`), which
 drops no request. Only when the pool runs out is the configuration rewritten with more slots and HAProxy reloaded
 through its master socket; the servers' run-time state crosses the reload in a server-state file.
+
+HTTPS (BERTH_HTTPS_PORT) is a second frontend with the same routing. Its certificates are files listed in a crt-list
+(added, replaced and removed at run time with the `ssl cert` / `ssl crt-list` commands, the files kept in step for
+the next start); a self-signed default certificate made here lets it start with none. ACME challenges and each
+hostname's redirect/HSTS policy are map files, changed at run time like the Host map.
 """
 
+import datetime
 import fcntl
 import json
+import logging
 import os
 import socket
 import threading
@@ -16,7 +23,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from django.conf import settings
+
+from berth.routing.router import RouterRefused, clean_hostnames, served_from_pem
+
+log = logging.getLogger(__name__)
 
 BACKEND_SLOTS = 64
 SERVER_SLOTS = 16
@@ -56,6 +71,39 @@ class RouterPaths:
     def lock(self) -> Path:
         return self.directory / "router.lock"
 
+    @property
+    def acme_map(self) -> Path:
+        """ACME HTTP-01 challenges: /.well-known/acme-challenge/<token> -> key authorization."""
+        return self.directory / "acme.map"
+
+    @property
+    def redirect_map(self) -> Path:
+        """Hostnames whose plain HTTP answers 308 to HTTPS (value: 1)."""
+        return self.directory / "redirect.map"
+
+    @property
+    def hsts_map(self) -> Path:
+        """Hostnames whose HTTPS answers carry Strict-Transport-Security (value: 1)."""
+        return self.directory / "hsts.map"
+
+    @property
+    def certificates_dir(self) -> Path:
+        """<name>.pem bundles (private key, leaf, chain), 0600 in a 0700 folder."""
+        return self.directory / "certs"
+
+    @property
+    def crt_list(self) -> Path:
+        """The certificates the HTTPS frontend serves by SNI, one file path a line."""
+        return self.directory / "certs.list"
+
+    @property
+    def default_certificate(self) -> Path:
+        """Self-signed, served to a client naming no hostname Berth has a certificate for."""
+        return self.directory / "default.pem"
+
+    def certificate(self, name: str) -> Path:
+        return self.certificates_dir / f"{name}.pem"
+
 
 NOT_FOUND_BODY = (
     "<!doctype html><title>No such app</title>"
@@ -63,8 +111,49 @@ NOT_FOUND_BODY = (
 )
 
 
+ACME_CHALLENGE_PATH = "/.well-known/acme-challenge/"
+HSTS_VALUE = "max-age=31536000"
+WEB_BACKEND = "berth_web"
+
+
 def backend_name(slot: int) -> str:
     return f"app_{slot:03d}"
+
+
+def frontend_rules(*, scheme: str, paths: RouterPaths, https_port: int, dashboard_host: str) -> list[str]:
+    """The request rules both frontends share, in HAProxy's order: ACME answer, redirect, headers, routing."""
+    lines = [
+        "    http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
+        # an ACME challenge is answered here, before any redirect or app, for every hostname (RFC 8555 8.3)
+        f"    http-request set-var(txn.acme) path,map({paths.acme_map}) if {{ path_beg {ACME_CHALLENGE_PATH} }}",
+        '    http-request return status 200 content-type text/plain lf-string "%[var(txn.acme)]"'
+        " if { var(txn.acme) -m found }",
+    ]
+    if scheme == "http" and https_port:
+        # the Location is built here rather than by `redirect scheme`, which would keep the HTTP port
+        port = "" if https_port == 443 else f":{https_port}"
+        lines.append(
+            f"    http-request redirect code 308 location https://%[var(txn.host)]{port}%[pathq]"
+            f" if {{ var(txn.host),map({paths.redirect_map}) -m found }} !{{ path_beg {ACME_CHALLENGE_PATH} }}"
+        )
+    lines += [
+        # the app learns the scheme from the router alone: a client's own header is replaced
+        f"    http-request set-header X-Forwarded-Proto {scheme}",
+        # the app may already have acted on a POST it dropped; only a refused connection is safe to retry then
+        "    http-request disable-l7-retry unless METH_GET || METH_OPTIONS",
+    ]
+    if scheme == "https":
+        lines.append(
+            f'    http-response set-header Strict-Transport-Security "{HSTS_VALUE}"'
+            f" if {{ var(txn.host),map({paths.hsts_map}) -m found }}"
+        )
+    if dashboard_host:
+        lines.append(f"    use_backend {WEB_BACKEND} if {{ var(txn.host) -m str {dashboard_host} }}")
+    lines += [
+        f"    use_backend %[var(txn.host),map({paths.hosts_map})]",
+        "    default_backend unknown_host",
+    ]
+    return lines
 
 
 def render_config(
@@ -74,6 +163,9 @@ def render_config(
     paths: RouterPaths,
     backends: int = BACKEND_SLOTS,
     servers: int = SERVER_SLOTS,
+    https_port: int = 0,
+    dashboard_host: str = "",
+    web_port: int = 8000,
 ) -> str:
     lines = [
         "global",
@@ -87,6 +179,7 @@ def render_config(
         # its next answer (clean), an idle one by closing it, which races a request the client is sending.
         # Spreading the idle closes over 5 s lets most connections get a request, and so the clean close, first.
         "    close-spread-time 5s",
+        "    ssl-default-bind-options ssl-min-ver TLSv1.2",
         "",
         "defaults",
         "    mode http",
@@ -106,15 +199,31 @@ def render_config(
         "",
         "frontend http",
         f"    bind :{http_port}",
-        "    http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
-        # the app may already have acted on a POST it dropped; only a refused connection is safe to retry then
-        "    http-request disable-l7-retry unless METH_GET || METH_OPTIONS",
-        f"    use_backend %[var(txn.host),map({paths.hosts_map})]",
-        "    default_backend unknown_host",
+        *frontend_rules(scheme="http", paths=paths, https_port=https_port, dashboard_host=dashboard_host),
+    ]
+    if https_port:
+        lines += [
+            "",
+            "frontend https",
+            # the default certificate first (the one a client naming no known hostname gets), then the crt-list
+            # the runtime API changes; no strict-sni. http/1.1 only: WebSockets upgrade as over plain HTTP.
+            f"    bind :{https_port} ssl crt {paths.default_certificate} crt-list {paths.crt_list}"
+            " alpn http/1.1",
+            *frontend_rules(
+                scheme="https", paths=paths, https_port=https_port, dashboard_host=dashboard_host
+            ),
+        ]
+    lines += [
         "",
         "backend unknown_host",
         f"    http-request return status 404 content-type text/html file {paths.not_found_page}",
     ]
+    if dashboard_host:
+        lines += [
+            "",
+            f"backend {WEB_BACKEND}",  # Berth's own web process (dashboard and API) on this node
+            f"    server web 127.0.0.1:{web_port}",
+        ]
     for slot in range(1, backends + 1):
         lines += [
             "",
@@ -160,16 +269,31 @@ def write_config(
     directory: Path | None = None,
     backends: int | None = None,
     servers: int | None = None,
+    https_port: int | None = None,
+    dashboard_host: str | None = None,
+    web_port: int | None = None,
 ) -> RouterPaths:
-    """Write haproxy.cfg (and an empty Host map if none is kept yet) into the router directory.
+    """Write haproxy.cfg (and empty maps and a default certificate if none are kept yet) into the router directory.
 
     Slot counts default to the ones recorded in slots.json, so a restarted router is as large as it had grown.
+    The HTTPS port defaults to BERTH_HTTPS_PORT, except for a router given its own HTTP port (a test's or a
+    benchmark's, on a free port): that one has HTTPS only when given an HTTPS port too, never the machine's 443.
+    The crt-list keeps only certificates whose files can be read, so HAProxy always starts.
     """
     paths = RouterPaths(Path(directory or settings.BERTH_ROUTER_DIR))
     paths.directory.mkdir(parents=True, exist_ok=True)
-    if not paths.hosts_map.exists():
-        paths.hosts_map.write_text("")
+    for map_file in (paths.hosts_map, paths.acme_map, paths.redirect_map, paths.hsts_map):
+        if not map_file.exists():
+            map_file.write_text("")
     paths.not_found_page.write_text(NOT_FOUND_BODY)
+    write_default_certificate(paths)
+    write_atomically(paths.crt_list, "".join(f"{path}\n" for path in readable_crt_list(paths)))
+    if https_port is None:
+        https_port = settings.BERTH_HTTPS_PORT if http_port is None else 0
+    if dashboard_host is None:
+        dashboard_host = settings.BERTH_DASHBOARD_HOST
+    if dashboard_host:
+        dashboard_host = clean_dashboard_host(dashboard_host)
     # a fresh start begins with every server slot free; apply()/sync() fill them
     write_atomically(paths.server_state, EMPTY_SERVER_STATE)
     admin_socket = settings.BERTH_ROUTER_ADMIN_SOCKET if directory is None else paths.directory / "admin.sock"
@@ -181,6 +305,9 @@ def write_config(
             "admin_socket": str(admin_socket),
             "backends": backends or recorded.get("backends", BACKEND_SLOTS),
             "servers": servers or recorded.get("servers", SERVER_SLOTS),
+            "https_port": https_port,
+            "dashboard_host": dashboard_host,
+            "web_port": web_port or settings.BERTH_WEB_PORT,
         }
         write_atomically(paths.config, render_config(paths=paths, **config_arguments(config)))
         slots["config"] = config
@@ -195,7 +322,89 @@ def config_arguments(config: dict) -> dict:
         "admin_socket": Path(config["admin_socket"]),
         "backends": config["backends"],
         "servers": config["servers"],
+        # absent from a record written before HTTPS: no HTTPS frontend, as that router had
+        "https_port": config.get("https_port", 0),
+        "dashboard_host": config.get("dashboard_host", ""),
+        "web_port": config.get("web_port", 8000),
     }
+
+
+def clean_dashboard_host(hostname: str) -> str:
+    """BERTH_DASHBOARD_HOST goes into the configuration as a word: a hostname or nothing."""
+    try:
+        return clean_hostnames([hostname])[0]
+    except ValueError:
+        raise RouterRefused(f"BERTH_DASHBOARD_HOST is not a hostname: {hostname!r}") from None
+
+
+def write_default_certificate(paths: RouterPaths) -> None:
+    """A self-signed certificate the HTTPS frontend starts with (HAProxy needs one) and serves to clients naming
+    no hostname Berth has a certificate for. Made once per router directory; kept 0600 (it holds its key)."""
+    if paths.default_certificate.exists():
+        return
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Berth default certificate")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ) + certificate.public_bytes(serialization.Encoding.PEM)
+    write_private(paths.default_certificate, pem.decode())
+
+
+def write_private(path: Path, text: str) -> None:
+    """write_atomically for a file holding a private key: 0600 from its first byte, in a 0700 folder."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
+
+
+def read_map_file(path: Path) -> dict[str, str]:
+    """A map file of one `key value` a line (Berth writes them: no comments, no spaces in keys or values)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    return dict(line.split(None, 1) for line in text.splitlines() if len(line.split()) == 2)
+
+
+def write_map_file(path: Path, entries: dict[str, str]) -> None:
+    write_atomically(path, "".join(f"{key} {value}\n" for key, value in sorted(entries.items())))
+
+
+def read_crt_list(paths: RouterPaths) -> list[str]:
+    """The certificate files the crt-list names, in order."""
+    try:
+        text = paths.crt_list.read_text()
+    except FileNotFoundError:
+        return []
+    return [line.split()[0] for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def readable_crt_list(paths: RouterPaths) -> list[str]:
+    """read_crt_list without the files that are gone or cannot be read: one of them would stop HAProxy starting."""
+    kept = []
+    for path in read_crt_list(paths):
+        try:
+            served_from_pem(name=Path(path).stem, pem=Path(path).read_text())
+        except (OSError, RouterRefused) as exc:
+            log.error("router: %s left out of the crt-list: %s", path, exc)
+            continue
+        kept.append(path)
+    return kept
 
 
 def haproxy_command(paths: RouterPaths) -> list[str]:
@@ -203,13 +412,25 @@ def haproxy_command(paths: RouterPaths) -> list[str]:
     return ["haproxy", "-W", "-db", "-f", str(paths.config), "-S", f"{paths.master_socket},mode,600"]
 
 
-def admin_command(command: str, *, socket_path: Path | None = None, timeout: float = 2.0) -> str:
-    """Send one command to HAProxy's admin socket (or its master socket) and return its answer."""
+def admin_command(
+    command: str, *, socket_path: Path | None = None, timeout: float = 2.0, payload: str | None = None
+) -> str:
+    """Send one command to HAProxy's admin socket (or its master socket) and return its answer.
+
+    With a payload (a PEM bundle for `set ssl cert`), the command is sent as `<command> <<` followed by the payload's
+    lines and the empty line that ends it; the payload must have no empty line of its own.
+    """
     path = socket_path or settings.BERTH_ROUTER_ADMIN_SOCKET
+    message = command.encode() + b"\n"
+    if payload is not None:
+        lines = payload.strip("\n").split("\n")
+        if any(not line.strip() for line in lines):
+            raise ValueError("an admin socket payload cannot hold an empty line: it would end the payload")
+        message = command.encode() + b" <<\n" + "\n".join(lines).encode() + b"\n\n"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(str(path))
-        sock.sendall(command.encode() + b"\n")
+        sock.sendall(message)
         # the master CLI answers only once the client has finished sending
         sock.shutdown(socket.SHUT_WR)
         chunks = []

@@ -5,6 +5,7 @@ on the same result.
 """
 
 import csv
+import datetime
 import io
 import json
 import logging
@@ -14,33 +15,52 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 
 from berth.routing.haproxy import (
+    ACME_CHALLENGE_PATH,
     EMPTY_SERVER_STATE,
     RouterPaths,
     admin_command,
     backend_name,
     config_arguments,
     locked,
+    read_crt_list,
+    read_map_file,
     read_slots,
     render_config,
     write_atomically,
+    write_map_file,
+    write_private,
 )
 from berth.routing.router import (
+    PRIVATE_KEY_PEM_RE,
     Desired,
     Endpoint,
     Router,
     RouterError,
+    RouterRefused,
     ServedCertificate,
     check_app,
+    check_certificate_name,
+    check_key_authorization,
+    check_tls_hostname,
+    check_token,
     clean_endpoints,
     clean_hostnames,
+    serial_hex,
+    served_from_pem,
 )
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DRAIN_TIMEOUT = 30.0
+
+# HAProxy reads a `<<` payload into one buffer (tune.bufsize, 16 KiB by default) with the command: a bigger one is
+# dropped without an answer. A real bundle (key, leaf, one or two intermediates) is 3 to 8 KB.
+ADMIN_PAYLOAD_MAX_BYTES = 15_000
 
 
 # srv_admin_state bits of `show servers state`
@@ -192,28 +212,221 @@ class HaproxyRouter(Router):
                 drifted.append(app)
         return drifted
 
-    # -- HTTPS (the runtime-API implementation follows; until then the calls are refused, never half done) -------
+    # -- HTTPS --------------------------------------------------------------------------------------------------
 
     def challenge_put(self, *, token: str, key_authorization: str) -> None:
-        raise RouterError("this router does not serve ACME challenges yet")
+        check_token(token)
+        check_key_authorization(key_authorization)
+        with locked(self.paths):
+            self._map_put(self.paths.acme_map, ACME_CHALLENGE_PATH + token, key_authorization)
 
     def challenge_remove(self, *, token: str) -> None:
-        raise RouterError("this router does not serve ACME challenges yet")
+        check_token(token)
+        with locked(self.paths):
+            self._map_remove(self.paths.acme_map, ACME_CHALLENGE_PATH + token)
 
     def certificate_put(self, *, name: str, pem: str) -> ServedCertificate:
-        raise RouterError("this router does not serve certificates yet")
+        wanted = served_from_pem(name=name, pem=pem)
+        bundle = haproxy_bundle(pem)
+        if len(bundle.encode()) > ADMIN_PAYLOAD_MAX_BYTES:
+            raise RouterRefused(
+                f"the certificate bundle is {len(bundle.encode())} bytes; HAProxy's admin socket takes at most "
+                f"{ADMIN_PAYLOAD_MAX_BYTES} (fewer chain certificates, or a smaller key)"
+            )
+        path = self.paths.certificate(name)
+        with locked(self.paths):
+            self._require_https()
+            self._abort_pending_transaction()
+            stored = self._stored_certificates()
+            previous = path.read_text() if path.exists() else None
+            # on disk first (the file, then its crt-list line): a router restarted from here on serves it
+            write_private(path, bundle)
+            self._write_crt_list(add=path)
+            try:
+                if str(path) not in stored:
+                    self._expect(f"new ssl cert {path}", "New empty certificate store")
+                self._expect(f"set ssl cert {path}", "Transaction ", payload=bundle)
+                self._expect(f"commit ssl cert {path}", "Success!")
+                if str(path) not in self._runtime_crt_list():
+                    self._expect(f"add ssl crt-list {self.paths.crt_list} {path}", "Success!")
+            except RouterError:
+                self._undo_certificate_put(path, previous=previous, was_stored=str(path) in stored)
+                raise
+            served = self._served_certificate(path)
+        if served.serial != wanted.serial:
+            raise RouterError(
+                f"HAProxy serves serial {served.serial} as {name} after the commit, not {wanted.serial}"
+            )
+        return served
 
     def certificate_remove(self, *, name: str) -> None:
-        raise RouterError("this router does not serve certificates yet")
+        check_certificate_name(name)
+        path = self.paths.certificate(name)
+        with locked(self.paths):
+            self._write_crt_list(remove=path)
+            if self._https_port():
+                self._abort_pending_transaction()
+                if str(path) in self._runtime_crt_list():
+                    self._expect(f"del ssl crt-list {self.paths.crt_list} {path}", "deleted")
+                if str(path) in self._stored_certificates():
+                    self._expect(f"del ssl cert {path}", "deleted")
+            path.unlink(missing_ok=True)
 
     def certificates(self) -> dict[str, ServedCertificate]:
-        return {}
+        if not self._https_port():
+            return {}
+        served = {}
+        for path in self._runtime_crt_list():
+            if Path(path).parent == self.paths.certificates_dir:
+                certificate = self._served_certificate(Path(path))
+                served[certificate.name] = certificate
+        return dict(sorted(served.items()))
 
     def host_tls_put(self, *, hostname: str, redirect_https: bool, hsts: bool) -> None:
-        raise RouterError("this router does not redirect to HTTPS yet")
+        hostname = check_tls_hostname(hostname)
+        with locked(self.paths):
+            for map_file, wanted in ((self.paths.redirect_map, redirect_https), (self.paths.hsts_map, hsts)):
+                if wanted:
+                    self._map_put(map_file, hostname, "1")
+                else:
+                    self._map_remove(map_file, hostname)
 
     def host_tls_remove(self, *, hostname: str) -> None:
-        raise RouterError("this router does not redirect to HTTPS yet")
+        hostname = check_tls_hostname(hostname)
+        with locked(self.paths):
+            self._map_remove(self.paths.redirect_map, hostname)
+            self._map_remove(self.paths.hsts_map, hostname)
+
+    # -- HTTPS steps ----------------------------------------------------------------------------------------------
+
+    def _https_port(self) -> int:
+        return int(self._load()["config"].get("https_port") or 0)
+
+    def _require_https(self) -> None:
+        if not self._https_port():
+            raise RouterError(
+                "this router has no HTTPS frontend (BERTH_HTTPS_PORT=0): it serves no certificate"
+            )
+
+    def _map_put(self, map_file: Path, key: str, value: str) -> None:
+        """One entry of a map, on disk (for the next start) and in the running HAProxy."""
+        entries = read_map_file(map_file)
+        entries[key] = value
+        write_map_file(map_file, entries)
+        if not self._map_in_use(map_file):
+            return
+        current = self._runtime_map_entries(map_file)
+        if key not in current:
+            self._command(f"add map {map_file} {key} {value}")
+        elif current[key] != [value]:
+            if len(current[key]) > 1:  # a duplicate left by a crash between `add`s: one entry again
+                self._command(f"del map {map_file} {key}")
+                self._command(f"add map {map_file} {key} {value}")
+            else:
+                self._command(f"set map {map_file} {key} {value}")
+
+    def _map_remove(self, map_file: Path, key: str) -> None:
+        entries = read_map_file(map_file)
+        if entries.pop(key, None) is not None:
+            write_map_file(map_file, entries)
+        if self._map_in_use(map_file) and key in self._runtime_map_entries(map_file):
+            self._command(f"del map {map_file} {key}")
+
+    def _map_in_use(self, map_file: Path) -> bool:
+        """The redirect and HSTS maps are in the configuration only with an HTTPS frontend."""
+        return map_file == self.paths.acme_map or bool(self._https_port())
+
+    def _runtime_map_entries(self, map_file: Path) -> dict[str, list[str]]:
+        answer = self._ask(f"show map {map_file}")
+        entries: dict[str, list[str]] = {}
+        for line in answer.splitlines():
+            fields = line.split()
+            if len(fields) == 3 and fields[0].startswith("0x"):
+                entries.setdefault(fields[1], []).append(fields[2])
+            elif line.strip():
+                raise RouterError(f"unexpected `show map` answer: {answer.strip()[:200]}")
+        return entries
+
+    def _expect(self, command: str, success: str, *, payload: str | None = None) -> str:
+        """Send an `ssl` command, whose answer says what it did; RouterError unless it holds `success`."""
+        try:
+            answer = admin_command(command, socket_path=self.admin_socket, payload=payload)
+        except OSError as exc:
+            raise RouterError(f"HAProxy's admin socket {self.admin_socket} does not answer: {exc}") from exc
+        if success not in answer:
+            raise RouterError(f"HAProxy refused {command!r}: {answer.strip()[:300] or 'no answer'}")
+        return answer
+
+    def _stored_certificates(self) -> set[str]:
+        """The certificate files HAProxy holds in memory (`show ssl cert`), committed ones only."""
+        return set(self._ssl_cert_listing()[1])
+
+    def _abort_pending_transaction(self) -> None:
+        """HAProxy holds one `set ssl cert` transaction at a time: one left by a call that died is aborted."""
+        for path in self._ssl_cert_listing()[0]:
+            self._expect(f"abort ssl cert {path}", "aborted")
+
+    def _ssl_cert_listing(self) -> tuple[list[str], list[str]]:
+        """(files with a transaction open, files stored) from `show ssl cert`."""
+        pending, stored = [], []
+        for line in self._ask("show ssl cert").splitlines():
+            if line.startswith("*"):
+                pending.append(line[1:].strip())
+            elif line.strip() and not line.startswith("#"):
+                stored.append(line.strip())
+        return pending, stored
+
+    def _runtime_crt_list(self) -> list[str]:
+        answer = self._ask(f"show ssl crt-list {self.paths.crt_list}")
+        if not answer.startswith("#"):
+            raise RouterError(f"HAProxy has no crt-list {self.paths.crt_list}: {answer.strip()[:200]}")
+        return [line.split()[0] for line in answer.splitlines() if line.strip() and not line.startswith("#")]
+
+    def _write_crt_list(self, *, add: Path | None = None, remove: Path | None = None) -> None:
+        entries = [entry for entry in read_crt_list(self.paths) if entry != str(remove)]
+        if add is not None and str(add) not in entries:
+            entries.append(str(add))
+        write_atomically(self.paths.crt_list, "".join(f"{entry}\n" for entry in entries))
+
+    def _undo_certificate_put(self, path: Path, *, previous: str | None, was_stored: bool) -> None:
+        """After a refused put: HAProxy still serves what it served before; the disk goes back to it too."""
+        try:
+            self._abort_pending_transaction()
+            if not was_stored and str(path) in self._stored_certificates():
+                if str(path) in self._runtime_crt_list():
+                    self._expect(f"del ssl crt-list {self.paths.crt_list} {path}", "deleted")
+                self._expect(f"del ssl cert {path}", "deleted")
+        except RouterError:
+            log.exception("router: undoing the refused certificate %s", path)
+        if previous is None:
+            self._write_crt_list(remove=path)
+            path.unlink(missing_ok=True)
+        else:
+            write_private(path, previous)
+
+    def _served_certificate(self, path: Path) -> ServedCertificate:
+        """What HAProxy holds for one certificate file (`show ssl cert <file>`)."""
+        answer = self._ask(f"show ssl cert {path}")
+        fields: dict[str, str] = {}
+        for line in answer.splitlines():
+            key, separator, value = line.partition(":")
+            if separator and key.strip() not in fields:
+                fields[key.strip()] = value.strip()
+        try:
+            serial = serial_hex(int(fields["Serial"], 16))
+            not_after = datetime.datetime.strptime(
+                " ".join(fields["notAfter"].split()), "%b %d %H:%M:%S %Y GMT"
+            ).replace(tzinfo=datetime.UTC)
+        except (KeyError, ValueError):
+            raise RouterError(f"unexpected `show ssl cert {path}` answer: {answer.strip()[:300]}") from None
+        hostnames = tuple(
+            dict.fromkeys(
+                entry.strip()[len("DNS:") :].lower()
+                for entry in fields.get("Subject Alternative Name", "").split(",")
+                if entry.strip().startswith("DNS:")
+            )
+        )
+        return ServedCertificate(name=path.stem, serial=serial, not_after=not_after, hostnames=hostnames)
 
     # -- the steps ----------------------------------------------------------------------------------------------
 
@@ -568,6 +781,31 @@ class HaproxyRouter(Router):
 
     def _drain_timeout(self, drain_timeout: float | None) -> float:
         return self.drain_timeout if drain_timeout is None else drain_timeout
+
+
+def haproxy_bundle(pem: str) -> str:
+    """`pem` as HAProxy reads it: the private key, the leaf (the certificate of that key), then the chain in the
+    order given; nothing else (no blank line, which would end the admin socket payload, no text between blocks).
+    served_from_pem has already checked it holds one key and its certificate."""
+    data = pem.encode()
+    key_pem = PRIVATE_KEY_PEM_RE.search(data).group(0).decode()
+    key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    leaf, chain = None, []
+    for certificate in x509.load_pem_x509_certificates(data):
+        spki = certificate.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        if leaf is None and spki == public:
+            leaf = certificate
+        else:
+            chain.append(certificate)
+    blocks = [key_pem.strip()] + [
+        c.public_bytes(serialization.Encoding.PEM).decode().strip() for c in [leaf, *chain]
+    ]
+    return "\n".join(blocks) + "\n"
 
 
 # (router directory, server key, endpoint) of drains a thread of this process is finishing (apply(wait=False))
