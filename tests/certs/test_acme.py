@@ -19,7 +19,9 @@ from berth.certs.services import (
     certificates_ensure,
     certificates_sweep,
 )
+from berth.config.celery import app as celery_app
 from berth.core.redis import redis_client
+from berth.deploys.signals import build_released
 from berth.observe.services import app_streams_delete, as_text, events_key
 from berth.releases.models import Release, ReleaseStatus
 from berth.releases.services import release_create
@@ -286,6 +288,22 @@ def test_the_sweep_puts_back_what_the_router_lost_and_drops_what_it_should_not_s
     assert served[certificate.router_name].serial == certificate.serial
     assert orphan_name not in served
     assert counts["router_fixed"] == 2
+    assert (
+        format(served_over_https(router, app.hostname, acme.root_pem()).serial_number, "X")
+        == certificate.serial
+    )
+
+
+def test_an_app_going_live_is_issued_its_certificate_by_the_queued_task(acme, router, live_app):
+    app = live_app()
+    celery_app.conf.task_always_eager = True  # the queued task runs here, in this test's database transaction
+    try:
+        build_released.send(sender=None, app=app)
+    finally:
+        celery_app.conf.task_always_eager = False
+
+    certificate = Certificate.objects.get(app=app)
+    assert certificate.state == CertificateState.ISSUED, certificate.reason
     assert (
         format(served_over_https(router, app.hostname, acme.root_pem()).serial_number, "X")
         == certificate.serial

@@ -17,7 +17,11 @@ from berth.certs.services import (
     certificate_remove,
     certificate_renew_request,
     certificate_upload,
+    certificates_sweep,
 )
+from berth.certs.tasks import certificates_sweep_task
+from berth.core.redis import redis_client
+from berth.observe.services import app_streams_delete, as_text, events_key
 from berth.routing.memory import InMemoryRouter
 from berth.routing.router import ROUTERS, get_router
 from cryptography import x509
@@ -211,3 +215,32 @@ def test_the_backoff_doubles_from_one_minute_up_to_six_hours():
     assert [backoff(n).total_seconds() for n in (1, 2, 3, 4)] == [60, 120, 240, 480]
     assert backoff(9) == datetime.timedelta(minutes=256)
     assert backoff(10) == backoff(500) == datetime.timedelta(hours=6)
+
+
+def test_an_uploaded_certificate_near_expiry_raises_one_alarm_a_day(app, ca, memory_router, settings):
+    settings.BERTH_ACME_DIRECTORY = ""  # nothing to issue: only the alarm and the router pass run
+    certificate_pem, key_pem, _ = ca.leaf([app.hostname], days=settings.BERTH_CERT_RENEW_DAYS_ALARM - 2)
+    uploaded = certificate_upload(
+        app=app, certificate_pem=certificate_pem, private_key_pem=key_pem, actor=None
+    )
+    redis_client().delete("berth:lock:certs:sweep", f"berth:certs:alarm:{uploaded.pk}")
+    try:
+        first, second = certificates_sweep(), certificates_sweep()
+        alarms = [
+            as_text(fields[b"message"])
+            for _, fields in redis_client().xrange(events_key(app.name))
+            if fields[b"kind"] == b"cert.alarm"
+        ]
+    finally:
+        redis_client().delete(f"berth:certs:alarm:{uploaded.pk}")
+        app_streams_delete(app=app.name)
+    assert (first["alarms"], second["alarms"]) == (1, 0)
+    assert len(alarms) == 1 and "upload its successor" in alarms[0] and app.hostname in alarms[0]
+    assert first["router_fixed"] == 0  # what the router serves is what the database says
+
+
+def test_the_beat_schedule_runs_the_sweep_every_minute(settings):
+    (entry,) = [
+        e for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"] == certificates_sweep_task.name
+    ]
+    assert certificates_sweep_task.name == "berth.certs.sweep" and entry["schedule"] == 60.0

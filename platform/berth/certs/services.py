@@ -24,6 +24,7 @@ from berth.apps.services import app_row_lock
 from berth.audit.services import audit_record
 from berth.certs.acme_client import AcmeFailed, acme_enabled, certificate_issue_acme, leaf_of
 from berth.certs.models import Certificate, CertificateSource, CertificateState
+from berth.certs.selectors import certificates_expiring
 from berth.certs.signals import certificate_renew_requested
 from berth.core.redis import redis_client
 from berth.deploys.events import app_event
@@ -337,6 +338,22 @@ def certificates_router_sync(*, router: Router | None = None) -> int:
     return fixed
 
 
+def _uploaded_expiry_alarms() -> int:
+    """Uploaded certificates near expiry (Berth cannot renew them): an alarm event a day for each until replaced.
+    ACME ones raise theirs at each failed renewal."""
+    raised = 0
+    for certificate in certificates_expiring().filter(source=CertificateSource.UPLOADED):
+        if redis_client().set(f"berth:certs:alarm:{certificate.pk}", 1, nx=True, ex=24 * 3600):
+            app_event(
+                certificate.app.name,
+                "cert.alarm",
+                f"the uploaded certificate {certificate.pk} for {', '.join(certificate.hostnames)} expires on "
+                f"{certificate.not_after:%Y-%m-%d %H:%M} UTC: upload its successor (certs:add)",
+            )
+            raised += 1
+    return raised
+
+
 def certificates_sweep() -> dict[str, int]:
     """The periodic pass (Celery beat, every minute): rows for new names, due issuances and renewals, the router.
 
@@ -353,10 +370,16 @@ def certificates_sweep() -> dict[str, int]:
             for app in apps.distinct().select_related("team"):
                 counts["created"] += len(certificates_ensure(app=app))
             now = timezone.now()
-            candidates = Certificate.objects.filter(source=CertificateSource.ACME).order_by(
-                "next_attempt_at", "pk"
+            due = list(
+                Certificate.objects.filter(source=CertificateSource.ACME)
+                .filter(
+                    Q(state=CertificateState.ISSUED, renew_at__lte=now)
+                    | Q(state__in=[CertificateState.PENDING, CertificateState.FAILING])
+                    & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+                )
+                .order_by("next_attempt_at", "pk")
+                .values_list("pk", flat=True)[:SWEEP_BATCH]
             )
-            due = [c.pk for c in candidates if _is_due(c, now)][:SWEEP_BATCH]
             for certificate_id in due:
                 counts["attempted"] += 1
                 try:
@@ -366,6 +389,7 @@ def certificates_sweep() -> dict[str, int]:
                     continue
                 if result is not None and result.state == CertificateState.ISSUED:
                     counts["issued"] += 1
+        counts["alarms"] = _uploaded_expiry_alarms()
         try:
             counts["router_fixed"] = certificates_router_sync()
         except RouterError:
