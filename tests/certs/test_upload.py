@@ -17,6 +17,7 @@ from berth.certs.services import (
     certificate_remove,
     certificate_renew_request,
     certificate_upload,
+    certificates_ensure,
     certificates_sweep,
 )
 from berth.certs.tasks import certificates_sweep_task
@@ -244,3 +245,14 @@ def test_the_beat_schedule_runs_the_sweep_every_minute(settings):
         e for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"] == certificates_sweep_task.name
     ]
     assert certificates_sweep_task.name == "berth.certs.sweep" and entry["schedule"] == 60.0
+
+
+def test_an_app_between_two_live_releases_keeps_its_certificate(app, settings, memory_router):
+    settings.BERTH_ACME_DIRECTORY = "https://127.0.0.1:9/dir"
+    built_in = Certificate.objects.create(app=app, hostnames=[app.hostname], source=CertificateSource.ACME)
+    gone = Certificate.objects.create(app=app, hostnames=["old.example.test"], source=CertificateSource.ACME)
+
+    assert certificates_ensure(app=app) == []  # no release is live: nothing new either
+
+    assert list(Certificate.objects.filter(app=app).values_list("pk", flat=True)) == [built_in.pk]
+    assert not Certificate.objects.filter(pk=gone.pk).exists()

@@ -134,9 +134,12 @@ def certificates_ensure(*, app: App) -> list[Certificate]:
     with transaction.atomic():
         app_row_lock(app=app)  # one ensure per app at a time: never two rows for one name
         names = app_certificate_names(app)
+        # only a name the app no longer has loses its certificate: not the built-in one of an app between two
+        # releases (no release live for a moment)
+        current = set(_app_hostnames(app))
         certificates = list(Certificate.objects.filter(app=app))
         for certificate in certificates:
-            if certificate.source == CertificateSource.ACME and not set(certificate.hostnames) <= set(names):
+            if certificate.source == CertificateSource.ACME and not set(certificate.hostnames) <= current:
                 certificate.delete()  # its domain was removed; the router forgets it after the commit
         if not acme_enabled():
             return created
