@@ -308,3 +308,24 @@ def test_an_app_going_live_is_issued_its_certificate_by_the_queued_task(acme, ro
         format(served_over_https(router, app.hostname, acme.root_pem()).serial_number, "X")
         == certificate.serial
     )
+
+
+def test_once_the_ca_is_back_the_failing_renewal_succeeds_even_if_it_forgot_the_account(
+    acme, router, start_pebble, live_app
+):
+    app = live_app()
+    first = issue(app)
+    acme.stop()
+    certificate_renew_request(app=app, certificate_id=first.pk, actor=None)
+    assert certificate_attempt(certificate_id=first.pk).state == CertificateState.FAILING
+
+    # the same directory URL again, but a fresh CA: it knows neither our account nor the earlier order
+    port = int(acme.directory_url.split(":")[2].split("/")[0])
+    back = start_pebble(router.port, listen_port=port)
+    Certificate.objects.filter(pk=first.pk).update(next_attempt_at=timezone.now())
+    renewed = certificate_attempt(certificate_id=first.pk)
+
+    assert renewed.state == CertificateState.ISSUED, renewed.reason
+    assert renewed.serial != first.serial and renewed.failures == 0 and renewed.reason == ""
+    served = served_over_https(router, app.hostname, back.root_pem())
+    assert format(served.serial_number, "X") == renewed.serial
