@@ -51,7 +51,29 @@ say "django checks"
 say "stack image"
 .venv/bin/python manage.py stack_build
 
-say "pytest on PostgreSQL"
-DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/berth" .venv/bin/pytest "$@"
-say "pytest on SQLite (tests that need no Docker)"
-DATABASE_URL="sqlite:///$BERTH_HOME/berth.sqlite3" .venv/bin/pytest -m "not docker and not faults" -q "$@"
+# pytest in tiers, each timed, on parallel workers where tests isolate cleanly: every xdist worker has its own Redis
+# database, BERTH_HOME and test database (tests/conftest.py). The Docker tier keeps a module's tests on one worker
+# (--dist loadfile; all of tests/cluster on one: one 3-node swarm per machine). Tests marked `serial` (they cannot
+# share the machine, e.g. one restarts the Docker engine) run alone afterwards. Every tier runs; any failure fails.
+FAST_WORKERS="${BERTH_TEST_WORKERS:-3}"
+DOCKER_WORKERS="${BERTH_TEST_DOCKER_WORKERS:-2}"
+PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/${BERTH_TEST_PG_DB:-berth}"
+failed=()
+timings=()
+tier() {
+  local name="$1" database_url="$2" started=$SECONDS status=0
+  shift 2
+  say "pytest: $name"
+  DATABASE_URL="$database_url" .venv/bin/pytest "$@" || status=$?
+  [ "$status" = 0 ] || [ "$status" = 5 ] || failed+=("$name")  # 5: nothing selected (e.g. a path given to make test)
+  timings+=("$name: $((SECONDS - started)) s")
+}
+tier "no Docker, PostgreSQL, $FAST_WORKERS workers" "$PG_URL" -m "not docker and not serial" -n "$FAST_WORKERS" "$@"
+tier "Docker, PostgreSQL, $DOCKER_WORKERS workers" "$PG_URL" -m "docker and not serial" -n "$DOCKER_WORKERS" \
+  --dist loadfile "$@"
+tier "serial, PostgreSQL" "$PG_URL" -m serial "$@"
+tier "no Docker, SQLite, $FAST_WORKERS workers (database-level tests again)" "sqlite:///$BERTH_HOME/berth.sqlite3" \
+  -m "not docker and not faults and not serial" -q -n "$FAST_WORKERS" "$@"
+say "pytest tiers' wall times"
+printf '  %s\n' "${timings[@]}"
+[ ${#failed[@]} = 0 ] || die "tests failed in: $(printf '%s; ' "${failed[@]}")"

@@ -10,16 +10,60 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.parse
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from xdist.scheduler import LoadFileScheduling
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 # the sample apps: one per buildpack (detection and builds) and `hello`, the end-to-end tests' stdlib web app
 FIXTURE_APPS = REPO_DIR / "tests" / "fixtures" / "apps"
 
 pytest_plugins = ["tests.support.factories"]
+
+# Parallel workers (pytest-xdist, `-n N`): each xdist worker gets a Redis database, a BERTH_HOME and a test database
+# of its own, so tests that flush Redis (the end-to-end platform), count sign-ins in it or write repositories under
+# BERTH_HOME never see another worker's. The test database is pytest-django's: test_<name>_gwN on PostgreSQL,
+# <BERTH_HOME>/test.sqlite3_gwN on SQLite.
+# Redis: worker gwN takes the N-th database counting down from REDIS_URL's own (gw0 keeps it), round through 15,
+# never 0 (`make up`'s platform) nor 14 (`make bench`'s). With `make test`'s db 15: gw0 15, gw1 13, gw2 12, gw3 11.
+REDIS_DBS_NOT_FOR_WORKERS = frozenset({0, 14})
+
+
+def worker_redis_db(base: int, index: int) -> int:
+    """The Redis database of xdist worker number `index` when REDIS_URL names database `base`."""
+    below = [(base - step) % 16 for step in range(1, 16)]
+    candidates = [base, *(db for db in below if db not in REDIS_DBS_NOT_FOR_WORKERS)]
+    if index >= len(candidates):
+        raise pytest.UsageError(f"too many xdist workers: Redis has {len(candidates)} databases for them")
+    return candidates[index]
+
+
+def worker_redis_url(url: str, index: int) -> str:
+    """REDIS_URL with the database of xdist worker `index` (in the path, or `?db=` for a unix socket)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "unix":
+        query = dict(urllib.parse.parse_qsl(parts.query))
+        query["db"] = str(worker_redis_db(int(query.get("db") or 0), index))
+        # by hand: urlunsplit drops the empty host of unix:///path
+        return f"unix://{parts.netloc}{parts.path}?{urllib.parse.urlencode(query)}"
+    base = int(parts.path.strip("/") or 0)
+    return parts._replace(path=f"/{worker_redis_db(base, index)}").geturl()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_setupnodes(config, specs) -> None:
+    """Each worker's Redis database and BERTH_HOME, in its environment from its start (and a restarted one's):
+    a worker's own conftest would come too late, pytest-django reads the settings before importing any conftest.
+    The processes the tests start (the platform's web and worker, manage.py) inherit them."""
+    base_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    base_home = Path(os.environ.get("BERTH_HOME") or "/var/tmp/berth-test-home")
+    for spec in specs:  # ids "gw0", "gw1"...: what the worker sees as PYTEST_XDIST_WORKER
+        index = int(spec.id.removeprefix("gw"))
+        spec.env["REDIS_URL"] = worker_redis_url(base_url, index)
+        spec.env["BERTH_HOME"] = str(base_home / f"xdist-{spec.id}")
 
 
 # Fixtures that need the real Docker engine in swarm mode: the whole platform of the end-to-end suites (its web
@@ -33,6 +77,37 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if DOCKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.docker)
+
+
+class ClusterTogetherScheduling(LoadFileScheduling):
+    """`--dist loadfile` (each module's tests on one worker: its module fixtures, and names its tests reuse) with
+    all of tests/cluster as one unit: their 3-node swarm is one per machine (tests/cluster/harness.py locks it)."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        path = nodeid.split("::", 1)[0]
+        return "tests/cluster" if path.startswith("tests/cluster/") else path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") == "loadfile":
+        return ClusterTogetherScheduling(config, log)
+    return None
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The tests' own time (setup, call and teardown), beside the wall time pytest prints: with parallel workers
+    the two differ, and on a busy machine the wall time alone says little."""
+    reports = [
+        report
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if isinstance(report, pytest.TestReport)
+    ]
+    if reports:
+        tests = len({report.nodeid for report in reports})
+        seconds = sum(report.duration for report in reports)
+        terminalreporter.write_line(f"tests' own time: {seconds:.1f}s over {tests} tests")
 
 
 def free_port() -> int:

@@ -20,7 +20,7 @@ from tests.e2e.faults_support import api, app_containers, make_repo, own_redis, 
 from tests.e2e.load import Load
 from tests.e2e.test_push_to_live import get
 
-pytestmark = [pytest.mark.docker, pytest.mark.faults, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.docker, pytest.mark.faults, pytest.mark.serial, pytest.mark.timeout(600)]
 
 DOCKER_PID_FILE = Path("/var/run/docker.pid")
 REPO_DIR = Path(__file__).resolve().parents[2]

@@ -2,6 +2,7 @@
 
 import time
 import uuid
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
@@ -42,10 +43,17 @@ def people(transactional_db, make_user, make_team, make_app, app_name):
 
 
 TEST_LABEL = "org.berth.observe-test"
+# no test runs its services this long: older ones are an earlier (killed) run's leftovers, younger ones may be
+# another test's running now (a parallel worker's, or another checkout's)
+LEFTOVER_AGE = 3600
 
 
-def _remove_services(client, label: str) -> None:
+def _remove_services(client, label: str, *, older_than: float = 0) -> None:
+    cutoff = time.time() - older_than
     for service in client.services.list(filters={"label": label}):
+        created = datetime.fromisoformat(service.attrs["CreatedAt"][:19]).replace(tzinfo=UTC).timestamp()
+        if older_than and created > cutoff:
+            continue
         try:
             service.remove()
         except Exception:  # already gone
@@ -63,8 +71,9 @@ def run_service():
     from tests.conftest import wait_for
 
     client = docker_client()
-    _remove_services(client, TEST_LABEL)
+    _remove_services(client, TEST_LABEL, older_than=LEFTOVER_AGE)
     run_id = uuid.uuid4().hex[:12]
+    ours = f"{TEST_LABEL}={run_id}"
 
     def run(
         app: str, script: str, *, process: str = "web", log_options: dict | None = None, restart: str = "none"
@@ -76,10 +85,15 @@ def run_service():
             "org.berth.test": "1",
             TEST_LABEL: run_id,
         }
+        name = f"{app}-v1-{process}"
+        # a killed earlier run's service under this very name (Docker's name filter matches parts of names)
+        for stale in client.services.list(filters={"name": name, "label": TEST_LABEL}):
+            if stale.name == name:
+                _remove_services(client, f"{TEST_LABEL}={stale.attrs['Spec']['Labels'][TEST_LABEL]}")
         service = client.services.create(
             "berth/stack:bookworm",
             ["sh", "-c", script],
-            name=f"{app}-v1-{process}",
+            name=name,
             labels=labels,
             container_labels=labels,
             restart_policy=docker.types.RestartPolicy(condition=restart, delay=200_000_000),
@@ -100,9 +114,9 @@ def run_service():
     try:
         yield run
     finally:
-        _remove_services(client, TEST_LABEL)
+        _remove_services(client, ours)
         deadline = time.monotonic() + 30
-        while client.containers.list(all=True, filters={"label": TEST_LABEL}):
+        while client.containers.list(all=True, filters={"label": ours}):
             if time.monotonic() > deadline:
                 break
             time.sleep(0.3)
