@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from berth.core.redis import redis_client
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -76,6 +77,16 @@ def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_certificate_locks():
+    """A run killed mid-sweep or mid-attempt leaves its locks for their TTL, and the test database numbers
+    certificates from 1 again: this test's sweeps and attempts must run."""
+    client = redis_client()
+    leftovers = [*client.scan_iter("berth:lock:cert:*"), *client.scan_iter("berth:lock:certs:*")]
+    if leftovers:
+        client.delete(*leftovers)
 
 
 @pytest.fixture(scope="session")

@@ -34,12 +34,6 @@ from tests.conftest import free_port
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _no_leftover_sweep_lock():
-    # a run killed mid-sweep leaves the sweep's lock for its TTL; this test's sweeps must run
-    redis_client().delete("berth:lock:certs:sweep")
-
-
 @pytest.fixture
 def acme(settings, router, start_pebble):
     """ACME on, against a pebble validating on this test's router; the router is the real HAProxy one."""
