@@ -7,6 +7,7 @@ import ssl
 import uuid
 
 import pytest
+from berth.apps.services import domain_add
 from berth.audit.models import AuditEvent
 from berth.certs.models import Certificate, CertificateSource, CertificateState
 from berth.certs.services import (
@@ -256,3 +257,14 @@ def test_an_app_between_two_live_releases_keeps_its_certificate(app, settings, m
 
     assert list(Certificate.objects.filter(app=app).values_list("pk", flat=True)) == [built_in.pk]
     assert not Certificate.objects.filter(pk=gone.pk).exists()
+
+
+def test_an_upload_naming_another_apps_hostname_is_refused(app, make_app, ca, memory_router):
+    other = make_app(f"u{uuid.uuid4().hex[:10]}")
+    domain_add(app=other, hostname="shop.other-team.test", actor=None)
+    for victim in (other.hostname, "shop.other-team.test"):
+        certificate_pem, key_pem, _ = ca.leaf([app.hostname, victim])
+        assert refused(app, certificate_pem, key_pem) == (
+            f"the certificate also names {victim}, a hostname of another app"
+        )
+    assert memory_router.certificates() == {}

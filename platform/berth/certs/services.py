@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from berth.apps.crypto import encrypt_text
-from berth.apps.models import App
+from berth.apps.models import App, Domain
 from berth.apps.services import app_row_lock
 from berth.audit.services import audit_record
 from berth.certs.acme_client import AcmeFailed, acme_enabled, certificate_issue_acme, leaf_of
@@ -433,6 +433,21 @@ def _public_der(public_key) -> bytes:
     )
 
 
+def _names_of_other_apps(app: App, names: list[str]) -> list[str]:
+    suffix = "." + settings.BERTH_APPS_DOMAIN.lower().rstrip(".")
+    others = set(
+        Domain.objects.filter(hostname__in=names).exclude(app=app).values_list("hostname", flat=True)
+    )
+    built_in = {name.removesuffix(suffix): name for name in names if name.endswith(suffix)}
+    others.update(
+        built_in[other]
+        for other in App.objects.filter(name__in=list(built_in))
+        .exclude(pk=app.pk)
+        .values_list("name", flat=True)
+    )
+    return sorted(others)
+
+
 def certificate_upload(*, app: App, certificate_pem: str, private_key_pem: str, actor) -> Certificate:
     """Serve the user's own certificate (leaf first, then its chain) for the app's hostnames it names.
 
@@ -463,6 +478,10 @@ def certificate_upload(*, app: App, certificate_pem: str, private_key_pem: str, 
             f"the certificate names none of the app's hostnames ({', '.join(hostnames)}); "
             f"it names {', '.join(patterns) or 'no DNS name'}"
         )
+    taken = _names_of_other_apps(app, [p.lower() for p in patterns if not p.startswith("*.")])
+    if taken:
+        # the router picks a certificate by SNI: this one must not answer for another team's exact name
+        raise CertificateInvalid(f"the certificate also names {', '.join(taken)}, a hostname of another app")
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
