@@ -1,12 +1,15 @@
-"""Benchmark: what the router adds. wrk against a backend directly and through HAProxy (p50, p99, req/s), and the
-time from an endpoint dying to HAProxy taking it out of rotation.
+"""Benchmark: what the router adds. wrk against a backend directly and through HAProxy over HTTP and HTTPS (p50,
+p99, req/s), new connections per second without keep-alive (HTTP, and HTTPS: a TLS handshake each), and the time
+from an endpoint dying to HAProxy taking it out of rotation.
 
     .venv/bin/python bench/router_overhead.py [--duration 5] [--deaths 5]
 
-Everything runs on 127.0.0.1: a HAProxy from Berth's own configuration (64 backends of 16 server slots) on a free
-port in a temporary folder, the test backend of tests/support/backends.py (Python http.server, keep-alive), wrk with
-one connection (latency: what one request costs) and with 16 (a busy router). Goals: at most 0.3 ms added at p50,
-at most 3 s out of rotation. Prints tables and writes bench/results/router_overhead.json.
+Everything runs on 127.0.0.1: a HAProxy from Berth's own configuration (64 backends of 16 server slots, an HTTPS
+frontend) on free ports in a temporary folder, the test backend of tests/support/backends.py (Python http.server,
+keep-alive), wrk with one connection (latency: what one request costs) and with 16 (a busy router). HTTPS uses an
+ECDSA P-256 certificate from a local CA (tests/routing/tls_ca.py), put through the runtime API as Berth does, picked
+by SNI ("localhost", which wrk sends). Goals: at most 0.3 ms added at p50 (HTTP), at most 3 s out of rotation.
+Prints tables and writes bench/results/router_overhead.json.
 """
 
 import argparse
@@ -34,16 +37,19 @@ from berth.routing.haproxy_router import HaproxyRouter  # noqa: E402
 from common import figure, percentile, print_table, save_figures  # noqa: E402
 
 from tests.conftest import free_port, wait_for  # noqa: E402
+from tests.routing.tls_ca import LocalCA  # noqa: E402
 from tests.support.backends import start_backend  # noqa: E402
 
 HOST = "bench.localhost"
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}  # wrk's latency units, to milliseconds
 
 
-def wrk(port: int, *, connections: int, duration: int) -> dict:
+def wrk(port: int, *, connections: int, duration: int, scheme: str = "http", keep_alive: bool = True) -> dict:
+    # https://localhost: wrk sends the URL's host as SNI, and the bench certificate names it; Host picks the app
+    url = f"https://localhost:{port}/" if scheme == "https" else f"http://127.0.0.1:{port}/"
+    close = [] if keep_alive else ["-H", "Connection: close"]  # a new connection (and handshake) per request
     result = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-H", f"Host: {HOST}",
-         f"http://127.0.0.1:{port}/"],
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-H", f"Host: {HOST}", *close, url],
         capture_output=True, text=True, timeout=duration + 30, check=True,
     )  # fmt: skip
     out = result.stdout
@@ -60,6 +66,29 @@ def wrk(port: int, *, connections: int, duration: int) -> dict:
         "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "errors": (int(errors.group(1)) if errors else 0) + (1 if socket_errors else 0),
     }
+
+
+def ssl_counters(router: HaproxyRouter) -> dict[str, int]:
+    """HAProxy's TLS counters from `show info` (handshakes so far, the share of resumed sessions)."""
+    wanted = ("CumSslConns", "SslFrontendSessionReuse_pct")
+    counters = {}
+    for line in admin_command("show info", socket_path=router.admin_socket).splitlines():
+        name, _, value = line.partition(":")
+        if name in wanted:
+            counters[name] = int(value.strip())
+    return counters
+
+
+def full_handshakes(port: int, *, duration: int) -> dict:
+    """Full TLS handshakes per second (no session resumed: `openssl s_time -new`, one client, no request)."""
+    started = time.monotonic()
+    result = subprocess.run(
+        ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time", str(duration)],
+        capture_output=True, text=True, timeout=duration + 30, check=True,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    connections = int(re.search(r"^(\d+) connections in [\d.]+s;", result.stdout, re.MULTILINE).group(1))
+    return {"connections": connections, "seconds": elapsed, "per_s": connections / elapsed}
 
 
 def server_status(router: HaproxyRouter, backend: str, server: str) -> str:
@@ -104,8 +133,8 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="berth-bench-router-") as directory:
-        port = free_port()
-        paths = write_config(http_port=port, directory=Path(directory))
+        port, https_port = free_port(), free_port()
+        paths = write_config(http_port=port, https_port=https_port, directory=Path(directory))
         haproxy = subprocess.Popen(
             haproxy_command(paths), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -116,16 +145,36 @@ def main() -> int:
             router = HaproxyRouter(directory=paths.directory, admin_socket=admin_socket)
             backend = start_backend("bench", port=free_port())
             router.apply(app="bench", hostnames=[HOST], endpoints=[backend.endpoint])
+            router.certificate_put(name="bench", pem=LocalCA().issue("localhost", HOST)[0])
 
-            runs = []
+            runs, handshakes = [], []
             for _ in range(max(1, min(args.repeats, 10))):
                 for connections in (1, 16):
                     direct = wrk(backend.port, connections=connections, duration=args.duration)
                     routed = wrk(port, connections=connections, duration=args.duration)
-                    runs.append({"connections": connections, "direct": direct, "haproxy": routed})
+                    tls = wrk(https_port, connections=connections, duration=args.duration, scheme="https")
+                    runs.append(
+                        {"connections": connections, "direct": direct, "haproxy": routed, "https": tls}
+                    )
+                new_http = wrk(port, connections=16, duration=args.duration, keep_alive=False)
+                reused_before = ssl_counters(router)
+                new_https = wrk(
+                    https_port, connections=16, duration=args.duration, scheme="https", keep_alive=False
+                )
+                reused = ssl_counters(router)
+                full = full_handshakes(https_port, duration=args.duration)
+                handshakes.append(
+                    {
+                        "http": new_http,
+                        "https": new_https,
+                        "tls_handshakes_total": reused["CumSslConns"] - reused_before["CumSslConns"],
+                        "tls_reuse_pct": reused["SslFrontendSessionReuse_pct"],
+                        "full_handshakes": full,
+                    }
+                )
             rows = []
             for run in runs:
-                for target in ("direct", "haproxy"):
+                for target in ("direct", "haproxy", "https"):
                     r = run[target]
                     rows.append(
                         [
@@ -139,11 +188,40 @@ def main() -> int:
                     )
                 added = run["haproxy"]["p50_ms"] - run["direct"]["p50_ms"]
                 rows.append(["added by HAProxy", run["connections"], added, "", "", ""])
+                added_tls = run["https"]["p50_ms"] - run["haproxy"]["p50_ms"]
+                rows.append(["added by HTTPS over HTTP", run["connections"], added_tls, "", "", ""])
             print_table(
-                f"wrk -t1 -d{args.duration}s against the test backend, directly and through HAProxy (goal: ≤ 0.3 ms "
-                "added at p50)",
+                f"wrk -t1 -d{args.duration}s keep-alive against the test backend, directly, through HAProxy and "
+                "through HAProxy over HTTPS (goal: ≤ 0.3 ms added at p50 over HTTP)",
                 ["target", "connections", "p50 ms", "p99 ms", "req/s", "errors"],
                 rows,
+            )
+            print_table(
+                f"wrk -t1 -c16 -d{args.duration}s, Connection: close: a new connection per request through HAProxy "
+                "(HTTPS: a TLS handshake each, wrk resumes sessions; full handshakes/s: openssl s_time -new, one client)",
+                [
+                    "run",
+                    "HTTP conn/s",
+                    "HTTPS conn/s",
+                    "HTTPS p50 ms",
+                    "TLS handshakes",
+                    "resumed %",
+                    "full handshakes/s",
+                    "errors",
+                ],
+                [
+                    [
+                        n + 1,
+                        h["http"]["requests_per_s"],
+                        h["https"]["requests_per_s"],
+                        h["https"]["p50_ms"],
+                        h["tls_handshakes_total"],
+                        h["tls_reuse_pct"],
+                        h["full_handshakes"]["per_s"],
+                        h["http"]["errors"] + h["https"]["errors"],
+                    ]
+                    for n, h in enumerate(handshakes)
+                ],
             )
 
             deaths = time_to_leave_rotation(router, backend, trials=args.deaths)
@@ -178,11 +256,46 @@ def main() -> int:
                 [r["haproxy"]["requests_per_s"] for r in mine],
                 "req/s",
             ),
+            figure(
+                f"p50 through HAProxy over HTTPS, wrk {connections} conn.",
+                [r["https"]["p50_ms"] for r in mine],
+                "ms",
+            ),
+            figure(
+                f"added by HTTPS over HTTP at p50, {connections} conn.",
+                [r["https"]["p50_ms"] - r["haproxy"]["p50_ms"] for r in mine],
+                "ms",
+            ),
+            figure(
+                f"req/s through HAProxy over HTTPS, {connections} conn.",
+                [r["https"]["requests_per_s"] for r in mine],
+                "req/s",
+            ),
         ]
+    figures += [
+        figure(
+            "new connections/s through HAProxy, HTTP, no keep-alive (16 conn.)",
+            [h["http"]["requests_per_s"] for h in handshakes],
+            "conn/s",
+        ),
+        figure(
+            "new TLS handshakes/s through HAProxy, HTTPS, no keep-alive (16 conn.)",
+            [h["https"]["requests_per_s"] for h in handshakes],
+            "conn/s",
+            note=f"wrk resumes TLS sessions: {', '.join(str(h['tls_reuse_pct']) for h in handshakes)} % resumed",
+        ),
+        figure(
+            "full TLS handshakes/s through HAProxy (openssl s_time -new, 1 client)",
+            [h["full_handshakes"]["per_s"] for h in handshakes],
+            "conn/s",
+            note="ECDSA P-256; the client shares the CPUs",
+        ),
+    ]
     figures.append(figure("endpoint killed → marked DOWN (L4 checks)", deaths, "s", goal="≤ 3 s", limit=3))
     save_figures("router_overhead", figures)
     results = {
         "wrk": runs,
+        "new_connections": handshakes,
         "out_of_rotation_s": deaths,
         "added_p50_ms_1_connection": runs[0]["haproxy"]["p50_ms"] - runs[0]["direct"]["p50_ms"],
     }

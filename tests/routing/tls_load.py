@@ -68,7 +68,7 @@ class HttpsKeepAliveLoad:
         path: str = "/",
     ):
         self.port, self.hostname, self.context, self.path = port, hostname, context, path
-        self.duration, self.max_requests = duration, max_requests
+        self.duration, self.max_requests, self.threads = duration, max_requests, threads
         self.answers: list[tuple[float, str]] = []  # (time, serial of the connection's certificate)
         self.failures: list[str] = []
         self.connections = 0
