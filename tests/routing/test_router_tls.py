@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-from berth.routing.haproxy import haproxy_command, read_crt_list, write_config
+from berth.routing.haproxy import admin_command, haproxy_command, read_crt_list, write_config
 from berth.routing.haproxy_router import HaproxyRouter
 from berth.routing.router import Endpoint, RouterError, RouterRefused, ServedCertificate, get_router
 from websockets.sync.client import connect as websocket_connect
@@ -426,3 +426,31 @@ def test_a_router_grown_by_a_reload_serves_every_certificate(router, restarted, 
     assert served_serial(router.https_port, "app0.localhost") == serial_of(leaf)
     assert https_get(router, ca, "app1.localhost")[::2] == (200, "web1")
     assert router_.certificates()["c-1"].serial == serial_of(leaf)
+
+
+def test_a_transaction_left_open_by_a_dead_call_does_not_block_the_next_put(router, ca):
+    router_ = get_router()
+    stray = router.paths.directory / "stray.pem"
+    pem, leaf = ca.issue("a.localhost")
+    assert "New empty" in admin_command(f"new ssl cert {stray}")
+    assert "Transaction created" in admin_command(f"set ssl cert {stray}", payload=pem)
+
+    served = router_.certificate_put(name="c-1", pem=pem)
+
+    assert served.serial == serial_of(leaf)
+    assert served_serial(router.https_port, "a.localhost") == serial_of(leaf)
+    assert "# transaction" not in admin_command("show ssl cert")
+
+
+def test_a_certificate_file_gone_bad_on_disk_is_left_out_so_haproxy_still_starts(router, restarted, ca):
+    router_ = get_router()
+    good_pem, good = ca.issue("good.localhost")
+    router_.certificate_put(name="c-1", pem=ca.issue("bad.localhost")[0])
+    router_.certificate_put(name="c-2", pem=good_pem)
+    router.paths.certificate("c-1").write_text("truncated by a full disk\n")
+
+    restarted()
+
+    assert served_serial(router.https_port, "good.localhost") == serial_of(good)
+    assert set(router_.certificates()) == {"c-2"}
+    assert read_crt_list(router.paths) == [str(router.paths.certificate("c-2"))]
