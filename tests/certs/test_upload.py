@@ -204,11 +204,11 @@ def test_https_policy_changes_reach_every_served_name(app, ca, memory_router):
     certificate_upload(app=app, certificate_pem=certificate_pem, private_key_pem=key_pem, actor=None)
     assert memory_router.host_tls() == {app.hostname: {"redirect_https": True, "hsts": False}}
 
-    updated = app_https_update(app=app, https_redirect=False, hsts=True, actor=None)
+    updated = app_https_update(app=app, https_redirect=False, hsts=True, actor=None, remote_addr="127.0.0.9")
 
     assert (updated.https_redirect, updated.hsts) == (False, True)
     assert memory_router.host_tls() == {app.hostname: {"redirect_https": False, "hsts": True}}
-    assert AuditEvent.objects.filter(action="app.https", target=app.name).exists()
+    assert AuditEvent.objects.get(action="app.https", target=app.name).remote_addr == "127.0.0.9"
     with pytest.raises(ValueError, match="hsts must be true or false"):
         app_https_update(app=app, hsts="yes", actor=None)
 

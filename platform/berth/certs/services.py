@@ -448,7 +448,9 @@ def _names_of_other_apps(app: App, names: list[str]) -> list[str]:
     return sorted(others)
 
 
-def certificate_upload(*, app: App, certificate_pem: str, private_key_pem: str, actor) -> Certificate:
+def certificate_upload(
+    *, app: App, certificate_pem: str, private_key_pem: str, actor, remote_addr: str | None = None
+) -> Certificate:
     """Serve the user's own certificate (leaf first, then its chain) for the app's hostnames it names.
 
     Checked before anything changes (CertificateInvalid with the message): PEM, at most 64 KB each, the key is the
@@ -518,6 +520,7 @@ def certificate_upload(*, app: App, certificate_pem: str, private_key_pem: str, 
         audit_record(
             action="cert.upload",
             actor=actor,
+            remote_addr=remote_addr,
             team=app.team,
             target=", ".join(covered),
             data={"app": app.name, "certificate": certificate.pk, "serial": serial, "replaced": replaced},
@@ -527,7 +530,7 @@ def certificate_upload(*, app: App, certificate_pem: str, private_key_pem: str, 
     return certificate
 
 
-def certificate_remove(*, app: App, certificate_id: int, actor) -> None:
+def certificate_remove(*, app: App, certificate_id: int, actor, remote_addr: str | None = None) -> None:
     """Stop serving one of the app's certificates and forget it (Certificate.DoesNotExist if not the app's).
 
     An ACME certificate of a name the app still has is issued again by the next sweep.
@@ -539,13 +542,16 @@ def certificate_remove(*, app: App, certificate_id: int, actor) -> None:
         audit_record(
             action="cert.remove",
             actor=actor,
+            remote_addr=remote_addr,
             team=app.team,
             target=names,
             data={"app": app.name, "certificate": certificate_id},
         )
 
 
-def certificate_renew_request(*, app: App, certificate_id: int, actor) -> Certificate:
+def certificate_renew_request(
+    *, app: App, certificate_id: int, actor, remote_addr: str | None = None
+) -> Certificate:
     """Renew one of the app's ACME certificates now (queued; Certificate.DoesNotExist if not the app's)."""
     certificate = Certificate.objects.get(app=app, pk=certificate_id)
     if certificate.source != CertificateSource.ACME:
@@ -562,6 +568,7 @@ def certificate_renew_request(*, app: App, certificate_id: int, actor) -> Certif
         audit_record(
             action="cert.renew_request",
             actor=actor,
+            remote_addr=remote_addr,
             team=app.team,
             target=", ".join(certificate.hostnames),
             data={"app": app.name, "certificate": certificate.pk},
@@ -573,7 +580,14 @@ def certificate_renew_request(*, app: App, certificate_id: int, actor) -> Certif
     return certificate
 
 
-def app_https_update(*, app: App, https_redirect: bool | None = None, hsts: bool | None = None, actor) -> App:
+def app_https_update(
+    *,
+    app: App,
+    https_redirect: bool | None = None,
+    hsts: bool | None = None,
+    actor,
+    remote_addr: str | None = None,
+) -> App:
     """Turn the app's HTTP → HTTPS redirect and HSTS on or off; the router applies it to every name a certificate
     serves now (and to later ones when they are served). A router failure changes nothing (RouterError)."""
     changes = {
@@ -590,7 +604,14 @@ def app_https_update(*, app: App, https_redirect: bool | None = None, hsts: bool
         app_row_lock(app=app)
         App.objects.filter(pk=app.pk).update(**changes)
         app.refresh_from_db()
-        audit_record(action="app.https", actor=actor, team=app.team, target=app.name, data=changes)
+        audit_record(
+            action="app.https",
+            actor=actor,
+            remote_addr=remote_addr,
+            team=app.team,
+            target=app.name,
+            data=changes,
+        )
         served = {
             name
             for names in Certificate.objects.filter(app=app)
