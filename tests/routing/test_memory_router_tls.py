@@ -4,7 +4,8 @@ import datetime
 
 import pytest
 from berth.routing.memory import InMemoryRouter
-from berth.routing.router import RouterError, RouterRefused, ServedCertificate, served_from_pem
+from berth.routing.router import RouterError, RouterRefused, ServedCertificate, read_bundle, served_from_pem
+from cryptography.hazmat.primitives import serialization
 
 from tests.routing.tls_ca import LocalCA, serial_of
 
@@ -112,3 +113,23 @@ def test_host_tls_policies_are_kept_by_clean_hostname():
     assert list(router.host_tls()) == ["blog.example.com"]
     with pytest.raises(RouterRefused):
         router.host_tls_put(hostname="not a host", redirect_https=True, hsts=True)
+
+
+def test_a_bundle_is_normalised_for_the_router_and_refused_when_too_big_for_it(ca):
+    bundle, leaf = ca.issue("a.localhost")
+    key, rest = bundle.split("-----END PRIVATE KEY-----\n")
+    messy = (
+        "Bag Attributes: from a pkcs12 export\n\n" + rest + "\n\n" + key + "-----END PRIVATE KEY-----\n"
+    ).replace("\n", "\r\n")
+
+    served, normalised = read_bundle(name="c-1", pem=messy)
+
+    assert served.serial == serial_of(leaf)
+    assert "\r" not in normalised and "\n\n" not in normalised and "Bag" not in normalised
+    assert normalised.startswith("-----BEGIN PRIVATE KEY-----")
+    assert (
+        normalised.split("-----END PRIVATE KEY-----\n")[1].split("-----END CERTIFICATE-----")[0]
+        in leaf.public_bytes(serialization.Encoding.PEM).decode()
+    )
+    with pytest.raises(RouterRefused, match="at most 15000"):
+        InMemoryRouter().certificate_put(name="c-1", pem=bundle + ca.pem * 30)

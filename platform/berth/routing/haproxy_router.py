@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 
 from berth.routing.haproxy import (
@@ -36,12 +34,10 @@ from berth.routing.haproxy import (
     write_private,
 )
 from berth.routing.router import (
-    PRIVATE_KEY_PEM_RE,
     Desired,
     Endpoint,
     Router,
     RouterError,
-    RouterRefused,
     ServedCertificate,
     check_app,
     check_certificate_name,
@@ -50,17 +46,13 @@ from berth.routing.router import (
     check_token,
     clean_endpoints,
     clean_hostnames,
+    read_bundle,
     serial_hex,
-    served_from_pem,
 )
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DRAIN_TIMEOUT = 30.0
-
-# HAProxy reads a `<<` payload into one buffer (tune.bufsize, 16 KiB by default) with the command: a bigger one is
-# dropped without an answer. A real bundle (key, leaf, one or two intermediates) is 3 to 8 KB.
-ADMIN_PAYLOAD_MAX_BYTES = 15_000
 
 
 # srv_admin_state bits of `show servers state`
@@ -226,13 +218,7 @@ class HaproxyRouter(Router):
             self._map_remove(self.paths.acme_map, ACME_CHALLENGE_PATH + token)
 
     def certificate_put(self, *, name: str, pem: str) -> ServedCertificate:
-        wanted = served_from_pem(name=name, pem=pem)
-        bundle = haproxy_bundle(pem)
-        if len(bundle.encode()) > ADMIN_PAYLOAD_MAX_BYTES:
-            raise RouterRefused(
-                f"the certificate bundle is {len(bundle.encode())} bytes; HAProxy's admin socket takes at most "
-                f"{ADMIN_PAYLOAD_MAX_BYTES} (fewer chain certificates, or a smaller key)"
-            )
+        wanted, bundle = read_bundle(name=name, pem=pem)
         path = self.paths.certificate(name)
         with locked(self.paths):
             self._require_https()
@@ -781,31 +767,6 @@ class HaproxyRouter(Router):
 
     def _drain_timeout(self, drain_timeout: float | None) -> float:
         return self.drain_timeout if drain_timeout is None else drain_timeout
-
-
-def haproxy_bundle(pem: str) -> str:
-    """`pem` as HAProxy reads it: the private key, the leaf (the certificate of that key), then the chain in the
-    order given; nothing else (no blank line, which would end the admin socket payload, no text between blocks).
-    served_from_pem has already checked it holds one key and its certificate."""
-    data = pem.encode()
-    key_pem = PRIVATE_KEY_PEM_RE.search(data).group(0).decode()
-    key = serialization.load_pem_private_key(key_pem.encode(), password=None)
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    leaf, chain = None, []
-    for certificate in x509.load_pem_x509_certificates(data):
-        spki = certificate.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        if leaf is None and spki == public:
-            leaf = certificate
-        else:
-            chain.append(certificate)
-    blocks = [key_pem.strip()] + [
-        c.public_bytes(serialization.Encoding.PEM).decode().strip() for c in [leaf, *chain]
-    ]
-    return "\n".join(blocks) + "\n"
 
 
 # (router directory, server key, endpoint) of drains a thread of this process is finishing (apply(wait=False))

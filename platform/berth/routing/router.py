@@ -30,6 +30,9 @@ KEY_AUTHORIZATION_RE = re.compile(r"[A-Za-z0-9_-]{1,128}\.[A-Za-z0-9_-]{1,128}")
 # a certificate's name is the stem of its file in the router's directory: no dot first, no slash, no "..")
 CERTIFICATE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9.-]{0,63}")
 PEM_MAX_BYTES = 64 * 1024
+# HAProxy reads an admin socket payload (`set ssl cert <<`) into one buffer (tune.bufsize, 16 KiB by default) with the
+# command, and drops a bigger one without an answer. A real bundle (key, leaf, one or two intermediates) is 3-8 KB.
+BUNDLE_MAX_BYTES = 15_000
 PRIVATE_KEY_PEM_RE = re.compile(rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.*?-----END \1PRIVATE KEY-----", re.S)
 
 
@@ -195,8 +198,15 @@ def serial_hex(serial: int) -> str:
 def served_from_pem(*, name: str, pem: str) -> ServedCertificate:
     """What serving `pem` means: its leaf (the certificate of its private key) read with `cryptography`.
 
-    RouterRefused unless the bundle holds exactly one private key and a certificate for it.
+    RouterRefused unless the bundle holds exactly one private key and a certificate for it, in at most
+    BUNDLE_MAX_BYTES once normalised (see read_bundle).
     """
+    return read_bundle(name=name, pem=pem)[0]
+
+
+def read_bundle(*, name: str, pem: str) -> tuple[ServedCertificate, str]:
+    """(what serving `pem` means, the bundle as a router takes it: the private key, the leaf, then the rest of the
+    chain in the order given, nothing else: no text between the blocks, no blank line)."""
     check_certificate_name(name)
     if not isinstance(pem, str) or len(pem.encode()) > PEM_MAX_BYTES:
         raise RouterRefused(f"a certificate bundle is a PEM text of at most {PEM_MAX_BYTES} bytes")
@@ -212,18 +222,31 @@ def served_from_pem(*, name: str, pem: str) -> ServedCertificate:
         key = serialization.load_pem_private_key(key_blocks[0], password=None)
     except (ValueError, TypeError):
         raise RouterRefused("the bundle's private key cannot be read (encrypted or malformed)") from None
-    public = key.public_key().public_bytes(
+    public = _public_key_der(key.public_key())
+    leaf = next((c for c in certificates if _public_key_der(c.public_key()) == public), None)
+    if leaf is None:
+        raise RouterRefused("no certificate of the bundle matches its private key")
+    # everything written again from what was read: no CRLF, comment or blank line reaches the router
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    blocks = [key_pem.decode().strip()] + [
+        c.public_bytes(serialization.Encoding.PEM).decode().strip()
+        for c in [leaf, *(c for c in certificates if c is not leaf)]
+    ]
+    bundle = "\n".join(blocks) + "\n"
+    if len(bundle.encode()) > BUNDLE_MAX_BYTES:
+        raise RouterRefused(
+            f"the certificate bundle is {len(bundle.encode())} bytes; the router takes at most {BUNDLE_MAX_BYTES}"
+            " (fewer chain certificates, or a smaller key)"
+        )
+    return served_certificate(name=name, certificate=leaf), bundle
+
+
+def _public_key_der(public_key) -> bytes:
+    return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    for certificate in certificates:
-        if (
-            certificate.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            == public
-        ):
-            return served_certificate(name=name, certificate=certificate)
-    raise RouterRefused("no certificate of the bundle matches its private key")
 
 
 def served_certificate(*, name: str, certificate: x509.Certificate) -> ServedCertificate:
