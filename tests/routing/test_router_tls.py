@@ -19,7 +19,7 @@ from berth.routing.haproxy_router import HaproxyRouter
 from berth.routing.router import Endpoint, RouterError, RouterRefused, ServedCertificate, get_router
 from websockets.sync.client import connect as websocket_connect
 
-from tests.conftest import free_port, wait_for
+from tests.conftest import REPO_DIR, free_port, wait_for
 from tests.routing.tls_ca import LocalCA, serial_of
 from tests.routing.tls_load import (
     HttpsKeepAliveLoad,
@@ -454,3 +454,34 @@ def test_a_certificate_file_gone_bad_on_disk_is_left_out_so_haproxy_still_starts
     assert served_serial(router.https_port, "good.localhost") == serial_of(good)
     assert set(router_.certificates()) == {"c-2"}
     assert read_crt_list(router.paths) == [str(router.paths.certificate("c-2"))]
+
+
+def test_router_run_starts_haproxy_with_https_from_the_settings(tmp_path):
+    """`manage.py router_run` as the Procfile runs it: ports, folder and dashboard hostname from the environment."""
+    http_port, https_port, directory = free_port(), free_port(), tmp_path / "router"
+    env = {
+        **os.environ,
+        "BERTH_ROUTER_DIR": str(directory),
+        "BERTH_ROUTER_ADMIN_SOCKET": str(directory / "admin.sock"),
+        "BERTH_HTTP_PORT": str(http_port),
+        "BERTH_HTTPS_PORT": str(https_port),
+        "BERTH_DASHBOARD_HOST": "berth.localhost",
+        "BERTH_WEB_PORT": str(free_port()),
+    }
+    process = subprocess.Popen(
+        [str(REPO_DIR / ".venv/bin/python"), str(REPO_DIR / "manage.py"), "router_run"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: answers(http_port), timeout=20, message="router_run's HAProxy")
+        default = served_certificate(https_port, "app.localhost")
+        assert default.subject.rfc4514_string() == "CN=Berth default certificate"
+        # the dashboard's hostname is routed (to a web process not running here: 503, not the 404 page)
+        response = httpx.get(f"http://127.0.0.1:{http_port}/", headers={"Host": "berth.localhost"}, timeout=5)
+        assert response.status_code == 503
+        assert oct((directory / "default.pem").stat().st_mode & 0o777) == "0o600"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
