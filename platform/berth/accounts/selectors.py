@@ -108,6 +108,27 @@ def team_membership(*, team: Team, username: str) -> Membership:
     return membership
 
 
+def invitation_for_token(*, token: str) -> Invitation | None:
+    """The invitation a link's token names (whatever its state), with its team and inviter; None for an unknown
+    token. Holding the token is what lets someone see it: the join page shows its team, role and address."""
+    if not isinstance(token, str) or not token or has_control_characters(token):
+        return None
+    return (
+        Invitation.objects.select_related("team", "invited_by").filter(token_hash=hash_secret(token)).first()
+    )
+
+
+def invitation_state(invitation: Invitation, *, now: datetime | None = None) -> str:
+    """One word for what an invitation link can still do: "open", "revoked", "accepted" or "expired"."""
+    if invitation.revoked_at is not None:
+        return "revoked"
+    if invitation.accepted_at is not None:
+        return "accepted"
+    if invitation.expires_at <= (now or timezone.now()):
+        return "expired"
+    return "open"
+
+
 def pending_invitation(*, team: Team, pk: int) -> Invitation:
     """One of the team's pending invitations; Http404 when it is not one."""
     invitation = pending_invitations(team=team).filter(pk=pk).first()

@@ -1,16 +1,24 @@
 """Writes for teams, memberships, invitations and API tokens. Each records an AuditEvent."""
 
+import logging
 import secrets
+import smtplib
 from datetime import datetime, timedelta
 
-from django.contrib.auth import authenticate
+from django.conf import settings
+from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.http import Http404
 from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 from berth.accounts.errors import Conflict
 from berth.accounts.models import ApiToken, Invitation, Membership, Team, hash_secret
@@ -19,6 +27,8 @@ from berth.accounts.selectors import user_role
 from berth.accounts.throttles import sign_in_begin, sign_in_succeeded, token_creation_take
 from berth.accounts.validators import validate_one_line_text, validate_team_name, validate_token_name
 from berth.audit.services import audit_record
+
+logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "berth_"
 INVITATION_TTL = timedelta(days=7)
@@ -153,20 +163,56 @@ def invitation_create(
     return invitation, clear
 
 
+def _invitation_locked(token: str) -> Invitation:
+    """The invitation of a token, locked for the redemption under way; Http404 when unknown or revoked."""
+    if not isinstance(token, str) or not token:
+        raise ValidationError({"token": "is required"})
+    invitation = (
+        Invitation.objects.select_for_update()
+        .select_related("team")
+        .filter(token_hash=hash_secret(token))
+        .first()
+    )
+    if invitation is None or invitation.revoked_at is not None:
+        raise Http404("invitation not found")
+    return invitation
+
+
+def _invitation_check_open(invitation: Invitation, now: datetime) -> None:
+    if invitation.accepted_at is not None:
+        raise Conflict("this invitation was already accepted")
+    if invitation.expires_at <= now:
+        raise Conflict("this invitation has expired; ask for a new one")
+
+
+def _invitation_redeem(
+    *, invitation: Invitation, user: AbstractBaseUser, now: datetime, remote_addr: str | None, signed_up: bool
+) -> Membership:
+    membership, created = Membership.objects.get_or_create(
+        user=user, team=invitation.team, defaults={"role": invitation.role}
+    )
+    Invitation.objects.filter(pk=invitation.pk).update(accepted_at=now, accepted_by=user)
+    data = {"role": membership.role, "invitation": invitation.pk, "joined": created}
+    if signed_up:
+        data["signed_up"] = user.get_username()
+    audit_record(
+        action="invitation.accept",
+        actor=user,
+        team=invitation.team,
+        target=invitation.email,
+        remote_addr=remote_addr,
+        data=data,
+    )
+    return membership
+
+
 def invitation_accept(*, token: str, user: AbstractBaseUser, remote_addr: str | None = None) -> Membership:
     """Redeem an invitation token: the user joins the team (a user already in it keeps the role they have)."""
     if not isinstance(token, str) or not token:
         raise ValidationError({"token": "is required"})
     now = timezone.now()
     with transaction.atomic():
-        invitation = (
-            Invitation.objects.select_for_update()
-            .select_related("team")
-            .filter(token_hash=hash_secret(token))
-            .first()
-        )
-        if invitation is None or invitation.revoked_at is not None:
-            raise Http404("invitation not found")
+        invitation = _invitation_locked(token)
         # Bound to the address it was sent to: a token that leaked (a forwarded mail, a shared screen) admits nobody
         # else. Checked first, so a wrong holder learns nothing of the invitation's state either.
         if (user.email or "").casefold() != invitation.email.casefold():
@@ -174,23 +220,111 @@ def invitation_accept(*, token: str, user: AbstractBaseUser, remote_addr: str | 
                 "this invitation was sent to another email address than your account's; "
                 "accept it signed in as the account with that address"
             )
-        if invitation.accepted_at is not None:
-            raise Conflict("this invitation was already accepted")
-        if invitation.expires_at <= now:
-            raise Conflict("this invitation has expired; ask for a new one")
-        membership, created = Membership.objects.get_or_create(
-            user=user, team=invitation.team, defaults={"role": invitation.role}
+        _invitation_check_open(invitation, now)
+        return _invitation_redeem(
+            invitation=invitation, user=user, now=now, remote_addr=remote_addr, signed_up=False
         )
-        Invitation.objects.filter(pk=invitation.pk).update(accepted_at=now, accepted_by=user)
+
+
+def invitation_sign_up(
+    *, token: str, username: str, password: str, remote_addr: str | None = None
+) -> Membership:
+    """A person without an account joins through an invitation link: creates their user with the invitation's
+    e-mail address (never one they choose: the link is bound to it), the chosen username and password, makes them a
+    member with the invited role and marks the invitation accepted. All or nothing."""
+    user_model = get_user_model()
+    username_field = user_model._meta.get_field(user_model.USERNAME_FIELD)
+    if not isinstance(username, str) or not username:
+        raise ValidationError({"username": "is required"})
+    if len(username) > username_field.max_length:
+        raise ValidationError(
+            {"username": f"is {len(username)} characters; the limit is {username_field.max_length}"}
+        )
+    try:
+        for validator in username_field.validators:
+            validator(username)
+    except ValidationError:
+        raise ValidationError(
+            {"username": "may contain only letters, digits and @ . + - _ (no spaces)"}
+        ) from None
+    now = timezone.now()
+    with transaction.atomic():
+        invitation = _invitation_locked(token)
+        _invitation_check_open(invitation, now)
+        if user_model.objects.filter(email__iexact=invitation.email).exists():
+            # one account per address: the holder of the link has it, so they can sign in and accept
+            raise Conflict(
+                f"an account with the address {invitation.email} already exists: sign in with it to accept"
+            )
+        if user_model.objects.filter(**{f"{user_model.USERNAME_FIELD}__iexact": username}).exists():
+            raise ValidationError({"username": f"{username!r} is taken; choose another"})
+        candidate = user_model(**{user_model.USERNAME_FIELD: username}, email=invitation.email)
+        if not isinstance(password, str) or not password:
+            raise ValidationError({"password": "is required"})
+        try:
+            validate_password(password, user=candidate)
+        except ValidationError as exc:
+            raise ValidationError({"password": exc.messages}) from None
+        candidate.set_password(password)
+        try:
+            with transaction.atomic():
+                candidate.save()
+        except IntegrityError:
+            raise ValidationError({"username": f"{username!r} is taken; choose another"}) from None
         audit_record(
-            action="invitation.accept",
-            actor=user,
+            action="user.sign_up",
+            actor=candidate,
             team=invitation.team,
-            target=invitation.email,
+            target=username,
             remote_addr=remote_addr,
-            data={"role": membership.role, "invitation": invitation.pk, "joined": created},
+            data={"invitation": invitation.pk},
         )
-    return membership
+        return _invitation_redeem(
+            invitation=invitation, user=candidate, now=now, remote_addr=remote_addr, signed_up=True
+        )
+
+
+def invitation_email_send(*, invitation: Invitation, url: str) -> str | None:
+    """E-mail the invitation link to the invited address when this server sends e-mail (BERTH_SMTP_URL).
+
+    Returns None when it was sent, else why not, for the person who invited (they can still send the link
+    themselves). The link holds the clear token, so it is sent here and now, never queued in the broker."""
+    if not settings.BERTH_EMAIL_ENABLED:
+        return "this server does not send e-mail (BERTH_SMTP_URL is not set)"
+    inviter = invitation.invited_by.get_username() if invitation.invited_by else "An admin"
+    body = (
+        f"{inviter} invited you to the team {invitation.team.name} on Berth as {invitation.role}.\n\n"
+        f"Open this link to join (it works until {invitation.expires_at:%Y-%m-%d %H:%M} UTC):\n\n{url}\n\n"
+        "If you did not expect this, ignore this message.\n"
+    )
+    try:
+        send_mail(
+            f"Join {invitation.team.name} on Berth",
+            body,
+            settings.DEFAULT_FROM_EMAIL,
+            [invitation.email],
+        )
+    except (smtplib.SMTPException, OSError) as exc:
+        logger.warning("invitation %s: e-mail not sent: %s", invitation.pk, exc)
+        return f"the mail server did not take it ({type(exc).__name__}: {exc})"
+    return None
+
+
+def password_reset_link_parts(
+    *, user: AbstractBaseUser, actor=None, remote_addr: str | None = None
+) -> tuple[str, str]:
+    """The (uidb64, token) pair of a password reset link for `user`, made by a platform admin (the Django admin
+    or `manage.py password_reset_link`). Django's token: it stops working once the password changes or after
+    PASSWORD_RESET_TIMEOUT. Audited, so a link made for someone shows who made it."""
+    uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
+    token = default_token_generator.make_token(user)
+    audit_record(
+        action="user.password_reset_link",
+        actor=actor,
+        target=user.get_username(),
+        remote_addr=remote_addr,
+    )
+    return uidb64, token
 
 
 def invitation_revoke(*, invitation: Invitation, actor, remote_addr: str | None = None) -> None:

@@ -13,6 +13,7 @@ from berth.core.env import (
     env_bool,
     env_int,
     env_registry,
+    env_smtp,
     env_url,
     home_make_private,
     private_dir,
@@ -257,6 +258,21 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATA_UPLOAD_MAX_MEMORY_SIZE = None
 
 LOGIN_URL = "/login/"
+
+# E-mail (invitation links, password reset links): off unless BERTH_SMTP_URL is set, e.g.
+# smtp+starttls://user:password@mail.example.org:587 (berth.core.env.env_smtp). Off, nothing is sent: admins copy an
+# invitation link from the team page and make reset links with `manage.py password_reset_link`.
+_smtp = env_smtp("BERTH_SMTP_URL")
+BERTH_EMAIL_ENABLED = bool(_smtp)
+EMAIL_BACKEND = _smtp.get("EMAIL_BACKEND", "django.core.mail.backends.dummy.EmailBackend")
+EMAIL_HOST = _smtp.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = _smtp.get("EMAIL_PORT", 25)
+EMAIL_HOST_USER = _smtp.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = _smtp.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = _smtp.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _smtp.get("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = 10  # a request that sends a mail waits at most this long for the mail server
+DEFAULT_FROM_EMAIL = env("BERTH_EMAIL_FROM", "berth@localhost")
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

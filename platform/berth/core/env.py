@@ -7,6 +7,7 @@ import os
 import re
 import stat
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -132,3 +133,34 @@ def secret_from_home(home: Path, name: str, make) -> str:
     finally:
         partial.unlink(missing_ok=True)
     return value
+
+
+SMTP_SCHEMES = {"smtp": (False, False), "smtp+starttls": (True, False), "smtps": (False, True)}
+
+
+def env_smtp(name: str) -> dict:
+    """Django's EMAIL_* settings from one URL, e.g. smtp+starttls://user:password@mail.example.org:587
+    (smtps:// for TLS from the first byte, smtp:// for neither); {} when unset: the server sends no e-mail."""
+    value = (env(name) or "").strip()
+    if not value:
+        return {}
+    parsed = urlsplit(value)
+    if parsed.scheme not in SMTP_SCHEMES or not parsed.hostname:
+        raise ImproperlyConfigured(
+            f"{name} must look like smtp+starttls://user:password@host:587 (or smtps://, smtp://), got "
+            f"{parsed.scheme or 'no scheme'}://…"  # the password is not repeated into a log
+        )
+    try:
+        port = parsed.port
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} has an invalid port") from None
+    starttls, ssl = SMTP_SCHEMES[parsed.scheme]
+    return {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": parsed.hostname,
+        "EMAIL_PORT": port or (465 if ssl else 587 if starttls else 25),
+        "EMAIL_HOST_USER": unquote(parsed.username or ""),
+        "EMAIL_HOST_PASSWORD": unquote(parsed.password or ""),
+        "EMAIL_USE_TLS": starttls,
+        "EMAIL_USE_SSL": ssl,
+    }

@@ -1,5 +1,6 @@
 """Dashboard pages for teams (switcher, admin panel: members, invitations, audit), API tokens and nodes."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -17,6 +18,7 @@ from berth.accounts import throttles as accounts_throttles
 from berth.accounts.roles import ADMIN, ROLE_CHOICES, VIEWER, role_at_least
 from berth.audit.selectors import audit_events_for_team
 from berth.dashboard.common import SESSION_SHOWN_ONCE, SESSION_TEAM, attempt, client_ip, page, team_with_role
+from berth.dashboard.forms import service_refusal
 from berth.dashboard.selectors import tokens_for_user
 from berth.nodes.selectors import can_see_nodes
 
@@ -52,30 +54,41 @@ def team_switch(request: HttpRequest) -> HttpResponse:
 @login_required
 def team_new(request: HttpRequest) -> HttpResponse:
     name = ""
+    errors: dict[str, str] = {}
     if request.method == "POST":
         name = request.POST.get("name", "").strip()
-        ok, team = attempt(
-            request,
+        team, errors = service_refusal(
             accounts_services.team_create,
+            fields=("name",),
+            conflict_field="name",
             name=name,
             actor=request.user,
             remote_addr=client_ip(request),
         )
-        if ok:
+        if not errors:
             request.session[SESSION_TEAM] = team.name
             messages.success(request, f"Created team {team.name}; you are its owner.")
             return redirect("dashboard:team", team=team.name)
     elif request.method != "GET":
         return HttpResponse(status=405)
-    return page(request, "dashboard/team_new.html", {"name": name})
+    return page(
+        request, "dashboard/team_new.html", {"name": name, "errors": errors}, status=400 if errors else 200
+    )
 
 
 @login_required
 @require_GET
 def team_detail(request: HttpRequest, team: str) -> HttpResponse:
     team, role = team_with_role(request, team, VIEWER)
+    return _team_page(request, team, role)
+
+
+def _team_page(request: HttpRequest, team, role: str, *, refused: dict | None = None) -> HttpResponse:
+    """The team page; `refused` ({form: {"errors": {field: message}, "values": {field: typed}}}) re-renders it
+    after a refused POST (HTTP 400) with that form as sent and each error beside its field."""
     can_admin = role_at_least(role, ADMIN)
     context = {
+        "refused": refused or {},
         "team": team,
         "role": role,
         "can_admin": can_admin,
@@ -86,34 +99,38 @@ def team_detail(request: HttpRequest, team: str) -> HttpResponse:
         "now": timezone.now(),  # to mark expired tokens
         "invitations": list(accounts_selectors.pending_invitations(team=team)) if can_admin else [],
         "audit": list(audit_events_for_team(team=team, limit=AUDIT_SHOWN)) if can_admin else [],
+        "email_enabled": settings.BERTH_EMAIL_ENABLED,
     }
-    return page(request, "dashboard/team.html", context)
+    return page(request, "dashboard/team.html", context, status=400 if refused else 200)
 
 
 @login_required
 @require_POST
 def member_add(request: HttpRequest, team: str) -> HttpResponse:
-    team, _ = team_with_role(request, team, ADMIN)
+    team, my_role = team_with_role(request, team, ADMIN)
     who = request.POST.get("user", "").strip()
+    role = request.POST.get("role", "")
     user = accounts_selectors.user_to_add(
         actor=request.user, username=who if "@" not in who else None, email=who if "@" in who else None
     )
     if user is None:
         # a stranger's username gets the same answer as an unknown one (accounts_selectors.user_to_add)
-        messages.error(
-            request, f"No user {who!r} among the members of your teams; invite them by email instead."
+        errors = {"user": f"no user {who!r} among the members of your teams; invite them by email instead"}
+    else:
+        _, errors = service_refusal(
+            accounts_services.membership_add,
+            fields=("user", "role"),
+            conflict_field="user",
+            team=team,
+            user=user,
+            role=role,
+            actor=request.user,
+            remote_addr=client_ip(request),
         )
-        return _team_back(team, "members")
-    attempt(
-        request,
-        accounts_services.membership_add,
-        team=team,
-        user=user,
-        role=request.POST.get("role", ""),
-        actor=request.user,
-        remote_addr=client_ip(request),
-        success=f"Added {user.get_username()} to {team.name}.",
-    )
+    if errors:
+        refused = {"member_add": {"errors": errors, "values": {"user": who, "role": role}}}
+        return _team_page(request, team, my_role, refused=refused)
+    messages.success(request, f"Added {user.get_username()} to {team.name}.")
     return _team_back(team, "members")
 
 
@@ -159,20 +176,32 @@ def member_remove(request: HttpRequest, team: str, username: str) -> HttpRespons
 @login_required
 @require_POST
 def invitation_create(request: HttpRequest, team: str) -> HttpResponse:
-    team, _ = team_with_role(request, team, ADMIN)
+    team, my_role = team_with_role(request, team, ADMIN)
     email = request.POST.get("email", "").strip()
-    ok, result = attempt(
-        request,
+    role = request.POST.get("role", "")
+    result, errors = service_refusal(
         accounts_services.invitation_create,
+        fields=("email", "role"),
         team=team,
         email=email,
-        role=request.POST.get("role", ""),
+        role=role,
         actor=request.user,
         remote_addr=client_ip(request),
     )
-    if ok:
-        _, clear = result
-        _show_once(request, f"Invitation token for {email} (send it to them; it is shown only now)", clear)
+    if errors:
+        refused = {"invitation": {"errors": errors, "values": {"email": email, "role": role}}}
+        return _team_page(request, team, my_role, refused=refused)
+    invitation, clear = result
+    # the address this admin's browser reached Berth at: the invitee opens the same server
+    url = request.build_absolute_uri(reverse("dashboard:invitation-open", kwargs={"token": clear}))
+    not_sent = accounts_services.invitation_email_send(invitation=invitation, url=url)
+    if not_sent is None:
+        label = f"Invitation link for {email}: e-mailed to them. It is shown only now, to copy if they need it again."
+    else:
+        label = (
+            f"Invitation link for {email}: send it to them (not e-mailed: {not_sent}). It is shown only now."
+        )
+    request.session[SESSION_SHOWN_ONCE] = {"label": label, "secret": url, "place": "invitations"}
     return _team_back(team, "invitations")
 
 
@@ -220,23 +249,32 @@ def invitation_accept(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def token_create(request: HttpRequest) -> HttpResponse:
-    try:
-        accounts_throttles.token_creation_take(user=request.user, remote_addr=client_ip(request))
-    except (accounts_throttles.Throttled, accounts_throttles.GuardUnavailable) as exc:
-        messages.error(request, capfirst(str(exc)) + ".")
-        return _next_or(request, reverse("dashboard:apps"))
+    name = request.POST.get("name", "")
     days = request.POST.get("expires_in_days", "").strip()
-    ok, result = attempt(
-        request,
-        accounts_services.token_create,
+    result, errors = service_refusal(
+        accounts_services.token_create_throttled,
+        fields=("name", "expires_in_days"),
+        errors=(accounts_throttles.Throttled, accounts_throttles.GuardUnavailable),
         user=request.user,
-        name=request.POST.get("name", ""),
+        name=name,
         expires_in_days=int(days) if days.isdigit() else (days or None),
         remote_addr=client_ip(request),
     )
-    if ok:
-        token, clear = result
-        _show_once(request, f"API token {token.name!r} (copy it now; it is shown only once)", clear)
+    if errors:
+        # shown again on the team page the form was on, beside its fields
+        team = (
+            accounts_selectors.teams_for_user(user=request.user)
+            .filter(name=request.POST.get("team", ""))
+            .first()
+        )
+        if team is not None:
+            refused = {"token": {"errors": errors, "values": {"name": name, "expires_in_days": days}}}
+            return _team_page(request, team, team.role, refused=refused)
+        for text in errors.values():
+            messages.error(request, capfirst(text))
+        return _next_or(request, reverse("dashboard:apps"))
+    token, clear = result
+    _show_once(request, f"API token {token.name!r} (copy it now; it is shown only once)", clear)
     return _next_or(request, reverse("dashboard:apps"))
 
 

@@ -4,7 +4,7 @@ here they only have to look like one, so other routes (api/, git/, static/) neve
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
-from berth.dashboard import signin, team_views, views
+from berth.dashboard import first_deploy_views, join_views, signin, team_views, views
 
 
 class AppNameConverter:
@@ -39,6 +39,7 @@ urlpatterns = [
     path("apps/<appname:app>/deploy", views.deploy_image, name="deploy"),
     path("apps/<appname:app>/settings", views.app_settings, name="app-settings"),
     path("apps/<appname:app>/destroy", views.app_destroy, name="app-destroy"),
+    path("apps/<appname:app>/deploy-token", first_deploy_views.deploy_token_create, name="deploy-token"),
     path("apps/<appname:app>/builds/<int:build_id>/", views.build_detail, name="build"),
     path("apps/<appname:app>/builds/<int:build_id>/cancel", views.build_cancel, name="build-cancel"),
     path("teams/switch", team_views.team_switch, name="team-switch"),
@@ -52,6 +53,18 @@ urlpatterns = [
         "teams/<str:team>/invitations/<int:pk>/revoke", team_views.invitation_revoke, name="invitation-revoke"
     ),
     path("invitations/accept", team_views.invitation_accept, name="invitation-accept"),
+    path("join/", join_views.join, name="join"),
+    path("join/<str:token>/", join_views.invitation_open, name="invitation-open"),
+    path("password-reset/", join_views.PasswordResetView.as_view(), name="password-reset"),
+    path("password-reset/sent/", join_views.PasswordResetDoneView.as_view(), name="password-reset-done"),
+    path(
+        "password-reset/<uidb64>/<token>/",
+        join_views.PasswordResetConfirmView.as_view(),
+        name="password-reset-confirm",
+    ),
+    path(
+        "password-reset/done/", join_views.PasswordResetCompleteView.as_view(), name="password-reset-complete"
+    ),
     path("tokens/new", team_views.token_create, name="token-new"),
     path("tokens/<int:pk>/revoke", team_views.token_revoke, name="token-revoke"),
     path("nodes/", team_views.nodes, name="nodes"),

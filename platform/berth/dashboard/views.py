@@ -18,6 +18,7 @@ from berth.apps import selectors as apps_selectors
 from berth.apps import services as apps_services
 from berth.builds import services as builds_services
 from berth.dashboard.common import attempt, client_ip, current_team, page, team_with_role
+from berth.dashboard.forms import APP_NAME_MAX, app_name_error, config_form_errors, service_refusal
 from berth.dashboard.selectors import app_state, apps_with_status, build_for_app, builds_for_app
 from berth.deploys.errors import DeployError
 from berth.deploys.formation import formation_update
@@ -98,25 +99,32 @@ def app_new(request: HttpRequest) -> HttpResponse:
     team, teams = current_team(request)
     choices = [t for t in teams if role_at_least(user_role(user=request.user, team=t), MEMBER)]
     form = {"name": "", "team": team.name if team else "", "deploy_branch": "main", "health_check_path": "/"}
+    errors: dict[str, str] = {}
     if request.method == "POST":
         form = {key: request.POST.get(key, "").strip() for key in form}
         chosen, _ = team_with_role(request, form["team"], MEMBER)
         settings_ = {k: form[k] for k in ("deploy_branch", "health_check_path") if form[k]}
-        ok, app = attempt(
-            request,
-            apps_services.app_create,
-            team=chosen,
-            name=form["name"],
-            actor=request.user,
-            remote_addr=client_ip(request),
-            **settings_,
-        )
-        if ok:
+        too_long = app_name_error(form["name"])
+        if too_long:
+            errors = {"name": too_long}
+        else:
+            app, errors = service_refusal(
+                apps_services.app_create,
+                fields=form.keys(),
+                conflict_field="name",
+                team=chosen,
+                name=form["name"],
+                actor=request.user,
+                remote_addr=client_ip(request),
+                **settings_,
+            )
+        if not errors:
             messages.success(request, f"Created {app.name}. Deploy an image or push with git to run it.")
             return redirect("dashboard:app", app=app.name)
     elif request.method != "GET":
         return HttpResponse(status=405)
-    return page(request, "dashboard/app_new.html", {"form": form, "team_choices": choices})
+    context = {"form": form, "team_choices": choices, "errors": errors, "name_max": APP_NAME_MAX}
+    return page(request, "dashboard/app_new.html", context, status=400 if errors else 200)
 
 
 # --- one app -----------------------------------------------------------------------------------------------------
@@ -126,16 +134,36 @@ def app_new(request: HttpRequest) -> HttpResponse:
 @require_GET
 def app_detail(request: HttpRequest, app: str) -> HttpResponse:
     app, role = _app(request, app, VIEWER)
+    return app_page(request, app, role, reveal=request.GET.get("reveal"), edit=request.GET.get("edit"))
+
+
+def app_page(
+    request: HttpRequest,
+    app,
+    role: str | None,
+    *,
+    reveal: str | None = None,
+    edit: str | None = None,
+    refused: dict | None = None,
+) -> HttpResponse:
+    """The app page; `refused` ({form: {"errors": {field: message}, "values": {field: typed}}}) re-renders it after
+    a refused POST (HTTP 400) with that form as it was sent and each error beside its field (berth.dashboard.forms)."""
     app = releases_selectors.app_detail(app=app)
     can_edit = role_at_least(role, MEMBER)
     config_rows = None
     if can_edit:
         # Values stay on the server until someone asks: ?reveal=KEY (or the JS fetch) shows one at a time.
-        reveal, edit = request.GET.get("reveal"), request.GET.get("edit")
+        config = apps_selectors.config_for_app(app=app)
+        edited = (refused or {}).get("config_edit")
         config_rows = [
             {"key": key, "value": value if key in (reveal, edit) else None, "editing": key == edit}
-            for key, value in apps_selectors.config_for_app(app=app).items()
+            for key, value in config.items()
         ]
+        if edited is not None:
+            # a refused edit of a value shows again in its row, as typed, the error beside it
+            for row in config_rows:
+                if row["key"] == edited["values"]["key"]:
+                    row.update(value=edited["values"]["value"], editing=True, error=edited["errors"])
     processes, processes_error = [], None
     try:
         processes = process_rows_visible_to(user=request.user, rows=app_processes(app=app))
@@ -144,15 +172,19 @@ def app_detail(request: HttpRequest, app: str) -> HttpResponse:
         processes_error = f"cannot list processes right now ({type(exc).__name__})"
     formation = list(apps_selectors.formation_for_app(app=app))
     process_types = sorted({f.process for f in formation} | {p["process"] for p in processes})
+    releases = list(releases_for_app(app=app)[:RELEASES_SHOWN])
     return page(
         request,
         "dashboard/app.html",
         {
+            "refused": refused or {},
+            # until a release with an image exists (config changes alone make releases without one)
+            "first_deploy": can_edit and not any(r.image for r in releases),
             "app": app,
             "role": role,
             "can_edit": can_edit,
             "can_admin": role_at_least(role, ADMIN),
-            "releases": list(releases_for_app(app=app)[:RELEASES_SHOWN]),
+            "releases": releases,
             "formation": formation,
             "processes": processes,
             "processes_error": processes_error,
@@ -161,6 +193,7 @@ def app_detail(request: HttpRequest, app: str) -> HttpResponse:
             "config_rows": config_rows,
             "builds": list(builds_for_app(app=app)),
         },
+        status=400 if refused else 200,
     )
 
 
@@ -180,23 +213,31 @@ def config_value(request: HttpRequest, app: str) -> JsonResponse:
 @login_required
 @require_POST
 def config_set(request: HttpRequest, app: str) -> HttpResponse:
-    app, _ = _app(request, app, MEMBER)
+    app, role = _app(request, app, MEMBER)
     key = request.POST.get("key", "").strip()
     # browsers send textarea newlines as CRLF; config values are Unix text
     value = request.POST.get("value", "").replace("\r\n", "\n")
-    ok, release = attempt(
-        request,
-        releases_services.config_update,
-        app=app,
-        changes={key: value},
-        actor=request.user,
-        remote_addr=client_ip(request),
-    )
-    if ok:
-        if release is None:
-            messages.info(request, "Nothing changed.")
-        else:
-            messages.success(request, f"Set {key}; made release v{release.version}.")
+    # the add form says so; an edit of one row (the page's, or the one app.js builds) does not
+    form = "config_add" if request.POST.get("form") == "config_add" else "config_edit"
+    errors = config_form_errors(key, value)
+    release = None
+    if not errors:
+        release, errors = service_refusal(
+            releases_services.config_update,
+            fields=("key", "value"),
+            aliases={"config": "key"},
+            app=app,
+            changes={key: value},
+            actor=request.user,
+            remote_addr=client_ip(request),
+        )
+    if errors:
+        refused = {form: {"errors": errors, "values": {"key": key, "value": value}}}
+        return app_page(request, app, role, refused=refused)
+    if release is None:
+        messages.info(request, "Nothing changed.")
+    else:
+        messages.success(request, f"Set {key}; made release v{release.version}.")
     return _back(app, "config")
 
 
