@@ -163,7 +163,8 @@ def app_page(
             # a refused edit of a value shows again in its row, as typed, the error beside it
             for row in config_rows:
                 if row["key"] == edited["values"]["key"]:
-                    row.update(value=edited["values"]["value"], editing=True, error=edited["errors"])
+                    error = " ".join(edited["errors"].values())
+                    row.update(value=edited["values"]["value"], editing=True, error=error)
     processes, processes_error = [], None
     try:
         processes = process_rows_visible_to(user=request.user, rows=app_processes(app=app))
