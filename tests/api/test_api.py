@@ -416,6 +416,9 @@ def test_invitation_round_trip(world, token_client, make_user):
     assert response.status_code == 201
     invitation = response.json()
     assert set(invitation) >= {"id", "email", "role", "token", "expires_at"}
+    # the link that joins (the dashboard's /join/), not e-mailed on a server without BERTH_SMTP_URL
+    assert invitation["url"] == f"http://testserver/join/{invitation['token']}/"
+    assert invitation["emailed"] is False
     listed = admin.get("/api/v1/teams/acme/invitations").json()
     assert all("token" not in i for i in listed)
     joiner = token_client(make_user("joiner", email="new@example.test"))  # the invited address

@@ -1,5 +1,6 @@
 """API v1 for invitations: a team's pending ones (list, invite by email, revoke) and accepting one."""
 
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
@@ -10,7 +11,9 @@ from berth.api import schema as S
 from berth.api.common import BerthAPIView, TeamScopedView, body, client_ip, str_field
 
 
-def invitation_repr(invitation: Invitation, token: str | None = None) -> dict:
+def invitation_repr(
+    invitation: Invitation, token: str | None = None, url: str | None = None, emailed: bool | None = None
+) -> dict:
     data = {
         "id": invitation.pk,
         "email": invitation.email,
@@ -20,6 +23,9 @@ def invitation_repr(invitation: Invitation, token: str | None = None) -> dict:
     }
     if token is not None:
         data["token"] = token
+    if url is not None:
+        data["url"] = url
+        data["emailed"] = emailed
     return data
 
 
@@ -38,7 +44,10 @@ class TeamInvitationsView(TeamScopedView):
             actor=request.user,
             remote_addr=client_ip(request),
         )
-        return Response(invitation_repr(invitation, token), status=201)
+        # the dashboard's join link (by URL name: the API imports no other edge), on the address the caller used
+        url = request.build_absolute_uri(reverse("dashboard:invitation-open", kwargs={"token": token}))
+        not_sent = accounts_services.invitation_email_send(invitation=invitation, url=url)
+        return Response(invitation_repr(invitation, token, url=url, emailed=not_sent is None), status=201)
 
 
 class TeamInvitationView(TeamScopedView):

@@ -80,6 +80,13 @@ Invitation = _shape(
     email=s.EmailField(),
     role=ROLE,
     token=s.CharField(required=False, help_text="only in the answer to POST"),
+    url=s.URLField(
+        required=False, help_text="only in the answer to POST: the link that joins (sign-up or accept), once"
+    ),
+    emailed=s.BooleanField(
+        required=False,
+        help_text="only in the answer to POST: whether the link was e-mailed (BERTH_SMTP_URL set)",
+    ),
     expires_at=s.DateTimeField(),
     created_at=s.DateTimeField(),
 )
