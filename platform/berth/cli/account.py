@@ -11,11 +11,14 @@ from berth.cli.client import (
     Client,
     CliError,
     Credentials,
+    UsageError,
+    ca_bundle_for,
     delete_credentials,
     load_credentials,
     normalize_url,
     save_credentials,
     segment,
+    tls_verification,
 )
 from berth.cli.commands import (
     ROLES,
@@ -37,22 +40,47 @@ from berth.cli.output import table
 @command(
     "login",
     "log in; the token is kept in ~/.config/berth/credentials.json",
-    arg("--url", help="the Berth server, e.g. https://berth.example.com"),
+    arg("server", nargs="?", metavar="URL", help="the Berth server, e.g. https://berth.example.com"),
+    arg("--url", help="the same as URL"),
+    arg(
+        "--ca-bundle",
+        metavar="FILE",
+        help="PEM file of the CAs that sign the server's certificate (a private CA); kept for later commands",
+    ),
     arg("--username", metavar="NAME", help="prompted for when missing"),
     arg("--password", metavar="PASS", help="prompted for (hidden) when missing"),
 )
 def login(args):
+    if args.server and args.url and normalize_url(args.server) != normalize_url(args.url):
+        raise UsageError(f"two different server URLs given: {args.server} and --url {args.url}")
     stored = load_credentials()
-    url = args.url or os.environ.get("BERTH_URL") or (stored.url if stored else None) or prompt("Berth URL: ")
+    url = (
+        args.server
+        or args.url
+        or os.environ.get("BERTH_URL")
+        or (stored.url if stored else None)
+        or prompt("Berth URL: ")
+    )
     url = normalize_url(url)
+    # --ca-bundle, else BERTH_CA_BUNDLE, else the one of the last login to this server; an absolute path is stored
+    # so that later commands find it from any folder
+    chosen = args.ca_bundle or ca_bundle_for(url, stored)
+    ca_bundle = os.path.abspath(chosen) if chosen else None
+    tls_verification(ca_bundle)  # an unreadable bundle fails before the password is asked for
     username = args.username or prompt("Username: ")
     password = args.password or read_password()
     body = {"username": username, "password": password, "name": f"berth-cli@{socket.gethostname()}"}
-    token = Client(url).post("/api/v1/auth/token", body)
-    path = save_credentials(Credentials(url=url, token=token["token"], token_id=token.get("id")))
+    token = Client(url, ca_bundle=ca_bundle).post("/api/v1/auth/token", body)
+    path = save_credentials(
+        Credentials(url=url, token=token["token"], token_id=token.get("id"), ca_bundle=ca_bundle)
+    )
     if stored and stored.url == url and stored.token_id is not None:
         revoke_quietly(stored)  # logging in again replaces this machine's token instead of piling them up
-    return {"url": url, "username": username}, f"Logged in to {url} as {username} (token saved in {path})"
+    trusted = f"; the server's certificate is checked against {ca_bundle}" if ca_bundle else ""
+    return (
+        {"url": url, "username": username, "ca_bundle": ca_bundle},
+        f"Logged in to {url} as {username} (token saved in {path}){trusted}",
+    )
 
 
 @command("logout", "revoke this machine's token on the server and forget it")

@@ -88,6 +88,7 @@ def git_remote(args):
         raise CliError("git is not installed")
     if inside.returncode != 0:
         raise CliError("not in a git repository; run `git init` first")
+    credentials = current_credentials()
     client = api()
     client.get(app_path(args))  # a typo in the name should fail here, not at the first push
     url = f"{client.url}/git/{args.app}.git"
@@ -101,7 +102,19 @@ def git_remote(args):
     )
     if helper.returncode != 0:
         raise CliError(f"git config failed: {helper.stderr.strip()}")
-    return {"remote": "berth", "url": url}, f"Set git remote berth to {url}"
+    # git checks the server's certificate against the same CA bundle as the CLI, for this server's URLs only
+    ca_setting = f"http.{client.url}/.sslCAInfo"
+    if credentials.ca_bundle:
+        trust = git("config", ca_setting, os.path.abspath(credentials.ca_bundle))
+        failed = trust.returncode != 0
+    else:
+        # a bundle left by an earlier login to a private CA goes; exit code 5 is git's "nothing to unset"
+        trust = git("config", "--unset-all", ca_setting)
+        failed = trust.returncode not in (0, 5)
+    if failed:
+        raise CliError(f"git config failed: {trust.stderr.strip()}")
+    data = {"remote": "berth", "url": url, "ca_bundle": credentials.ca_bundle}
+    return data, f"Set git remote berth to {url}"
 
 
 def berth_executable() -> str:
@@ -124,9 +137,12 @@ def git_credentials(args):
         key, _, value = line.rstrip("\n").partition("=")
         asked[key] = value
     credentials = current_credentials()
-    server = credentials.url.split("://", 1)[1].split("/", 1)[0]
+    scheme, _, rest = credentials.url.partition("://")
+    server = rest.split("/", 1)[0]
     if asked.get("host") and asked["host"] != server:
         return {}, ""  # not our server: let git ask someone else
+    if asked.get("protocol") and asked["protocol"] != scheme:
+        return {}, ""  # the token of an https server never goes out over plain http, even to the same host
     return {}, f"username=berth\npassword={credentials.token}"
 
 

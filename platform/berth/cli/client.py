@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from urllib.parse import quote
 import httpx
 
 LOGIN_HINT = "run `berth login --url URL`"
+CA_BUNDLE_HINT = "if a private CA signed it, pass --ca-bundle FILE to `berth login` or set BERTH_CA_BUNDLE"
 
 
 class CliError(Exception):
@@ -45,6 +47,8 @@ class Credentials:
     url: str
     token: str
     token_id: int | None = None  # lets `logout` revoke the token it created
+    # a PEM file of the CAs that sign the server's certificate (a private CA); None: the usual public CAs
+    ca_bundle: str | None = None
 
 
 def credentials_path() -> Path:
@@ -56,7 +60,12 @@ def load_credentials() -> Credentials | None:
     path = credentials_path()
     try:
         data = json.loads(path.read_text())
-        return Credentials(url=data["url"], token=data["token"], token_id=data.get("token_id"))
+        return Credentials(
+            url=data["url"],
+            token=data["token"],
+            token_id=data.get("token_id"),
+            ca_bundle=data.get("ca_bundle"),
+        )
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -68,6 +77,8 @@ def save_credentials(credentials: Credentials) -> Path:
     path = credentials_path()
     temporary = path.with_suffix(".tmp")
     data = {"url": credentials.url, "token": credentials.token, "token_id": credentials.token_id}
+    if credentials.ca_bundle:  # only when one was given: the file of a public-CA login stays as it was
+        data["ca_bundle"] = credentials.ca_bundle
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.parent.chmod(0o700)
@@ -91,13 +102,43 @@ def delete_credentials() -> bool:
 
 
 def current_credentials() -> Credentials:
-    """BERTH_URL / BERTH_TOKEN (for CI scripts) override the stored login, each on its own."""
+    """BERTH_URL / BERTH_TOKEN / BERTH_CA_BUNDLE (for CI scripts) override the stored login, each on its own."""
     stored = load_credentials()
     url = os.environ.get("BERTH_URL") or (stored.url if stored else None)
     token = os.environ.get("BERTH_TOKEN") or (stored.token if stored else None)
     if not url or not token:
         raise CliError(f"not logged in; {LOGIN_HINT}")
-    return Credentials(url=normalize_url(url), token=token, token_id=stored.token_id if stored else None)
+    url = normalize_url(url)
+    return Credentials(
+        url=url,
+        token=token,
+        token_id=stored.token_id if stored else None,
+        ca_bundle=ca_bundle_for(url, stored),
+    )
+
+
+def ca_bundle_for(url: str, stored: Credentials | None) -> str | None:
+    """BERTH_CA_BUNDLE, else the bundle stored with the login to this same server (a CA trusted for one server is
+    not trusted for another that BERTH_URL names)."""
+    from_env = os.environ.get("BERTH_CA_BUNDLE")
+    if from_env:
+        return from_env
+    return stored.ca_bundle if stored and stored.url == url else None
+
+
+def tls_verification(ca_bundle: str | None) -> ssl.SSLContext | bool:
+    """How the server's certificate is checked: against the CAs of `ca_bundle` only (as git's http.sslCAInfo and
+    curl's --cacert do), else against the usual public CAs. A bundle that cannot be read is an error, never a
+    silent fall-back to not checking."""
+    if not ca_bundle:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise CliError(
+            f"cannot use the CA bundle {ca_bundle}: {reason} (a PEM file of CA certificates)"
+        ) from None
 
 
 def normalize_url(url: str) -> str:
@@ -115,12 +156,16 @@ def segment(value: str | int) -> str:
 class Client:
     """JSON over HTTP to one Berth server; every failure becomes a CliError with a readable message."""
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = 30.0):
+    def __init__(
+        self, url: str, token: str | None = None, *, ca_bundle: str | None = None, timeout: float = 30.0
+    ):
         self.url = normalize_url(url)
         headers = {"Accept": "application/json", "User-Agent": "berth-cli"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self.http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, verify=tls_verification(ca_bundle)
+        )
 
     def get(self, path: str) -> Any:
         return self.request("GET", path)
@@ -175,6 +220,8 @@ class Client:
             raise self.transport_error(exc, "GET", path) from None
 
     def transport_error(self, exc: httpx.HTTPError, method: str, path: str) -> CliError:
+        if isinstance(exc, httpx.ConnectError) and certificate_rejected(exc):
+            return CliError(f"cannot verify the TLS certificate of {self.url} ({exc}); {CA_BUNDLE_HINT}")
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
             return CliError(f"cannot reach Berth at {self.url}: {exc or type(exc).__name__}")
         if isinstance(exc, httpx.TimeoutException):
@@ -199,6 +246,17 @@ class Client:
                 f"HTTP {response.status_code} on {method} {path} from {self.url}; is this a Berth server?"
             )
         return ApiError(message, status=response.status_code)
+
+
+def certificate_rejected(exc: BaseException) -> bool:
+    """The TLS handshake failed because the server's certificate did not verify (httpx keeps ssl's error as the
+    cause; its own message is ssl's text)."""
+    cause = exc.__cause__ or exc.__context__
+    return (
+        isinstance(exc, ssl.SSLCertVerificationError)
+        or isinstance(cause, ssl.SSLCertVerificationError)
+        or "CERTIFICATE_VERIFY_FAILED" in str(exc)
+    )
 
 
 def git(*args: str) -> subprocess.CompletedProcess | None:

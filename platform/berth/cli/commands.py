@@ -70,7 +70,7 @@ TEAM = arg("-t", "--team", help="default: your only team")
 
 def api() -> Client:
     credentials = current_credentials()
-    return Client(credentials.url, credentials.token)
+    return Client(credentials.url, credentials.token, ca_bundle=credentials.ca_bundle)
 
 
 def app_path(args: argparse.Namespace, suffix: str = "") -> str:
@@ -126,7 +126,9 @@ def read_password() -> str:
 def revoke_quietly(credentials: Credentials) -> str | None:
     """Revoke a stored token with itself; the reason it failed, or None."""
     try:
-        Client(credentials.url, credentials.token).delete(f"/api/v1/tokens/{segment(credentials.token_id)}")
+        Client(credentials.url, credentials.token, ca_bundle=credentials.ca_bundle).delete(
+            f"/api/v1/tokens/{segment(credentials.token_id)}"
+        )
     except CliError as exc:
         return str(exc)
     return None

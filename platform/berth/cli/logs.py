@@ -17,7 +17,15 @@ from urllib.parse import urlencode
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import connect
 
-from berth.cli.client import ApiError, CliError, current_credentials, segment
+from berth.cli.client import (
+    CA_BUNDLE_HINT,
+    ApiError,
+    CliError,
+    certificate_rejected,
+    current_credentials,
+    segment,
+    tls_verification,
+)
 
 # (flags, argparse options) pairs, as berth.cli.commands' `arg()` makes them
 LOGS_ARGS: list[tuple[tuple[str, ...], dict]] = [
@@ -52,14 +60,22 @@ def messages(app: str, what: str, query: dict[str, Any]) -> Iterator[dict]:
     """Each JSON message the server sends on /ws/apps/<app>/<what>, until it closes the socket."""
     credentials = current_credentials()
     url = websocket_url(credentials.url, f"/ws/apps/{segment(app)}/{what}", query)
+    # wss:// checks the certificate as the API calls do (the same CA bundle); ws:// takes no TLS context at all
+    verification = tls_verification(credentials.ca_bundle)
+    tls = {"ssl": verification} if url.startswith("wss://") and verification is not True else {}
     try:
         connection = connect(
             url,
             additional_headers={"Authorization": f"Bearer {credentials.token}"},
             open_timeout=30,
             max_size=None,
+            **tls,
         )
     except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+        if certificate_rejected(exc):
+            raise CliError(
+                f"cannot verify the TLS certificate of {credentials.url} ({exc}); {CA_BUNDLE_HINT}"
+            ) from None
         raise CliError(f"cannot reach Berth at {credentials.url}: {exc}") from None
     with connection:
         try:

@@ -18,7 +18,7 @@ NODE = (("node",), {"metavar": "NODE", "help": "hostname, id or id prefix"})
 
 def _api() -> Client:
     credentials = current_credentials()
-    return Client(credentials.url, credentials.token)
+    return Client(credentials.url, credentials.token, ca_bundle=credentials.ca_bundle)
 
 
 def _labels(labels: dict) -> str:
