@@ -122,3 +122,20 @@ def test_a_too_long_team_name_is_refused_beside_the_field(open_page):
     assert "2-30 characters" in page.locator("#team-name-error").inner_text()
     assert page.locator("#team-name").input_value() == "t" * 31
     assert not Team.objects.filter(name__startswith="ttt").exists()
+
+
+def test_a_refused_scale_shows_beside_its_row_with_the_typed_numbers(open_page, world):
+    from berth.apps.models import Formation
+
+    page = open_page("member")
+    page.goto("/apps/demo/")
+    page.fill("#replicas-web", "3")
+    page.fill("#replicas-worker", "101")
+    page.click("#formation-save")
+    error = page.locator("#replicas-worker-error")
+    error.wait_for()
+    assert "from 0 to 100" in error.inner_text()
+    assert in_view(page, "#replicas-worker-error")
+    assert page.locator("#replicas-web").input_value() == "3"
+    assert page.locator("#replicas-worker").input_value() == "101"
+    assert Formation.objects.get(app=world.app, process="web").replicas == 1

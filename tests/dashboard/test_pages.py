@@ -1,6 +1,7 @@
 """Every dashboard page and POST through Django's test client: who sees what, role checks on every write,
 service errors shown as messages, and nothing half-applied."""
 
+import html
 import re
 
 import pytest
@@ -24,6 +25,14 @@ PAGES = [
 
 def messages_of(response) -> list[str]:
     return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+def field_error(response, error_id: str) -> str:
+    """The error a refused form shows beside its field (the page again, HTTP 400)."""
+    assert response.status_code == 400, response.status_code
+    match = re.search(rf'id="{error_id}"[^>]*>([^<]*)<', response.content.decode())
+    assert match, f"no #{error_id} on the page"
+    return html.unescape(match.group(1))
 
 
 def formation(app) -> dict:
@@ -289,17 +298,18 @@ def test_one_bad_row_changes_nothing(client_as, world):
     response = client_as("member").post(
         "/apps/demo/formation", {"replicas-web": "4", "replicas-worker": "many"}
     )
-    assert any("not a whole number" in m for m in messages_of(response))
+    assert field_error(response, "replicas-worker-error") == "'many' is not a whole number"
+    assert 'value="many"' in response.content.decode() and 'value="4"' in response.content.decode()
     response = client_as("member").post(
         "/apps/demo/formation", {"replicas-web": "4", "replicas-worker": "101"}
     )
-    assert any("from 0 to 100" in m for m in messages_of(response))
+    assert "from 0 to 100" in field_error(response, "replicas-worker-error")
     assert formation(world.app) == before
 
 
 def test_scaling_an_unknown_process_type_is_a_message(client_as, world):
     response = client_as("member").post("/apps/demo/formation", {"replicas-clock": "1"})
-    assert any("unknown process type" in m for m in messages_of(response))
+    assert "unknown process type" in field_error(response, "formation-error")
     assert "clock" not in formation(world.app)
 
 
@@ -373,12 +383,12 @@ def test_rollback_errors_are_messages(client_as, world):
 
     release_create(app=world.app, image="", procfile={}, description="no image", actor=None)
     client = client_as("member")
-    assert any(
-        "has no release v9" in m for m in messages_of(client.post("/apps/demo/rollback", {"version": "9"}))
+    assert "has no release v9" in field_error(
+        client.post("/apps/demo/rollback", {"version": "9"}), "rollback-error"
     )
-    assert any("no image" in m for m in messages_of(client.post("/apps/demo/rollback", {"version": "3"})))
-    assert "Choose a release to roll back to." in messages_of(
-        client.post("/apps/demo/rollback", {"version": "x"})
+    assert "no image" in field_error(client.post("/apps/demo/rollback", {"version": "3"}), "rollback-error")
+    assert "Choose a release to roll back to." == field_error(
+        client.post("/apps/demo/rollback", {"version": "x"}), "rollback-error"
     )
     assert Release.objects.filter(app=world.app).count() == 3
 
@@ -406,15 +416,14 @@ def test_deploying_an_image_redirects_to_its_build_page(client_as, world):
     assert 'id="build-cancel-form"' in page
     # one build at a time: the second is a message
     again = client.post("/apps/demo/deploy", {"image": "registry.example:5000/demo:v3"})
-    assert again["Location"] == "/apps/demo/#deploy"
-    assert any("still queued" in m for m in messages_of(again))
+    assert "still queued" in field_error(again, "deploy-image-error")
     assert Build.objects.filter(app=world.app).count() == 1
 
 
 def test_a_bad_image_reference_is_a_message(client_as, world):
     response = client_as("member").post("/apps/demo/deploy", {"image": "Not An Image!"})
-    assert response["Location"] == "/apps/demo/#deploy"
-    assert any("not a valid image reference" in m for m in messages_of(response))
+    assert "Not a valid image reference" in field_error(response, "deploy-image-error")
+    assert 'value="Not An Image!"' in response.content.decode()
     assert not Build.objects.exists()
 
 
@@ -467,7 +476,8 @@ def test_bad_settings_change_nothing(client_as, world):
     response = client_as("member").post(
         "/apps/demo/settings", {"deploy_branch": "prod", "health_check_path": "up"}
     )
-    assert any("health_check_path" in m for m in messages_of(response))
+    assert "must be a URL path" in field_error(response, "set-health-error")
+    assert 'value="prod"' in response.content.decode()  # what was typed, not what is saved
     world.app.refresh_from_db()
     assert world.app.deploy_branch == "main"
     assert client_as("viewer").post("/apps/demo/settings", {"deploy_branch": "x"}).status_code == 403
@@ -477,7 +487,7 @@ def test_only_admins_delete_and_they_must_type_the_name(client_as, world):
     assert client_as("member").post("/apps/demo/destroy", {"confirm": "demo"}).status_code == 403
     client = client_as("admin")
     response = client.post("/apps/demo/destroy", {"confirm": "dem"})
-    assert any("Type the app's name" in m for m in messages_of(response))
+    assert "type the app's name (demo)" in field_error(response, "destroy-confirm-error")
     assert App.objects.filter(name="demo").exists()
     response = client.post("/apps/demo/destroy", {"confirm": "demo"})
     assert response["Location"] == "/apps/"

@@ -106,3 +106,19 @@ def app_name_error(name: str) -> str | None:
             "(lowercase letters, digits and hyphens, starting with a letter)"
         )
     return None
+
+
+FORMATION_FIELDS = ("replicas", "memory_mb", "cpu")
+
+
+def formation_input_errors(errors: dict[str, str]) -> dict[str, str]:
+    """The formation service names the process in its message ("web: must be an integer from 0 to 100"): each
+    error goes beside its input ("replicas-web"); one naming no process of the form stays with the form."""
+    placed: dict[str, str] = {}
+    for field, text in errors.items():
+        process, sep, rest = text.partition(": ")
+        if field in FORMATION_FIELDS and sep and process and " " not in process:
+            placed[f"{field}-{process}"] = rest
+        else:
+            placed[FORM] = f"{placed[FORM]} {text}" if FORM in placed else text
+    return placed

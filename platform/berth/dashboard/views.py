@@ -18,7 +18,14 @@ from berth.apps import selectors as apps_selectors
 from berth.apps import services as apps_services
 from berth.builds import services as builds_services
 from berth.dashboard.common import attempt, client_ip, current_team, page, team_with_role
-from berth.dashboard.forms import APP_NAME_MAX, app_name_error, config_form_errors, service_refusal
+from berth.dashboard.forms import (
+    APP_NAME_MAX,
+    FORMATION_FIELDS,
+    app_name_error,
+    config_form_errors,
+    formation_input_errors,
+    service_refusal,
+)
 from berth.dashboard.selectors import app_state, apps_with_status, build_for_app, builds_for_app
 from berth.deploys.errors import DeployError
 from berth.deploys.formation import formation_update
@@ -172,6 +179,13 @@ def app_page(
         logger.warning("processes of %s unavailable: %s", app.name, exc)
         processes_error = f"cannot list processes right now ({type(exc).__name__})"
     formation = list(apps_selectors.formation_for_app(app=app))
+    if "formation" in (refused or {}):
+        # the rows as typed, each error beside its input (the rows are not saved: they only render)
+        typed, errors = refused["formation"]["values"], refused["formation"]["errors"]
+        for row in formation:
+            row.errors = {field: errors.get(f"{field}-{row.process}") for field in FORMATION_FIELDS}
+            for field in FORMATION_FIELDS:
+                setattr(row, field, typed.get(f"{field}-{row.process}", getattr(row, field)))
     process_types = sorted({f.process for f in formation} | {p["process"] for p in processes})
     releases = list(releases_for_app(app=app)[:RELEASES_SHOWN])
     return page(
@@ -295,7 +309,7 @@ def _formation_changes(post) -> list[dict]:
 @login_required
 @require_POST
 def formation_set(request: HttpRequest, app: str) -> HttpResponse:
-    app, _ = _app(request, app, MEMBER)
+    app, role = _app(request, app, MEMBER)
 
     def scale():
         return formation_update(
@@ -305,10 +319,13 @@ def formation_set(request: HttpRequest, app: str) -> HttpResponse:
             remote_addr=client_ip(request),
         )
 
-    ok, rows = attempt(request, scale)
-    if ok:
-        summary = ", ".join(f"{row.process}={row.replicas}" for row in rows)
-        messages.success(request, f"Formation saved: {summary}.")
+    rows, errors = service_refusal(scale, fields=FORMATION_FIELDS)
+    if errors:
+        values = {name: value for name, value in request.POST.items() if name != "csrfmiddlewaretoken"}
+        refused = {"formation": {"errors": formation_input_errors(errors), "values": values}}
+        return app_page(request, app, role, refused=refused)
+    summary = ", ".join(f"{row.process}={row.replicas}" for row in rows)
+    messages.success(request, f"Formation saved: {summary}.")
     return _back(app, "processes")
 
 
@@ -352,79 +369,91 @@ def domain_remove(request: HttpRequest, app: str) -> HttpResponse:
 @login_required
 @require_POST
 def rollback(request: HttpRequest, app: str) -> HttpResponse:
-    app, _ = _app(request, app, MEMBER)
+    app, role = _app(request, app, MEMBER)
     raw = request.POST.get("version", "").strip().lstrip("vV")
     if not raw.isdigit():
-        messages.error(request, "Choose a release to roll back to.")
-        return _back(app, "releases")
-    ok, release = attempt(
-        request,
-        release_rollback,
-        errors=(DeployError,),
-        app=app,
-        version=int(raw),
-        actor=request.user,
-        remote_addr=client_ip(request),
-    )
-    if ok:
-        messages.success(request, f"Rolling back to v{raw}: made release v{release.version}.")
+        release, errors = None, {"form": "Choose a release to roll back to."}
+    else:
+        release, errors = service_refusal(
+            release_rollback,
+            fields=(),
+            errors=(DeployError,),
+            app=app,
+            version=int(raw),
+            actor=request.user,
+            remote_addr=client_ip(request),
+        )
+    if errors:
+        return app_page(
+            request, app, role, refused={"rollback": {"errors": errors, "values": {"version": raw}}}
+        )
+    messages.success(request, f"Rolling back to v{raw}: made release v{release.version}.")
     return _back(app, "releases")
 
 
 @login_required
 @require_POST
 def deploy_image(request: HttpRequest, app: str) -> HttpResponse:
-    app, _ = _app(request, app, MEMBER)
-    ok, build = attempt(
-        request,
+    app, role = _app(request, app, MEMBER)
+    image = request.POST.get("image", "")
+    build, errors = service_refusal(
         builds_services.image_deploy,
+        fields=("image",),
+        aliases={"image_ref": "image"},
         errors=(ValueError, builds_services.BuildConflict),
         app=app,
-        image_ref=request.POST.get("image", ""),
+        image_ref=image,
         actor=request.user,
         remote_addr=client_ip(request),
     )
-    if not ok:
-        return _back(app, "deploy")
+    if errors:
+        errors = {"image": " ".join(errors.values())}  # whatever the reason, it is about the image
+        return app_page(
+            request, app, role, refused={"deploy": {"errors": errors, "values": {"image": image}}}
+        )
     return redirect("dashboard:build", app=app.name, build_id=build.pk)
 
 
 @login_required
 @require_POST
 def app_settings(request: HttpRequest, app: str) -> HttpResponse:
-    app, _ = _app(request, app, MEMBER)
+    app, role = _app(request, app, MEMBER)
+    typed = {field: request.POST.get(field, getattr(app, field)) for field in apps_services.UPDATABLE_FIELDS}
     changes = {
         field: request.POST[field].strip()
         for field in apps_services.UPDATABLE_FIELDS
         if field in request.POST and request.POST[field].strip() != getattr(app, field)
     }
-    ok, _ = attempt(
-        request,
+    _, errors = service_refusal(
         apps_services.app_update,
+        fields=apps_services.UPDATABLE_FIELDS,
         app=app,
         changes=changes,
         actor=request.user,
         remote_addr=client_ip(request),
     )
-    if ok:
-        messages.success(request, "Settings saved." if changes else "Nothing changed.")
+    if errors:
+        return app_page(request, app, role, refused={"settings": {"errors": errors, "values": typed}})
+    messages.success(request, "Settings saved." if changes else "Nothing changed.")
     return _back(app, "settings")
 
 
 @login_required
 @require_POST
 def app_destroy(request: HttpRequest, app: str) -> HttpResponse:
-    app, _ = _app(request, app, ADMIN)
-    if request.POST.get("confirm", "").strip() != app.name:
-        messages.error(request, f"Type the app's name ({app.name}) to confirm deleting it.")
-        return _back(app, "settings")
-    name = app.name
-    ok, _ = attempt(
-        request, apps_services.app_destroy, app=app, actor=request.user, remote_addr=client_ip(request)
-    )
-    if not ok:
-        return _back(app, "settings")
-    messages.success(request, f"Deleted {name}.")
+    app, role = _app(request, app, ADMIN)
+    confirm = request.POST.get("confirm", "")
+    if confirm.strip() != app.name:
+        errors = {"confirm": f"type the app's name ({app.name}) to confirm deleting it"}
+    else:
+        _, errors = service_refusal(
+            apps_services.app_destroy, fields=(), app=app, actor=request.user, remote_addr=client_ip(request)
+        )
+    if errors:
+        return app_page(
+            request, app, role, refused={"destroy": {"errors": errors, "values": {"confirm": confirm}}}
+        )
+    messages.success(request, f"Deleted {app.name}.")
     return redirect("dashboard:apps")
 
 
