@@ -5,6 +5,18 @@ source "$(dirname "$0")/lib.sh"
 export BERTH_HOME="${BERTH_HOME:-/var/lib/berth}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 export BERTH_WEB_PORT="${BERTH_WEB_PORT:-8000}"
+# HTTPS (issue 13): the router's TLS port, the dashboard's hostname there and the ACME CA reach every process
+# through this environment (honcho passes it on); BERTH_ACME_DIRECTORY empty keeps ACME off.
+export BERTH_HTTPS_PORT="${BERTH_HTTPS_PORT:-443}" BERTH_DASHBOARD_HOST="${BERTH_DASHBOARD_HOST:-}"
+export BERTH_ACME_DIRECTORY="${BERTH_ACME_DIRECTORY:-}" BERTH_ACME_EMAIL="${BERTH_ACME_EMAIL:-}"
+export BERTH_ACME_CA_BUNDLE="${BERTH_ACME_CA_BUNDLE:-}"
+# With the dashboard behind the router's TLS, the web process listens on loopback only: nothing but the router
+# (and this machine) reaches it, so the X-Forwarded-Proto it trusts can only come from the router.
+if [ -n "$BERTH_DASHBOARD_HOST" ]; then
+  export BERTH_WEB_BIND=127.0.0.1
+else
+  export BERTH_WEB_BIND="${BERTH_WEB_BIND:-0.0.0.0}"
+fi
 # the private registry every build is pushed to (nodes pull by digest); BERTH_REGISTRY= (empty) turns it off.
 # More nodes: set it to this manager's address the nodes reach, e.g. BERTH_REGISTRY=10.0.0.5:5000
 export BERTH_REGISTRY="${BERTH_REGISTRY-127.0.0.1:5000}"
@@ -41,5 +53,12 @@ else
   say "BERTH_REGISTRY is empty: no registry, images stay on this node (one node only)"
 fi
 
-say "starting Berth: dashboard and API on http://127.0.0.1:$BERTH_WEB_PORT, apps on port ${BERTH_HTTP_PORT:-80} (Ctrl-C stops all)"
+https_note=""
+[ "$BERTH_HTTPS_PORT" != 0 ] && https_note=" and $BERTH_HTTPS_PORT (HTTPS)"
+dashboard="http://127.0.0.1:$BERTH_WEB_PORT"
+if [ -n "$BERTH_DASHBOARD_HOST" ]; then
+  dashboard="https://$BERTH_DASHBOARD_HOST$([ "$BERTH_HTTPS_PORT" = 443 ] || echo ":$BERTH_HTTPS_PORT") (web process on 127.0.0.1:$BERTH_WEB_PORT only)"
+fi
+say "ACME: ${BERTH_ACME_DIRECTORY:-off (BERTH_ACME_DIRECTORY is empty: no certificates are issued)}"
+say "starting Berth: dashboard and API on $dashboard, apps on port ${BERTH_HTTP_PORT:-80}$https_note (Ctrl-C stops all)"
 exec .venv/bin/honcho --no-prefix start -f deploy/Procfile -d "$REPO_DIR" "${processes[@]}"

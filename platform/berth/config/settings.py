@@ -158,12 +158,26 @@ home_make_private(
 
 ALLOWED_HOSTS = [h for h in (env("BERTH_ALLOWED_HOSTS", "*") or "*").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in (env("BERTH_CSRF_TRUSTED_ORIGINS", "") or "").split(",") if o]
+# The dashboard and API at BERTH_DASHBOARD_HOST (issue 13, edges): the router ends TLS there and says the scheme in
+# X-Forwarded-Proto, which can be trusted because the web process then listens on 127.0.0.1 only (deploy/up.sh).
+# Everything of "Served over HTTPS" below applies; Django's redirect of plain HTTP goes to the router's HTTPS port.
+if BERTH_DASHBOARD_HOST:
+    if not BERTH_HTTPS_PORT:
+        raise ImproperlyConfigured(
+            "BERTH_DASHBOARD_HOST needs the router's HTTPS port, but BERTH_HTTPS_PORT is 0: sign-ins and tokens "
+            "would travel in clear"
+        )
+    BERTH_DASHBOARD_NETLOC = BERTH_DASHBOARD_HOST + ("" if BERTH_HTTPS_PORT == 443 else f":{BERTH_HTTPS_PORT}")
+    CSRF_TRUSTED_ORIGINS.append(f"https://{BERTH_DASHBOARD_NETLOC}")
+    if "*" not in ALLOWED_HOSTS:
+        ALLOWED_HOSTS.append(BERTH_DASHBOARD_HOST)
+    SECURE_SSL_HOST = BERTH_DASHBOARD_NETLOC
 # Served over HTTPS (BERTH_PUBLIC_URL https://…, the TLS terminator in front of the web process): cookies never
 # travel in clear, plain HTTP is redirected, and browsers are told to stay on HTTPS (`manage.py check --deploy`).
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
-if BERTH_PUBLIC_URL.startswith("https://"):
+if BERTH_PUBLIC_URL.startswith("https://") or BERTH_DASHBOARD_HOST:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env_bool("BERTH_SSL_REDIRECT", True)
@@ -173,7 +187,7 @@ if BERTH_PUBLIC_URL.startswith("https://"):
     # the header only asks; a domain enters browsers' preload lists when its owner submits it
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("BERTH_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("BERTH_HSTS_PRELOAD", True)
-    if env_bool("BERTH_BEHIND_TLS_PROXY", True):
+    if BERTH_DASHBOARD_HOST or env_bool("BERTH_BEHIND_TLS_PROXY", True):
         # the terminator in front says the original scheme; only meaningful when nothing else reaches the port
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
