@@ -143,33 +143,45 @@ def _membership(team, username: str):
 
 @login_required
 @require_POST
+def _member_refused(request: HttpRequest, team, my_role: str, username: str, errors: dict) -> HttpResponse:
+    # shown in that member's row: the refusal is about them (the last owner, the owner role)
+    refused = {"member": {"username": username, "errors": {"form": capfirst(" ".join(errors.values()))}}}
+    return _team_page(request, team, my_role, refused=refused)
+
+
+@login_required
+@require_POST
 def member_role(request: HttpRequest, team: str, username: str) -> HttpResponse:
-    team, _ = team_with_role(request, team, ADMIN)
+    team, my_role = team_with_role(request, team, ADMIN)
     role = request.POST.get("role", "")
-    attempt(
-        request,
+    _, errors = service_refusal(
         accounts_services.membership_role_change,
+        fields=(),
         membership=_membership(team, username),
         role=role,
         actor=request.user,
         remote_addr=client_ip(request),
-        success=f"{username} is now {role}.",
     )
+    if errors:
+        return _member_refused(request, team, my_role, username, errors)
+    messages.success(request, f"{username} is now {role}.")
     return _team_back(team, "members")
 
 
 @login_required
 @require_POST
 def member_remove(request: HttpRequest, team: str, username: str) -> HttpResponse:
-    team, _ = team_with_role(request, team, ADMIN)
-    attempt(
-        request,
+    team, my_role = team_with_role(request, team, ADMIN)
+    _, errors = service_refusal(
         accounts_services.membership_remove,
+        fields=(),
         membership=_membership(team, username),
         actor=request.user,
         remote_addr=client_ip(request),
-        success=f"Removed {username} from {team.name}.",
     )
+    if errors:
+        return _member_refused(request, team, my_role, username, errors)
+    messages.success(request, f"Removed {username} from {team.name}.")
     return _team_back(team, "members")
 
 
@@ -225,25 +237,29 @@ def invitation_revoke(request: HttpRequest, team: str, pk: int) -> HttpResponse:
 
 @login_required
 def invitation_accept(request: HttpRequest) -> HttpResponse:
+    typed, errors = "", {}
     if request.method == "POST":
+        typed = request.POST.get("token", "").strip()
+        # the whole link pasted is as good as its token (…/join/<token>/)
+        token = typed.rstrip("/").rsplit("/join/", 1)[-1] if "/join/" in typed else typed
         try:
-            ok, membership = attempt(
-                request,
+            membership, errors = service_refusal(
                 accounts_services.invitation_accept,
-                token=request.POST.get("token", "").strip(),
+                fields=("token",),
+                token=token,
                 user=request.user,
                 remote_addr=client_ip(request),
             )
         except Http404:
-            ok = False
-            messages.error(request, "That invitation does not exist or was revoked.")
-        if ok:
+            membership, errors = None, {"token": "that invitation does not exist or was revoked"}
+        if not errors:
             request.session[SESSION_TEAM] = membership.team.name
             messages.success(request, f"You joined {membership.team.name} as {membership.role}.")
             return redirect("dashboard:team", team=membership.team.name)
     elif request.method != "GET":
         return HttpResponse(status=405)
-    return page(request, "dashboard/invitation_accept.html")
+    context = {"token": typed, "errors": errors}
+    return page(request, "dashboard/invitation_accept.html", context, status=400 if errors else 200)
 
 
 @login_required
