@@ -181,3 +181,20 @@ def test_an_admin_makes_a_reset_link_with_manage_py(client, owner, settings, cap
 
     with pytest.raises(CommandError, match="no active user"):
         call_command("password_reset_link", "ghost")
+
+
+def test_a_platform_admin_makes_reset_links_in_the_django_admin(client, owner):
+    admin_user = get_user_model().objects.create_superuser(username="root", email="", password="pw-123456")
+    client.force_login(admin_user)
+    response = client.post(
+        "/admin/auth/user/", {"action": "password_reset_links", "_selected_action": [owner.pk]}
+    )
+    assert response.status_code == 200
+    link = re.search(
+        r"<code>http://testserver(/password-reset/[^<]+)</code>", response.content.decode()
+    ).group(1)
+    client.logout()
+    assert b"Choose a new password" in client.get(link, follow=True).content
+    assert AuditEvent.objects.filter(
+        action="user.password_reset_link", target="boss", actor=admin_user
+    ).exists()

@@ -1,6 +1,11 @@
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.template.response import TemplateResponse
+from django.urls import reverse
 
 from berth.accounts.models import ApiToken, Invitation, Membership, Team
+from berth.accounts.services import password_reset_link_parts
 
 QUOTA_FIELDS = ["max_apps", "max_replicas", "max_memory_mb"]
 
@@ -66,3 +71,27 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class BerthUserAdmin(UserAdmin):
+    """Django's user admin with one more action: a password reset link for a platform admin to hand over."""
+
+    actions = ["password_reset_links"]
+
+    @admin.action(description="Make password reset links")
+    def password_reset_links(self, request, queryset):
+        links = []
+        for user in queryset.filter(is_active=True):
+            uidb64, token = password_reset_link_parts(
+                user=user, actor=request.user, remote_addr=request.META.get("REMOTE_ADDR")
+            )
+            path = reverse("dashboard:password-reset-confirm", kwargs={"uidb64": uidb64, "token": token})
+            links.append((user.get_username(), request.build_absolute_uri(path)))
+        # answered in this page, never kept in a message cookie or the session
+        context = {**self.admin_site.each_context(request), "links": links, "title": "Password reset links"}
+        return TemplateResponse(request, "admin/password_reset_links.html", context)
