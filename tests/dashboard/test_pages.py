@@ -338,14 +338,11 @@ def test_bad_and_taken_domains_are_messages(client_as, world):
     other_app = app_create(team=world.team, name="second", actor=world.users["owner"])
     domain_add(app=other_app, hostname="taken.example.org", actor=world.users["owner"])
     client = client_as("member")
-    assert any(
-        "not a valid DNS name" in m
-        for m in messages_of(client.post("/apps/demo/domains/add", {"hostname": "nope"}))
-    )
-    assert any(
-        "already in use" in m
-        for m in messages_of(client.post("/apps/demo/domains/add", {"hostname": "taken.example.org"}))
-    )
+    bad = client.post("/apps/demo/domains/add", {"hostname": "nope"})
+    assert "not a valid DNS name" in field_error(bad, "domain-hostname-error")
+    assert 'value="nope"' in bad.content.decode()
+    taken = client.post("/apps/demo/domains/add", {"hostname": "taken.example.org"})
+    assert "already in use" in field_error(taken, "domain-hostname-error")
     assert any(
         "is not a domain of demo" in m
         for m in messages_of(client.post("/apps/demo/domains/remove", {"hostname": "taken.example.org"}))

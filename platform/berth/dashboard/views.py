@@ -332,17 +332,21 @@ def formation_set(request: HttpRequest, app: str) -> HttpResponse:
 @login_required
 @require_POST
 def domain_add(request: HttpRequest, app: str) -> HttpResponse:
-    app, _ = _app(request, app, MEMBER)
-    ok, domain = attempt(
-        request,
+    app, role = _app(request, app, MEMBER)
+    hostname = request.POST.get("hostname", "")
+    domain, errors = service_refusal(
         apps_services.domain_add,
+        fields=("hostname",),
+        conflict_field="hostname",
         app=app,
-        hostname=request.POST.get("hostname", ""),
+        hostname=hostname,
         actor=request.user,
         remote_addr=client_ip(request),
     )
-    if ok:
-        messages.success(request, f"Added {domain.hostname}.")
+    if errors:
+        refused = {"domain_add": {"errors": errors, "values": {"hostname": hostname}}}
+        return app_page(request, app, role, refused=refused)
+    messages.success(request, f"Added {domain.hostname}.")
     return _back(app, "domains")
 
 
