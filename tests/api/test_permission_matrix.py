@@ -138,6 +138,28 @@ CASES.update(
 )
 
 
+def _certificate(world, role):
+    """A certificate of the demo app that no router serves yet (the row is all these routes need)."""
+    from berth.certs.models import Certificate
+
+    certificate = Certificate.objects.create(app=world.app, hostnames=["demo.example.org"], source="acme")
+    return {"app": "demo", "certificate_id": certificate.pk}
+
+
+# certificates (berth.api.certs): an upload that is not PEM is refused past the permission check (400), and a
+# renewal with ACME off (the tests' default) answers 409, both before any router or CA is asked
+CASES.update(
+    {
+        "api:app-certs": {
+            "GET": (lambda w, r: {"app": "demo"}, None, 200),
+            "POST": (lambda w, r: {"app": "demo"}, lambda w: {"certificate": "x", "private_key": "y"}, 400),
+        },
+        "api:app-cert": {"GET": (_certificate, None, 200), "DELETE": (_certificate, None, 204)},
+        "api:app-cert-renew": {"POST": (_certificate, lambda w: {}, 409)},
+    }
+)
+
+
 # the swarm's machines (berth.nodes): platform administrators (superusers) only, whatever their team role
 CASES.update(
     {
@@ -237,8 +259,8 @@ def test_the_guard_notices_a_route_without_a_rule():
 
 
 def test_matrix_size():
-    # 52 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
-    assert len(MATRIX) == 52 * 6
+    # 57 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
+    assert len(MATRIX) == 57 * 6
 
 
 @pytest.mark.parametrize(("name", "method", "role"), MATRIX)

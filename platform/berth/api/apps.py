@@ -8,12 +8,17 @@ from rest_framework.response import Response
 from berth.accounts import selectors as accounts_selectors
 from berth.accounts.models import Team
 from berth.api import schema as S
+from berth.api.certs import RouterUnavailable
 from berth.api.common import AppScopedView, BerthAPIView, body, client_ip, str_field
 from berth.api.formation import formation_repr
 from berth.apps import selectors as apps_selectors
 from berth.apps import services as apps_services
 from berth.apps.models import App
+from berth.certs import services as certs_services
 from berth.releases import selectors as releases_selectors
+from berth.routing.router import RouterError
+
+HTTPS_FIELDS = ("https_redirect", "hsts")  # berth.certs' per-app policy, changed through the same PATCH
 
 
 def app_summary_repr(app: App) -> dict:
@@ -39,6 +44,8 @@ def app_detail_repr(app: App) -> dict:
         "current_release": app.current_version,
         "domains": [d.hostname for d in apps_selectors.domains_for_app(app=app)],
         "formation": [formation_repr(f) for f in apps_selectors.formation_for_app(app=app)],
+        "https_redirect": app.https_redirect,
+        "hsts": app.hsts,
     }
 
 
@@ -92,12 +99,32 @@ class AppView(AppScopedView):
     def get(self, request, app: str):
         return Response(app_detail_repr(self.app))
 
-    @extend_schema(request=S.AppChange, responses=S.AppDetail)
+    @extend_schema(
+        request=S.AppChange,
+        responses={200: S.AppDetail, 400: S.Error, 503: S.Error},
+        description="https_redirect and hsts apply at once to every hostname a certificate serves (503 and "
+        "nothing of them changed if the router did not take it).",
+    )
     def patch(self, request, app: str):
-        data = body(request)
+        data = dict(body(request))
+        https = {field: data.pop(field) for field in HTTPS_FIELDS if field in data}
+        for field, value in https.items():
+            if not isinstance(value, bool):
+                raise ValidationError({field: "must be true or false"})
+        # the settings first: their only failure is a refused value, checked before anything is written; then
+        # the router's policy, which changes nothing when the router fails
         apps_services.app_update(
-            app=self.app, changes=dict(data), actor=request.user, remote_addr=client_ip(request)
+            app=self.app, changes=data, actor=request.user, remote_addr=client_ip(request)
         )
+        if https:
+            try:
+                self.app = certs_services.app_https_update(
+                    app=self.app, actor=request.user, remote_addr=client_ip(request), **https
+                )
+            except RouterError as exc:
+                raise RouterUnavailable(
+                    f"the router did not take the change ({exc}); try again shortly"
+                ) from exc
         return Response(app_detail_repr(self.app))
 
     @extend_schema(responses={204: S.NoContent})

@@ -42,6 +42,10 @@ PERMISSION_MAP: dict[str, dict[str, str]] = {
     "api:app-formation": {"GET": VIEWER, "PATCH": MEMBER},
     "api:app-domains": {"GET": VIEWER, "POST": MEMBER},
     "api:app-domain": {"DELETE": MEMBER},
+    # certificates (berth.certs), like domains: viewers see them, members upload, remove and renew
+    "api:app-certs": {"GET": VIEWER, "POST": MEMBER},
+    "api:app-cert": {"GET": VIEWER, "DELETE": MEMBER},
+    "api:app-cert-renew": {"POST": MEMBER},
     "api:app-releases": {"GET": VIEWER},
     "api:app-release": {"GET": VIEWER},
     "api:app-builds": {"GET": VIEWER},

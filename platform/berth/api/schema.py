@@ -156,12 +156,37 @@ AppDetail = _shape(
     current_release=s.IntegerField(allow_null=True),
     domains=s.ListField(child=s.CharField()),
     formation=Formation(many=True),
+    https_redirect=s.BooleanField(help_text="plain HTTP answers 308 to HTTPS once a certificate is served"),
+    hsts=s.BooleanField(help_text="HTTPS answers carry Strict-Transport-Security"),
 )
 AppChange = _shape(
     "AppChange",
     deploy_branch=s.CharField(required=False),
     health_check_path=s.CharField(required=False),
     buildpack=s.CharField(required=False, allow_blank=True),
+    https_redirect=s.BooleanField(required=False),
+    hsts=s.BooleanField(required=False),
+)
+# An app's certificate (berth.certs): issued by the ACME CA or uploaded; `reason` says why it is failing
+Certificate = _shape(
+    "Certificate",
+    id=s.IntegerField(),
+    hostnames=s.ListField(child=s.CharField()),
+    source=s.ChoiceField(choices=["acme", "uploaded"]),
+    state=s.ChoiceField(choices=["pending", "issued", "failing"]),
+    reason=s.CharField(allow_blank=True),
+    serial=s.CharField(allow_blank=True),
+    not_before=s.DateTimeField(allow_null=True),
+    not_after=s.DateTimeField(allow_null=True),
+    next_attempt_at=s.DateTimeField(allow_null=True),
+    expiring=s.BooleanField(help_text="expires within BERTH_CERT_RENEW_DAYS_ALARM days"),
+    created_at=s.DateTimeField(),
+    updated_at=s.DateTimeField(),
+)
+CertificateUpload = _shape(
+    "CertificateUpload",
+    certificate=s.CharField(help_text="PEM: the certificate, then its chain"),
+    private_key=s.CharField(help_text="PEM: its private key (unencrypted)"),
 )
 Config = OpenApiResponse(OpenApiTypes.OBJECT, description='{"KEY": "value", ...}')
 ConfigChange = {
