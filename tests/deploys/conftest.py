@@ -17,6 +17,8 @@ from berth.runtime.memory import InMemoryScheduler, MemoryEngine
 from berth.runtime.scheduler import SCHEDULERS
 from django.contrib.auth import get_user_model
 
+from tests.deploys.helpers import retirements_finish
+
 
 class RecordingRouter(InMemoryRouter):
     """The in-memory router, writing each call into the scheduler's journal: one order of events for both seams."""
@@ -48,6 +50,7 @@ def scheduler(settings, monkeypatch):
     # the release phase runs through berth.runtime.oneoff.run_oneoff, beside the Scheduler seam, not behind it
     monkeypatch.setattr(rollout, "run_oneoff", scheduler.run_oneoff)
     yield scheduler
+    retirements_finish()  # a removal still running would touch the engine after it closed
     scheduler.engine.close()
 
 

@@ -1,6 +1,7 @@
 """Small reads for the deploy tests: what answers where, and where an event sits in the journal."""
 
 import http.client
+import threading
 
 
 def answer(address: str, port: int) -> str | None:
@@ -35,3 +36,11 @@ def route_to(journal: list[tuple], app, wanted: set[tuple[str, int]]) -> int:
         if entry[0] == "route" and entry[1] == app.name and {(e.address, e.port) for e in entry[2]} == wanted:
             return index
     raise AssertionError(f"the router never got {app.name} -> {sorted(wanted)}: {journal}")
+
+
+def retirements_finish(timeout: float = 10) -> None:
+    """Wait (bounded) for the roll-out's background removals of replaced releases (threads named `retire …`)."""
+    for thread in threading.enumerate():
+        if thread.name.startswith("retire "):
+            thread.join(timeout)
+            assert not thread.is_alive(), f"{thread.name} still runs after {timeout}s"

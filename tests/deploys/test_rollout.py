@@ -1,18 +1,28 @@
 """The roll-out of a release (berth.deploys.rollout) against the in-memory engine and router: health-gated
 cut-over, drain before removal, automatic rollback of a release that does not boot, rollback, reconcile."""
 
+import threading
 import time
 
 import pytest
 from berth.apps.models import Formation
 from berth.core.locks import app_lock
+from berth.core.redis import redis_client
 from berth.deploys.errors import DeployError
-from berth.deploys.rollout import app_reconcile, release_deploy, release_rollback
+from berth.deploys.rollout import (
+    RETIRING_KEY,
+    app_reconcile,
+    process_specs,
+    release_deploy,
+    release_retire,
+    release_rollback,
+)
+from berth.observe.services import events_key
 from berth.releases.models import Release, ReleaseStatus
 from berth.releases.services import release_create
 from berth.runtime.memory import Boot, Program
 
-from tests.deploys.helpers import answer, endpoints, position, route_to
+from tests.deploys.helpers import answer, endpoints, position, retirements_finish, route_to
 
 
 def status(release: Release) -> str:
@@ -37,6 +47,7 @@ def test_a_healthy_release_goes_live_and_the_previous_is_drained_then_removed(
     old = endpoints(scheduler, app, release=1)
     v2 = deploy(app, image="img:2")
     assert (status(v1), status(v2)) == (ReleaseStatus.SUPERSEDED, ReleaseStatus.LIVE)
+    retirements_finish()
     assert [(s.release, s.process) for s in scheduler.services(app=app.name)] == [(2, "web")]
     new = endpoints(scheduler, app, release=2)
     assert memory_router.endpoints(app.name) == new
@@ -47,6 +58,7 @@ def test_a_healthy_release_goes_live_and_the_previous_is_drained_then_removed(
 def test_the_router_gets_the_new_endpoints_before_the_old_release_is_removed(live_app, deploy, scheduler):
     app = live_app.app
     deploy(app, image="img:2")
+    retirements_finish()
     journal = scheduler.journal
     started = position(journal, ("create", f"{app.name}-v2-web", 1))
     routed = route_to(journal, app, endpoints(scheduler, app, release=2))
@@ -169,6 +181,7 @@ def test_a_rollback_rolls_the_old_image_and_config_out_as_a_new_release(
     assert (v3.version, v3.image, v3.status) == (3, "img:1", ReleaseStatus.PENDING)
     release_deploy(release=v3)  # what the release_created receiver queues
     assert status(v3) == ReleaseStatus.LIVE
+    retirements_finish()
     assert [(s.release, s.image) for s in scheduler.services(app=app.name)] == [(3, "img:1")]
     assert memory_router.endpoints(app.name) == endpoints(scheduler, app, release=3)
     assert v3.config == live_app.v1.config == {}
@@ -191,3 +204,47 @@ def test_reconcile_leaves_the_router_to_a_deploy_holding_the_app_lock(live_app, 
     finally:
         lock.release()
     assert memory_router.endpoints(app.name) == set()
+
+
+def test_a_deploy_returns_when_the_new_release_serves_and_the_previous_is_removed_after(
+    live_app, deploy, scheduler, memory_router, monkeypatch
+):
+    app, v1 = live_app.app, live_app.v1
+    old = endpoints(scheduler, app, release=1)
+    removing = threading.Event()
+    let_go = threading.Event()
+    remove = scheduler.remove
+
+    def slow_remove(**kwargs):  # Swarm takes seconds to stop the old containers
+        removing.set()
+        assert let_go.wait(10)
+        return remove(**kwargs)
+
+    monkeypatch.setattr(scheduler, "remove", slow_remove)
+    v2 = deploy(app, image="img:2")
+    assert (status(v1), status(v2)) == (ReleaseStatus.SUPERSEDED, ReleaseStatus.LIVE)
+    assert memory_router.endpoints(app.name) == endpoints(scheduler, app, release=2)
+    assert removing.wait(5)
+    assert sorted(s.release for s in scheduler.services(app=app.name)) == [1, 2]  # still stopping
+    assert redis_client().zscore(RETIRING_KEY, f"{app.name}:2") is not None
+    let_go.set()
+    retirements_finish()
+    assert [s.release for s in scheduler.services(app=app.name)] == [2]
+    assert all(answer(*endpoint) is None for endpoint in old)
+    assert redis_client().zscore(RETIRING_KEY, f"{app.name}:2") is None
+    kinds = [fields[b"kind"] for _, fields in redis_client().xrange(events_key(app.name))]
+    assert kinds[-2:] == [b"release.live", b"release.retired"]
+
+
+def test_the_background_removal_spares_a_release_deploying_meanwhile(live_app, deploy, scheduler):
+    app = live_app.app
+    deploy(app, image="img:2")
+    retirements_finish()
+    v3 = release_create(app=app, image="img:3", procfile={"web": "serve"}, description="", actor=None)
+    Release.objects.filter(pk=v3.pk).update(status=ReleaseStatus.DEPLOYING)
+    for spec in process_specs(v3):
+        scheduler.ensure_process(spec)
+    Release.objects.filter(app=app, version=1).update(status=ReleaseStatus.SUPERSEDED)
+    scheduler.ensure_process(process_specs(live_app.v1)[0])  # v1 left running by a removal that never ended
+    assert release_retire(app=app, live=2) == [1]
+    assert sorted(s.release for s in scheduler.services(app=app.name)) == [2, 3]

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import write_hello_app
+from tests.conftest import wait_for, write_hello_app
 from tests.e2e.load import Load
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
@@ -35,7 +35,10 @@ def get(router_port: int, host: str) -> httpx.Response:
 def test_push_builds_releases_and_routes_then_redeploys_without_dropping_requests(
     repo, tenant, berth_platform
 ):
+    from berth.core.redis import redis_client
+    from berth.observe.services import events_key
     from berth.releases.models import Release
+    from berth.runtime.scheduler import get_scheduler
 
     app = tenant.app
     host = f"{app.name}.localhost"
@@ -57,6 +60,20 @@ def test_push_builds_releases_and_routes_then_redeploys_without_dropping_request
     assert get(berth_platform.router_port, host).text.strip() == "version two"
     statuses = dict(Release.objects.filter(app=app).values_list("version", "status"))
     assert statuses == {1: "superseded", 2: "live"}
+    # the push answered once v2 served; v1's containers stop in the background, reported as an event
+    scheduler = get_scheduler()
+    wait_for(
+        lambda: [s.release for s in scheduler.services(app=app.name)] == [2],
+        timeout=60,
+        message="v1's services to be removed",
+    )
+
+    def retired_reported() -> bool:
+        events = redis_client().xrange(events_key(app.name))
+        return any(f[b"kind"] == b"release.retired" and b"v1" in f[b"message"] for _, f in events)
+
+    # the event follows once its containers are gone too (their stop grace)
+    wait_for(retired_reported, timeout=60, message="the release.retired event of v1")
 
 
 def test_a_release_that_never_gets_healthy_is_rolled_back_and_the_old_one_serves_every_request(

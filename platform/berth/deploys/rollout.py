@@ -7,8 +7,10 @@ Only this module combines the scheduler (Swarm) and the router (HAProxy); each s
 import dataclasses
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import redis
 from django.db import transaction
@@ -18,6 +20,7 @@ from berth.apps.services import config_replace
 from berth.audit.services import audit_record
 from berth.core.env import env_int
 from berth.core.locks import HeldAppLock, app_lock
+from berth.core.redis import redis_client
 from berth.deploys.errors import DeployError
 from berth.deploys.events import app_event
 from berth.deploys.selectors import app_hostnames, live_release
@@ -27,9 +30,6 @@ from berth.routing.router import Endpoint, get_router
 from berth.runtime.health import http_probe, http_ready
 from berth.runtime.oneoff import run_oneoff
 from berth.runtime.scheduler import ProcessSpec, Scheduler, SchedulerError, TaskInfo, get_scheduler
-
-logger = logging.getLogger(__name__)
-
 
 logger = logging.getLogger(__name__)
 
@@ -203,17 +203,17 @@ def release_deploy(*, release: Release, log: Callable[[str], None] = lambda line
                 reason="internal error",
             )
             raise
-        _retire_previous(release, previous, scheduler)
+        _supersede_previous(previous)
         release_set_status(
             release=release, from_statuses=[ReleaseStatus.DEPLOYING], to_status=ReleaseStatus.LIVE
         )
         cutover = time.monotonic() - ready_at
         logger.info(
-            "%s v%s: routed and old endpoints drained %.2fs after ready, old services removed %.2fs after that",
+            "%s v%s: routed and old endpoints drained %.2fs after ready; the old services are removed in the "
+            "background",
             app.name,
             release.version,
             routed_at - ready_at,
-            time.monotonic() - routed_at,
         )
         log(f"-----> v{release.version} is live at {app.url} (cut-over {cutover:.1f}s)")
         app_event(
@@ -221,6 +221,7 @@ def release_deploy(*, release: Release, log: Callable[[str], None] = lambda line
             "release.live",
             f"v{release.version} is live ({release.description}); cut-over {cutover:.1f}s",
         )
+    _retire_in_background(release, scheduler)
     return release
 
 
@@ -296,18 +297,85 @@ def _release_failed(
     return DeployError(f"{exc}; {after}")
 
 
-def _retire_previous(release: Release, previous: list[Release], scheduler: Scheduler) -> None:
-    """Traffic is on the new release and the router drained the old endpoints: remove the previous releases'
-    services (and any stale one of an older release) and mark them superseded."""
-    app = release.app
+def _supersede_previous(previous: list[Release]) -> None:
+    """Traffic is on the new release and the router drained the old endpoints: the previous releases are
+    superseded. Their services stop in the background (_retire_in_background), so the deployer (a `git push`) is answered
+    as soon as the new release serves, not after the old containers' stop grace period."""
     for old in previous:
-        scheduler.remove(app=app.name, release=old.version)
         release_set_status(
             release=old, from_statuses=[ReleaseStatus.LIVE], to_status=ReleaseStatus.SUPERSEDED
         )
-    for stale in scheduler.services(app=app.name):
-        if stale.release != release.version:
-            scheduler.remove(app=app.name, release=stale.release)
+
+
+# Retirements started and not finished (a sorted set of "<app>:<live version>" scored by when): the background
+# retirement clears its entry; the sweep (deploys.sweeps.retire_pending_sweep) finishes what a killed worker left.
+RETIRING_KEY = "berth:deploys:retiring"
+RETIRE_GRACE = timedelta(seconds=60)
+# a release in one of these states never runs again (a rollback makes a new release): its services may go
+RETIRED_STATUSES = (ReleaseStatus.SUPERSEDED, ReleaseStatus.FAILED, ReleaseStatus.ROLLED_BACK)
+
+
+def retired_versions(*, app: App, scheduler: Scheduler) -> list[int]:
+    """The releases of `app` that still have services but never run again: superseded, failed or rolled back, or
+    with no release row at all. A release deploying or live is never among them, so removing them needs no app
+    lock: a deploy running meanwhile loses nothing."""
+    running = sorted({service.release for service in scheduler.services(app=app.name)})
+    statuses = dict(Release.objects.filter(app=app, version__in=running).values_list("version", "status"))
+    return [v for v in running if statuses.get(v, ReleaseStatus.SUPERSEDED) in RETIRED_STATUSES]
+
+
+def _retire_in_background(release: Release, scheduler: Scheduler) -> threading.Thread | None:
+    """Remove the replaced releases' services in a thread of this worker; returns it (None: nothing to remove).
+
+    A thread rather than a task: the removal mostly waits for Swarm to stop the old containers (seconds), and a
+    worker's pool slot held for that would delay the next queued builds; here the slot is free as soon as the
+    release is live. What is removed is decided now, from the database; the thread touches only Swarm and Redis.
+    Noted in Redis first: if this worker dies meanwhile, the sweep removes them.
+    """
+    versions = retired_versions(app=release.app, scheduler=scheduler)
+    if not versions:
+        return None
+    member = f"{release.app.name}:{release.version}"
+    redis_client().zadd(RETIRING_KEY, {member: time.time()})
+    thread = threading.Thread(
+        target=_retire,
+        kwargs={
+            "app_name": release.app.name,
+            "versions": versions,
+            "live": release.version,
+            "scheduler": scheduler,
+        },
+        name=f"retire {member}",
+        daemon=True,
+    )
+    thread.start()
+    return thread
+
+
+def _retire(*, app_name: str, versions: list[int], live: int, scheduler: Scheduler) -> None:
+    started = time.monotonic()
+    if not versions:
+        redis_client().zrem(RETIRING_KEY, f"{app_name}:{live}")
+        return
+    try:
+        for version in versions:
+            scheduler.remove(app=app_name, release=version)
+    except Exception:  # noqa: BLE001 - left in Redis: the sweep tries again
+        logger.exception("removing %s's replaced releases %s failed; the sweep retries", app_name, versions)
+        return
+    redis_client().zrem(RETIRING_KEY, f"{app_name}:{live}")
+    names = ", ".join(f"v{version}" for version in versions)
+    logger.info("%s: %s removed %.2fs after v%s went live", app_name, names, time.monotonic() - started, live)
+    app_event(app_name, "release.retired", f"{names} drained and removed; v{live} serves")
+
+
+def release_retire(*, app: App, live: int) -> list[int]:
+    """Remove, now, the services of `app`'s releases that never run again (retired_versions), and clear the
+    retirement noted for its v`live`. Returns the versions removed."""
+    scheduler = get_scheduler()
+    versions = retired_versions(app=app, scheduler=scheduler)
+    _retire(app_name=app.name, versions=versions, live=live, scheduler=scheduler)
+    return versions
 
 
 def release_rollback(*, app: App, version: int, actor, remote_addr: str | None = None) -> Release:

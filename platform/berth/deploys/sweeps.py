@@ -1,14 +1,19 @@
-"""Periodic sweeps of deploys: releases left `deploying` by a dead worker, old one-off runs."""
+"""Periodic sweeps of deploys: releases left `deploying` by a dead worker, replaced releases whose removal a dead
+worker left undone, old one-off runs."""
 
 import logging
+import time
 from datetime import timedelta
 
 from django.utils import timezone
 
+from berth.apps.models import App
 from berth.core.locks import app_lock_held
+from berth.core.redis import redis_client
 from berth.core.sweep import register_sweeper
 from berth.deploys.events import app_event
 from berth.deploys.pipeline import build_end_with_release
+from berth.deploys.rollout import RETIRE_GRACE, RETIRING_KEY, release_retire
 from berth.releases.models import Release, ReleaseStatus
 from berth.releases.services import release_set_status
 from berth.runtime.oneoff import oneoff_prune
@@ -52,3 +57,20 @@ def releases_sweep() -> int:
             build_end_with_release(release=release)
             fixed += 1
     return fixed
+
+
+@register_sweeper
+def retire_pending_sweep() -> int:
+    """Remove the replaced releases whose background removal a killed worker left undone (noted in Redis more
+    than RETIRE_GRACE ago). Returns how many releases it removed."""
+    cutoff = time.time() - RETIRE_GRACE.total_seconds()
+    client = redis_client()
+    removed = 0
+    for member in client.zrangebyscore(RETIRING_KEY, "-inf", cutoff):
+        app_name, _, live = (member.decode() if isinstance(member, bytes) else member).rpartition(":")
+        app = App.objects.filter(name=app_name).first()
+        if app is None or not live.isdigit():
+            client.zrem(RETIRING_KEY, member)  # the app is gone: its teardown removed everything
+            continue
+        removed += len(release_retire(app=app, live=int(live)))
+    return removed
