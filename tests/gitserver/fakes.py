@@ -5,7 +5,6 @@ test, in whatever process the hook runs: `berth-test: slow` writes five lines 0.
 refuses, `berth-test: hold <seconds>` keeps the push busy.
 """
 
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ class FakeAccess:
 
 
 class ScriptedPushHandler:
-    def on_push(self, *, app_name, ref, old, new, repo_path: Path, write_line) -> bool:
+    def on_push(self, *, app_name, ref, old, new, repo_path: Path, write_line, pusher: str) -> bool:
         message = subprocess.run(
             ["git", "--git-dir", str(repo_path), "log", "-1", "--format=%B", new],
             capture_output=True,
@@ -53,8 +52,8 @@ class ScriptedPushHandler:
         if "berth-test: refuse" in message:
             write_line("error: the build failed (as this test asked)")
             return False
-        # REMOTE_USER is the GitTarget's user_label, passed down by the view through git http-backend.
-        write_line(f"deployed {app_name} {new[:7]} for {os.environ.get('REMOTE_USER')}")
+        # the pusher is the GitTarget's user_label, passed by the view to the relay that decides the push
+        write_line(f"deployed {app_name} {new[:7]} for {pusher}")
         return True
 
 

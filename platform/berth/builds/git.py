@@ -67,15 +67,18 @@ class BuildOnPush:
         new: str,
         repo_path: Path,
         write_line: Callable[[str], None],
+        pusher: str = "",
     ) -> bool:
         app = App.objects.select_related("team").filter(name=app_name).first()
         if app is None:
             write_line(f"error: no app named {app_name}")
             return False
-        actor = get_user_model().objects.filter(username=os.environ.get("REMOTE_USER", "")).first()
+        # the git server names the pusher; a hook run in its own process has it from git's environment
+        actor = get_user_model().objects.filter(username=pusher or os.environ.get("REMOTE_USER", "")).first()
         source = services.builds_dir() / f"push-{uuid.uuid4().hex}"
         source.mkdir()
-        # the pushed objects are still in git's quarantine, visible to this process only: export the tree here
+        # the pushed objects may still be in git's quarantine (a hook in its own process sees them there; the git
+        # server's relay linked them into the repository first): export the tree now, while the push waits
         try:
             tree_export(repo=repo_path, sha=new, into=source)
         except UnsafePath as exc:

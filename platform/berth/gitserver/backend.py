@@ -48,12 +48,14 @@ async def cgi_start(
     first_bytes: bytes = b"",
     body_limit: int | None = None,
     body_before_headers: bool = False,
+    pass_fds: tuple[int, ...] = (),
 ) -> CgiResponse:
     """Start `git http-backend`, feed it the body, and return its status, headers and a body stream.
 
     With body_before_headers the whole body is fed (and counted against body_limit, raising PushTooLarge)
     before the answer starts, so an oversized push can still get its own status. This is safe for
-    receive-pack, which answers only after reading everything.
+    receive-pack, which answers only after reading everything. `pass_fds` stay open in the child (the hook's
+    socket to the web process, berth.gitserver.relay).
     """
     process = await asyncio.create_subprocess_exec(
         "git",
@@ -64,6 +66,7 @@ async def cgi_start(
         env=env,
         # Its own process group: stopping an abandoned request stops receive-pack and the hook with it.
         start_new_session=True,
+        pass_fds=pass_fds,
     )
     feeder = asyncio.create_task(_feed(process, read_body, first_bytes, body_limit))
     errors = asyncio.create_task(_collect_stderr(process))

@@ -1,8 +1,9 @@
 """The two parts of the git server that its own tests replace: who may fetch or push, and what a push does.
 
 `GitAccess` decides who may read or push which app: Berth's is TokenGitAccess below (an API token as the HTTP
-Basic password, roles as in the API). `GitPushHandler` is told about a push of the deploy branch from inside the
-pre-receive hook and accepts or refuses it: Berth's is berth.builds.git.BuildOnPush (build, then deploy).
+Basic password, roles as in the API). `GitPushHandler` is told about a push of the deploy branch while the
+pre-receive hook waits (in the web process, berth.gitserver.relay; `pusher` is the GitTarget's user_label) and
+accepts or refuses it: Berth's is berth.builds.git.BuildOnPush (build, then deploy).
 Both are chosen here. The git protocol tests (tests/gitserver) serve pushes without a database or a builder: they
 put fakes in with the setters, in the test process and, through their settings' AppConfig.ready(), in the
 servers and hook processes they start.
@@ -54,6 +55,7 @@ class GitPushHandler(Protocol):
         new: str,
         repo_path: Path,
         write_line: Callable[[str], None],
+        pusher: str,
     ) -> bool: ...
 
 

@@ -8,16 +8,15 @@ import fcntl
 import hashlib
 import logging
 import os
-import shlex
+import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-from django.conf import settings
 
 from berth.builds.repos import PUSH_LOCK_NAME, is_valid_branch, ref_value, repo_path, repo_setup_lock
 from berth.gitserver import conf
@@ -33,14 +32,33 @@ def _git(*args: str) -> None:
     subprocess.run(["git", *args], check=True, capture_output=True, text=True, timeout=60)
 
 
+# The pre-receive hook: a relay, not Berth. It hands the ref updates (and where git keeps the pushed objects) to the
+# web process that started this push, over the socket that process passed down (BERTH_GIT_HOOK_FD, see
+# berth.gitserver.relay), prints each line it answers as the pusher's `remote:` output, and exits with its
+# verdict. bash (dash cannot redirect to a descriptor above 9) costs a few megabytes per push in progress; a Django
+# process per push cost a hundred.
+HOOK_SCRIPT = """#!/bin/bash
+# Installed by Berth (berth.gitserver.services.repo_ensure), rewritten when it changes: do not edit.
+# Relays this push to the Berth web process that runs git (berth.gitserver.relay) and prints its answer.
+fd="${BERTH_GIT_HOOK_FD:-}"
+case "$fd" in
+  ''|*[!0-9]*) echo "error: pushes to this repository go through Berth's git server" >&2; exit 1 ;;
+esac
+{ printf 'Q%s\\n' "${GIT_QUARANTINE_PATH:-}"; cat; printf '.\\n'; } >&"$fd" || exit 1
+while IFS= read -r line; do
+  case "$line" in
+    L*) printf '%s\\n' "${line#L}" >&2 ;;
+    A) exit 0 ;;
+    *) exit 1 ;;
+  esac
+done <&"$fd"
+echo "error: Berth's git server went away during the push; nothing was changed" >&2
+exit 1
+"""
+
+
 def _hook_script(hook: str) -> str:
-    manage = Path(settings.REPO_DIR) / "manage.py"
-    return (
-        "#!/bin/sh\n"
-        "# Installed by Berth (berth.gitserver.services.repo_ensure), rewritten when it changes: do not edit.\n"
-        "# The environment (DJANGO_SETTINGS_MODULE, BERTH_HOME, DATABASE_URL...) comes from the web process.\n"
-        f"exec {shlex.quote(sys.executable)} {shlex.quote(str(manage))} git_hook {hook}\n"
-    )
+    return HOOK_SCRIPT
 
 
 def _repo_config() -> list[tuple[str, str]]:
@@ -127,15 +145,19 @@ def parse_ref_updates(lines: Iterable[str]) -> list[RefUpdate]:
     return updates
 
 
-def _hold_lock_until_refs_move(fd: int, repo: Path, updates: list[RefUpdate]) -> None:
-    """Keep the push lock until receive-pack has moved the refs, which it does after this hook exits.
+class PusherGone(Exception):
+    """The pusher's side of a push went away (disconnected): nothing more can reach them."""
+
+
+def push_lock_hold(fd: int, repo: Path, updates: list[RefUpdate]) -> None:
+    """Keep the push lock until receive-pack has moved the refs, which it does after the hook exits.
 
     Without this the next waiting push could take the lock in between, see the old ref and deploy a commit
     whose ref update then fails. The holder inherits the lock's file description and drops it when it exits.
     """
     args = [f"{u.ref}={'' if u.deletes else u.new}" for u in updates]
     env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
-    subprocess.Popen(
+    holder = subprocess.Popen(
         # -I (isolated): nothing in the script's folder or the environment may shadow the standard library.
         [sys.executable, "-I", str(Path(__file__).with_name("lockhold.py")), str(repo), *args],
         pass_fds=(fd,),
@@ -145,6 +167,60 @@ def _hold_lock_until_refs_move(fd: int, repo: Path, updates: list[RefUpdate]) ->
         env=env,
         close_fds=True,
     )
+    # reaped by a thread: the web process that starts it lives on, and must not collect zombies
+    threading.Thread(target=holder.wait, name="git push lock holder", daemon=True).start()
+
+
+def push_decide(
+    *,
+    app_name: str,
+    deploy_branch: str,
+    repo: Path,
+    updates: list[RefUpdate],
+    write_line: Callable[[str], None],
+    pusher: str,
+) -> bool:
+    """Decide a push whose lock the caller holds: True lets receive-pack move the refs, False leaves them all.
+
+    A ref that moved since the push began is refused; the deploy branch may not be deleted; pushing it calls the
+    installed GitPushHandler; other branches are accepted and not deployed.
+    """
+    deploy_ref = f"refs/heads/{deploy_branch}"
+    for update in updates:
+        current = ref_value(repo=repo, ref=update.ref)
+        if (current or "0" * len(update.old)) != update.old:
+            write_line(f"error: {update.ref} changed while this push waited; fetch, then push again")
+            return False
+    if any(update.ref == deploy_ref and update.deletes for update in updates):
+        write_line("error: deleting the deploy branch is not allowed")
+        return False
+    for update in updates:
+        if update.ref != deploy_ref and update.ref.startswith("refs/heads/") and not update.deletes:
+            branch = update.ref.removeprefix("refs/heads/")
+            write_line(f"{branch}: not deployed: only {deploy_branch} deploys")
+    handler = get_push_handler()
+    for update in updates:
+        if update.ref != deploy_ref:
+            continue
+        try:
+            accepted = handler.on_push(
+                app_name=app_name,
+                ref=update.ref,
+                old=update.old,
+                new=update.new,
+                repo_path=repo,
+                write_line=write_line,
+                pusher=pusher,
+            )
+        except PusherGone:
+            raise
+        except Exception as exc:
+            logger.exception("push handler failed for %s", app_name)
+            write_line(f"error: the deploy failed unexpectedly ({type(exc).__name__}); push refused")
+            return False
+        if not accepted:
+            return False
+    return True
 
 
 def push_receive(
@@ -155,60 +231,40 @@ def push_receive(
     updates: list[RefUpdate],
     write_line: Callable[[str], None],
     wait_seconds: float | None = None,
+    pusher: str = "",
 ) -> bool:
-    """Decide a push from the pre-receive hook: True lets receive-pack move the refs, False leaves them all.
+    """Decide a push in this process (`manage.py git_hook`, and the tests): take the app's push lock, then
+    push_decide. The git server's own hook is the relay (berth.gitserver.relay), which does the same from the
+    web process.
 
     One push per app at a time (an flock on the repository, waited for visibly and for at most
-    BERTH_GIT_PUSH_WAIT seconds). The deploy branch may not be deleted; pushing it calls the installed
-    GitPushHandler; other branches are accepted and not deployed.
+    BERTH_GIT_PUSH_WAIT seconds).
     """
     wait = conf.PUSH_WAIT_SECONDS if wait_seconds is None else wait_seconds
-    deploy_ref = f"refs/heads/{deploy_branch}"
     fd = os.open(repo / PUSH_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        if not _lock_waiting_visibly(fd, app_name=app_name, wait=wait, write_line=write_line):
-            write_line(
-                f"error: gave up after {wait:g}s waiting for the previous push of {app_name}; push again"
-            )
+        if not push_lock_wait(fd, app_name=app_name, wait=wait, write_line=write_line):
             return False
-        for update in updates:
-            current = ref_value(repo=repo, ref=update.ref)
-            if (current or "0" * len(update.old)) != update.old:
-                write_line(f"error: {update.ref} changed while this push waited; fetch, then push again")
-                return False
-        if any(update.ref == deploy_ref and update.deletes for update in updates):
-            write_line("error: deleting the deploy branch is not allowed")
-            return False
-        for update in updates:
-            if update.ref != deploy_ref and update.ref.startswith("refs/heads/") and not update.deletes:
-                branch = update.ref.removeprefix("refs/heads/")
-                write_line(f"{branch}: not deployed: only {deploy_branch} deploys")
-        handler = get_push_handler()
-        for update in updates:
-            if update.ref != deploy_ref:
-                continue
-            try:
-                accepted = handler.on_push(
-                    app_name=app_name,
-                    ref=update.ref,
-                    old=update.old,
-                    new=update.new,
-                    repo_path=repo,
-                    write_line=write_line,
-                )
-            except Exception as exc:
-                logger.exception("push handler failed for %s", app_name)
-                write_line(f"error: the deploy failed unexpectedly ({type(exc).__name__}); push refused")
-                return False
-            if not accepted:
-                return False
-        _hold_lock_until_refs_move(fd, repo, updates)
-        return True
+        accepted = push_decide(
+            app_name=app_name,
+            deploy_branch=deploy_branch,
+            repo=repo,
+            updates=updates,
+            write_line=write_line,
+            pusher=pusher,
+        )
+        if accepted:
+            push_lock_hold(fd, repo, updates)
+        return accepted
     finally:
         os.close(fd)
 
 
-def _lock_waiting_visibly(fd: int, *, app_name: str, wait: float, write_line: Callable[[str], None]) -> bool:
+def push_lock_wait(
+    fd: int, *, app_name: str, wait: float, write_line: Callable[[str], None], gone: Callable[[], bool] = bool
+) -> bool:
+    """Take the app's push lock (an flock on `fd`), saying so while the previous push holds it, for at most
+    `wait` seconds (then the pusher is told, and False). `gone`: the pusher left, stop waiting."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
@@ -216,11 +272,42 @@ def _lock_waiting_visibly(fd: int, *, app_name: str, wait: float, write_line: Ca
         pass
     write_line(f"waiting for the previous push of {app_name} to finish…")
     deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not gone():
         time.sleep(0.2)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
         except BlockingIOError:
             continue
+    write_line(f"error: gave up after {wait:g}s waiting for the previous push of {app_name}; push again")
     return False
+
+
+def quarantine_keep(*, repo: Path, quarantine: str) -> None:
+    """Link the pushed objects from receive-pack's quarantine into the repository's own object store.
+
+    The hook's relay decides the push in the web process, which does not share the hook's view of the quarantine
+    (git shows it to the hook's own processes through their environment): linked here, the pushed commit is
+    readable by the push handler, and stays readable for the worker when the pusher leaves mid-build
+    (berth.builds.git.ref_move_if_pusher_left). Objects no ref reaches (a refused push) are harmless; gc prunes
+    them. Packs are linked before their indexes: a reader that finds an index must find its pack. A quarantine
+    outside this repository's object store is ignored.
+    """
+    if not quarantine:
+        return
+    target = (repo / "objects").resolve()
+    source = Path(quarantine).resolve()
+    if source.parent != target or not source.is_dir():
+        return
+    files = [path for path in source.rglob("*") if path.is_file() and not path.name.startswith("tmp_")]
+    for path in sorted(files, key=lambda p: p.suffix == ".idx"):
+        destination = target / path.relative_to(source)
+        if destination.exists():
+            continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, destination)
+        except FileExistsError:
+            continue
+        except OSError:
+            shutil.copy2(path, destination)

@@ -22,6 +22,7 @@ from berth.gitserver.backend import (
     on_bridge,
 )
 from berth.gitserver.pktline import read_commands, refusal
+from berth.gitserver.relay import HOOK_FD_VARIABLE, hook_channel_open
 from berth.gitserver.seams import GitDenied, GitTarget, get_git_access
 from berth.gitserver.services import repo_ensure
 
@@ -82,7 +83,7 @@ def _backend_env(request: HttpRequest, target: GitTarget, service: str) -> dict[
         CONTENT_TYPE=meta.get("CONTENT_TYPE", ""),
         REMOTE_USER=user,
         REMOTE_ADDR=meta.get("REMOTE_ADDR") or "127.0.0.1",
-        # What the pre-receive hook (manage.py git_hook) needs, passed down explicitly rather than hoped for.
+        # What a pre-receive hook run as `manage.py git_hook` needs (the relay hook needs only its socket).
         DJANGO_SETTINGS_MODULE=os.environ.get("DJANGO_SETTINGS_MODULE") or settings.SETTINGS_MODULE,
         BERTH_HOME=str(settings.BERTH_HOME),
         BERTH_GIT_DEPLOY_BRANCH=target.deploy_branch,
@@ -133,14 +134,25 @@ async def git_http(request: HttpRequest, app: str, service: str) -> HttpResponse
         if not PKT_LENGTH_RE.fullmatch(first_bytes):
             return _text(400, "this is not a git receive-pack request")
 
-    await sync_to_async(repo_ensure, thread_sensitive=False)(app_name=app, deploy_branch=target.deploy_branch)
+    repo = await sync_to_async(repo_ensure, thread_sensitive=False)(
+        app_name=app, deploy_branch=target.deploy_branch
+    )
+    env = _backend_env(request, target, service)
+    hook_fd = None
+    if service == RECEIVE:
+        # the push is decided in this process, in a thread that answers the hook over this socket
+        hook_fd = hook_channel_open(
+            app_name=app, deploy_branch=target.deploy_branch, repo=repo, pusher=env["REMOTE_USER"]
+        )
+        env[HOOK_FD_VARIABLE] = str(hook_fd)
     start = cgi_start(
-        env=_backend_env(request, target, service),
+        env=env,
         read_body=request.read,
         first_bytes=first_bytes,
         body_limit=conf.MAX_PUSH_BYTES if service == RECEIVE else None,
         # receive-pack answers only after the whole pack, so counting it first costs no liveness.
         body_before_headers=service == RECEIVE,
+        pass_fds=() if hook_fd is None else (hook_fd,),
     )
     try:
         cgi = await (on_bridge(start) if wsgi else start)
@@ -148,6 +160,9 @@ async def git_http(request: HttpRequest, app: str, service: str) -> HttpResponse
         return _too_large(request, too_large.head, "it")
     except CgiError as exc:
         return _text(502, f"git http-backend failed: {exc}")
+    finally:
+        if hook_fd is not None:
+            os.close(hook_fd)  # git has its copy; the relay's thread sees the end once git's processes end
 
     response = StreamingHttpResponse(iterate_on_bridge(cgi) if wsgi else cgi.body, status=cgi.status)
     for name, value in cgi.headers:

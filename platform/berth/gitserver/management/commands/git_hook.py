@@ -1,4 +1,7 @@
-"""`manage.py git_hook pre-receive`: run by the hook script installed in every app repository.
+"""`manage.py git_hook pre-receive`: a pre-receive hook that decides the push in its own Django process.
+
+Berth's git server no longer installs it (its hook relays to the web process: berth.gitserver.relay, one Django
+process per push in progress was ~100 MB each); it stays for a repository served by plain `git receive-pack`.
 
 git runs it with the repository as working directory and the web process's environment (through
 `git http-backend` and `git receive-pack`). Whatever it writes to stderr reaches the pusher as `remote:` lines,
@@ -37,7 +40,12 @@ class Command(BaseCommand):
             raise CommandError(f"not a Berth app repository: {repo}")
         updates = parse_ref_updates(sys.stdin)
         accepted = push_receive(
-            app_name=app_name, deploy_branch=deploy_branch, repo=repo, updates=updates, write_line=write_line
+            app_name=app_name,
+            deploy_branch=deploy_branch,
+            repo=repo,
+            updates=updates,
+            write_line=write_line,
+            pusher=os.environ.get("REMOTE_USER", ""),
         )
         if not accepted:
             sys.exit(1)
