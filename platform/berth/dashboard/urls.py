@@ -4,7 +4,7 @@ here they only have to look like one, so other routes (api/, git/, static/) neve
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
-from berth.dashboard import first_deploy_views, join_views, signin, team_views, views
+from berth.dashboard import cert_views, first_deploy_views, join_views, signin, team_views, views
 
 
 class AppNameConverter:
@@ -35,6 +35,16 @@ urlpatterns = [
     path("apps/<appname:app>/formation", views.formation_set, name="formation"),
     path("apps/<appname:app>/domains/add", views.domain_add, name="domain-add"),
     path("apps/<appname:app>/domains/remove", views.domain_remove, name="domain-remove"),
+    path("apps/<appname:app>/certs/upload", cert_views.certificate_upload, name="cert-upload"),
+    path(
+        "apps/<appname:app>/certs/<int:certificate_id>/remove",
+        cert_views.certificate_remove,
+        name="cert-remove",
+    ),
+    path(
+        "apps/<appname:app>/certs/<int:certificate_id>/renew", cert_views.certificate_renew, name="cert-renew"
+    ),
+    path("apps/<appname:app>/https", cert_views.https_settings, name="https-settings"),
     path("apps/<appname:app>/rollback", views.rollback, name="rollback"),
     path("apps/<appname:app>/deploy", views.deploy_image, name="deploy"),
     path("apps/<appname:app>/settings", views.app_settings, name="app-settings"),

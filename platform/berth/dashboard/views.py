@@ -17,6 +17,8 @@ from berth.accounts.selectors import user_role
 from berth.apps import selectors as apps_selectors
 from berth.apps import services as apps_services
 from berth.builds import services as builds_services
+from berth.certs.acme_client import acme_enabled
+from berth.dashboard.certificates import certificate_alarms, certificate_rows
 from berth.dashboard.common import attempt, client_ip, current_team, page, team_with_role
 from berth.dashboard.forms import (
     APP_NAME_MAX,
@@ -86,7 +88,12 @@ def apps_list(request: HttpRequest) -> HttpResponse:
     return page(
         request,
         "dashboard/apps.html",
-        {"apps": rows, "role": role, "can_create": role_at_least(role, MEMBER)},
+        {
+            "apps": rows,
+            "role": role,
+            "can_create": role_at_least(role, MEMBER),
+            "cert_alarms": certificate_alarms(team=team) if team else [],
+        },
     )
 
 
@@ -205,6 +212,9 @@ def app_page(
             "processes_error": processes_error,
             "process_types": process_types,
             "domains": list(apps_selectors.domains_for_app(app=app)),
+            "certificates": certificate_rows(app),
+            "cert_alarms": certificate_alarms(app=app),
+            "acme_enabled": acme_enabled(),
             "config_rows": config_rows,
             "builds": list(builds_for_app(app=app)),
         },

@@ -1,0 +1,56 @@
+"""What the dashboard shows of certificates (berth.certs' selectors do the reading): each certificate's state as a
+person reads it, and the alarm banner for certificates close to expiry that will not renew by themselves."""
+
+from berth.certs import selectors as certs_selectors
+from berth.certs.models import Certificate, CertificateSource, CertificateState
+
+
+def certificate_label(certificate: Certificate) -> str:
+    """pending / issued until <date> / failing: <reason> (as `berth certs` says it)."""
+    if certificate.state == CertificateState.ISSUED:
+        return f"issued until {certificate.not_after:%Y-%m-%d %H:%M} UTC"
+    if certificate.state == CertificateState.FAILING:
+        return f"failing: {certificate.reason or 'no reason given'}"
+    return "pending" + (f" ({certificate.reason})" if certificate.reason else "")
+
+
+def certificate_rows(app) -> list[dict]:
+    return [
+        {
+            "id": c.pk,
+            "hostnames": ", ".join(c.hostnames),
+            "source": c.source,
+            "state": c.state,
+            "label": certificate_label(c),
+            "renewable": c.source == CertificateSource.ACME,
+        }
+        for c in certs_selectors.certificates_for_app(app)
+    ]
+
+
+def certificate_alarms(*, app=None, team=None) -> list[dict]:
+    """Certificates within the alarm window (BERTH_CERT_RENEW_DAYS_ALARM) whose renewal is failing, or uploaded
+    ones (Berth cannot renew those): of one app, or of every app of a team. Each with the words of the banner."""
+    expiring = certs_selectors.certificates_expiring()
+    if app is not None:
+        expiring = expiring.filter(app=app)
+    if team is not None:
+        expiring = expiring.filter(app__team=team)
+    alarms = []
+    for certificate in expiring:
+        if certificate.state == CertificateState.FAILING:
+            why = f"renewal is failing: {certificate.reason or 'no reason given'}"
+        elif certificate.source == CertificateSource.UPLOADED:
+            why = "it was uploaded: upload its successor"
+        else:
+            continue  # an ACME one renewing now, or not issued yet
+        alarms.append(
+            {
+                "app": certificate.app.name,
+                "id": certificate.pk,
+                "hostnames": ", ".join(certificate.hostnames),
+                "not_after": certificate.not_after,
+                "why": why,
+            }
+        )
+    return alarms
