@@ -116,7 +116,10 @@ def run_service():
     finally:
         _remove_services(client, ours)
         deadline = time.monotonic() + 30
-        while client.containers.list(all=True, filters={"label": ours}):
-            if time.monotonic() > deadline:
-                break
+        while time.monotonic() < deadline:
+            try:
+                if not client.containers.list(all=True, filters={"label": ours}):
+                    break
+            except docker.errors.NotFound:
+                pass  # one went away between the listing and docker-py's inspect of it: look again
             time.sleep(0.3)
