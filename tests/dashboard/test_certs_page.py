@@ -208,3 +208,39 @@ def test_no_banner_once_it_is_renewed(client_as, world):
         not_after=later,
     )
     assert 'id="cert-alarm"' not in client_as("viewer").get("/apps/").content.decode()
+
+
+# --- in a real browser ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_chromium_a_refused_upload_then_an_accepted_one(browser, live_server, ca):
+    """The upload form as a person uses it: the key's error beside the key, the pasted certificate kept, then the
+    certificate listed as issued. (The world is built here: the live server needs committed rows.)"""
+    from tests.dashboard.conftest import PageOpener, build_world
+
+    world = build_world()
+    leaf, other = ca.issue(world.app.hostname), ca.issue(world.app.hostname, stem="other")
+    opener = PageOpener(browser, live_server.url)
+    try:
+        page = opener("member")
+        page.goto("/apps/demo/#domains")
+        page.click("#domains summary")
+        page.fill("#cert-certificate", leaf.certificate_pem)
+        page.fill("#cert-private-key", other.key_pem)
+        page.click("#cert-upload button[type=submit]")
+        error = page.locator("#cert-private-key-error")
+        error.wait_for()
+        assert error.inner_text() == "the key does not match the certificate"
+        assert page.locator("#cert-certificate").input_value().strip() == leaf.certificate_pem.strip()
+        assert page.locator("#cert-private-key").get_attribute("aria-invalid") == "true"
+
+        page.fill("#cert-private-key", leaf.key_pem)
+        page.click("#cert-upload button[type=submit]")
+        page.wait_for_url(re.compile(r".*/apps/demo/#domains$"))
+        badge = page.locator('#certs-list [data-field="cert-state"]')
+        assert badge.inner_text().startswith("issued until ")
+        assert Certificate.objects.get(app=world.app).source == "uploaded"
+    finally:
+        opener.close()
+    assert opener.errors == [], f"JavaScript errors: {opener.errors}"
