@@ -110,5 +110,7 @@ def test_https_redirect_and_hsts_on_and_off(cli, shop):
     assert ok(cli("https:hsts", "on", "-a", shop)) == f"HSTS on for {shop}\n"
     detail = as_json(cli("apps:info", "-a", shop, "--json"))
     assert (detail["https_redirect"], detail["hsts"]) == (False, True)
+    info = ok(cli("apps:info", "-a", shop)).splitlines()
+    assert "HTTPS redirect:  off" in info and "HSTS:            on" in info
     assert_one_error_line(cli("https:hsts", "maybe", "-a", shop), code=2, contains="'maybe' is not on or off")
     assert json.loads(ok(cli("https:redirect", "on", "-a", shop, "--json")))["https_redirect"] is True

@@ -63,9 +63,16 @@ def apps_info(args):
             "Buildpack": app.get("buildpack"),
             "Domains": ", ".join(app.get("domains") or []),
             "Formation": ", ".join(f"{f['process']}={f['replicas']}" for f in app.get("formation") or []),
+            # absent from an older server's answer: shown as `-`
+            "HTTPS redirect": _on_off(app.get("https_redirect")),
+            "HSTS": _on_off(app.get("hsts")),
             "Created": when(app["created_at"]),
         },
     )
+
+
+def _on_off(value: bool | None) -> str | None:
+    return None if value is None else ("on" if value else "off")
 
 
 @command(
