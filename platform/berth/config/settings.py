@@ -167,7 +167,9 @@ if BERTH_DASHBOARD_HOST:
             "BERTH_DASHBOARD_HOST needs the router's HTTPS port, but BERTH_HTTPS_PORT is 0: sign-ins and tokens "
             "would travel in clear"
         )
-    BERTH_DASHBOARD_NETLOC = BERTH_DASHBOARD_HOST + ("" if BERTH_HTTPS_PORT == 443 else f":{BERTH_HTTPS_PORT}")
+    BERTH_DASHBOARD_NETLOC = BERTH_DASHBOARD_HOST + (
+        "" if BERTH_HTTPS_PORT == 443 else f":{BERTH_HTTPS_PORT}"
+    )
     CSRF_TRUSTED_ORIGINS.append(f"https://{BERTH_DASHBOARD_NETLOC}")
     if "*" not in ALLOWED_HOSTS:
         ALLOWED_HOSTS.append(BERTH_DASHBOARD_HOST)
