@@ -131,8 +131,9 @@ class Platform:
             "worker",
             "-Q",
             "default,builds,deploys",
-            "-c",
-            "3",
+            # the pool as deploy/Procfile sizes it
+            "--autoscale",
+            "10,1",
         ]
         worker += ["--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "INFO"]
         self._spawn("worker", worker, env=env)
