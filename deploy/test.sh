@@ -53,8 +53,10 @@ say "stack image"
 
 # pytest in tiers, each timed, on parallel workers where tests isolate cleanly: every xdist worker has its own Redis
 # database, BERTH_HOME and test database (tests/conftest.py). The Docker tier keeps a module's tests on one worker
-# (--dist loadfile; all of tests/cluster on one: one 3-node swarm per machine). Tests marked `serial` (they cannot
-# share the machine, e.g. one restarts the Docker engine) run alone afterwards. Every tier runs; any failure fails.
+# (--dist loadfile; all of tests/cluster on one: one 3-node swarm per machine); its tests mostly wait (on builds,
+# Swarm, drains), so the SQLite tier runs beside it, on Redis databases and a BERTH_HOME of its own, its output shown
+# when it ends. Tests marked `serial` (they cannot share the machine, e.g. one restarts the Docker engine) run alone
+# afterwards. Every tier runs; any failure fails `make test`.
 FAST_WORKERS="${BERTH_TEST_WORKERS:-3}"
 DOCKER_WORKERS="${BERTH_TEST_DOCKER_WORKERS:-2}"
 PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/${BERTH_TEST_PG_DB:-berth}"
@@ -65,15 +67,23 @@ tier() {
   shift 2
   say "pytest: $name"
   DATABASE_URL="$database_url" .venv/bin/pytest "$@" || status=$?
-  [ "$status" = 0 ] || [ "$status" = 5 ] || failed+=("$name")  # 5: nothing selected (e.g. a path given to make test)
-  timings+=("$name: $((SECONDS - started)) s")
+  echo "$name: $((SECONDS - started)) s" >> "$TEST_HOME/tier-times"
+  [ "$status" = 0 ] || [ "$status" = 5 ]  # 5: nothing selected (e.g. a path given to make test)
 }
-tier "no Docker, PostgreSQL, $FAST_WORKERS workers" "$PG_URL" -m "not docker and not serial" -n "$FAST_WORKERS" "$@"
+rm -f "$TEST_HOME/tier-times"
+tier "no Docker, PostgreSQL, $FAST_WORKERS workers" "$PG_URL" -m "not docker and not serial" -n "$FAST_WORKERS" "$@" \
+  || failed+=("no Docker, PostgreSQL")
+sqlite_name="no Docker, SQLite, $FAST_WORKERS workers (database-level tests again, beside the Docker tier)"
+rm -rf "$TEST_HOME/home-sqlite" && mkdir -p "$TEST_HOME/home-sqlite"
+BERTH_HOME="$TEST_HOME/home-sqlite" BERTH_TEST_WORKER_OFFSET="$DOCKER_WORKERS" \
+  tier "$sqlite_name" "sqlite:///$TEST_HOME/home-sqlite/berth.sqlite3" \
+  -m "not docker and not faults and not serial" -q -n "$FAST_WORKERS" "$@" > "$TEST_HOME/pytest-sqlite.log" 2>&1 &
+sqlite_pid=$!
 tier "Docker, PostgreSQL, $DOCKER_WORKERS workers" "$PG_URL" -m "docker and not serial" -n "$DOCKER_WORKERS" \
-  --dist loadfile "$@"
-tier "serial, PostgreSQL" "$PG_URL" -m serial "$@"
-tier "no Docker, SQLite, $FAST_WORKERS workers (database-level tests again)" "sqlite:///$BERTH_HOME/berth.sqlite3" \
-  -m "not docker and not faults and not serial" -q -n "$FAST_WORKERS" "$@"
+  --dist loadfile "$@" || failed+=("Docker")
+wait "$sqlite_pid" || failed+=("SQLite")
+cat "$TEST_HOME/pytest-sqlite.log"
+tier "serial, PostgreSQL" "$PG_URL" -m serial "$@" || failed+=("serial")
 say "pytest tiers' wall times"
-printf '  %s\n' "${timings[@]}"
+sed 's/^/  /' "$TEST_HOME/tier-times"
 [ ${#failed[@]} = 0 ] || die "tests failed in: $(printf '%s; ' "${failed[@]}")"

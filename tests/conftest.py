@@ -60,9 +60,12 @@ def pytest_xdist_setupnodes(config, specs) -> None:
     The processes the tests start (the platform's web and worker, manage.py) inherit them."""
     base_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     base_home = Path(os.environ.get("BERTH_HOME") or "/var/tmp/berth-test-home")
+    # another pytest run beside this one on the same Redis (`make test` runs two tiers at once) holds the databases
+    # of the first BERTH_TEST_WORKER_OFFSET workers
+    offset = int(os.environ.get("BERTH_TEST_WORKER_OFFSET") or 0)
     for spec in specs:  # ids "gw0", "gw1"...: what the worker sees as PYTEST_XDIST_WORKER
         index = int(spec.id.removeprefix("gw"))
-        spec.env["REDIS_URL"] = worker_redis_url(base_url, index)
+        spec.env["REDIS_URL"] = worker_redis_url(base_url, offset + index)
         spec.env["BERTH_HOME"] = str(base_home / f"xdist-{spec.id}")
 
 
