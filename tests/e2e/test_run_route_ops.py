@@ -69,7 +69,10 @@ def test_rollback_runs_the_old_image_and_config_through_the_cut_over_without_dro
     v4 = Release.objects.get(app=live.app, version=4)
     assert v4.image == Release.objects.get(app=live.app, version=1).image
     assert "COLOR" not in v4.config
-    assert [s.release for s in web_services(name)] == [4]  # the old services are gone
+    # the old services are removed in the background once v4 serves
+    wait_for(
+        lambda: [s.release for s in web_services(name)] == [4], timeout=60, message="the old services gone"
+    )
     assert any(e["kind"] == "release.rollback" for e in events(name))
     assert any(e["kind"] == "release.live" and e["message"].startswith("v4 ") for e in events(name))
 
