@@ -24,6 +24,7 @@ from berth.core.redis import redis_client
 from berth.deploys.errors import DeployError
 from berth.deploys.events import app_event
 from berth.deploys.selectors import app_hostnames, live_release
+from berth.deploys.signals import releases_retired
 from berth.releases.models import Release, ReleaseStatus
 from berth.releases.services import release_create, release_image_available, release_set_status
 from berth.routing.router import Endpoint, get_router
@@ -341,6 +342,7 @@ def _retire_in_background(release: Release, scheduler: Scheduler) -> threading.T
         target=_retire,
         kwargs={
             "app_name": release.app.name,
+            "app_id": release.app.pk,
             "versions": versions,
             "live": release.version,
             "scheduler": scheduler,
@@ -352,7 +354,9 @@ def _retire_in_background(release: Release, scheduler: Scheduler) -> threading.T
     return thread
 
 
-def _retire(*, app_name: str, versions: list[int], live: int, scheduler: Scheduler) -> None:
+def _retire(
+    *, app_name: str, versions: list[int], live: int, scheduler: Scheduler, app_id: int | None = None
+) -> None:
     started = time.monotonic()
     if not versions:
         redis_client().zrem(RETIRING_KEY, f"{app_name}:{live}")
@@ -367,6 +371,8 @@ def _retire(*, app_name: str, versions: list[int], live: int, scheduler: Schedul
     names = ", ".join(f"v{version}" for version in versions)
     logger.info("%s: %s removed %.2fs after v%s went live", app_name, names, time.monotonic() - started, live)
     app_event(app_name, "release.retired", f"{names} drained and removed; v{live} serves")
+    if app_id is not None:
+        releases_retired.send(sender=None, app_id=app_id, versions=versions)
 
 
 def release_retire(*, app: App, live: int) -> list[int]:
@@ -374,7 +380,7 @@ def release_retire(*, app: App, live: int) -> list[int]:
     retirement noted for its v`live`. Returns the versions removed."""
     scheduler = get_scheduler()
     versions = retired_versions(app=app, scheduler=scheduler)
-    _retire(app_name=app.name, versions=versions, live=live, scheduler=scheduler)
+    _retire(app_name=app.name, versions=versions, live=live, scheduler=scheduler, app_id=app.pk)
     return versions
 
 
