@@ -107,13 +107,13 @@ def test_logs_t_follows_live_lines_until_ctrl_c(as_ada, tmp_path):
     )
     try:
         read = lambda: (tmp_path / "out.txt").read_text()  # noqa: E731
-        wait_for(lambda: "hello 1" in read(), timeout=20, message="the replayed line")
+        wait_for(lambda: "hello 1" in read(), timeout=60, message="the replayed line")
         for n in (2, 3):
             log_entries_append(app=APP, entries=[entry(n)])
-        wait_for(lambda: "hello 3" in read(), timeout=10, message="the live lines")
+        wait_for(lambda: "hello 3" in read(), timeout=30, message="the live lines")
         time.sleep(0.2)
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=30) == 0
     finally:
         if process.poll() is None:
             process.kill()
