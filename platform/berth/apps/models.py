@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 from berth.apps.crypto import decrypt_text
 
@@ -31,9 +32,32 @@ class App(models.Model):
 
     @property
     def url(self) -> str:
+        """Where the app answers at its built-in hostname: https://… once a certificate for that name is served and
+        the router has an HTTPS port (BERTH_HTTPS_PORT), else http://…; the port shown unless it is the scheme's
+        default. What the API, the CLI, the dashboard and the push output show."""
+        https_port = settings.BERTH_HTTPS_PORT
+        if https_port and self.serves_https:
+            return f"https://{self.hostname}{'' if https_port == 443 else f':{https_port}'}"
         port = settings.BERTH_HTTP_PORT
         suffix = "" if port == 80 else f":{port}"
         return f"http://{self.name}.{settings.BERTH_APPS_DOMAIN}{suffix}"
+
+    @property
+    def serves_https(self) -> bool:
+        """Has the built-in hostname a certificate the router serves (issued or uploaded, not expired)?"""
+        if self.pk is None:
+            return False
+        now = timezone.now()
+        # berth.certs (a floor above) keeps the certificates: read through the reverse relation it declares, not an
+        # import. Filtered here rather than in SQL: a list that prefetched `certificates` costs no query, and JSON
+        # containment is not available on SQLite
+        return any(
+            certificate.serial
+            and certificate.not_after is not None
+            and certificate.not_after > now
+            and self.hostname in certificate.hostnames
+            for certificate in self.certificates.all()
+        )
 
 
 class ConfigVar(models.Model):

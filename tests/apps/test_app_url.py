@@ -1,0 +1,65 @@
+"""App.url: https://… once the app's built-in hostname has a certificate the router serves and HTTPS is on, http://…
+otherwise. What the API, the CLI and the push output show."""
+
+import datetime
+
+import pytest
+from berth.certs.models import Certificate, CertificateSource, CertificateState
+from django.utils import timezone
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ports(settings):
+    settings.BERTH_APPS_DOMAIN = "apps.example.net"
+    settings.BERTH_HTTP_PORT = 8080
+    settings.BERTH_HTTPS_PORT = 8443
+    return settings
+
+
+def certificate(app, *, hostnames=None, serial="0A1B", days=30, state=CertificateState.ISSUED):
+    return Certificate.objects.create(
+        app=app,
+        hostnames=hostnames or [app.hostname],
+        source=CertificateSource.ACME,
+        state=state,
+        serial=serial,
+        not_after=timezone.now() + datetime.timedelta(days=days) if serial else None,
+    )
+
+
+def test_http_until_the_built_in_hostname_has_a_served_certificate(ports, make_app):
+    app = make_app("shop")
+    assert app.url == "http://shop.apps.example.net:8080"
+    certificate(app, serial="", state=CertificateState.PENDING)  # asked for, not issued: not served
+    certificate(app, hostnames=["www.shop.test"])  # a custom domain's: the URL names the built-in hostname
+    certificate(app, days=-1)  # expired
+    assert app.url == "http://shop.apps.example.net:8080"
+    certificate(app)
+    assert app.url == "https://shop.apps.example.net:8443"
+
+
+def test_a_failing_renewal_still_serves_the_issued_certificate(ports, make_app):
+    app = make_app("shop")
+    certificate(app, state=CertificateState.FAILING)
+    assert app.url == "https://shop.apps.example.net:8443"
+
+
+def test_no_port_suffix_on_443_and_http_when_the_router_has_no_https_port(ports, make_app):
+    app = make_app("shop")
+    certificate(app)
+    ports.BERTH_HTTPS_PORT = 443
+    assert app.url == "https://shop.apps.example.net"
+    ports.BERTH_HTTPS_PORT = 0
+    assert app.url == "http://shop.apps.example.net:8080"
+
+
+def test_the_api_shows_the_https_url(ports, make_user, make_team, make_app, token_client):
+    owner = make_user()
+    app = make_app("shop", team=make_team(owner=owner), actor=owner)
+    client = token_client(owner)
+    assert client.get("/api/v1/apps/shop").json()["url"] == "http://shop.apps.example.net:8080"
+    certificate(app)
+    assert client.get("/api/v1/apps/shop").json()["url"] == "https://shop.apps.example.net:8443"
+    assert [a["url"] for a in client.get("/api/v1/apps").json()] == ["https://shop.apps.example.net:8443"]
