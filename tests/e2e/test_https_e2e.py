@@ -144,6 +144,7 @@ def test_first_push_gets_https_redirect_off_serves_http_and_a_custom_domain_gets
     assert first.returncode == 0, first.stderr + (berth_platform.logs / "worker.log").read_text()[-3000:]
     # the push answers before the certificate exists (it is issued once the release is live): http:// for now
     assert f"is live at http://{host}:{router.port}" in first.stderr, first.stderr
+    assert f"remote:        HTTPS: a certificate for {host} is being issued" in first.stderr, first.stderr
     to_https_s = wait_until_served(router.https_port, host, root, started=pushed_at, logs=berth_platform.logs)
     answer = https_get(router.https_port, host, root)
     assert answer.status_code == 200 and answer.text.strip() == "version one", answer
@@ -204,6 +205,7 @@ def test_first_push_gets_https_redirect_off_serves_http_and_a_custom_domain_gets
     assert second.returncode == 0, second.stderr
     assert f"is live at {https_url} " in second.stderr, second.stderr
     assert f"{https_url} deployed to Berth" in second.stderr, second.stderr
+    assert "is being issued" not in second.stderr
     assert https_get(router.https_port, host, root).text.strip() == "version two"
 
     print(

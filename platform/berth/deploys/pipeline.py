@@ -8,6 +8,7 @@ import os
 import socket
 from datetime import timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
 from berth.builds.errors import BuildCancelled, BuildError
@@ -100,6 +101,9 @@ def _build_release_deploy(build: Build, log: BuildLog) -> str | None:
         release_deploy(release=release, log=log)
         log(f"-----> Released v{release.version}")
         log(f"       {app.url} deployed to Berth")
+        if settings.BERTH_ACME_DIRECTORY and settings.BERTH_HTTPS_PORT and not app.serves_https:
+            # berth.certs issues it once the release is live (build_released, below): say so, as the URL is http
+            log(f"       HTTPS: a certificate for {app.hostname} is being issued (berth certs -a {app.name})")
         build_released.send(sender=Build, app=app)
     except BuildCancelled:
         return BuildStatus.CANCELLED
