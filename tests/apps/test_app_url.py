@@ -63,3 +63,29 @@ def test_the_api_shows_the_https_url(ports, make_user, make_team, make_app, toke
     certificate(app)
     assert client.get("/api/v1/apps/shop").json()["url"] == "https://shop.apps.example.net:8443"
     assert [a["url"] for a in client.get("/api/v1/apps").json()] == ["https://shop.apps.example.net:8443"]
+
+
+def test_the_apps_list_reads_the_certificates_in_one_query_whatever_the_number_of_apps(
+    ports, make_user, make_team, make_app, token_client
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    owner = make_user()
+    team = make_team(owner=owner)
+    client = token_client(owner)
+
+    def list_queries() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get("/api/v1/apps").status_code == 200
+        return len(queries)
+
+    certificate(make_app("shop", team=team, actor=owner))
+    list_queries()  # the token's first use is written once
+    one = list_queries()
+    for name in ("cart", "pay", "mail"):
+        certificate(make_app(name, team=team, actor=owner))
+    assert list_queries() == one
+    assert {a["url"] for a in client.get("/api/v1/apps").json()} == {
+        f"https://{name}.apps.example.net:8443" for name in ("shop", "cart", "pay", "mail")
+    }

@@ -14,6 +14,7 @@ from berth.api.formation import formation_repr
 from berth.apps import selectors as apps_selectors
 from berth.apps import services as apps_services
 from berth.apps.models import App
+from berth.certs import selectors as certs_selectors
 from berth.certs import services as certs_services
 from berth.releases import selectors as releases_selectors
 from berth.routing.router import RouterError
@@ -75,7 +76,12 @@ class AppListView(BerthAPIView):
     @extend_schema(responses=S.AppSummary(many=True))
     def get(self, request):
         return Response(
-            [app_summary_repr(app) for app in releases_selectors.apps_for_user(user=request.user)]
+            [
+                app_summary_repr(app)
+                for app in certs_selectors.apps_with_certificates(
+                    releases_selectors.apps_for_user(user=request.user)
+                )
+            ]
         )
 
     @extend_schema(

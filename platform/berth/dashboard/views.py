@@ -18,6 +18,7 @@ from berth.apps import selectors as apps_selectors
 from berth.apps import services as apps_services
 from berth.builds import services as builds_services
 from berth.certs.acme_client import acme_enabled
+from berth.certs.selectors import apps_with_certificates
 from berth.dashboard.certificates import certificate_alarms, certificate_rows
 from berth.dashboard.common import attempt, client_ip, current_team, page, team_with_role
 from berth.dashboard.forms import (
@@ -60,7 +61,7 @@ def _status_rows(request: HttpRequest) -> tuple[object, list[dict]]:
     team, _ = current_team(request)
     if team is None:
         return None, []
-    apps = apps_with_status(apps=releases_selectors.apps_for_team(team=team))
+    apps = apps_with_status(apps=apps_with_certificates(releases_selectors.apps_for_team(team=team)))
     return team, [
         {
             "name": app.name,
