@@ -150,6 +150,7 @@ def test_pushes_run_by_digest_and_old_images_leave_the_registry_and_the_node(
     )
     for version in kept_versions:
         assert local_image(releases[version].image) is not None
+
     # the build tags too: a pruned release's containers may still be stopping when its deploy's GC runs (they are
     # removed in the background once the new release serves); the GC queued after that removal takes the rest
     def build_tags() -> list[str]:
