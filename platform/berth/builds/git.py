@@ -21,7 +21,7 @@ from berth.apps.models import App
 from berth.builds import services
 from berth.builds.errors import BuildError
 from berth.builds.models import Build, BuildStatus
-from berth.builds.repos import PUSH_LOCK_NAME, repo_path
+from berth.builds.repos import PUSH_LOCK_NAME, pushed_objects_link, repo_path
 from berth.builds.tree import UnsafePath, tree_export
 
 # how long the push waits on a quiet build stream before it looks at the build's row
@@ -41,18 +41,7 @@ def _keep_pushed_objects(repo: Path) -> None:
     if not quarantine or not Path(quarantine).is_dir():
         return
     source, target = Path(quarantine), repo / "objects"
-    files = [path for path in source.rglob("*") if path.is_file() and not path.name.startswith("tmp_")]
-    for path in sorted(files, key=lambda p: p.suffix == ".idx"):
-        destination = target / path.relative_to(source)
-        if destination.exists():
-            continue
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, destination)
-        except FileExistsError:
-            continue
-        except OSError:
-            shutil.copy2(path, destination)
+    pushed_objects_link(source=source, target=target)
 
 
 class BuildOnPush:

@@ -89,3 +89,21 @@ def repo_delete(*, app_name: str) -> bool:
     with contextlib.suppress(FileNotFoundError):
         _setup_lock_path(app_name).unlink()
     return True
+
+
+def pushed_objects_link(*, source: Path, target: Path) -> None:
+    """Link every object file under `source` (a receive-pack quarantine) into the object store `target`, packs
+    before their indexes (a reader that finds an index must find its pack); a copy where a link is impossible,
+    git's temporary files skipped, what is already there left alone."""
+    files = [path for path in source.rglob("*") if path.is_file() and not path.name.startswith("tmp_")]
+    for path in sorted(files, key=lambda p: p.suffix == ".idx"):
+        destination = target / path.relative_to(source)
+        if destination.exists():
+            continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, destination)
+        except FileExistsError:
+            continue
+        except OSError:
+            shutil.copy2(path, destination)

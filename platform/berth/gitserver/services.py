@@ -8,7 +8,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -18,7 +17,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from berth.builds.repos import PUSH_LOCK_NAME, is_valid_branch, ref_value, repo_path, repo_setup_lock
+from berth.builds.repos import (
+    PUSH_LOCK_NAME,
+    is_valid_branch,
+    pushed_objects_link,
+    ref_value,
+    repo_path,
+    repo_setup_lock,
+)
 from berth.gitserver import conf
 from berth.gitserver.seams import get_push_handler
 
@@ -299,15 +305,4 @@ def quarantine_keep(*, repo: Path, quarantine: str) -> None:
     source = Path(quarantine).resolve()
     if source.parent != target or not source.is_dir():
         return
-    files = [path for path in source.rglob("*") if path.is_file() and not path.name.startswith("tmp_")]
-    for path in sorted(files, key=lambda p: p.suffix == ".idx"):
-        destination = target / path.relative_to(source)
-        if destination.exists():
-            continue
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, destination)
-        except FileExistsError:
-            continue
-        except OSError:
-            shutil.copy2(path, destination)
+    pushed_objects_link(source=source, target=target)
