@@ -8,6 +8,7 @@ import pytest
 from berth.apps.models import Formation
 from berth.core.locks import app_lock
 from berth.core.redis import redis_client
+from berth.deploys import rollout
 from berth.deploys.errors import DeployError
 from berth.deploys.rollout import (
     RETIRING_KEY,
@@ -192,6 +193,23 @@ def test_reconcile_routes_the_live_release_again_after_the_router_lost_it(live_a
     memory_router.sync({})  # the router restarted empty
     assert app_reconcile(app) is False
     assert memory_router.endpoints(app.name) == endpoints(scheduler, app, release=1)
+
+
+def test_reconcile_keeps_a_routed_endpoint_whose_check_does_not_answer_in_time(
+    live_app, scheduler, memory_router
+):
+    """The watcher reconciles endpoints the deploy's worker routed (another process, so not in its own memory):
+    on a busy machine its HTTP check can time out, and an endpoint the router serves must stay there (the
+    router's own health checks judge a dead one); only an endpoint the router never had must answer first."""
+    app = live_app.app
+    serving = endpoints(scheduler, app, release=1)
+    assert memory_router.endpoints(app.name) == serving
+    rollout._routed.clear()  # this process is now the watcher: it never routed them itself
+    for service in scheduler.engine.services.values():
+        for task in service.newest():
+            task.listener.close()  # running, but its check gets no answer
+    assert app_reconcile(app) is False
+    assert memory_router.endpoints(app.name) == serving
 
 
 def test_reconcile_leaves_the_router_to_a_deploy_holding_the_app_lock(live_app, memory_router):

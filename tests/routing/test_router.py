@@ -113,6 +113,8 @@ def test_scale_up_and_down(router, backends):
     router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[web[2].endpoint], drain_timeout=5)
     assert {get(router, "demo.localhost").text for _ in range(8)} == {"web-2"}
     assert router_.state()["demo"]["endpoints"] == [("127.0.0.1", web[2].port, "UP")]
+    assert router_.routed_endpoints(app="demo") == {web[2].endpoint}
+    assert router_.routed_endpoints(app="nobody") == set()
 
 
 def test_apply_is_idempotent(router, backends):

@@ -427,7 +427,9 @@ def app_route(*, app: App, endpoints: list, wait: bool = True) -> None:
 def answering_endpoints(*, app: App, release: int) -> tuple[list, bool]:
     """The release's running web endpoints that were routed before or answer HTTP now; and whether some did not,
     or some web task is still starting (e.g. the replacement of a task on a lost node): worth asking again soon."""
-    known = _routed.get(app.name, set())
+    # what the router serves now counts as known, whichever process routed it (the deploy's worker or an earlier
+    # watcher): a probe that times out on a busy machine must not take a serving endpoint out of the router
+    known = _routed.get(app.name, set()) | get_router().routed_endpoints(app=app.name)
     tasks = get_scheduler().tasks(app=app.name, release=release, process="web")
     endpoints, waiting = [], any(t.desired_state == "running" and not t.running for t in tasks)
     for endpoint in [

@@ -152,6 +152,12 @@ class HaproxyRouter(Router):
             self._save(slots)
         self._finish_drains(draining, timeout=self._drain_timeout(drain_timeout))
 
+    def routed_endpoints(self, *, app: str) -> set[Endpoint]:
+        record = self._load()["apps"].get(app)
+        if record is None or record.get("removing"):
+            return set()
+        return {Endpoint(address, port) for address, port in record["endpoints"]}
+
     def state(self) -> dict[str, dict]:
         slots = self._load()
         runtime_map = self._runtime_map()

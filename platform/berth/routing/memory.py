@@ -45,6 +45,10 @@ class InMemoryRouter(Router):
         with self._lock:
             self._apps.pop(app, None)
 
+    def routed_endpoints(self, *, app: str) -> set[Endpoint]:
+        with self._lock:
+            return set(self._apps.get(app, ([], []))[1])
+
     def state(self) -> dict[str, dict]:
         with self._lock:
             return {

@@ -93,6 +93,11 @@ class Router(ABC):
         """{app: {"hostnames": [...], "endpoints": [(address, port, status), ...]}} as the router has it."""
 
     @abstractmethod
+    def routed_endpoints(self, *, app: str) -> set[Endpoint]:
+        """The endpoints last applied for `app` (empty when it is not routed), read without asking each server's
+        state: cheap enough for every reconcile of every app."""
+
+    @abstractmethod
     def sync(self, desired: Desired, *, drain_timeout: float | None = None) -> None:
         """Make the router hold exactly `desired` ({app: (hostnames, endpoints)}); other apps are removed."""
 
