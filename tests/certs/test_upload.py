@@ -167,6 +167,33 @@ def test_an_uploaded_wildcard_is_served_for_the_app_and_replaces_its_acme_certif
     assert AuditEvent.objects.filter(action="cert.remove", target=app.hostname).exists()
 
 
+def test_an_uploaded_wildcard_never_answers_for_another_apps_hostname(app, make_app, ca, router, settings):
+    """A team holding a wildcard of the apps domain (its own CA, or a real one) must not be served for another
+    team's app, one that exists already or one made later, even while that app has no certificate of its own:
+    the router limits a certificate to the hostnames Berth gave it (SNI filters)."""
+    settings.BERTH_ROUTER = "haproxy"
+    settings.BERTH_APPS_DOMAIN = "apps.test"
+    before = make_app(f"u{uuid.uuid4().hex[:10]}")
+    certificate_pem, key_pem, serial = ca.leaf([f"*.{settings.BERTH_APPS_DOMAIN}"])
+    uploaded = certificate_upload(
+        app=app, certificate_pem=certificate_pem, private_key_pem=key_pem, actor=None
+    )
+    after = make_app(f"u{uuid.uuid4().hex[:10]}")
+
+    def served_serial(hostname: str) -> int:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", router.https_port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname=hostname) as tls:
+                return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
+
+    assert uploaded.hostnames == [app.hostname]
+    assert served_serial(app.hostname) == serial
+    for victim in (before, after):
+        assert served_serial(victim.hostname) != serial, victim.hostname
+    certificate_remove(app=app, certificate_id=uploaded.pk, actor=None)
+
+
 def test_removing_or_renewing_another_apps_certificate_is_not_found(
     app, make_app, ca, memory_router, settings
 ):

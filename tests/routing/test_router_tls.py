@@ -131,6 +131,9 @@ def http_get(router, hostname: str, path: str = "/", **headers) -> httpx.Respons
     )
 
 
+DEFAULT_SUBJECT = "CN=Berth default certificate"
+
+
 def test_sni_picks_each_hostnames_certificate_and_an_unknown_name_gets_the_default(router, backends, ca):
     shop, blog = backends("shop"), backends("blog")
     router_ = get_router()
@@ -157,7 +160,7 @@ def test_sni_picks_each_hostnames_certificate_and_an_unknown_name_gets_the_defau
     # a hostname without a certificate of its own, or no SNI at all: the router's self-signed default
     for hostname in ("nobody.localhost", None):
         default = served_certificate(router.https_port, hostname)
-        assert default.subject.rfc4514_string() == "CN=Berth default certificate"
+        assert default.subject.rfc4514_string() == DEFAULT_SUBJECT
     with pytest.raises(ssl.SSLCertVerificationError):
         https_get(router, ca, "nobody.localhost")
     assert set(router_.certificates()) == {"c-1", "c-2"}
@@ -250,6 +253,38 @@ def test_a_router_killed_and_restarted_from_nothing_serves_every_certificate_and
     router_.sync({"demo": (["demo.localhost"], [web.endpoint])})  # the watcher's job after a restart
     status, headers, body = https_get(router, ca, "demo.localhost")
     assert (status, body, headers["strict-transport-security"]) == (200, "web", "max-age=31536000")
+
+
+def test_a_certificate_limited_to_hostnames_answers_only_for_them_and_keeps_the_limit_across_a_restart(
+    router, restarted, ca
+):
+    """A tenant's certificate may name more than Berth gave its app (a wildcard, another team's hostname): served
+    with SNI filters, it answers only for the app's names; every other name gets its own or the default."""
+    router_ = get_router()
+    pem, leaf = ca.issue("mine.localhost", "theirs.localhost", "later.localhost")
+    router_.certificate_put(name="c-1", pem=pem, hostnames=["mine.localhost"])
+    assert served_serial(router.https_port, "mine.localhost") == serial_of(leaf)
+    for other in ("theirs.localhost", "later.localhost"):
+        assert served_certificate(router.https_port, other).subject.rfc4514_string() == DEFAULT_SUBJECT
+
+    # renewed (same limit) and widened: one crt-list line for the file each time, on disk and in HAProxy
+    pem2, leaf2 = ca.issue("mine.localhost", "theirs.localhost", "later.localhost")
+    router_.certificate_put(name="c-1", pem=pem2, hostnames=["mine.localhost"])
+    router_.certificate_put(name="c-1", pem=pem2, hostnames=["mine.localhost", "later.localhost"])
+    assert served_serial(router.https_port, "later.localhost") == serial_of(leaf2)
+    assert read_crt_list(router.paths).count(str(router.paths.certificate("c-1"))) == 1
+    running = admin_command(f"show ssl crt-list {router.paths.crt_list}")
+    assert running.count(str(router.paths.certificate("c-1"))) == 1
+
+    restarted()
+    assert served_serial(router.https_port, "later.localhost") == serial_of(leaf2)
+    assert (
+        served_certificate(router.https_port, "theirs.localhost").subject.rfc4514_string() == DEFAULT_SUBJECT
+    )
+    router_.certificate_remove(name="c-1")
+    assert served_certificate(router.https_port, "mine.localhost").subject.rfc4514_string() == DEFAULT_SUBJECT
+    with pytest.raises(RouterRefused):
+        router_.certificate_put(name="c-2", pem=pem, hostnames=["bad name"])
 
 
 def test_plain_http_redirects_with_308_to_the_https_port_keeping_path_and_query(router, backends):
@@ -477,7 +512,7 @@ def test_router_run_starts_haproxy_with_https_from_the_settings(tmp_path):
     try:
         wait_for(lambda: answers(http_port), timeout=20, message="router_run's HAProxy")
         default = served_certificate(https_port, "app.localhost")
-        assert default.subject.rfc4514_string() == "CN=Berth default certificate"
+        assert default.subject.rfc4514_string() == DEFAULT_SUBJECT
         # the dashboard's hostname is routed (to a web process not running here: 503, not the 404 page)
         response = httpx.get(f"http://127.0.0.1:{http_port}/", headers={"Host": "berth.localhost"}, timeout=5)
         assert response.status_code == 503

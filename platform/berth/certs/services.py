@@ -287,7 +287,9 @@ def certificate_serve(*, certificate: Certificate, router: Router | None = None)
     router = router or get_router()
     app = certificate.app
     try:
-        router.certificate_put(name=certificate.router_name, pem=certificate.bundle_pem)
+        router.certificate_put(
+            name=certificate.router_name, pem=certificate.bundle_pem, hostnames=certificate.hostnames
+        )
         for hostname in certificate.hostnames:
             router.host_tls_put(hostname=hostname, redirect_https=app.https_redirect, hsts=app.hsts)
     except RouterError as exc:
@@ -504,7 +506,9 @@ def certificate_upload(
     # committed before the router sees it, so the sweep's router pass never takes it for an orphan
     router = get_router()
     try:
-        router.certificate_put(name=certificate.router_name, pem=certificate.bundle_pem)
+        router.certificate_put(
+            name=certificate.router_name, pem=certificate.bundle_pem, hostnames=certificate.hostnames
+        )
     except RouterError as exc:
         certificate.delete()
         if isinstance(exc, RouterRefused):

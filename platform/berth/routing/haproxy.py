@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,7 +287,9 @@ def write_config(
             map_file.write_text("")
     paths.not_found_page.write_text(NOT_FOUND_BODY)
     write_default_certificate(paths)
-    write_atomically(paths.crt_list, "".join(f"{path}\n" for path in readable_crt_list(paths)))
+    readable = set(readable_crt_list(paths))
+    lines = [line for line in read_crt_list_lines(paths) if line.split()[0] in readable]
+    write_atomically(paths.crt_list, "".join(f"{line}\n" for line in lines))
     if https_port is None:
         https_port = settings.BERTH_HTTPS_PORT if http_port is None else 0
     if dashboard_host is None:
@@ -387,11 +389,21 @@ def write_map_file(path: Path, entries: dict[str, str]) -> None:
 
 def read_crt_list(paths: RouterPaths) -> list[str]:
     """The certificate files the crt-list names, in order."""
+    return [line.split()[0] for line in read_crt_list_lines(paths)]
+
+
+def read_crt_list_lines(paths: RouterPaths) -> list[str]:
+    """The crt-list's lines as written: a certificate file, then the SNI names it is limited to, if any."""
     try:
         text = paths.crt_list.read_text()
     except FileNotFoundError:
         return []
-    return [line.split()[0] for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return [" ".join(line.split()) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def crt_list_line(path: Path | str, sni_filters: Iterable[str] = ()) -> str:
+    """One crt-list line: the file, then the only names (SNI) it answers for; none: the names it holds."""
+    return " ".join([str(path), *sni_filters])
 
 
 def readable_crt_list(paths: RouterPaths) -> list[str]:

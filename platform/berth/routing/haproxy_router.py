@@ -12,6 +12,7 @@ import logging
 import subprocess
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +25,9 @@ from berth.routing.haproxy import (
     admin_command,
     backend_name,
     config_arguments,
+    crt_list_line,
     locked,
-    read_crt_list,
+    read_crt_list_lines,
     read_map_file,
     read_slots,
     render_config,
@@ -223,26 +225,32 @@ class HaproxyRouter(Router):
         with locked(self.paths):
             self._map_remove(self.paths.acme_map, ACME_CHALLENGE_PATH + token)
 
-    def certificate_put(self, *, name: str, pem: str) -> ServedCertificate:
+    def certificate_put(
+        self, *, name: str, pem: str, hostnames: Iterable[str] | None = None
+    ) -> ServedCertificate:
         wanted, bundle = read_bundle(name=name, pem=pem)
+        sni_filters = tuple(check_tls_hostname(hostname) for hostname in hostnames or ())
         path = self.paths.certificate(name)
+        line = crt_list_line(path, sni_filters)
         with locked(self.paths):
             self._require_https()
             self._abort_pending_transaction()
             stored = self._stored_certificates()
             previous = path.read_text() if path.exists() else None
+            previous_line = self._crt_list_lines().get(str(path))
             # on disk first (the file, then its crt-list line): a router restarted from here on serves it
             write_private(path, bundle)
-            self._write_crt_list(add=path)
+            self._write_crt_list(add=line)
             try:
                 if str(path) not in stored:
                     self._expect(f"new ssl cert {path}", "New empty certificate store")
                 self._expect(f"set ssl cert {path}", "Transaction ", payload=bundle)
                 self._expect(f"commit ssl cert {path}", "Success!")
-                if str(path) not in self._runtime_crt_list():
-                    self._expect(f"add ssl crt-list {self.paths.crt_list} {path}", "Success!")
+                self._runtime_crt_list_put(path, line)
             except RouterError:
-                self._undo_certificate_put(path, previous=previous, was_stored=str(path) in stored)
+                self._undo_certificate_put(
+                    path, previous=previous, previous_line=previous_line, was_stored=str(path) in stored
+                )
                 raise
             served = self._served_certificate(path)
         if served.serial != wanted.serial:
@@ -258,8 +266,7 @@ class HaproxyRouter(Router):
             self._write_crt_list(remove=path)
             if self._https_port():
                 self._abort_pending_transaction()
-                if str(path) in self._runtime_crt_list():
-                    self._expect(f"del ssl crt-list {self.paths.crt_list} {path}", "deleted")
+                self._runtime_crt_list_remove(path)
                 if str(path) in self._stored_certificates():
                     self._expect(f"del ssl cert {path}", "deleted")
             path.unlink(missing_ok=True)
@@ -369,25 +376,66 @@ class HaproxyRouter(Router):
         return pending, stored
 
     def _runtime_crt_list(self) -> list[str]:
-        answer = self._ask(f"show ssl crt-list {self.paths.crt_list}")
+        return [path for path, _, _ in self._runtime_crt_entries()]
+
+    def _runtime_crt_entries(self) -> list[tuple[str, int, str]]:
+        """The running crt-list (`show ssl crt-list -n`): (file, line number, the line without its number)."""
+        answer = self._ask(f"show ssl crt-list -n {self.paths.crt_list}")
         if not answer.startswith("#"):
             raise RouterError(f"HAProxy has no crt-list {self.paths.crt_list}: {answer.strip()[:200]}")
-        return [line.split()[0] for line in answer.splitlines() if line.strip() and not line.startswith("#")]
+        entries = []
+        for raw in answer.splitlines():
+            if not raw.strip() or raw.startswith("#"):
+                continue
+            first, *rest = raw.split()
+            path, _, number = first.rpartition(":")
+            entries.append((path, int(number), " ".join([path, *rest])))
+        return entries
 
-    def _write_crt_list(self, *, add: Path | None = None, remove: Path | None = None) -> None:
-        entries = [entry for entry in read_crt_list(self.paths) if entry != str(remove)]
-        if add is not None and str(add) not in entries:
-            entries.append(str(add))
-        write_atomically(self.paths.crt_list, "".join(f"{entry}\n" for entry in entries))
+    def _runtime_crt_list_put(self, path: Path, line: str) -> None:
+        """Make the running crt-list hold `line` for `path`, once: the new line is added before an old one (other
+        SNI names) is deleted, so the certificate is never missing meanwhile."""
+        mine = [
+            (number, held)
+            for held_path, number, held in self._runtime_crt_entries()
+            if held_path == str(path)
+        ]
+        if [held for _, held in mine] == [line]:
+            return
+        if line not in (held for _, held in mine):
+            self._expect(f"add ssl crt-list {self.paths.crt_list}", "Success!", payload=line)
+        for number, held in sorted(mine, reverse=True):  # the highest first: the lower numbers stay valid
+            if held != line:
+                self._expect(f"del ssl crt-list {self.paths.crt_list} {path}:{number}", "deleted")
 
-    def _undo_certificate_put(self, path: Path, *, previous: str | None, was_stored: bool) -> None:
+    def _runtime_crt_list_remove(self, path: Path) -> None:
+        mine = [number for held_path, number, _ in self._runtime_crt_entries() if held_path == str(path)]
+        for number in sorted(mine, reverse=True):
+            self._expect(f"del ssl crt-list {self.paths.crt_list} {path}:{number}", "deleted")
+
+    def _crt_list_lines(self) -> dict[str, str]:
+        """The crt-list on disk: each certificate file's line."""
+        return {line.split()[0]: line for line in read_crt_list_lines(self.paths)}
+
+    def _write_crt_list(self, *, add: str | None = None, remove: Path | None = None) -> None:
+        """Write the crt-list with `add` (a whole line) in place of its file's line, and without `remove`'s."""
+        added = add.split()[0] if add else None
+        lines = [line for file, line in self._crt_list_lines().items() if file not in (str(remove), added)]
+        if add is not None:
+            lines.append(add)
+        write_atomically(self.paths.crt_list, "".join(f"{line}\n" for line in lines))
+
+    def _undo_certificate_put(
+        self, path: Path, *, previous: str | None, previous_line: str | None, was_stored: bool
+    ) -> None:
         """After a refused put: HAProxy still serves what it served before; the disk goes back to it too."""
         try:
             self._abort_pending_transaction()
             if not was_stored and str(path) in self._stored_certificates():
-                if str(path) in self._runtime_crt_list():
-                    self._expect(f"del ssl crt-list {self.paths.crt_list} {path}", "deleted")
+                self._runtime_crt_list_remove(path)
                 self._expect(f"del ssl cert {path}", "deleted")
+            elif previous_line is not None:
+                self._runtime_crt_list_put(path, previous_line)
         except RouterError:
             log.exception("router: undoing the refused certificate %s", path)
         if previous is None:
@@ -395,6 +443,8 @@ class HaproxyRouter(Router):
             path.unlink(missing_ok=True)
         else:
             write_private(path, previous)
+            if previous_line is not None:
+                self._write_crt_list(add=previous_line)
 
     def _served_certificate(self, path: Path) -> ServedCertificate:
         """What HAProxy holds for one certificate file (`show ssl cert <file>`)."""

@@ -30,6 +30,7 @@ class InMemoryRouter(Router):
         self._challenges: dict[str, str] = {}
         self._certificates: dict[str, ServedCertificate] = {}
         self._certificate_pems: dict[str, str] = {}
+        self._sni_filters: dict[str, tuple[str, ...]] = {}
         self._host_tls: dict[str, dict[str, bool]] = {}
         self._lock = threading.Lock()
 
@@ -78,18 +79,26 @@ class InMemoryRouter(Router):
         with self._lock:
             self._challenges.pop(token, None)
 
-    def certificate_put(self, *, name: str, pem: str) -> ServedCertificate:
+    def certificate_put(self, *, name: str, pem: str, hostnames=None) -> ServedCertificate:
         served, _ = read_bundle(name=name, pem=pem)  # refused as the real router refuses it
+        sni_filters = tuple(check_tls_hostname(hostname) for hostname in hostnames or ())
         with self._lock:
             self._certificates[name] = served
             self._certificate_pems[name] = pem
+            self._sni_filters[name] = sni_filters
         return served
+
+    def served_for(self, name: str) -> tuple[str, ...]:
+        """The names certificate `name` answers for by SNI: its filters, else the names it holds."""
+        with self._lock:
+            return self._sni_filters.get(name) or self._certificates[name].hostnames
 
     def certificate_remove(self, *, name: str) -> None:
         check_certificate_name(name)
         with self._lock:
             self._certificates.pop(name, None)
             self._certificate_pems.pop(name, None)
+            self._sni_filters.pop(name, None)
 
     def certificates(self) -> dict[str, ServedCertificate]:
         with self._lock:

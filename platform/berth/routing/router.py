@@ -118,9 +118,12 @@ class Router(ABC):
         """Stop answering `token`'s challenge; a token not answered is no error (a retried call converges)."""
 
     @abstractmethod
-    def certificate_put(self, *, name: str, pem: str) -> ServedCertificate:
-        """Serve `pem` (PEM private key + leaf certificate + chain, one bundle) by SNI for its SAN names on the HTTPS
-        port; adds a new one or replaces one of the same name through the runtime API (new/set/commit ssl cert,
+    def certificate_put(
+        self, *, name: str, pem: str, hostnames: Iterable[str] | None = None
+    ) -> ServedCertificate:
+        """Serve `pem` (PEM private key + leaf certificate + chain, one bundle) by SNI on the HTTPS port: for
+        exactly `hostnames` when given (SNI filters: a tenant's wildcard then answers only for the names Berth gave
+        it, never for another app's), else for its SAN names. Adds a new one or replaces one of the same name through the runtime API (new/set/commit ssl cert,
         add ssl crt-list), never a reload; written to disk first so a restarted router serves it at once. Reads back
         what the router serves after the commit and returns it; RouterError if it differs from `pem`'s leaf."""
 
