@@ -1,7 +1,7 @@
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.db.models import OuterRef, QuerySet, Subquery, Value
+from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
@@ -149,3 +149,25 @@ def live_token(*, user, pk: int) -> ApiToken:
     if token is None:
         raise Http404("token not found")
     return token
+
+
+def _users_with_teams() -> QuerySet:
+    return get_user_model().objects.prefetch_related(
+        Prefetch("memberships", queryset=Membership.objects.select_related("team").order_by("team__name"))
+    )
+
+
+def users_all(*, search: str = "", limit: int = 1000) -> list:
+    """Every account (a platform admin's view), by username, with their teams in one more query."""
+    users = _users_with_teams().order_by("username")
+    if search:
+        users = users.filter(Q(username__icontains=search) | Q(email__icontains=search))
+    return list(users[:limit])
+
+
+def user_by_username(*, username: str):
+    """The account named `username`, with its teams; Http404 when there is none."""
+    user = _users_with_teams().filter(username=username).first()
+    if user is None:
+        raise Http404(f"no user named {username!r}")
+    return user

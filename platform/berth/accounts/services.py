@@ -1,6 +1,7 @@
 """Writes for teams, memberships, invitations and API tokens. Each records an AuditEvent."""
 
 import logging
+import re
 import secrets
 import smtplib
 from datetime import datetime, timedelta
@@ -16,6 +17,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.http import Http404
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
@@ -460,3 +462,107 @@ def token_create_throttled(
     first (berth.accounts.throttles.token_creation_take raises Throttled past it)."""
     token_creation_take(user=user, remote_addr=remote_addr)
     return token_create(user=user, name=name, expires_in_days=expires_in_days, remote_addr=remote_addr)
+
+
+# --- personal teams and platform admins' user management --------------------------------------------------------
+
+PERSONAL_TEAM_TRIES = 20
+
+
+def personal_team_name(username: str) -> str:
+    """A valid team name from a username (lowercase letters, digits and hyphens, a letter first, 2–30 long)."""
+    name = re.sub(r"[^a-z0-9]+", "-", username.lower()).strip("-")
+    if not name[:1].isalpha():
+        name = f"u-{name}".rstrip("-")
+    name = name[:30].rstrip("-")
+    return name if len(name) >= 2 else "user"
+
+
+def personal_team_ensure(*, user: AbstractBaseUser, remote_addr: str | None = None) -> Team:
+    """The team a user in no team creates apps in, as Heroku's personal apps: made on first need, named after
+    them (a number added when the name is taken), owned by them. A user in some team gets that one back."""
+    with transaction.atomic():
+        # two first requests of one user at once make one team, not two
+        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+        joined = Team.objects.filter(memberships__user=user).order_by("pk").first()
+        if joined is not None:
+            return joined
+        base = personal_team_name(user.get_username())
+        for number in range(1, PERSONAL_TEAM_TRIES + 1):
+            suffix = "" if number == 1 else f"-{number}"
+            name = base[: 30 - len(suffix)].rstrip("-") + suffix
+            if Team.objects.filter(name=name).exists():
+                continue
+            try:
+                with transaction.atomic():
+                    return team_create(name=name, actor=user, remote_addr=remote_addr)
+            except Conflict:
+                continue  # taken meanwhile by someone else
+    raise Conflict(f"no free team name for {user.get_username()!r}; create a team first (berth teams:create)")
+
+
+def password_reset_url(*, user: AbstractBaseUser, actor=None, remote_addr: str | None = None) -> str:
+    """The dashboard's password reset link for `user` on BERTH_PUBLIC_URL (password_reset_link_parts)."""
+    uidb64, token = password_reset_link_parts(user=user, actor=actor, remote_addr=remote_addr)
+    path = reverse("dashboard:password-reset-confirm", kwargs={"uidb64": uidb64, "token": token})
+    return settings.BERTH_PUBLIC_URL.rstrip("/") + path
+
+
+def user_create(
+    *, username: str, email: str, actor, platform_admin: bool = False, remote_addr: str | None = None
+) -> AbstractBaseUser:
+    """A platform admin creates an account with no usable password: the person sets one through the reset link
+    the admin hands over (password_reset_url). Conflict when the username or e-mail address is taken."""
+    User = get_user_model()
+    if not isinstance(username, str) or not username:
+        raise ValidationError({"username": "is required"})
+    try:
+        for validator in User._meta.get_field("username").validators:
+            validator(username)
+    except ValidationError as exc:
+        raise ValidationError({"username": " ".join(exc.messages)}) from None
+    if not isinstance(email, str) or not email:
+        raise ValidationError({"email": "is required"})
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise ValidationError({"email": "is not a valid e-mail address"}) from None
+    if not isinstance(platform_admin, bool):
+        raise ValidationError({"platform_admin": "must be true or false"})
+    with transaction.atomic():
+        if User.objects.filter(email__iexact=email).exists():
+            raise Conflict(f"a user with the e-mail address {email} already exists")
+        try:
+            with transaction.atomic():
+                user = User.objects.create_user(username=username, email=email, password=None)
+        except IntegrityError:
+            raise Conflict(f"a user named {username!r} already exists") from None
+        if platform_admin:
+            User.objects.filter(pk=user.pk).update(is_superuser=True, is_staff=True)
+            user.refresh_from_db()
+        audit_record(
+            action="user.create",
+            actor=actor,
+            target=username,
+            remote_addr=remote_addr,
+            data={"platform_admin": platform_admin},
+        )
+    return user
+
+
+def user_set_active(*, user: AbstractBaseUser, active: bool, actor, remote_addr: str | None = None) -> None:
+    """Disable (or enable again) an account: a disabled user cannot sign in, and their API tokens and signed-in
+    sessions stop working at once (every way in checks is_active). An admin cannot disable themselves."""
+    if not isinstance(active, bool):
+        raise ValidationError({"is_active": "must be true or false"})
+    if not active and actor is not None and user.pk == actor.pk:
+        raise Conflict("you cannot disable your own account")
+    with transaction.atomic():
+        get_user_model().objects.filter(pk=user.pk).update(is_active=active)
+        user.is_active = active
+        audit_record(
+            action="user.enable" if active else "user.disable",
+            actor=actor,
+            target=user.get_username(),
+            remote_addr=remote_addr,
+        )

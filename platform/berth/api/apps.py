@@ -1,11 +1,12 @@
-"""API v1 for apps: the caller's apps, creating one (in a named team, or the caller's only team), an app's
-detail, changing its settings, destroying it."""
+"""API v1 for apps: the caller's apps, creating one (in a named team, the caller's only team, or a personal team
+made for a caller in none), an app's detail, changing its settings, destroying it."""
 
 from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from berth.accounts import selectors as accounts_selectors
+from berth.accounts import services as accounts_services
 from berth.accounts.models import Team
 from berth.api import schema as S
 from berth.api.certs import RouterUnavailable
@@ -62,14 +63,19 @@ class AppListView(BerthAPIView):
             self.team = accounts_selectors.team_for_user(user=request.user, name=name)
             return self.team
         teams = accounts_selectors.teams_joined(user=request.user, limit=2)
-        if len(teams) != 1:
-            raise ValidationError(
-                {
-                    "team": "you are in no team; create one first"
-                    if not teams
-                    else "you are in several teams; name one"
-                }
+        if len(teams) > 1:
+            raise ValidationError({"team": "you are in several teams; name one"})
+        if not teams:
+            # Heroku's personal apps: a first app needs no team first. The request is checked before the team is
+            # made, so a refused name leaves nothing behind.
+            data = body(request)
+            apps_services.app_create_check(
+                name=data.get("name"),
+                settings_={k: data[k] for k in apps_services.UPDATABLE_FIELDS if k in data},
             )
+            teams = [
+                accounts_services.personal_team_ensure(user=request.user, remote_addr=client_ip(request))
+            ]
         self.team = teams[0]
         return self.team
 

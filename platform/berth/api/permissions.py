@@ -25,6 +25,10 @@ PERMISSION_MAP: dict[str, dict[str, str]] = {
     "api-docs": {"GET": PUBLIC},
     "api:auth-token": {"POST": PUBLIC},
     "api:me": {"GET": USER},
+    # accounts are the platform's: platform administrators list, create, disable them and make reset links
+    "api:users": {"GET": PLATFORM_ADMIN, "POST": PLATFORM_ADMIN},
+    "api:user": {"GET": PLATFORM_ADMIN, "PATCH": PLATFORM_ADMIN},
+    "api:user-password-reset-link": {"POST": PLATFORM_ADMIN},
     "api:teams": {"GET": USER, "POST": USER},
     "api:team-members": {"GET": VIEWER, "POST": ADMIN},
     "api:team-member": {"PATCH": ADMIN, "DELETE": ADMIN},

@@ -346,3 +346,21 @@ NodeJoin = _shape(
     registry=s.CharField(allow_blank=True, help_text="the registry nodes pull from; empty when off"),
     warning=s.CharField(required=False),
 )
+
+# platform administrators' user management (berth.api.users)
+User = _shape(
+    "User",
+    username=s.CharField(),
+    email=s.CharField(allow_blank=True),
+    is_active=s.BooleanField(),
+    platform_admin=s.BooleanField(),
+    teams=s.ListField(child=s.CharField()),
+    date_joined=s.DateTimeField(),
+    last_login=s.DateTimeField(allow_null=True),
+)
+UserCreate = _shape(
+    "UserCreate", username=s.CharField(), email=s.EmailField(), platform_admin=s.BooleanField(required=False)
+)
+UserCreated = _shape("UserCreated", base=User, password_reset_url=s.CharField())
+UserChange = _shape("UserChange", is_active=s.BooleanField())
+PasswordResetLink = _shape("PasswordResetLink", username=s.CharField(), url=s.CharField())

@@ -17,6 +17,7 @@ from berth.api import (
     releases,
     teams,
     tokens,
+    users,
 )
 
 app_name = "api"
@@ -24,6 +25,13 @@ app_name = "api"
 urlpatterns = [
     path("auth/token", tokens.AuthTokenView.as_view(), name="auth-token"),
     path("me", tokens.MeView.as_view(), name="me"),
+    path("users", users.UsersView.as_view(), name="users"),
+    path("users/<str:username>", users.UserView.as_view(), name="user"),
+    path(
+        "users/<str:username>/password-reset-link",
+        users.UserPasswordResetView.as_view(),
+        name="user-password-reset-link",
+    ),
     path("tokens", tokens.TokenListView.as_view(), name="tokens"),
     path("tokens/<int:pk>", tokens.TokenView.as_view(), name="token"),
     path("teams", teams.TeamListView.as_view(), name="teams"),

@@ -59,6 +59,14 @@ def _validate_settings(changes: dict) -> dict:
     return changes
 
 
+def app_create_check(*, name, settings_: dict) -> None:
+    """What app_create refuses before it writes anything: a bad name or setting, a taken name."""
+    validate_app_name(name)
+    _validate_settings(settings_)
+    if App.objects.filter(name=name).exists():
+        raise Conflict(f"an app named {name!r} already exists")
+
+
 def app_create(*, team: Team, name: str, actor, remote_addr: str | None = None, **settings_) -> App:
     """Create an app in a team. Names are global (they are hostnames); a taken name is a Conflict."""
     validate_app_name(name)

@@ -2,12 +2,10 @@
 no e-mail. Prints the dashboard's reset link (on BERTH_PUBLIC_URL) for the admin to hand over; it works once, until
 the password changes, and for PASSWORD_RESET_TIMEOUT at most."""
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from django.urls import reverse
 
-from berth.accounts.services import password_reset_link_parts
+from berth.accounts.services import password_reset_url
 
 
 class Command(BaseCommand):
@@ -20,6 +18,4 @@ class Command(BaseCommand):
         user = get_user_model().objects.filter(username=username, is_active=True).first()
         if user is None:
             raise CommandError(f"no active user named {username!r}")
-        uidb64, token = password_reset_link_parts(user=user)
-        path = reverse("dashboard:password-reset-confirm", kwargs={"uidb64": uidb64, "token": token})
-        self.stdout.write(settings.BERTH_PUBLIC_URL.rstrip("/") + path)
+        self.stdout.write(password_reset_url(user=user))
