@@ -190,7 +190,9 @@ CASES.update(
             "GET": (lambda w, r: {"username": "the-viewer"}, None, 200),
             "PATCH": (lambda w, r: {"username": "the-viewer"}, lambda w: {"is_active": False}, 200),
         },
-        "api:user-password-reset-link": {"POST": (lambda w, r: {"username": "the-viewer"}, lambda w: {}, 200)},
+        "api:user-password-reset-link": {
+            "POST": (lambda w, r: {"username": "the-viewer"}, lambda w: {}, 200)
+        },
     }
 )
 
