@@ -9,8 +9,8 @@ import threading
 import time
 
 import pytest
+from berth.apps.selectors import app_hostnames
 from berth.deploys.rollout import app_reconcile
-from berth.deploys.selectors import app_hostnames
 from berth.nodes import services
 from berth.routing.router import get_router
 

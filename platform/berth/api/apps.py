@@ -21,6 +21,7 @@ from berth.releases import selectors as releases_selectors
 from berth.routing.router import RouterError
 
 HTTPS_FIELDS = ("https_redirect", "hsts")  # berth.certs' per-app policy, changed through the same PATCH
+MAINTENANCE_FIELDS = ("maintenance", "maintenance_page")  # the router answers for the app (apps.services)
 
 
 def app_summary_repr(app: App) -> dict:
@@ -48,6 +49,8 @@ def app_detail_repr(app: App) -> dict:
         "formation": [formation_repr(f) for f in apps_selectors.formation_for_app(app=app)],
         "https_redirect": app.https_redirect,
         "hsts": app.hsts,
+        "maintenance": app.maintenance,
+        "maintenance_page": app.maintenance_page,
     }
 
 
@@ -114,8 +117,10 @@ class AppView(AppScopedView):
     @extend_schema(
         request=S.AppChange,
         responses={200: S.AppDetail, 400: S.Error, 503: S.Error},
-        description="https_redirect and hsts apply at once to every hostname a certificate serves (503 and "
-        "nothing of them changed if the router did not take it).",
+        description="https_redirect and hsts apply at once to every hostname a certificate serves; maintenance "
+        "(and maintenance_page, HTML up to 8 KB; empty: Berth's page) makes the router answer every hostname of the "
+        "app with 503 and Retry-After while its processes keep running (503 and nothing of them changed if the "
+        "router did not take it).",
     )
     def patch(self, request, app: str):
         data = dict(body(request))
@@ -123,6 +128,11 @@ class AppView(AppScopedView):
         for field, value in https.items():
             if not isinstance(value, bool):
                 raise ValidationError({field: "must be true or false"})
+        maintenance = {field: data.pop(field) for field in MAINTENANCE_FIELDS if field in data}
+        if "maintenance_page" in maintenance and "maintenance" not in maintenance:
+            maintenance["maintenance"] = self.app.maintenance  # a new page for the mode the app is in
+        if maintenance and not isinstance(maintenance["maintenance"], bool):
+            raise ValidationError({"maintenance": "must be true or false"})
         # the settings first: their only failure is a refused value, checked before anything is written; then
         # the router's policy, which changes nothing when the router fails
         apps_services.app_update(
@@ -132,6 +142,19 @@ class AppView(AppScopedView):
             try:
                 self.app = certs_services.app_https_update(
                     app=self.app, actor=request.user, remote_addr=client_ip(request), **https
+                )
+            except RouterError as exc:
+                raise RouterUnavailable(
+                    f"the router did not take the change ({exc}); try again shortly"
+                ) from exc
+        if maintenance:
+            try:
+                self.app = apps_services.app_maintenance_set(
+                    app=self.app,
+                    enabled=maintenance["maintenance"],
+                    page=maintenance.get("maintenance_page"),
+                    actor=request.user,
+                    remote_addr=client_ip(request),
                 )
             except RouterError as exc:
                 raise RouterUnavailable(

@@ -158,6 +158,10 @@ AppDetail = _shape(
     formation=Formation(many=True),
     https_redirect=s.BooleanField(help_text="plain HTTP answers 308 to HTTPS once a certificate is served"),
     hsts=s.BooleanField(help_text="HTTPS answers carry Strict-Transport-Security"),
+    maintenance=s.BooleanField(
+        help_text="the router answers 503 with the maintenance page; processes keep running"
+    ),
+    maintenance_page=s.CharField(allow_blank=True, help_text="the app's own HTML page; empty: Berth's"),
 )
 AppChange = _shape(
     "AppChange",
@@ -166,6 +170,8 @@ AppChange = _shape(
     buildpack=s.CharField(required=False, allow_blank=True),
     https_redirect=s.BooleanField(required=False),
     hsts=s.BooleanField(required=False),
+    maintenance=s.BooleanField(required=False),
+    maintenance_page=s.CharField(required=False, allow_blank=True, max_length=8192),
 )
 # An app's certificate (berth.certs): issued by the ACME CA or uploaded; `reason` says why it is failing
 Certificate = _shape(

@@ -17,6 +17,9 @@ class App(models.Model):
     # HTTPS (berth.certs): plain HTTP redirects to HTTPS for each hostname once a certificate serves it; HSTS opt-in
     https_redirect = models.BooleanField(default=True)
     hsts = models.BooleanField(default=False)
+    # maintenance mode: the router answers every hostname with the page (Berth's own when empty), 503 + Retry-After
+    maintenance = models.BooleanField(default=False)
+    maintenance_page = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

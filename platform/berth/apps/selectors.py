@@ -34,6 +34,11 @@ def formation_for_app(*, app: App) -> QuerySet[Formation]:
     return Formation.objects.filter(app=app).order_by("process")
 
 
+def app_hostnames(app: App) -> list[str]:
+    """Every name the router serves the app at: <name>.<BERTH_APPS_DOMAIN>, then its custom domains."""
+    return [app.hostname, *app.domains.values_list("hostname", flat=True)]
+
+
 def domains_for_app(*, app: App) -> QuerySet[Domain]:
     return Domain.objects.filter(app=app).order_by("hostname")
 

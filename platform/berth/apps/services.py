@@ -3,6 +3,7 @@
 Config values never reach the audit log or any log line: only their keys do.
 """
 
+import logging
 import re
 
 from django.core.exceptions import ValidationError
@@ -14,12 +15,16 @@ from berth.accounts.models import Team
 from berth.apps.crypto import encrypt_text
 from berth.apps.models import App, ConfigVar, Domain
 from berth.apps.quotas import formation_usage, quota_check, team_quota_lock, team_usage
+from berth.apps.selectors import app_hostnames
 from berth.apps.signals import app_destroyed, domains_changed
 from berth.apps.validators import (
     normalize_hostname,
     validate_app_name,
 )
 from berth.audit.services import audit_record
+from berth.routing.router import MAINTENANCE_PAGE_MAX, RouterError, get_router
+
+logger = logging.getLogger(__name__)
 
 # used with fullmatch: `$` would also match before a trailing newline ("main\n")
 BRANCH_RE = re.compile(r"(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,255}(?<![./])")
@@ -107,10 +112,90 @@ def app_update(*, app: App, changes: dict, actor, remote_addr: str | None = None
 def app_destroy(*, app: App, actor, remote_addr: str | None = None) -> None:
     """Delete an app with its config, formation, domains and releases; `app_destroyed` tells runtime to stop it."""
     name, team = app.name, app.team
+    in_maintenance = app_hostnames(app) if app.maintenance else []
     with transaction.atomic():
         app.delete()
         audit_record(action="app.destroy", actor=actor, team=team, target=name, remote_addr=remote_addr)
         transaction.on_commit(lambda: app_destroyed.send(sender=App, name=name, team=team.name))
+        transaction.on_commit(lambda: _maintenance_clear(in_maintenance))
+
+
+MAINTENANCE_PAGE = (
+    "<!doctype html><meta charset=utf-8><title>Down for maintenance</title>"
+    "<h1>Down for maintenance</h1><p>This app is being worked on. Please try again in a few minutes.</p>"
+)
+
+
+def app_maintenance_set(
+    *, app: App, enabled: bool, page: str | None = None, actor, remote_addr: str | None = None
+) -> App:
+    """Maintenance mode, as Heroku's: the router answers every hostname of the app with its page (given, kept from
+    before, or Berth's) with 503 and Retry-After; its processes keep running, deploys and scaling go on. The router
+    is changed first, every hostname or none (RouterError), then the app's row."""
+    if not isinstance(enabled, bool):
+        raise ValidationError({"maintenance": "must be true or false"})
+    if page is not None and not isinstance(page, str):
+        raise ValidationError({"maintenance_page": "must be HTML text"})
+    page = app.maintenance_page if page is None else page
+    size = len(page.encode())
+    if size > MAINTENANCE_PAGE_MAX:
+        raise ValidationError(
+            {
+                "maintenance_page": f"is {size} bytes; the limit is {MAINTENANCE_PAGE_MAX} (link to larger assets)"
+            }
+        )
+    router = get_router()
+    hostnames = app_hostnames(app)
+    done: list[str] = []
+    try:
+        for hostname in hostnames:
+            if enabled:
+                router.host_maintenance_put(hostname=hostname, page=page or MAINTENANCE_PAGE)
+            else:
+                router.host_maintenance_remove(hostname=hostname)
+            done.append(hostname)
+    except RouterError:
+        for hostname in done:  # back to what the router did before: all or nothing
+            try:
+                if app.maintenance:
+                    router.host_maintenance_put(
+                        hostname=hostname, page=app.maintenance_page or MAINTENANCE_PAGE
+                    )
+                else:
+                    router.host_maintenance_remove(hostname=hostname)
+            except RouterError:
+                logger.exception("maintenance of %s: undoing %s failed", app.name, hostname)
+        raise
+    with transaction.atomic():
+        App.objects.filter(pk=app.pk).update(maintenance=enabled, maintenance_page=page)
+        app.maintenance, app.maintenance_page = enabled, page
+        audit_record(
+            action="app.maintenance.on" if enabled else "app.maintenance.off",
+            actor=actor,
+            team=app.team,
+            target=app.name,
+            remote_addr=remote_addr,
+            data={"own_page": bool(page)},
+        )
+    return app
+
+
+def app_maintenance_follow(app: App) -> None:
+    """Put a hostname the app gained while in maintenance (a domain added, a router restarted) in maintenance too;
+    called where the router is given the app's hostnames (berth.deploys.rollout.app_route)."""
+    if app.maintenance:
+        router = get_router()
+        for hostname in app_hostnames(app):
+            router.host_maintenance_put(hostname=hostname, page=app.maintenance_page or MAINTENANCE_PAGE)
+
+
+def _maintenance_clear(hostnames: list[str]) -> None:
+    router = get_router()
+    for hostname in hostnames:
+        try:
+            router.host_maintenance_remove(hostname=hostname)
+        except RouterError:
+            logger.exception("maintenance: %s left in the router's maintenance map", hostname)
 
 
 def config_replace(*, app: App, config: dict[str, str]) -> None:
@@ -160,3 +245,5 @@ def domain_remove(*, domain: Domain, actor, remote_addr: str | None = None) -> N
             data={"app": app.name},
         )
         transaction.on_commit(lambda: domains_changed.send(sender=App, app=app, hostname=host, added=False))
+        if app.maintenance:
+            transaction.on_commit(lambda: _maintenance_clear([host]))

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from berth.apps.crypto import encrypt_text
 from berth.apps.models import App, Domain
+from berth.apps.selectors import app_hostnames
 from berth.apps.services import app_row_lock
 from berth.audit.services import audit_record
 from berth.certs.acme_client import AcmeFailed, acme_enabled, certificate_issue_acme, leaf_of
@@ -71,11 +72,6 @@ def app_certificate_names(app: App) -> list[str]:
     """The names Berth issues certificates for: the built-in hostname once the app is live, and every custom domain."""
     names = [app.hostname] if _has_live_release(app) else []
     return names + [domain.hostname for domain in app.domains.all()]
-
-
-def _app_hostnames(app: App) -> list[str]:
-    """Every name the router serves the app at (whether live or not): what an uploaded certificate may cover."""
-    return [app.hostname] + [domain.hostname for domain in app.domains.all()]
 
 
 def router_addresses() -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
@@ -136,7 +132,7 @@ def certificates_ensure(*, app: App) -> list[Certificate]:
         names = app_certificate_names(app)
         # only a name the app no longer has loses its certificate: not the built-in one of an app between two
         # releases (no release live for a moment)
-        current = set(_app_hostnames(app))
+        current = set(app_hostnames(app))
         certificates = list(Certificate.objects.filter(app=app))
         for certificate in certificates:
             if certificate.source == CertificateSource.ACME and not set(certificate.hostnames) <= current:
@@ -475,7 +471,7 @@ def certificate_upload(
         patterns = san.get_values_for_type(x509.DNSName)
     except x509.ExtensionNotFound:
         patterns = []
-    hostnames = _app_hostnames(app)
+    hostnames = app_hostnames(app)
     covered = [h for h in hostnames if any(_covers(p, h) for p in patterns)]
     if not covered:
         raise CertificateInvalid(

@@ -266,3 +266,50 @@ def domains_add(args):
 def domains_remove(args):
     api().delete(app_path(args, f"/domains/{segment(args.hostname)}"))
     return {"removed": args.hostname}, f"Removed {args.hostname} from {args.app}"
+
+
+# --- maintenance mode ---------------------------------------------------------------------------------------------
+
+MAINTENANCE_PAGE_MAX = 8 * 1024  # the server's limit (berth.routing.router.MAINTENANCE_PAGE_MAX)
+
+
+@command("maintenance", "say whether an app is in maintenance mode", needs_app=True)
+def maintenance(args):
+    app = api().get(app_path(args))
+    return {"maintenance": app["maintenance"]}, "on" if app["maintenance"] else "off"
+
+
+@command(
+    "maintenance:on",
+    "answer every request with a maintenance page (503 + Retry-After); processes keep running",
+    arg(
+        "--page",
+        metavar="FILE",
+        help="your own HTML page (up to 8 KB); default: Berth's, or the last one given",
+    ),
+    needs_app=True,
+)
+def maintenance_on(args):
+    body: dict = {"maintenance": True}
+    if args.page:
+        try:
+            with open(args.page, "rb") as handle:
+                data = handle.read(MAINTENANCE_PAGE_MAX + 1)
+        except OSError as exc:
+            raise CliError(f"cannot read {args.page}: {exc.strerror or exc}") from None
+        if len(data) > MAINTENANCE_PAGE_MAX:
+            raise CliError(
+                f"{args.page} is larger than {MAINTENANCE_PAGE_MAX // 1024} KB; link to larger assets"
+            )
+        try:
+            body["maintenance_page"] = data.decode()
+        except UnicodeDecodeError:
+            raise CliError(f"{args.page} is not UTF-8 text") from None
+    app = api().patch(app_path(args), body)
+    return app, f"Maintenance mode is on for {args.app}: every request answers 503 with the maintenance page"
+
+
+@command("maintenance:off", "serve the app again", needs_app=True)
+def maintenance_off(args):
+    app = api().patch(app_path(args), {"maintenance": False})
+    return app, f"Maintenance mode is off for {args.app}"

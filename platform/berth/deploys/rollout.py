@@ -16,14 +16,15 @@ import redis
 from django.db import transaction
 
 from berth.apps.models import App, Formation
-from berth.apps.services import config_replace
+from berth.apps.selectors import app_hostnames
+from berth.apps.services import app_maintenance_follow, config_replace
 from berth.audit.services import audit_record
 from berth.core.env import env_int
 from berth.core.locks import HeldAppLock, app_lock
 from berth.core.redis import redis_client
 from berth.deploys.errors import DeployError
 from berth.deploys.events import app_event
-from berth.deploys.selectors import app_hostnames, live_release
+from berth.deploys.selectors import live_release
 from berth.deploys.signals import releases_retired
 from berth.releases.models import Release, ReleaseStatus
 from berth.releases.services import release_create, release_image_available, release_set_status
@@ -422,6 +423,7 @@ _routed: dict[str, set] = {}
 def app_route(*, app: App, endpoints: list, wait: bool = True) -> None:
     get_router().apply(app=app.name, hostnames=app_hostnames(app), endpoints=endpoints, wait=wait)
     _routed[app.name] = set(endpoints)
+    app_maintenance_follow(app)  # a hostname added while in maintenance is in maintenance too
 
 
 def answering_endpoints(*, app: App, release: int) -> tuple[list, bool]:

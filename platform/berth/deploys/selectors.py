@@ -2,8 +2,6 @@
 
 import logging
 
-from django.conf import settings
-
 from berth.apps.models import App
 from berth.releases.models import Release, ReleaseStatus
 from berth.runtime.scheduler import get_scheduler
@@ -13,13 +11,6 @@ logger = logging.getLogger(__name__)
 
 def live_release(app: App) -> Release | None:
     return Release.objects.filter(app=app, status=ReleaseStatus.LIVE).order_by("-version").first()
-
-
-def app_hostnames(app: App) -> list[str]:
-    return [
-        f"{app.name}.{settings.BERTH_APPS_DOMAIN}".lower(),
-        *app.domains.values_list("hostname", flat=True),
-    ]
 
 
 def app_processes(*, app: App) -> list[dict]:

@@ -87,6 +87,11 @@ class RouterPaths:
         return self.directory / "hsts.map"
 
     @property
+    def maintenance_map(self) -> Path:
+        """Hostnames in maintenance: hostname -> the page to answer with (base64, one token), 503 + Retry-After."""
+        return self.directory / "maintenance.map"
+
+    @property
     def certificates_dir(self) -> Path:
         """<name>.pem bundles (private key, leaf, chain), 0600 in a 0700 folder."""
         return self.directory / "certs"
@@ -113,6 +118,7 @@ NOT_FOUND_BODY = (
 
 ACME_CHALLENGE_PATH = "/.well-known/acme-challenge/"
 HSTS_VALUE = "max-age=31536000"
+MAINTENANCE_RETRY_AFTER = 120  # seconds, in the Retry-After of a maintenance answer
 WEB_BACKEND = "berth_web"
 
 
@@ -137,6 +143,12 @@ def frontend_rules(*, scheme: str, paths: RouterPaths, https_port: int, dashboar
             f" if {{ var(txn.host),map({paths.redirect_map}) -m found }} !{{ path_beg {ACME_CHALLENGE_PATH} }}"
         )
     lines += [
+        # an app in maintenance: its page with 503 and Retry-After from here, its processes untouched; after the
+        # ACME answer (certificates keep renewing) and the HTTPS redirect
+        f"    http-request set-var(txn.maintenance) var(txn.host),map({paths.maintenance_map})",
+        f'    http-request return status 503 content-type "text/html; charset=utf-8"'
+        f" hdr Retry-After {MAINTENANCE_RETRY_AFTER} hdr Cache-Control no-store"
+        ' lf-string "%[var(txn.maintenance),b64dec]" if { var(txn.maintenance) -m found }',
         # the app learns the scheme from the router alone: a client's own header is replaced
         f"    http-request set-header X-Forwarded-Proto {scheme}",
         # the app may already have acted on a POST it dropped; only a refused connection is safe to retry then
@@ -282,7 +294,13 @@ def write_config(
     """
     paths = RouterPaths(Path(directory or settings.BERTH_ROUTER_DIR))
     paths.directory.mkdir(parents=True, exist_ok=True)
-    for map_file in (paths.hosts_map, paths.acme_map, paths.redirect_map, paths.hsts_map):
+    for map_file in (
+        paths.hosts_map,
+        paths.acme_map,
+        paths.redirect_map,
+        paths.hsts_map,
+        paths.maintenance_map,
+    ):
         if not map_file.exists():
             map_file.write_text("")
     paths.not_found_page.write_text(NOT_FOUND_BODY)

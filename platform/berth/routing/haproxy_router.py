@@ -44,6 +44,7 @@ from berth.routing.router import (
     check_app,
     check_certificate_name,
     check_key_authorization,
+    check_maintenance_page,
     check_tls_hostname,
     check_token,
     clean_endpoints,
@@ -281,6 +282,16 @@ class HaproxyRouter(Router):
                 served[certificate.name] = certificate
         return dict(sorted(served.items()))
 
+    def host_maintenance_put(self, *, hostname: str, page: str) -> None:
+        hostname, encoded = check_tls_hostname(hostname), check_maintenance_page(page)
+        with locked(self.paths):
+            self._map_put(self.paths.maintenance_map, hostname, encoded)
+
+    def host_maintenance_remove(self, *, hostname: str) -> None:
+        hostname = check_tls_hostname(hostname)
+        with locked(self.paths):
+            self._map_remove(self.paths.maintenance_map, hostname)
+
     def host_tls_put(self, *, hostname: str, redirect_https: bool, hsts: bool) -> None:
         hostname = check_tls_hostname(hostname)
         with locked(self.paths):
@@ -333,7 +344,7 @@ class HaproxyRouter(Router):
 
     def _map_in_use(self, map_file: Path) -> bool:
         """The redirect and HSTS maps are in the configuration only with an HTTPS frontend."""
-        return map_file == self.paths.acme_map or bool(self._https_port())
+        return map_file in (self.paths.acme_map, self.paths.maintenance_map) or bool(self._https_port())
 
     def _runtime_map_entries(self, map_file: Path) -> dict[str, list[str]]:
         answer = self._ask(f"show map {map_file}")

@@ -10,6 +10,7 @@ from berth.routing.router import (
     check_app,
     check_certificate_name,
     check_key_authorization,
+    check_maintenance_page,
     check_tls_hostname,
     check_token,
     clean_endpoints,
@@ -31,6 +32,7 @@ class InMemoryRouter(Router):
         self._certificates: dict[str, ServedCertificate] = {}
         self._certificate_pems: dict[str, str] = {}
         self._sni_filters: dict[str, tuple[str, ...]] = {}
+        self._maintenance: dict[str, str] = {}
         self._host_tls: dict[str, dict[str, bool]] = {}
         self._lock = threading.Lock()
 
@@ -103,6 +105,21 @@ class InMemoryRouter(Router):
     def certificates(self) -> dict[str, ServedCertificate]:
         with self._lock:
             return dict(sorted(self._certificates.items()))
+
+    def host_maintenance_put(self, *, hostname: str, page: str) -> None:
+        hostname = check_tls_hostname(hostname)
+        check_maintenance_page(page)
+        with self._lock:
+            self._maintenance[hostname] = page
+
+    def host_maintenance_remove(self, *, hostname: str) -> None:
+        with self._lock:
+            self._maintenance.pop(check_tls_hostname(hostname), None)
+
+    def maintenance(self) -> dict[str, str]:
+        """Hostnames in maintenance and their pages (for tests of the layers above)."""
+        with self._lock:
+            return dict(self._maintenance)
 
     def host_tls_put(self, *, hostname: str, redirect_https: bool, hsts: bool) -> None:
         hostname = check_tls_hostname(hostname)

@@ -6,6 +6,7 @@ tests of the layers above. Every call states the whole desired state of an app, 
 or after a crash half-way, converges on the same result.
 """
 
+import base64
 import ipaddress
 import logging
 import re
@@ -136,6 +137,16 @@ class Router(ABC):
         """What the running router serves now, asked through the runtime API (show ssl cert)."""
 
     @abstractmethod
+    def host_maintenance_put(self, *, hostname: str, page: str) -> None:
+        """From now on `hostname` answers every request (but ACME challenges) with `page` (HTML, at most
+        MAINTENANCE_PAGE_MAX bytes, else RouterRefused), status 503 and Retry-After, from the router itself: the
+        app's processes keep running. Persisted like the hosts map."""
+
+    @abstractmethod
+    def host_maintenance_remove(self, *, hostname: str) -> None:
+        """`hostname` is routed to its app again; a hostname not in maintenance is no error."""
+
+    @abstractmethod
     def host_tls_put(self, *, hostname: str, redirect_https: bool, hsts: bool) -> None:
         """Per hostname: plain HTTP answers 308 to https://<host>[:BERTH_HTTPS_PORT if not 443]<path> (except
         /.well-known/acme-challenge/), and/or HTTPS answers add Strict-Transport-Security: max-age=31536000.
@@ -189,6 +200,18 @@ def check_certificate_name(name: str) -> str:
     if not isinstance(name, str) or not CERTIFICATE_NAME_RE.fullmatch(name) or ".." in name:
         raise RouterRefused(f"not a certificate name ([a-z0-9][a-z0-9.-]*, at most 64): {name!r}")
     return name
+
+
+MAINTENANCE_PAGE_MAX = 8 * 1024  # bytes: base64-encoded it travels in one admin socket line (~16 KB buffer)
+
+
+def check_maintenance_page(page: str) -> str:
+    """The page as the router stores it (base64 of its UTF-8); RouterRefused past MAINTENANCE_PAGE_MAX. Line breaks
+    and other control characters become spaces (the same HTML): HAProxy's answer would print them as %0A."""
+    data = re.sub(r"[\x00-\x1f\x7f]", " ", page).encode()
+    if len(data) > MAINTENANCE_PAGE_MAX:
+        raise RouterRefused(f"the maintenance page is {len(data)} bytes; the limit is {MAINTENANCE_PAGE_MAX}")
+    return base64.b64encode(data).decode() or base64.b64encode(b" ").decode()
 
 
 def check_tls_hostname(hostname: str) -> str:
