@@ -179,6 +179,33 @@ CASES.update(
 )
 
 
+def _pipeline(world, role, *, with_demo: bool = False):
+    """A pipeline of the acme team (with the demo app in staging when asked)."""
+    from berth.pipelines.models import Pipeline, PipelineApp
+
+    pipeline = Pipeline.objects.create(team=world.team, name=f"flow-{role}")
+    if with_demo:
+        PipelineApp.objects.create(pipeline=pipeline, app=world.app, stage="staging")
+    return {"pipeline": pipeline.name}
+
+
+# pipelines (berth.api.pipelines): the demo app has no live release, so a promotion answers 409 past the check
+CASES.update(
+    {
+        "api:pipelines": {
+            "GET": (None, None, 200),
+            "POST": (None, lambda w: {"name": "flow", "team": "acme"}, 201),
+        },
+        "api:pipeline": {"GET": (_pipeline, None, 200), "DELETE": (_pipeline, None, 204)},
+        "api:pipeline-apps": {"POST": (_pipeline, lambda w: {"app": "demo", "stage": "staging"}, 200)},
+        "api:pipeline-app": {
+            "DELETE": (lambda w, r: _pipeline(w, r, with_demo=True) | {"app": "demo"}, None, 204)
+        },
+        "api:app-promote": {"POST": (lambda w, r: {"app": "demo"}, lambda w: {}, 409)},
+    }
+)
+
+
 # accounts (berth.api.users): platform administrators only, whatever their team role
 CASES.update(
     {
@@ -277,8 +304,8 @@ def test_the_guard_notices_a_route_without_a_rule():
 
 
 def test_matrix_size():
-    # 62 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
-    assert len(MATRIX) == 62 * 6
+    # 69 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
+    assert len(MATRIX) == 69 * 6
 
 
 @pytest.mark.parametrize(("name", "method", "role"), MATRIX)

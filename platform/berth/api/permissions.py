@@ -66,6 +66,12 @@ PERMISSION_MAP: dict[str, dict[str, str]] = {
     "api:app-run-output": {"GET": MEMBER},
     # where an app's processes run (berth.nodes placement): the app's members, like its formation
     "api:app-placement": {"GET": VIEWER, "PUT": MEMBER},
+    # pipelines (berth.pipelines): members arrange them and promote, admins destroy them
+    "api:pipelines": {"GET": USER, "POST": MEMBER},
+    "api:pipeline": {"GET": VIEWER, "DELETE": ADMIN},
+    "api:pipeline-apps": {"POST": MEMBER},
+    "api:pipeline-app": {"DELETE": MEMBER},
+    "api:app-promote": {"POST": MEMBER},
     # the swarm's machines (berth.nodes): platform-wide, so platform administrators only
     "api:nodes": {"GET": PLATFORM_ADMIN},
     "api:nodes-join": {"GET": PLATFORM_ADMIN},

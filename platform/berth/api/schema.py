@@ -370,3 +370,25 @@ UserCreate = _shape(
 UserCreated = _shape("UserCreated", base=User, password_reset_url=s.CharField())
 UserChange = _shape("UserChange", is_active=s.BooleanField())
 PasswordResetLink = _shape("PasswordResetLink", username=s.CharField(), url=s.CharField())
+
+# pipelines (berth.api.pipelines)
+PipelineStageApp = _shape(
+    "PipelineStageApp",
+    app=s.CharField(),
+    stage=s.ChoiceField(choices=["development", "staging", "production"]),
+)
+Pipeline = _shape(
+    "Pipeline",
+    name=s.CharField(),
+    team=s.CharField(),
+    created_at=s.DateTimeField(),
+    apps=PipelineStageApp(many=True),
+)
+PipelineCreate = _shape("PipelineCreate", name=s.CharField(), team=s.CharField(required=False))
+PipelineAppSet = _shape(
+    "PipelineAppSet", app=s.CharField(), stage=s.ChoiceField(choices=["development", "staging", "production"])
+)
+Promote = _shape("Promote", to=s.ListField(child=s.CharField(), required=False))
+Promotion = _shape(
+    "Promotion", app=s.CharField(), build=s.IntegerField(allow_null=True), error=s.CharField(allow_blank=True)
+)

@@ -219,6 +219,7 @@ INSTALLED_APPS = [
     "berth.discovery",
     "berth.nodes",
     "berth.certs",
+    "berth.pipelines",
 ]
 
 MIDDLEWARE = [
