@@ -224,6 +224,43 @@ CASES.update(
 )
 
 
+def _cron_job(world, role):
+    """A scheduled job of the demo app (never due during the test)."""
+    from berth.jobs.services import cron_job_add
+
+    return {"app": "demo", "job_id": cron_job_add(app=world.app, schedule="0 0 1 1 *", command="true").pk}
+
+
+def _webhook(world, role):
+    """An e-mail webhook of the acme team (adding one resolves no host)."""
+    from berth.hooks.services import webhook_add
+
+    webhook, _ = webhook_add(team=world.app.team, url="mailto:ops@example.test", events=None)
+    return {"team": "acme", "webhook_id": webhook.pk}
+
+
+# scheduled jobs (berth.api.jobs) and a team's outbound webhooks (berth.api.webhooks)
+CASES.update(
+    {
+        "api:app-cron": {
+            "GET": (lambda w, r: {"app": "demo"}, None, 200),
+            "POST": (
+                lambda w, r: {"app": "demo"},
+                lambda w: {"schedule": "*/15 * * * *", "command": "true"},
+                201,
+            ),
+        },
+        "api:app-cron-job": {"GET": (_cron_job, None, 200), "DELETE": (_cron_job, None, 204)},
+        "api:team-webhooks": {
+            "GET": (lambda w, r: {"team": "acme"}, None, 200),
+            "POST": (lambda w, r: {"team": "acme"}, lambda w: {"url": "mailto:ops@example.test"}, 201),
+        },
+        "api:team-webhook": {"GET": (_webhook, None, 200), "DELETE": (_webhook, None, 204)},
+        "api:team-webhook-deliveries": {"GET": (_webhook, None, 200)},
+    }
+)
+
+
 def api_routes(resolver=None, prefix: str = "", namespace: str = "") -> list[tuple[str, str, str]]:
     """(route pattern, view name, METHOD) for every route under api/v1/ of the URLconf."""
     resolver = resolver or get_resolver()
@@ -304,8 +341,8 @@ def test_the_guard_notices_a_route_without_a_rule():
 
 
 def test_matrix_size():
-    # 69 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
-    assert len(MATRIX) == 69 * 6
+    # 78 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
+    assert len(MATRIX) == 78 * 6
 
 
 @pytest.mark.parametrize(("name", "method", "role"), MATRIX)

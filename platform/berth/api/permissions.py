@@ -37,6 +37,10 @@ PERMISSION_MAP: dict[str, dict[str, str]] = {
     "api:team-audit": {"GET": ADMIN},
     # quotas are the platform's to give (berth.apps.quotas): members read theirs, superusers set them
     "api:team-quotas": {"GET": VIEWER, "PATCH": PLATFORM_ADMIN},
+    # outbound webhooks (berth.hooks): a URL can hold a secret (Slack's), so admins see and change them
+    "api:team-webhooks": {"GET": ADMIN, "POST": ADMIN},
+    "api:team-webhook": {"GET": ADMIN, "DELETE": ADMIN},
+    "api:team-webhook-deliveries": {"GET": ADMIN},
     "api:invitation-accept": {"POST": USER},
     "api:tokens": {"GET": USER, "POST": USER},
     "api:token": {"DELETE": USER},
@@ -50,6 +54,9 @@ PERMISSION_MAP: dict[str, dict[str, str]] = {
     "api:app-certs": {"GET": VIEWER, "POST": MEMBER},
     "api:app-cert": {"GET": VIEWER, "DELETE": MEMBER},
     "api:app-cert-renew": {"POST": MEMBER},
+    # scheduled jobs (berth.jobs): viewers see them, members add and remove them (a run is like `berth run`)
+    "api:app-cron": {"GET": VIEWER, "POST": MEMBER},
+    "api:app-cron-job": {"GET": VIEWER, "DELETE": MEMBER},
     "api:app-releases": {"GET": VIEWER},
     "api:app-release": {"GET": VIEWER},
     "api:app-builds": {"GET": VIEWER},

@@ -12,6 +12,7 @@ from berth.api import (
     domains,
     formation,
     invitations,
+    jobs,
     members,
     nodes,
     pipelines,
@@ -19,6 +20,7 @@ from berth.api import (
     teams,
     tokens,
     users,
+    webhooks,
 )
 
 app_name = "api"
@@ -46,6 +48,15 @@ urlpatterns = [
     ),
     path("teams/<str:team>/audit", audit.TeamAuditView.as_view(), name="team-audit"),
     path("teams/<str:team>/quotas", teams.TeamQuotasView.as_view(), name="team-quotas"),
+    path("teams/<str:team>/webhooks", webhooks.TeamWebhooksView.as_view(), name="team-webhooks"),
+    path(
+        "teams/<str:team>/webhooks/<int:webhook_id>", webhooks.TeamWebhookView.as_view(), name="team-webhook"
+    ),
+    path(
+        "teams/<str:team>/webhooks/<int:webhook_id>/deliveries",
+        webhooks.TeamWebhookDeliveriesView.as_view(),
+        name="team-webhook-deliveries",
+    ),
     path("invitations/accept", invitations.InvitationAcceptView.as_view(), name="invitation-accept"),
     path("apps", apps.AppListView.as_view(), name="apps"),
     path("apps/<str:app>", apps.AppView.as_view(), name="app"),
@@ -53,6 +64,8 @@ urlpatterns = [
     path("apps/<str:app>/formation", formation.AppFormationView.as_view(), name="app-formation"),
     path("apps/<str:app>/domains", domains.AppDomainsView.as_view(), name="app-domains"),
     path("apps/<str:app>/domains/<str:hostname>", domains.AppDomainView.as_view(), name="app-domain"),
+    path("apps/<str:app>/cron", jobs.AppCronView.as_view(), name="app-cron"),
+    path("apps/<str:app>/cron/<int:job_id>", jobs.AppCronJobView.as_view(), name="app-cron-job"),
     path("apps/<str:app>/certs", certs.AppCertificatesView.as_view(), name="app-certs"),
     path("apps/<str:app>/certs/<int:certificate_id>", certs.AppCertificateView.as_view(), name="app-cert"),
     path(

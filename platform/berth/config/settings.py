@@ -219,6 +219,8 @@ INSTALLED_APPS = [
     "berth.discovery",
     "berth.nodes",
     "berth.certs",
+    "berth.jobs",
+    "berth.hooks",
     "berth.pipelines",
 ]
 
@@ -348,6 +350,10 @@ CELERY_BEAT_SCHEDULE = {
     "images-gc": {"task": "berth.nodes.tasks.images_gc", "schedule": 3600.0},
     # certificates: issue pending ones, renew due ones, put back what the router lacks (see berth.certs.services)
     "certs-sweep": {"task": "berth.certs.sweep", "schedule": 60.0},
+    # scheduled jobs: the clock that starts due runs (see berth.jobs.services.cron_tick)
+    "cron-tick": {"task": "berth.jobs.tick", "schedule": 15.0},
+    # outbound webhooks: retries a restarted worker lost (see berth.hooks.tasks)
+    "webhooks-retry-late": {"task": "berth.hooks.retry_late", "schedule": 30.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(BERTH_HOME / "celerybeat-schedule")
 

@@ -14,6 +14,7 @@ import redis
 
 from berth.core.env import env_int
 from berth.core.redis import redis_client
+from berth.observe.signals import event_recorded
 
 LOG_FIELDS = ("ts", "process", "instance", "stream", "line")
 PLATFORM_PROCESS = "berth"
@@ -125,6 +126,11 @@ def event_record(*, app: str, kind: str, message: str) -> str:
     except redis.RedisError:
         logger.exception("event %s of %s not recorded: %s", kind, app, message)
         return ""
+    for _receiver, failure in event_recorded.send_robust(
+        sender=None, app=app, kind=kind, message=message, ts=ts
+    ):
+        if isinstance(failure, Exception):
+            logger.error("event %s of %s: a receiver failed: %r", kind, app, failure)
     return as_text(event_id)
 
 
