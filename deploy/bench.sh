@@ -56,7 +56,7 @@ psql_admin "DROP DATABASE IF EXISTS berth_bench WITH (FORCE)"
 psql_admin "CREATE DATABASE berth_bench"
 .venv/bin/python manage.py migrate -v0
 say "stack image"
-.venv/bin/python manage.py stack_build
+.venv/bin/python manage.py stack_build base trixie
 say "benchmarks"
 status=0
 .venv/bin/python bench/run_all.py "$@" || status=$?

@@ -49,7 +49,7 @@ say "django checks"
 .venv/bin/python manage.py check --fail-level WARNING
 .venv/bin/python manage.py makemigrations --check --dry-run >/dev/null || die "models changed without a migration"
 say "stack image"
-.venv/bin/python manage.py stack_build
+.venv/bin/python manage.py stack_build base trixie
 
 # pytest in tiers, each timed, on parallel workers where tests isolate cleanly: every xdist worker has its own Redis
 # database, BERTH_HOME and test database (tests/conftest.py). The Docker tier keeps a module's tests on one worker

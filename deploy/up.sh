@@ -43,7 +43,7 @@ manage migrate --noinput -v0
 manage ensure_admin
 manage collectstatic --noinput -v0
 say "checking the stack image"
-manage stack_build
+manage stack_build base trixie
 
 processes=(web worker beat router watcher shipper)
 if [ -n "$BERTH_REGISTRY" ]; then

@@ -165,7 +165,9 @@ def test_python_dependencies_install_from_pypi_with_the_ca_bundle_which_stays_ou
         requirements.write(f"# {uuid.uuid4()}\n")
     result, lines = _build(source)
     one_off_layers.append(lines)
-    assert any(line.startswith("Successfully installed") and "flask-3.0.3" in line for line in lines)
+    # pip's lines come indented under Berth's step
+    assert "-----> Installing dependencies with pip" in lines
+    assert any(line.strip().startswith("Successfully installed") and "flask-3.0.3" in line for line in lines)
     output = docker_env.containers.run(
         result.tag,
         [
@@ -209,7 +211,9 @@ def test_a_code_only_change_reuses_the_dependency_layer(docker_env, sample_app):
     started = time.monotonic()
     result, lines = _build(source, tag=tag)
     elapsed = time.monotonic() - started
-    pip_step = next(i for i, line in enumerate(lines) if line.startswith("Step ") and "pip install" in line)
+    pip_step = next(
+        i for i, line in enumerate(lines) if line.startswith("Step ") and "berth-python install" in line
+    )
     assert lines[pip_step + 1] == " ---> Using cache"
     assert elapsed < 20, f"a code-only rebuild took {elapsed:.1f}s"
     assert "hello again from python" in _serve(docker_env, result.tag)

@@ -20,7 +20,7 @@ from typing import IO
 from django.conf import settings
 
 from berth.builds import tree
-from berth.builds.buildpacks import Buildpack, render_dockerfile
+from berth.builds.buildpacks import Buildpack, plan_for, render_dockerfile
 from berth.builds.errors import BuildCancelled, BuildError
 from berth.builds.stack import StackBuildError, stack_build, stack_image_ref, stack_is_current
 from berth.runtime.build import (
@@ -40,6 +40,46 @@ ALWAYS_EXCLUDED = (".git",)
 MAX_DOCKERIGNORE_BYTES = 1024 * 1024
 OOM_EXIT_CODE = 137  # a step SIGKILLed: by the kernel's OOM killer when it reaches the build's memory limit
 _NON_ZERO = re.compile(r"returned a non-zero code: (\d+)\s*$")
+# The legacy builder's own bookkeeping: the layer ids, the containers it removes, its closing lines. A Berth step
+# ("-----> …") and the tools' own lines say what happens; these stay in the build's full log only.
+_ENGINE_NOISE = re.compile(
+    r"^( ---> |Removing intermediate container |Successfully built [0-9a-f]+$|Successfully tagged )"
+)
+STEP_PREFIX = "-----> "
+
+
+class BuildOutputFilter:
+    """Splits the engine's lines into what the pusher reads (`on_line`) and the engine's noise (`on_detail`, the
+    full log only), and remembers the last Berth step a buildpack script printed, to name it when a step fails.
+
+    A `Step n/m : …` line is noise for a buildpack's own Dockerfile (Berth prints its steps itself) but shown for
+    the repository's Dockerfile, whose instructions are the app's own."""
+
+    def __init__(
+        self,
+        on_line: Callable[..., None],
+        on_detail: Callable[[str], None] | None,
+        *,
+        steps_are_noise: bool,
+    ):
+        self.on_line = on_line
+        self.on_detail = on_detail
+        self.steps_are_noise = steps_are_noise
+        self.last_step = ""
+
+    def is_noise(self, line: str) -> bool:
+        return bool(_ENGINE_NOISE.match(line)) or (self.steps_are_noise and bool(STEP_LINE.match(line)))
+
+    def __call__(self, line: str, *, more: bool = False) -> None:
+        if more:
+            self.on_line(line, more=True)
+            return
+        if line.startswith(STEP_PREFIX):
+            self.last_step = line.removeprefix(STEP_PREFIX).strip()
+        if self.on_detail is not None and self.is_noise(line):
+            self.on_detail(line)
+        else:
+            self.on_line(line)
 
 
 @dataclass(frozen=True)
@@ -108,12 +148,12 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def ensure_stacks(buildpack: Buildpack, *, on_line: Callable[[str], None]) -> None:
-    """Build the stack variants the buildpack needs when missing (first use of node/go/static: 30-90 s).
+def ensure_stacks(variants: tuple[str, ...], *, on_line: Callable[[str], None]) -> None:
+    """Build the stack variants a build needs when missing (first use of node/go/static/trixie: 30-90 s).
 
     A file lock keeps two builds from making the same variant at once.
     """
-    for variant in buildpack.stacks:
+    for variant in variants:
         if variant == "base" and settings.BERTH_STACK_IMAGE:
             continue
         if stack_is_current(variant):
@@ -139,22 +179,31 @@ def docker_build(
     cancelled: Callable[[], bool] = lambda: False,
     labels: dict[str, str] | None = None,
     check_dockerfile: Callable[[str], None] | None = None,
+    config: dict[str, str] | None = None,
+    on_detail: Callable[[str], None] | None = None,
 ) -> BuildResult:
     """Build `source_dir` into image `tag` with `buildpack`, calling `on_line` with each output line as it comes.
 
     Raises BuildError (its message, "error: …", is also the last line given to on_line) when a step fails or
     `timeout` seconds pass, and BuildCancelled when `cancelled()` turns true; either way the engine stops the build.
     `on_line` and `cancelled` are called from the calling thread only. `check_dockerfile` reads the rendered
-    Dockerfile before anything is built and raises BuildError to refuse it (the images a team may use).
+    Dockerfile before anything is built and raises BuildError to refuse it (the images a team may use). `config`
+    is the app's config vars, read by the buildpack's plan (e.g. DISABLE_COLLECTSTATIC), never put in the image.
+    With `on_detail`, the engine's step noise goes there instead of `on_line` (BuildOutputFilter).
     """
     started = time.monotonic()
     deadline = started + timeout
     on_line(f"-----> {buildpack.display_name} app detected")
     try:
-        ensure_stacks(buildpack, on_line=on_line)
-        stack_image = stack_image_ref(buildpack.stack)
-        run_image = stack_image_ref(buildpack.run_stack)
-        dockerfile = render_dockerfile(buildpack, source_dir, stack_image=stack_image, run_image=run_image)
+        plan = plan_for(buildpack, source_dir, config)
+        for step in plan.steps:
+            on_line(step)
+        ensure_stacks(tuple(dict.fromkeys((plan.stack, plan.run_stack))), on_line=on_line)
+        stack_image = stack_image_ref(plan.stack)
+        run_image = stack_image_ref(plan.run_stack)
+        dockerfile = render_dockerfile(
+            buildpack, source_dir, stack_image=stack_image, run_image=run_image, plan=plan
+        )
         if check_dockerfile is not None:
             check_dockerfile(dockerfile)
         if ca_bundle is not None and not Path(ca_bundle).is_file():
@@ -173,20 +222,23 @@ def docker_build(
     else:
         on_line(f"-----> Building image {tag} FROM {stack_image} (context {size:.1f} MB)")
     limits = build_container_limits()
+    output = BuildOutputFilter(on_line, on_detail, steps_are_noise=buildpack.context == "wrapped")
     with context:
         try:
             image_id = _run_build(
                 context=context,
                 tag=tag,
                 labels={BUILDPACK_LABEL: buildpack.name, **(labels or {})},
-                on_line=on_line,
+                on_line=output,
+                on_failure=on_line,
+                failed_step=lambda: output.last_step,
                 deadline=deadline,
                 timeout=timeout,
                 cancelled=cancelled,
                 container_limits=limits,
             )
         except BuildError as exc:
-            if not str(exc).endswith(f"non-zero code: {OOM_EXIT_CODE}"):
+            if not re.search(rf"(non-zero code: |exit code ){OOM_EXIT_CODE}\b", str(exc)):
                 raise
             # SIGKILL: almost always the kernel's OOM killer at the build's memory limit; say so, not just "137"
             line = (
@@ -232,14 +284,18 @@ def _run_build(
     context: IO[bytes],
     tag: str,
     labels: dict[str, str],
-    on_line: Callable[[str], None],
+    on_line: Callable[..., None],
     deadline: float,
     timeout: float,
     cancelled: Callable[[], bool],
     container_limits: dict | None = None,
+    on_failure: Callable[[str], None] | None = None,
+    failed_step: Callable[[], str] = lambda: "",
 ) -> str:
     """Have the engine build `context`; the built image's full id, or BuildError (BuildCancelled) in words for
-    the pusher, each also the last line given to `on_line`."""
+    the pusher, each also the last line given to `on_failure` (by default `on_line`). `failed_step` names the
+    Berth step a buildpack script was running, for the words of a failed step."""
+    on_failure = on_failure or on_line
     try:
         run = image_build(
             context=context,
@@ -252,17 +308,17 @@ def _run_build(
         )
     except BuildRefused as exc:
         # the engine answers 4xx before any step for a Dockerfile it cannot parse
-        raise _failed(f"error: the Dockerfile could not be built: {exc}", on_line) from exc
+        raise _failed(f"error: the Dockerfile could not be built: {exc}", on_failure) from exc
     except EngineLost as exc:
-        raise _failed(f"error: lost the Docker engine during the build: {exc}", on_line) from exc
+        raise _failed(f"error: lost the Docker engine during the build: {exc}", on_failure) from exc
     if run.stopped == "timeout":
-        raise _failed(f"error: the build timed out after {timeout:g}s", on_line)
+        raise _failed(f"error: the build timed out after {timeout:g}s", on_failure)
     if run.stopped == "cancelled":
-        raise _failed("error: the build was cancelled", on_line, BuildCancelled)
+        raise _failed("error: the build was cancelled", on_failure, BuildCancelled)
     if run.error:
-        raise _failed(_failure(run), on_line)
+        raise _failed(_failure(run, failed_step()), on_failure)
     if not run.image_id:
-        raise _failed("error: the engine ended the build without an image", on_line)
+        raise _failed("error: the engine ended the build without an image", on_failure)
     return run.image_id
 
 
@@ -271,7 +327,11 @@ def _failed(message: str, on_line: Callable[[str], None], kind: type[BuildError]
     return kind(message)
 
 
-def _failure(run: BuildRun) -> str:
+def _failure(run: BuildRun, berth_step: str = "") -> str:
+    exit_code = _NON_ZERO.search(run.error or "")
+    if run.step and berth_step and exit_code and run.step[2].startswith("RUN ") and "berth-" in run.step[2]:
+        # a buildpack script's step: its name and the tool's lines above say more than the Dockerfile's step
+        return f"error: {berth_step} failed (exit code {exit_code[1]}); its output is above"
     if run.step:
         # The engine's total counts the LABEL steps the labels add, so only the number is shown; its message
         # repeats the whole command, which the step's line above already shows in full.

@@ -14,6 +14,7 @@ from pathlib import Path
 from django.conf import settings
 
 from berth.builds import tree
+from berth.builds.detection import BuildPlan, build_plan
 from berth.builds.errors import BuildError
 from berth.builds.stack import VARIANTS, stack_image_ref
 from berth.runtime.scheduler import command_args
@@ -146,18 +147,36 @@ def web_command_cmd(command: str) -> str:
     return json.dumps(command_args(command))
 
 
+def plan_for(buildpack: Buildpack, source_dir: Path, config: dict[str, str] | None = None) -> BuildPlan:
+    """What the tree asks of `buildpack` (berth.builds.detection): the stacks, the template's extra values."""
+    return build_plan(
+        name=buildpack.name,
+        stack=buildpack.stack,
+        run_stack=buildpack.run_stack,
+        source_dir=Path(source_dir),
+        config=config or {},
+    )
+
+
 def render_dockerfile(
-    buildpack: Buildpack, source_dir: Path, *, stack_image: str, run_image: str | None = None
+    buildpack: Buildpack,
+    source_dir: Path,
+    *,
+    stack_image: str,
+    run_image: str | None = None,
+    plan: BuildPlan | None = None,
 ) -> str:
     """The Dockerfile for building `source_dir` with `buildpack`, FROM `stack_image` (and `run_image` when the
-    buildpack runs on another stack than it builds on; by default the local stack image of that variant)."""
+    buildpack runs on another stack than it builds on; by default the local stack image of that variant).
+    `plan` (default: the tree's plan with no config vars) fills the buildpack's own placeholders."""
     source_dir = Path(source_dir)
     template = buildpack.template_path.read_text()
+    if plan is None:
+        plan = plan_for(buildpack, source_dir)
     if run_image is None:
-        run_image = (
-            stack_image if buildpack.run_stack == buildpack.stack else stack_image_ref(buildpack.run_stack)
-        )
+        run_image = stack_image if plan.run_stack == plan.stack else stack_image_ref(plan.run_stack)
     values = {
+        **plan.values,
         "stack_image": stack_image,
         "run_image": run_image,
         "port": str(DEFAULT_PORT),

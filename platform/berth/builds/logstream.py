@@ -26,6 +26,7 @@ from berth.core.lines import MORE, text_pieces
 from berth.observe.hub import BLOCK_MS
 
 MAX_LINES = 20_000
+DETAIL = "detail"  # field marking a line kept in the full log but not shown to the pusher
 EXPIRE_AFTER_CLOSE_SECONDS = 7 * 24 * 3600
 
 
@@ -40,15 +41,19 @@ class LogStream:
         self.redis = redis_client
         self.key = key
 
-    def append(self, line: str, *, more: bool = False) -> str:
+    def append(self, line: str, *, more: bool = False, detail: bool = False) -> str:
         """Add a line (several entries if it is longer than BERTH_LOG_LINE_MAX_BYTES; `more`: the next append
-        continues it); returns the stream id of its last entry."""
+        continues it); returns the stream id of its last entry. A `detail` line (the engine's own step noise) is
+        kept in the full log but not relayed to the pusher (`follow` skips it)."""
         pieces = text_pieces(line)
+        marks = {DETAIL: "1"} if detail else {}
         if len(pieces) == 1 and not more:
-            return _text(self.redis.xadd(self.key, {"line": line}, maxlen=MAX_LINES, approximate=True))
+            return _text(
+                self.redis.xadd(self.key, {"line": line, **marks}, maxlen=MAX_LINES, approximate=True)
+            )
         with self.redis.pipeline() as pipe:
             for number, piece in enumerate(pieces, start=1):
-                fields = {"line": piece, **({MORE: "1"} if more or number < len(pieces) else {})}
+                fields = {"line": piece, **marks, **({MORE: "1"} if more or number < len(pieces) else {})}
                 pipe.xadd(self.key, fields, maxlen=MAX_LINES, approximate=True)
             return _text(pipe.execute()[-1])
 
@@ -72,8 +77,11 @@ class LogStream:
     ) -> Iterator[tuple[str, str]]:
         """Yield (id, line) after `last_id` as they are appended, until the end marker, or until no line has come
         for `timeout` seconds (None: wait for ever). Pass the last id seen to resume after a reconnect. A long
-        line comes as its pieces (follow_fields says which go on)."""
+        line comes as its pieces (follow_fields says which go on). What the pusher reads: detail lines are left
+        out (follow_fields and read_all have them)."""
         for entry_id, fields in self.follow_fields(last_id, block_ms=block_ms, timeout=timeout):
+            if fields.get(DETAIL):
+                continue
             yield entry_id, fields.get("line", "")
 
     def follow_fields(

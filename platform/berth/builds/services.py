@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from berth.apps.models import App
+from berth.apps.selectors import config_for_app
 from berth.audit.services import audit_record
 from berth.builds.builder import docker_build
 from berth.builds.buildpacks import detect
@@ -189,9 +190,10 @@ class BuildLog:
         self.stream = log_stream(build)
         self.last = ""
 
-    def __call__(self, line: str, *, more: bool = False) -> None:
-        self.stream.append(line, more=more)
-        self.last = line
+    def __call__(self, line: str, *, more: bool = False, detail: bool = False) -> None:
+        self.stream.append(line, more=more, detail=detail)
+        if not detail:  # the engine's step noise (full log only) is never a failure's reason
+            self.last = line
 
     def cancelled(self) -> bool:
         return Build.objects.filter(pk=self.build.pk, cancel_requested=True).exists()
@@ -278,6 +280,8 @@ def build_image(build: Build, log: BuildLog) -> BuiltImage:
             cancelled=log.cancelled,
             labels=image_labels(app=app),
             check_dockerfile=lambda dockerfile: dockerfile_images_check(build, dockerfile, log),
+            config=config_for_app(app=app),
+            on_detail=lambda line: log(line, detail=True),
         )
     return BuiltImage(image=result.tag, procfile=procfile, description=f"Deploy {build.git_sha[:7]}")
 

@@ -1,7 +1,8 @@
 """The stack image: the Debian base every buildpack builds FROM, made locally from Debian packages.
 
 No registry is assumed (air-gapped installs), so the image is `mmdebstrap | docker import`. Each variant is
-labelled with a hash of its recipe and rebuilt only when the recipe changes.
+labelled with a hash of its recipe and rebuilt only when the recipe changes. Most variants are Debian bookworm; the
+`trixie` variant is Debian trixie's base (its Python is 3.13, bookworm's 3.11), for apps that ask for that Python.
 """
 
 import hashlib
@@ -17,7 +18,7 @@ from berth.runtime.build import ImageImport, ImageImportError
 from berth.runtime.pull import image_inspect
 
 STACK_REPOSITORY = "berth/stack"
-SUITE = "bookworm"
+SUITE = "bookworm"  # the suite of every variant that does not name its own
 RECIPE_LABEL = "org.berth.stack.recipe"
 BASE_PACKAGES = ("ca-certificates", "tini", "python3", "python3-venv", "python3-pip")
 
@@ -28,11 +29,13 @@ class StackVariant:
 
     name: str
     extra_packages: tuple[str, ...] = ()
+    suite: str = SUITE
 
     @property
     def tag(self) -> str:
-        suffix = "" if self.name == "base" else f"-{self.name}"
-        return f"{STACK_REPOSITORY}:{SUITE}{suffix}"
+        # a suite's own base variant is tagged with the suite alone: berth/stack:bookworm, berth/stack:trixie
+        suffix = "" if self.name in ("base", self.suite) else f"-{self.name}"
+        return f"{STACK_REPOSITORY}:{self.suite}{suffix}"
 
     @property
     def packages(self) -> tuple[str, ...]:
@@ -40,7 +43,12 @@ class StackVariant:
 
     @property
     def recipe(self) -> dict:
-        return {"suite": SUITE, "variant": "minbase", "packages": sorted(self.packages), "env": STACK_ENV}
+        return {
+            "suite": self.suite,
+            "variant": "minbase",
+            "packages": sorted(self.packages),
+            "env": STACK_ENV,
+        }
 
     @property
     def recipe_hash(self) -> str:
@@ -57,6 +65,7 @@ VARIANTS = {
     "node": StackVariant("node", ("nodejs", "npm")),
     "go": StackVariant("go", ("golang-go", "git")),
     "static": StackVariant("static", ("nginx-light",)),
+    "trixie": StackVariant("trixie", suite="trixie"),
 }
 
 
@@ -91,7 +100,7 @@ def stack_build(variant: str = "base", *, force: bool = False, echo: Callable[[s
         echo(f"{stack.tag} is up to date (recipe {stack.recipe_hash})")
         return False
     started = time.monotonic()
-    echo(f"building {stack.tag} from Debian {SUITE} packages: {', '.join(stack.packages)}")
+    echo(f"building {stack.tag} from Debian {stack.suite} packages: {', '.join(stack.packages)}")
     changes = [f"LABEL {RECIPE_LABEL}={stack.recipe_hash}", 'ENTRYPOINT ["/usr/bin/tini", "--"]']
     changes += [f"ENV {k}={v}" for k, v in STACK_ENV.items()]
     debootstrap = subprocess.Popen(
@@ -106,7 +115,7 @@ def stack_build(variant: str = "base", *, force: bool = False, echo: Callable[[s
             "--dpkgopt=path-exclude=/usr/share/man/*",
             "--dpkgopt=path-exclude=/usr/share/locale/*",
             '--customize-hook=rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*',
-            SUITE,
+            stack.suite,
             "-",
         ],
         stdout=subprocess.PIPE,
