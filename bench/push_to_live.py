@@ -130,7 +130,7 @@ class Platform:
             "berth.config",
             "worker",
             "-Q",
-            "default,builds,deploys",
+            "default,builds,deploys,previews",
             # the pool as deploy/Procfile sizes it
             "--autoscale",
             "10,1",

@@ -125,7 +125,7 @@ class Platform:
         gunicorn = [str(VENV / "gunicorn"), "berth.config.asgi:application", "-k", "uvicorn.workers.UvicornWorker",
                     "-b", f"127.0.0.1:{self.web_port}", "-w", "2", "--timeout", "0"]  # fmt: skip
         # the pool as deploy/Procfile sizes it: it grows with the builds queued (a build mostly waits on Docker)
-        worker = [str(VENV / "celery"), "-A", "berth.config", "worker", "-Q", "default,builds,deploys",
+        worker = [str(VENV / "celery"), "-A", "berth.config", "worker", "-Q", "default,builds,deploys,previews",
                   "--autoscale", "10,1",
                   "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "INFO"]  # fmt: skip
         self._start("web", gunicorn, env)

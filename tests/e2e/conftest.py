@@ -128,7 +128,7 @@ def berth_platform(transactional_db, router, tmp_path, settings, platform_env):
             "berth.config",
             "worker",
             "-Q",
-            "default,builds,deploys",
+            "default,builds,deploys,previews",
             "-c",
             "3",
             "--without-heartbeat",

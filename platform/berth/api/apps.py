@@ -31,6 +31,7 @@ def app_summary_repr(app: App) -> dict:
         "url": app.url,
         "created_at": app.created_at,
         "current_release": app.current_version,
+        "parent": app.parent.name if app.parent_id else None,
     }
 
 
@@ -51,6 +52,10 @@ def app_detail_repr(app: App) -> dict:
         "hsts": app.hsts,
         "maintenance": app.maintenance,
         "maintenance_page": app.maintenance_page,
+        "previews": app.previews,
+        "preview_exclude": app.preview_exclude,
+        "parent": app.parent.name if app.parent_id else None,
+        "preview_branch": app.preview_branch,
     }
 
 

@@ -125,6 +125,7 @@ AppSummary = _shape(
     url=s.URLField(),
     created_at=s.DateTimeField(),
     current_release=s.IntegerField(allow_null=True),
+    parent=s.CharField(allow_null=True, help_text="for a preview app: the app it previews a branch of"),
 )
 AppCreate = _shape("AppCreate", name=s.CharField(), team=s.CharField(required=False))
 Formation = _shape(
@@ -162,6 +163,12 @@ AppDetail = _shape(
         help_text="the router answers 503 with the maintenance page; processes keep running"
     ),
     maintenance_page=s.CharField(allow_blank=True, help_text="the app's own HTML page; empty: Berth's"),
+    previews=s.BooleanField(
+        help_text="a push of another branch makes or updates the preview app <name>--<branch>"
+    ),
+    preview_exclude=s.ListField(child=s.CharField(), help_text="config keys not copied to preview apps"),
+    parent=s.CharField(allow_null=True, help_text="the app this one previews a branch of"),
+    preview_branch=s.CharField(allow_blank=True),
 )
 AppChange = _shape(
     "AppChange",
@@ -172,6 +179,8 @@ AppChange = _shape(
     hsts=s.BooleanField(required=False),
     maintenance=s.BooleanField(required=False),
     maintenance_page=s.CharField(required=False, allow_blank=True, max_length=8192),
+    previews=s.BooleanField(required=False),
+    preview_exclude=s.ListField(child=s.CharField(), required=False, max_length=100),
 )
 # An app's certificate (berth.certs): issued by the ACME CA or uploaded; `reason` says why it is failing
 Certificate = _shape(

@@ -20,6 +20,14 @@ class App(models.Model):
     # maintenance mode: the router answers every hostname with the page (Berth's own when empty), 503 + Retry-After
     maintenance = models.BooleanField(default=False)
     maintenance_page = models.TextField(blank=True, default="")
+    # preview apps (berth.previews): a push of another branch than deploy_branch makes or updates the app
+    # <name>--<branch>, whose parent this app is; keys in preview_exclude are not copied to previews
+    previews = models.BooleanField(default=False)
+    preview_exclude = models.JSONField(default=list, blank=True)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="preview_apps"
+    )
+    preview_branch = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

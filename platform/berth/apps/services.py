@@ -20,6 +20,7 @@ from berth.apps.signals import app_destroyed, domains_changed
 from berth.apps.validators import (
     normalize_hostname,
     validate_app_name,
+    validate_config_key,
 )
 from berth.audit.services import audit_record
 from berth.routing.router import MAINTENANCE_PAGE_MAX, RouterError, get_router
@@ -30,7 +31,8 @@ logger = logging.getLogger(__name__)
 BRANCH_RE = re.compile(r"(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,255}(?<![./])")
 HEALTH_PATH_RE = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,254}")
 BUILDPACK_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,49}")
-UPDATABLE_FIELDS = ("deploy_branch", "health_check_path", "buildpack")
+UPDATABLE_FIELDS = ("deploy_branch", "health_check_path", "buildpack", "previews", "preview_exclude")
+PREVIEW_EXCLUDE_MAX = 100
 
 
 def app_row_lock(*, app: App) -> None:
@@ -50,6 +52,19 @@ def _validate_settings(changes: dict) -> dict:
     unknown = set(changes) - set(UPDATABLE_FIELDS)
     if unknown:
         raise ValidationError({sorted(unknown)[0]: "cannot be changed here"})
+    if "previews" in changes and not isinstance(changes["previews"], bool):
+        raise ValidationError({"previews": "must be true or false"})
+    if "preview_exclude" in changes:
+        keys = changes["preview_exclude"]
+        if not isinstance(keys, list) or len(keys) > PREVIEW_EXCLUDE_MAX:
+            raise ValidationError(
+                {"preview_exclude": f"must be a list of at most {PREVIEW_EXCLUDE_MAX} config keys"}
+            )
+        for key in keys:
+            try:
+                validate_config_key(key)
+            except ValidationError as exc:
+                raise ValidationError({"preview_exclude": exc.message_dict["config"]}) from None
     branch = changes.get("deploy_branch")
     if "deploy_branch" in changes and (not isinstance(branch, str) or not BRANCH_RE.fullmatch(branch)):
         raise ValidationError({"deploy_branch": "must be a valid git branch name"})
@@ -114,6 +129,8 @@ def app_destroy(*, app: App, actor, remote_addr: str | None = None) -> None:
     name, team = app.name, app.team
     in_maintenance = app_hostnames(app) if app.maintenance else []
     with transaction.atomic():
+        for preview in App.objects.filter(parent=app):  # its preview apps go with it, each torn down
+            app_destroy(app=preview, actor=actor, remote_addr=remote_addr)
         app.delete()
         audit_record(action="app.destroy", actor=actor, team=team, target=name, remote_addr=remote_addr)
         transaction.on_commit(lambda: app_destroyed.send(sender=App, name=name, team=team.name))

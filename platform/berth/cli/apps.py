@@ -313,3 +313,44 @@ def maintenance_on(args):
 def maintenance_off(args):
     app = api().patch(app_path(args), {"maintenance": False})
     return app, f"Maintenance mode is off for {args.app}"
+
+
+# --- preview apps -------------------------------------------------------------------------------------------------
+
+
+@command("previews", "list an app's preview apps (one per pushed branch)", needs_app=True)
+def previews(args):
+    client = api()
+    app = client.get(app_path(args))
+    rows = [row for row in client.get("/api/v1/apps") if row.get("parent") == args.app]
+    state = "on" if app["previews"] else "off"
+    excluded = ", ".join(app["preview_exclude"]) or "none"
+    header = f"Previews are {state} for {args.app} (config keys not copied: {excluded})"
+    return rows, header + "\n" + table(
+        rows,
+        ["APP", "RELEASE", "URL"],
+        lambda r: [r["name"], version_label(r["current_release"]), r["url"]],
+        empty="no preview apps yet: push a branch other than the deploy branch",
+    )
+
+
+@command(
+    "previews:on",
+    "make a preview app for each other branch pushed (git push berth feature); git push berth :feature removes it",
+    arg("--exclude", nargs="+", metavar="KEY", help="config keys not copied to previews (e.g. STRIPE_KEY)"),
+    needs_app=True,
+)
+def previews_on(args):
+    body: dict = {"previews": True} | ({"preview_exclude": args.exclude} if args.exclude else {})
+    app = api().patch(app_path(args), body)
+    return app, f"Previews are on for {args.app}: push a branch to get {args.app}--<branch>"
+
+
+@command(
+    "previews:off",
+    "stop making preview apps (existing ones stay until their branch is deleted)",
+    needs_app=True,
+)
+def previews_off(args):
+    app = api().patch(app_path(args), {"previews": False})
+    return app, f"Previews are off for {args.app}"

@@ -85,6 +85,9 @@ BERTH_REGISTRY_PASSWORD = env("BERTH_REGISTRY_PASSWORD") or (
 BERTH_NODE_DOCKER_SOCKET = env("BERTH_NODE_DOCKER_SOCKET", "/var/run/docker.sock")
 # images of the last N releases of each app are kept (plus the live one); older ones are deleted everywhere
 BERTH_IMAGE_RETENTION_RELEASES = env_int("BERTH_IMAGE_RETENTION_RELEASES", 5, minimum=1, maximum=1000)
+# Preview apps (berth.previews): how many one app may have, and after how many days without a push one is destroyed
+BERTH_PREVIEWS_MAX = env_int("BERTH_PREVIEWS_MAX", 5, minimum=0, maximum=100)
+BERTH_PREVIEWS_IDLE_DAYS = env_int("BERTH_PREVIEWS_IDLE_DAYS", 7, minimum=1, maximum=365)
 
 # Tenants are hostile (see tests/security): limits every app container gets unless its formation says otherwise,
 # and the quotas a team gets unless a platform admin set its own (Team.max_*; 0 means no limit).
@@ -222,6 +225,7 @@ INSTALLED_APPS = [
     "berth.jobs",
     "berth.hooks",
     "berth.pipelines",
+    "berth.previews",
 ]
 
 MIDDLEWARE = [

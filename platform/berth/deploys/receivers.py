@@ -15,10 +15,13 @@ from berth.deploys.tasks import (
 )
 from berth.releases.signals import release_created
 
+PREVIEWS_QUEUE = "previews"  # the workers consume it beside default, builds, deploys (deploy/Procfile)
+
 
 @receiver(build_queued)
 def run_build(sender, build, **kwargs):
-    build_run_task.delay(build.pk)
+    # a preview app's build waits on a queue of its own: previews never hold up a production deploy
+    build_run_task.apply_async((build.pk,), queue=PREVIEWS_QUEUE if build.app.parent_id else None)
 
 
 @receiver(release_created)

@@ -3,7 +3,8 @@
 `GitAccess` decides who may read or push which app: Berth's is TokenGitAccess below (an API token as the HTTP
 Basic password, roles as in the API). `GitPushHandler` is told about a push of the deploy branch while the
 pre-receive hook waits (in the web process, berth.gitserver.relay; `pusher` is the GitTarget's user_label) and
-accepts or refuses it: Berth's is berth.builds.git.BuildOnPush (build, then deploy).
+accepts or refuses it: Berth's is berth.previews.git.BuildOnPushWithPreviews (build, then deploy; other branches
+make preview apps through its optional `on_branch`).
 Both are chosen here. The git protocol tests (tests/gitserver) serve pushes without a database or a builder: they
 put fakes in with the setters, in the test process and, through their settings' AppConfig.ready(), in the
 servers and hook processes they start.
@@ -18,8 +19,8 @@ from berth.accounts.roles import MEMBER, VIEWER, role_at_least
 from berth.accounts.selectors import token_expired_at, user_role
 from berth.accounts.services import token_authenticate
 from berth.apps.models import App
-from berth.builds.git import BuildOnPush
 from berth.builds.repos import repo_path
+from berth.previews.git import BuildOnPushWithPreviews
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class TokenGitAccess:
 
 
 _access: GitAccess = TokenGitAccess()
-_push_handler: GitPushHandler = BuildOnPush()
+_push_handler: GitPushHandler = BuildOnPushWithPreviews()
 
 
 def set_git_access(access: GitAccess) -> None:

@@ -200,11 +200,33 @@ def push_decide(
     if any(update.ref == deploy_ref and update.deletes for update in updates):
         write_line("error: deleting the deploy branch is not allowed")
         return False
-    for update in updates:
-        if update.ref != deploy_ref and update.ref.startswith("refs/heads/") and not update.deletes:
-            branch = update.ref.removeprefix("refs/heads/")
-            write_line(f"{branch}: not deployed: only {deploy_branch} deploys")
     handler = get_push_handler()
+    on_branch = getattr(handler, "on_branch", None)  # preview apps, when the handler makes them
+    for update in updates:
+        if update.ref == deploy_ref or not update.ref.startswith("refs/heads/"):
+            continue
+        branch = update.ref.removeprefix("refs/heads/")
+        handled = None
+        if on_branch is not None:
+            try:
+                handled = on_branch(
+                    app_name=app_name,
+                    ref=update.ref,
+                    old=update.old,
+                    new=update.new,
+                    repo_path=repo,
+                    write_line=write_line,
+                    pusher=pusher,
+                    deletes=update.deletes,
+                )
+            except Exception as exc:
+                logger.exception("preview of %s %s failed", app_name, branch)
+                write_line(f"error: the preview app failed unexpectedly ({type(exc).__name__}); push refused")
+                return False
+        if handled is False:
+            return False
+        if handled is None and not update.deletes:
+            write_line(f"{branch}: not deployed: only {deploy_branch} deploys")
     for update in updates:
         if update.ref != deploy_ref:
             continue

@@ -37,7 +37,7 @@ def _with_current_version(apps: QuerySet[App]) -> QuerySet[App]:
 
 def apps_for_user(*, user) -> QuerySet[App]:
     """Apps of the user's teams (all apps for a superuser), with `current_version` annotated."""
-    apps = App.objects.select_related("team").order_by("name")
+    apps = App.objects.select_related("team", "parent").order_by("name")
     if not user.is_superuser:
         apps = apps.filter(team__memberships__user=user)
     return _with_current_version(apps)
