@@ -1,0 +1,138 @@
+"""The buildpack corpus: realistic small apps (tests/fixtures/apps/) pushed unchanged through ONE running platform,
+several pushes at once, each answering through the router; the wrong ones end in one `remote: error:` line.
+
+One platform and concurrent pushes keep this module's cost to about the slowest few builds, not their sum."""
+
+import secrets
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import FIXTURE_APPS
+from tests.e2e.conftest import APP_PREFIX
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
+
+# fixture → (path, text the answer holds) for each request that proves the build did its job
+CORPUS = {
+    "py-uv-fastapi": [("/", '"app":"uv-fastapi"')],
+    # .python-version 3.13 → the trixie stack; the stylesheet exists only once collectstatic ran
+    "py-poetry-django": [("/", "poetry-django on python 3.13"), ("/static/css/site.css", "#123456")],
+    "py-pipenv-flask": [("/", "pipenv-flask")],
+    # runtime.txt python-3.13.1; bin/post_compile wrote its marker file in the build
+    "py-requirements-313": [("/", "requirements-313 on python 3.13")],
+    "node": [("/", "hello from node")],
+    "go": [("/", "hello from go")],
+    "static": [("/", "<")],
+}
+# fixture → the one error line the push ends with
+WRONG = {
+    "bad-python-version": (
+        "remote: error: Python 3.12 (from .python-version) is not available; "
+        "available: 3.11 (Debian bookworm), 3.13 (Debian trixie)"
+    ),
+    # pyproject.toml gained a dependency the committed poetry.lock does not have
+    "bad-poetry-lock": "remote: error: Installing dependencies with poetry failed (exit code 1); its output is above",
+    "bad-build-script": "remote: error: Running bin/post_compile failed (exit code 3); its output is above",
+}
+CONCURRENT_PUSHES = 4
+
+
+def _git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=600, check=check)
+
+
+def _push_fixture(fixture: str, *, app_name: str, token: str, web_url: str, workdir: Path):
+    repo = workdir / fixture
+    shutil.copytree(FIXTURE_APPS / fixture, repo)
+    remote = web_url.replace("http://", f"http://git:{token}@") + f"/git/{app_name}.git"
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["config", "user.email", "dev@example.test"],
+        ["config", "user.name", "dev"],
+        ["add", "-A"],
+        ["commit", "-q", "-m", f"{fixture}, unchanged"],
+        ["remote", "add", "berth", remote],
+    ):
+        _git(repo, *args)
+    started = time.monotonic()
+    push = _git(repo, "push", "berth", "main", check=False)
+    return push, time.monotonic() - started
+
+
+def _get(router_port: int, host: str, path: str) -> httpx.Response:
+    return httpx.get(f"http://127.0.0.1:{router_port}{path}", headers={"Host": host}, timeout=10)
+
+
+def test_the_corpus_builds_unchanged_and_answers_and_the_wrong_apps_get_one_error_line(
+    tenant, berth_platform, tmp_path
+):
+    from berth.apps.services import app_create
+    from berth.builds.models import Build
+
+    fixtures = list(CORPUS) + list(WRONG)
+    apps = {
+        fixture: app_create(team=tenant.team, name=APP_PREFIX + secrets.token_hex(3), actor=tenant.user)
+        for fixture in fixtures
+    }
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=CONCURRENT_PUSHES) as pool:
+        futures = {
+            fixture: pool.submit(
+                _push_fixture,
+                fixture,
+                app_name=apps[fixture].name,
+                token=tenant.token,
+                web_url=berth_platform.web_url,
+                workdir=tmp_path,
+            )
+            for fixture in fixtures
+        }
+        results = {fixture: future.result() for fixture, future in futures.items()}
+    print(f"\ncorpus: {len(fixtures)} pushes, {CONCURRENT_PUSHES} at once, {time.monotonic() - started:.0f}s")
+    worker_log = (berth_platform.logs / "worker.log").read_text()[-3000:]
+
+    for fixture, checks in CORPUS.items():
+        push, seconds = results[fixture]
+        print(f"  {fixture}: {seconds:.0f}s")
+        assert push.returncode == 0, f"{fixture}:\n{push.stderr}\n{worker_log}"
+        assert "remote: -----> Released v1" in push.stderr, push.stderr
+        # the engine's bookkeeping stays out of the push
+        assert "Removing intermediate container" not in push.stderr
+        assert "remote:  ---> " not in push.stderr
+        host = f"{apps[fixture].name}.localhost"
+        for path, expected in checks:
+            response = _get(berth_platform.router_port, host, path)
+            assert response.status_code == 200 and expected in response.text, (
+                fixture,
+                path,
+                response.text[:300],
+            )
+
+    for fixture, expected in WRONG.items():
+        push, _ = results[fixture]
+        assert push.returncode != 0, push.stderr
+        errors = [line.rstrip() for line in push.stderr.splitlines() if line.startswith("remote: error:")]
+        # the reason in one line, then the platform's own line that the push was refused
+        assert errors[0] == expected, push.stderr
+        assert len(errors) == 2 and "the push was not accepted" in errors[1], push.stderr
+
+    # Berth's steps are what the pusher reads; the full log keeps the engine's lines
+    django = results["py-poetry-django"][0].stderr
+    for step in (
+        "Installing Python 3.13 (from .python-version)",
+        "Installing dependencies with poetry",
+        "Running collectstatic",
+    ):
+        assert f"remote: -----> {step}" in django
+    full_log = Build.objects.get(app=apps["py-poetry-django"]).log
+    assert "Removing intermediate container" in full_log or "Using cache" in full_log
+    shown = sum(1 for line in django.splitlines() if line.startswith("remote:"))
+    print(
+        f"  py-poetry-django: {shown} lines shown to the pusher, {len(full_log.splitlines())} in the full log"
+    )
