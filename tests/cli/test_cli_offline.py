@@ -21,6 +21,7 @@ SPEC_COMMANDS = (
     "domains:add domains:remove releases releases:info audit git:remote ps:scale builds builds:info builds:output "
     "builds:cancel deploy rollback ps run runs:output logs events git:credentials ps:restart nodes nodes:add nodes:drain nodes:activate nodes:label nodes:remove ps:place restart"
     " certs certs:add certs:remove certs:renew https:redirect https:hsts"
+    " cron cron:add cron:remove webhooks webhooks:add webhooks:remove webhooks:deliveries"
 ).split()
 
 
