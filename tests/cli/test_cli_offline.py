@@ -22,6 +22,9 @@ SPEC_COMMANDS = (
     "builds:cancel deploy rollback ps run runs:output logs events git:credentials ps:restart nodes nodes:add nodes:drain nodes:activate nodes:label nodes:remove ps:place restart"
     " certs certs:add certs:remove certs:renew https:redirect https:hsts"
     " cron cron:add cron:remove webhooks webhooks:add webhooks:remove webhooks:deliveries"
+    " users users:create users:disable users:enable users:password-reset maintenance maintenance:on maintenance:off"
+    " pipelines pipelines:create pipelines:info pipelines:add pipelines:remove pipelines:destroy pipelines:promote"
+    " previews previews:on previews:off"
 ).split()
 
 
