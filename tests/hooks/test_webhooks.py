@@ -220,3 +220,23 @@ def test_removing_a_webhook_is_audited(world):
     assert client.delete(f"/api/v1/teams/acme/webhooks/{webhook.pk}").status_code == 204
     assert client.delete(f"/api/v1/teams/acme/webhooks/{webhook.pk}").status_code == 404
     assert AuditEvent.objects.filter(action="webhook.remove", target=f"webhook #{webhook.pk}").exists()
+
+
+def test_a_failed_build_is_told_unless_its_release_failed(world, demo_streams):
+    from berth.builds.models import Build
+    from berth.builds.services import build_fail
+
+    webhook_add(team=world.team, url="mailto:ops@example.test", events=["build.failed", "deploy.failed"])
+    compile_error = Build.objects.create(
+        app=world.app, source="image", image_ref="demo:v2", status="building"
+    )
+    build_fail(compile_error, "error: pip install failed")
+    [delivery] = WebhookDelivery.objects.all()
+    assert delivery.event == "build.failed"
+    assert delivery.payload["message"] == f"build {compile_error.pk} of demo failed: pip install failed"
+    build_fail(compile_error, "error: again")  # already failed: no second transition, no second delivery
+    rolled_out = Build.objects.create(
+        app=world.app, source="image", image_ref="demo:v3", status="building", release=world.release
+    )
+    build_fail(rolled_out, "the release failed")
+    assert WebhookDelivery.objects.count() == 1

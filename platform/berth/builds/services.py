@@ -33,7 +33,7 @@ from berth.builds.logstream import LogStream
 from berth.builds.models import ACTIVE_BUILD_STATUSES, Build, BuildStatus
 from berth.builds.procfile import read_procfile
 from berth.builds.repos import repo_path
-from berth.builds.signals import build_queued
+from berth.builds.signals import build_failed, build_queued
 from berth.builds.tree import tree_export
 from berth.core.env import env_int
 from berth.core.redis import redis_client
@@ -298,6 +298,8 @@ def build_fail(build: Build, reason: str, *, already_logged: str = "") -> Build:
     ):
         # the builder prints its own failure as its last line; the log says it once
         build_log_finish(build, None if already_logged == line else line, BuildStatus.FAILED)
+        # robust: a listener's error (a notification) is not the build's
+        build_failed.send_robust(sender=Build, build=build, reason=reason)
     return build
 
 

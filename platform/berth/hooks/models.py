@@ -11,6 +11,7 @@ EVENTS = (
     "deploy.live",
     "deploy.failed",
     "deploy.rolled_back",
+    "build.failed",
     "app.crashed",
     "cert.alarm",
 )

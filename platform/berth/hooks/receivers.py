@@ -7,7 +7,8 @@ import logging
 from django.db import transaction
 from django.dispatch import receiver
 
-from berth.builds.signals import build_queued
+from berth.builds.models import Build
+from berth.builds.signals import build_failed, build_queued
 from berth.hooks.services import event_deliveries_create
 from berth.hooks.tasks import delivery_attempt_task
 from berth.observe.signals import event_recorded
@@ -38,3 +39,11 @@ def deploy_started_notify(sender, build, **kwargs) -> None:
         )
     except Exception:  # build_queued is sent with send(): a notification must never stop a build
         logger.exception("deploy.started of build %s not notified", build.pk)
+
+
+@receiver(build_failed, dispatch_uid="berth.hooks.build_failed")
+def build_failed_notify(sender, build, reason: str, **kwargs) -> None:
+    if Build.objects.filter(pk=build.pk, release__isnull=False).exists():
+        return  # its release was made and failed to roll out: deploy.failed told that already
+    message = f"build {build.pk} of {build.app.name} failed: {reason.removeprefix('error: ')}"
+    _queue(event_deliveries_create(app_name=build.app.name, kind="build.failed", message=message[:2000]))
