@@ -319,6 +319,13 @@ def test_health_messages_draw_charts_and_update_processes(open_page):
 
     page = open_page("viewer")
     page.route_web_socket(re.compile(r".*/ws/apps/demo/events.*"), lambda ws: sockets.append(ws))
+    # the rows are what `berth ps` lists (the app's state socket); health only fills in their CPU and memory
+    rows = [
+        {"id": f"task-{name}-1", "process": name, "release": 2, "state": status, "node": "node-a"}
+        for name, status in (("web", "running"), ("worker", "crashed"))
+    ]
+    state = {"type": "state", "current_version": 2, "releases": [], "formation": [], "processes": rows}
+    page.route_web_socket(re.compile(r".*/ws/apps/demo/state.*"), lambda ws: ws.send(json.dumps(state)))
     page.goto("/apps/demo/")
     page.wait_for_function("document.querySelector('#events-status').dataset.state === 'live'")
     for i in range(5):

@@ -7,6 +7,7 @@ from berth.live import consumers
 websocket_urlpatterns: list = [
     path("ws/apps/<str:app>/logs", consumers.AppLogsConsumer.as_asgi()),
     path("ws/apps/<str:app>/events", consumers.AppEventsConsumer.as_asgi()),
+    path("ws/apps/<str:app>/state", consumers.AppStateConsumer.as_asgi()),
     path("ws/builds/<int:build_id>", consumers.BuildConsumer.as_asgi()),
     path("ws/nodes", consumers.NodesConsumer.as_asgi()),
 ]

@@ -17,6 +17,7 @@ from berth.accounts.selectors import user_role
 from berth.apps import selectors as apps_selectors
 from berth.apps import services as apps_services
 from berth.builds import services as builds_services
+from berth.builds.procfile import RELEASE_PROCESS
 from berth.certs.acme_client import acme_enabled
 from berth.certs.selectors import apps_with_certificates
 from berth.dashboard.certificates import certificate_alarms, certificate_rows
@@ -186,7 +187,8 @@ def app_page(
     except Exception as exc:  # the page must render when Docker is down; say so in the section instead
         logger.warning("processes of %s unavailable: %s", app.name, exc)
         processes_error = f"cannot list processes right now ({type(exc).__name__})"
-    formation = list(apps_selectors.formation_for_app(app=app))
+    # the Procfile's release phase runs once per deploy: not a process type to scale
+    formation = [f for f in apps_selectors.formation_for_app(app=app) if f.process != RELEASE_PROCESS]
     if "formation" in (refused or {}):
         # the rows as typed, each error beside its input (the rows are not saved: they only render)
         typed, errors = refused["formation"]["values"], refused["formation"]["errors"]

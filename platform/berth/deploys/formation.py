@@ -14,6 +14,7 @@ from berth.apps.quotas import app_formation_rows, formation_usage, quota_check, 
 from berth.apps.signals import formation_changed
 from berth.apps.validators import validate_process_name
 from berth.audit.services import audit_record
+from berth.builds.procfile import RELEASE_PROCESS
 from berth.core.locks import HeldAppLock
 from berth.deploys.errors import DeployError, NothingLive
 from berth.deploys.events import app_event
@@ -83,7 +84,7 @@ def formation_update(
     known = set(release.procfile if release else {}) | set(
         Formation.objects.filter(app=app).values_list("process", flat=True)
     )
-    known = known or {"web"}
+    known = (known - {RELEASE_PROCESS}) or {"web"}
     updates: dict[str, dict] = {}
     for item in changes:
         if not isinstance(item, dict):
@@ -93,6 +94,10 @@ def formation_update(
             raise ValidationError({sorted(extra)[0]: "unknown field"})
         process = item.get("process")
         validate_process_name(process)
+        if process == RELEASE_PROCESS:
+            # the Procfile's release phase runs once per deploy (rollout._release_phase), never as a service
+            message = f"{RELEASE_PROCESS!r} is the Procfile's release phase (run once per deploy), not scaled"
+            raise ValidationError({"process": message})
         if process not in known:
             raise ValidationError(
                 {"process": f"unknown process type {process!r}; this app has {', '.join(sorted(known))}"}

@@ -1,7 +1,8 @@
 """WebSocket consumers: an app's logs, a build's output, an app's events and health, the nodes.
 
 Each consumer authorizes through the selectors, then sends what berth.observe (replays, the shared stream readers
-of berth.observe.hub, snapshots) and berth.builds.logstream (a build's output) produce. Each connection has a
+of berth.observe.hub, snapshots), berth.builds.logstream (a build's output) and berth.live.app_state (the app page's
+state) produce. Each connection has a
 task that produces and one that sends, so one slow or stuck client never holds up another. Live app lines go
 through a bounded outbox per connection (berth.live.outbox): a client that does not keep up loses the oldest.
 
@@ -16,7 +17,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
+from channels.db import DatabaseSyncToAsync, database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -26,6 +27,7 @@ from berth.apps.selectors import app_for_user
 from berth.builds.logstream import End, LeftOut, Line, build_output
 from berth.builds.selectors import build_for_user
 from berth.core.lines import MORE
+from berth.live.app_state import app_live_state
 from berth.live.outbox import Outbox
 from berth.nodes.selectors import can_see_nodes
 from berth.observe.hub import BLOCK_MS, Entry, Render, StreamHub, Subscription, stream_reader
@@ -53,6 +55,13 @@ DEFAULT_TAIL = 100
 DEFAULT_EVENTS_TAIL = 20
 MAX_TAIL_ASKED = 10**9  # what a `tail` parameter can say; what is sent is bounded by the replay settings
 TICK_SECONDS = 3.0
+# The app page's state (AppStateConsumer): read again at once when an app event arrives, and at least this often,
+# for what changes without an event (a build queued, Swarm starting or stopping a task).
+STATE_POLL_SECONDS = 0.5
+# How long a state caught between "old release superseded" and "new release live" is held back (see
+# berth.live.app_state.app_live_state's `settled`): in steps of STATE_SETTLE_STEP_SECONDS, then sent as it is.
+STATE_SETTLE_STEPS = 20
+STATE_SETTLE_STEP_SECONDS = 0.05
 
 
 def _query(scope) -> dict[str, str]:
@@ -274,3 +283,61 @@ class NodesConsumer(StreamConsumer):
 
     async def produce(self) -> None:
         await self.send_snapshots(NODES_KEY, lambda snapshot: {"type": "nodes", "nodes": snapshot["nodes"]})
+
+
+class AppStateConsumer(StreamConsumer):
+    """/ws/apps/<app>/state: the app page's state (berth.live.app_state) on connect, then again each time it changes.
+
+    Woken by the app's events (berth.deploys.events.app_event: release.live, scaled, ...) through the shared reader
+    of its event stream, and every STATE_POLL_SECONDS for what has no event. Only the newest state matters: a client
+    that falls behind loses older ones (the outbox keeps two). `follow=0` sends the state once and closes.
+    """
+
+    outbox_size = 2
+
+    def authorize(self, user) -> None:
+        self.app_row = app_for_user(
+            user=user, name=self.scope["url_route"]["kwargs"]["app"], min_role="viewer"
+        )
+        self.app = self.app_row.name
+        self.user = user
+        # Not the shared sync thread (thread_sensitive): the state asks the container engine, which may be slow,
+        # and every other socket's database call would wait behind it.
+        self.read_state = DatabaseSyncToAsync(self._read_state, thread_sensitive=False)
+
+    def _read_state(self) -> dict:
+        return app_live_state(app=self.app_row, user=self.user)
+
+    async def produce(self) -> None:
+        self.changed = asyncio.Event()
+        if self.follow:
+            replay = await events_replay(self.redis, app=self.app, tail=0)
+            await self.follow_stream(events_key(self.app), event_message, replay.last_id)
+        sent = None
+        while True:
+            text = json.dumps(await self.settled_state(), sort_keys=True)
+            if text != sent:
+                self.outbox.put(text)
+                sent = text
+            if not self.follow:
+                self.outbox.close()
+                return
+            try:
+                await asyncio.wait_for(self.changed.wait(), STATE_POLL_SECONDS)
+            except TimeoutError:
+                pass
+            self.changed.clear()
+
+    async def settled_state(self) -> dict:
+        for _ in range(STATE_SETTLE_STEPS):
+            state = await self.read_state()
+            if state["settled"]:
+                break
+            await asyncio.sleep(STATE_SETTLE_STEP_SECONDS)
+        return state
+
+    def on_entry(self, entry: Entry | None) -> None:
+        if entry is None:
+            self.outbox.close(code=1011)  # the shared reader failed: close rather than go stale
+            return
+        self.changed.set()

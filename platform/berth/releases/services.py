@@ -11,6 +11,7 @@ from berth.apps.models import App, ConfigVar, Formation
 from berth.apps.services import app_row_lock
 from berth.apps.validators import validate_config_key, validate_config_value, validate_process_name
 from berth.audit.services import audit_record
+from berth.builds.procfile import RELEASE_PROCESS
 from berth.releases.models import Release, ReleaseStatus
 from berth.releases.selectors import latest_release
 from berth.releases.signals import release_created
@@ -80,7 +81,7 @@ def release_create(
                     [
                         Formation(app=app, process=process, replicas=1 if process == "web" else 0)
                         for process in procfile
-                        if process not in known
+                        if process not in known and process != RELEASE_PROCESS  # a phase, not a process type
                     ]
                 )
                 audit_record(
