@@ -240,3 +240,30 @@ def test_a_failed_build_is_told_unless_its_release_failed(world, demo_streams):
     )
     build_fail(rolled_out, "the release failed")
     assert WebhookDelivery.objects.count() == 1
+
+
+def test_https_is_verified_against_the_url_host_while_connecting_to_the_checked_address(
+    world, private_allowed, demo_streams, tmp_path, monkeypatch
+):
+    """The connection goes to the address Berth checked, but TLS still checks the certificate against the URL's
+    host name (SNI and name), with the CA bundle of BERTH_WEBHOOKS_CA_BUNDLE: a certificate for localhost is
+    good for https://localhost:…, not for https://127.0.0.1:… (the same address, another name)."""
+    from tests.support.tls import TestCA, TlsTerminator
+
+    ca = TestCA(tmp_path / "ca")
+    monkeypatch.setenv("BERTH_WEBHOOKS_CA_BUNDLE", str(ca.root_path))
+    with Receiver([200]) as receiver:
+        tls = TlsTerminator(ca.issue("localhost"), int(receiver.url.split(":")[2].split("/")[0]))
+        try:
+            webhook_add(team=world.team, url=f"https://localhost:{tls.port}/hook?x=1", events=["deploy.live"])
+            webhook_add(team=world.team, url=f"https://127.0.0.1:{tls.port}/hook", events=["deploy.live"])
+            event_record(app="demo", kind="release.live", message="v2")
+            verified, mismatched = [
+                delivery_attempt(delivery_id=d.pk) for d in WebhookDelivery.objects.order_by("webhook_id")
+            ]
+        finally:
+            tls.stop()
+    assert verified.status == "delivered" and verified.response_code == 200
+    assert mismatched.status == "pending" and mismatched.response_code is None
+    assert "SSLError" in mismatched.last_error and "127.0.0.1" in mismatched.last_error
+    assert len(receiver.requests) == 1 and receiver.requests[0]["headers"]["Host"] == f"localhost:{tls.port}"

@@ -12,8 +12,10 @@ HMAC-SHA256(secret, "<t>." + body). The receiver recomputes it with the secret s
 
 Tenants choose these URLs, so every request is checked first (SSRF): http(s) only, and every address the host
 resolves to must be a public one (no loopback, private, link-local, shared or reserved range) unless
-BERTH_WEBHOOKS_ALLOW_PRIVATE is on; no redirects are followed, answers are read up to 4 KB, 5 s to connect and
-10 s to answer.
+BERTH_WEBHOOKS_ALLOW_PRIVATE is on. The connection goes to the very address that was checked (the Host header and
+TLS name stay the URL's), so a name that resolves elsewhere a moment later (DNS rebinding) cannot redirect it; no
+redirects are followed, answers are read up to 4 KB, 5 s to connect and 10 s to answer. HTTPS is verified against
+certifi's CA bundle, or BERTH_WEBHOOKS_CA_BUNDLE (a receiver behind a private CA).
 """
 
 import hashlib
@@ -28,8 +30,9 @@ import time
 import urllib.parse
 from datetime import datetime, timedelta
 
+import certifi
 import redis
-import requests
+import urllib3
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
@@ -41,7 +44,7 @@ from berth.accounts.models import Team
 from berth.apps.crypto import decrypt_text, encrypt_text
 from berth.apps.models import App
 from berth.audit.services import audit_record
-from berth.core.env import env_bool, env_int
+from berth.core.env import env, env_bool, env_int
 from berth.core.redis import redis_client
 from berth.hooks.models import EVENTS, DeliveryStatus, Webhook, WebhookDelivery, WebhookKind
 
@@ -87,31 +90,46 @@ def _address_allowed(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-def url_check(url: str, *, resolve: bool = True) -> urllib.parse.SplitResult:
-    """The parts of a URL Berth may POST to; WebhookRefused (one line) otherwise. With `resolve`, every address of
-    its host must be public unless BERTH_WEBHOOKS_ALLOW_PRIVATE."""
+def url_check(url: str) -> urllib.parse.SplitResult:
+    """The parts of an http(s) URL Berth may POST to (no address checked yet); WebhookRefused (one line) otherwise."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WebhookRefused(f"{url[:100]!r} is not an http(s) URL")
     if parts.username or parts.password:
         raise WebhookRefused("the URL must not hold a user or password (put a token in its path or query)")
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
     except ValueError:
         raise WebhookRefused(f"{url[:100]!r} has an invalid port") from None
-    if not resolve or allow_private():
-        return parts
-    try:
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise WebhookRefused(f"{parts.hostname} does not resolve ({exc})") from None
-    for info in infos:
-        if not _address_allowed(info[4][0]):
-            raise WebhookRefused(
-                f"{parts.hostname} resolves to {info[4][0]}, a private, loopback or reserved address; "
-                "Berth sends only to public addresses (BERTH_WEBHOOKS_ALLOW_PRIVATE=1 allows it)"
-            )
     return parts
+
+
+def url_address(parts: urllib.parse.SplitResult) -> str:
+    """The address to connect to for a checked URL: its host resolved, every address public (unless
+    BERTH_WEBHOOKS_ALLOW_PRIVATE), IPv4 first. WebhookRefused for a private one; socket.gaierror if it does not
+    resolve (a DNS failure may pass: a delivery retries it)."""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    addresses = sorted({info[4][0] for info in infos}, key=lambda a: (":" in a, a))
+    if not allow_private():
+        for address in addresses:
+            if not _address_allowed(address):
+                raise WebhookRefused(
+                    f"{parts.hostname} resolves to {address}, a private, loopback or reserved address; "
+                    "Berth sends only to public addresses (BERTH_WEBHOOKS_ALLOW_PRIVATE=1 allows it)"
+                )
+    return addresses[0]
+
+
+def url_refusal(url: str) -> str | None:
+    """Why `url` cannot be a webhook, checked when it is added (its host must resolve now); None if it can."""
+    try:
+        url_address(url_check(url))
+    except WebhookRefused as exc:
+        return str(exc)
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"{urllib.parse.urlsplit(url).hostname} does not resolve ({exc})"
+    return None
 
 
 def _emails(target: str) -> list[str]:
@@ -150,10 +168,9 @@ def webhook_add(
             raise ValidationError({"url": "a Slack webhook is an https URL, not mailto:"})
         kind, target = WebhookKind.EMAIL, ",".join(_emails(url))
     else:
-        try:
-            url_check(url)
-        except WebhookRefused as exc:
-            raise ValidationError({"url": str(exc)}) from None
+        refusal = url_refusal(url)
+        if refusal:
+            raise ValidationError({"url": refusal})
         kind, target = (WebhookKind.SLACK if slack else WebhookKind.HTTP), url
         if not slack:
             secret = "whsec_" + secrets.token_urlsafe(32)
@@ -250,19 +267,54 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={digest}"
 
 
+def ca_bundle() -> str:
+    return env("BERTH_WEBHOOKS_CA_BUNDLE") or certifi.where()
+
+
 def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
-    """POST to a checked URL; the answer's status code (its body read up to MAX_RESPONSE_BYTES, then dropped)."""
-    url_check(url)
-    with requests.post(
-        url,
-        data=body,
-        headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers},
-        timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
-        allow_redirects=False,
-        stream=True,
-    ) as response:
-        response.raw.read(MAX_RESPONSE_BYTES, decode_content=False)
-        return response.status_code
+    """POST to `url` at the address just checked; the answer's status code (its body read up to
+    MAX_RESPONSE_BYTES, then dropped). WebhookRefused, socket and urllib3 errors as they come."""
+    parts = url_check(url)
+    address = url_address(parts)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT)
+    if parts.scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(
+            address,
+            port,
+            timeout=timeout,
+            maxsize=1,
+            retries=False,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=ca_bundle(),
+            server_hostname=parts.hostname,  # SNI and the certificate's name: the URL's host, not the address
+            assert_hostname=parts.hostname,
+        )
+    else:
+        pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, maxsize=1, retries=False)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        response = pool.urlopen(
+            "POST",
+            path,
+            body=body,
+            headers={
+                "Host": parts.netloc,
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+                **headers,
+            },
+            redirect=False,
+            retries=False,
+            preload_content=False,
+        )
+        try:
+            response.read(MAX_RESPONSE_BYTES, decode_content=False)
+        finally:
+            response.release_conn()
+        return response.status
+    finally:
+        pool.close()
 
 
 def _text(payload: dict) -> str:
@@ -310,7 +362,7 @@ def delivery_attempt(*, delivery_id: int, now: datetime | None = None) -> Webhoo
             error = f"answered HTTP {code}"
     except WebhookRefused as exc:
         error, final = str(exc), True  # a refused target stays refused: no retry
-    except (requests.RequestException, smtplib.SMTPException, OSError) as exc:
+    except (urllib3.exceptions.HTTPError, smtplib.SMTPException, OSError) as exc:
         error = f"{type(exc).__name__}: {exc}"
     fields = {"attempts": attempts, "response_code": code, "last_error": error[:500]}
     if not error:
