@@ -109,10 +109,13 @@ def build_parser() -> Parser:
 
 
 def package_version() -> str:
-    try:
-        return metadata.version("berth")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    # installed with the server ("berth"), on its own ("berth-cli", deploy/cli), or the one-file download (neither)
+    for distribution in ("berth", "berth-cli"):
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

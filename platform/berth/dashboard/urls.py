@@ -4,7 +4,7 @@ here they only have to look like one, so other routes (api/, git/, static/) neve
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
-from berth.dashboard import cert_views, first_deploy_views, join_views, signin, team_views, views
+from berth.dashboard import cert_views, cli_views, first_deploy_views, join_views, signin, team_views, views
 
 
 class AppNameConverter:
@@ -23,6 +23,7 @@ app_name = "dashboard"
 
 urlpatterns = [
     path("login/", signin.SignInView.as_view(), name="login"),
+    path("cli/berth", cli_views.cli_download, name="cli-download"),
     path("logout/", auth_views.LogoutView.as_view(next_page="dashboard:login"), name="logout"),
     path("", views.home, name="home"),
     path("apps/", views.apps_list, name="apps"),
