@@ -1,0 +1,38 @@
+"""The app page's scheduled jobs section: each job with its schedule (UTC), command and last run."""
+
+from datetime import timedelta
+
+import pytest
+from berth.jobs.models import CronRun, CronRunStatus
+from berth.jobs.services import cron_job_add
+from django.test import Client
+from django.utils import timezone
+
+pytestmark = pytest.mark.django_db
+
+
+def page(world, role: str = "viewer") -> str:
+    client = Client()
+    client.force_login(world.users[role])
+    response = client.get("/apps/demo/")
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_the_app_page_lists_jobs_and_their_last_run_in_utc(world):
+    assert 'id="no-cron"' in page(world)
+    job = cron_job_add(app=world.app, schedule="*/15 * * * *", command="python manage.py clearsessions")
+    finished = timezone.now()
+    run = CronRun.objects.create(
+        job=job,
+        due_at=finished,
+        status=CronRunStatus.FAILED,
+        exit_code=2,
+        started_at=finished - timedelta(seconds=3),
+        finished_at=finished,
+    )
+    html = page(world)
+    assert "times in UTC" in html and f'data-job="{job.pk}"' in html
+    assert "<code>*/15 * * * *</code>" in html and "python manage.py clearsessions" in html
+    assert "exit 2 in 3.0s" in html and f"scheduler.{run.pk}" in html
+    assert f"{finished:%Y-%m-%d %H:%M}" in html
