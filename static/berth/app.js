@@ -148,7 +148,7 @@ document.addEventListener("DOMContentLoaded", function () {
       return;
     }
     processes.forEach(function (p) {
-      const row = el("tr", { "data-task-id": p.id || "", "data-process": p.process || "", "data-release": p.release || "" });
+      const row = el("tr", { "data-task-id": p.id || "", "data-process": p.process || "" });
       const name = el("td", {}, (p.process || "") + " ");
       name.appendChild(el("span", { class: "muted small" }, String(p.id || "").slice(0, 8)));
       row.appendChild(name);
