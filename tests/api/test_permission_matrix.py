@@ -125,6 +125,7 @@ CASES.update(
         "api:app-build": {"GET": (_finished_build, None, 200)},
         "api:app-build-output": {"GET": (_finished_build, None, 200)},
         "api:app-build-cancel": {"POST": (_queued_build, lambda w: {}, 200)},
+        "api:app-build-cache": {"DELETE": (lambda w, r: {"app": "demo"}, None, 200)},
         "api:app-deploys": {"POST": (_no_active_build, lambda w: {"image": "127.0.0.1:1/none:1"}, 202)},
         "api:app-rollback": {"POST": (lambda w, r: {"app": "demo"}, lambda w: {"version": 1}, 201)},
         "api:app-processes": {"GET": (lambda w, r: {"app": "demo"}, None, 200)},
@@ -341,8 +342,8 @@ def test_the_guard_notices_a_route_without_a_rule():
 
 
 def test_matrix_size():
-    # 78 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
-    assert len(MATRIX) == 78 * 6
+    # 79 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
+    assert len(MATRIX) == 79 * 6
 
 
 @pytest.mark.parametrize(("name", "method", "role"), MATRIX)

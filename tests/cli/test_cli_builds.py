@@ -16,9 +16,12 @@ import httpx
 import pytest
 from berth.apps.models import App
 from berth.builds import services as builds
-from berth.builds.models import Build
+from berth.builds.models import Build, build_cache_ref
+from berth.builds.stack import stack_image_ref
 from berth.releases.models import Release
 from berth.releases.services import release_create, release_set_status
+from berth.runtime.build import image_tag
+from berth.runtime.client import docker_client
 
 from tests.cli.conftest import Background, as_json, assert_one_error_line, ok
 from tests.conftest import REPO_DIR, free_port, wait_for
@@ -443,3 +446,18 @@ def test_rollback_without_a_version_right_after_a_change_undoes_that_change(cli,
         )
     out = ok(cli("rollback", "--no-wait", "-a", "shop"))
     assert out.startswith("Rolled back shop to v2 as v4"), out
+
+
+def test_builds_cache_clear_drops_the_apps_dependency_cache(cli, shop):
+    ref = build_cache_ref(app_name=shop)
+    assert ok(cli("builds:cache:clear", "-a", shop)) == f"{shop} has no build cache\n"
+    image_tag(docker_client().images.get(stack_image_ref()).id, ref)
+    try:
+        assert ok(cli("builds:cache:clear", "-a", shop)) == f"Cleared the build cache of {shop}\n"
+        with pytest.raises(docker.errors.ImageNotFound):
+            docker_client().images.get(ref)
+    finally:
+        try:
+            docker_client().images.remove(ref)
+        except docker.errors.ImageNotFound:
+            pass

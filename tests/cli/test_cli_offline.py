@@ -19,7 +19,7 @@ SPEC_COMMANDS = (
     "login logout whoami teams teams:create teams:quotas members members:add members:remove tokens tokens:create "
     "tokens:revoke apps apps:create apps:info apps:destroy config config:get config:set config:unset domains "
     "domains:add domains:remove releases releases:info audit git:remote ps:scale builds builds:info builds:output "
-    "builds:cancel deploy rollback ps run runs:output logs events git:credentials ps:restart nodes nodes:add nodes:drain nodes:activate nodes:label nodes:remove ps:place restart"
+    "builds:cancel builds:cache:clear deploy rollback ps run runs:output logs events git:credentials ps:restart nodes nodes:add nodes:drain nodes:activate nodes:label nodes:remove ps:place restart"
     " certs certs:add certs:remove certs:renew https:redirect https:hsts"
     " cron cron:add cron:remove webhooks webhooks:add webhooks:remove webhooks:deliveries"
     " users users:create users:disable users:enable users:password-reset maintenance maintenance:on maintenance:off"

@@ -4,7 +4,8 @@ from collections.abc import AsyncIterator
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers as drf_fields
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -64,6 +65,20 @@ class AppBuildCancelView(AppScopedView):
         except ValueError as exc:
             raise ConflictError(str(exc)) from exc
         return Response(build_repr(build))
+
+
+class AppBuildCacheView(AppScopedView):
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer(
+                "BuildCacheCleared", {"app": drf_fields.CharField(), "cleared": drf_fields.BooleanField()}
+            )
+        },
+    )
+    def delete(self, request, app: str):
+        cleared = services.build_cache_clear(app=self.app, actor=request.user, remote_addr=client_ip(request))
+        return Response({"app": self.app.name, "cleared": cleared})
 
 
 def _left_out_note(build: Build, left_out: int) -> bytes:

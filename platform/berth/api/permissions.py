@@ -63,6 +63,7 @@ PERMISSION_MAP: dict[str, dict[str, str]] = {
     "api:app-build": {"GET": VIEWER},
     "api:app-build-output": {"GET": VIEWER},
     "api:app-build-cancel": {"POST": MEMBER},
+    "api:app-build-cache": {"DELETE": MEMBER},
     "api:app-deploys": {"POST": MEMBER},
     "api:app-rollback": {"POST": MEMBER},
     "api:app-processes": {"GET": VIEWER},

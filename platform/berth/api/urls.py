@@ -87,6 +87,7 @@ urlpatterns = [
         builds.AppBuildCancelView.as_view(),
         name="app-build-cancel",
     ),
+    path("apps/<str:app>/build-cache", builds.AppBuildCacheView.as_view(), name="app-build-cache"),
     path("apps/<str:app>/deploys", builds.AppDeploysView.as_view(), name="app-deploys"),
     path("apps/<str:app>/rollback", deploys.AppRollbackView.as_view(), name="app-rollback"),
     path("apps/<str:app>/ps", deploys.AppProcessesView.as_view(), name="app-processes"),

@@ -31,7 +31,9 @@ from berth.runtime.build import (
     context_files,
     engine_cpus,
     image_build,
+    image_tag,
 )
+from berth.runtime.pull import image_inspect
 
 BUILDPACK_LABEL = "org.berth.buildpack"
 CONTEXT_CA_PATH = "berth/ca.crt"
@@ -46,6 +48,9 @@ _ENGINE_NOISE = re.compile(
     r"^( ---> |Removing intermediate container |Successfully built [0-9a-f]+$|Successfully tagged )"
 )
 STEP_PREFIX = "-----> "
+# A buildpack template marks the end of its dependency stage with this label; its image becomes the app's cache.
+CACHE_STAGE_LABEL = "org.berth.cache-stage"
+_LAYER_ID = re.compile(r"^ ---> [0-9a-f]{12}$")
 
 
 class BuildOutputFilter:
@@ -66,6 +71,10 @@ class BuildOutputFilter:
         self.on_detail = on_detail
         self.steps_are_noise = steps_are_noise
         self.last_step = ""
+        self.cache_stage_image = (
+            ""  # the image the engine made at the template's `LABEL org.berth.cache-stage`
+        )
+        self._in_cache_stage_step = False
 
     def is_noise(self, line: str) -> bool:
         return bool(_ENGINE_NOISE.match(line)) or (self.steps_are_noise and bool(STEP_LINE.match(line)))
@@ -76,6 +85,11 @@ class BuildOutputFilter:
             return
         if line.startswith(STEP_PREFIX):
             self.last_step = line.removeprefix(STEP_PREFIX).strip()
+        step = STEP_LINE.match(line)
+        if step:
+            self._in_cache_stage_step = step.group(3).startswith(f"LABEL {CACHE_STAGE_LABEL}=")
+        elif self._in_cache_stage_step and _LAYER_ID.match(line):
+            self.cache_stage_image = line.removeprefix(" ---> ")
         if self.on_detail is not None and self.is_noise(line):
             self.on_detail(line)
         else:
@@ -181,6 +195,7 @@ def docker_build(
     check_dockerfile: Callable[[str], None] | None = None,
     config: dict[str, str] | None = None,
     on_detail: Callable[[str], None] | None = None,
+    cache_ref: str | None = None,
 ) -> BuildResult:
     """Build `source_dir` into image `tag` with `buildpack`, calling `on_line` with each output line as it comes.
 
@@ -189,7 +204,9 @@ def docker_build(
     `on_line` and `cancelled` are called from the calling thread only. `check_dockerfile` reads the rendered
     Dockerfile before anything is built and raises BuildError to refuse it (the images a team may use). `config`
     is the app's config vars, read by the buildpack's plan (e.g. DISABLE_COLLECTSTATIC), never put in the image.
-    With `on_detail`, the engine's step noise goes there instead of `on_line` (BuildOutputFilter).
+    With `on_detail`, the engine's step noise goes there instead of `on_line` (BuildOutputFilter). `cache_ref` is
+    the app's dependency cache tag: the build starts from it when it exists, and a successful build moves it to its
+    own dependency stage (buildpacks whose template marks one with LABEL org.berth.cache-stage).
     """
     started = time.monotonic()
     deadline = started + timeout
@@ -201,8 +218,15 @@ def docker_build(
         ensure_stacks(tuple(dict.fromkeys((plan.stack, plan.run_stack))), on_line=on_line)
         stack_image = stack_image_ref(plan.stack)
         run_image = stack_image_ref(plan.run_stack)
+        cache_image = cache_ref if cache_ref and image_inspect(cache_ref) is not None else None
         dockerfile = render_dockerfile(
-            buildpack, source_dir, stack_image=stack_image, run_image=run_image, plan=plan
+            buildpack,
+            source_dir,
+            stack_image=stack_image,
+            run_image=run_image,
+            plan=plan,
+            cache_image=cache_image,
+            cache_ref=cache_ref or "",
         )
         if check_dockerfile is not None:
             check_dockerfile(dockerfile)
@@ -247,6 +271,8 @@ def docker_build(
             )
             on_line(line)
             raise BuildError(line) from exc
+    if cache_ref and output.cache_stage_image:
+        image_tag(output.cache_stage_image, cache_ref)
     duration = time.monotonic() - started
     on_line(f"-----> Built {tag} ({image_id[:19]}) in {duration:.1f}s")
     return BuildResult(image_id=image_id, tag=tag, duration=duration, buildpack=buildpack)

@@ -165,10 +165,14 @@ def render_dockerfile(
     stack_image: str,
     run_image: str | None = None,
     plan: BuildPlan | None = None,
+    cache_image: str | None = None,
+    cache_ref: str = "",
 ) -> str:
     """The Dockerfile for building `source_dir` with `buildpack`, FROM `stack_image` (and `run_image` when the
     buildpack runs on another stack than it builds on; by default the local stack image of that variant).
-    `plan` (default: the tree's plan with no config vars) fills the buildpack's own placeholders."""
+    `plan` (default: the tree's plan with no config vars) fills the buildpack's own placeholders. `cache_image` is
+    the app's dependency cache (its last build's dependency stage; by default none: the stack image), `cache_ref`
+    the tag the new dependency stage gets (written into its label, so that no two apps' stages are one image)."""
     source_dir = Path(source_dir)
     template = buildpack.template_path.read_text()
     if plan is None:
@@ -178,6 +182,9 @@ def render_dockerfile(
     values = {
         **plan.values,
         "stack_image": stack_image,
+        "cache_image": cache_image or stack_image,
+        "cache_max_mb": str(settings.BERTH_BUILD_CACHE_MB),
+        "cache_ref": json.dumps(cache_ref or "none"),
         "run_image": run_image,
         "port": str(DEFAULT_PORT),
         "cmd": web_command_cmd(buildpack.default_web_command) if buildpack.default_web_command else "[]",

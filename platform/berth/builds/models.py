@@ -27,6 +27,12 @@ def build_image_tag(*, app_name: str, token: str) -> str:
     return f"{LOCAL_REPOSITORY}/{app_name}:build-{token}"
 
 
+def build_cache_ref(*, app_name: str) -> str:
+    """The local tag of the app's dependency cache (its last build's dependency stage, reused by its next build;
+    the image GC keeps it, `builds:cache:clear` removes it). Under the app's own name: no other team may use it."""
+    return f"{LOCAL_REPOSITORY}/{app_name}:build-cache"
+
+
 class Build(models.Model):
     """One attempt to turn a pushed commit or an image reference into a release (and roll it out).
 

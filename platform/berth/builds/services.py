@@ -30,7 +30,7 @@ from berth.builds.images import (
     image_reference_pullable,
 )
 from berth.builds.logstream import LogStream
-from berth.builds.models import ACTIVE_BUILD_STATUSES, Build, BuildStatus
+from berth.builds.models import ACTIVE_BUILD_STATUSES, Build, BuildStatus, build_cache_ref
 from berth.builds.procfile import read_procfile
 from berth.builds.repos import repo_path
 from berth.builds.signals import build_failed, build_queued
@@ -38,6 +38,7 @@ from berth.builds.tree import tree_export
 from berth.core.env import env_int
 from berth.core.redis import redis_client
 from berth.core.sweep import register_sweeper
+from berth.runtime.build import image_untag
 from berth.runtime.pull import (
     ENGINE_ERRORS,
     PullCancelled,
@@ -282,8 +283,24 @@ def build_image(build: Build, log: BuildLog) -> BuiltImage:
             check_dockerfile=lambda dockerfile: dockerfile_images_check(build, dockerfile, log),
             config=config_for_app(app=app),
             on_detail=lambda line: log(line, detail=True),
+            cache_ref=build_cache_ref(app_name=app.name),
         )
     return BuiltImage(image=result.tag, procfile=procfile, description=f"Deploy {build.git_sha[:7]}")
+
+
+def build_cache_clear(*, app: App, actor, remote_addr: str | None = None) -> bool:
+    """Drop the app's dependency cache (its last build's dependency stage): the next build downloads everything
+    again. True when there was one."""
+    cleared = image_untag(build_cache_ref(app_name=app.name))
+    audit_record(
+        action="build.cache.clear",
+        actor=actor,
+        team=app.team,
+        target=app.name,
+        remote_addr=remote_addr,
+        data={"cleared": cleared},
+    )
+    return cleared
 
 
 def _remove_source(build: Build) -> None:

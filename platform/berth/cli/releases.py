@@ -185,6 +185,18 @@ def builds_cancel(args):
 
 
 @command(
+    "builds:cache:clear",
+    "drop the app's dependency cache: its next build downloads every dependency again",
+    needs_app=True,
+)
+def builds_cache_clear(args):
+    result = api().delete(app_path(args, "/build-cache"))
+    if result["cleared"]:
+        return result, f"Cleared the build cache of {args.app}"
+    return result, f"{args.app} has no build cache"
+
+
+@command(
     "deploy",
     "deploy an image and follow its build; exit 1 unless it succeeds",
     arg("--image", required=True, metavar="REF", help="e.g. registry.example.com:5000/shop:1.4"),

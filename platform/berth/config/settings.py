@@ -68,6 +68,8 @@ BERTH_ROUTER_ADMIN_SOCKET = Path(env("BERTH_ROUTER_ADMIN_SOCKET", str(BERTH_ROUT
 # CA bundle given to builds (only while installing dependencies) so pip/npm work behind a TLS-intercepting proxy
 BERTH_BUILD_CA_BUNDLE = env("BERTH_BUILD_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
 BERTH_BUILDPACKS_DIR = Path(env("BERTH_BUILDPACKS_DIR", str(REPO_DIR / "buildpacks")))
+# each app's dependency cache (pip/uv/poetry downloads) is dropped whole when a build leaves it larger than this
+BERTH_BUILD_CACHE_MB = env_int("BERTH_BUILD_CACHE_MB", 1024, minimum=0, maximum=1024 * 1024)
 
 # The private image registry (Debian's docker-registry, `manage.py registry_run`): every build is pushed there and
 # services name images by digest, so every node runs the same bytes. Empty: images stay on this node (one node only).

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from berth.apps.models import App
-from berth.builds.models import ACTIVE_BUILD_STATUSES, Build, build_image_tag
+from berth.builds.models import ACTIVE_BUILD_STATUSES, Build, build_cache_ref, build_image_tag
 from berth.builds.stack import stack_image_ref
 from berth.core.locks import app_lock
 from berth.releases.models import Release, ReleaseStatus
@@ -101,6 +101,7 @@ def images_gc(
                 "tag_token", flat=True
             )
             protected = {build_image_tag(app_name=each.name, token=token) for token in active}
+            protected.add(build_cache_ref(app_name=each.name))  # the dependency cache of its next build
             releases_mark_image_pruned(releases=plan.prune)
             report.releases_pruned += len(plan.prune)
             report.apps += 1

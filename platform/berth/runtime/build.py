@@ -236,6 +236,26 @@ def image_build(
 
 
 def _engine_error(exc: Exception) -> Exception:
+def image_tag(image_id: str, ref: str) -> None:
+    """Tag the local image `image_id` as `ref` (repository:tag), moving the tag from any image that had it."""
+    repository, _, tag = ref.rpartition(":")
+    docker_client().api.tag(image_id, repository, tag, force=True)
+
+
+def image_untag(ref: str) -> bool:
+    """Remove the tag `ref`, and the image with it when nothing else names or uses it; False when there was none."""
+    try:
+        docker_client().api.remove_image(ref)
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409:
+            raise
+        # a container uses the image: drop the name only, the image goes with its last user
+        docker_client().api.remove_image(ref, noprune=True, force=True)
+    return True
+
+
     if isinstance(exc, docker.errors.APIError):
         # the engine answers 4xx before any step for a Dockerfile it cannot parse
         return BuildRefused(str(exc.explanation or exc))
