@@ -6,8 +6,8 @@ berth.live.consumers.AppStateConsumer sends it on connect and again whenever it 
 """
 
 import logging
+import time
 
-from django.db import transaction
 from django.urls import reverse
 
 from berth.apps.models import App
@@ -26,6 +26,10 @@ BUILDS_SHOWN = 10  # as berth.dashboard.selectors.builds_for_app
 # Serving, or being rolled out right now: never a rollback target (app.html's server render says the same).
 NOT_ROLLBACK_TARGETS = (ReleaseStatus.LIVE, ReleaseStatus.DEPLOYING)
 # What a process row says, as `berth ps` (the API's /ps) does; the node's address only for who may see nodes.
+# A service removed while its tasks are listed (a scale down, a retirement) fails the listing for a moment: once
+# more before the page says the processes cannot be listed (and shows none).
+ENGINE_ATTEMPTS = 2
+ENGINE_RETRY_SECONDS = 0.1
 PROCESS_FIELDS = (
     "id",
     "process",
@@ -90,11 +94,16 @@ def _formation_rows(app: App) -> list[dict]:
 
 
 def _process_rows(app: App, user) -> tuple[list[dict], str | None]:
-    try:
-        rows = process_rows_visible_to(user=user, rows=app_processes(app=app))
-    except Exception as exc:  # noqa: BLE001 - the rest of the state still renders when the engine is down
-        logger.warning("processes of %s unavailable: %s", app.name, exc)
-        return [], f"cannot list processes right now ({type(exc).__name__})"
+    for attempt in range(ENGINE_ATTEMPTS):
+        try:
+            rows = process_rows_visible_to(user=user, rows=app_processes(app=app))
+            break
+        except Exception as exc:  # noqa: BLE001 - the rest of the state still renders when the engine is down
+            if attempt + 1 < ENGINE_ATTEMPTS:
+                time.sleep(ENGINE_RETRY_SECONDS)
+                continue
+            logger.warning("processes of %s unavailable: %s", app.name, exc)
+            return [], f"cannot list processes right now ({type(exc).__name__})"
     rows = [{field: row.get(field) for field in PROCESS_FIELDS} for row in rows]
     rows.sort(key=lambda r: (r["process"] or "", -(r["release"] or 0), r["id"] or ""))
     return rows, None
@@ -110,10 +119,9 @@ def app_live_state(*, app: App, user) -> dict:
     # The engine first: its tasks change while the rows are read, and a row newer than the tasks is the safer
     # mistake (a release says "live" a moment before its task row says running, never the reverse).
     processes, processes_error = _process_rows(app, user)
-    with transaction.atomic():  # one snapshot of the rows (REPEATABLE READ is not needed: read in one go)
-        releases = _release_rows(app)
-        formation = _formation_rows(app)
-        builds = _build_rows(app)
+    releases = _release_rows(app)  # one query: the statuses are those of one moment
+    formation = _formation_rows(app)
+    builds = _build_rows(app)
     live = next((r["version"] for r in releases if r["status"] == ReleaseStatus.LIVE), None)
     deploying = any(r["status"] == ReleaseStatus.DEPLOYING for r in releases)
     superseded = any(r["status"] == ReleaseStatus.SUPERSEDED for r in releases)
