@@ -203,6 +203,12 @@ CASES.update(
             "DELETE": (lambda w, r: _pipeline(w, r, with_demo=True) | {"app": "demo"}, None, 204)
         },
         "api:app-promote": {"POST": (lambda w, r: {"app": "demo"}, lambda w: {}, 409)},
+        # a URL that is not https is refused past the permission check (400): no DNS, no fetch
+        "api:app-source": {
+            "GET": (lambda w, r: {"app": "demo"}, None, 200),
+            "PUT": (lambda w, r: {"app": "demo"}, lambda w: {"url": "ftp://example.org/x.git"}, 400),
+            "DELETE": (lambda w, r: {"app": "demo"}, None, 204),
+        },
     }
 )
 
@@ -342,8 +348,8 @@ def test_the_guard_notices_a_route_without_a_rule():
 
 
 def test_matrix_size():
-    # 79 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
-    assert len(MATRIX) == 79 * 6
+    # 82 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
+    assert len(MATRIX) == 82 * 6
 
 
 @pytest.mark.parametrize(("name", "method", "role"), MATRIX)

@@ -24,7 +24,7 @@ SPEC_COMMANDS = (
     " cron cron:add cron:remove webhooks webhooks:add webhooks:remove webhooks:deliveries"
     " users users:create users:disable users:enable users:password-reset maintenance maintenance:on maintenance:off"
     " pipelines pipelines:create pipelines:info pipelines:add pipelines:remove pipelines:destroy pipelines:promote"
-    " previews previews:on previews:off"
+    " previews previews:on previews:off sources sources:set sources:remove"
 ).split()
 
 

@@ -401,3 +401,8 @@ Promote = _shape("Promote", to=s.ListField(child=s.CharField(), required=False))
 Promotion = _shape(
     "Promotion", app=s.CharField(), build=s.IntegerField(allow_null=True), error=s.CharField(allow_blank=True)
 )
+
+# deploys from elsewhere (berth.api.sources)
+AppSource = _shape("AppSource", url=s.CharField(allow_null=True), webhook_url=s.CharField(allow_null=True))
+AppSourceSet = _shape("AppSourceSet", url=s.CharField())
+AppSourceSecret = _shape("AppSourceSecret", base=AppSource, secret=s.CharField())

@@ -354,3 +354,40 @@ def previews_on(args):
 def previews_off(args):
     app = api().patch(app_path(args), {"previews": False})
     return app, f"Previews are off for {args.app}"
+
+
+# --- deploys from elsewhere ---------------------------------------------------------------------------------------
+
+
+@command("sources", "show the git repository an app follows and its push webhook", needs_app=True)
+def sources(args):
+    source = api().get(app_path(args, "/source"))
+    if not source["url"]:
+        return source, f"{args.app} follows no repository (berth sources:set URL -a {args.app})"
+    return source, fields(
+        f"{args.app} source", {"Repository": source["url"], "Webhook": source["webhook_url"]}
+    )
+
+
+@command(
+    "sources:set",
+    "deploy pushes of a git repository hosted elsewhere (GitHub, GitLab, Gitea…) through its push webhook",
+    arg("url", metavar="URL", help="https://… of the repository"),
+    needs_app=True,
+)
+def sources_set(args):
+    source = api().put(app_path(args, "/source"), {"url": args.url})
+    return source, (
+        f"{args.app} follows {source['url']}. On its host, add a push webhook (content type application/json):\n"
+        f"  URL:    {source['webhook_url']}\n"
+        f"  Secret: {source['secret']}\n"
+        "The secret is shown this once. A push of the deploy branch is then fetched, built and deployed."
+    )
+
+
+@command(
+    "sources:remove", "stop following the repository (its webhook is refused from now on)", needs_app=True
+)
+def sources_remove(args):
+    api().delete(app_path(args, "/source"))
+    return {"removed": True}, f"{args.app} follows no repository now"

@@ -1,5 +1,6 @@
 from django.urls import re_path
 
+from berth.gitserver.source_views import source_webhook
 from berth.gitserver.views import git_http
 
 # The app name is validated here, before anything reaches the filesystem: no dots, no slashes, no escapes.
@@ -9,4 +10,5 @@ urlpatterns = [
         git_http,
         name="git-http",
     ),
+    re_path(r"^hooks/git/(?P<app>[a-z][a-z0-9-]{1,29})\Z", source_webhook, name="source-webhook"),
 ]
