@@ -69,6 +69,15 @@ def pytest_xdist_setupnodes(config, specs) -> None:
         spec.env["BERTH_HOME"] = str(base_home / f"xdist-{spec.id}")
 
 
+def pytest_configure(config) -> None:
+    """The processes the tests start (the platform's web, worker and watcher, manage.py) are this installation
+    whatever BERTH_HOME they get: they inherit its id (berth.runtime.scheduler.is_ours), so the test sees what
+    they make. pytest-django has read the settings by now."""
+    from django.conf import settings  # here, not at the top: bench/ imports this module without Django
+
+    os.environ.setdefault("BERTH_INSTALLATION_ID", settings.BERTH_INSTALLATION_ID)
+
+
 # Fixtures that need the real Docker engine in swarm mode: the whole platform of the end-to-end suites (its web
 # and worker deploy to Swarm), the multi-node cluster, and the Swarm services of tests/observe. A test using one
 # is marked `docker` here, so `pytest -m "not docker"` (the fast tier) never needs Docker even when a test forgets

@@ -35,6 +35,15 @@ SECRET_KEY = env("BERTH_SECRET_KEY") or secret_from_home(
     BERTH_HOME, "secret_key", lambda: secrets.token_urlsafe(50)
 )
 DEBUG = env_bool("BERTH_DEBUG", False)
+# This installation's id, generated once and kept in BERTH_HOME: on every Swarm service, container, network and
+# image Berth makes (org.berth.installation), so another install's leftovers on the same engine are never taken
+# for ours (berth.runtime.scheduler.is_ours). BERTH_INSTALLATION_ID names it when the home is not shared.
+BERTH_INSTALLATION_ID = env("BERTH_INSTALLATION_ID") or secret_from_home(
+    BERTH_HOME, "installation_id", lambda: secrets.token_hex(8)
+)
+_installation_id_ok = BERTH_INSTALLATION_ID.isascii() and BERTH_INSTALLATION_ID.replace("-", "").isalnum()
+if not _installation_id_ok or len(BERTH_INSTALLATION_ID) > 63:
+    raise ImproperlyConfigured("BERTH_INSTALLATION_ID must be 1-63 letters, digits or dashes")
 
 BERTH_APPS_DOMAIN = env("BERTH_APPS_DOMAIN", "localhost")
 BERTH_HTTP_PORT = env_int("BERTH_HTTP_PORT", 80, minimum=1, maximum=65535)

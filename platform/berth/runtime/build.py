@@ -28,6 +28,7 @@ from docker.utils.build import exclude_paths
 
 from berth.core.lines import line_max_bytes
 from berth.runtime.client import docker_client
+from berth.runtime.scheduler import installation_labels
 
 CANCEL_POLL_SECONDS = 0.5
 # how the engine's legacy builder starts a step: "Step <number>/<total> : <instruction>"
@@ -179,7 +180,7 @@ def image_build(
                 rm=True,
                 forcerm=True,
                 pull=False,
-                labels=labels,
+                labels={**installation_labels(), **labels},
                 decode=True,
                 dockerfile="Dockerfile",
                 container_limits=container_limits,
@@ -235,7 +236,6 @@ def image_build(
     return BuildRun(image_id=docker_client().images.get(tag).id, step=output.step)
 
 
-def _engine_error(exc: Exception) -> Exception:
 def image_tag(image_id: str, ref: str) -> None:
     """Tag the local image `image_id` as `ref` (repository:tag), moving the tag from any image that had it."""
     repository, _, tag = ref.rpartition(":")
@@ -256,6 +256,7 @@ def image_untag(ref: str) -> bool:
     return True
 
 
+def _engine_error(exc: Exception) -> Exception:
     if isinstance(exc, docker.errors.APIError):
         # the engine answers 4xx before any step for a Dockerfile it cannot parse
         return BuildRefused(str(exc.explanation or exc))

@@ -14,6 +14,7 @@ import docker.errors
 import requests.exceptions
 
 from berth.runtime.client import docker_client
+from berth.runtime.scheduler import is_ours
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class ContainerEvents:
     def __iter__(self) -> Iterator[ContainerEvent]:
         for event in self._stream:
             actor = event.get("Actor") or {}
+            if not is_ours(actor.get("Attributes")):
+                continue  # another installation's container on this engine: not ours to follow or route
             yield ContainerEvent(
                 action=event.get("Action") or "",
                 container_id=event.get("id") or actor.get("ID") or "",

@@ -19,7 +19,7 @@ from docker import types
 
 from berth.runtime.client import docker_client
 from berth.runtime.registry import RegistryError, registry_login, stack_image_in_registry
-from berth.runtime.scheduler import LABEL_APP
+from berth.runtime.scheduler import LABEL_APP, is_ours
 from berth.runtime.swarm import SwarmScheduler
 
 LOCAL_REPOSITORY = "berth"  # builds tag berth/<app>:build-<token> on the manager
@@ -97,9 +97,14 @@ def app_containers_wait_gone(
     client = client or docker_client(timeout=300)
     label = {"label": f"{LABEL_APP}={app_name}"}
     deadline = time.monotonic() + timeout
-    while client.api.containers(filters=label) and time.monotonic() < deadline:
+    while (
+        any(is_ours(c.get("Labels")) for c in client.api.containers(filters=label))
+        and time.monotonic() < deadline
+    ):
         time.sleep(1)
     for container in client.api.containers(all=True, filters={**label, "status": "exited"}):
+        if not is_ours(container.get("Labels")):
+            continue  # another installation's app of the same name
         try:
             client.api.remove_container(container["Id"])
         except docker.errors.APIError:
@@ -129,8 +134,8 @@ def local_images_remove(
             for r in (image.get("RepoTags") or []) + (image.get("RepoDigests") or [])
             if _repository(r) in repositories
         ]
-        if not refs or image["Id"] in keep_ids:
-            continue
+        if not refs or image["Id"] in keep_ids or not is_ours(image.get("Labels")):
+            continue  # kept, or another installation's build of an app of the same name
         for ref in refs:
             try:
                 client.api.remove_image(ref)

@@ -14,6 +14,7 @@ from django.conf import settings
 
 from berth.runtime.client import docker_client
 from berth.runtime.events import ContainerEvents, container_events
+from berth.runtime.scheduler import is_ours
 
 
 class ContainerGone(Exception):
@@ -65,6 +66,7 @@ class ContainerLogs:
         return [
             Container(id=c["Id"], labels=c.get("Labels") or {}, name=(c.get("Names") or [""])[0])
             for c in self.api.containers(all=not running, filters=filters)
+            if is_ours(c.get("Labels"))  # another installation's containers are not ours to ship
         ]
 
     def running(self, container_id: str) -> bool:

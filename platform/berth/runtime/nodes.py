@@ -11,7 +11,7 @@ import docker
 import docker.errors
 
 from berth.runtime.client import docker_client
-from berth.runtime.scheduler import LABEL_APP
+from berth.runtime.scheduler import LABEL_APP, is_ours
 
 NANOSECONDS = 1_000_000_000
 UPDATE_ATTEMPTS = 5
@@ -125,6 +125,7 @@ class SwarmNodes:
                 labels[LABEL_APP]
                 for task in self.client.api.tasks(filters={"node": node_id})
                 if LABEL_APP in (labels := task.get("Spec", {}).get("ContainerSpec", {}).get("Labels") or {})
+                and is_ours(labels)
             }
         )
 

@@ -25,6 +25,8 @@ from berth.runtime.scheduler import (
     LABEL_TEAM,
     NO_NEW_PRIVILEGES,
     SchedulerError,
+    installation_labels,
+    is_ours,
     process_memory_mb,
     process_pids_limit,
     service_name,
@@ -96,6 +98,7 @@ def run_oneoff(
                 LABEL_TEAM: team,
                 LABEL_RELEASE: str(int(release)),
                 LABEL_ONEOFF: "1",
+                **installation_labels(),
                 **extra,
             },
             network=network,
@@ -194,7 +197,7 @@ def oneoff_prune(*, older_than: float, app: str | None = None) -> list[str]:
     cutoff = time.time() - older_than
     removed = []
     for container in client.api.containers(all=True, filters={"label": labels}):
-        if container["Created"] <= cutoff:
+        if container["Created"] <= cutoff and is_ours(container.get("Labels")):
             try:
                 client.api.remove_container(container["Id"], force=True)
                 removed.append(container["Id"])
@@ -241,6 +244,6 @@ def _oneoff_container(client, container_id: str, *, app: str):
     except docker.errors.NotFound:
         raise SchedulerError(f"no run {container_id[:12]} of {app}") from None
     labels = container.labels or {}
-    if labels.get(LABEL_APP) != app or labels.get(LABEL_ONEOFF) != "1":
+    if labels.get(LABEL_APP) != app or labels.get(LABEL_ONEOFF) != "1" or not is_ours(labels):
         raise SchedulerError(f"no run {container_id[:12]} of {app}")
     return container

@@ -22,6 +22,8 @@ LABEL_SPEC = "org.berth.spec"  # hash of what ensure_process asked for, so an un
 LABEL_ONEOFF = "org.berth.oneoff"
 # a rolling restart starts a second service of the same release and process beside the first: its generation
 LABEL_GENERATION = "org.berth.generation"
+# which installation made it (settings.BERTH_INSTALLATION_ID): one engine may hold another install's leftovers
+LABEL_INSTALLATION = "org.berth.installation"
 
 WEB_PROCESS = "web"
 DEFAULT_PORT = 5000
@@ -56,6 +58,22 @@ def process_memory_mb(memory_mb: int | None) -> int:
 def process_pids_limit() -> int:
     """How many processes and threads one app container may hold: a fork bomb stops there, not at the node's."""
     return settings.BERTH_PROCESS_PIDS_LIMIT
+
+
+def installation_labels() -> dict[str, str]:
+    """The label every service, container, network and image this installation makes carries."""
+    return {LABEL_INSTALLATION: settings.BERTH_INSTALLATION_ID}
+
+
+def is_ours(labels: dict[str, str] | None) -> bool:
+    """Whether a Docker object with these labels belongs to this installation.
+
+    The rule: labelled with our id, or not labelled with any (made before installations had ids: an upgrade
+    adopts its running apps instead of orphaning them). Labelled with another id: another install's, never
+    shown, followed, routed or removed here (`manage.py doctor` reports them).
+    """
+    owner = (labels or {}).get(LABEL_INSTALLATION)
+    return not owner or owner == settings.BERTH_INSTALLATION_ID
 
 
 class SchedulerError(RuntimeError):

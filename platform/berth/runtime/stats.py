@@ -13,7 +13,7 @@ import docker.errors
 import requests
 
 from berth.runtime.client import docker_client
-from berth.runtime.scheduler import LABEL_APP
+from berth.runtime.scheduler import LABEL_APP, is_ours
 
 MB = 1024 * 1024
 
@@ -111,7 +111,11 @@ class EngineStats:
         """CPU % and memory of every running app container on this node by container id, sampled in parallel
         (each one-shot stats call takes about a second: Docker waits for a second reading to compute the CPU
         share)."""
-        containers = self.api.containers(filters={"label": LABEL_APP, "status": "running"})
+        containers = [
+            c
+            for c in self.api.containers(filters={"label": LABEL_APP, "status": "running"})
+            if is_ours(c.get("Labels"))
+        ]
 
         def one(container: dict) -> tuple[str, ContainerUsage | None]:
             try:
@@ -129,7 +133,9 @@ class EngineStats:
 
     def apps(self) -> list[str]:
         """The apps with a service in the swarm, sorted."""
-        services = self.api.services(filters={"label": LABEL_APP})
+        services = [
+            s for s in self.api.services(filters={"label": LABEL_APP}) if is_ours(s["Spec"].get("Labels"))
+        ]
         return sorted({s["Spec"].get("Labels", {}).get(LABEL_APP, "") for s in services} - {""})
 
     def swarm(self) -> SwarmReading:

@@ -38,6 +38,7 @@ from berth.runtime.scheduler import (
     APP_CAPABILITIES,
     LABEL_APP,
     LABEL_GENERATION,
+    LABEL_INSTALLATION,
     LABEL_PROCESS,
     LABEL_RELEASE,
     LABEL_SPEC,
@@ -48,6 +49,8 @@ from berth.runtime.scheduler import (
     ServiceInfo,
     TaskInfo,
     command_args,
+    installation_labels,
+    is_ours,
     process_memory_mb,
     process_pids_limit,
     register_scheduler,
@@ -90,6 +93,12 @@ def team_network_ensure(
     def existing() -> str | None:
         # the `name` filter matches substrings, so compare exactly
         found = [n for n in client.api.networks(names=[name]) if n["Name"] == name]
+        if found and not is_ours(found[0].get("Labels")):
+            # joining it would put this team's apps on one network with another installation's
+            raise SchedulerError(
+                f"network {name} belongs to another Berth installation on this engine "
+                f"({found[0]['Labels'][LABEL_INSTALLATION]}); `manage.py doctor` says how to remove its leftovers"
+            )
         return found[0]["Id"] if found else None
 
     network_id = existing()
@@ -101,7 +110,7 @@ def team_network_ensure(
             driver="overlay",
             attachable=True,
             check_duplicate=True,
-            labels={LABEL_TEAM: team, **(labels or {})},
+            labels={LABEL_TEAM: team, **installation_labels(), **(labels or {})},
         )
         return created["Id"]
     except docker.errors.APIError as exc:
@@ -117,7 +126,7 @@ def team_network_remove(*, team: str, client: docker.DockerClient | None = None)
     name = team_network_name(team)
     removed = False
     for network in client.api.networks(names=[name]):
-        if network["Name"] == name:
+        if network["Name"] == name and is_ours(network.get("Labels")):
             try:
                 client.api.remove_network(network["Id"])
                 removed = True
@@ -281,7 +290,11 @@ class SwarmScheduler(Scheduler):
             filter_sets = [[f"com.docker.swarm.service.id={service_id}"] for service_id in removed_ids]
 
         def remaining() -> bool:
-            return any(self.api.containers(all=True, filters={"label": f}) for f in filter_sets)
+            return any(
+                is_ours(container.get("Labels"))
+                for f in filter_sets
+                for container in self.api.containers(all=True, filters={"label": f})
+            )
 
         deadline = time.monotonic() + timeout
         while remaining():
@@ -459,7 +472,9 @@ class SwarmScheduler(Scheduler):
                 {"task": task_template(labels), "endpoint": endpoint_spec, "labels": labels}, sort_keys=True
             ).encode()
         ).hexdigest()[:16]
-        stamped = {**labels, LABEL_SPEC: digest}
+        # the installation's label stays out of the hash: a service made before installations had ids keeps its
+        # hash, so an upgrade does not roll every running app again
+        stamped = {**labels, **installation_labels(), LABEL_SPEC: digest}
         return {
             "hash": digest,
             "labels": stamped,
@@ -482,10 +497,19 @@ class SwarmScheduler(Scheduler):
                 logger.warning("services of %s go without registry credentials: %s", image, exc)
 
     def _inspect(self, name: str) -> dict | None:
+        """The service named `name`, None when there is none. Swarm's names are one per engine: one of another
+        installation is refused, never updated, scaled or waited on as ours."""
         try:
-            return self.api.inspect_service(name)
+            service = self.api.inspect_service(name)
         except docker.errors.NotFound:
             return None
+        owner = service["Spec"].get("Labels", {}).get(LABEL_INSTALLATION)
+        if not is_ours(service["Spec"].get("Labels")):
+            raise SchedulerError(
+                f"{name} belongs to another Berth installation on this engine ({owner}); "
+                "`manage.py doctor` lists its leftovers and how to remove them"
+            )
+        return service
 
     def _find_services(
         self,
@@ -496,7 +520,8 @@ class SwarmScheduler(Scheduler):
         generation: int | None = None,
     ) -> list[dict]:
         filters = {"label": _label_filters(app=app, release=release, process=process)}
-        services = self.api.services(filters=filters)
+        # Docker's label filter cannot say "ours or unlabelled" (see is_ours): filtered here
+        services = [s for s in self.api.services(filters=filters) if is_ours(s["Spec"].get("Labels"))]
         if generation is not None:
             services = [s for s in services if _generation(s["Spec"].get("Labels", {})) == generation]
         return services

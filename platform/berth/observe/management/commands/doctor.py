@@ -1,10 +1,16 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from berth.observe.health import check_health
+from berth.runtime.client import ENGINE_UNAVAILABLE
+from berth.runtime.installation import KINDS, foreign_installations
 
 
 class Command(BaseCommand):
-    help = "Check that Berth's database, Redis, Docker, swarm and router are reachable."
+    help = (
+        "Check that Berth's database, Redis, Docker, swarm and router are reachable, and report another "
+        "installation's leftovers on this engine."
+    )
 
     def handle(self, *args, **options):
         checks = check_health()
@@ -12,5 +18,29 @@ class Command(BaseCommand):
         for name, result in checks.items():
             style = self.style.SUCCESS if result == "ok" else self.style.ERROR
             self.stdout.write(f"{name.ljust(width)}  {style(result)}")
+        if checks.get("docker") == "ok":
+            self._foreign_leftovers()
         if any(result != "ok" for result in checks.values()):
             raise CommandError("some checks failed")
+
+    def _foreign_leftovers(self) -> None:
+        """Another install's services and the like: never shown nor touched by this one; said, not failed on."""
+        self.stdout.write(f"installation  {settings.BERTH_INSTALLATION_ID}")
+        try:
+            others = foreign_installations()
+        except ENGINE_UNAVAILABLE as exc:
+            self.stdout.write(self.style.ERROR(f"leftovers     error: could not list them: {exc}"))
+            return
+        if not others:
+            self.stdout.write(f"leftovers     {self.style.SUCCESS('none of another installation')}")
+            return
+        for other in others:
+            counts = ", ".join(f"{other.counts[kind]} {kind}" for kind in KINDS if other.counts[kind])
+            self.stdout.write(
+                self.style.WARNING(
+                    f"leftovers     another installation ({other.installation}) left {counts} on this engine; "
+                    "Berth neither shows nor touches them. To remove them:"
+                )
+            )
+            for command in other.remove_commands:
+                self.stdout.write(f"                {command}")
