@@ -51,7 +51,9 @@ class CronViewMixin:
 
 class AppCronView(CronViewMixin, AppScopedView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT, description="The app's scheduled jobs and each one's last run."
+        operation_id="apps_cron_list",
+        responses=OpenApiTypes.OBJECT,
+        description="The app's scheduled jobs and each one's last run.",
     )
     def get(self, request, app: str):
         return Response(

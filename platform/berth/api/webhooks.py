@@ -47,7 +47,7 @@ class WebhookViewMixin:
 
 
 class TeamWebhooksView(WebhookViewMixin, TeamScopedView):
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="teams_webhooks_list", responses=OpenApiTypes.OBJECT)
     def get(self, request, team: str):
         return Response([webhook_repr(w) for w in hooks_selectors.webhooks_for_team(self.team)])
 
