@@ -27,10 +27,15 @@ class RecordingRouter(InMemoryRouter):
         super().__init__()
         self.journal = journal
 
-    def apply(self, *, app, hostnames, endpoints, drain_timeout=None, wait=True) -> None:
+    def apply(self, *, app, hostnames, endpoints, drain_timeout=None, wait=True, retire_idle=True) -> None:
         self.journal.append(("route", app, tuple(endpoints)))
         super().apply(
-            app=app, hostnames=hostnames, endpoints=endpoints, drain_timeout=drain_timeout, wait=wait
+            app=app,
+            hostnames=hostnames,
+            endpoints=endpoints,
+            drain_timeout=drain_timeout,
+            wait=wait,
+            retire_idle=retire_idle,
         )
 
     def remove(self, *, app, drain_timeout=None) -> None:

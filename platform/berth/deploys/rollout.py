@@ -192,7 +192,10 @@ def release_deploy(*, release: Release, log: Callable[[str], None] = lambda line
             ready_at = time.monotonic()
             endpoints = web_endpoints(app_name=app.name, release=release.version)
             log(f"-----> Ready in {ready_at - started:.1f}s; switching traffic to v{release.version}")
-            app_route(app=app, endpoints=endpoints)
+            # the old release's drained endpoints stay out of rotation until its processes stop (retired in the
+            # background below) and the watcher retires them: the processes close their idle keep-alive
+            # connections themselves, where the router would reset them (Router.apply)
+            app_route(app=app, endpoints=endpoints, retire_idle=False)
             routed_at = time.monotonic()
         except (DeployError, SchedulerError) as exc:
             raise _release_failed(release, scheduler, exc, log) from exc
@@ -420,8 +423,10 @@ def release_rollback(*, app: App, version: int, actor, remote_addr: str | None =
 _routed: dict[str, set] = {}
 
 
-def app_route(*, app: App, endpoints: list, wait: bool = True) -> None:
-    get_router().apply(app=app.name, hostnames=app_hostnames(app), endpoints=endpoints, wait=wait)
+def app_route(*, app: App, endpoints: list, wait: bool = True, retire_idle: bool = True) -> None:
+    get_router().apply(
+        app=app.name, hostnames=app_hostnames(app), endpoints=endpoints, wait=wait, retire_idle=retire_idle
+    )
     _routed[app.name] = set(endpoints)
     app_maintenance_follow(app)  # a hostname added while in maintenance is in maintenance too
 

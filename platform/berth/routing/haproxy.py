@@ -243,7 +243,13 @@ def render_config(
             "    balance roundrobin",
             # L4 checks only: Berth checks HTTP readiness itself before it puts a server in. Two failed
             # checks half a second apart take a dead server out of rotation.
-            "    default-server inter 1s fastinter 500ms fall 2 rise 1 init-addr none on-marked-down shutdown-sessions",
+            "    default-server inter 1s fastinter 500ms fall 2 rise 1 init-addr none on-marked-down shutdown-sessions"
+            # HAProxy closes a pooled idle server connection of its own accord with a reset (no TIME_WAIT on its
+            # side), which the app reads as ConnectionResetError: it trims the pool every pool-purge-delay (5 s by
+            # default) and refuses a returning connection above its estimate of need. Here the app closes them
+            # (its keep-alive timeout, or its exit once drained: HaproxyRouter keeps a drained server until its
+            # process stops) and HAProxy only follows; the pool is trimmed hourly, and keeps up to 64 spare.
+            " pool-purge-delay 1h pool-low-conn 64",
             f"    server-template s 1-{servers} 127.0.0.1:1 check disabled",
         ]
     return "\n".join(lines) + "\n"

@@ -56,6 +56,10 @@ from berth.routing.router import (
 log = logging.getLogger(__name__)
 
 DEFAULT_DRAIN_TIMEOUT = 30.0
+# How long a drained server whose process is being stopped (apply(retire_idle=False)) waits, out of rotation, for
+# the process to go: Swarm's removal plus the app's stop grace (berth.runtime.swarm.STOP_GRACE_S). Until then only
+# its checks marking it down retire it; after that any apply does (a process that never stopped).
+STOPPING_GRACE_S = 60.0
 
 
 # srv_admin_state bits of `show servers state`
@@ -134,6 +138,7 @@ class HaproxyRouter(Router):
         endpoints: list[Endpoint],
         drain_timeout: float | None = None,
         wait: bool = True,
+        retire_idle: bool = True,
     ) -> None:
         hostnames, endpoints = clean_hostnames(hostnames), clean_endpoints(endpoints)
         check_app(app)
@@ -142,10 +147,11 @@ class HaproxyRouter(Router):
             draining = self._begin_apply(slots, app=app, hostnames=hostnames, endpoints=endpoints)
             self._save(slots)
         # the lock is not held while draining: other apps' deploys need not wait for this one
+        timeout = self._drain_timeout(drain_timeout)
         if wait or not draining:
-            self._finish_drains(draining, timeout=self._drain_timeout(drain_timeout))
+            self._finish_drains(draining, timeout=timeout, retire_idle=retire_idle)
         else:
-            self._finish_later(draining, timeout=self._drain_timeout(drain_timeout))
+            self._finish_later(draining, timeout=timeout, retire_idle=retire_idle)
 
     def remove(self, *, app: str, drain_timeout: float | None = None) -> None:
         with locked(self.paths):
@@ -504,10 +510,13 @@ class HaproxyRouter(Router):
             servers = self._servers(backend)
             kept, missing, free = self._plan(slots, servers, endpoints)
 
+        stopping = slots.setdefault("stopping", {})
         for server in kept.values():
             if server.draining:  # a rollback to an endpoint that was on its way out
                 self._command(f"set server {server.key} state ready")
+                stopping.pop(server.key, None)
         for endpoint, server in zip(missing, free, strict=False):
+            stopping.pop(server.key, None)
             self._command(f"set server {server.key} addr {endpoint.address} port {endpoint.port}")
             self._command(f"enable health {server.key}")
             self._command(f"set server {server.key} state ready")
@@ -536,7 +545,24 @@ class HaproxyRouter(Router):
         self._command(f"set server {server.key} state maint")
         if server.sessions or server.down:  # a down server's count may lag: its sessions are dead anyway
             self._command(f"shutdown sessions server {server.key}")
+        slots.setdefault("stopping", {}).pop(server.key, None)
         self._touch(slots, server.key)
+
+    @staticmethod
+    def _wait_for_its_process(slots: dict, server: _Server, *, retire_idle: bool) -> bool:
+        """Whether a drained server (no session left, not down) stays draining until its process stops: asked by
+        this apply (retire_idle=False, noted with a deadline in slots.json), or by an earlier one whose deadline
+        has not passed (the watcher's reconcile between a cut-over and the old process's end must not retire it:
+        HAProxy would reset the idle connections it pools for it)."""
+        stopping = slots.setdefault("stopping", {})
+        if not retire_idle:
+            stopping[server.key] = [server.address, server.port, time.time() + STOPPING_GRACE_S]
+            return True
+        noted = stopping.get(server.key)
+        if noted and noted[:2] == [server.address, server.port] and noted[2] > time.time():
+            return True
+        stopping.pop(server.key, None)
+        return False
 
     def _plan(
         self, slots: dict, servers: list[_Server], endpoints: list[Endpoint]
@@ -570,7 +596,7 @@ class HaproxyRouter(Router):
             )
         return draining
 
-    def _finish_later(self, draining: list[_Server], *, timeout: float) -> None:
+    def _finish_later(self, draining: list[_Server], *, timeout: float, retire_idle: bool = True) -> None:
         """_finish_drains in a daemon thread; a server already being finished by one is not waited for twice."""
         keys = {(str(self.paths.directory), s.key, s.endpoint): s for s in draining}
         with _finishing_lock:
@@ -581,7 +607,7 @@ class HaproxyRouter(Router):
 
         def finish() -> None:
             try:
-                self._finish_drains(list(mine.values()), timeout=timeout)
+                self._finish_drains(list(mine.values()), timeout=timeout, retire_idle=retire_idle)
             except Exception:  # the next apply drains the server again; a watcher thread must not die of it
                 log.exception(
                     "router: finishing the drain of %s failed", ", ".join(s.key for s in mine.values())
@@ -593,10 +619,16 @@ class HaproxyRouter(Router):
 
         threading.Thread(target=finish, name="router-drain", daemon=True).start()
 
-    def _finish_drains(self, draining: list[_Server], *, timeout: float) -> None:
+    def _finish_drains(self, draining: list[_Server], *, timeout: float, retire_idle: bool = True) -> None:
         """Wait (bounded) for draining servers' sessions to end, then put them in maintenance: free slots.
 
-        A server the checks mark down meanwhile is done at once (its sessions are closed).
+        A server the checks mark down meanwhile is done at once (its sessions are closed). With retire_idle=False
+        a server whose requests all ended stays draining (no new request reaches it) for a later apply or sync
+        to retire once its process has stopped: maintenance closes the idle keep-alive connections HAProxy pools
+        for the server, and HAProxy closes a server connection of its own accord with a reset (SO_LINGER 0, no
+        TIME_WAIT on its side), which an app alive at that moment reads as ConnectionResetError on each of them.
+        A stopping process closes them itself (a FIN: HAProxy just lets them go), so the roll-out stops the old
+        release first and the watcher's reconcile retires the slots.
         """
         deadline = time.monotonic() + timeout
         waiting = list(draining)
@@ -624,6 +656,12 @@ class HaproxyRouter(Router):
                         continue  # another call took this slot over meanwhile
                     if server.endpoint in wanted.get(backend, set()):
                         continue  # wanted again (a rollback applied while this one drained)
+                    if (
+                        not server.sessions
+                        and not server.down
+                        and self._wait_for_its_process(slots, server, retire_idle=retire_idle)
+                    ):
+                        continue  # drained; retired once its process has closed its idle connections
                     if server.sessions and not server.down:
                         log.warning(
                             "router: %s (%s:%s) still had %s sessions after %ss of draining; closing them",

@@ -36,7 +36,7 @@ class InMemoryRouter(Router):
         self._host_tls: dict[str, dict[str, bool]] = {}
         self._lock = threading.Lock()
 
-    def apply(self, *, app, hostnames, endpoints, drain_timeout=None, wait=True) -> None:
+    def apply(self, *, app, hostnames, endpoints, drain_timeout=None, wait=True, retire_idle=True) -> None:
         hostnames, endpoints = clean_hostnames(hostnames), clean_endpoints(endpoints)
         check_app(app)
         with self._lock:

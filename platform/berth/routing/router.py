@@ -76,6 +76,7 @@ class Router(ABC):
         endpoints: list[Endpoint],
         drain_timeout: float | None = None,
         wait: bool = True,
+        retire_idle: bool = True,
     ) -> None:
         """Make `app` reachable at exactly these hostnames, served by exactly these endpoints.
 
@@ -83,6 +84,10 @@ class Router(ABC):
         removed endpoint the checks have marked down is taken out at once: its requests can never finish.
         With wait=False the call returns once removed endpoints get no new requests, and their drain finishes in
         a thread of this process (for the watcher, which must not stop following every app while one drains).
+        With retire_idle=False a removed endpoint whose requests have all ended stays out of rotation, draining,
+        until a later apply or sync finds it down (or a grace period passed): for a caller that stops the
+        endpoint's process next, so the process closes its idle keep-alive connections (the router would reset
+        them).
         """
 
     @abstractmethod
