@@ -582,7 +582,10 @@ class HaproxyRouter(Router):
         # kept (marked removing) until its servers are out, so the backend is not given to another app meanwhile
         record.update(hostnames=[], endpoints=[], removing=True)
         self._publish_hosts(slots)
-        return self._drain_or_retire(slots, [s for s in self._servers(record["backend"]) if not s.free])
+        servers = [s for s in self._servers(record["backend"]) if not s.free]
+        for server in servers:  # a removed app's servers go when drained: nothing waits for its processes
+            slots.setdefault("stopping", {}).pop(server.key, None)
+        return self._drain_or_retire(slots, servers)
 
     def _begin_orphans(self, slots: dict) -> list[_Server]:
         """Drain servers live in backends no app owns (left by a crash between two steps)."""
