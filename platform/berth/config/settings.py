@@ -237,6 +237,7 @@ INSTALLED_APPS = [
     "berth.hooks",
     "berth.pipelines",
     "berth.previews",
+    "berth.addons",
 ]
 
 MIDDLEWARE = [
