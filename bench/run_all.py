@@ -31,6 +31,7 @@ SCRIPT_TIMEOUT_S = 20 * 60  # a hung benchmark is stopped (its process group) an
 FULL = {
     "api_apps_list": ["--rounds", "3", "--requests", "100"],
     "build_raw": ["--cold-runs", "3", "--warm-runs", "3"],
+    "buildpacks": ["--warm-runs", "2"],
     "cert_issue": ["--pushes", "3", "--domains", "5"],
     "cert_renewal": ["--replacements", "10", "--threads", "2", "--interval", "1.5"],
     "cluster_failover": ["--runs", "2"],
@@ -45,6 +46,7 @@ FULL = {
 QUICK = {
     "api_apps_list": ["--rounds", "2", "--requests", "30"],
     "build_raw": ["--cold-runs", "1", "--warm-runs", "2"],
+    "buildpacks": ["--warm-runs", "1", "--apps", "py-uv-fastapi,node-pnpm,go"],
     "cert_issue": ["--pushes", "1", "--domains", "2"],
     "cert_renewal": ["--replacements", "3", "--threads", "2", "--interval", "0.5"],
     "cluster_failover": ["--runs", "1"],

@@ -1,5 +1,7 @@
-"""The python buildpack's plan: the Python version and package manager a tree asks for (no Docker)."""
+"""The buildpacks' plans: the Python or Node version and the package manager a tree asks for (no Docker)."""
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,57 @@ def test_the_template_gets_the_manager_and_collectstatic_switch_from_the_plan(tm
     assert dockerfile.index("berth-python install") < dockerfile.index("COPY --chown=app:app app/ /app/")
     # config vars never become image ENV
     assert "ENV DISABLE_COLLECTSTATIC" not in dockerfile
+
+
+# --- node -------------------------------------------------------------------------------------------------------
+
+
+def _node(tmp_path: Path, package: dict, *lockfiles: str, yarn_lock: str = "") -> dict[str, str]:
+    files = {"package.json": json.dumps(package), **dict.fromkeys(lockfiles, "")}
+    if yarn_lock:
+        files["yarn.lock"] = yarn_lock
+    return plan_for(get_buildpack("node"), _tree(tmp_path, files)).values
+
+
+@pytest.mark.parametrize(
+    "package, lockfiles, yarn_lock, manager",
+    [
+        ({}, ["package-lock.json"], "", "npm"),
+        ({}, [], "", "npm"),
+        ({}, ["pnpm-lock.yaml"], "", "pnpm"),
+        ({}, [], "# yarn lockfile v1\n", "yarn"),
+        ({}, [], "__metadata:\n  version: 8\n", "yarn-berry"),
+        # packageManager wins over the lockfile
+        ({"packageManager": "yarn@4.5.3"}, ["package-lock.json"], "", "yarn-berry"),
+        ({"packageManager": "yarn@1.22.22"}, [], "", "yarn"),
+        ({"packageManager": "pnpm@9.8.0+sha512.abc"}, [], "", "pnpm"),
+    ],
+)
+def test_the_node_package_manager_comes_from_package_manager_else_the_lockfile(
+    tmp_path, package, lockfiles, yarn_lock, manager
+):
+    assert _node(tmp_path, package, *lockfiles, yarn_lock=yarn_lock)["node_manager"] == manager
+
+
+def test_engines_node_is_passed_as_a_quoted_range_and_nothing_else(tmp_path):
+    assert _node(tmp_path, {"engines": {"node": ">=20 <23"}})["node_version"] == '">=20 <23"'
+    (tmp_path / "none").mkdir()
+    assert _node(tmp_path / "none", {})["node_version"] == '""'
+
+
+@pytest.mark.parametrize(
+    "package, message",
+    [
+        ({"engines": {"node": "22; rm -rf /"}}, "engines.node '22; rm -rf /' is not a version range"),
+        ({"packageManager": "bun@1.1.0"}, "packageManager 'bun@1.1.0' is not npm@…, pnpm@… or yarn@…"),
+    ],
+)
+def test_a_node_manifest_berth_cannot_use_is_one_line(tmp_path, package, message):
+    with pytest.raises(BuildError, match=re.escape(message)):
+        _node(tmp_path, package)
+
+
+def test_a_broken_package_json_is_named(tmp_path):
+    (tmp_path / "package.json").write_text("{,}")
+    with pytest.raises(BuildError, match="package.json is not valid JSON"):
+        plan_for(get_buildpack("node"), tmp_path)

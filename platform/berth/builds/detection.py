@@ -176,7 +176,54 @@ def _python_plan(source_dir: Path, stack: str, config: dict[str, str]) -> BuildP
     )
 
 
-_PLANNERS: dict[str, Callable[[Path, str, dict[str, str]], BuildPlan]] = {"python": _python_plan}
+# engines.node as npm reads a semver range: digits, x, *, dots, operators, spaces and || (never a shell character)
+_NODE_RANGE = re.compile(r"[0-9xX*.^~<>=| -]{1,64}")
+_PACKAGE_MANAGER = re.compile(r"^(npm|pnpm|yarn)@(\d+)")
+
+
+def node_manager(source_dir: Path, package: dict) -> str:
+    """npm, pnpm, yarn (1) or yarn-berry (2+): package.json's packageManager first, else the lockfile, as Heroku."""
+    declared = package.get("packageManager")
+    if isinstance(declared, str) and declared.strip():
+        match = _PACKAGE_MANAGER.match(declared.strip())
+        if not match:
+            raise BuildError(
+                f"package.json's packageManager {declared.strip()!r} is not npm@…, pnpm@… or yarn@…"
+            )
+        name, major = match[1], int(match[2])
+        return "yarn-berry" if name == "yarn" and major >= 2 else name
+    if tree.is_file(source_dir, "pnpm-lock.yaml"):
+        return "pnpm"
+    if tree.is_file(source_dir, "yarn.lock"):
+        lock = _read(source_dir, "yarn.lock") or ""
+        return "yarn-berry" if "__metadata:" in lock else "yarn"
+    return "npm"
+
+
+def _node_plan(source_dir: Path, stack: str, config: dict[str, str]) -> BuildPlan:
+    text = _read(source_dir, "package.json") or "{}"
+    try:
+        package = json.loads(text)
+    except ValueError as exc:
+        raise BuildError(f"package.json is not valid JSON: {exc}") from None
+    if not isinstance(package, dict):
+        raise BuildError("package.json is not a JSON object")
+    engines = package.get("engines") or {}
+    version = engines.get("node", "") if isinstance(engines, dict) else ""
+    if not isinstance(version, str) or (version.strip() and not _NODE_RANGE.fullmatch(version.strip())):
+        raise BuildError(f"package.json's engines.node {version!r} is not a version range like 22.x or >=20")
+    version = version.strip()
+    return BuildPlan(
+        stack=stack,
+        run_stack=stack,
+        values={"node_version": json.dumps(version), "node_manager": node_manager(source_dir, package)},
+    )
+
+
+_PLANNERS: dict[str, Callable[[Path, str, dict[str, str]], BuildPlan]] = {
+    "python": _python_plan,
+    "node": _node_plan,
+}
 
 
 def build_plan(
