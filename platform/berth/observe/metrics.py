@@ -3,7 +3,9 @@
 The sampler runs every few seconds (in the ship_logs process). Per app it writes one snapshot of its processes
 (task state mapped to starting/healthy/unhealthy/crashed, restarts, CPU % and memory from Docker's stats API) to
 the capped stream `berth:health:<app>`; per sample one snapshot of the swarm's nodes to `berth:nodes`. Consumers
-send the newest snapshot; the series behind it (about an hour) is there for graphs. A slot whose restart count
+send the newest snapshot. The history the charts draw (24 h at 10 s, then 5-minute roll-ups) is written per
+10 s window by `HistoryRecorder` into berth.observe.history, with the router's request figures
+(berth.observe.traffic) when this process runs beside the router. A slot whose restart count
 grows becomes a `crashed` platform event.
 """
 
@@ -15,9 +17,13 @@ import time
 from pathlib import Path
 
 import redis
+from django.conf import settings
 
 from berth.core.redis import redis_client
+from berth.observe.history import RESOLUTION, sample_write, window_of
 from berth.observe.services import as_text, event_record, health_key
+from berth.observe.traffic import ROUTED_PROCESS, Traffic
+from berth.routing.haproxy import RouterPaths
 from berth.runtime.scheduler import TaskInfo, get_scheduler
 from berth.runtime.stats import ContainerUsage, EngineStats
 
@@ -72,6 +78,73 @@ def meminfo(path: Path = Path("/proc/meminfo")) -> tuple[float, float]:
     return round(total - values.get("MemAvailable", 0) / 1024, 1), round(total, 1)
 
 
+class HistoryRecorder:
+    """Turns the sampler's snapshots (every few seconds) and the router's request figures into one history entry
+    per app and process per 10 s window (berth.observe.history): CPU and memory averaged over the window's
+    samples, request figures over the window."""
+
+    def __init__(self, *, redis_conn: redis.Redis, traffic: Traffic | None = None):
+        self.redis = redis_conn
+        self.traffic = traffic
+        self.window: int | None = None
+        self.samples: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
+
+    def add(self, *, app: str, processes: list[dict], ts: float) -> None:
+        """Note one snapshot of an app's processes (summed per process type) in the window of `ts`."""
+        self.flush_due(ts)
+        totals: dict[str, list[float]] = {}
+        for row in processes:
+            if row.get("cpu_percent") is None:
+                continue  # not running: nothing measured
+            total = totals.setdefault(row["process"], [0.0, 0.0, 0])
+            total[0] += row["cpu_percent"]
+            total[1] += row["memory_mb"] or 0.0
+            total[2] += 1
+        for process, (cpu, memory, count) in totals.items():
+            self.samples.setdefault((app, process), []).append((cpu, memory, int(count)))
+
+    def flush_due(self, now: float) -> None:
+        """Write the open window once `now` is past it."""
+        window = window_of(now)
+        if self.window is None:
+            self.window = window
+        elif window > self.window:
+            self.flush()
+            self.window = window
+
+    def flush(self) -> None:
+        samples, self.samples = self.samples, {}
+        requests = self.traffic.window() if self.traffic is not None else {}
+        rows: dict[tuple[str, str], dict] = {}
+        for (app, process), values in samples.items():
+            rows[(app, process)] = {
+                "cpu": sum(v[0] for v in values) / len(values),
+                "mem": sum(v[1] for v in values) / len(values),
+                "n": max(v[2] for v in values),
+            }
+        for app, figures in requests.items():
+            if figures["rps"] is None and figures["p95"] is None:
+                continue
+            rows.setdefault((app, ROUTED_PROCESS), {}).update(figures)
+        for (app, process), values in rows.items():
+            try:
+                sample_write(app=app, process=process, window=self.window, values=values, client=self.redis)
+            except redis.RedisError:
+                logger.warning("history of %s/%s not written", app, process, exc_info=True)
+
+
+def router_traffic() -> Traffic | None:
+    """The request figures' source on the node that runs the router (HAProxy), None elsewhere."""
+    if settings.BERTH_ROUTER != "haproxy":
+        return None
+    paths = RouterPaths(Path(settings.BERTH_ROUTER_DIR))
+    try:
+        return Traffic(paths=paths, admin_socket=Path(settings.BERTH_ROUTER_ADMIN_SOCKET)).start()
+    except OSError:
+        logger.warning("no request figures: the request log socket %s", paths.request_log, exc_info=True)
+        return None
+
+
 class Sampler:
     """Writes health snapshots per app and node snapshots, every `interval` seconds while running."""
 
@@ -81,10 +154,13 @@ class Sampler:
         engine: EngineStats | None = None,
         redis_conn: redis.Redis | None = None,
         interval: float = SAMPLE_INTERVAL,
+        traffic: Traffic | None = None,
     ):
         self.engine = engine or EngineStats()
         self.redis = redis_conn or redis_client()
         self.interval = interval
+        self.traffic = traffic
+        self.history = HistoryRecorder(redis_conn=self.redis, traffic=traffic)
         self.scheduler = get_scheduler()
         self.proc_stat = ProcStat()
         self.restarts: dict[tuple[str, int | None], int] = {}
@@ -167,6 +243,8 @@ class Sampler:
             result[app] = self.processes(tasks, stats)
             payload = json.dumps({"ts": now, "processes": result[app]})
             self.redis.xadd(health_key(app), {"data": payload}, maxlen=SERIES_MAX, approximate=True)
+            self.history.add(app=app, processes=result[app], ts=now)
+        self.history.flush_due(time.time())
         nodes = self.nodes()
         self.redis.xadd(
             NODES_KEY, {"data": json.dumps({"ts": now, "nodes": nodes})}, maxlen=SERIES_MAX, approximate=True
@@ -181,7 +259,9 @@ class Sampler:
                 self.sample_once()
             except Exception:
                 logger.exception("metrics sample failed")
-            self.stopping.wait(max(0.5, self.interval - (time.monotonic() - started)))
+            # at least one sample per history window, whatever the interval asked for
+            interval = min(self.interval, RESOLUTION / 2)
+            self.stopping.wait(max(0.5, interval - (time.monotonic() - started)))
 
     def start(self) -> "Sampler":
         self.thread = threading.Thread(target=self.run, name="metrics", daemon=True)
@@ -193,6 +273,8 @@ class Sampler:
         if self.thread is not None:
             self.thread.join(timeout)
         self.engine.close()
+        if self.traffic is not None:
+            self.traffic.stop()
 
 
 def latest_snapshot(key: str, client: redis.Redis | None = None) -> dict | None:

@@ -3,7 +3,7 @@ import threading
 
 from django.core.management.base import BaseCommand
 
-from berth.observe.metrics import SAMPLE_INTERVAL, Sampler
+from berth.observe.metrics import SAMPLE_INTERVAL, Sampler, router_traffic
 from berth.observe.shipper import SCAN_INTERVAL, Shipper
 
 
@@ -32,7 +32,11 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, lambda *_: done.set())
         only = dict(item.partition("=")[::2] for item in options["only_label"])
         shipper = Shipper(only_labels=only).start(scan_interval=options["scan_interval"])
-        sampler = None if options["no_metrics"] else Sampler(interval=options["sample_interval"]).start()
+        sampler = (
+            None
+            if options["no_metrics"]
+            else Sampler(interval=options["sample_interval"], traffic=router_traffic()).start()
+        )
         self.stdout.write(f"ship_logs: following app containers on node {shipper.node}")
         self.stdout.flush()
         done.wait()
