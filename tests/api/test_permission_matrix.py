@@ -268,6 +268,39 @@ CASES.update(
 )
 
 
+def _addon(world, role, *, attached: bool = False):
+    """An add-on row of the acme team with no server behind it (the engine answers: no such service)."""
+    from berth.addons.models import Addon, AddonAttachment
+    from berth.apps.crypto import encrypt_text
+
+    addon = Addon.objects.create(
+        team=world.app.team, name=f"pg-{role}", kind="postgres", password_encrypted=encrypt_text("pw")
+    )
+    if attached:
+        AddonAttachment.objects.create(addon=addon, app=world.app, config_var="DATABASE_URL")
+    return {"app": "demo", "addon": addon.name}
+
+
+# add-ons (berth.api.addons). Provisioning a server per case would take the matrix minutes: an allowed role's
+# create is refused for its unknown kind (400), rotate reaches the engine, which has no such service (409), and
+# a run of an add-on not attached to the app is refused (400); every refusal by role comes before those.
+CASES.update(
+    {
+        "api:app-addons": {
+            "GET": (lambda w, r: {"app": "demo"}, None, 200),
+            "POST": (lambda w, r: {"app": "demo"}, lambda w: {"kind": "mysql"}, 400),
+        },
+        "api:app-addon": {"GET": (_addon, None, 200), "DELETE": (_addon, None, 204)},
+        "api:app-addon-attachment": {
+            "POST": (_addon, lambda w: {}, 201),
+            "DELETE": (lambda w, r: _addon(w, r, attached=True), None, 204),
+        },
+        "api:app-addon-rotate": {"POST": (_addon, lambda w: {}, 409)},
+        "api:app-addon-run": {"POST": (_addon, lambda w: {"args": ["-c", "select 1"]}, 400)},
+    }
+)
+
+
 def api_routes(resolver=None, prefix: str = "", namespace: str = "") -> list[tuple[str, str, str]]:
     """(route pattern, view name, METHOD) for every route under api/v1/ of the URLconf."""
     resolver = resolver or get_resolver()
@@ -317,7 +350,12 @@ def expected_status(rule: str, role: str, success: int) -> int:
 
 # a route-method whose allowed answer asks the Docker engine (the app's running tasks): those cases are in the
 # docker tier; the refusals (401, 403, 404) are answered before it and stay in the fast one
-ASKS_DOCKER = {("api:app-processes", "GET")}
+ASKS_DOCKER = {
+    ("api:app-processes", "GET"),
+    ("api:app-addon", "GET"),
+    ("api:app-addon", "DELETE"),
+    ("api:app-addon-rotate", "POST"),
+}
 
 
 def _case(name: str, method: str, role: str):
@@ -348,8 +386,8 @@ def test_the_guard_notices_a_route_without_a_rule():
 
 
 def test_matrix_size():
-    # 82 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
-    assert len(MATRIX) == 82 * 6
+    # 90 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
+    assert len(MATRIX) == 90 * 6
 
 
 @pytest.mark.parametrize(("name", "method", "role"), MATRIX)

@@ -25,6 +25,8 @@ SPEC_COMMANDS = (
     " users users:create users:disable users:enable users:password-reset maintenance maintenance:on maintenance:off"
     " pipelines pipelines:create pipelines:info pipelines:add pipelines:remove pipelines:destroy pipelines:promote"
     " previews previews:on previews:off sources sources:set sources:remove"
+    " addons addons:create addons:info addons:attach addons:detach addons:destroy pg:psql redis:cli"
+    " pg:credentials:rotate"
 ).split()
 
 

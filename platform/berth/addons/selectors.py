@@ -2,8 +2,10 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from berth.accounts.models import Team
-from berth.addons.models import Addon
+from berth.addons.models import PLANS, Addon
+from berth.apps.crypto import decrypt_text
 from berth.apps.models import App
+from berth.runtime.addons import AddonSpec, addon_image_version, addon_info
 
 
 def addons_for_app(*, app: App) -> QuerySet[Addon]:
@@ -23,3 +25,16 @@ def addon_of_team(*, team: Team, name: str) -> Addon:
     if addon is None:
         raise Http404(f"no add-on named {name!r}")
     return addon
+
+
+def addon_status(*, addon: Addon) -> dict:
+    """What the running server says: its version (the image's Debian package), data size, client connections and
+    the node it is pinned to."""
+    spec = AddonSpec(
+        team=addon.team.name,
+        name=addon.name,
+        kind=addon.kind,
+        password=decrypt_text(addon.password_encrypted),
+        memory_mb=PLANS[addon.plan],
+    )
+    return {"version": addon_image_version(addon.kind), **addon_info(spec)}

@@ -57,6 +57,12 @@ PERMISSION_MAP: dict[str, dict[str, str]] = {
     # scheduled jobs (berth.jobs): viewers see them, members add and remove them (a run is like `berth run`)
     "api:app-cron": {"GET": VIEWER, "POST": MEMBER},
     "api:app-cron-job": {"GET": VIEWER, "DELETE": MEMBER},
+    # add-ons (berth.addons): viewers see them, members create, attach, rotate and use them, admins destroy their data
+    "api:app-addons": {"GET": VIEWER, "POST": MEMBER},
+    "api:app-addon": {"GET": VIEWER, "DELETE": ADMIN},
+    "api:app-addon-attachment": {"POST": MEMBER, "DELETE": MEMBER},
+    "api:app-addon-rotate": {"POST": MEMBER},
+    "api:app-addon-run": {"POST": MEMBER},
     "api:app-releases": {"GET": VIEWER},
     "api:app-release": {"GET": VIEWER},
     "api:app-builds": {"GET": VIEWER},

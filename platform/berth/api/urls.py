@@ -3,6 +3,7 @@
 from django.urls import path
 
 from berth.api import (
+    addons,
     apps,
     audit,
     builds,
@@ -102,6 +103,19 @@ urlpatterns = [
     ),
     path("apps/<str:app>/placement", nodes.AppPlacementView.as_view(), name="app-placement"),
     path("apps/<str:app>/promote", pipelines.AppPromoteView.as_view(), name="app-promote"),
+    path("apps/<str:app>/addons", addons.AppAddonsView.as_view(), name="app-addons"),
+    path("apps/<str:app>/addons/<str:addon>", addons.AppAddonView.as_view(), name="app-addon"),
+    path(
+        "apps/<str:app>/addons/<str:addon>/attachment",
+        addons.AppAddonAttachmentView.as_view(),
+        name="app-addon-attachment",
+    ),
+    path(
+        "apps/<str:app>/addons/<str:addon>/credentials/rotate",
+        addons.AppAddonRotateView.as_view(),
+        name="app-addon-rotate",
+    ),
+    path("apps/<str:app>/addons/<str:addon>/run", addons.AppAddonRunView.as_view(), name="app-addon-run"),
     path("apps/<str:app>/source", sources.AppSourceView.as_view(), name="app-source"),
     path("pipelines", pipelines.PipelineListView.as_view(), name="pipelines"),
     path("pipelines/<str:pipeline>", pipelines.PipelineView.as_view(), name="pipeline"),

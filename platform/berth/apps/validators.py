@@ -21,6 +21,9 @@ RESERVED_APP_NAMES = frozenset(
         "healthz",
         "registry",
         "router",
+        # the add-on images are berth/addon-<kind>: an app of that name would have its image GC collect them
+        "addon-postgres",
+        "addon-redis",
     }
 )
 CONFIG_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")

@@ -15,7 +15,7 @@ import os
 import sys
 from importlib import metadata
 
-from berth.cli import account, apps, certs, jobs, pipelines, processes, releases, users, webhooks  # noqa: F401 - each registers its commands, in this order
+from berth.cli import account, addons, apps, certs, jobs, pipelines, processes, releases, users, webhooks  # noqa: F401 - each registers its commands, in this order
 from berth.cli.client import (
     CliError,
     UsageError,
