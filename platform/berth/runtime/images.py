@@ -60,6 +60,9 @@ for image in json.loads(body):
     refs = [r for r in (image.get("RepoTags") or []) + (image.get("RepoDigests") or []) if repository(r) in repositories]
     if not refs or image["Id"] in keep or keep.intersection(refs):
         continue
+    owner = (image.get("Labels") or {}).get("org.berth.installation")
+    if owner and owner != job.get("installation"):
+        continue  # another Berth installation's build of an app of the same name
     for ref in refs:
         status, body = call("DELETE", "/images/" + urllib.parse.quote(ref, safe=""))
         if status == 409:
@@ -173,7 +176,12 @@ def nodes_images_remove(
     ]
     if not others:
         return result
-    job = {"repositories": sorted(repositories), "keep": sorted(keep)}
+    # the installation's id goes with the job: NODE_SCRIPT runs on other nodes, without Berth's settings
+    job = {
+        "repositories": sorted(repositories),
+        "keep": sorted(keep),
+        "installation": settings.BERTH_INSTALLATION_ID,
+    }
     for node in nodes_job_run(client=client, job=job, stack_image=stack_image, exclude_node=local):
         result.removed += node.get("removed", [])
         result.in_use += node.get("in_use", [])
