@@ -4,7 +4,16 @@ here they only have to look like one, so other routes (api/, git/, static/) neve
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
-from berth.dashboard import cert_views, cli_views, first_deploy_views, join_views, signin, team_views, views
+from berth.dashboard import (
+    cert_views,
+    cli_views,
+    first_deploy_views,
+    join_views,
+    signin,
+    team_views,
+    views,
+    workflow_views,
+)
 
 
 class AppNameConverter:
@@ -46,6 +55,13 @@ urlpatterns = [
         "apps/<appname:app>/certs/<int:certificate_id>/renew", cert_views.certificate_renew, name="cert-renew"
     ),
     path("apps/<appname:app>/https", cert_views.https_settings, name="https-settings"),
+    path("apps/<appname:app>/maintenance", workflow_views.maintenance_set, name="app-maintenance"),
+    path("apps/<appname:app>/previews", workflow_views.previews_set, name="app-previews"),
+    path("apps/<appname:app>/source", workflow_views.source_set, name="app-source"),
+    path("apps/<appname:app>/source/remove", workflow_views.source_remove, name="app-source-remove"),
+    path("apps/<appname:app>/cron/add", workflow_views.cron_add, name="cron-add"),
+    path("apps/<appname:app>/cron/<int:job_id>/remove", workflow_views.cron_remove, name="cron-remove"),
+    path("apps/<appname:app>/promote", workflow_views.promote, name="app-promote"),
     path("apps/<appname:app>/rollback", views.rollback, name="rollback"),
     path("apps/<appname:app>/deploy", views.deploy_image, name="deploy"),
     path("apps/<appname:app>/settings", views.app_settings, name="app-settings"),
@@ -62,6 +78,28 @@ urlpatterns = [
     path("teams/<str:team>/invitations/new", team_views.invitation_create, name="invitation-new"),
     path(
         "teams/<str:team>/invitations/<int:pk>/revoke", team_views.invitation_revoke, name="invitation-revoke"
+    ),
+    path("teams/<str:team>/pipelines/new", workflow_views.pipeline_create, name="pipeline-create"),
+    path(
+        "teams/<str:team>/pipelines/<str:pipeline>/destroy",
+        workflow_views.pipeline_destroy,
+        name="pipeline-destroy",
+    ),
+    path(
+        "teams/<str:team>/pipelines/<str:pipeline>/apps",
+        workflow_views.pipeline_app_set,
+        name="pipeline-app-set",
+    ),
+    path(
+        "teams/<str:team>/pipelines/<str:pipeline>/apps/<appname:app>/remove",
+        workflow_views.pipeline_app_remove,
+        name="pipeline-app-remove",
+    ),
+    path("teams/<str:team>/webhooks/new", workflow_views.webhook_add, name="webhook-add"),
+    path(
+        "teams/<str:team>/webhooks/<int:webhook_id>/remove",
+        workflow_views.webhook_remove,
+        name="webhook-remove",
     ),
     path("invitations/accept", team_views.invitation_accept, name="invitation-accept"),
     path("join/", join_views.join, name="join"),
