@@ -93,3 +93,29 @@ def test_an_app_without_a_live_release_fails_the_run_saying_so(make_app):
     assert any("no live release" in line for line in printed(app.name))
     app_streams_delete(app=app.name)
     assert job.runs.count() == 1
+
+
+def test_the_shipper_leaves_a_runs_container_to_the_run(live_app):
+    """The run writes its own lines (scheduler.N); the log shipper, which follows every container of an app, must
+    not log them a second time as run.*: it reads the labels of the very container the run starts."""
+    import threading
+
+    from berth.observe.shipper import target_from_labels
+    from berth.runtime.client import docker_client
+    from berth.runtime.scheduler import LABEL_APP
+
+    job = cron_job_add(app=live_app, schedule="* * * * *", command="sleep 4; echo done")
+    [run_id] = cron_tick(now=job.next_run_at)
+    runner = threading.Thread(target=cron_run_execute, kwargs={"run_id": run_id})
+    runner.start()
+    try:
+        deadline, containers = time.monotonic() + 30, []
+        while not containers and time.monotonic() < deadline:
+            containers = docker_client().containers.list(filters={"label": f"org.berth.cron.job={job.pk}"})
+            time.sleep(0.2)
+        [container] = containers
+        assert container.labels[LABEL_APP] == live_app.name
+        assert target_from_labels(container.id, container.labels, container.name) is None
+    finally:
+        runner.join(timeout=60)
+    assert f"scheduler[scheduler.{run_id}]: done" in printed(live_app.name)

@@ -26,7 +26,7 @@ from berth.jobs.models import ACTIVE_RUN_STATUSES, CronJob, CronRun, CronRunStat
 from berth.observe.services import PLATFORM_PROCESS, log_entries_append, now_iso
 from berth.releases.models import Release, ReleaseStatus
 from berth.runtime.oneoff import run_oneoff
-from berth.runtime.scheduler import SchedulerError
+from berth.runtime.scheduler import LABEL_LOGGED_BY_RUNNER, SchedulerError
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +191,8 @@ def cron_run_execute(*, run_id: int) -> CronRun | None:
             on_line=lambda line: _log(app.name, run, line),
             timeout=run_timeout_seconds(),
             memory_mb=memory,
-            labels={LABEL_CRON_JOB: str(job.pk)},
+            # its lines are written here, tagged scheduler.N: the shipper would log them a second time as run.*
+            labels={LABEL_CRON_JOB: str(job.pk), LABEL_LOGGED_BY_RUNNER: "1"},
         )
     except SchedulerError as exc:
         _log(app.name, run, f"Job #{job.pk} could not start: {exc}", platform=True)

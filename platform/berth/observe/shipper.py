@@ -22,7 +22,7 @@ from berth.core.redis import redis_client
 from berth.observe.services import log_entries_append, log_trim_all, logs_key, retention_lines
 from berth.runtime.events import ContainerEvents
 from berth.runtime.logs import ContainerGone, ContainerLogs, LogFollow
-from berth.runtime.scheduler import LABEL_APP, LABEL_PROCESS
+from berth.runtime.scheduler import LABEL_APP, LABEL_LOGGED_BY_RUNNER, LABEL_PROCESS
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Target:
 
 def target_from_labels(container_id: str, labels: dict[str, str], name: str = "") -> Target | None:
     app = labels.get(LABEL_APP)
-    if not app:
+    if not app or labels.get(LABEL_LOGGED_BY_RUNNER) == "1":
         return None
     process = labels.get(LABEL_PROCESS) or "run"
     # Swarm names a task's container "<service>.<slot>.<task id>"; service names hold no dots (DNS labels).

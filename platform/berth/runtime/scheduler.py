@@ -24,6 +24,8 @@ LABEL_ONEOFF = "org.berth.oneoff"
 LABEL_GENERATION = "org.berth.generation"
 # which installation made it (settings.BERTH_INSTALLATION_ID): one engine may hold another install's leftovers
 LABEL_INSTALLATION = "org.berth.installation"
+# a one-off whose runner writes its output into the app's log itself (a scheduled job's run): the shipper leaves it
+LABEL_LOGGED_BY_RUNNER = "org.berth.logged-by-runner"
 
 WEB_PROCESS = "web"
 DEFAULT_PORT = 5000
