@@ -294,7 +294,7 @@ document.addEventListener("DOMContentLoaded", function () {
     }
     releases.forEach(function (r) {
       const row = el("tr", { "data-release": String(r.version), "data-status": r.status });
-      row.appendChild(el("td", {}, "v" + r.version));
+      row.appendChild(el("td", {})).appendChild(el("a", { href: "/apps/" + root.dataset.app + "/releases/" + r.version + "/" }, "v" + r.version));
       const status = el("td");
       status.appendChild(el("span", { class: "badge state-" + r.status }, r.status));
       row.appendChild(status);

@@ -3,7 +3,8 @@
 document.addEventListener("DOMContentLoaded", function () {
   const table = document.getElementById("apps-table");
   if (!table) return;
-  const url = table.dataset.statusUrl;
+  // the same search and page as the list shown, so the poll costs one page whatever the number of apps
+  const url = table.dataset.statusUrl + window.location.search;
   let failures = 0;
 
   function update(apps) {

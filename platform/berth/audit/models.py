@@ -22,6 +22,8 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # a team's feed and audit log are read newest first, a page at a time
+        indexes = [models.Index(fields=["team", "-created_at", "-id"], name="audit_team_newest_idx")]
 
     def __str__(self) -> str:
         return f"{self.action} {self.target}"

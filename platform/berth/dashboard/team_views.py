@@ -16,13 +16,15 @@ from berth.accounts import selectors as accounts_selectors
 from berth.accounts import services as accounts_services
 from berth.accounts import throttles as accounts_throttles
 from berth.accounts.roles import ADMIN, ROLE_CHOICES, VIEWER, role_at_least
-from berth.audit.selectors import audit_events_for_team
+from berth.audit.selectors import ACTIVITY_KINDS, audit_events_for_team, audit_events_search
+from berth.dashboard.activity import activity_link, activity_summary
 from berth.dashboard.common import SESSION_SHOWN_ONCE, SESSION_TEAM, attempt, client_ip, page, team_with_role
 from berth.dashboard.forms import service_refusal
 from berth.dashboard.selectors import tokens_for_user
 from berth.nodes.selectors import can_see_nodes
 
 AUDIT_SHOWN = 100
+ACTIVITY_SHOWN = 8  # the team page's "Recent activity"; the feed's own page has the rest
 
 
 def _next_or(request: HttpRequest, fallback: str) -> HttpResponse:
@@ -99,6 +101,10 @@ def _team_page(request: HttpRequest, team, role: str, *, refused: dict | None = 
         "now": timezone.now(),  # to mark expired tokens
         "invitations": list(accounts_selectors.pending_invitations(team=team)) if can_admin else [],
         "audit": list(audit_events_for_team(team=team, limit=AUDIT_SHOWN)) if can_admin else [],
+        "activity": [
+            {"event": e, "summary": activity_summary(e), "link": activity_link(e)}
+            for e in audit_events_search(team=team, kinds=list(ACTIVITY_KINDS))[:ACTIVITY_SHOWN]
+        ],
         "email_enabled": settings.BERTH_EMAIL_ENABLED,
     }
     return page(request, "dashboard/team.html", context, status=400 if refused else 200)

@@ -4,6 +4,8 @@ here they only have to look like one, so other routes (api/, git/, static/) neve
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
+from berth.dashboard import activity_views, release_views
+
 from berth.dashboard import (
     cert_views,
     cli_views,
@@ -68,10 +70,13 @@ urlpatterns = [
     path("apps/<appname:app>/destroy", views.app_destroy, name="app-destroy"),
     path("apps/<appname:app>/deploy-token", first_deploy_views.deploy_token_create, name="deploy-token"),
     path("apps/<appname:app>/builds/<int:build_id>/", views.build_detail, name="build"),
+    path("apps/<appname:app>/releases/<int:version>/", release_views.release_detail, name="release"),
     path("apps/<appname:app>/builds/<int:build_id>/cancel", views.build_cancel, name="build-cancel"),
     path("teams/switch", team_views.team_switch, name="team-switch"),
     path("teams/new", team_views.team_new, name="team-new"),
     path("teams/<str:team>/", team_views.team_detail, name="team"),
+    path("teams/<str:team>/activity", activity_views.team_activity, name="team-activity"),
+    path("teams/<str:team>/audit", activity_views.team_audit, name="team-audit"),
     path("teams/<str:team>/members/add", team_views.member_add, name="member-add"),
     path("teams/<str:team>/members/<str:username>/role", team_views.member_role, name="member-role"),
     path("teams/<str:team>/members/<str:username>/remove", team_views.member_remove, name="member-remove"),

@@ -6,9 +6,11 @@ import logging
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.paginator import Page, Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -43,6 +45,7 @@ from berth.releases.selectors import releases_for_app
 logger = logging.getLogger(__name__)
 
 RELEASES_SHOWN = 30
+APPS_PAGE = 100
 
 
 def _app(request: HttpRequest, name: str, min_role: str):
@@ -58,11 +61,20 @@ def _back(app, section: str) -> HttpResponse:
 # --- apps list ------------------------------------------------------------------------------------------------
 
 
-def _status_rows(request: HttpRequest) -> tuple[object, list[dict]]:
+def _status_rows(request: HttpRequest) -> tuple[object, list[dict], Page | None]:
+    """The current team's apps whose name contains ?q=, one page (?page=) of APPS_PAGE: a constant number of
+    queries whatever the number of apps (the count, the page with its statuses, its certificates)."""
     team, _ = current_team(request)
     if team is None:
-        return None, []
-    apps = apps_with_status(apps=apps_with_certificates(releases_selectors.apps_for_team(team=team)))
+        return None, [], None
+    apps = releases_selectors.apps_for_team(team=team)
+    query = request.GET.get("q", "").strip()[:APP_NAME_MAX]
+    if query:
+        apps = apps.filter(name__icontains=query)
+    page_obj = Paginator(apps_with_status(apps=apps_with_certificates(apps)), APPS_PAGE).get_page(
+        request.GET.get("page")
+    )
+    apps = page_obj.object_list
     return team, [
         {
             "name": app.name,
@@ -74,7 +86,7 @@ def _status_rows(request: HttpRequest) -> tuple[object, list[dict]]:
             "created_at": app.created_at,
         }
         for app in apps
-    ]
+    ], page_obj
 
 
 @login_required
@@ -85,13 +97,17 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def apps_list(request: HttpRequest) -> HttpResponse:
-    team, rows = _status_rows(request)
+    team, rows, page_obj = _status_rows(request)
     role = user_role(user=request.user, team=team) if team else None
+    query = request.GET.get("q", "").strip()[:APP_NAME_MAX]
     return page(
         request,
         "dashboard/apps.html",
         {
             "apps": rows,
+            "page_obj": page_obj,
+            "query": query,
+            "filters_qs": urlencode({"q": query} if query else {}),
             "role": role,
             "can_create": role_at_least(role, MEMBER),
             "cert_alarms": certificate_alarms(team=team) if team else [],
@@ -104,7 +120,7 @@ def apps_list(request: HttpRequest) -> HttpResponse:
 @never_cache
 def apps_status(request: HttpRequest) -> JsonResponse:
     """What the apps list polls to stay live (current release and state of each app of the current team)."""
-    _, rows = _status_rows(request)
+    _, rows, _ = _status_rows(request)
     for row in rows:
         row.pop("created_at")
     return JsonResponse({"apps": rows})

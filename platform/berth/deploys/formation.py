@@ -70,6 +70,10 @@ def _formation_quota_check(*, app: App, updates: dict[str, dict]) -> None:
     quota_check(team=app.team, before=others + formation_usage(rows), after=others + formation_usage(after))
 
 
+def _audit_values(values: dict) -> dict:
+    return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in values.items()}
+
+
 def formation_update(
     *, app: App, changes: list[dict], actor, remote_addr: str | None = None
 ) -> list[Formation]:
@@ -115,10 +119,12 @@ def formation_update(
     with transaction.atomic():
         team_quota_lock(team=app.team)
         _formation_quota_check(app=app, updates=updates)
+        was: dict[str, dict] = {}  # the audit says old -> new: each changed field's value before
         for process, fields in updates.items():
             formation, created = Formation.objects.select_for_update().get_or_create(
                 app=app, process=process, defaults=fields
             )
+            was[process] = {k: None if created else getattr(formation, k) for k in fields}
             if not created and fields:
                 Formation.objects.filter(pk=formation.pk).update(**fields)
         audit_record(
@@ -127,10 +133,7 @@ def formation_update(
             team=app.team,
             target=app.name,
             remote_addr=remote_addr,
-            data={
-                p: {k: (str(v) if isinstance(v, Decimal) else v) for k, v in f.items()}
-                for p, f in updates.items()
-            },
+            data={p: {**_audit_values(f), "was": _audit_values(was[p])} for p, f in updates.items()},
         )
         processes = sorted(updates)
         transaction.on_commit(lambda: formation_changed.send(sender=App, app=app, processes=processes))

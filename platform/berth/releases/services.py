@@ -179,7 +179,8 @@ def config_update(*, app: App, changes: dict[str, str | None], actor, remote_add
             team=app.team,
             target=app.name,
             remote_addr=remote_addr,
-            data={"set": set_keys, "unset": unset_keys},
+            # names only, never values; "added" are the set keys that were not set before
+            data={"set": set_keys, "unset": unset_keys, "added": sorted(set(set_keys) - existing)},
         )
         previous = latest_release(app)
         image = previous.image if previous else ""

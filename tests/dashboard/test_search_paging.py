@@ -1,0 +1,78 @@
+"""Search and paging of the apps list and the audit log happen on the server, and a page costs the same number of
+queries whatever the number of rows behind it."""
+
+import pytest
+from berth.apps.models import App
+from berth.audit.models import AuditEvent
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+pytestmark = pytest.mark.django_db
+
+
+def make_apps(team, count: int, start: int = 0) -> None:
+    App.objects.bulk_create(App(team=team, name=f"app-{i:04d}") for i in range(start, start + count))
+
+
+def queries_of(client, url: str, params: dict | None = None) -> tuple[int, str]:
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url, params or {})
+    assert response.status_code == 200, response.status_code
+    return len(captured.captured_queries), response.content.decode()
+
+
+def test_apps_list_searches_by_name_and_pages(client_as, world):
+    make_apps(world.team, 150)
+    client = client_as("viewer")
+    _, first = queries_of(client, "/apps/")
+    assert first.count('<tr data-app="') == 100 and "page 1 of 2" in first
+    _, second = queries_of(client, "/apps/", {"page": 2})
+    assert second.count('<tr data-app="') == 51 and 'data-app="demo"' in second
+    _, found = queries_of(client, "/apps/", {"q": "app-012"})
+    assert found.count('<tr data-app="') == 10 and 'data-app="app-0120"' in found
+    _, none = queries_of(client, "/apps/", {"q": "zzz"})
+    assert "No app name contains" in none
+
+
+def test_apps_status_json_follows_the_same_page(client_as, world):
+    make_apps(world.team, 120)
+    data = client_as("viewer").get("/apps/status.json", {"q": "app-", "page": 2}).json()
+    assert [a["name"] for a in data["apps"]] == [f"app-{i:04d}" for i in range(100, 120)]
+
+
+def test_a_page_of_100_apps_costs_the_same_queries_for_120_or_600(client_as, world):
+    client = client_as("owner")
+    make_apps(world.team, 120)
+    few, _ = queries_of(client, "/apps/")
+    few_json, _ = queries_of(client, "/apps/status.json")
+    make_apps(world.team, 480, start=120)
+    many, page = queries_of(client, "/apps/")
+    many_json, _ = queries_of(client, "/apps/status.json")
+    assert page.count('<tr data-app="') == 100
+    assert many == few and many_json == few_json, (few, many, few_json, many_json)
+    print(f"apps list: {few} queries with 121 apps, {many} with 601; status.json {few_json} / {many_json}")
+
+
+def test_a_page_of_100_audit_entries_costs_the_same_queries_for_150_or_1500(client_as, world):
+    def add(count: int) -> None:
+        AuditEvent.objects.bulk_create(
+            AuditEvent(
+                team=world.team,
+                actor=world.users["member"],
+                action="config.update",
+                target="demo",
+                data={"set": [f"K{i}"], "unset": []},
+            )
+            for i in range(count)
+        )
+
+    client = client_as("admin")
+    add(150)
+    few, _ = queries_of(client, "/teams/acme/audit")
+    few_feed, _ = queries_of(client, "/teams/acme/activity")
+    add(1350)
+    many, page = queries_of(client, "/teams/acme/audit", {"page": 3})
+    many_feed, _ = queries_of(client, "/teams/acme/activity")
+    assert page.count("<li data-action=") == 100
+    assert many == few and many_feed == few_feed, (few, many, few_feed, many_feed)
+    print(f"audit log: {few} queries with 150 entries, {many} with 1,500; feed {few_feed} / {many_feed}")
