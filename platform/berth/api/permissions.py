@@ -49,6 +49,7 @@ PERMISSION_MAP: dict[str, dict[str, str]] = {
     "api:app-config": {"GET": MEMBER, "PATCH": MEMBER},
     "api:app-formation": {"GET": VIEWER, "PATCH": MEMBER},
     "api:app-domains": {"GET": VIEWER, "POST": MEMBER},
+    "api:app-metrics": {"GET": VIEWER},
     "api:app-domain": {"DELETE": MEMBER},
     # certificates (berth.certs), like domains: viewers see them, members upload, remove and renew
     "api:app-certs": {"GET": VIEWER, "POST": MEMBER},
