@@ -112,6 +112,10 @@ def test_previews_on_with_excluded_keys_and_the_preview_apps_listed(client_as, w
     App.objects.create(team=world.team, name="demo--feature-x", parent=app, preview_branch="feature/x")
     page = client.get("/apps/demo/").content.decode()
     assert 'data-preview="demo--feature-x"' in page and 'href="/apps/demo--feature-x/"' in page
+    preview = client.get("/apps/demo--feature-x/").content.decode()
+    assert re.search(
+        r'id="preview-of">This app previews branch <code>feature/x</code> of <a href="/apps/demo/">', preview
+    )
 
 
 def test_following_a_repository_shows_the_secret_and_webhook_url_once(client_as, world, private_targets):
