@@ -123,7 +123,9 @@ class AppAddonAttachmentView(AppAddonScopedView):
             actor=request.user,
             remote_addr=client_ip(request),
         )
-        return Response(addon_repr(self.addon), status=status.HTTP_201_CREATED)
+        # read again: the attachments were prefetched before this one was made
+        addon = selectors.addon_of_team(team=self.app.team, name=self.addon.name)
+        return Response(addon_repr(addon), status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={204: S.NoContent, 400: S.Error})
     def delete(self, request, app: str, addon: str):

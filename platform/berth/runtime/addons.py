@@ -55,7 +55,8 @@ class AddonKind:
     def url(self, *, host: str, password: str) -> str:
         if self.name == "postgres":
             return f"postgres://{ADDON_USER}:{password}@{host}:{self.port}/{ADDON_DATABASE}"
-        return f"redis://:{password}@{host}:{self.port}/0"
+        # the user `default` named: redis-cli 7 sends an empty user name to AUTH otherwise (WRONGPASS)
+        return f"redis://default:{password}@{host}:{self.port}/0"
 
 
 # Runs as root first (chown of the volume), then the server as the package's own user (setpriv, util-linux).
