@@ -121,9 +121,7 @@ document.addEventListener("DOMContentLoaded", function () {
   }
 
   /* ---------------- health, metrics, events ---------------- */
-  const POINTS = 60;
-  const COLORS = ["#2f7de1", "#e8622c", "#2aa876", "#a64ac9", "#d4a017", "#e23d6d"];
-  const series = {}; // process type -> [{cpu, memory}]
+  // the charts are static/berth/metrics.js (history from the server, then live)
   const charts = document.getElementById("charts");
   const processesBody = document.getElementById("processes-body");
   const eventsList = document.getElementById("events-list");
@@ -171,72 +169,9 @@ document.addEventListener("DOMContentLoaded", function () {
     processesBody.querySelectorAll("tr[data-task-id]").forEach(function (row) { usageCells(row, row.dataset.taskId); });
   }
 
-  function drawChart(svg, field) {
-    const names = Object.keys(series).sort();
-    let max = 0;
-    names.forEach(function (n) { series[n].forEach(function (pt) { if (pt && pt[field] > max) max = pt[field]; }); });
-    max = max > 0 ? max * 1.15 : 1;
-    svg.textContent = "";
-    const ns = "http://www.w3.org/2000/svg";
-    [25, 50, 75].forEach(function (y) {
-      const line = document.createElementNS(ns, "line");
-      line.setAttribute("x1", "0"); line.setAttribute("x2", "300");
-      line.setAttribute("y1", String(y)); line.setAttribute("y2", String(y));
-      line.setAttribute("class", "grid-line");
-      svg.appendChild(line);
-    });
-    names.forEach(function (n, i) {
-      const points = series[n];
-      const step = 300 / (POINTS - 1);
-      const offset = POINTS - points.length;
-      const coords = [];
-      points.forEach(function (pt, j) {
-        if (!pt) return;
-        coords.push(((offset + j) * step).toFixed(1) + "," + (100 - (pt[field] / max) * 100).toFixed(1));
-      });
-      const poly = document.createElementNS(ns, "polyline");
-      poly.setAttribute("points", coords.join(" "));
-      poly.setAttribute("fill", "none");
-      poly.setAttribute("stroke", COLORS[i % COLORS.length]);
-      poly.setAttribute("stroke-width", "2");
-      poly.setAttribute("vector-effect", "non-scaling-stroke");
-      poly.setAttribute("data-process", n);
-      svg.appendChild(poly);
-    });
-    svg.parentNode.querySelector("figcaption").textContent =
-      (field === "cpu" ? "CPU %" : "Memory MB") + " (scale 0–" + (field === "cpu" ? max.toFixed(1) : Math.round(max)) + ")";
-  }
-
-  function renderLegend() {
-    const legend = document.getElementById("chart-legend");
-    legend.textContent = "";
-    Object.keys(series).sort().forEach(function (n, i) {
-      const last = series[n][series[n].length - 1];
-      const item = el("li", { "data-process": n });
-      item.appendChild(el("span", { class: "swatch" })).style.background = COLORS[i % COLORS.length];
-      item.appendChild(document.createTextNode(n + ": " + (last ? Berth.fmt(last.cpu, 1) + "% · " + Berth.fmt(last.memory, 0) + " MB" : "—")));
-      legend.appendChild(item);
-    });
-  }
-
   function onHealth(processes) {
     showUsage(processes);
-    const totals = {};
-    processes.forEach(function (p) {
-      const t = totals[p.process] || (totals[p.process] = { cpu: 0, memory: 0 });
-      t.cpu += Number(p.cpu_percent) || 0;
-      t.memory += Number(p.memory_mb) || 0;
-    });
-    Object.keys(totals).forEach(function (n) { if (!series[n]) series[n] = []; });
-    Object.keys(series).forEach(function (n) {
-      series[n].push(totals[n] || null);
-      if (series[n].length > POINTS) series[n].shift();
-    });
-    charts.dataset.points = String(Number(charts.dataset.points || 0) + 1);
-    document.getElementById("metrics-empty").hidden = true;
-    drawChart(document.getElementById("chart-cpu"), "cpu");
-    drawChart(document.getElementById("chart-memory"), "memory");
-    renderLegend();
+    if (window.BerthMetrics) window.BerthMetrics.health(processes);
   }
 
   function onEvent(msg) {
