@@ -83,6 +83,12 @@ def activity_summary(event: AuditEvent) -> str:
         case "build.create":
             what = data.get("image_ref") or (data.get("git_sha") or "")[:7] or data.get("source") or ""
             return f"started {target}" + (f" ({what})" if what else "")
+        case "app.create":
+            return f"created app {target}"
+        case "app.destroy":
+            return f"deleted app {target}"
+        case "team.create":
+            return f"created team {target}"
         case "ps.restart":
             return f"restarted {data.get('process') or 'all processes'} of {target}"
         case "app.update":
