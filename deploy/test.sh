@@ -50,6 +50,8 @@ say "django checks"
 .venv/bin/python manage.py makemigrations --check --dry-run >/dev/null || die "models changed without a migration"
 say "stack image"
 .venv/bin/python manage.py stack_build base trixie
+say "add-on images"
+.venv/bin/python manage.py addon_images_build
 
 # pytest in tiers, each timed, on parallel workers where tests isolate cleanly: every xdist worker has its own Redis
 # database, BERTH_HOME and test database (tests/conftest.py). The Docker tier keeps a module's tests on one worker

@@ -44,6 +44,8 @@ manage ensure_admin
 manage collectstatic --noinput -v0
 say "checking the stack image"
 manage stack_build base trixie
+say "checking the add-on images"
+manage addon_images_build
 
 processes=(web worker beat router watcher shipper)
 if [ -n "$BERTH_REGISTRY" ]; then

@@ -27,14 +27,18 @@ def addon_of_team(*, team: Team, name: str) -> Addon:
     return addon
 
 
-def addon_status(*, addon: Addon) -> dict:
-    """What the running server says: its version (the image's Debian package), data size, client connections and
-    the node it is pinned to."""
-    spec = AddonSpec(
+def addon_spec(addon: Addon, *, password: str | None = None) -> AddonSpec:
+    """What the engine is told about `addon` (with `password` instead of the stored one, for a rotation)."""
+    return AddonSpec(
         team=addon.team.name,
         name=addon.name,
         kind=addon.kind,
-        password=decrypt_text(addon.password_encrypted),
+        password=password if password is not None else decrypt_text(addon.password_encrypted),
         memory_mb=PLANS[addon.plan],
     )
-    return {"version": addon_image_version(addon.kind), **addon_info(spec)}
+
+
+def addon_status(*, addon: Addon) -> dict:
+    """What the running server says: its version (the image's Debian package), data size, client connections and
+    the node it is pinned to."""
+    return {"version": addon_image_version(addon.kind), **addon_info(addon_spec(addon))}

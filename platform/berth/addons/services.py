@@ -16,7 +16,8 @@ from django.http import Http404
 
 from berth.accounts.errors import Conflict
 from berth.addons.models import DEFAULT_VARS, KINDS, PLANS, Addon, AddonAttachment
-from berth.apps.crypto import decrypt_text, encrypt_text
+from berth.addons.selectors import addon_spec
+from berth.apps.crypto import encrypt_text
 from berth.apps.models import App
 from berth.audit.services import audit_record
 from berth.releases.services import config_update
@@ -36,17 +37,6 @@ ADDON_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,18}[a-z0-9]")  # <= 20: its servic
 ATTACH_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,40}")
 RUN_TIMEOUT_S = 120
 RUN_OUTPUT_MAX = 256 * 1024
-
-
-def addon_spec(addon: Addon, *, password: str | None = None) -> AddonSpec:
-    """What the engine is told about `addon` (with `password` instead of the stored one, for a rotation)."""
-    return AddonSpec(
-        team=addon.team.name,
-        name=addon.name,
-        kind=addon.kind,
-        password=password if password is not None else decrypt_text(addon.password_encrypted),
-        memory_mb=PLANS[addon.plan],
-    )
 
 
 def addon_url(addon: Addon) -> str:
