@@ -8,7 +8,7 @@ import json
 
 import pytest
 from berth.apps.models import App
-from berth.gitserver.sources import PushEvent, push_event, signature_valid, source_set
+from berth.builds.sources import PushEvent, push_event, signature_valid, source_set
 
 SHA = "a" * 40
 

@@ -1,4 +1,5 @@
-"""The app page's scheduled jobs section: each job with its schedule (UTC), command and last run."""
+"""The app page's scheduled jobs (its Workflow card, templates/dashboard/_workflow.html): each job with its
+schedule (UTC), command and last run."""
 
 from datetime import timedelta
 
@@ -20,7 +21,7 @@ def page(world, role: str = "viewer") -> str:
 
 
 def test_the_app_page_lists_jobs_and_their_last_run_in_utc(world):
-    assert 'id="no-cron"' in page(world)
+    assert 'id="workflow-no-cron"' in page(world)
     job = cron_job_add(app=world.app, schedule="*/15 * * * *", command="python manage.py clearsessions")
     finished = timezone.now()
     run = CronRun.objects.create(
@@ -32,7 +33,7 @@ def test_the_app_page_lists_jobs_and_their_last_run_in_utc(world):
         finished_at=finished,
     )
     html = page(world)
-    assert "times in UTC" in html and f'data-job="{job.pk}"' in html
-    assert "<code>*/15 * * * *</code>" in html and "python manage.py clearsessions" in html
-    assert "exit 2 in 3.0s" in html and f"scheduler.{run.pk}" in html
-    assert f"{finished:%Y-%m-%d %H:%M}" in html
+    assert "times in UTC" in html and f'data-cron-job="{job.pk}"' in html
+    assert "*/15 * * * *" in html and "python manage.py clearsessions" in html
+    assert f"{run.status} (exit 2) in 3.0 s" in html
+    assert f"{finished:%Y-%m-%d %H:%M} UTC" in html

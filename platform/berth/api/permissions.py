@@ -87,7 +87,7 @@ PERMISSION_MAP: dict[str, dict[str, str]] = {
     "api:pipeline-apps": {"POST": MEMBER},
     "api:pipeline-app": {"DELETE": MEMBER},
     "api:app-promote": {"POST": MEMBER},
-    # the git repository an app follows (berth.gitserver.sources): setting it shows the webhook secret
+    # the git repository an app follows (berth.builds.sources): setting it shows the webhook secret
     "api:app-source": {"GET": VIEWER, "PUT": MEMBER, "DELETE": MEMBER},
     # the swarm's machines (berth.nodes): platform-wide, so platform administrators only
     "api:nodes": {"GET": PLATFORM_ADMIN},

@@ -1,4 +1,4 @@
-"""API v1 for an app that follows a git repository elsewhere (berth.gitserver.sources): the URL, and the webhook
+"""API v1 for an app that follows a git repository elsewhere (berth.builds.sources): the URL, and the webhook
 the repository's host calls on a push (its secret shown once, when set)."""
 
 from django.urls import reverse
@@ -8,7 +8,7 @@ from rest_framework.response import Response
 
 from berth.api import schema as S
 from berth.api.common import AppScopedView, body, client_ip, str_field
-from berth.gitserver import sources
+from berth.builds import sources
 
 
 def source_repr(request, app) -> dict:

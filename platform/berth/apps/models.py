@@ -28,7 +28,7 @@ class App(models.Model):
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="preview_apps"
     )
     preview_branch = models.CharField(max_length=255, blank=True, default="")
-    # deploys from elsewhere (berth.gitserver.sources): a git repository the app follows, whose push webhook
+    # deploys from elsewhere (berth.builds.sources): a git repository the app follows, whose push webhook
     # (signed with this secret, encrypted like config vars) makes Berth fetch and deploy the pushed commit
     source_url = models.CharField(max_length=500, blank=True, default="")
     source_secret_encrypted = models.TextField(blank=True, default="")

@@ -14,15 +14,12 @@ from django.views.decorators.http import require_POST
 from berth.accounts.roles import ADMIN, MEMBER
 from berth.apps import services as apps_services
 from berth.apps.models import App
+from berth.builds import sources as sources_services
 from berth.dashboard.common import SESSION_SHOWN_ONCE, client_ip, team_with_role
 from berth.dashboard.forms import FORM, service_refusal
 from berth.dashboard.team_views import _team_back, _team_page
 from berth.dashboard.views import _app, _back, app_page
 from berth.deploys.errors import DeployError
-
-# The one place the dashboard reaches into another edge: the source's writes live in the git server's package
-# (berth.api.sources does the same); moving berth.gitserver.sources down a floor would mend both.
-from berth.gitserver import sources as sources_services
 from berth.hooks import services as hooks_services
 from berth.hooks.models import Webhook
 from berth.jobs import services as jobs_services

@@ -1,4 +1,4 @@
-"""The push webhook of an app that follows a git repository elsewhere (berth.gitserver.sources): POST
+"""The push webhook of an app that follows a git repository elsewhere (berth.builds.sources): POST
 /hooks/git/<app>, signed with the app's secret; a push of the deploy branch is fetched and deployed by a worker."""
 
 from django.http import HttpRequest, JsonResponse
@@ -6,7 +6,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from berth.apps.models import App
-from berth.gitserver.sources import PAYLOAD_MAX_BYTES, push_event, signature_valid
+from berth.builds.sources import PAYLOAD_MAX_BYTES, push_event, signature_valid
 from berth.gitserver.tasks import source_deploy_task
 
 

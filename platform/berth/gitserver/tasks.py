@@ -1,8 +1,9 @@
 from celery import shared_task
 
 from berth.apps.models import App
+from berth.builds.sources import SourceError, source_build_active, source_deploy
 from berth.deploys.events import app_event
-from berth.gitserver.sources import SourceError, source_build_active, source_deploy
+from berth.gitserver.services import repo_ensure
 
 
 @shared_task(name="berth.gitserver.source_deploy", bind=True, acks_late=True, max_retries=40)
@@ -15,7 +16,8 @@ def source_deploy_task(self, app_id: int, sha: str) -> str:
     if source_build_active(app):
         raise self.retry(countdown=15)
     try:
-        build = source_deploy(app=app, sha=sha)
+        repo = repo_ensure(app_name=app.name, deploy_branch=app.deploy_branch)
+        build = source_deploy(app=app, sha=sha, repo=repo)
     except SourceError as exc:
         app_event(app.name, "source.failed", f"{sha[:12]} from {app.source_url} not deployed: {exc}")
         return str(exc)

@@ -20,12 +20,10 @@ certifi's CA bundle, or BERTH_WEBHOOKS_CA_BUNDLE (a receiver behind a private CA
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import secrets
 import smtplib
-import socket
 import time
 import urllib.parse
 from datetime import datetime, timedelta
@@ -44,7 +42,9 @@ from berth.accounts.models import Team
 from berth.apps.crypto import decrypt_text, encrypt_text
 from berth.apps.models import App
 from berth.audit.services import audit_record
-from berth.core.env import env, env_bool, env_int
+from berth.core.env import env, env_int
+from berth.core.outbound import OutboundRefused as WebhookRefused
+from berth.core.outbound import url_address, url_check, url_refusal
 from berth.core.redis import redis_client
 from berth.hooks.models import EVENTS, DeliveryStatus, Webhook, WebhookDelivery, WebhookKind
 
@@ -71,65 +71,8 @@ CRASHES_FOR_ALARM = 3
 CRASH_WINDOW_SECONDS = 600
 
 
-class WebhookRefused(Exception):
-    """A target Berth will not send to (a private address without BERTH_WEBHOOKS_ALLOW_PRIVATE, a bad URL)."""
-
-
-def allow_private() -> bool:
-    return env_bool("BERTH_WEBHOOKS_ALLOW_PRIVATE", False)
-
-
 def retry_base_seconds() -> int:
     return env_int("BERTH_WEBHOOKS_RETRY_SECONDS", 10, minimum=0, maximum=3600)
-
-
-def _address_allowed(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
-
-
-def url_check(url: str) -> urllib.parse.SplitResult:
-    """The parts of an http(s) URL Berth may POST to (no address checked yet); WebhookRefused (one line) otherwise."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise WebhookRefused(f"{url[:100]!r} is not an http(s) URL")
-    if parts.username or parts.password:
-        raise WebhookRefused("the URL must not hold a user or password (put a token in its path or query)")
-    try:
-        parts.port  # noqa: B018 - urlsplit checks the port only when asked
-    except ValueError:
-        raise WebhookRefused(f"{url[:100]!r} has an invalid port") from None
-    return parts
-
-
-def url_address(parts: urllib.parse.SplitResult) -> str:
-    """The address to connect to for a checked URL: its host resolved, every address public (unless
-    BERTH_WEBHOOKS_ALLOW_PRIVATE), IPv4 first. WebhookRefused for a private one; socket.gaierror if it does not
-    resolve (a DNS failure may pass: a delivery retries it)."""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    addresses = sorted({info[4][0] for info in infos}, key=lambda a: (":" in a, a))
-    if not allow_private():
-        for address in addresses:
-            if not _address_allowed(address):
-                raise WebhookRefused(
-                    f"{parts.hostname} resolves to {address}, a private, loopback or reserved address; "
-                    "Berth sends only to public addresses (BERTH_WEBHOOKS_ALLOW_PRIVATE=1 allows it)"
-                )
-    return addresses[0]
-
-
-def url_refusal(url: str) -> str | None:
-    """Why `url` cannot be a webhook, checked when it is added (its host must resolve now); None if it can."""
-    try:
-        url_address(url_check(url))
-    except WebhookRefused as exc:
-        return str(exc)
-    except (socket.gaierror, UnicodeError) as exc:
-        return f"{urllib.parse.urlsplit(url).hostname} does not resolve ({exc})"
-    return None
 
 
 def _emails(target: str) -> list[str]:

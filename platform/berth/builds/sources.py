@@ -2,7 +2,7 @@
 Its push webhook, signed with a per-app secret, makes Berth fetch the pushed commit into the app's own repository
 and build and deploy it like a `git push berth`, the output in the app's builds; the repository then records it.
 
-The URL is checked as webhook targets are (berth.hooks.services: https, public addresses only unless
+The URL is checked as webhook targets are (berth.core.outbound: https, public addresses only unless
 BERTH_WEBHOOKS_ALLOW_PRIVATE), and git follows no redirect when it fetches. Signatures, by sender: GitHub
 `X-Hub-Signature-256: sha256=<HMAC-SHA256 hex>`, Gitea/Gogs `X-Gitea-Signature`/`X-Gogs-Signature: <hex>`, GitLab
 `X-Gitlab-Token: <the secret>`.
@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -27,8 +28,7 @@ from berth.builds import services as builds
 from berth.builds.errors import BuildError
 from berth.builds.models import ACTIVE_BUILD_STATUSES, Build
 from berth.builds.tree import UnsafePath, tree_export
-from berth.gitserver.services import repo_ensure
-from berth.hooks.services import allow_private, url_refusal
+from berth.core.outbound import allow_private, url_refusal
 
 PAYLOAD_MAX_BYTES = 1024 * 1024  # a push event of a few thousand commits; more is refused before it is read
 FETCH_TIMEOUT = 600
@@ -108,14 +108,14 @@ def push_event(body: bytes) -> PushEvent | None:
     return PushEvent(ref=ref, sha=sha)
 
 
-def source_deploy(*, app: App, sha: str) -> Build | None:
-    """Fetch `sha` of the app's deploy branch from its source into its repository, then queue its build (None when
-    a build of that commit is running or done: a redelivered webhook deploys once). SourceError says why not."""
+def source_deploy(*, app: App, sha: str, repo: Path) -> Build | None:
+    """Fetch `sha` of the app's deploy branch from its source into its repository `repo` (the git server makes it,
+    berth.gitserver.services.repo_ensure), then queue its build (None when a build of that commit is running or
+    done: a redelivered webhook deploys once). SourceError says why not."""
     if Build.objects.filter(app=app, git_sha=sha).exclude(status__in=["failed", "cancelled"]).exists():
         return None
     if not app.source_url:
         raise SourceError(f"{app.name} follows no repository")
-    repo = repo_ensure(app_name=app.name, deploy_branch=app.deploy_branch)
     branch = f"refs/heads/{app.deploy_branch}"
     fetched = subprocess.run(
         ["git", "-c", "http.followRedirects=false", "-c", "protocol.file.allow=never", "--git-dir", str(repo),
