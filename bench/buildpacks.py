@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/buildpacks.py [--warm-runs 2] [--apps py-uv-fastapi,node-pnpm,...]
 
-Per app: "cold" is its first build under a fresh cache tag (the stack images present; layers other apps made may be
-reused by the engine, as on a real server), "warm" a code-only change (the median of --warm-runs). Then the
+Per app: "cold" is its first build under a fresh cache tag, its dependency files marked so that no layer of an
+earlier run is reused (the stack images present, as on a real server), "warm" a code-only change (the median of --warm-runs). Then the
 one-dependency change of py-uv-fastapi (httpx added, tests/buildpacks/data/uv-one-more) with the app's dependency
 cache and without it (the cache cleared first, as `berth builds:cache:clear` does), and the build output lines the
 pusher reads against those of the full log. Measures builds, not push → live (bench/push_to_live.py has the rest of
@@ -13,6 +13,7 @@ bench/results/buildpacks.figures.json.
 
 import argparse
 import atexit
+import json
 import os
 import secrets
 import shutil
@@ -71,6 +72,26 @@ class Build:
         return time.monotonic() - started, shown, detail
 
 
+def _first_push(source: Path) -> None:
+    """Make the dependency files unlike any this engine built before (a comment, a description), so the "cold"
+    build installs its dependencies as a new app's first push does, not from layers an earlier run left."""
+    mark = f"bench {RUN} {secrets.token_hex(4)}"
+    for name, comment in (
+        ("requirements.txt", "#"),
+        ("pyproject.toml", "#"),
+        ("go.mod", "//"),
+        ("Pipfile", "#"),
+    ):
+        path = source / name
+        if path.is_file():
+            path.write_text(path.read_text() + f"\n{comment} {mark}\n")
+    package = source / "package.json"
+    if package.is_file():
+        data = json.loads(package.read_text())
+        data["description"] = mark
+        package.write_text(json.dumps(data, indent=2) + "\n")
+
+
 def _edit_code(source: Path, run: int) -> None:
     marker = source / "bench-edit.txt"
     marker.write_text(f"{run} {secrets.token_hex(8)}\n")
@@ -103,6 +124,7 @@ def main() -> None:
     for name in args.apps.split(","):
         source = work / name
         shutil.copytree(APPS / name, source)
+        _first_push(source)
         build = Build(source, name)
         cold, shown, detail = build()
         warm = []
@@ -125,10 +147,12 @@ def main() -> None:
     for label, clear in (("with the cache", False), ("without the cache", True)):
         source = work / f"one-more-{label.split()[0]}"
         shutil.copytree(APPS / "py-uv-fastapi", source)
+        _first_push(source)
         build = Build(source, f"one-more-{'cold' if clear else 'cached'}")
         build()
         for file in ("pyproject.toml", "uv.lock"):
             shutil.copy(ONE_MORE / file, source / file)
+        _first_push(source)  # no earlier run's install layer either
         if clear:
             image_untag(build.cache_ref)
         seconds, shown, _ = build()

@@ -67,6 +67,15 @@ def test_adding_one_dependency_downloads_only_it_and_clearing_the_cache_download
             tag, ["ls", "/"], entrypoint=[], remove=True, labels=LABELS
         )
 
+        # a code-only push after the first one reuses the install layer as it is
+        (source / "main.py").write_text((source / "main.py").read_text() + "\n# a code change\n")
+        _, detail = _build(source, cache_ref=cache_ref, tag=tag)
+        install = next(
+            i for i, line in enumerate(detail) if line.startswith("Step ") and "berth-python install" in line
+        )
+        assert detail[install + 1] == " ---> Using cache"
+        assert docker_client().images.get(cache_ref).id == cache.id
+
         for name in ("pyproject.toml", "uv.lock"):
             shutil.copy(ONE_MORE / name, source / name)
         shown, detail = _build(source, cache_ref=cache_ref, tag=tag)

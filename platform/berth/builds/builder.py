@@ -50,6 +50,8 @@ _ENGINE_NOISE = re.compile(
 STEP_PREFIX = "-----> "
 # A buildpack template marks the end of its dependency stage with this label; its image becomes the app's cache.
 CACHE_STAGE_LABEL = "org.berth.cache-stage"
+CACHE_DEPS_LABEL = "org.berth.cache-deps"  # the hash of the dependency files the cache's own build installed
+CACHE_FROM_LABEL = "org.berth.cache-from"  # "stack": that build started from no cache; "app": from the app's
 _LAYER_ID = re.compile(r"^ ---> [0-9a-f]{12}$")
 
 
@@ -218,7 +220,7 @@ def docker_build(
         ensure_stacks(tuple(dict.fromkeys((plan.stack, plan.run_stack))), on_line=on_line)
         stack_image = stack_image_ref(plan.stack)
         run_image = stack_image_ref(plan.run_stack)
-        cache_image = cache_ref if cache_ref and image_inspect(cache_ref) is not None else None
+        cache_image = _cache_to_start_from(cache_ref, plan.values.get("deps_digest"))
         dockerfile = render_dockerfile(
             buildpack,
             source_dir,
@@ -276,6 +278,23 @@ def docker_build(
     duration = time.monotonic() - started
     on_line(f"-----> Built {tag} ({image_id[:19]}) in {duration:.1f}s")
     return BuildResult(image_id=image_id, tag=tag, duration=duration, buildpack=buildpack)
+
+
+def _cache_to_start_from(cache_ref: str | None, digest: str | None) -> str | None:
+    """The app's cache image to start the dependency stage from, or None for none.
+
+    None also when the dependencies are those the cache's own build installed starting from no cache: starting from
+    none again gives the engine that build's install layer as it is (starting from the cache, whose content is
+    newer, would run the install again on the first code-only push after a cold one)."""
+    if not cache_ref:
+        return None
+    image = image_inspect(cache_ref)
+    if image is None:
+        return None
+    labels = (image.get("Config") or {}).get("Labels") or {}
+    if digest and labels.get(CACHE_DEPS_LABEL) == digest and labels.get(CACHE_FROM_LABEL) == "stack":
+        return None
+    return cache_ref
 
 
 def build_container_limits() -> dict:

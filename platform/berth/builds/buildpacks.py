@@ -190,6 +190,7 @@ def render_dockerfile(
         "cache_image": cache_image or stack_image,
         "cache_max_mb": str(settings.BERTH_BUILD_CACHE_MB),
         "cache_ref": json.dumps(cache_ref or "none"),
+        "cache_from": "app" if cache_image else "stack",
         "run_image": run_image,
         "port": str(DEFAULT_PORT),
         "cmd": web_command_cmd(buildpack.default_web_command) if buildpack.default_web_command else "[]",

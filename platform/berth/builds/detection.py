@@ -5,6 +5,7 @@ trixie stack, 3.11 on bookworm's) and fill the template's extra placeholders (th
 here, no Docker: the builder turns the plan into a build.
 """
 
+import hashlib
 import json
 import re
 import tomllib
@@ -26,6 +27,15 @@ PYTHON_MANAGERS = (
     ("Pipfile.lock", "pipenv"),
     ("requirements.txt", "pip"),
     ("pyproject.toml", "pip"),
+)
+# the files the python buildpack's dependency stage copies (buildpacks/python/Dockerfile.template)
+PYTHON_DEPENDENCY_FILES = (
+    "requirements.txt",
+    "pyproject.toml",
+    "uv.lock",
+    "poetry.lock",
+    "Pipfile",
+    "Pipfile.lock",
 )
 _MINOR = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+|\*))?$")
 _CLAUSE = re.compile(r"^\s*(~=|===|==|!=|<=|>=|<|>)\s*([0-9][0-9.*]*)\s*$")
@@ -155,6 +165,15 @@ def python_manager(source_dir: Path) -> str:
     raise BuildError("no requirements.txt, pyproject.toml, Pipfile.lock, poetry.lock or uv.lock found")
 
 
+def deps_digest(source_dir: Path, names: tuple[str, ...]) -> str:
+    """A short hash of the dependency files: the builder tells by it whether the app's cache was made from them."""
+    digest = hashlib.sha256()
+    for name in names:
+        data = tree.read_bytes(source_dir, name, max_bytes=16 * MAX_MANIFEST_BYTES)
+        digest.update(f"{name}\0{'-' if data is None else len(data)}\0".encode() + (data or b""))
+    return digest.hexdigest()[:16]
+
+
 def _python_plan(source_dir: Path, stack: str, run_stack: str, config: dict[str, str]) -> BuildPlan:
     minor, origin = python_version(source_dir)
     manager = python_manager(source_dir)
@@ -171,7 +190,11 @@ def _python_plan(source_dir: Path, stack: str, run_stack: str, config: dict[str,
     return BuildPlan(
         stack=python_stack,
         run_stack=python_stack,
-        values={"python_manager": manager, "disable_collectstatic": "1" if disable else "0"},
+        values={
+            "python_manager": manager,
+            "disable_collectstatic": "1" if disable else "0",
+            "deps_digest": deps_digest(source_dir, PYTHON_DEPENDENCY_FILES),
+        },
         steps=(f"-----> Installing Python {minor}{said}",),
     )
 
