@@ -7,12 +7,10 @@ The images are built once per machine (berth.addons.images skips a current one).
 
 import json
 import secrets
-import subprocess
 import time
 
 import pytest
 from berth.addons import selectors, services
-from berth.addons.images import addon_image_build
 from berth.addons.models import Addon
 from berth.apps.crypto import decrypt_text
 from berth.apps.models import ConfigVar
@@ -20,38 +18,15 @@ from berth.apps.services import app_destroy
 from berth.deploys.rollout import app_teardown
 from berth.nodes.images import app_images_remove
 from berth.releases.models import Release
-from berth.runtime.addons import LABEL_ADDON, addon_service_exists, addon_volume_exists
+from berth.runtime.addons import addon_service_exists, addon_volume_exists
 from berth.runtime.oneoff import run_oneoff
 from berth.runtime.swarm import team_network_remove
 
+from tests.addons.conftest import TEST_TEAM_PREFIX, _docker, _remove_leftovers
+
 pytestmark = pytest.mark.docker
 
-TEST_TEAM_PREFIX = "adt"
 PROVISION_FIGURES = "test-artifacts/addons-provision.json"
-
-
-def _docker(*args: str) -> str:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120).stdout
-
-
-def _remove_leftovers() -> None:
-    """Services and volumes a killed earlier run of these tests left (their teams all start with adt)."""
-    for line in _docker("service", "ls", "--filter", f"label={LABEL_ADDON}", "--format", "{{.Name}}").split():
-        if line.startswith(f"addon-{TEST_TEAM_PREFIX}"):
-            _docker("service", "rm", line)
-    for line in _docker("volume", "ls", "--filter", f"label={LABEL_ADDON}", "--format", "{{.Name}}").split():
-        if line.startswith(f"berth-addon-{TEST_TEAM_PREFIX}"):
-            for _ in range(60):
-                if "Error" not in (_docker("volume", "rm", line) or "Error"):
-                    break
-                time.sleep(1)
-
-
-@pytest.fixture(scope="session")
-def addon_images():
-    for kind in ("postgres", "redis"):
-        addon_image_build(kind)  # reuses an image whose recipe is current
-    _remove_leftovers()
 
 
 @pytest.fixture
