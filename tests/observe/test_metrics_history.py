@@ -14,6 +14,7 @@ from berth.observe.history import (
     history_read,
     sample_write,
 )
+from berth.observe.services import app_streams_delete
 
 from tests.conftest import REPO_DIR
 
@@ -81,3 +82,10 @@ def test_24_hours_of_windows_stay_bounded_and_roll_up_every_5_minutes(app, rds):
     assert day["step"] == 120 and 700 <= len(day["processes"]["web"]["t"]) <= 721
     week = history_read(app=app, seconds=7 * 24 * 3600, now=START + windows * RESOLUTION, client=rds)
     assert week["step"] >= ROLLUP and week["processes"]["web"]["cpu"][0] == 1.0
+
+
+def test_a_destroyed_apps_history_is_forgotten(app, rds):
+    sample_write(app=app, process="web", window=START, values={"cpu": 1.0}, client=rds)
+    app_streams_delete(app=app)
+    assert history_read(app=app, seconds=3600, now=START + 60, client=rds)["processes"] == {}
+    assert not rds.exists(history_key(app, "web"))

@@ -14,6 +14,7 @@ import redis
 
 from berth.core.env import env_int
 from berth.core.redis import redis_client
+from berth.observe.history import history_delete
 from berth.observe.signals import event_recorded
 
 LOG_FIELDS = ("ts", "process", "instance", "stream", "line")
@@ -37,8 +38,9 @@ def health_key(app: str) -> str:
 
 
 def app_streams_delete(*, app: str) -> None:
-    """Forget a destroyed app's logs, events and health samples."""
+    """Forget a destroyed app's logs, events, health samples and metrics history."""
     redis_client().delete(logs_key(app), events_key(app), health_key(app))
+    history_delete(app=app)
 
 
 # Read at call time, not import time, so a changed environment (and a test) takes effect without a restart.

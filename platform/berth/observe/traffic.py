@@ -20,7 +20,7 @@ from berth.routing.haproxy import RouterPaths, admin_command, read_slots
 
 logger = logging.getLogger(__name__)
 
-TIMES_PER_WINDOW = 20_000  # request times kept per backend and window; past it a uniform sample (reservoir)
+TIMES_PER_WINDOW = 5_000  # request times kept per backend and window; past it a uniform sample (reservoir)
 ROUTED_PROCESS = "web"  # the one process type the router sends requests to
 
 
