@@ -460,7 +460,7 @@ def test_audit_log_records_actor_action_and_address_but_no_config_values(world, 
     config_event = next(e for e in events if e["action"] == "config.update")
     assert config_event["actor"] == "the-owner"
     assert config_event["remote_addr"] == "127.0.0.9"
-    assert config_event["data"] == {"set": ["SECRET_TOKEN"], "unset": []}
+    assert config_event["data"] == {"set": ["SECRET_TOKEN"], "unset": [], "added": ["SECRET_TOKEN"]}
     assert "s3cr3t-value" not in str(list(AuditEvent.objects.values_list("data", "target")))
 
 
