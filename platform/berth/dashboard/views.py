@@ -74,8 +74,7 @@ def _status_rows(request: HttpRequest) -> tuple[object, list[dict], Page | None]
     page_obj = Paginator(apps_with_status(apps=apps_with_certificates(apps)), APPS_PAGE).get_page(
         request.GET.get("page")
     )
-    apps = page_obj.object_list
-    return team, [
+    rows = [
         {
             "name": app.name,
             "url": app.url,
@@ -85,8 +84,9 @@ def _status_rows(request: HttpRequest) -> tuple[object, list[dict], Page | None]
             "build_status": app.build_status,
             "created_at": app.created_at,
         }
-        for app in apps
-    ], page_obj
+        for app in page_obj.object_list
+    ]
+    return team, rows, page_obj
 
 
 @login_required
