@@ -7,6 +7,7 @@ import secrets
 
 import docker.errors
 import pytest
+from berth.builds.models import build_cache_ref
 from django.core.management import call_command
 
 pytestmark = [pytest.mark.docker]
@@ -74,6 +75,9 @@ def test_images_gc_keeps_the_last_releases_the_live_one_and_work_in_flight(app, 
     from berth.runtime.client import docker_client
 
     docker_client().images.get(images[5]).tag(*running_tag.rsplit(":", 1))
+    # the app's dependency cache (its last build's dependency stage) is kept for its next build
+    cache_ref = build_cache_ref(app_name=app.name)
+    docker_client().images.get(images[5]).tag(*cache_ref.rsplit(":", 1))
 
     call_command("images_gc", "--app", app.name, "--keep", "2")
 
@@ -86,6 +90,7 @@ def test_images_gc_keeps_the_last_releases_the_live_one_and_work_in_flight(app, 
     assert not present(images[4])  # a build image no release names (its build is over): removed too
     assert all(present(images[i]) for i in (0, 1, 3)), images
     assert present(running_tag)
+    assert present(cache_ref)
     with pytest.raises(ImagePruned):
         release_image_available(rows[3])
     release_image_available(rows[1])
@@ -93,10 +98,11 @@ def test_images_gc_keeps_the_last_releases_the_live_one_and_work_in_flight(app, 
     # a second run finds nothing more to do
     call_command("images_gc", "--app", app.name, "--keep", "2")
     assert "0 releases pruned" in capsys.readouterr().out
-    try:
-        docker_client().images.remove(running_tag)
-    except docker.errors.ImageNotFound:
-        pass
+    for tag in (running_tag, cache_ref):
+        try:
+            docker_client().images.remove(tag)
+        except docker.errors.ImageNotFound:
+            pass
 
 
 def test_a_destroyed_apps_images_and_stopped_containers_leave_this_engine(app, images, settings):
@@ -106,13 +112,15 @@ def test_a_destroyed_apps_images_and_stopped_containers_leave_this_engine(app, i
 
     settings.BERTH_REGISTRY = ""  # this engine only
     client = docker_client()
+    cache_ref = build_cache_ref(app_name=app.name)  # the app's dependency cache goes with it
+    client.images.get(images[1]).tag(*cache_ref.rsplit(":", 1))
     finished = client.containers.run(
         images[0], ["true"], labels={"org.berth.app": app.name, "org.berth.test": "1"}, detach=True
     )
     try:
         finished.wait(timeout=30)
         report = app_images_remove(name=app.name)
-        assert not [t for t in images if present(t)], report.as_dict()
+        assert not [t for t in [*images, cache_ref] if present(t)], report.as_dict()
         with pytest.raises(docker.errors.NotFound):
             client.containers.get(finished.id)
         assert report.errors == []
