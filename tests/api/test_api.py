@@ -70,6 +70,7 @@ def test_apps_list_shape(world, owner):
             "url": "http://demo.localhost",
             "created_at": owner.get("/api/v1/apps/demo").json()["created_at"],
             "current_release": 1,
+            "parent": None,  # a preview app names the app it previews a branch of
         }
     ]
 
