@@ -99,7 +99,14 @@ class Platform:
         ]
         web += ["-b", f"127.0.0.1:{self.web_port}", "-w", "2", "--timeout", "0"]
         self._spawn("web", web, env=env)
-        worker = [str(VENV / "celery"), "-A", "berth.config", "worker", "-Q", "default,builds,deploys,previews"]
+        worker = [
+            str(VENV / "celery"),
+            "-A",
+            "berth.config",
+            "worker",
+            "-Q",
+            "default,builds,deploys,previews",
+        ]
         # the pool as deploy/Procfile sizes it
         worker += [
             "--autoscale",

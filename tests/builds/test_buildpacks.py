@@ -105,7 +105,10 @@ def test_python_installs_dependencies_before_copying_the_code():
     assert dockerfile.index("berth-python install") < dockerfile.index("COPY --chown=app:app app/ /app/")
     # the install script (berth/files/berth-python) points pip, uv, poetry and pipenv at the copied CA bundle
     script = (get_buildpack("python").files_dir / "berth-python").read_text()
-    assert "PIP_CERT=/tmp/berth-ca.crt SSL_CERT_FILE=/tmp/berth-ca.crt REQUESTS_CA_BUNDLE=/tmp/berth-ca.crt" in script
+    assert (
+        "PIP_CERT=/tmp/berth-ca.crt SSL_CERT_FILE=/tmp/berth-ca.crt REQUESTS_CA_BUNDLE=/tmp/berth-ca.crt"
+        in script
+    )
     # the CA bundle is copied in the dependency stage only
     final_stage = dockerfile.split("\nFROM ")[-1]
     assert "berth-ca" not in final_stage

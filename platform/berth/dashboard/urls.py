@@ -4,13 +4,13 @@ here they only have to look like one, so other routes (api/, git/, static/) neve
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
-from berth.dashboard import activity_views, release_views
-
 from berth.dashboard import (
+    activity_views,
     cert_views,
     cli_views,
     first_deploy_views,
     join_views,
+    release_views,
     signin,
     team_views,
     views,
