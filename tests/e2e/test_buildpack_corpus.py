@@ -98,6 +98,7 @@ def test_the_corpus_builds_unchanged_and_answers_and_the_wrong_apps_get_one_erro
 ):
     from berth.apps.services import app_create
     from berth.builds.models import Build
+    from berth.jobs.models import CronJob
 
     fixtures = list(CORPUS) + list(WRONG)
     apps = {
@@ -137,6 +138,13 @@ def test_the_corpus_builds_unchanged_and_answers_and_the_wrong_apps_get_one_erro
                 path,
                 response.text[:300],
             )
+
+    # app.json's cron section became the app's scheduled job once it was live (berth.jobs.receivers)
+    assert list(
+        CronJob.objects.filter(app=apps["node-express-npm"]).values_list(
+            "schedule", "command", "from_manifest"
+        )
+    ) == [("*/30 * * * *", "node -e \"console.log('tick')\"", True)]
 
     for fixture, expected in WRONG.items():
         push, _ = results[fixture]

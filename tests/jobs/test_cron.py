@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 
 import pytest
-from berth.jobs.cron import CronError, cron_parse
+from berth.core.cron import CronError, cron_parse
 
 
 def at(text: str) -> datetime:

@@ -1,7 +1,8 @@
 """app.json, Heroku's app manifest, where it applies to Berth: read and checked before anything is built.
 
 Read: `buildpacks` (which buildpack builds the app, Heroku's names mapped to Berth's), `scripts.postdeploy`,
-`formation` (process type → quantity, size) and `healthchecks` (process type → path, timeout). A push with an
+`formation` (process type → quantity, size), `healthchecks` (process type → path, timeout) and Berth's own `cron`
+(scheduled jobs, kept by berth.jobs once the release is live). A push with an
 app.json Berth cannot use fails in one line naming the field, never half-read.
 """
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from berth.builds import tree
 from berth.builds.errors import BuildError
+from berth.core.cron import CronError, cron_parse
 
 MAX_MANIFEST_BYTES = 256 * 1024
 MAX_QUANTITY = 100
@@ -37,6 +39,9 @@ class AppManifest:
     postdeploy: str = ""
     formation: dict[str, dict] = field(default_factory=dict)
     healthchecks: dict[str, dict] = field(default_factory=dict)
+    # the scheduled jobs the app declares (berth.jobs keeps exactly these as its manifest jobs); None: no `cron` key,
+    # the jobs made from an earlier app.json stay as they are
+    cron: tuple[dict, ...] | None = None
 
 
 def _fail(problem: str) -> BuildError:
@@ -102,6 +107,40 @@ def _healthchecks(value) -> dict[str, dict]:
     return checks
 
 
+MAX_CRON_JOBS = 20
+MAX_CRON_COMMAND = 8192
+
+
+def _cron(value) -> tuple[dict, ...]:
+    """Berth's addition to app.json: `"cron": [{"schedule": "*/15 * * * *", "command": "…", "allow_overlap": false}]`,
+    schedules in UTC, checked here so a bad one fails the push, not the job later."""
+    if not isinstance(value, list) or len(value) > MAX_CRON_JOBS:
+        raise _fail(f'cron must be a list of at most {MAX_CRON_JOBS} {{"schedule": …, "command": …}}')
+    jobs = []
+    for number, entry in enumerate(value):
+        if not isinstance(entry, dict) or set(entry) - {"schedule", "command", "allow_overlap"}:
+            raise _fail(f"cron[{number}] must be an object of schedule, command and allow_overlap")
+        schedule, command = entry.get("schedule"), entry.get("command")
+        if not isinstance(schedule, str):
+            raise _fail(f"cron[{number}].schedule must be a cron expression (UTC)")
+        try:
+            schedule = cron_parse(schedule).expression
+        except CronError as exc:
+            raise _fail(f"cron[{number}].schedule: {exc}") from None
+        if (
+            not isinstance(command, str)
+            or not command.strip()
+            or len(command) > MAX_CRON_COMMAND
+            or "\x00" in command
+        ):
+            raise _fail(f"cron[{number}].command must be a command line of 1-{MAX_CRON_COMMAND} characters")
+        overlap = entry.get("allow_overlap", False)
+        if not isinstance(overlap, bool):
+            raise _fail(f"cron[{number}].allow_overlap must be true or false")
+        jobs.append({"schedule": schedule, "command": command.strip(), "allow_overlap": overlap})
+    return tuple(jobs)
+
+
 def manifest_read(source_dir: Path) -> AppManifest | None:
     """The tree's app.json, checked (None without one); BuildError names the first field Berth cannot use."""
     text = tree.read_text(Path(source_dir), "app.json", max_bytes=MAX_MANIFEST_BYTES, errors="replace")
@@ -123,5 +162,6 @@ def manifest_read(source_dir: Path) -> AppManifest | None:
         buildpacks=_buildpacks(data["buildpacks"]) if "buildpacks" in data else (),
         postdeploy=postdeploy.strip(),
         formation=_formation(data["formation"]) if "formation" in data else {},
+        cron=_cron(data["cron"]) if "cron" in data else None,
         healthchecks=_healthchecks(data["healthchecks"]) if "healthchecks" in data else {},
     )

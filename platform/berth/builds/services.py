@@ -30,6 +30,7 @@ from berth.builds.images import (
     image_reference_pullable,
 )
 from berth.builds.logstream import LogStream
+from berth.builds.manifest import manifest_read
 from berth.builds.models import ACTIVE_BUILD_STATUSES, Build, BuildStatus, build_cache_ref
 from berth.builds.procfile import read_procfile
 from berth.builds.repos import repo_path
@@ -248,6 +249,7 @@ class BuiltImage:
     image: str
     procfile: dict[str, str]
     description: str
+    manifest_cron: tuple[dict, ...] | None = None  # app.json's scheduled jobs (None: it declares none)
 
 
 def build_image(build: Build, log: BuildLog) -> BuiltImage:
@@ -269,6 +271,9 @@ def build_image(build: Build, log: BuildLog) -> BuiltImage:
         else:
             source_export(app=app, sha=build.git_sha, into=source_dir)
         buildpack = detect(source_dir, app.buildpack or None)
+        manifest = manifest_read(
+            source_dir
+        )  # checked by detect already: a bad app.json failed the build there
         Build.objects.filter(pk=build.pk).update(buildpack=buildpack.name)
         procfile = read_procfile(source_dir, default_web_command=buildpack.default_web_command)
         result = docker_build(
@@ -285,7 +290,12 @@ def build_image(build: Build, log: BuildLog) -> BuiltImage:
             on_detail=lambda line: log(line, detail=True),
             cache_ref=build_cache_ref(app_name=app.name),
         )
-    return BuiltImage(image=result.tag, procfile=procfile, description=f"Deploy {build.git_sha[:7]}")
+    return BuiltImage(
+        image=result.tag,
+        procfile=procfile,
+        description=f"Deploy {build.git_sha[:7]}",
+        manifest_cron=manifest.cron if manifest is not None else None,
+    )
 
 
 def build_cache_clear(*, app: App, actor, remote_addr: str | None = None) -> bool:

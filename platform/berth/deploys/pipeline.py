@@ -104,7 +104,7 @@ def _build_release_deploy(build: Build, log: BuildLog) -> str | None:
         if settings.BERTH_ACME_DIRECTORY and settings.BERTH_HTTPS_PORT and not app.serves_https:
             # berth.certs issues it once the release is live (build_released, below): say so, as the URL is http
             log(f"       HTTPS: a certificate for {app.hostname} is being issued (berth certs -a {app.name})")
-        build_released.send(sender=Build, app=app)
+        build_released.send(sender=Build, app=app, manifest_cron=built.manifest_cron, actor=build.created_by)
     except BuildCancelled:
         return BuildStatus.CANCELLED
     except (BuildError, DeployError, ValueError) as exc:

@@ -7,5 +7,6 @@ class JobsConfig(AppConfig):
     verbose_name = "Scheduled jobs"
 
     def ready(self) -> None:
-        # Imported when Django is ready (models loaded), as Django asks of sweepers: registers the stuck-run sweep
-        from berth.jobs import services  # noqa: F401
+        # Imported when Django is ready (models loaded), as Django asks of sweepers and receivers: the stuck-run
+        # sweep, and app.json's jobs kept in step with each live release
+        from berth.jobs import receivers, services  # noqa: F401

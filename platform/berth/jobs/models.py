@@ -14,6 +14,8 @@ class CronJob(models.Model):
     schedule = models.CharField(max_length=200)
     command = models.TextField()
     allow_overlap = models.BooleanField(default=False)
+    # declared in the app's app.json (its `cron` section): each live release's manifest replaces these
+    from_manifest = models.BooleanField(default=False)
     next_run_at = models.DateTimeField(db_index=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)

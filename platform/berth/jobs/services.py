@@ -19,9 +19,9 @@ from django.utils import timezone
 
 from berth.apps.models import App, Formation
 from berth.audit.services import audit_record
+from berth.core.cron import CronError, cron_parse
 from berth.core.env import env_int
 from berth.core.sweep import register_sweeper
-from berth.jobs.cron import CronError, cron_parse
 from berth.jobs.models import ACTIVE_RUN_STATUSES, CronJob, CronRun, CronRunStatus
 from berth.observe.services import PLATFORM_PROCESS, log_entries_append, now_iso
 from berth.releases.models import Release, ReleaseStatus
@@ -90,6 +90,39 @@ def cron_job_add(
             data={"schedule": job.schedule, "command": command[:200], "allow_overlap": allow_overlap},
         )
     return job
+
+
+def cron_jobs_from_manifest(
+    *, app: App, entries: list[dict] | tuple[dict, ...], actor=None
+) -> tuple[int, int]:
+    """Make the app's app.json jobs exactly `entries` (schedule, command, allow_overlap; checked by the build):
+    the ones still declared stay (their next time too), new ones are added, the rest of the manifest's removed. Jobs
+    added by hand are not touched. Returns (added, removed)."""
+    wanted = {(e["schedule"], e["command"], bool(e.get("allow_overlap"))) for e in entries}
+    with transaction.atomic():
+        App.objects.select_for_update().filter(pk=app.pk).first()
+        current = {
+            (j.schedule, j.command, j.allow_overlap): j
+            for j in CronJob.objects.filter(app=app, from_manifest=True)
+        }
+        gone = [job.pk for key, job in current.items() if key not in wanted]
+        CronJob.objects.filter(pk__in=gone).delete()
+        added = 0
+        for schedule, command, overlap in sorted(wanted - set(current)):
+            job = cron_job_add(
+                app=app, schedule=schedule, command=command, allow_overlap=overlap, actor=actor
+            )
+            CronJob.objects.filter(pk=job.pk).update(from_manifest=True)
+            added += 1
+        if added or gone:
+            audit_record(
+                action="cron.manifest",
+                actor=actor,
+                team=app.team,
+                target=app.name,
+                data={"added": added, "removed": len(gone)},
+            )
+    return added, len(gone)
 
 
 def cron_job_remove(*, app: App, job_id: int, actor=None, remote_addr: str | None = None) -> None:
