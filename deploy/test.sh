@@ -38,6 +38,9 @@ if [ "${1:-}" = "--services-only" ]; then exit 0; fi
 cd "$REPO_DIR"
 export BERTH_HOME="$TEST_HOME/home"
 export BERTH_SECRET_KEY=test-secret-key-not-for-production
+# one installation id for every tier, xdist worker and platform process of the suite, and of every earlier run on this
+# machine: a team network or service a killed run left is this suite's own, never another installation's
+export BERTH_INSTALLATION_ID="${BERTH_INSTALLATION_ID:-berth-test-suite}"
 rm -rf "$BERTH_HOME" && mkdir -p "$BERTH_HOME"
 
 say "ruff"

@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
+from berth.api import schema as S
 from berth.api.common import AppScopedView, body, client_ip, str_field
 from berth.jobs import selectors as jobs_selectors
 from berth.jobs import services as jobs_services
@@ -52,7 +53,7 @@ class CronViewMixin:
 class AppCronView(CronViewMixin, AppScopedView):
     @extend_schema(
         operation_id="apps_cron_list",
-        responses=OpenApiTypes.OBJECT,
+        responses=S.CronJobItem(many=True),
         description="The app's scheduled jobs and each one's last run.",
     )
     def get(self, request, app: str):

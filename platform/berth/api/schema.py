@@ -406,3 +406,8 @@ Promotion = _shape(
 AppSource = _shape("AppSource", url=s.CharField(allow_null=True), webhook_url=s.CharField(allow_null=True))
 AppSourceSet = _shape("AppSourceSet", url=s.CharField())
 AppSourceSecret = _shape("AppSourceSecret", base=AppSource, secret=s.CharField())
+
+# outbound webhooks (berth.api.webhooks): lists of objects (their fields: berth.api.webhooks.webhook_repr, delivery_repr)
+WebhookItem = _shape("WebhookItem")
+WebhookDeliveryItem = _shape("WebhookDeliveryItem")
+CronJobItem = _shape("CronJobItem")  # berth.api.jobs.job_repr

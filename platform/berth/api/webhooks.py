@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
+from berth.api import schema as S
 from berth.api.common import TeamScopedView, body, client_ip, str_field
 from berth.hooks import selectors as hooks_selectors
 from berth.hooks import services as hooks_services
@@ -47,7 +48,7 @@ class WebhookViewMixin:
 
 
 class TeamWebhooksView(WebhookViewMixin, TeamScopedView):
-    @extend_schema(operation_id="teams_webhooks_list", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="teams_webhooks_list", responses=S.WebhookItem(many=True))
     def get(self, request, team: str):
         return Response([webhook_repr(w) for w in hooks_selectors.webhooks_for_team(self.team)])
 
@@ -90,7 +91,8 @@ class TeamWebhookView(WebhookViewMixin, TeamScopedView):
 
 class TeamWebhookDeliveriesView(WebhookViewMixin, TeamScopedView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT, description="The webhook's latest 50 deliveries, newest first."
+        responses=S.WebhookDeliveryItem(many=True),
+        description="The webhook's latest 50 deliveries, newest first.",
     )
     def get(self, request, team: str, webhook_id: int):
         deliveries = hooks_selectors.deliveries_for_webhook(self.webhook(webhook_id))

@@ -43,4 +43,6 @@ class Command(BaseCommand):
                 )
             )
             for command in other.remove_commands:
-                self.stdout.write(f"                {command}")
+                # labelled like every other line ("<what> <text>"): a script reading the checks by their first word
+                # never takes a removal command for the `docker` check
+                self.stdout.write(f"  remove      {command}")
