@@ -66,29 +66,58 @@ FAST_WORKERS="${BERTH_TEST_WORKERS:-3}"
 DOCKER_WORKERS="${BERTH_TEST_DOCKER_WORKERS:-2}"
 PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/${BERTH_TEST_PG_DB:-berth}"
 failed=()
-timings=()
+rm -f "$TEST_HOME/tier-times" "$TEST_HOME"/pytest-*.log "$TEST_HOME/reruns"
+rm -rf "$TEST_HOME"/cache-*
+# A tier's failed tests run once more, alone, when the parallel tiers have ended: a test that fails again fails the
+# tier; one that then passes is named at the end ("failed once, passed alone") rather than hidden. The failures of
+# every tier are printed again last, so the tail of a long log names them.
 tier() {
-  local name="$1" database_url="$2" started=$SECONDS status=0
-  shift 2
+  local name="$1" slug="$2" database_url="$3" started=$SECONDS status=0
+  shift 3
   say "pytest: $name"
-  DATABASE_URL="$database_url" .venv/bin/pytest "$@" || status=$?
+  DATABASE_URL="$database_url" .venv/bin/pytest -o cache_dir="$TEST_HOME/cache-$slug" "$@" 2>&1 \
+    | tee "$TEST_HOME/pytest-$slug.log" || status=$?
   echo "$name: $((SECONDS - started)) s" >> "$TEST_HOME/tier-times"
   [ "$status" = 0 ] || [ "$status" = 5 ]  # 5: nothing selected (e.g. a path given to make test)
 }
-rm -f "$TEST_HOME/tier-times"
-tier "no Docker, PostgreSQL, $FAST_WORKERS workers" "$PG_URL" -m "not docker and not serial" -n "$FAST_WORKERS" "$@" \
+rerun() {
+  local name="$1" slug="$2" database_url="$3"
+  shift 3
+  say "pytest: the failed tests of \"$name\" once more, alone"
+  grep -hE '^(FAILED|ERROR) ' "$TEST_HOME/pytest-$slug.log" | sed "s/^/  $name: /" >> "$TEST_HOME/reruns" || true
+  DATABASE_URL="$database_url" .venv/bin/pytest -o cache_dir="$TEST_HOME/cache-$slug" --last-failed \
+    --last-failed-no-failures none -n 0 "$@" 2>&1 | tee "$TEST_HOME/pytest-$slug-rerun.log"
+}
+PG_DOCKER=(-m "docker and not serial")
+SQLITE_URL="sqlite:///$TEST_HOME/home-sqlite/berth.sqlite3"
+tier "no Docker, PostgreSQL, $FAST_WORKERS workers" fast "$PG_URL" -m "not docker and not serial" -n "$FAST_WORKERS" \
+  "$@" || rerun "no Docker, PostgreSQL" fast "$PG_URL" -m "not docker and not serial" "$@" \
   || failed+=("no Docker, PostgreSQL")
 sqlite_name="no Docker, SQLite, $FAST_WORKERS workers (database-level tests again, beside the Docker tier)"
 rm -rf "$TEST_HOME/home-sqlite" && mkdir -p "$TEST_HOME/home-sqlite"
 BERTH_HOME="$TEST_HOME/home-sqlite" BERTH_TEST_WORKER_OFFSET="$DOCKER_WORKERS" \
-  tier "$sqlite_name" "sqlite:///$TEST_HOME/home-sqlite/berth.sqlite3" \
-  -m "not docker and not faults and not serial" -q -n "$FAST_WORKERS" "$@" > "$TEST_HOME/pytest-sqlite.log" 2>&1 &
+  tier "$sqlite_name" sqlite "$SQLITE_URL" -m "not docker and not faults and not serial" -q -n "$FAST_WORKERS" "$@" \
+  > /dev/null 2>&1 &
 sqlite_pid=$!
-tier "Docker, PostgreSQL, $DOCKER_WORKERS workers" "$PG_URL" -m "docker and not serial" -n "$DOCKER_WORKERS" \
-  --dist loadfile "$@" || failed+=("Docker")
-wait "$sqlite_pid" || failed+=("SQLite")
+docker_ok=1
+tier "Docker, PostgreSQL, $DOCKER_WORKERS workers" docker "$PG_URL" "${PG_DOCKER[@]}" -n "$DOCKER_WORKERS" \
+  --dist loadfile "$@" || docker_ok=0
+sqlite_ok=1
+wait "$sqlite_pid" || sqlite_ok=0
 cat "$TEST_HOME/pytest-sqlite.log"
-tier "serial, PostgreSQL" "$PG_URL" -m serial "$@" || failed+=("serial")
+[ "$docker_ok" = 1 ] || rerun "Docker" docker "$PG_URL" "${PG_DOCKER[@]}" "$@" || failed+=("Docker")
+[ "$sqlite_ok" = 1 ] || BERTH_HOME="$TEST_HOME/home-sqlite" BERTH_TEST_WORKER_OFFSET="$DOCKER_WORKERS" \
+  rerun "SQLite" sqlite "$SQLITE_URL" -m "not docker and not faults and not serial" "$@" || failed+=("SQLite")
+tier "serial, PostgreSQL" serial "$PG_URL" -m serial "$@" || rerun "serial" serial "$PG_URL" -m serial "$@" \
+  || failed+=("serial")
 say "pytest tiers' wall times"
 sed 's/^/  /' "$TEST_HOME/tier-times"
-[ ${#failed[@]} = 0 ] || die "tests failed in: $(printf '%s; ' "${failed[@]}")"
+if [ -s "$TEST_HOME/reruns" ]; then
+  say "tests that failed in their tier and ran once more alone (the tier fails only if they failed again)"
+  cat "$TEST_HOME/reruns"
+fi
+if [ ${#failed[@]} != 0 ]; then
+  say "tests that failed twice"
+  grep -hE '^(FAILED|ERROR) ' "$TEST_HOME"/pytest-*-rerun.log | sort -u | sed 's/^/  /' || true
+  die "tests failed in: $(printf '%s; ' "${failed[@]}")"
+fi
