@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from berth.builds import services
 from berth.builds.errors import BuildError
 from berth.builds.models import Build, BuildStatus
 from berth.builds.repos import PUSH_LOCK_NAME, pushed_objects_link, repo_path
-from berth.builds.tree import UnsafePath, tree_export
 
 # how long the push waits on a quiet build stream before it looks at the build's row
 FOLLOW_CHECK_SECONDS = 5.0
@@ -64,19 +62,12 @@ class BuildOnPush:
             return False
         # the git server names the pusher; a hook run in its own process has it from git's environment
         actor = get_user_model().objects.filter(username=pusher or os.environ.get("REMOTE_USER", "")).first()
-        source = services.builds_dir() / f"push-{uuid.uuid4().hex}"
-        source.mkdir()
         # the pushed objects may still be in git's quarantine (a hook in its own process sees them there; the git
         # server's relay linked them into the repository first): export the tree now, while the push waits
         try:
-            tree_export(repo=repo_path, sha=new, into=source)
-        except UnsafePath as exc:
-            shutil.rmtree(source, ignore_errors=True)
+            source = services.pushed_tree_export(repo=repo_path, sha=new, prefix="push")
+        except BuildError as exc:
             write_line(f"error: {exc}")
-            return False
-        except BuildError:
-            shutil.rmtree(source, ignore_errors=True)
-            write_line(f"error: cannot read the pushed commit {new[:12]}")
             return False
         _keep_pushed_objects(repo_path)
         try:

@@ -7,6 +7,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -35,7 +36,7 @@ from berth.builds.models import ACTIVE_BUILD_STATUSES, Build, BuildStatus, build
 from berth.builds.procfile import read_procfile
 from berth.builds.repos import repo_path
 from berth.builds.signals import build_failed, build_queued
-from berth.builds.tree import tree_export
+from berth.builds.tree import UnsafePath, tree_export
 from berth.core.env import env_int
 from berth.core.redis import redis_client
 from berth.core.sweep import register_sweeper
@@ -132,6 +133,23 @@ def builds_dir() -> Path:
     path = Path(settings.BERTH_HOME) / "builds"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def pushed_tree_export(*, repo: Path, sha: str, prefix: str) -> Path:
+    """Unpack the pushed commit `sha` into a new folder of builds_dir() for its build, while the push waits (its
+    objects may still be in git's quarantine). Raises UnsafePath (naming the path as the push wrote it) or
+    BuildError("cannot read the pushed commit …"), the pusher's one line either way; the folder is gone then."""
+    source = builds_dir() / f"{prefix}-{uuid.uuid4().hex}"
+    source.mkdir()
+    try:
+        tree_export(repo=repo, sha=sha, into=source)
+    except UnsafePath:
+        shutil.rmtree(source, ignore_errors=True)
+        raise
+    except BuildError:
+        shutil.rmtree(source, ignore_errors=True)
+        raise BuildError(f"cannot read the pushed commit {sha[:12]}") from None
+    return source
 
 
 def build_transition(*, build: Build, from_statuses, to_status: str, reason: str = "", **fields) -> bool:

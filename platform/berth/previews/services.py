@@ -11,7 +11,6 @@ import hashlib
 import logging
 import re
 import shutil
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -28,7 +27,6 @@ from berth.apps.services import app_create, app_destroy, config_replace
 from berth.builds import services as builds
 from berth.builds.errors import BuildError
 from berth.builds.models import Build
-from berth.builds.tree import UnsafePath, tree_export
 from berth.core.sweep import register_sweeper
 
 logger = logging.getLogger(__name__)
@@ -86,17 +84,10 @@ def preview_push(
 ) -> bool:
     """Make or update the branch's preview from the pushed commit: queue its build and say where it will answer.
     False (the push is refused, nothing changed) when the commit cannot be read or the cap is reached."""
-    source = builds.builds_dir() / f"preview-{uuid.uuid4().hex}"
-    source.mkdir()
     try:
-        tree_export(repo=repo, sha=sha, into=source)
-    except UnsafePath as exc:
-        shutil.rmtree(source, ignore_errors=True)
+        source = builds.pushed_tree_export(repo=repo, sha=sha, prefix="preview")
+    except BuildError as exc:
         write_line(f"error: {exc}")
-        return False
-    except BuildError:
-        shutil.rmtree(source, ignore_errors=True)
-        write_line(f"error: cannot read the pushed commit {sha[:12]}")
         return False
     try:
         preview, created = preview_ensure(parent=parent, branch=branch, actor=actor)
