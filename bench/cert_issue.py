@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -36,7 +35,6 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
-VENV = REPO / ".venv" / "bin"
 DB_NAME = "berth_bench_cert_issue"
 PG = "postgres://postgres@127.0.0.1:54329"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -59,105 +57,11 @@ os.environ.update(
     BERTH_REGISTRY="",  # images stay local, as on one node
 )
 
+from bench_platform import Platform, database  # noqa: E402
 from common import figure, print_table, save_figures  # noqa: E402
 
-from tests.conftest import free_port, wait_for, write_hello_app  # noqa: E402
+from tests.conftest import write_hello_app  # noqa: E402
 from tests.support.pebble import PebbleStarter, challtestsrv_running  # noqa: E402
-
-
-class Platform:
-    """HAProxy (HTTP + HTTPS), web, worker and watcher for the bench database; stop() ends each by its PID."""
-
-    def __init__(self):
-        self.processes: dict[str, subprocess.Popen] = {}
-        self.logs = WORK / "logs"
-        self.logs.mkdir(parents=True)
-        self.router_port, self.https_port, self.web_port = free_port(), free_port(), free_port()
-
-    def start(self, acme_env: dict[str, str]) -> None:
-        from berth.routing.haproxy import haproxy_command, write_config
-
-        paths = write_config(http_port=self.router_port, https_port=self.https_port)
-        self._spawn("router", haproxy_command(paths), env=os.environ)
-        env = {
-            **os.environ,
-            **acme_env,
-            "BERTH_ACME_EMAIL": "bench@example.test",
-            "BERTH_HTTP_PORT": str(self.router_port),
-            "BERTH_HTTPS_PORT": str(self.https_port),
-            "BERTH_WEB_PORT": str(self.web_port),
-            "PYTHONPATH": str(REPO / "platform"),
-        }
-        subprocess.run(
-            [str(VENV / "python"), "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True, timeout=300
-        )
-        web = [
-            str(VENV / "gunicorn"),
-            "berth.config.asgi:application",
-            "-k",
-            "berth.config.worker.BerthUvicornWorker",
-        ]
-        web += ["-b", f"127.0.0.1:{self.web_port}", "-w", "2", "--timeout", "0"]
-        self._spawn("web", web, env=env)
-        worker = [
-            str(VENV / "celery"),
-            "-A",
-            "berth.config",
-            "worker",
-            "-Q",
-            "default,builds,deploys,previews",
-        ]
-        # the pool as deploy/Procfile sizes it
-        worker += [
-            "--autoscale",
-            "10,1",
-            "--without-heartbeat",
-            "--without-mingle",
-            "--without-gossip",
-            "-l",
-            "INFO",
-        ]
-        self._spawn("worker", worker, env=env)
-        self._spawn("watcher", [str(VENV / "python"), "manage.py", "watch"], env=env)
-
-        def web_up() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{self.web_port}/healthz", timeout=2).status_code in (
-                    200,
-                    503,
-                )
-            except httpx.TransportError:
-                return False
-
-        wait_for(web_up, timeout=60, message="the web process")
-        self.web_url = f"http://127.0.0.1:{self.web_port}"
-
-    def _spawn(self, name: str, command: list[str], *, env) -> None:
-        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115  (closed with the process)
-        self.processes[name] = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-    def worker_log_tail(self) -> str:
-        return (self.logs / "worker.log").read_text(errors="replace")[-3000:]
-
-
-def database(action: str) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        if action == "create":
-            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
 
 
 def verified(port: int, hostname: str, context: ssl.SSLContext) -> bool:
@@ -290,10 +194,10 @@ def main() -> int:
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
     redis.Redis.from_url(REDIS_URL).flushdb()
-    database("create")
+    database(DB_NAME, "create")
     (WORK / "home").mkdir(parents=True)
     django.setup()
-    berth = Platform()
+    berth = Platform(WORK, https=True)
     names: list[str] = []
     pushed: list[dict] = []
     added: list[dict] = []
@@ -304,7 +208,7 @@ def main() -> int:
             try:
                 pebble = starter.start(berth.router_port)
                 context = ssl.create_default_context(cadata=pebble.root_pem())
-                berth.start(pebble.env)
+                berth.start({**pebble.env, "BERTH_ACME_EMAIL": "bench@example.test"})
                 from berth.accounts.services import team_create, token_create
                 from berth.apps.services import app_create
                 from django.contrib.auth import get_user_model
@@ -344,7 +248,7 @@ def main() -> int:
         from django.db import connections
 
         connections.close_all()
-        database("drop")
+        database(DB_NAME, "drop")
         redis.Redis.from_url(REDIS_URL).flushdb()
 
     figures = [

@@ -24,7 +24,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,6 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "tests" / "fixtures" / "apps" / "python"
-VENV = REPO / ".venv" / "bin"
 DB_NAME = "berth_bench_push"
 PG = "postgres://postgres@127.0.0.1:54329"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
@@ -67,9 +65,8 @@ os.environ.update(
     BERTH_ROUTER_DIR=str(WORK / "router"),
 )
 
+from bench_platform import Platform, database  # noqa: E402
 from common import figure, print_table, save_figures  # noqa: E402
-
-from tests.conftest import free_port, wait_for  # noqa: E402
 
 
 def machine() -> str:
@@ -95,85 +92,6 @@ def machine() -> str:
         f"{os.cpu_count()} × {cpu}, {mem_kb / 1024 / 1024:.0f} GiB RAM, Linux {platform.release()}, "
         f"Docker {docker.stdout.strip()}"
     )
-
-
-class Platform:
-    """HAProxy, web, worker and watcher for the bench database; stop() ends each by its PID."""
-
-    def __init__(self):
-        self.processes: dict[str, subprocess.Popen] = {}
-        self.logs = WORK / "logs"
-        self.logs.mkdir(parents=True)
-
-    def start(self) -> None:
-        from berth.routing.haproxy import haproxy_command, write_config
-
-        self.router_port = free_port()
-        self.web_port = free_port()
-        paths = write_config(http_port=self.router_port)
-        self._spawn("router", haproxy_command(paths), env=os.environ)
-        env = {
-            **os.environ,
-            "BERTH_HTTP_PORT": str(self.router_port),
-            "BERTH_WEB_PORT": str(self.web_port),
-            "PYTHONPATH": str(REPO / "platform"),
-        }
-        subprocess.run(
-            [str(VENV / "python"), "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True, timeout=300
-        )
-        web = [str(VENV / "gunicorn"), "berth.config.asgi:application", "-k", "uvicorn.workers.UvicornWorker"]
-        web += ["-b", f"127.0.0.1:{self.web_port}", "-w", "2", "--timeout", "0"]
-        self._spawn("web", web, env=env)
-        worker = [
-            str(VENV / "celery"),
-            "-A",
-            "berth.config",
-            "worker",
-            "-Q",
-            "default,builds,deploys,previews",
-            # the pool as deploy/Procfile sizes it
-            "--autoscale",
-            "10,1",
-        ]
-        worker += ["--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "INFO"]
-        self._spawn("worker", worker, env=env)
-        self._spawn("watcher", [str(VENV / "python"), "manage.py", "watch"], env=env)
-
-        def web_up() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{self.web_port}/healthz", timeout=2).status_code in (
-                    200,
-                    503,
-                )
-            except httpx.TransportError:
-                return False
-
-        wait_for(web_up, timeout=60, message="the web process")
-        self.web_url = f"http://127.0.0.1:{self.web_port}"
-
-    def _spawn(self, name: str, command: list[str], *, env) -> None:
-        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115  (closed with the process)
-        self.processes[name] = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def database(action: str) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        if action == "create":
-            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
 
 
 def git(repo: Path, *args: str) -> subprocess.CompletedProcess:
@@ -373,12 +291,12 @@ def main() -> int:
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
     redis.Redis.from_url(REDIS_URL).flushdb()
-    database("create")
+    database(DB_NAME, "create")
     (WORK / "home").mkdir(parents=True)
     import django
 
     django.setup()
-    berth = Platform()
+    berth = Platform(WORK)
     names: list[str] = []
     try:
         berth.start()
@@ -423,7 +341,7 @@ def main() -> int:
         from django.db import connections
 
         connections.close_all()
-        database("drop")
+        database(DB_NAME, "drop")
         redis.Redis.from_url(REDIS_URL).flushdb()
 
     def median(values) -> float:
