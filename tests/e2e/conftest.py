@@ -2,6 +2,7 @@
 all against the test database, Redis, Docker and the swarm. Nothing is mocked."""
 
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 import redis
 
 from tests.conftest import REPO_DIR, free_port, wait_for
+from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS
 
 APP_PREFIX = "t-e2e-"
 # no end-to-end test runs this long: older t-e2e-* services are an earlier (killed) run's leftovers
@@ -267,3 +269,39 @@ def repo(tmp_path, tenant, berth_platform) -> Path:
     ):
         subprocess.run(["git", *args], cwd=path, check=True, capture_output=True)
     return path
+
+
+@pytest.fixture
+def page(berth_platform, tenant):
+    """A real browser (Debian's chromium through Playwright) signed in as the tenant's user on the running platform.
+    Confirm dialogs are accepted; any JavaScript error on the page fails the test."""
+    playwright_sync = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed")
+    # Playwright's sync API keeps an event loop in this thread; the fixtures' ORM calls beside it are plain sync code
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    errors: list[str] = []
+    try:
+        with playwright_sync.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            context = browser.new_context(
+                base_url=berth_platform.web_url, viewport={"width": 1280, "height": 900}
+            )
+            context.set_default_timeout(30_000)
+            page = context.new_page()
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("dialog", lambda dialog: dialog.accept())
+            page.goto("/login/")
+            page.fill("#id_username", "dev")
+            page.fill("#id_password", "pw-123456")
+            page.click("#login-submit")
+            page.wait_for_url(re.compile(r".*/apps/$"))
+            yield page
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    assert errors == [], f"JavaScript errors: {errors}"

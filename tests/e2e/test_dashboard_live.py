@@ -1,8 +1,6 @@
 """The dashboard against the whole running platform, in a real browser: a line the app prints appears live in the
 log tail, and scale and rollback from the page take effect on what the router serves. Nothing is simulated."""
 
-import os
-import re
 import secrets
 import subprocess
 from pathlib import Path
@@ -10,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_DIR, wait_for, write_hello_app
-from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.test_push_to_live import get, git
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
@@ -34,41 +31,6 @@ def shipper(berth_platform):
     except subprocess.TimeoutExpired:
         process.kill()
     log.close()
-
-
-@pytest.fixture
-def page(berth_platform, tenant):
-    playwright_sync = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed")
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = (
-        "true"  # the ORM calls here are plain sync code beside Playwright
-    )
-    errors: list[str] = []
-    try:
-        with playwright_sync.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            context = browser.new_context(
-                base_url=berth_platform.web_url, viewport={"width": 1280, "height": 900}
-            )
-            context.set_default_timeout(30_000)
-            page = context.new_page()
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("dialog", lambda dialog: dialog.accept())
-            page.goto("/login/")
-            page.fill("#id_username", "dev")
-            page.fill("#id_password", "pw-123456")
-            page.click("#login-submit")
-            page.wait_for_url(re.compile(r".*/apps/$"))
-            yield page
-            browser.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-    assert errors == [], f"JavaScript errors: {errors}"
 
 
 def push(repo: Path, message: str) -> None:

@@ -11,8 +11,6 @@ STABLE seconds must appear on the page no later than LAG_LIMIT after the API fir
 """
 
 import json
-import os
-import re
 import subprocess
 import time
 from pathlib import Path
@@ -21,7 +19,6 @@ import httpx
 import pytest
 
 from tests.conftest import REPO_DIR, write_hello_app
-from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.test_push_to_live import get, git
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
@@ -142,38 +139,6 @@ def lags(segments, page_states) -> list[dict]:
             {"state": state, "held": round(last - first, 2), "lag": None if lag is None else round(lag, 3)}
         )
     return found
-
-
-@pytest.fixture
-def page(berth_platform, tenant):
-    playwright_sync = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed")
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # the fixtures' ORM calls beside Playwright's loop
-    errors: list[str] = []
-    try:
-        with playwright_sync.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            context = browser.new_context(
-                base_url=berth_platform.web_url, viewport={"width": 1280, "height": 900}
-            )
-            context.set_default_timeout(30_000)
-            page = context.new_page()
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto("/login/")
-            page.fill("#id_username", "dev")
-            page.fill("#id_password", "pw-123456")
-            page.click("#login-submit")
-            page.wait_for_url(re.compile(r".*/apps/$"))
-            yield page
-            browser.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-    assert errors == [], f"JavaScript errors: {errors}"
 
 
 def commit(repo: Path, message: str) -> None:

@@ -2,7 +2,6 @@
 platform, "Create a deploy token" shows a `git remote add` line; that exact line and the page's `git push` line put
 the app live; then the walkthrough is gone."""
 
-import os
 import re
 import shlex
 import subprocess
@@ -11,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_hello_app
-from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.test_push_to_live import get
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
@@ -22,10 +20,7 @@ def run(repo: Path, command: str) -> subprocess.CompletedProcess:
     return subprocess.run(shlex.split(command), cwd=repo, capture_output=True, text=True, timeout=300)
 
 
-def test_the_walkthroughs_git_remote_line_and_push_put_the_app_live(berth_platform, tenant, tmp_path):
-    playwright_sync = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed")
+def test_the_walkthroughs_git_remote_line_and_push_put_the_app_live(berth_platform, tenant, tmp_path, page):
     app = tenant.app.name
     repo = tmp_path / "src"
     repo.mkdir()
@@ -35,50 +30,22 @@ def test_the_walkthroughs_git_remote_line_and_push_put_the_app_live(berth_platfo
     assert run(repo, "git add -A").returncode == 0
     assert run(repo, "git commit -q -m first").returncode == 0
 
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = (
-        "true"  # the ORM calls here are plain sync code beside Playwright
-    )
-    errors: list[str] = []
-    try:
-        with playwright_sync.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            context = browser.new_context(
-                base_url=berth_platform.web_url, viewport={"width": 1280, "height": 900}
-            )
-            context.set_default_timeout(30_000)
-            page = context.new_page()
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto("/login/")
-            page.fill("#id_username", "dev")
-            page.fill("#id_password", "pw-123456")
-            page.click("#login-submit")
-            page.wait_for_url(re.compile(r".*/apps/$"))
-            page.goto(f"/apps/{app}/")
-            assert page.locator("#first-deploy-login").inner_text() == f"berth login {berth_platform.web_url}"
-            page.click("#first-deploy-token-create")
-            page.wait_for_url(re.compile(r".*#first-deploy$"))
-            remote_line = page.locator("#first-deploy-git-remote").inner_text().strip()
-            push_line = page.locator("#first-deploy-git-push").inner_text().strip()
-            assert remote_line.startswith("git remote add berth http://dev:berth_")
-            assert push_line == "git push berth main"
+    page.goto(f"/apps/{app}/")
+    assert page.locator("#first-deploy-login").inner_text() == f"berth login {berth_platform.web_url}"
+    page.click("#first-deploy-token-create")
+    page.wait_for_url(re.compile(r".*#first-deploy$"))
+    remote_line = page.locator("#first-deploy-git-remote").inner_text().strip()
+    push_line = page.locator("#first-deploy-git-push").inner_text().strip()
+    assert remote_line.startswith("git remote add berth http://dev:berth_")
+    assert push_line == "git push berth main"
 
-            added = run(repo, remote_line)
-            assert added.returncode == 0, added.stderr
-            pushed = run(repo, push_line)
-            assert pushed.returncode == 0, (
-                pushed.stderr + (berth_platform.logs / "worker.log").read_text()[-3000:]
-            )
-            assert "remote: -----> Released v1" in pushed.stderr
-            assert get(berth_platform.router_port, f"{app}.localhost").text.strip() == "first deploy"
+    added = run(repo, remote_line)
+    assert added.returncode == 0, added.stderr
+    pushed = run(repo, push_line)
+    assert pushed.returncode == 0, pushed.stderr + (berth_platform.logs / "worker.log").read_text()[-3000:]
+    assert "remote: -----> Released v1" in pushed.stderr
+    assert get(berth_platform.router_port, f"{app}.localhost").text.strip() == "first deploy"
 
-            page.goto(f"/apps/{app}/")
-            page.locator('tr[data-release="1"]').wait_for()
-            assert page.locator("#first-deploy").count() == 0  # the app has a release: no walkthrough
-            browser.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-    assert errors == [], f"JavaScript errors: {errors}"
+    page.goto(f"/apps/{app}/")
+    page.locator('tr[data-release="1"]').wait_for()
+    assert page.locator("#first-deploy").count() == 0  # the app has a release: no walkthrough
