@@ -85,6 +85,9 @@ BERTH_BUILD_CACHE_MB = env_int("BERTH_BUILD_CACHE_MB", 1024, minimum=0, maximum=
 BERTH_REGISTRY = env_registry("BERTH_REGISTRY")
 BERTH_REGISTRY_LISTEN = env("BERTH_REGISTRY_LISTEN", BERTH_REGISTRY or "127.0.0.1:5000")
 BERTH_REGISTRY_DIR = Path(env("BERTH_REGISTRY_DIR", str(BERTH_HOME / "registry")))  # config, htpasswd, data
+# add-on backups (berth.addons.store): a folder (default BERTH_HOME/backups) or s3://bucket/prefix
+BERTH_BACKUP_URL = env("BERTH_BACKUP_URL", "")
+BERTH_BACKUP_S3_ENDPOINT = env("BERTH_BACKUP_S3_ENDPOINT", "")  # e.g. https://minio.example:9000
 BERTH_REGISTRY_USER = env("BERTH_REGISTRY_USER", "berth")
 BERTH_REGISTRY_PASSWORD = env("BERTH_REGISTRY_PASSWORD") or (
     secret_from_home(BERTH_REGISTRY_DIR, "password", lambda: secrets.token_urlsafe(24))
