@@ -11,12 +11,16 @@
 - The image holds only Debian's packages (berth.addons.images builds it); the start command is here.
 """
 
+import secrets
 import shlex
+import tarfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import docker
 import docker.errors
+import requests
 from docker import types
 
 from berth.runtime.client import docker_client
@@ -24,6 +28,7 @@ from berth.runtime.pull import image_inspect
 from berth.runtime.scheduler import (
     APP_CAPABILITIES,
     LABEL_TEAM,
+    NO_NEW_PRIVILEGES,
     SchedulerError,
     installation_labels,
     is_ours,
@@ -352,3 +357,301 @@ def addon_client_command(kind: str, url_var: str, args: list[str]) -> str:
     """The shell command a one-off run of the add-on's image runs to reach the server with `$<url_var>`."""
     client = "psql" if kind == "postgres" else "redis-cli --no-auth-warning -u"
     return f'{client} "${url_var}" ' + " ".join(shlex.quote(a) for a in args)
+
+
+# --- backups: dumps, restores and verification runs, each a plain container beside the add-on -----------------
+
+LABEL_ADDON_JOB = "org.berth.addon.job"  # capture | restore | verify: a backup's container, removed when done
+JOB_OUTPUT_MAX = 64 * 1024  # of a job's stderr kept for its error message
+JOB_READ_TIMEOUT_S = 6 * 3600  # a dump of a big database streams for long; the container is killed after this
+COUNT_PREFIX = "BERTH-COUNT "
+FAILED_MARK = "BERTH-DUMP-FAILED"
+
+# Rows per table, exactly (not the planner's estimate): `schema.table=count`, one a line.
+POSTGRES_COUNT_SQL = (
+    "SELECT format('%I.%I', n.nspname, c.relname) || '=' || "
+    "(xpath('/row/c/text()', query_to_xml(format('select count(*) as c from %I.%I', n.nspname, c.relname), "
+    "false, true, '')))[1]::text "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1"
+)
+
+# The counts and the dump see one snapshot: a repeatable-read transaction exports its snapshot, counts rows in
+# it, and pg_dump (run from inside psql, so the transaction stays open) dumps that same snapshot. pg_dump writes
+# to fd 3, the container's stdout; psql's own output goes nowhere.
+POSTGRES_CAPTURE_PSQL = (
+    "\\set ON_ERROR_STOP 1\n"
+    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n"
+    "SELECT pg_export_snapshot() AS snap \\gset\n"
+    "\\setenv BERTH_SNAPSHOT :snap\n"
+    "\\o /tmp/counts\n"
+    f"{POSTGRES_COUNT_SQL};\n"
+    "\\o\n"
+    f'\\! pg_dump -Fc --snapshot="$BERTH_SNAPSHOT" >&3 || echo {FAILED_MARK} >&2\n'
+    "COMMIT;\n"
+)
+POSTGRES_CAPTURE = rf"""set -e
+printf '%s' "$BERTH_PSQL_SCRIPT" > /tmp/capture.sql
+psql -X -q -At -f /tmp/capture.sql 3>&1 >/dev/null
+sed 's/^/{COUNT_PREFIX}/' /tmp/counts >&2
+"""
+
+# Redis forks for the RDB, so its keys are those of one instant; the keys per db are read just before and just
+# after, and a verification accepts a count between the two.
+REDIS_KEYSPACE = "redis-cli --no-auth-warning info keyspace | tr -d '\\r' | sed -n 's/^db\\([0-9]*\\):keys=\\([0-9]*\\).*/db\\1=\\2/p'"
+REDIS_CAPTURE = rf"""set -e
+{REDIS_KEYSPACE} | sed 's/^/{COUNT_PREFIX}before /' >&2
+redis-cli --no-auth-warning --rdb - 2>/tmp/rdb.err || {{ cat /tmp/rdb.err >&2; echo {FAILED_MARK} >&2; }}
+{REDIS_KEYSPACE} | sed 's/^/{COUNT_PREFIX}after /' >&2
+"""
+
+BACKUP_FILE = "/tmp/backup/backup"
+
+# A throwaway server of the same image, no network: the backup is restored into it and counted.
+POSTGRES_VERIFY = rf"""set -e
+D=/tmp/pg; mkdir -p $D /run/postgresql; chown postgres $D /run/postgresql
+as_pg() {{ setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }}
+as_pg initdb -D $D -U berth --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+as_pg pg_ctl -D $D -s -w -o "-c listen_addresses= -k /run/postgresql" -l /tmp/pg.log start
+as_pg createdb -h /run/postgresql -U berth berth
+as_pg pg_restore --no-owner --exit-on-error -h /run/postgresql -U berth -d berth {BACKUP_FILE}
+as_pg psql -X -At -h /run/postgresql -U berth -d berth -c "$BERTH_COUNT_SQL" | sed 's/^/{COUNT_PREFIX}/'
+"""
+REDIS_VERIFY = rf"""set -e
+mkdir -p /tmp/r; cp {BACKUP_FILE} /tmp/r/dump.rdb; chown -R redis /tmp/r
+setpriv --reuid=redis --regid=redis --init-groups redis-server --port 0 --unixsocket /tmp/r/s --dir /tmp/r \
+  --dbfilename dump.rdb --appendonly no --save '' --daemonize yes --logfile /tmp/r/log
+i=0
+until [ "$(redis-cli -s /tmp/r/s ping 2>/dev/null)" = PONG ]; do
+  i=$((i+1)); if [ $i -gt 3000 ]; then echo 'the backup did not load'; cat /tmp/r/log; exit 1; fi
+  if ! pgrep -x redis-server >/dev/null && [ $i -gt 10 ]; then echo 'redis-server refused the backup:'; tail -5 /tmp/r/log; exit 1; fi
+  sleep 0.2
+done
+redis-cli -s /tmp/r/s info keyspace | tr -d '\r' | sed -n 's/^db\([0-9]*\):keys=\([0-9]*\).*/{COUNT_PREFIX}db\1=\2/p'
+"""
+
+# Into the live server, in one transaction: a failure anywhere rolls back to the data as it was. Tables the
+# backup holds are dropped and made again; while that runs, the app's queries on them wait for the commit.
+POSTGRES_RESTORE = f"""set -e
+pg_restore --single-transaction --clean --if-exists --no-owner -d "$BERTH_ADDON_URL" {BACKUP_FILE}
+"""
+
+
+@dataclass
+class AddonJobResult:
+    exit_code: int
+    output: str  # stderr (capture) or all output (restore, verify), at most JOB_OUTPUT_MAX
+    counts: dict[str, int]  # table or db -> rows or keys (for Redis: `before db0`, `after db0`)
+
+
+def _job_env(spec: AddonSpec) -> dict[str, str]:
+    if spec.kind == "postgres":
+        return {
+            "PGHOST": spec.service_name,
+            "PGUSER": ADDON_USER,
+            "PGDATABASE": ADDON_DATABASE,
+            "PGPASSWORD": spec.password,
+            "BERTH_ADDON_URL": spec.url,
+        }
+    return {"REDISCLI_AUTH": spec.password, "BERTH_ADDON_URL": spec.url}
+
+
+def _job_create(
+    client: docker.DockerClient,
+    spec: AddonSpec,
+    *,
+    job: str,
+    script: str,
+    env: dict[str, str],
+    on_team_network: bool,
+) -> str:
+    labels = {**spec.labels(), LABEL_ADDON_JOB: job}
+    if spec.kind == "redis" and on_team_network:
+        script = script.replace("redis-cli ", f"redis-cli -h {spec.service_name} -p {KINDS['redis'].port} ")
+    try:
+        container = client.api.create_container(
+            addon_image_ref(spec.kind),
+            command=["sh", "-c", script],
+            name=f"{spec.service_name}-{job}-{secrets.token_hex(3)}",
+            environment=env,
+            labels=labels,
+            host_config=client.api.create_host_config(
+                network_mode=team_network_ensure(team=spec.team, client=client)
+                if on_team_network
+                else "none",
+                # the dump is the stream we read, not a log: nothing of it is written to disk twice
+                log_config={"Type": "none" if job == "capture" else "json-file", "Config": {}},
+                mem_limit=f"{max(spec.memory_mb, 512)}m",
+                security_opt=[NO_NEW_PRIVILEGES],
+                cap_drop=["ALL"],
+                cap_add=list(APP_CAPABILITIES),
+            ),
+            stdin_open=False,
+            tty=False,
+        )
+    except docker.errors.APIError as exc:
+        raise AddonRuntimeError(
+            f"could not start the {job} of {spec.name}: {exc.explanation or exc}"
+        ) from exc
+    return container["Id"]
+
+
+def _job_remove(client: docker.DockerClient, container_id: str) -> None:
+    try:
+        client.api.remove_container(container_id, force=True)
+    except docker.errors.APIError:
+        pass  # already gone; a killed worker's leftovers carry LABEL_ADDON_JOB
+
+
+def _counts(output: str) -> dict[str, int]:
+    counts = {}
+    for line in output.splitlines():
+        if line.startswith(COUNT_PREFIX):
+            name, _, value = line[len(COUNT_PREFIX) :].rpartition("=")
+            if value.strip().isdigit():
+                counts[name.strip()] = int(value)
+    return counts
+
+
+def _tail(text: str) -> str:
+    lines = [
+        line
+        for line in text.splitlines()
+        if line.strip() and not line.startswith((COUNT_PREFIX, FAILED_MARK))
+    ]
+    return "\n".join(lines[-10:])
+
+
+class AddonDump:
+    """A backup being taken: iterate `chunks()` for the dump's bytes as the server sends them (pg_dump -Fc or
+    redis-cli --rdb, run in a container on the team's network); once the iteration ends, `result` holds the
+    exit and the counts taken with it, and an AddonRuntimeError has been raised if the dump failed."""
+
+    def __init__(self, spec: AddonSpec) -> None:
+        self.spec = spec
+        self.result: AddonJobResult | None = None
+
+    def chunks(self) -> Iterator[bytes]:
+        spec = self.spec
+        client = docker_client(timeout=JOB_READ_TIMEOUT_S)
+        script = POSTGRES_CAPTURE if spec.kind == "postgres" else REDIS_CAPTURE
+        env = _job_env(spec) | (
+            {"BERTH_PSQL_SCRIPT": POSTGRES_CAPTURE_PSQL} if spec.kind == "postgres" else {}
+        )
+        container_id = _job_create(client, spec, job="capture", script=script, env=env, on_team_network=True)
+        try:
+            # attached before the start, so not one byte is missed; stdout and stderr apart (demux)
+            stream = client.api.attach(container_id, stdout=True, stderr=True, stream=True, demux=True)
+            client.api.start(container_id)
+            errors = bytearray()
+            for out, err in stream:
+                if err and len(errors) < JOB_OUTPUT_MAX:
+                    errors += err
+                if out:
+                    yield out
+            exit_code = client.api.wait(container_id, timeout=60)["StatusCode"]
+        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+            raise AddonRuntimeError(f"the backup of {spec.name} broke off: {exc}") from exc
+        finally:
+            _job_remove(client, container_id)
+        text = errors.decode(errors="replace")
+        self.result = AddonJobResult(exit_code=exit_code, output=text, counts=_counts(text))
+        if exit_code != 0 or FAILED_MARK in text:
+            raise AddonRuntimeError(
+                f"the dump of {spec.name} failed (exit {exit_code}): {_tail(text) or 'no message'}"
+            )
+
+
+def _tar_stream(name: str, size: int, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """One file in a tar archive, made as it is read (the engine's put_archive takes a tar)."""
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o644
+    info.mtime = int(time.time())
+    yield info.tobuf(format=tarfile.GNU_FORMAT)
+    sent = 0
+    for chunk in chunks:
+        sent += len(chunk)
+        if sent > size:
+            raise AddonRuntimeError(f"the backup is longer than its recorded {size} bytes")
+        yield chunk
+    if sent != size:
+        raise AddonRuntimeError(f"the backup is {sent} bytes, not its recorded {size}")
+    yield b"\0" * ((512 - size % 512) % 512) + b"\0" * 1024
+
+
+def _job_with_file(
+    spec: AddonSpec,
+    *,
+    job: str,
+    script: str,
+    env: dict[str, str],
+    on_team_network: bool,
+    size: int,
+    chunks: Iterable[bytes],
+    check: Callable[[], None],
+    timeout: float,
+) -> AddonJobResult:
+    """Run `script` in a container that has the backup at BACKUP_FILE: the file is streamed in before the start,
+    then `check()` (the checksum) decides whether it starts at all."""
+    client = docker_client(timeout=int(timeout) + 60)
+    container_id = _job_create(client, spec, job=job, script=script, env=env, on_team_network=on_team_network)
+    try:
+        try:
+            client.api.put_archive(container_id, "/tmp/backup", _tar_stream("backup", size, chunks))
+        except docker.errors.APIError as exc:
+            raise AddonRuntimeError(
+                f"could not hand the backup to the {job}: {exc.explanation or exc}"
+            ) from exc
+        check()
+        client.api.start(container_id)
+        try:
+            exit_code = client.api.wait(container_id, timeout=timeout)["StatusCode"]
+        except requests.exceptions.RequestException as exc:
+            raise AddonRuntimeError(f"the {job} of {spec.name} took longer than {timeout:.0f} s") from exc
+        output = client.api.logs(container_id, stdout=True, stderr=True, tail=200).decode(errors="replace")
+    finally:
+        _job_remove(client, container_id)
+    return AddonJobResult(exit_code=exit_code, output=output[-JOB_OUTPUT_MAX:], counts=_counts(output))
+
+
+def addon_backup_verify(
+    spec: AddonSpec, *, size: int, chunks: Iterable[bytes], check: Callable[[], None], timeout: float
+) -> AddonJobResult:
+    """Restore a backup into a throwaway server of the add-on's image (no network) and count what it holds:
+    rows per table (PostgreSQL), keys per db (Redis)."""
+    if spec.kind == "postgres":
+        script, env = POSTGRES_VERIFY, {"BERTH_COUNT_SQL": POSTGRES_COUNT_SQL}
+    else:
+        script, env = REDIS_VERIFY, {}
+    return _job_with_file(
+        spec,
+        job="verify",
+        script=script,
+        env=env,
+        on_team_network=False,
+        size=size,
+        chunks=chunks,
+        check=check,
+        timeout=timeout,
+    )
+
+
+def addon_backup_restore(
+    spec: AddonSpec, *, size: int, chunks: Iterable[bytes], check: Callable[[], None], timeout: float
+) -> AddonJobResult:
+    """Restore a PostgreSQL backup into the running add-on in one transaction (all or nothing)."""
+    if spec.kind != "postgres":
+        raise AddonRuntimeError("restoring into a running Redis add-on is not supported yet")
+    return _job_with_file(
+        spec,
+        job="restore",
+        script=POSTGRES_RESTORE,
+        env=_job_env(spec),
+        on_team_network=True,
+        size=size,
+        chunks=chunks,
+        check=check,
+        timeout=timeout,
+    )
