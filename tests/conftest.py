@@ -7,6 +7,7 @@ Kept light (no Django import at the top): the benchmarks in bench/ import free_p
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -76,6 +77,11 @@ def pytest_configure(config) -> None:
     from django.conf import settings  # here, not at the top: bench/ imports this module without Django
 
     os.environ.setdefault("BERTH_INSTALLATION_ID", settings.BERTH_INSTALLATION_ID)
+    # Started in the background by a shell without job control (`make test &`, nohup, some CI runners), this process
+    # inherits SIGINT ignored, and so would every program a test starts: a test's Ctrl-C (SIGINT) to `berth logs -t`
+    # or `git push` would do nothing. A handler, unlike an ignored signal, is reset to the default by exec.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # Fixtures that need the real Docker engine in swarm mode: the whole platform of the end-to-end suites (its web
