@@ -291,13 +291,67 @@ CASES.update(
             "GET": (lambda w, r: {"app": "demo"}, None, 200),
             "POST": (lambda w, r: {"app": "demo"}, lambda w: {"kind": "mysql"}, 400),
         },
-        "api:app-addon": {"GET": (_addon, None, 200), "DELETE": (_addon, None, 204)},
+        # a destroy takes a final backup first: of a row without a server that fails, and nothing is destroyed
+        "api:app-addon": {"GET": (_addon, None, 200), "DELETE": (_addon, None, 409)},
         "api:app-addon-attachment": {
             "POST": (_addon, lambda w: {}, 201),
             "DELETE": (lambda w, r: _addon(w, r, attached=True), None, 204),
         },
         "api:app-addon-rotate": {"POST": (_addon, lambda w: {}, 409)},
         "api:app-addon-run": {"POST": (_addon, lambda w: {"args": ["-c", "select 1"]}, 400)},
+    }
+)
+
+
+def _backup(world, role, *, state: str = "captured", schedule: bool = False):
+    """A backup of an add-on row of acme, its object in the backup store (a few bytes); a failed one has none."""
+    from berth.addons.models import AddonBackup, AddonBackupSchedule
+    from berth.addons.store import backup_store
+
+    kwargs = _addon(world, role)
+    addon = world.app.team.addons.get(name=kwargs["addon"])
+    key = f"acme/{addon.name}/b001.dump"
+    stored = backup_store().put(key, [b"PGDMP-not-really"]) if state == "captured" else None
+    AddonBackup.objects.create(
+        team=addon.team,
+        addon=addon,
+        addon_name=addon.name,
+        kind=addon.kind,
+        name="b001",
+        state=state,
+        store_key=key if stored else "",
+        size=stored.size if stored else None,
+        sha256=stored.sha256 if stored else "",
+    )
+    if schedule:
+        AddonBackupSchedule.objects.create(addon=addon, at="02:00")
+    return {**kwargs, "backup": "b001"}
+
+
+def _failed_backup(world, role):
+    return _backup(world, role, state="failed")
+
+
+def _scheduled(world, role):
+    kwargs = _backup(world, role, schedule=True)
+    del kwargs["backup"]
+    return kwargs
+
+
+# add-on backups: a capture of an add-on row without a server is a failed backup (409, it asks the engine); a
+# restore or verification of a failed backup is refused (409) before the engine
+CASES.update(
+    {
+        "api:app-addon-backups": {"GET": (_addon, None, 200), "POST": (_addon, None, 409)},
+        "api:app-addon-backup": {"GET": (_backup, None, 200), "DELETE": (_backup, None, 204)},
+        "api:app-addon-backup-download": {"GET": (_backup, None, 200)},
+        "api:app-addon-backup-restore": {"POST": (_failed_backup, lambda w: {}, 409)},
+        "api:app-addon-backup-verify": {"POST": (_failed_backup, None, 409)},
+        "api:app-addon-backup-schedule": {
+            "GET": (_scheduled, None, 200),
+            "PUT": (_addon, lambda w: {"at": "02:00 UTC", "keep": 3}, 200),
+            "DELETE": (_scheduled, None, 204),
+        },
     }
 )
 
@@ -356,6 +410,7 @@ ASKS_DOCKER = {
     ("api:app-addon", "GET"),
     ("api:app-addon", "DELETE"),
     ("api:app-addon-rotate", "POST"),
+    ("api:app-addon-backups", "POST"),
 }
 
 
@@ -387,8 +442,8 @@ def test_the_guard_notices_a_route_without_a_rule():
 
 
 def test_matrix_size():
-    # 90 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
-    assert len(MATRIX) == 91 * 6
+    # 101 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
+    assert len(MATRIX) == 101 * 6
 
 
 @pytest.mark.parametrize(("name", "method", "role"), MATRIX)

@@ -38,6 +38,7 @@ from berth.runtime.addons import (
     AddonSpec,
     addon_backup_restore,
     addon_backup_verify,
+    addon_service_exists,
 )
 
 RESTORE_TIMEOUT_S = 3 * 3600
@@ -210,8 +211,11 @@ def backup_capture(
     suffix = "dump" if addon.kind == "postgres" else "rdb"
     key = f"{addon.team.name}/{addon.name}/{backup.name}-{secrets.token_hex(4)}.{suffix}"
     store = backup_store()
-    dump = AddonDump(addon_spec(addon))
+    spec = addon_spec(addon)
+    dump = AddonDump(spec)
     try:
+        if not addon_service_exists(spec):
+            raise AddonRuntimeError(f"add-on {addon.name} has no server to back up")
         stored = store.put(key, dump.chunks())
     except (AddonRuntimeError, BackupStoreError) as exc:
         try:
@@ -451,6 +455,16 @@ def backup_delete(backup: AddonBackup) -> None:
     if backup.store_key:
         backup_store().delete(backup.store_key)
     backup.delete()
+
+
+def backup_delete_by(*, backup: AddonBackup, actor, remote_addr: str | None = None) -> None:
+    """A person deletes a backup (its data leaves the store): audited."""
+    team, target = backup.team, f"{backup.addon_name}/{backup.name}"
+    try:
+        backup_delete(backup)
+    except BackupStoreError as exc:
+        raise Conflict(str(exc)) from exc
+    audit_record(action="addon.backup.delete", actor=actor, team=team, target=target, remote_addr=remote_addr)
 
 
 def backup_prune(*, addon: Addon, keep: int) -> list[str]:

@@ -64,6 +64,14 @@ PERMISSION_MAP: dict[str, dict[str, str]] = {
     "api:app-addon-attachment": {"POST": MEMBER, "DELETE": MEMBER},
     "api:app-addon-rotate": {"POST": MEMBER},
     "api:app-addon-run": {"POST": MEMBER},
+    # add-on backups: members capture, verify and download (the data, as pg:psql reads it), admins restore over the
+    # data and delete backups
+    "api:app-addon-backups": {"GET": VIEWER, "POST": MEMBER},
+    "api:app-addon-backup": {"GET": VIEWER, "DELETE": ADMIN},
+    "api:app-addon-backup-download": {"GET": MEMBER},
+    "api:app-addon-backup-restore": {"POST": ADMIN},
+    "api:app-addon-backup-verify": {"POST": MEMBER},
+    "api:app-addon-backup-schedule": {"GET": VIEWER, "PUT": MEMBER, "DELETE": MEMBER},
     "api:app-releases": {"GET": VIEWER},
     "api:app-release": {"GET": VIEWER},
     "api:app-builds": {"GET": VIEWER},

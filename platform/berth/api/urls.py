@@ -118,6 +118,34 @@ urlpatterns = [
         name="app-addon-rotate",
     ),
     path("apps/<str:app>/addons/<str:addon>/run", addons.AppAddonRunView.as_view(), name="app-addon-run"),
+    path(
+        "apps/<str:app>/addons/<str:addon>/backups", addons.AppAddonBackupsView.as_view(), name="app-addon-backups"
+    ),
+    path(
+        "apps/<str:app>/addons/<str:addon>/backups/<str:backup>",
+        addons.AppAddonBackupView.as_view(),
+        name="app-addon-backup",
+    ),
+    path(
+        "apps/<str:app>/addons/<str:addon>/backups/<str:backup>/download",
+        addons.AppAddonBackupDownloadView.as_view(),
+        name="app-addon-backup-download",
+    ),
+    path(
+        "apps/<str:app>/addons/<str:addon>/backups/<str:backup>/restore",
+        addons.AppAddonBackupRestoreView.as_view(),
+        name="app-addon-backup-restore",
+    ),
+    path(
+        "apps/<str:app>/addons/<str:addon>/backups/<str:backup>/verify",
+        addons.AppAddonBackupVerifyView.as_view(),
+        name="app-addon-backup-verify",
+    ),
+    path(
+        "apps/<str:app>/addons/<str:addon>/backup-schedule",
+        addons.AppAddonBackupScheduleView.as_view(),
+        name="app-addon-backup-schedule",
+    ),
     path("apps/<str:app>/source", sources.AppSourceView.as_view(), name="app-source"),
     path("pipelines", pipelines.PipelineListView.as_view(), name="pipelines"),
     path("pipelines/<str:pipeline>", pipelines.PipelineView.as_view(), name="pipeline"),
