@@ -27,6 +27,10 @@ SPEC_COMMANDS = (
     " previews previews:on previews:off sources sources:set sources:remove"
     " addons addons:create addons:info addons:attach addons:detach addons:destroy pg:psql redis:cli"
     " pg:credentials:rotate"
+    " pg:backups pg:backups:capture pg:backups:info pg:backups:verify pg:backups:download pg:backups:restore"
+    " pg:backups:schedule pg:backups:unschedule redis:backups redis:backups:capture redis:backups:info"
+    " redis:backups:verify redis:backups:download redis:backups:restore redis:backups:schedule"
+    " redis:backups:unschedule"
 ).split()
 
 

@@ -4,6 +4,13 @@ that rolls the app, as `config:set` does."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import httpx
+
 from berth.cli.client import Client, CliError, current_credentials, segment
 from berth.cli.commands import api, app_path, arg, command
 from berth.cli.output import table
@@ -57,14 +64,17 @@ def addons(args):
     AS,
     arg("--name", help="the add-on's name (default: KIND-xxxxxx)"),
     arg("--plan", default="small", help="small (256 MB) or medium (1 GB)"),
+    arg("--from-backup", dest="from_backup", metavar="ID", help="a copy of this backup (b001 or ADDON/b001)"),
     needs_app=True,
 )
 def addons_create(args):
     body = {"kind": args.kind, "plan": args.plan}
     body |= {"as": args.as_name} if args.as_name else {}
     body |= {"name": args.name} if args.name else {}
+    body |= {"from_backup": args.from_backup} if args.from_backup else {}
     addon = _slow_api().post(app_path(args, "/addons"), body)
-    return addon, f"Created {addon['name']} ({addon['kind']}), attached to {_attached(addon)}"
+    copied = f" with the data of backup {args.from_backup}" if args.from_backup else ""
+    return addon, f"Created {addon['name']} ({addon['kind']}){copied}, attached to {_attached(addon)}"
 
 
 @command("addons:info", "an add-on's version, data size, connections and node", ADDON, needs_app=True)
@@ -106,9 +116,15 @@ def addons_detach(args):
 
 @command(
     "addons:destroy",
-    "detach an add-on from every app and delete its server and its data (admin+)",
+    "take a final backup, detach an add-on from every app and delete its server and its data (admin+)",
     ADDON,
     arg("--confirm", metavar="ADDON", help="the add-on's name again"),
+    arg(
+        "--no-backup",
+        dest="no_backup",
+        action="store_true",
+        help="no final backup: the data is gone for good",
+    ),
     needs_app=True,
 )
 def addons_destroy(args):
@@ -116,8 +132,19 @@ def addons_destroy(args):
         raise CliError(
             f"this deletes {args.addon} and its data for good; to proceed, add --confirm {args.addon}"
         )
-    _slow_api().delete(_addon_path(args))
-    return {"destroyed": args.addon}, f"Destroyed {args.addon} and its data"
+    _slow_api().delete(_addon_path(args, "?backup=false" if args.no_backup else ""))
+    if args.no_backup:
+        return {
+            "destroyed": args.addon,
+            "backup": None,
+        }, f"Destroyed {args.addon} and its data (no backup kept)"
+    final = (api().get(_addon_path(args, "/backups")) or [{}])[0]
+    return (
+        {"destroyed": args.addon, "backup": final.get("name")},
+        f"Destroyed {args.addon}; its final backup {args.addon}/{final.get('name')} stays "
+        f"(`berth addons:create {final.get('kind', 'postgres')} --from-backup {args.addon}/{final.get('name')}` "
+        "brings it back)",
+    )
 
 
 def _run(args, words: list[str]):
@@ -164,3 +191,248 @@ def pg_credentials_rotate(args):
         rotated,
         f"Rotated the credentials of {rotated['name']} (the server answered again in {rotated['seconds']:.1f} s)",
     )
+
+
+# --- backups: pg:backups… and the same for Redis as redis:backups… ------------------------------------------------
+
+BACKUP_ID = arg("id", metavar="ID", help="a backup: b001, or ADDON/b001 for another add-on's")
+OPTIONAL_ADDON = arg("addon", nargs="?", metavar="ADDON", help="default: the app's only add-on of that kind")
+STATE_WORDS = {
+    "capturing": "capturing…",
+    "captured": "captured, not verified yet",
+    "failed": "FAILED",
+    "verified": "verified by a restore",
+    "verify_failed": "VERIFICATION FAILED",
+}
+
+
+def _kind_of(args) -> str:
+    return "redis" if args.command_name.startswith("redis:") else "postgres"
+
+
+def _one_addon(args) -> str:
+    """The ADDON argument, or the app's only attached add-on of the command's kind."""
+    if args.addon:
+        return args.addon
+    kind = _kind_of(args)
+    names = [a["name"] for a in api().get(app_path(args, "/addons")) if a["kind"] == kind]
+    if len(names) != 1:
+        found = f"{len(names)} ({', '.join(names)})" if names else "none"
+        raise CliError(f"{args.app} has {found} {kind} add-ons attached; name the add-on (ADDON)")
+    return names[0]
+
+
+def _backup_ref(args) -> tuple[str, str]:
+    """(the add-on whose backup it is, the backup id) from ID (b001 or ADDON/b001) and ADDON."""
+    if "/" in args.id:
+        source, _, backup = args.id.partition("/")
+        return source, backup
+    return _one_addon(args), args.id
+
+
+def _backups_path(args, addon: str, suffix: str = "") -> str:
+    return app_path(args, f"/addons/{segment(addon)}/backups{suffix}")
+
+
+def _backup_path(args, addon: str, backup: str, suffix: str = "") -> str:
+    return _backups_path(args, addon, f"/{segment(backup)}{suffix}")
+
+
+def _backup_lines(b: dict) -> list[str]:
+    lines = [
+        f"=== {b['addon']}/{b['name']} ({b['kind']}, {b['trigger']})",
+        f"State:     {STATE_WORDS.get(b['state'], b['state'])}",
+        f"Size:      {_size(b['size'])}",
+        f"Sha256:    {b['sha256'] or '-'}",
+        f"Started:   {b['started_at']}",
+        f"Finished:  {b['finished_at'] or '-'}",
+        f"Verified:  {b['verified_at'] or '-'}",
+    ]
+    if b["counts"]:
+        counts = ", ".join(
+            f"{k} {v[0] if isinstance(v, list) and v[0] == v[1] else v}" for k, v in b["counts"].items()
+        )
+        lines.append(f"Counted:   {counts}")
+    if b["error"]:
+        lines.append(f"Error:     {b['error']}")
+    return lines
+
+
+def backups_list(args):
+    addon = _one_addon(args)
+    rows = api().get(_backups_path(args, addon))
+    return rows, table(
+        rows,
+        ["ID", "STATE", "SIZE", "TRIGGER", "STARTED"],
+        lambda b: [
+            b["name"],
+            STATE_WORDS.get(b["state"], b["state"]),
+            _size(b["size"]),
+            b["trigger"],
+            b["started_at"],
+        ],
+        empty=f"No backups of {addon}; take one with `berth {_kind_of(args).replace('postgres', 'pg')}:backups:capture "
+        f"{addon} -a {args.app}`.",
+    )
+
+
+def backups_capture(args):
+    addon = _one_addon(args)
+    backup = _slow_api().post(_backups_path(args, addon), {})
+    return (
+        backup,
+        f"Captured {addon}/{backup['name']}: {_size(backup['size'])}, sha256 {backup['sha256'][:16]}…",
+    )
+
+
+def backups_info(args):
+    addon, backup = _backup_ref(args)
+    found = api().get(_backup_path(args, addon, backup))
+    return found, "\n".join(_backup_lines(found))
+
+
+def backups_verify(args):
+    addon, backup = _backup_ref(args)
+    found = _slow_api().post(_backup_path(args, addon, backup, "/verify"), {})
+    if found["state"] != "verified":
+        raise CliError(f"{addon}/{backup} failed its verification: {found['error']}")
+    counted = ", ".join(f"{k} {v}" for k, v in found["verify_counts"].items()) or "nothing"
+    return found, f"Verified {addon}/{backup} by restoring it into a throwaway server: {counted}"
+
+
+def backups_download(args):
+    addon, backup = _backup_ref(args)
+    target = Path(args.output or f"{addon}-{backup}.{'dump' if _kind_of(args) == 'postgres' else 'rdb'}")
+    partial = target.with_name(target.name + ".partial")
+    client = _slow_api()
+    digest = hashlib.sha256()
+    size = 0
+    path = _backup_path(args, addon, backup, "/download")
+    try:
+        with client.http.stream("GET", path, timeout=httpx.Timeout(30.0, read=None)) as response:
+            if not response.is_success:
+                response.read()
+                try:
+                    data = response.json()
+                except ValueError:
+                    data = None
+                raise client.api_error(response, data, "GET", path)
+            expected = response.headers.get("X-Berth-Sha256", "")
+            with open(partial, "wb") as f:
+                for chunk in response.iter_bytes(1024 * 1024):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    f.write(chunk)
+    except httpx.HTTPError as exc:
+        partial.unlink(missing_ok=True)
+        raise client.transport_error(exc, "GET", path) from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    if digest.hexdigest() != expected:
+        partial.unlink(missing_ok=True)
+        raise CliError(f"the download of {addon}/{backup} does not match its checksum; nothing was kept")
+    os.replace(partial, target)
+    result = {"backup": backup, "addon": addon, "file": str(target), "size": size, "sha256": expected}
+    return result, f"Downloaded {addon}/{backup} to {target} ({_size(size)}, sha256 checked)"
+
+
+def backups_restore(args):
+    source, backup = _backup_ref(args)
+    into = args.addon or source
+    if args.confirm != args.app:
+        raise CliError(
+            f"this replaces the data of {into} (attached to {args.app}) with backup {source}/{backup}; "
+            f"to proceed, add --confirm {args.app}"
+        )
+    print(
+        f"Restoring {source}/{backup} into {into}: the app's queries on the restored tables wait until it "
+        "commits; if it fails, nothing changes…",
+        file=sys.stderr,
+    )
+    done = _slow_api().post(_backup_path(args, source, backup, "/restore"), {"into": into})
+    return done, (
+        f"Restored {source}/{backup} into {into} in {done['seconds']:.1f} s. Meanwhile: {done['note']}"
+    )
+
+
+def backups_schedule(args):
+    addon = _one_addon(args)
+    schedule = api().put(
+        app_path(args, f"/addons/{segment(addon)}/backup-schedule"), {"at": args.at, "keep": args.keep}
+    )
+    return schedule, (
+        f"{addon} is backed up every day at {schedule['at']}, each backup verified by a restore; "
+        f"the newest {schedule['keep']} scheduled backups are kept"
+    )
+
+
+def backups_unschedule(args):
+    addon = _one_addon(args)
+    api().delete(app_path(args, f"/addons/{segment(addon)}/backup-schedule"))
+    return {"unscheduled": addon}, f"{addon} has no backup schedule any more (its backups stay)"
+
+
+def _with_name(run, name: str):
+    def named(args):
+        args.command_name = name
+        return run(args)
+
+    named.__doc__ = run.__doc__
+    return named
+
+
+BACKUP_COMMANDS = [
+    ("backups", "list an add-on's backups and their verification", (OPTIONAL_ADDON,), backups_list),
+    (
+        "backups:capture",
+        "take a backup now (streamed to the backup store with its checksum)",
+        (OPTIONAL_ADDON,),
+        backups_capture,
+    ),
+    (
+        "backups:info",
+        "a backup's state, size, checksum, counts and error",
+        (BACKUP_ID, OPTIONAL_ADDON),
+        backups_info,
+    ),
+    (
+        "backups:verify",
+        "restore a backup into a throwaway server and compare what it holds with what was captured",
+        (BACKUP_ID, OPTIONAL_ADDON),
+        backups_verify,
+    ),
+    (
+        "backups:download",
+        "save a backup to a file (streamed; its checksum checked)",
+        (BACKUP_ID, OPTIONAL_ADDON, arg("-o", "--output", metavar="FILE", help="default: ADDON-ID.dump")),
+        backups_download,
+    ),
+    (
+        "backups:restore",
+        "replace an add-on's data with a backup, all or nothing (admin+)",
+        (BACKUP_ID, OPTIONAL_ADDON, arg("--confirm", metavar="APP", help="the app's name again")),
+        backups_restore,
+    ),
+    (
+        "backups:schedule",
+        "back an add-on up every day at a time (UTC), each verified by a restore; keep the newest N",
+        (
+            OPTIONAL_ADDON,
+            arg("--at", required=True, metavar="'HH:MM UTC'"),
+            arg("--keep", type=int, default=7, metavar="N"),
+        ),
+        backups_schedule,
+    ),
+    (
+        "backups:unschedule",
+        "stop an add-on's daily backups (its backups stay)",
+        (OPTIONAL_ADDON,),
+        backups_unschedule,
+    ),
+]
+
+for _prefix in ("pg", "redis"):
+    for _name, _summary, _arguments, _run in BACKUP_COMMANDS:
+        _full = f"{_prefix}:{_name}"
+        command(_full, _summary, *_arguments, needs_app=True)(_with_name(_run, _full))
