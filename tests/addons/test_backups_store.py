@@ -2,18 +2,10 @@
 127.0.0.1, stopped by its PID after; the client is the real boto3). Objects go in as streams with their sha256."""
 
 import hashlib
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import boto3
 import pytest
 from berth.addons.store import BackupStoreError, FolderStore, S3Store, backup_store
-
-MOTO_SERVER = Path(sys.executable).with_name("moto_server")
 
 
 def _chunks(total: int, size: int = 256 * 1024):
@@ -33,53 +25,6 @@ def _expected(total: int) -> str:
     for chunk in _chunks(total):
         digest.update(chunk)
     return digest.hexdigest()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    port = _free_port()
-    process = subprocess.Popen(
-        [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("the moto server did not start within 30 s")
-    yield endpoint
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
-@pytest.fixture
-def s3_env(monkeypatch, s3_endpoint):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    bucket = f"berth-backups-{os.getpid()}-{time.monotonic_ns()}"
-    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
-    return s3_endpoint, bucket
 
 
 def test_folder_store_streams_a_backup_in_and_out_with_its_checksum(tmp_path):

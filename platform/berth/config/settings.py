@@ -373,6 +373,8 @@ CELERY_BEAT_SCHEDULE = {
     "cron-tick": {"task": "berth.jobs.tick", "schedule": 15.0},
     # outbound webhooks: retries a restarted worker lost (see berth.hooks.tasks)
     "webhooks-retry-late": {"task": "berth.hooks.retry_late", "schedule": 30.0},
+    # add-on backups: each add-on's daily backup at its time, verified by a restore, old ones pruned
+    "addon-backups-tick": {"task": "berth.addons.backups_tick", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(BERTH_HOME / "celerybeat-schedule")
 
