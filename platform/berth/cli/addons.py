@@ -90,6 +90,14 @@ def addons_info(args):
         f"Attached to:  {_attached(addon)}",
         f"Created:      {addon['created_at']}",
     ]
+    schedule = addon.get("backup_schedule")
+    lines.append(
+        f"Backups:      daily at {schedule['at']}, newest {schedule['keep']} kept"
+        if schedule
+        else "Backups:      no schedule (`berth pg:backups:schedule --at '02:00 UTC'`)"
+    )
+    if addon.get("backup_alarm"):
+        lines.append(f"ALARM:        {addon['backup_alarm']}")
     return addon, "\n".join(lines)
 
 

@@ -406,7 +406,8 @@ redis-cli --no-auth-warning --rdb - 2>/tmp/rdb.err || {{ cat /tmp/rdb.err >&2; e
 {REDIS_KEYSPACE} | sed 's/^/{COUNT_PREFIX}after /' >&2
 """
 
-BACKUP_FILE = "/tmp/backup/backup"
+BACKUP_DIR = "/tmp"  # the engine extracts an archive into an existing folder
+BACKUP_FILE = f"{BACKUP_DIR}/berth-backup"
 
 # A throwaway server of the same image, no network: the backup is restored into it and counted.
 POSTGRES_VERIFY = rf"""set -e
@@ -420,12 +421,13 @@ as_pg psql -X -At -h /run/postgresql -U berth -d berth -c "$BERTH_COUNT_SQL" | s
 """
 REDIS_VERIFY = rf"""set -e
 mkdir -p /tmp/r; cp {BACKUP_FILE} /tmp/r/dump.rdb; chown -R redis /tmp/r
-setpriv --reuid=redis --regid=redis --init-groups redis-server --port 0 --unixsocket /tmp/r/s --dir /tmp/r \
-  --dbfilename dump.rdb --appendonly no --save '' --daemonize yes --logfile /tmp/r/log
+# the server in a subshell that notes its end: a dead child stays a zombie that `kill -0` still finds
+( setpriv --reuid=redis --regid=redis --init-groups redis-server --port 0 --unixsocket /tmp/r/s --dir /tmp/r \
+  --dbfilename dump.rdb --appendonly no --save '' --logfile /tmp/r/log || true; touch /tmp/r/ended ) &
 i=0
 until [ "$(redis-cli -s /tmp/r/s ping 2>/dev/null)" = PONG ]; do
-  i=$((i+1)); if [ $i -gt 3000 ]; then echo 'the backup did not load'; cat /tmp/r/log; exit 1; fi
-  if ! pgrep -x redis-server >/dev/null && [ $i -gt 10 ]; then echo 'redis-server refused the backup:'; tail -5 /tmp/r/log; exit 1; fi
+  if [ -e /tmp/r/ended ]; then echo 'redis-server refused the backup:'; tail -5 /tmp/r/log; exit 1; fi
+  i=$((i+1)); if [ $i -gt 3000 ]; then echo 'the backup did not load within 10 minutes'; exit 1; fi
   sleep 0.2
 done
 redis-cli -s /tmp/r/s info keyspace | tr -d '\r' | sed -n 's/^db\([0-9]*\):keys=\([0-9]*\).*/{COUNT_PREFIX}db\1=\2/p'
@@ -599,7 +601,9 @@ def _job_with_file(
     container_id = _job_create(client, spec, job=job, script=script, env=env, on_team_network=on_team_network)
     try:
         try:
-            client.api.put_archive(container_id, "/tmp/backup", _tar_stream("backup", size, chunks))
+            client.api.put_archive(
+                container_id, BACKUP_DIR, _tar_stream(BACKUP_FILE.rsplit("/", 1)[1], size, chunks)
+            )
         except docker.errors.APIError as exc:
             raise AddonRuntimeError(
                 f"could not hand the backup to the {job}: {exc.explanation or exc}"
