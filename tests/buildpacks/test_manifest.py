@@ -71,7 +71,11 @@ def test_app_json_names_the_buildpack_over_detection_and_the_app_setting_over_bo
         ),
         (
             {"buildpacks": [{"url": "heroku/nodejs"}, {"url": "heroku/python"}]},
-            "app.json: buildpacks lists 2; Berth builds an app with one buildpack",
+            "app.json: buildpacks: python cannot follow node; Berth chains node then static",
+        ),
+        (
+            {"buildpacks": [{"url": "heroku/nodejs"}, {"url": "heroku/nodejs"}, {"url": "static"}]},
+            "app.json: buildpacks lists 3; Berth chains at most 2",
         ),
         (
             {"healthchecks": {"web": {"path": "healthz"}}},

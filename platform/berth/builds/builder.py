@@ -133,9 +133,10 @@ def build_context(
         if wrapped:
             ca = ca_bundle.read_bytes() if ca_bundle else b""
             _add_bytes(tar, CONTEXT_CA_PATH, ca)
-            if buildpack.files_dir.is_dir():
-                for path in sorted(buildpack.files_dir.rglob("*")):
-                    arcname = "berth/files/" + path.relative_to(buildpack.files_dir).as_posix()
+            # a chain's templates COPY each buildpack's own helpers (berth-node, then berth-static-output)
+            for files_dir in (b.files_dir for b in buildpack.chain if b.files_dir.is_dir()):
+                for path in sorted(files_dir.rglob("*")):
+                    arcname = "berth/files/" + path.relative_to(files_dir).as_posix()
                     tar.add(path, arcname=arcname, recursive=False, filter=_normalise)
     context.seek(0)
     return context

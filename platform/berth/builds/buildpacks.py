@@ -3,8 +3,14 @@
 Buildpacks are data: `buildpack.toml` declares the name, a priority (lower is tried first), a detect rule, the
 stack variant to build FROM and the default web command; `Dockerfile.template` is rendered with a few
 `{{placeholders}}` (Dockerfiles use `$VAR` themselves, so `string.Template`'s `$` would collide).
+
+Chaining (app.json's `"buildpacks": [{"url": "heroku/nodejs"}, {"url": "heroku-community/static"}]`): the last
+buildpack makes the image that runs, the one before it builds. The last one says which it can follow with a
+`Dockerfile.after-<name>.template`: the earlier buildpack's build stages are rendered first (its template up to its
+last FROM), then that file, which may continue the earlier stage and copies what it needs from it.
 """
 
+import dataclasses
 import json
 import re
 import tomllib
@@ -50,10 +56,16 @@ class Buildpack:
     directory: Path
     context: str = "wrapped"
     exclude: tuple[str, ...] = ()
+    # chaining (buildpack_chain): the buildpacks as loaded, in the order they build; empty for one on its own
+    chained: tuple["Buildpack", ...] = ()
 
     @property
     def template_path(self) -> Path:
         return self.directory / "Dockerfile.template"
+
+    def after_template_path(self, previous: str) -> Path:
+        """The template that follows buildpack `previous`'s build stages when chained after it."""
+        return self.directory / f"Dockerfile.after-{previous}.template"
 
     @property
     def files_dir(self) -> Path:
@@ -61,9 +73,19 @@ class Buildpack:
         return self.directory / "files"
 
     @property
+    def chain(self) -> tuple["Buildpack", ...]:
+        """The buildpacks that build, in order (this one alone when not chained)."""
+        return self.chained or (self,)
+
+    @property
+    def before(self) -> tuple["Buildpack", ...]:
+        """The buildpacks chained before the last one, whose template makes the image that runs."""
+        return self.chain[:-1]
+
+    @property
     def stacks(self) -> tuple[str, ...]:
         """Every stack variant the build needs, build stack first."""
-        return tuple(dict.fromkeys((self.stack, self.run_stack)))
+        return tuple(dict.fromkeys(v for b in self.chain for v in (b.stack, b.run_stack)))
 
     def detects(self, source_dir: Path) -> bool:
         """Whether the tree holds one of the detect files (a link out of the tree is refused: tree.UnsafePath)."""
@@ -133,14 +155,46 @@ def get_buildpack(name: str, *, directory: Path | None = None) -> Buildpack:
     raise BuildError(f"unknown buildpack {name!r}; known buildpacks: {known}")
 
 
+def buildpack_chain(names: tuple[str, ...], *, directory: Path | None = None) -> Buildpack:
+    """The buildpack that builds with `names` in order: the one named alone, or the last one chained after the one
+    before it (its `before`). BuildError, naming app.json's field, when the last cannot follow the one before."""
+    buildpacks = [get_buildpack(name, directory=directory) for name in names]
+    if len(buildpacks) == 1:
+        return buildpacks[0]
+    first, last = buildpacks  # app.json's reader allows at most two
+    if (
+        first.context != "wrapped"
+        or last.context != "wrapped"
+        or not last.after_template_path(first.name).is_file()
+    ):
+        chains = [
+            f"{previous.name} then {b.name}"
+            for b in load_buildpacks(directory)
+            for previous in load_buildpacks(directory)
+            if b.after_template_path(previous.name).is_file()
+        ]
+        raise BuildError(
+            f"app.json: buildpacks: {last.name} cannot follow {first.name}; Berth chains "
+            + (", ".join(chains) or "no buildpacks")
+        )
+    return dataclasses.replace(
+        last,
+        name=f"{first.name}+{last.name}",
+        display_name=f"{first.display_name}, then {last.display_name}",
+        exclude=tuple(dict.fromkeys((*first.exclude, *last.exclude))),
+        chained=(first, last),
+    )
+
+
 def detect(source_dir: Path, override: str | None = None, *, directory: Path | None = None) -> Buildpack:
-    """The buildpack for a source tree: the one named by `override` (an app setting), else the one app.json names,
-    else the first that detects. An app.json Berth cannot use is refused (BuildError naming the field) either way."""
+    """The buildpack for a source tree: the one named by `override` (an app setting), else the one app.json names
+    (a chain of two: see buildpack_chain), else the first that detects. An app.json Berth cannot use is refused
+    (BuildError naming the field) either way."""
     manifest = manifest_read(Path(source_dir))
     if override:
         return get_buildpack(override, directory=directory)
     if manifest is not None and manifest.buildpacks:
-        return get_buildpack(manifest.buildpacks[-1], directory=directory)
+        return buildpack_chain(manifest.buildpacks, directory=directory)
     for buildpack in load_buildpacks(directory):
         if buildpack.detects(Path(source_dir)):
             return buildpack
@@ -153,14 +207,42 @@ def web_command_cmd(command: str) -> str:
 
 
 def plan_for(buildpack: Buildpack, source_dir: Path, config: dict[str, str] | None = None) -> BuildPlan:
-    """What the tree asks of `buildpack` (berth.builds.detection): the stacks, the template's extra values."""
-    return build_plan(
-        name=buildpack.name,
-        stack=buildpack.stack,
-        run_stack=buildpack.run_stack,
-        source_dir=Path(source_dir),
-        config=config or {},
+    """What the tree asks of `buildpack` (berth.builds.detection): the stacks, the template's extra values. A
+    chain builds on its first buildpack's stack, runs on its last one's, and has every planner's values and steps."""
+    plans = [
+        build_plan(
+            name=b.name,
+            stack=b.stack,
+            run_stack=b.run_stack,
+            source_dir=Path(source_dir),
+            config=config or {},
+        )
+        for b in buildpack.chain
+    ]
+    if len(plans) == 1:
+        return plans[0]
+    return BuildPlan(
+        stack=plans[0].stack,
+        run_stack=plans[-1].run_stack,
+        values={key: value for plan in plans for key, value in plan.values.items()},
+        steps=tuple(step for plan in plans for step in plan.steps),
     )
+
+
+_FROM_LINE = re.compile(r"^FROM\s", re.MULTILINE | re.IGNORECASE)
+
+
+def template_text(buildpack: Buildpack) -> str:
+    """The Dockerfile template of `buildpack`; chained, the build stages of the one before (its template up to its
+    last FROM) followed by this one's template for following it."""
+    if not buildpack.before:
+        return buildpack.template_path.read_text()
+    previous = buildpack.before[-1]
+    earlier = previous.template_path.read_text()
+    froms = list(_FROM_LINE.finditer(earlier))
+    if len(froms) < 2:
+        raise BuildError(f"{previous.template_path} has no build stage to chain after (one FROM only)")
+    return earlier[: froms[-1].start()] + buildpack.after_template_path(previous.name).read_text()
 
 
 def render_dockerfile(
@@ -179,7 +261,7 @@ def render_dockerfile(
     the app's dependency cache (its last build's dependency stage; by default none: the stack image), `cache_ref`
     the tag the new dependency stage gets (written into its label, so that no two apps' stages are one image)."""
     source_dir = Path(source_dir)
-    template = buildpack.template_path.read_text()
+    template = template_text(buildpack)
     if plan is None:
         plan = plan_for(buildpack, source_dir)
     if run_image is None:
@@ -209,7 +291,7 @@ def render_dockerfile(
                 raise BuildError("the repository has no Dockerfile")
             return text
         if key not in values:
-            raise BuildError(f"{buildpack.template_path}: unknown placeholder {{{{{key}}}}}")
+            raise BuildError(f"{buildpack.name}'s Dockerfile template: unknown placeholder {{{{{key}}}}}")
         return values[key]
 
     return _PLACEHOLDER.sub(substitute, template)

@@ -16,6 +16,9 @@ from berth.core.cron import CronError, cron_parse
 
 MAX_MANIFEST_BYTES = 256 * 1024
 MAX_QUANTITY = 100
+MAX_CHAIN = (
+    2  # buildpacks in app.json: the one that makes the image that runs, and at most one building before it
+)
 # Heroku's buildpack names (and Berth's own) → the Berth buildpack that builds that way
 BUILDPACK_NAMES = {
     "heroku/python": "python",
@@ -65,10 +68,10 @@ def _buildpacks(value) -> tuple[str, ...]:
             known = ", ".join(sorted(n for n in BUILDPACK_NAMES if "/" in n))
             raise _fail(f"buildpacks[{number}].url {url!r} is not one Berth has; Berth has {known}")
         names.append(BUILDPACK_NAMES[url])
-    if len(names) > 1:
+    if len(names) > MAX_CHAIN:
         raise _fail(
-            f"buildpacks lists {len(names)}; Berth builds an app with one buildpack (no chaining yet): keep the one "
-            "that builds the app"
+            f"buildpacks lists {len(names)}; Berth chains at most {MAX_CHAIN}: one that builds (heroku/nodejs) and "
+            "one that runs its output (heroku-community/static)"
         )
     return tuple(names)
 
