@@ -6,6 +6,7 @@ from django.urls import path, register_converter
 
 from berth.dashboard import (
     activity_views,
+    addon_views,
     cert_views,
     cli_views,
     first_deploy_views,
@@ -64,6 +65,23 @@ urlpatterns = [
     path("apps/<appname:app>/cron/add", workflow_views.cron_add, name="cron-add"),
     path("apps/<appname:app>/cron/<int:job_id>/remove", workflow_views.cron_remove, name="cron-remove"),
     path("apps/<appname:app>/promote", workflow_views.promote, name="app-promote"),
+    path("apps/<appname:app>/addons/new", addon_views.addon_create, name="addon-create"),
+    path("apps/<appname:app>/addons/<str:addon>/destroy", addon_views.addon_destroy, name="addon-destroy"),
+    path(
+        "apps/<appname:app>/addons/<str:addon>/backups/capture",
+        addon_views.backup_capture,
+        name="addon-backup-capture",
+    ),
+    path(
+        "apps/<appname:app>/addons/<str:addon>/backups/<str:backup>/verify",
+        addon_views.backup_verify,
+        name="addon-backup-verify",
+    ),
+    path(
+        "apps/<appname:app>/addons/<str:addon>/backups/<str:backup>/restore",
+        addon_views.backup_restore,
+        name="addon-backup-restore",
+    ),
     path("apps/<appname:app>/rollback", views.rollback, name="rollback"),
     path("apps/<appname:app>/deploy", views.deploy_image, name="deploy"),
     path("apps/<appname:app>/settings", views.app_settings, name="app-settings"),

@@ -22,6 +22,7 @@ from berth.builds import services as builds_services
 from berth.builds.procfile import RELEASE_PROCESS
 from berth.certs.acme_client import acme_enabled
 from berth.certs.selectors import apps_with_certificates
+from berth.dashboard.addon_views import addon_panel
 from berth.dashboard.certificates import certificate_alarms, certificate_rows
 from berth.dashboard.common import attempt, client_ip, current_team, page, team_with_role
 from berth.dashboard.forms import (
@@ -233,6 +234,7 @@ def app_page(
             "domains": list(apps_selectors.domains_for_app(app=app)),
             "certificates": certificate_rows(app),
             "cert_alarms": certificate_alarms(app=app),
+            "addons": addon_panel(app=app, role=role),
             "acme_enabled": acme_enabled(),
             "config_rows": config_rows,
             "builds": list(builds_for_app(app=app)),
