@@ -29,6 +29,8 @@ SCRIPT_TIMEOUT_S = 20 * 60  # a hung benchmark is stopped (its process group) an
 
 # arguments per script: chosen so `make bench` ends in about 25 minutes on 2 shared vCPUs
 FULL = {
+    # 256 MB, not the 1 GB: filling, dumping and restoring 1 GB takes too long on this machine
+    "addons": ["--runs", "3", "--mb", "256"],
     "api_apps_list": ["--rounds", "3", "--requests", "100"],
     "build_raw": ["--cold-runs", "3", "--warm-runs", "3"],
     "buildpacks": ["--warm-runs", "2"],
@@ -42,8 +44,10 @@ FULL = {
     "process_ready": ["--rounds", "3"],
     "push_to_live": ["--runs", "5"],
     "router_overhead": ["--repeats", "3", "--duration", "3", "--deaths", "5"],
+    "router_growth": ["--runs", "3"],
 }
 QUICK = {
+    "addons": ["--runs", "1", "--mb", "16"],
     "api_apps_list": ["--rounds", "2", "--requests", "30"],
     "build_raw": ["--cold-runs", "1", "--warm-runs", "2"],
     "buildpacks": ["--warm-runs", "1", "--apps", "py-uv-fastapi,node-pnpm,go"],
@@ -57,6 +61,7 @@ QUICK = {
     "process_ready": ["--rounds", "1"],
     "push_to_live": ["--runs", "2"],
     "router_overhead": ["--repeats", "2", "--duration", "1", "--deaths", "2"],
+    "router_growth": ["--runs", "1", "--threads", "2"],
 }
 
 
