@@ -36,7 +36,41 @@ def test_the_fields_berth_uses_are_read(tmp_path):
         "worker": {"quantity": 1, "size": ""},
     }
     assert manifest.buildpacks == ("python",)
-    assert manifest.healthchecks == {"web": {"path": "/healthz", "timeout": 3}}
+    # the older one-object form reads as one startup check with Dokku's defaults
+    assert manifest.healthchecks == {
+        "web": [
+            {
+                "type": "startup",
+                "path": "/healthz",
+                "attempts": 5,
+                "timeout": 3,
+                "wait": 5,
+                "initialDelay": 0,
+                "name": "",
+                "content": "",
+            }
+        ]
+    }
+
+
+def test_healthchecks_are_read_in_dokkus_form(tmp_path):
+    checks = [
+        {"type": "startup", "name": "db", "path": "/ready", "attempts": 3, "timeout": 2, "content": "ok"},
+        {"path": "/", "wait": 1, "initialDelay": 2},
+    ]
+    manifest = manifest_read(_app(tmp_path, {"healthchecks": {"web": checks}}))
+    first, second = manifest.healthchecks["web"]
+    assert first == {
+        "type": "startup",
+        "name": "db",
+        "path": "/ready",
+        "attempts": 3,
+        "timeout": 2,
+        "wait": 5,
+        "initialDelay": 0,
+        "content": "ok",
+    }
+    assert (second["path"], second["wait"], second["initialDelay"], second["attempts"]) == ("/", 1, 2, 5)
 
 
 def test_no_app_json_is_no_manifest(tmp_path):
@@ -83,7 +117,24 @@ def test_app_json_names_the_buildpack_over_detection_and_the_app_setting_over_bo
         ),
         (
             {"healthchecks": {"web": {"path": "/", "timeout": 0}}},
-            "app.json: healthchecks.web.timeout must be a number",
+            "app.json: healthchecks.web.timeout must be a number of seconds from 1 to 300",
+        ),
+        (
+            {"healthchecks": {"web": [{"type": "liveness", "path": "/"}]}},
+            "app.json: healthchecks.web[0].type 'liveness' is not one Berth runs; it runs startup checks",
+        ),
+        (
+            {"healthchecks": {"web": [{"path": "/"}, {"path": "/ready", "attempts": 0}]}},
+            "app.json: healthchecks.web[1].attempts must be a number of tries from 1 to 100",
+        ),
+        (
+            {"healthchecks": {"web": [{"path": "/", "command": ["curl", "localhost"]}]}},
+            "app.json: healthchecks.web[0].command is not a check field Berth runs",
+        ),
+        ({"healthchecks": {"web": []}}, "app.json: healthchecks.web must be a list of 1 to 10 checks"),
+        (
+            {"healthchecks": {"worker": [{"path": "/"}]}},
+            "app.json: healthchecks.worker: Berth checks web only",
         ),
     ],
 )

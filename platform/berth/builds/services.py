@@ -31,7 +31,7 @@ from berth.builds.images import (
     image_reference_pullable,
 )
 from berth.builds.logstream import LogStream
-from berth.builds.manifest import manifest_read
+from berth.builds.manifest import AppManifest, manifest_read
 from berth.builds.models import ACTIVE_BUILD_STATUSES, Build, BuildStatus, build_cache_ref
 from berth.builds.procfile import read_procfile
 from berth.builds.repos import repo_path
@@ -268,6 +268,7 @@ class BuiltImage:
     procfile: dict[str, str]
     description: str
     manifest_cron: tuple[dict, ...] | None = None  # app.json's scheduled jobs (None: it declares none)
+    manifest: AppManifest | None = None  # the tree's app.json, checked (formation, postdeploy, healthchecks)
 
 
 def build_image(build: Build, log: BuildLog) -> BuiltImage:
@@ -313,6 +314,7 @@ def build_image(build: Build, log: BuildLog) -> BuiltImage:
         procfile=procfile,
         description=f"Deploy {build.git_sha[:7]}",
         manifest_cron=manifest.cron if manifest is not None else None,
+        manifest=manifest,
     )
 
 

@@ -9,6 +9,7 @@ import socket
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from berth.builds.errors import BuildCancelled, BuildError
@@ -24,10 +25,11 @@ from berth.builds.services import (
     build_transition,
 )
 from berth.core.sweep import register_sweeper
-from berth.deploys.rollout import DeployError, release_deploy
+from berth.deploys.formation import formation_update
+from berth.deploys.rollout import DeployError, release_deploy, release_postdeploy
 from berth.deploys.signals import build_released
 from berth.releases.models import Release, ReleaseStatus
-from berth.releases.services import release_create
+from berth.releases.services import release_create, release_set_status
 from berth.runtime.registry import RegistryError, app_image_push, registry_enabled
 
 logger = logging.getLogger(__name__)
@@ -88,6 +90,9 @@ def _build_release_deploy(build: Build, log: BuildLog) -> str | None:
             return BuildStatus.CANCELLED
         image = _push_to_registry(build, built.image, log)
         Build.objects.filter(pk=build.pk).update(image=image)
+        manifest = built.manifest
+        # app.json's formation and postdeploy script apply to the app's first release only, as on Heroku
+        first_release = not Release.objects.filter(app=app).exists()
         release = release_create(
             app=app,
             image=image,
@@ -95,11 +100,16 @@ def _build_release_deploy(build: Build, log: BuildLog) -> str | None:
             description=built.description,
             actor=build.created_by,
             status="built",
+            healthchecks=manifest.healthchecks if manifest is not None else {},
         )
         Build.objects.filter(pk=build.pk).update(release=release)
+        if first_release and manifest is not None and manifest.formation:
+            _first_formation(build, release, manifest.formation, log)
         log(f"-----> Releasing v{release.version}…")
         release_deploy(release=release, log=log)
         log(f"-----> Released v{release.version}")
+        if first_release and manifest is not None and manifest.postdeploy:
+            release_postdeploy(release=release, command=manifest.postdeploy, log=log)
         log(f"       {app.url} deployed to Berth")
         if settings.BERTH_ACME_DIRECTORY and settings.BERTH_HTTPS_PORT and not app.serves_https:
             # berth.certs issues it once the release is live (build_released, below): say so, as the URL is http
@@ -113,6 +123,31 @@ def _build_release_deploy(build: Build, log: BuildLog) -> str | None:
         logger.exception("build %s crashed", build.pk)
         return f"internal error: {type(exc).__name__}: {exc}"
     return None
+
+
+def _first_formation(build: Build, release: Release, formation: dict[str, dict], log: BuildLog) -> None:
+    """Scale the app's first release as its app.json's `formation` asks (quantities; sizes are Heroku's dyno names,
+    which Berth has not: `berth ps:scale` sets limits), within the team's quotas. A formation Berth refuses (a
+    process type the Procfile lacks, a quota) fails the build before anything runs; the release is marked failed."""
+    changes = [
+        {"process": process, "replicas": spec["quantity"]} for process, spec in sorted(formation.items())
+    ]
+    try:
+        formation_update(app=build.app, changes=changes, actor=build.created_by)
+    except ValidationError as exc:
+        words = "; ".join(
+            f"{field}: {' '.join(messages)}" if field != "__all__" else " ".join(messages)
+            for field, messages in exc.message_dict.items()
+        )
+        reason = f"app.json: formation: {words}"
+        release_set_status(
+            release=release,
+            from_statuses=[ReleaseStatus.BUILT],
+            to_status=ReleaseStatus.FAILED,
+            reason=reason,
+        )
+        raise BuildError(reason) from exc
+    log("-----> Formation from app.json: " + ", ".join(f"{c['process']}={c['replicas']}" for c in changes))
 
 
 def _push_to_registry(build: Build, image: str, log: BuildLog) -> str:

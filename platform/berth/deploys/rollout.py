@@ -29,7 +29,7 @@ from berth.deploys.signals import releases_retired
 from berth.releases.models import Release, ReleaseStatus
 from berth.releases.services import release_create, release_image_available, release_set_status
 from berth.routing.router import Endpoint, get_router
-from berth.runtime.health import http_probe, http_ready
+from berth.runtime.health import http_probe, http_ready, startup_check
 from berth.runtime.oneoff import run_oneoff
 from berth.runtime.scheduler import ProcessSpec, Scheduler, SchedulerError, TaskInfo, get_scheduler
 
@@ -80,8 +80,9 @@ def web_endpoints(*, app_name: str, release: int, generation: int | None = None)
     ]
 
 
-def process_wait_ready(*, app: App, spec, deadline: float) -> None:
-    """Wait until spec's tasks run and, for web, each answers Berth's HTTP check; DeployError otherwise."""
+def process_wait_ready(*, app: App, spec, deadline: float, checks: list[dict] | None = None) -> None:
+    """Wait until spec's tasks run and, for web, each answers Berth's HTTP check, or passes each of `checks` (the
+    release's app.json startup checks, berth.builds.manifest) when it has some; DeployError otherwise."""
     scheduler = get_scheduler()
     tasks = scheduler.wait_running(
         app=app.name,
@@ -96,13 +97,21 @@ def process_wait_ready(*, app: App, spec, deadline: float) -> None:
     for task in tasks:
         exited: list[TaskInfo] = []
         still_running = functools.partial(_task_still_running, scheduler, spec=spec, task=task, exited=exited)
-        if not http_ready(
+        failed_check = None
+        if checks:
+            failed_check = _startup_checks_failed(task, checks, still_running)
+        elif not http_ready(
             task.node_address,
             task.published_port,
             app.health_check_path,
             timeout=max(1.0, deadline - time.monotonic()),
             still_worth_it=still_running,
         ):
+            failed_check = (
+                f"web did not answer HTTP on $PORT at {app.health_check_path} within {BOOT_TIMEOUT} s"
+                f" (status 500 or above, or nothing listening)"
+            )
+        if failed_check is not None:
             if exited:
                 try:
                     last_lines = scheduler.task_logs(task.id, tail=LOG_TAIL)
@@ -117,10 +126,32 @@ def process_wait_ready(*, app: App, spec, deadline: float) -> None:
                         ]
                     )
                 )
-            raise DeployError(
-                f"web did not answer HTTP on $PORT at {app.health_check_path} within {BOOT_TIMEOUT} s"
-                f" (status 500 or above, or nothing listening)"
+            raise DeployError(failed_check)
+
+
+def _startup_checks_failed(
+    task: TaskInfo, checks: list[dict], still_running: Callable[[], bool]
+) -> str | None:
+    """Run app.json's startup checks on one new web task, in order; the words of the first that failed, or None."""
+    for check in checks:
+        passed, outcome = startup_check(
+            task.node_address,
+            task.published_port,
+            path=check["path"],
+            attempts=check["attempts"],
+            timeout=check["timeout"],
+            wait=check["wait"],
+            initial_delay=check["initialDelay"],
+            content=check.get("content", ""),
+            still_worth_it=still_running,
+        )
+        if not passed:
+            name = f" {check['name']!r}" if check.get("name") else ""
+            return (
+                f"web did not pass app.json's startup check{name} (GET {check['path']}, {check['attempts']} "
+                f"attempts): {outcome}"
             )
+    return None
 
 
 def _task_still_running(scheduler, *, spec, task, exited: list) -> bool:
@@ -254,6 +285,47 @@ def _release_phase(release: Release, log: Callable[[str], None]) -> None:
         )
 
 
+def release_postdeploy(
+    *, release: Release, command: str, log: Callable[[str], None] = lambda line: None
+) -> bool:
+    """Run app.json's `scripts.postdeploy` once as a one-off of the live `release` (after the app's first deploy, as
+    on Heroku), its output in `log`. A failure changes nothing that runs (the release is live) but is never silent:
+    a line in `log`, the app's events and the audit log. Returns whether it succeeded."""
+    app = release.app
+    log(f"-----> Running app.json's postdeploy script: {command}")
+    try:
+        result = run_oneoff(
+            app=app.name,
+            team=app.team.name,
+            release=release.version,
+            image=release.image,
+            command=command,
+            env=release.config,
+            on_line=lambda line: log(f"       {line}"),
+            timeout=RELEASE_PHASE_TIMEOUT,
+        )
+        failure = None if result.exit_code == 0 else f"exit {result.exit_code}"
+    except Exception as exc:  # noqa: BLE001 - the release is live whatever happened to its one-off: report it
+        logger.exception("%s v%s: the postdeploy script could not run", app.name, release.version)
+        failure = f"it could not run: {exc}"
+    if failure is None:
+        app_event(app.name, "release.postdeploy", f"v{release.version}: postdeploy script succeeded")
+        return True
+    message = (
+        f"app.json's postdeploy script failed ({failure}); v{release.version} stays live; its output is above"
+    )
+    log(f"-----> warning: {message}")
+    app_event(app.name, "release.postdeploy_failed", message)
+    audit_record(
+        action="release.postdeploy_failed",
+        actor=None,
+        team=app.team,
+        target=f"{app.name} v{release.version}",
+        data={"command": command, "failure": failure},
+    )
+    return False
+
+
 def _start_processes(release: Release, scheduler: Scheduler, log: Callable[[str], None]) -> None:
     """Start every process type of the release beside the live one and wait until each is ready (web: answers
     HTTP on its port) within BOOT_TIMEOUT, which does not count the release phase."""
@@ -267,9 +339,17 @@ def _start_processes(release: Release, scheduler: Scheduler, log: Callable[[str]
             + (f" (run it with: berth ps:scale {spec.process}=1)" if spec.replicas == 0 else "")
         )
         scheduler.ensure_process(spec)
+    checks = (release.healthchecks or {}).get("web")
+    if checks:
+        log(f"-----> Checking web with app.json's startup checks: {', '.join(c['path'] for c in checks)}")
     for spec in specs:
         if spec.replicas:
-            process_wait_ready(app=release.app, spec=spec, deadline=boot_started + BOOT_TIMEOUT)
+            process_wait_ready(
+                app=release.app,
+                spec=spec,
+                deadline=boot_started + BOOT_TIMEOUT,
+                checks=checks if spec.is_web else None,
+            )
 
 
 def _release_failed(
@@ -406,6 +486,7 @@ def release_rollback(*, app: App, version: int, actor, remote_addr: str | None =
             actor=actor,
             status=ReleaseStatus.PENDING,  # deployed like a config release, by the receiver of release_created
             config=target.config,
+            healthchecks=target.healthchecks,
         )
     audit_record(
         action="release.rollback",

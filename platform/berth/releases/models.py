@@ -30,6 +30,9 @@ class Release(models.Model):
     image = models.CharField(max_length=512, blank=True, default="")
     config_encrypted = models.TextField(blank=True, default="")
     procfile = models.JSONField(default=dict, blank=True)
+    # app.json's startup checks of its build ({"web": [{"path": "/ready", "attempts": 5, …}]}, berth.builds.manifest),
+    # run before the cut-over instead of the app's default check; a config change or a rollback carries them on
+    healthchecks = models.JSONField(default=dict, blank=True)
     description = models.CharField(max_length=500, blank=True, default="")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -40,12 +40,15 @@ def release_create(
     actor,
     status: str = "pending",
     config: dict[str, str] | None = None,
+    healthchecks: dict | None = None,
 ) -> Release:
     """Make the next release (v1, v2…) of `app` from an image, a procfile and the app's current config vars.
 
     Numbering is safe under concurrency: the app is locked (apps.services.app_row_lock) while the next number is
     taken, and a clash that still happens is retried. New process types get a formation row (web 1, others 0).
     `config` (a rollback's: the old release's vars) replaces the snapshot of the app's current config vars.
+    `healthchecks` (a build's app.json startup checks, a rollback's: the old release's) by default are the latest
+    release's, so a config change keeps checking as the build asked.
     """
     if status not in ReleaseStatus.values:
         raise ValidationError({"status": f"must be one of {', '.join(ReleaseStatus.values)}"})
@@ -65,12 +68,20 @@ def release_create(
                 # A rollback passes the old release's config; everything else snapshots the app's.
                 if config is None:
                     config = {var.key: var.value for var in ConfigVar.objects.filter(app=app)}
+                if healthchecks is None:
+                    healthchecks = (
+                        Release.objects.filter(app=app, version=last)
+                        .values_list("healthchecks", flat=True)
+                        .first()
+                        or {}
+                    )
                 release = Release.objects.create(
                     app=app,
                     version=(last or 0) + 1,
                     image=image,
                     config_encrypted=encrypt_json(config),
                     procfile=procfile,
+                    healthchecks=healthchecks,
                     description=(description or "")[:500],
                     created_by=actor if getattr(actor, "is_authenticated", False) else None,
                     status=status,

@@ -49,3 +49,55 @@ def http_ready(
         if remaining <= 0:
             return False
         time.sleep(min(interval, remaining))
+
+
+# the body read of a startup check, enough for its `content` (a health page is small)
+MAX_CHECK_BODY = 64 * 1024
+
+
+def http_get(address: str, port: int, path: str = "/", timeout: float = 2.0) -> tuple[int | None, bytes]:
+    """One GET; the status code (None when nothing answered HTTP) and up to MAX_CHECK_BODY bytes of the body."""
+    connection = http.client.HTTPConnection(address, port, timeout=timeout)
+    try:
+        connection.request("GET", path, headers={"User-Agent": "berth-health", "Connection": "close"})
+        response = connection.getresponse()
+        return response.status, response.read(MAX_CHECK_BODY)
+    except (OSError, http.client.HTTPException):
+        return None, b""
+    finally:
+        connection.close()
+
+
+def startup_check(
+    address: str,
+    port: int,
+    *,
+    path: str,
+    attempts: int,
+    timeout: float,
+    wait: float,
+    initial_delay: float = 0,
+    content: str = "",
+    still_worth_it: Callable[[], bool] | None = None,
+) -> tuple[bool, str]:
+    """A startup check as Dokku's app.json declares one: after `initial_delay` seconds, up to `attempts` GETs of
+    `path` (each `timeout` seconds, `wait` seconds apart) until one answers 2xx or 3xx with `content` in its body.
+    Returns whether it passed and, when not, what the last attempt got. `still_worth_it` (a task that exited never
+    answers) is asked before each attempt."""
+    time.sleep(initial_delay)
+    outcome = "no attempt"
+    for attempt in range(1, attempts + 1):
+        if still_worth_it is not None and not still_worth_it():
+            return False, outcome
+        status, body = http_get(address, port, path, timeout=timeout)
+        if status is None:
+            outcome = "nothing answered HTTP"
+        elif not 200 <= status < 400:
+            outcome = f"status {status}"
+        elif content and content.encode() not in body:
+            outcome = f"status {status} without {content!r} in the body"
+        else:
+            return True, f"status {status}"
+        if attempt < attempts:
+            time.sleep(wait)
+    return False, outcome
