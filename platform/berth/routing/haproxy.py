@@ -2,8 +2,12 @@
 
 The configuration declares a pool of backend slots, each with spare server slots (`server-template`). At run time
 Berth maps a Host to a slot (`add map`/`set map`) and sets each server's address and state (`set server`), which
-drops no request. Only when the pool runs out is the configuration rewritten with more slots and HAProxy reloaded
-through its master socket; the servers' run-time state crosses the reload in a server-state file.
+drops no request. A backend whose server slots run out gets more at run time (`add server`: HAProxy 2.6's dynamic
+servers). Only when the pool of backends runs out (HAProxy 2.6 cannot add a backend at run time) is the
+configuration rewritten with more and HAProxy reloaded through its master socket: the new worker takes the listening
+sockets over from the old one (`expose-fd listeners`), the servers' run-time state crosses in a server-state file,
+and the old worker answers one more request on each keep-alive connection, with "Connection: close", before closing
+it (`option idle-close-on-response`), so a reload drops nothing.
 
 HTTPS (BERTH_HTTPS_PORT) is a second frontend with the same routing. Its certificates are files listed in a crt-list
 (added, replaced and removed at run time with the `ssl cert` / `ssl crt-list` commands, the files kept in step for
@@ -36,6 +40,19 @@ log = logging.getLogger(__name__)
 BACKEND_SLOTS = 64
 SERVER_SLOTS = 16
 EMPTY_SERVER_STATE = "1\n"  # version line only: no server state to load
+# Every app server's settings, on the configuration's `default-server` line and on each `add server` (a dynamic
+# server inherits no default-server). L4 checks only: Berth checks HTTP readiness itself before it puts a server
+# in. Two failed checks half a second apart take a dead server out of rotation, and the requests still waiting on
+# it are closed (a process that died answers nothing more).
+# HAProxy closes a pooled idle server connection of its own accord with a reset (no TIME_WAIT on its side), which
+# the app reads as ConnectionResetError: it trims the pool every pool-purge-delay (5 s by default) and refuses a
+# returning connection above its estimate of need. Here the app closes them (its keep-alive timeout, or its exit
+# once drained: HaproxyRouter keeps a drained server until its process stops) and HAProxy only follows; the pool is
+# trimmed hourly, and keeps up to 64 spare.
+SERVER_OPTIONS = (
+    "check inter 1s fastinter 500ms fall 2 rise 1 on-marked-down shutdown-sessions"
+    " pool-purge-delay 1h pool-low-conn 64"
+)
 
 
 @dataclass(frozen=True)
@@ -209,15 +226,16 @@ def render_config(
         "    maxconn 4096",  # fits the default fd limit (ulimit -n) without raising it
         # written just before a reload so the new worker starts with the servers the old one had
         f"    server-state-file {paths.server_state}",
-        # After a reload the old worker ends its keep-alive connections: a busy one with "Connection: close" on
-        # its next answer (clean), an idle one by closing it, which races a request the client is sending.
-        # Spreading the idle closes over 5 s lets most connections get a request, and so the clean close, first.
+        # spreads the old worker's closes after a reload over 5 s (those idle-close-on-response still makes)
         "    close-spread-time 5s",
         "    ssl-default-bind-options ssl-min-ver TLSv1.2",
         "",
         "defaults",
         "    mode http",
         "    option http-keep-alive",
+        # after a reload the old worker answers each keep-alive connection's next request with "Connection:
+        # close" instead of closing it idle, which would race a request the client is sending at that instant
+        "    option idle-close-on-response",
         "    option forwardfor",
         "    load-server-state-from-file global",
         "    timeout connect 5s",
@@ -263,17 +281,9 @@ def render_config(
         lines += [
             "",
             f"backend {backend_name(slot)}",
-            "    balance roundrobin",
-            # L4 checks only: Berth checks HTTP readiness itself before it puts a server in. Two failed
-            # checks half a second apart take a dead server out of rotation.
-            "    default-server inter 1s fastinter 500ms fall 2 rise 1 init-addr none on-marked-down shutdown-sessions"
-            # HAProxy closes a pooled idle server connection of its own accord with a reset (no TIME_WAIT on its
-            # side), which the app reads as ConnectionResetError: it trims the pool every pool-purge-delay (5 s by
-            # default) and refuses a returning connection above its estimate of need. Here the app closes them
-            # (its keep-alive timeout, or its exit once drained: HaproxyRouter keeps a drained server until its
-            # process stops) and HAProxy only follows; the pool is trimmed hourly, and keeps up to 64 spare.
-            " pool-purge-delay 1h pool-low-conn 64",
-            f"    server-template s 1-{servers} 127.0.0.1:1 check disabled",
+            "    balance roundrobin",  # a dynamic algorithm: HAProxy adds servers at run time only with one
+            f"    default-server init-addr none {SERVER_OPTIONS}",
+            f"    server-template s 1-{servers} 127.0.0.1:1 disabled",
         ]
     return "\n".join(lines) + "\n"
 

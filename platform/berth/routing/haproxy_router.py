@@ -21,6 +21,7 @@ from django.conf import settings
 from berth.routing.haproxy import (
     ACME_CHALLENGE_PATH,
     EMPTY_SERVER_STATE,
+    SERVER_OPTIONS,
     RouterPaths,
     admin_command,
     backend_name,
@@ -506,7 +507,7 @@ class HaproxyRouter(Router):
         servers = self._servers(backend)
         kept, missing, free = self._plan(slots, servers, endpoints)
         if len(missing) > len(free):
-            self._grow(slots, servers=len(servers) - len(free) + len(missing))
+            self._add_servers(slots, backend=backend, servers=servers, count=len(missing) - len(free))
             servers = self._servers(backend)
             kept, missing, free = self._plan(slots, servers, endpoints)
 
@@ -742,33 +743,56 @@ class HaproxyRouter(Router):
         slots["clock"] += 1
         slots["used"][key] = slots["clock"]
 
-    def _grow(self, slots: dict, *, backends: int | None = None, servers: int | None = None) -> None:
-        """Rewrite the configuration with more slots and reload HAProxy through its master socket.
+    def _add_servers(self, slots: dict, *, backend: str, servers: list[_Server], count: int) -> None:
+        """Give a backend `count` more free server slots at run time (dynamic servers: no reload, nothing dropped).
 
-        The old worker finishes its requests; the new one starts with the servers' state, which is dumped to the
-        server-state file just before, and the Host map, which is on disk.
+        HAProxy registers an added server in maintenance, its check configured but off: a free slot, which
+        _begin_apply then fills like a declared one. The configuration's server count is raised to match (on disk
+        only), so a restart or a reload declares these slots under the same names and the server-state file
+        finds them. `disabled` as in the configuration's server-template: the state file carries that flag, and
+        a server whose flag differs from its configuration's is left in maintenance by the reload.
         """
-        old_config = dict(slots["config"])
-        config = dict(old_config)
-        if backends:
-            config["backends"] = max(backends, old_config["backends"] * 2)
-        if servers:
-            config["servers"] = max(servers, old_config["servers"] * 2)
-        log.warning(
-            "router: out of slots; reloading HAProxy with %s backends of %s servers",
-            config["backends"],
-            config["servers"],
-        )
+        last = max(server.index for server in servers)
+        for index in range(last + 1, last + 1 + count):
+            name = f"{backend}/s{index}"
+            answer = self._ask(f"add server {name} 127.0.0.1:1 {SERVER_OPTIONS} disabled").strip()
+            if answer != "New server registered.":
+                raise RouterError(f"HAProxy refused to add the server {name}: {answer[:300]}")
+        if last + count > slots["config"]["servers"]:
+            log.info("router: %s grew to %s server slots at run time", backend, last + count)
+            slots["config"]["servers"] = last + count
+            self._write_config(slots["config"])
+
+    def _write_config(self, config: dict) -> None:
+        """haproxy.cfg for the next start or reload, checked by HAProxy before it replaces the current one."""
         candidate = self.paths.config.with_name(".haproxy.cfg.new")
         candidate.write_text(render_config(paths=self.paths, **config_arguments(config)))
         check = subprocess.run(["haproxy", "-c", "-q", "-f", str(candidate)], capture_output=True, text=True)
         if check.returncode != 0:
             raise RouterError(f"the grown configuration does not check: {check.stdout}{check.stderr}")
+        candidate.replace(self.paths.config)
+
+    def _grow(self, slots: dict, *, backends: int) -> None:
+        """Rewrite the configuration with more backend slots and reload HAProxy through its master socket (HAProxy
+        2.6 has no way to add a backend at run time).
+
+        The new worker takes the listening sockets over from the old one (no connection refused) and starts with
+        the servers' state, which is dumped to the server-state file just before, and the Host map, which is on
+        disk. The old worker finishes its requests and closes each keep-alive connection after one more answer.
+        """
+        old_config = dict(slots["config"])
+        config = dict(old_config)
+        config["backends"] = max(backends, old_config["backends"] * 2)
+        log.warning(
+            "router: out of slots; reloading HAProxy with %s backends of %s servers",
+            config["backends"],
+            config["servers"],
+        )
         old_pid = self._worker_pid()
         old_text = self.paths.config.read_text()
         write_atomically(self.paths.server_state, self._ask("show servers state"))
-        candidate.replace(self.paths.config)
         try:
+            self._write_config(config)
             admin_command("reload", socket_path=self.paths.master_socket)
             self._wait_for_worker(old_pid=old_pid, config=config)
         except (OSError, RouterError) as exc:
