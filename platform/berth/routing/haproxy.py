@@ -226,15 +226,15 @@ def render_config(
         "    maxconn 4096",  # fits the default fd limit (ulimit -n) without raising it
         # written just before a reload so the new worker starts with the servers the old one had
         f"    server-state-file {paths.server_state}",
-        # spreads the old worker's closes after a reload over 5 s (those idle-close-on-response still makes)
-        "    close-spread-time 5s",
         "    ssl-default-bind-options ssl-min-ver TLSv1.2",
         "",
         "defaults",
         "    mode http",
         "    option http-keep-alive",
         # after a reload the old worker answers each keep-alive connection's next request with "Connection:
-        # close" instead of closing it idle, which would race a request the client is sending at that instant
+        # close" instead of closing it idle, which races a request the client is sending (a plain client that
+        # reuses its connection after a pause fails on it). No close-spread-time: it makes HAProxy 2.6 close idle
+        # connections over its window even so (measured by bench/router_growth.py: 1 failed per reload with it)
         "    option idle-close-on-response",
         "    option forwardfor",
         "    load-server-state-from-file global",
