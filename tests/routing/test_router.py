@@ -283,15 +283,17 @@ def test_get_router_follows_the_setting(settings):
     assert isinstance(get_router(), InMemoryRouter)
 
 
-def test_a_dropped_get_is_retried_but_a_dropped_post_is_not(router, backends):
+def test_a_dropped_get_or_head_is_retried_but_a_dropped_post_is_not(router, backends):
     web = backends("web")
     get_router().apply(app="demo", hostnames=["demo.localhost"], endpoints=[web.endpoint])
     url, host = f"http://127.0.0.1:{router.port}", {"Host": "demo.localhost"}
 
     assert httpx.get(f"{url}/drop", headers=host).status_code == 502
     assert httpx.get(f"{url}/dropped", headers=host).text == "4"  # the first try and `retries 3`
+    assert httpx.head(f"{url}/drop", headers=host).status_code == 502  # HAProxy's METH_GET is GET or HEAD
+    assert httpx.get(f"{url}/dropped", headers=host).text == "8"
     assert httpx.post(f"{url}/drop", headers=host, content=b"order=1").status_code == 502
-    assert httpx.get(f"{url}/dropped", headers=host).text == "5"  # the app may have acted on it: once only
+    assert httpx.get(f"{url}/dropped", headers=host).text == "9"  # the app may have acted on it: once only
 
 
 def test_a_websocket_on_a_drained_endpoint_lives_until_the_drain_timeout_then_is_closed(router, backends):
