@@ -110,6 +110,22 @@ def test_servers_added_at_run_time_cross_a_reload(small_router, backends):
     assert {get(small_router.port, "demo.localhost") for _ in range(9)} == {"web0", "web1", "web2"}
 
 
+def test_a_server_added_at_run_time_but_not_recorded_still_crosses_a_reload(small_router, backends):
+    router_ = get_router()
+    web = [backends(f"web{n}") for n in range(3)]
+    router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[w.endpoint for w in web])
+    router_.apply(app="other", hostnames=["other.localhost"], endpoints=[])
+    # as if the process died between `add server` and writing slots.json
+    slots = json.loads(small_router.paths.slots.read_text())
+    slots["config"]["servers"] = 2
+    small_router.paths.slots.write_text(json.dumps(slots))
+
+    router_.apply(app="third", hostnames=["third.localhost"], endpoints=[])  # a reload
+
+    assert json.loads(small_router.paths.slots.read_text())["config"]["servers"] == 3
+    assert {get(small_router.port, "demo.localhost") for _ in range(9)} == {"web0", "web1", "web2"}
+
+
 def test_a_release_cut_over_needing_more_server_slots_still_has_a_ready_server(small_router, backends):
     # two endpoints fill the two slots; the next release's two must come in before the old ones go out
     router_ = get_router()

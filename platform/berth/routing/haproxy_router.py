@@ -783,6 +783,9 @@ class HaproxyRouter(Router):
         old_config = dict(slots["config"])
         config = dict(old_config)
         config["backends"] = max(backends, old_config["backends"] * 2)
+        state = self._ask("show servers state")
+        # every server added at run time is declared, even one whose count a crash kept out of slots.json
+        config["servers"] = max(config["servers"], _most_servers(state))
         log.warning(
             "router: out of slots; reloading HAProxy with %s backends of %s servers",
             config["backends"],
@@ -790,7 +793,7 @@ class HaproxyRouter(Router):
         )
         old_pid = self._worker_pid()
         old_text = self.paths.config.read_text()
-        write_atomically(self.paths.server_state, self._ask("show servers state"))
+        write_atomically(self.paths.server_state, state)
         try:
             self._write_config(config)
             admin_command("reload", socket_path=self.paths.master_socket)
@@ -899,6 +902,16 @@ class HaproxyRouter(Router):
 
     def _drain_timeout(self, drain_timeout: float | None) -> float:
         return self.drain_timeout if drain_timeout is None else drain_timeout
+
+
+def _most_servers(servers_state: str) -> int:
+    """The highest server id of any app backend in a `show servers state` answer."""
+    ids = [
+        int(fields[2])
+        for fields in (line.split() for line in servers_state.splitlines() if not line.startswith("#"))
+        if len(fields) >= 19 and fields[1].startswith("app_")
+    ]
+    return max(ids, default=0)
 
 
 # (router directory, server key, endpoint) of drains a thread of this process is finishing (apply(wait=False))
