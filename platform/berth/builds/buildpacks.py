@@ -167,10 +167,11 @@ def buildpack_chain(names: tuple[str, ...], *, directory: Path | None = None) ->
         or last.context != "wrapped"
         or not last.after_template_path(first.name).is_file()
     ):
+        known = load_buildpacks(directory)
         chains = [
             f"{previous.name} then {b.name}"
-            for b in load_buildpacks(directory)
-            for previous in load_buildpacks(directory)
+            for b in known
+            for previous in known
             if b.after_template_path(previous.name).is_file()
         ]
         raise BuildError(
