@@ -440,7 +440,13 @@ BACKUP_COMMANDS = [
     ),
 ]
 
-for _prefix in ("pg", "redis"):
-    for _name, _summary, _arguments, _run in BACKUP_COMMANDS:
-        _full = f"{_prefix}:{_name}"
-        command(_full, _summary, *_arguments, needs_app=True)(_with_name(_run, _full))
+
+def _register_backup_commands() -> None:
+    # in a function: loop names at module level would shadow the module's own (`_run` did, breaking pg:psql)
+    for prefix in ("pg", "redis"):
+        for name, summary, arguments, run in BACKUP_COMMANDS:
+            full = f"{prefix}:{name}"
+            command(full, summary, *arguments, needs_app=True)(_with_name(run, full))
+
+
+_register_backup_commands()
