@@ -25,12 +25,14 @@ def _docker(*args: str) -> str:
 
 def _remove_leftovers() -> None:
     """Services and volumes a killed earlier run of these tests left (their teams start with adt; the CLI
-    tests' add-ons are acme's, named cache-…)."""
+    tests' add-ons are acme's, named cache-… or bk-…)."""
     for line in _docker("service", "ls", "--filter", f"label={LABEL_ADDON}", "--format", "{{.Name}}").split():
-        if line.startswith((f"addon-{TEST_TEAM_PREFIX}", "addon-acme-cache-")):
+        if line.startswith((f"addon-{TEST_TEAM_PREFIX}", "addon-acme-cache-", "addon-acme-bk-")):
             _docker("service", "rm", line)
     for line in _docker("volume", "ls", "--filter", f"label={LABEL_ADDON}", "--format", "{{.Name}}").split():
-        if line.startswith((f"berth-addon-{TEST_TEAM_PREFIX}", "berth-addon-acme-cache-")):
+        if line.startswith(
+            (f"berth-addon-{TEST_TEAM_PREFIX}", "berth-addon-acme-cache-", "berth-addon-acme-bk-")
+        ):
             for _ in range(60):
                 if "Error" not in (_docker("volume", "rm", line) or "Error"):
                     break
