@@ -10,9 +10,9 @@ berth_bench_addons), through the API as `berth` calls it:
    (socket errors + non-2xx) must be 0. The app does not query the database: what is measured is that a config
    change of the URL rolls without a failed request; the seconds the database itself did not answer during the
    rotation (a stop-first restart) are reported beside it;
-3. backups: a PostgreSQL add-on filled with `--mb` MB by generate_series (md5 text, so the dump does not shrink
-   to nothing), then `pg:backups:capture` and `pg:backups:restore` timed, throughput in MB/s of the database's size
-   on disk (du of its data directory) and of the backup's size.
+3. backups: a PostgreSQL add-on filled with about `--mb` MB by generate_series (md5 text, so the dump does not
+   shrink to nothing), then `pg:backups:capture` and `pg:backups:restore` timed, throughput in MB/s of the
+   database's size (pg_database_size) and of the backup's size.
 
     .venv/bin/python bench/addons.py [--runs 3] [--mb 256]
 
@@ -35,6 +35,7 @@ from deploy_under_load import start_wrk, stop_wrk
 # a database of its own: `make bench` runs the deploy benchmarks on berth_bench_deploy one after the other, and a
 # lead's run beside this one must not see its tables dropped
 deploy_platform.DB_NAME = "berth_bench_addons"
+deploy_platform.TEAM = TEAM = "addons-bench"  # its network is not another benchmark's berth-team-bench
 os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:54329/{deploy_platform.DB_NAME}"
 
 API_TIMEOUT_S = 1800  # a capture or restore of the big database is one long request
@@ -50,12 +51,12 @@ def _docker(*args: str) -> str:
 
 
 def remove_leftovers() -> None:
-    """Add-on services and volumes of an earlier killed run of this benchmark (team `bench`)."""
+    """Add-on services and volumes of an earlier killed run of this benchmark (its team)."""
     for name in _docker("service", "ls", "-q", "--filter", "label=org.berth.addon").split():
         labels = _docker("service", "inspect", "-f", '{{index .Spec.Labels "org.berth.addon"}}', name)
-        if labels.strip().startswith("bench/"):
+        if labels.strip().startswith(f"{TEAM}/"):
             _docker("service", "rm", name)
-    for volume in _docker("volume", "ls", "-q", "--filter", "name=berth-addon-bench-").split():
+    for volume in _docker("volume", "ls", "-q", "--filter", f"name=berth-addon-{TEAM}-").split():
         for _ in range(60):  # the service's container lets go of its volume within its stop grace
             _docker("volume", "rm", volume)
             if volume not in _docker("volume", "ls", "-q").split():
@@ -196,7 +197,9 @@ def main() -> int:
                     f"insert into bench select g, md5(g::text), md5((g * 7)::text) from generate_series({low}, {high}) g",
                 )
             fill_s = time.monotonic() - started
-            db_bytes = api.info(main_db)["size_bytes"]
+            # the database as PostgreSQL counts it (what a dump holds); the data directory (du) also holds the WAL
+            db_bytes = int(api.psql(main_db, "select pg_database_size(current_database())"))
+            dir_bytes = api.info(main_db)["size_bytes"]
             started = time.monotonic()
             backup = api.call("POST", f"/addons/{main_db}/backups")
             capture_s = time.monotonic() - started
@@ -218,6 +221,7 @@ def main() -> int:
                 rows=rows,
                 fill_s=round(fill_s, 1),
                 db_bytes=db_bytes,
+                data_directory_bytes=dir_bytes,
                 backup=backup,
                 capture_s=capture_s,
                 restore_s=restore_s,
@@ -243,7 +247,8 @@ def main() -> int:
         [[load["failed"], load["total"], load["requests_per_s"], load["seconds"]]],
     )
     print_table(
-        f"backups of a {db_bytes / 1e6:.0f} MB PostgreSQL database ({rows:,} rows; backup {backup_mb:.0f} MB)",
+        f"backups of a {db_bytes / 1e6:.0f} MB PostgreSQL database (pg_database_size; {rows:,} rows; data directory "
+        f"with its WAL {dir_bytes / 1e6:.0f} MB; the backup {backup_mb:.0f} MB)",
         ["operation", "seconds", "MB/s of the database", "MB/s of the backup"],
         backup_rows,
     )

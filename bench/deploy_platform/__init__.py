@@ -38,6 +38,7 @@ os.environ.update(
 from tests.conftest import free_port, wait_for  # noqa: E402
 
 APP_PREFIX = "bench-"
+TEAM = "bench"  # a benchmark running beside another (another installation id) sets a team of its own
 PUSH_TIMEOUT_S = 300  # a push here takes 10-70 s; one that hangs is a failed deploy, not a hung benchmark
 VENV = REPO / ".venv/bin"
 
@@ -160,7 +161,7 @@ class Platform:
         user = get_user_model().objects.create_user(
             username="bench", email="bench@example.test", password="x"
         )
-        team = team_create(name="bench", actor=user)
+        team = team_create(name=TEAM, actor=user)
         self.user, self.team = user, team
         _, self.token = token_create(user=user, name="bench")
         self.app = app_create(team=team, name=APP_PREFIX + secrets.token_hex(3), actor=user)
@@ -235,7 +236,7 @@ class Platform:
                     except docker.errors.APIError:
                         pass
         try:
-            team_network_remove(team="bench")
+            team_network_remove(team=TEAM)
         except docker.errors.APIError:
             pass  # still in use by another benchmark's apps of the same team name
 
