@@ -36,6 +36,8 @@ from deploy_under_load import start_wrk, stop_wrk
 # lead's run beside this one must not see its tables dropped
 deploy_platform.DB_NAME = "berth_bench_addons"
 deploy_platform.TEAM = TEAM = "addons-bench"  # its network is not another benchmark's berth-team-bench
+# its app is not another benchmark's: each removes the services of its prefix when it starts and ends
+deploy_platform.APP_PREFIX = "addons-bench-"
 os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:54329/{deploy_platform.DB_NAME}"
 
 API_TIMEOUT_S = 1800  # a capture or restore of the big database is one long request
@@ -183,7 +185,7 @@ def main() -> int:
             finally:
                 load = stop_wrk(wrk)
             load["seconds"] = round(time.monotonic() - load_started, 1)
-            report.update(changes=changes, load={k: v for k, v in load.items() if k != "wrk"})
+            report.update(app=app.name, changes=changes, load=load)
 
             # backups: fill the add-on, capture, restore
             rows = max(1, args.mb * 1024 * 1024 // ROW_BYTES)

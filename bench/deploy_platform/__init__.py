@@ -82,7 +82,9 @@ def _drop_database() -> None:
         connection.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
 
 
-def remove_services(prefix: str = APP_PREFIX) -> None:
+def remove_services(prefix: str | None = None) -> None:
+    # read now: a benchmark may set its own prefix after importing this module
+    prefix = prefix or APP_PREFIX
     from berth.runtime.client import docker_client
 
     client = docker_client()
