@@ -208,3 +208,20 @@ def test_a_backup_id_names_one_backup_of_the_team(world, addon, store):
         backups.backup_of_team(team=world.team, ref="b001")
     assert backups.backup_of_team(team=world.team, ref="pg-two/b001").addon_name == "pg-two"
     assert backups.backup_of_team(team=world.team, ref="b001", addon_name="pg-main").addon_name == "pg-main"
+
+
+@pytest.mark.docker  # the sweep also removes old backup containers: it lists them on the engine
+def test_a_capture_left_by_a_killed_worker_is_failed_by_the_sweep_and_raises_the_alarm(world, addon):
+    stuck = AddonBackup.objects.create(
+        team=addon.team, addon=addon, addon_name=addon.name, kind=addon.kind, name="b001"
+    )
+    AddonBackup.objects.filter(pk=stuck.pk).update(started_at=timezone.now() - dt.timedelta(hours=8))
+    fresh = AddonBackup.objects.create(
+        team=addon.team, addon=addon, addon_name=addon.name, kind=addon.kind, name="b002"
+    )
+    assert backups.backups_sweep() == 1
+    stuck.refresh_from_db()
+    fresh.refresh_from_db()
+    assert stuck.state == BackupState.FAILED and "worker" in stuck.error
+    assert fresh.state == BackupState.CAPTURING  # still streaming, perhaps
+    assert "b001's capture failed: the capture stopped" in backups.backup_alarm(addon)

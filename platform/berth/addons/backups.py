@@ -33,17 +33,21 @@ from berth.apps.models import App
 from berth.audit.services import audit_record
 from berth.observe.services import event_record
 from berth.runtime.addons import (
+    JOB_READ_TIMEOUT_S,
     AddonDump,
     AddonRuntimeError,
     AddonSpec,
     addon_backup_restore,
     addon_backup_verify,
+    addon_jobs_prune,
     addon_service_exists,
 )
 
 RESTORE_TIMEOUT_S = 3 * 3600
 VERIFY_TIMEOUT_S = 3 * 3600
 DEFAULT_KEEP = 7
+# a capture still `capturing` this long after it started lost its worker: no dump streams for longer
+CAPTURE_STUCK_AFTER = dt.timedelta(seconds=JOB_READ_TIMEOUT_S + 600)
 USABLE = (BackupState.CAPTURED, BackupState.VERIFIED)
 BACKUP_NAME_RE = re.compile(r"b[0-9]{3,}")
 SCHEDULE_AT_RE = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])(\s*UTC)?", re.IGNORECASE)
@@ -448,6 +452,18 @@ def backup_run_scheduled(*, addon_id: int, now: dt.datetime | None = None) -> Ad
         backup = backup_verify(backup)
     backup_prune(addon=schedule.addon, keep=schedule.keep)
     return backup
+
+
+def backups_sweep(now: dt.datetime | None = None) -> int:
+    """A capture whose worker was killed stays `capturing`: past CAPTURE_STUCK_AFTER it is failed (so the alarm
+    shows it), and backup containers older than that are removed. Returns the captures failed."""
+    now = now or timezone.now()
+    stuck = AddonBackup.objects.filter(state=BackupState.CAPTURING, started_at__lt=now - CAPTURE_STUCK_AFTER)
+    failed = stuck.update(
+        state=BackupState.FAILED, finished_at=now, error="the capture stopped: the worker taking it ended"
+    )
+    addon_jobs_prune(older_than=CAPTURE_STUCK_AFTER.total_seconds())
+    return failed
 
 
 def backup_delete(backup: AddonBackup) -> None:

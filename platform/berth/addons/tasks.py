@@ -3,12 +3,14 @@ conditional update, so a redelivered or doubled task captures nothing more)."""
 
 from celery import shared_task
 
-from berth.addons.backups import backup_run_scheduled, backup_schedules_due
+from berth.addons.backups import backup_run_scheduled, backup_schedules_due, backups_sweep
 
 
 @shared_task(name="berth.addons.backups_tick", acks_late=True, time_limit=120, soft_time_limit=100)
 def backups_tick_task() -> int:
-    """Every minute (beat): queue the scheduled backup of each add-on whose time has come today."""
+    """Every minute (beat): queue the scheduled backup of each add-on whose time has come today; fail captures a
+    killed worker left."""
+    backups_sweep()
     due = backup_schedules_due()
     for addon_id in due:
         backup_scheduled_task.delay(addon_id)

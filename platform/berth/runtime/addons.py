@@ -506,6 +506,18 @@ def _job_remove(client: docker.DockerClient, container_id: str) -> None:
         pass  # already gone; a killed worker's leftovers carry LABEL_ADDON_JOB
 
 
+def addon_jobs_prune(*, older_than: float) -> list[str]:
+    """Remove backup job containers created more than `older_than` seconds ago (a killed worker's); their ids."""
+    client = docker_client()
+    cutoff = time.time() - older_than
+    removed = []
+    for container in client.api.containers(all=True, filters={"label": LABEL_ADDON_JOB}):
+        if container["Created"] <= cutoff and is_ours(container.get("Labels")):
+            _job_remove(client, container["Id"])
+            removed.append(container["Id"])
+    return removed
+
+
 def _counts(output: str) -> dict[str, int]:
     counts = {}
     for line in output.splitlines():
