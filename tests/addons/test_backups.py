@@ -148,7 +148,7 @@ def test_a_backup_whose_counts_differ_from_the_restore_fails_its_verification(te
     assert "public.items: 50 rows, 51 at capture" in checked.error
 
 
-def test_redis_capture_is_an_rdb_verified_by_its_keys_per_db(team_app):
+def test_redis_capture_is_an_rdb_verified_by_its_keys_per_db_and_restored(team_app):
     addon = services.addon_create(app=team_app.app, kind="redis", name="cache", actor=team_app.owner)
     for i in range(25):
         _redis(addon, team_app.app, "set", f"k{i}", f"v{i}")
@@ -163,8 +163,22 @@ def test_redis_capture_is_an_rdb_verified_by_its_keys_per_db(team_app):
     assert verified.state == BackupState.VERIFIED, verified.error
     assert verified.verify_counts == {"db0": 25, "db3": 1}
 
-    with pytest.raises(Conflict, match="not supported yet"):
+    _redis(addon, team_app.app, "flushall")
+    _redis(addon, team_app.app, "set", "after", "the backup")
+    backups.backup_restore(backup=backup, addon=addon, actor=team_app.owner)
+    assert _redis(addon, team_app.app, "dbsize") == "25"
+    assert _redis(addon, team_app.app, "get", "k7") == "v7"
+    assert _redis(addon, team_app.app, "-n", "3", "get", "other") == "db"
+    assert _redis(addon, team_app.app, "exists", "after") == "0"
+    # the restored data is the server's AOF now: it survives a restart
+    services.addon_credentials_rotate(addon=addon, actor=None)
+    addon.refresh_from_db()
+    assert _redis(addon, team_app.app, "dbsize") == "25"
+
+    _flip_bytes(backup)
+    with pytest.raises(Conflict, match="does not match its checksum"):
         backups.backup_restore(backup=backup, addon=addon, actor=team_app.owner)
+    assert _redis(addon, team_app.app, "dbsize") == "25"
 
 
 def test_a_capture_that_fails_is_a_failed_backup_an_event_and_the_alarm(team_app):

@@ -56,6 +56,15 @@ RESTORE_EFFECT = (
     "the restore runs in one transaction: while it runs, the app's queries on the restored tables wait; "
     "at its commit they see the backup's data; if it fails, nothing changed"
 )
+REDIS_RESTORE_EFFECT = (
+    "the Redis server was stopped while the backup was loaded beside its data: the app's connections were refused "
+    "meanwhile; the backup's data replaced the old only once fully loaded, so a failure changed nothing"
+)
+
+
+def restore_effect(kind: str) -> str:
+    """What the app sees while a restore of a `kind` add-on runs (said by the API and the CLI)."""
+    return RESTORE_EFFECT if kind == "postgres" else REDIS_RESTORE_EFFECT
 
 
 # --- reads ------------------------------------------------------------------------------------------------------
@@ -335,9 +344,9 @@ def backup_verify(backup: AddonBackup) -> AddonBackup:
 
 
 def backup_restore(*, backup: AddonBackup, addon: Addon, actor, remote_addr: str | None = None) -> float:
-    """Restore `backup` into `addon` (PostgreSQL), all or nothing: its checksum is checked before anything runs,
-    and pg_restore runs in one transaction (RESTORE_EFFECT says what the app sees). Returns the seconds taken.
-    Works since piece 3 of issue 14."""
+    """Restore `backup` into `addon`, all or nothing: its checksum is checked before anything runs; PostgreSQL's
+    pg_restore runs in one transaction, Redis' server stops while the RDB is loaded beside its data and swapped in
+    (restore_effect says what the app sees). Returns the seconds taken. Works since piece 3 of issue 14."""
     if backup.team_id != addon.team_id:
         raise Http404(f"no backup {backup.name}")
     if backup.kind != addon.kind:
@@ -348,8 +357,6 @@ def backup_restore(*, backup: AddonBackup, addon: Addon, actor, remote_addr: str
         raise Conflict(f"backup {backup.name} failed its verification ({backup.error}); restore another one")
     if backup.state not in USABLE:
         raise Conflict(f"backup {backup.name} has no data ({backup.state})")
-    if addon.kind != "postgres":
-        raise Conflict("restoring a Redis backup into a running add-on is not supported yet")
     checked = _Checked(backup)
     started = time.monotonic()
     try:

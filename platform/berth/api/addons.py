@@ -373,7 +373,7 @@ class AppAddonBackupRestoreView(AppAddonBackupsScopedView):
                 "backup": self.backup.name,
                 "addon": target.name,
                 "seconds": round(seconds, 2),
-                "note": backups.RESTORE_EFFECT,
+                "note": backups.restore_effect(target.kind),
             }
         )
 

@@ -353,9 +353,13 @@ def backups_restore(args):
             f"this replaces the data of {into} (attached to {args.app}) with backup {source}/{backup}; "
             f"to proceed, add --confirm {args.app}"
         )
+    meanwhile = (
+        "the app's queries on the restored tables wait until it commits"
+        if _kind_of(args) == "postgres"
+        else "the Redis server is stopped meanwhile: the app's connections are refused"
+    )
     print(
-        f"Restoring {source}/{backup} into {into}: the app's queries on the restored tables wait until it "
-        "commits; if it fails, nothing changes…",
+        f"Restoring {source}/{backup} into {into}: {meanwhile}; if it fails, nothing changes…",
         file=sys.stderr,
     )
     done = _slow_api().post(_backup_path(args, source, backup, "/restore"), {"into": into})

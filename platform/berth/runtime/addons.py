@@ -440,6 +440,40 @@ pg_restore --single-transaction --clean --if-exists --no-owner -d "$BERTH_ADDON_
 """
 
 
+# Redis, with its server stopped and its volume mounted here: the RDB is loaded by a server of its own in a folder
+# beside the data, which writes it out as an AOF (the live server starts from its AOF, appendonly yes); only when
+# that succeeded does the new AOF take the old one's place (two renames), so a failure leaves the data as it was.
+REDIS_RESTORE = rf"""set -e
+R=/data/.berth-restore
+rm -rf $R /data/.berth-before; mkdir -p $R; cp {BACKUP_FILE} $R/dump.rdb; chown -R redis $R
+( setpriv --reuid=redis --regid=redis --init-groups redis-server --port 0 --unixsocket /tmp/s --dir $R \
+  --dbfilename dump.rdb --appendonly no --save '' --logfile /tmp/log || true; touch /tmp/ended ) &
+i=0
+until [ "$(redis-cli -s /tmp/s ping 2>/dev/null)" = PONG ]; do
+  if [ -e /tmp/ended ]; then echo 'redis-server refused the backup:'; tail -5 /tmp/log; rm -rf $R; exit 1; fi
+  i=$((i+1)); if [ $i -gt 3000 ]; then echo 'the backup did not load within 10 minutes'; rm -rf $R; exit 1; fi
+  sleep 0.2
+done
+redis-cli -s /tmp/s config set appendonly yes >/dev/null
+i=0
+until redis-cli -s /tmp/s info persistence | tr -d '\r' | grep -q '^aof_rewrite_in_progress:0' \
+  && redis-cli -s /tmp/s info persistence | tr -d '\r' | grep -q '^aof_rewrite_scheduled:0' \
+  && [ -n "$(ls $R/appendonlydir/*.manifest 2>/dev/null)" ]; do
+  i=$((i+1)); if [ $i -gt 3000 ]; then echo 'the AOF was not written within 10 minutes'; rm -rf $R; exit 1; fi
+  sleep 0.2
+done
+redis-cli -s /tmp/s info persistence | tr -d '\r' | grep -q '^aof_last_bgrewrite_status:ok' || {{ echo 'writing the AOF failed'; rm -rf $R; exit 1; }}
+redis-cli -s /tmp/s shutdown >/dev/null 2>&1 || true
+while [ ! -e /tmp/ended ]; do sleep 0.1; done
+mkdir /data/.berth-before
+[ -e /data/appendonlydir ] && mv /data/appendonlydir /data/.berth-before/
+[ -e /data/dump.rdb ] && mv /data/dump.rdb /data/.berth-before/
+mv $R/appendonlydir /data/appendonlydir
+rm -rf $R /data/.berth-before
+echo restored
+"""
+
+
 @dataclass
 class AddonJobResult:
     exit_code: int
@@ -467,6 +501,7 @@ def _job_create(
     script: str,
     env: dict[str, str],
     on_team_network: bool,
+    volume: tuple[str, str] | None = None,
 ) -> str:
     labels = {**spec.labels(), LABEL_ADDON_JOB: job}
     if spec.kind == "redis" and on_team_network:
@@ -488,6 +523,7 @@ def _job_create(
                 security_opt=[NO_NEW_PRIVILEGES],
                 cap_drop=["ALL"],
                 cap_add=list(APP_CAPABILITIES),
+                mounts=[types.Mount(target=volume[1], source=volume[0], type="volume")] if volume else None,
             ),
             stdin_open=False,
             tty=False,
@@ -606,11 +642,14 @@ def _job_with_file(
     chunks: Iterable[bytes],
     check: Callable[[], None],
     timeout: float,
+    volume: tuple[str, str] | None = None,
 ) -> AddonJobResult:
     """Run `script` in a container that has the backup at BACKUP_FILE: the file is streamed in before the start,
     then `check()` (the checksum) decides whether it starts at all."""
     client = docker_client(timeout=int(timeout) + 60)
-    container_id = _job_create(client, spec, job=job, script=script, env=env, on_team_network=on_team_network)
+    container_id = _job_create(
+        client, spec, job=job, script=script, env=env, on_team_network=on_team_network, volume=volume
+    )
     try:
         try:
             client.api.put_archive(
@@ -654,12 +693,54 @@ def addon_backup_verify(
     )
 
 
+def _service_scale(spec: AddonSpec, replicas: int) -> None:
+    client = docker_client()
+    current = _service(client, spec.service_name)
+    if current is None:
+        raise AddonRuntimeError(f"add-on {spec.name} has no service")
+    try:
+        client.api.update_service(
+            current["ID"],
+            version=current["Version"]["Index"],
+            mode=types.ServiceMode("replicated", replicas=replicas),
+            fetch_current_spec=True,
+        )
+    except docker.errors.APIError as exc:
+        raise AddonRuntimeError(f"could not scale add-on {spec.name}: {exc.explanation or exc}") from exc
+    if replicas == 0:
+        deadline = time.monotonic() + CONTAINERS_GONE_TIMEOUT_S
+        while _containers(client, spec.service_name) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        if _containers(client, spec.service_name):
+            raise AddonRuntimeError(
+                f"add-on {spec.name}'s server did not stop within {CONTAINERS_GONE_TIMEOUT_S} s"
+            )
+
+
 def addon_backup_restore(
     spec: AddonSpec, *, size: int, chunks: Iterable[bytes], check: Callable[[], None], timeout: float
 ) -> AddonJobResult:
-    """Restore a PostgreSQL backup into the running add-on in one transaction (all or nothing)."""
-    if spec.kind != "postgres":
-        raise AddonRuntimeError("restoring into a running Redis add-on is not supported yet")
+    """Restore a backup into the add-on, all or nothing. PostgreSQL: pg_restore in one transaction while the
+    server runs. Redis: the server stops, the RDB becomes its AOF beside the data and takes its place only once
+    written (REDIS_RESTORE), the server starts again and is waited for, whatever happened."""
+    if spec.kind == "redis":
+        _service_scale(spec, 0)
+        try:
+            return _job_with_file(
+                spec,
+                job="restore",
+                script=REDIS_RESTORE,
+                env={},
+                on_team_network=False,
+                size=size,
+                chunks=chunks,
+                check=check,
+                timeout=timeout,
+                volume=(spec.volume_name, KINDS["redis"].data_dir),
+            )
+        finally:
+            _service_scale(spec, 1)
+            addon_wait_ready(spec)
     return _job_with_file(
         spec,
         job="restore",
