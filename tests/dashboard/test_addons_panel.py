@@ -6,12 +6,14 @@ import re
 
 import pytest
 from berth.accounts.roles import ADMIN, MEMBER, VIEWER
+from berth.addons import backups
 from berth.addons.models import Addon, AddonAttachment, AddonBackup, BackupState
 from berth.api.permissions import PERMISSION_MAP
 from berth.apps.crypto import encrypt_text
 from berth.audit.models import AuditEvent
 from berth.dashboard import addon_views
 from django.urls import reverse
+from django.utils.html import escape
 
 pytestmark = pytest.mark.django_db
 
@@ -192,3 +194,16 @@ def test_a_backup_of_another_addon_is_404(client_as, world, addon):
         {"confirm": "pg-main"},
     )
     assert response.status_code == 404
+
+
+def test_restore_says_what_the_app_sees_per_kind(client_as, world, addon):
+    cache = Addon.objects.create(
+        team=world.team, name="cache", kind="redis", password_encrypted=encrypt_text("x")
+    )
+    AddonAttachment.objects.create(addon=cache, app=world.app, config_var="REDIS_URL")
+    _backup(addon, "b001", BackupState.VERIFIED, size=10)
+    _backup(cache, "b001", BackupState.VERIFIED, size=10)
+    panel = _page(client_as("admin"))
+    assert panel.count('data-action="restore-backup"') == 2
+    for kind in ("postgres", "redis"):
+        assert f'title="{escape(backups.restore_effect(kind))}"' in panel

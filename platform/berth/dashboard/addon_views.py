@@ -66,6 +66,7 @@ def _addon_row(addon: Addon, app) -> dict:
         "config_var": next((a.config_var for a in addon.attachments.all() if a.app_id == app.pk), ""),
         "attachments": [{"app": a.app.name, "config_var": a.config_var} for a in addon.attachments.all()],
         "alarm": backups.backup_alarm(addon),
+        "restore_effect": backups.restore_effect(addon.kind),  # what the app sees while a restore runs
         "schedule": f"daily at {schedule.at:%H:%M} UTC, newest {schedule.keep} kept" if schedule else None,
         "backups": [
             {
