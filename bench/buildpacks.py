@@ -12,7 +12,7 @@ Then, through the builder alone:
 
 Per app: "cold" is its first build under a fresh cache tag, its dependency files marked so that no layer of an
 earlier run is reused (the stack images present, as on a real server), "warm" a code-only change (the median of --warm-runs). Then the
-one-dependency change of py-uv-fastapi (httpx added, tests/buildpacks/data/uv-one-more) with the app's dependency
+one-dependency change of py-uv-fastapi (httpx added) and of node-pnpm (kleur added; tests/buildpacks/data/) with the app's dependency
 cache and without it (the cache cleared first, as `berth builds:cache:clear` does), and the build output lines the
 pusher reads against those of the full log. Measures builds, not push → live (bench/push_to_live.py has the rest of
 the pipeline). Images are tagged berth-bench/… and removed at the end. Prints tables and writes
@@ -34,7 +34,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 APPS = REPO / "tests" / "fixtures" / "apps"
-ONE_MORE = REPO / "tests" / "buildpacks" / "data" / "uv-one-more"
+DATA = REPO / "tests" / "buildpacks" / "data"
+# (app, its files with one dependency more, which files, what was added)
+ONE_MORE = (
+    ("py-uv-fastapi", DATA / "uv-one-more", ("pyproject.toml", "uv.lock"), "httpx"),
+    ("node-pnpm", DATA / "pnpm-one-more", ("package.json", "pnpm-lock.yaml"), "kleur"),
+)
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 BUILD_TIMEOUT_S = 600
 # buildpack → the fixture pushed and a text its answer holds once live
@@ -115,6 +120,17 @@ def _first_push(source: Path) -> None:
         data = json.loads(package.read_text())
         data["description"] = mark
         package.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _downloaded(shown: list[str]) -> str:
+    """How many packages the install fetched, as the tool says it: uv "Prepared N packages", pnpm "downloaded N"."""
+    for line in reversed(shown):  # pnpm's progress lines count up: its last one says the total
+        words = line.replace(",", " ").split()
+        if words[:1] == ["Prepared"] and len(words) > 1:
+            return words[1]
+        if "downloaded" in words and words.index("downloaded") + 1 < len(words):
+            return words[words.index("downloaded") + 1]
+    return "?"
 
 
 def _edit_code(source: Path, run: int) -> None:
@@ -282,38 +298,38 @@ def main() -> None:
         rows,
     )
 
-    # one dependency added to the uv app, with the app's cache and after clearing it
-    results = {}
-    for label, clear in (("with the cache", False), ("without the cache", True)):
-        source = work / f"one-more-{label.split()[0]}"
-        shutil.copytree(APPS / "py-uv-fastapi", source)
-        _first_push(source)
-        build = Build(source, f"one-more-{'cold' if clear else 'cached'}")
-        build()
-        for file in ("pyproject.toml", "uv.lock"):
-            shutil.copy(ONE_MORE / file, source / file)
-        _first_push(source)  # no earlier run's install layer either
-        if clear:
-            image_untag(build.cache_ref)
-        seconds, shown, _ = build()
-        prepared = next((line.split()[1] for line in shown if line.strip().startswith("Prepared ")), "?")
-        results[label] = (seconds, prepared)
-        figures.append(figure(f"py-uv-fastapi: one dependency added, {label}", [seconds], "s"))
-    cold = cold_builds.get("py-uv-fastapi")
-    print_table(
-        "One dependency added (uv: httpx), after a cold build of the app"
-        + (f"; the app's cold build: {cold:.1f}s" if cold else ""),
-        ["", "build (s)", "packages downloaded", "of the cold build"],
-        [
-            [label, round(seconds, 1), prepared, f"{seconds / cold:.0%}" if cold else "?"]
-            for label, (seconds, prepared) in results.items()
-        ],
-    )
-    if cold:
-        cached = results["with the cache"][0]
-        print(
-            f"target: with the cache under half the cold build → {'met' if cached < cold / 2 else 'NOT met'}"
+    # one dependency added, with the app's cache and after clearing it: a uv app and a pnpm app
+    for app, data, files, added in ONE_MORE:
+        results = {}
+        for label, clear in (("with the cache", False), ("without the cache", True)):
+            source = work / f"one-more-{app}-{label.split()[0]}"
+            shutil.copytree(APPS / app, source)
+            _first_push(source)
+            build = Build(source, f"one-more-{app}-{'cold' if clear else 'cached'}")
+            build()
+            for file in files:
+                shutil.copy(data / file, source / file)
+            _first_push(source)  # no earlier run's install layer either
+            if clear:
+                image_untag(build.cache_ref)
+            seconds, shown, _ = build()
+            results[label] = (seconds, _downloaded(shown))
+            figures.append(figure(f"{app}: one dependency added, {label}", [seconds], "s"))
+        cold = cold_builds.get(app)
+        print_table(
+            f"One dependency added ({app}: {added}), after a cold build of the app"
+            + (f"; the app's cold build: {cold:.1f}s" if cold else ""),
+            ["", "build (s)", "packages downloaded", "of the cold build"],
+            [
+                [label, round(seconds, 1), downloaded, f"{seconds / cold:.0%}" if cold else "?"]
+                for label, (seconds, downloaded) in results.items()
+            ],
         )
+        if cold:
+            cached = results["with the cache"][0]
+            print(
+                f"{app}: with the cache under half the cold build → {'met' if cached < cold / 2 else 'NOT met'}"
+            )
     save_figures("buildpacks", figures)
 
 

@@ -35,7 +35,11 @@ def test_the_chained_dockerfile_runs_the_node_build_then_serves_only_its_output(
         buildpack, vite_app, stack_image="berth/stack:node", run_image="berth/stack:static"
     )
     froms = [line for line in dockerfile.splitlines() if line.startswith("FROM ")]
-    assert froms == ["FROM berth/stack:node AS deps", "FROM berth/stack:static"]
+    assert froms == [
+        "FROM berth/stack:node AS cache",
+        "FROM berth/stack:node AS deps",
+        "FROM berth/stack:static",
+    ]
     build_stage, run_stage = dockerfile.split("FROM berth/stack:static")
     # the output is chosen after the build script ran, in the build stage
     assert build_stage.index("RUN berth-node build") < build_stage.index("RUN berth-static-output")

@@ -37,6 +37,17 @@ PYTHON_DEPENDENCY_FILES = (
     "Pipfile",
     "Pipfile.lock",
 )
+# what the node buildpack's dependency step copies before it installs (buildpacks/node/Dockerfile.template)
+NODE_DEPENDENCY_FILES = (
+    "package.json",
+    "package-lock.json",
+    "npm-shrinkwrap.json",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+    ".npmrc",
+    ".yarnrc.yml",
+    "pnpm-workspace.yaml",
+)
 _MINOR = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+|\*))?$")
 _CLAUSE = re.compile(r"^\s*(~=|===|==|!=|<=|>=|<|>)\s*([0-9][0-9.*]*)\s*$")
 
@@ -239,7 +250,11 @@ def _node_plan(source_dir: Path, stack: str, run_stack: str, config: dict[str, s
     return BuildPlan(
         stack=stack,
         run_stack=run_stack,
-        values={"node_version": json.dumps(version), "node_manager": node_manager(source_dir, package)},
+        values={
+            "node_version": json.dumps(version),
+            "node_manager": node_manager(source_dir, package),
+            "deps_digest": deps_digest(source_dir, NODE_DEPENDENCY_FILES),
+        },
     )
 
 
