@@ -182,7 +182,7 @@ def test_a_go_line_within_the_stacks_go_builds_and_vendored_modules_build_offlin
     (tmp_path / "vendor" / "modules.txt").write_text("# example.com/x v1.0.0\n")
     plan = plan_for(get_buildpack("go"), tree)
     assert (plan.stack, plan.run_stack) == ("go", "base")
-    assert plan.values == {"go_vendored": "1"}
+    assert plan.values["go_vendored"] == "1"
     assert "-----> Building with the vendored modules (vendor/), offline" in plan.steps
 
 

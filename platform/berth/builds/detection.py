@@ -283,7 +283,10 @@ def _go_plan(source_dir: Path, stack: str, run_stack: str, config: dict[str, str
     return BuildPlan(
         stack=stack,
         run_stack=run_stack,
-        values={"go_vendored": "1" if vendored else "0"},
+        values={
+            "go_vendored": "1" if vendored else "0",
+            "deps_digest": deps_digest(source_dir, ("go.mod", "go.sum")),
+        },
         steps=tuple(steps),
     )
 
