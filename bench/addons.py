@@ -14,7 +14,7 @@ berth_bench_addons), through the API as `berth` calls it:
    shrink to nothing), then `pg:backups:capture` and `pg:backups:restore` timed, throughput in MB/s of the
    database's size (pg_database_size) and of the backup's size.
 
-    .venv/bin/python bench/addons.py [--runs 3] [--mb 256]
+    .venv/bin/python bench/addons.py [--runs 3] [--mb 1024]
 
 Prints tables, saves bench/results/addons.figures.json and bench/results/addons.json. Everything it creates (the
 add-ons, their volumes, the app) it removes; a leftover of a killed run is removed by the next start.
@@ -123,7 +123,7 @@ def wait_live(app, version: int, timeout: float = 300) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3, help="provisions of each kind")
-    parser.add_argument("--mb", type=int, default=256, help="the database size the backup figures use")
+    parser.add_argument("--mb", type=int, default=1024, help="the database size the backup figures use")
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
     remove_leftovers()
