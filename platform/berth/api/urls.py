@@ -119,7 +119,9 @@ urlpatterns = [
     ),
     path("apps/<str:app>/addons/<str:addon>/run", addons.AppAddonRunView.as_view(), name="app-addon-run"),
     path(
-        "apps/<str:app>/addons/<str:addon>/backups", addons.AppAddonBackupsView.as_view(), name="app-addon-backups"
+        "apps/<str:app>/addons/<str:addon>/backups",
+        addons.AppAddonBackupsView.as_view(),
+        name="app-addon-backups",
     ),
     path(
         "apps/<str:app>/addons/<str:addon>/backups/<str:backup>",
