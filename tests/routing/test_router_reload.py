@@ -2,7 +2,6 @@
 rewrites its configuration with more and reloads HAProxy through the master socket, and the servers' run-time state
 crosses the reload. Both under keep-alive load (KeepAliveLoad: plain http.client, no client retries): 0 failed."""
 
-import http.client
 import json
 import subprocess
 import time
@@ -210,44 +209,6 @@ def test_an_app_growing_past_its_server_slots_under_keep_alive_load_drops_nothin
     assert set(load.served_by(since=grown)) == {f"web{n}" for n in range(8)}
 
 
-class PacedLoad(KeepAliveLoad):
-    """KeepAliveLoad whose clients pause between requests, as a browser does: their connections sit idle most of
-    the time, which is when a reload's old worker used to close them (and a plain client's next request failed)."""
-
-    def __init__(self, *, pause: float, **kwargs):
-        super().__init__(**kwargs)
-        self.pause = pause
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self.duration
-        connection = None
-        while (
-            not self._stop.wait(self.pause) and time.monotonic() < deadline and self.total < self.max_requests
-        ):
-            try:
-                if connection is None:
-                    connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-                connection.request("GET", self.path, headers={"Host": self.host})
-                response = connection.getresponse()
-                body = response.read().decode(errors="replace")
-                with self._lock:
-                    if response.status == 200:
-                        self.answers.append((time.monotonic(), body))
-                    else:
-                        self.failures.append(f"HTTP {response.status}: {body[:80]}")
-                if response.will_close:
-                    connection.close()
-                    connection = None
-            except (OSError, http.client.HTTPException) as exc:
-                with self._lock:
-                    self.failures.append(repr(exc))
-                if connection is not None:
-                    connection.close()
-                connection = None
-        if connection is not None:
-            connection.close()
-
-
 def test_more_apps_than_backend_slots_under_keep_alive_load_drops_nothing(small_router, backends):
     """Busy connections and paced ones (idle 50 ms between requests): before idle-close-on-response, the paced ones
     lost about one request per reload; measured 0 since (bench/router_growth.py)."""
@@ -255,7 +216,7 @@ def test_more_apps_than_backend_slots_under_keep_alive_load_drops_nothing(small_
     first = backends("app0")
     router_.apply(app="app0", hostnames=["app0.localhost"], endpoints=[first.endpoint])
     worker = worker_pid()
-    paced = PacedLoad(
+    paced = KeepAliveLoad(
         pause=0.05,
         port=small_router.port,
         host="app0.localhost",

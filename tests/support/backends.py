@@ -96,9 +96,13 @@ class KeepAliveLoad:
         duration: float = 10.0,
         max_requests: int = 50_000,
         path: str = "/",
+        pause: float = 0.0,
     ):
         self.port, self.host, self.path = port, host, path
         self.duration, self.max_requests = duration, max_requests
+        # seconds each client waits between requests: a paced client's connection sits idle most of the time, as a
+        # browser's does, which is when a reload's old worker may close it
+        self.pause = pause
         self.answers: list[tuple[float, str]] = []
         self.failures: list[str] = []
         self._lock = threading.Lock()
@@ -135,7 +139,9 @@ class KeepAliveLoad:
     def _run(self) -> None:
         deadline = time.monotonic() + self.duration
         connection = None
-        while not self._stop.is_set() and time.monotonic() < deadline and self.total < self.max_requests:
+        while (
+            not self._stop.wait(self.pause) and time.monotonic() < deadline and self.total < self.max_requests
+        ):
             try:
                 if connection is None:
                     connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
