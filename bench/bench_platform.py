@@ -108,3 +108,26 @@ class Platform:
 
     def worker_log_tail(self) -> str:
         return (self.logs / "worker.log").read_text(errors="replace")[-3000:]
+
+
+def remove_apps(names: list[str], *, prefix: str | None = None) -> None:
+    """The benchmark apps' services (those named, or every app whose name starts with `prefix`: an earlier killed
+    run's too) and their images; the platform that would tear them down is stopped by then."""
+    # imported here: django.setup() must have run first, and the benchmark does that after its own settings
+    import docker.errors
+    from berth.runtime.client import docker_client
+
+    client = docker_client()
+    for service in client.services.list(filters={"label": "org.berth.app"}):
+        app = service.attrs["Spec"]["Labels"].get("org.berth.app", "")
+        if app in names or (prefix and app.startswith(prefix)):
+            try:
+                service.remove()
+            except docker.errors.NotFound:
+                pass
+    for name in names:
+        for image in client.images.list(name=f"berth/{name}"):
+            try:
+                client.images.remove(image.id, force=True)
+            except docker.errors.APIError:
+                pass

@@ -68,7 +68,7 @@ os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:54329/{PUSH_DB}"
 os.environ["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 os.environ.setdefault("BERTH_ROUTER_DIR", str(Path(os.environ["BERTH_HOME"]) / "router"))
 
-from bench_platform import Platform, database  # noqa: E402
+from bench_platform import Platform, database, remove_apps  # noqa: E402
 from common import figure, print_table, save_figures  # noqa: E402
 
 RUN = secrets.token_hex(3)
@@ -212,33 +212,13 @@ def push_to_live(work: Path, buildpacks: list[str]) -> tuple[list[list], list[di
             figures.append(figure(f"git push → live, {buildpack} ({fixture}): warm", [warm], "s"))
     finally:
         berth.stop()
-        _remove_apps(names)
+        remove_apps(names)
         from django.db import connections
 
         connections.close_all()
         database(PUSH_DB, "drop")
         redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
     return rows, figures
-
-
-def _remove_apps(names: list[str]) -> None:
-    """The bench apps' services and images (the platform that would tear them down is stopped)."""
-    import docker.errors
-    from berth.runtime.client import docker_client
-
-    client = docker_client()
-    for service in client.services.list(filters={"label": "org.berth.app"}):
-        if service.attrs["Spec"]["Labels"].get("org.berth.app", "") in names:
-            try:
-                service.remove()
-            except docker.errors.NotFound:
-                pass
-    for name in names:
-        for image in client.images.list(name=f"berth/{name}"):
-            try:
-                client.images.remove(image.id, force=True)
-            except docker.errors.APIError:
-                pass
 
 
 def _cleanup() -> None:

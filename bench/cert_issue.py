@@ -57,7 +57,7 @@ os.environ.update(
     BERTH_REGISTRY="",  # images stay local, as on one node
 )
 
-from bench_platform import Platform, database  # noqa: E402
+from bench_platform import Platform, database, remove_apps  # noqa: E402
 from common import figure, print_table, save_figures  # noqa: E402
 
 from tests.conftest import write_hello_app  # noqa: E402
@@ -159,25 +159,6 @@ def domain_add(berth: Platform, token: str, app: str, context: ssl.SSLContext) -
     return {"hostname": hostname, "api_s": api_s, "served_s": served_s}
 
 
-def cleanup_apps(names: list[str]) -> None:
-    import docker.errors
-    from berth.runtime.client import docker_client
-
-    client = docker_client()
-    for service in client.services.list(filters={"label": "org.berth.app"}):
-        if service.attrs["Spec"]["Labels"].get("org.berth.app", "") in names:
-            try:
-                service.remove()
-            except docker.errors.NotFound:
-                pass
-    for name in names:
-        for image in client.images.list(name=f"berth/{name}"):
-            try:
-                client.images.remove(image.id, force=True)
-            except docker.errors.APIError:
-                pass
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -242,7 +223,7 @@ def main() -> int:
         # the processes first: a failed removal (the Docker engine restarted, say) must not leave them running
         berth.stop()
         try:
-            cleanup_apps(names)
+            remove_apps(names)
         except Exception as error:  # reported; the database and Redis are still cleaned below
             print(f"removing the bench apps failed: {error!r}", file=sys.stderr)
         from django.db import connections

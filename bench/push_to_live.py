@@ -65,7 +65,7 @@ os.environ.update(
     BERTH_ROUTER_DIR=str(WORK / "router"),
 )
 
-from bench_platform import Platform, database  # noqa: E402
+from bench_platform import Platform, database, remove_apps  # noqa: E402
 from common import figure, print_table, save_figures  # noqa: E402
 
 
@@ -260,25 +260,6 @@ def raw_docker_builds(runs: int) -> dict:
     return {"cold_s": cold, "warm_s": warm}
 
 
-def cleanup_apps(names: list[str]) -> None:
-    import docker.errors
-    from berth.runtime.client import docker_client
-
-    client = docker_client()
-    for service in client.services.list(filters={"label": "org.berth.app"}):
-        if service.attrs["Spec"]["Labels"].get("org.berth.app", "").startswith(APP_PREFIX):
-            try:
-                service.remove()
-            except docker.errors.NotFound:
-                pass
-    for name in names:
-        for image in client.images.list(name=f"berth/{name}"):
-            try:
-                client.images.remove(image.id, force=True)
-            except docker.errors.APIError:
-                pass
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -329,7 +310,7 @@ def main() -> int:
         # the processes first: a failed removal (the Docker engine restarted, say) must not leave them running
         berth.stop()
         try:
-            cleanup_apps(names)
+            remove_apps(names, prefix=APP_PREFIX)
         except Exception as error:  # reported; the database and Redis are still cleaned below
             print(f"removing the bench apps failed: {error!r}", file=sys.stderr)
         # the deployer's own split of each cut-over (route + drain), and the background removal of the old services
