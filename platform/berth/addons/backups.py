@@ -15,6 +15,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from django.core.exceptions import ValidationError
@@ -40,7 +41,12 @@ from berth.runtime.addons import (
     addon_backup_restore,
     addon_backup_verify,
     addon_jobs_prune,
+    addon_local_node,
+    addon_node_describe,
+    addon_node_resolve,
     addon_service_exists,
+    addon_service_replace,
+    addon_wait_ready,
 )
 
 RESTORE_TIMEOUT_S = 3 * 3600
@@ -546,3 +552,107 @@ def addon_destroy_with_backup(*, addon: Addon, actor, remote_addr: str | None = 
     addon_destroy(addon=addon, actor=actor, remote_addr=remote_addr)
     backup.refresh_from_db()
     return backup
+
+
+# --- a lost node's add-on, back on another node from its last backup ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recovery:
+    backup: AddonBackup
+    old_node: str  # hostname (or id) of the node the add-on was pinned to
+    new_node: str
+    seconds: float
+
+
+def recovery_backup(addon: Addon) -> AddonBackup:
+    """The backup a recovery starts from: the newest verified one, else the newest captured (not yet verified)."""
+    for state in (BackupState.VERIFIED, BackupState.CAPTURED):
+        backup = backups_of(addon).filter(state=state).order_by("-started_at").first()
+        if backup is not None:
+            return backup
+    raise Conflict(f"{addon.name} has no usable backup to recover from")
+
+
+def addon_recover(
+    *,
+    addon: Addon,
+    backup: AddonBackup | None = None,
+    node: str | None = None,
+    actor,
+    remote_addr: str | None = None,
+) -> Recovery:
+    """Bring back an add-on whose node is lost (down, drained or gone from the swarm): its service is replaced by one
+    pinned to `node` (default: the node Berth runs on) with an empty volume, and `backup` (default: the newest
+    verified) is restored into it. Its host name and password stay, so the apps' URLs are unchanged and no release
+    is made; they reconnect once it answers. Refused while its node is ready and active (its data is there: restore
+    a backup into it instead). If the new server cannot be made or the restore fails, the service is pinned back
+    to the old node (whose volume was never touched) and nothing else changed."""
+    started = time.monotonic()
+    old_node_id = addon.node
+    old_host, unavailable = addon_node_describe(old_node_id) if old_node_id else ("", "unknown")
+    if unavailable is None:
+        raise Conflict(
+            f"{addon.name}'s node {old_host} is ready and active: its data is there. To bring back a backup's "
+            "data, restore it into the add-on (pg:backups:restore / redis:backups:restore)"
+        )
+    backup = backup or recovery_backup(addon)
+    if backup.team_id != addon.team_id:
+        raise Http404(f"no backup {backup.name}")
+    if backup.kind != addon.kind:
+        raise ValidationError(
+            {"backup": f"{backup.name} is a {backup.kind} backup; {addon.name} is {addon.kind}"}
+        )
+    if backup.state not in USABLE:
+        raise Conflict(f"backup {backup.name} cannot be restored: it is {backup.state}")
+    try:
+        new_node_id = addon_node_resolve(node) if node else addon_local_node()
+    except AddonRuntimeError as exc:
+        raise ValidationError({"node": str(exc)}) from exc
+    if new_node_id == old_node_id:
+        raise ValidationError({"node": f"{addon.name} is already pinned to {old_host}; choose another node"})
+    spec = addon_spec(addon)
+    try:
+        addon_service_replace(spec, node_id=new_node_id)
+        addon_wait_ready(spec)
+    except AddonRuntimeError as exc:
+        _pin_back(spec, old_node_id)
+        raise Conflict(
+            f"could not start {addon.name} on the new node: {exc}; it stays pinned to {old_host}"
+        ) from exc
+    try:
+        backup_restore(backup=backup, addon=addon, actor=actor, remote_addr=remote_addr)
+    except Exception:
+        _pin_back(spec, old_node_id)
+        raise
+    Addon.objects.filter(pk=addon.pk).update(node=new_node_id)
+    addon.node = new_node_id
+    new_host, _ = addon_node_describe(new_node_id)
+    seconds = time.monotonic() - started
+    audit_record(
+        action="addon.recover",
+        actor=actor,
+        team=addon.team,
+        target=addon.name,
+        remote_addr=remote_addr,
+        data={
+            "backup": backup.name,
+            "from_node": old_host,
+            "to_node": new_host,
+            "seconds": round(seconds, 1),
+        },
+    )
+    _announce(
+        addon,
+        kind="addon.recovered",
+        message=f"{addon.name} recovered on {new_host} from backup {backup.name} ({old_host} was {unavailable})",
+    )
+    return Recovery(backup=backup, old_node=old_host, new_node=new_host, seconds=seconds)
+
+
+def _pin_back(spec: AddonSpec, old_node_id: str) -> None:
+    """Undo a recovery that did not finish: the service goes back to the old node, where its volume still is."""
+    try:
+        addon_service_replace(spec, node_id=old_node_id, keep_local_volume=False)
+    except AddonRuntimeError:
+        pass  # said by the caller's error; the add-on's row still names the old node

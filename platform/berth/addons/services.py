@@ -26,6 +26,7 @@ from berth.runtime.addons import (
     AddonSpec,
     addon_client_command,
     addon_image_ref,
+    addon_node_resolve,
     addon_service_create,
     addon_service_remove,
     addon_service_update,
@@ -59,10 +60,12 @@ def addon_create(
     plan: str = "small",
     name: str | None = None,
     as_name: str | None = None,
+    node: str | None = None,
     actor,
     remote_addr: str | None = None,
 ) -> Addon:
-    """Provision a new add-on server for `app`'s team, wait until it answers, and attach it to `app`."""
+    """Provision a new add-on server for `app`'s team (on `node`, a Swarm node's hostname or id, when given: it
+    needs the add-on image; by default the node Berth runs on), wait until it answers, and attach it to `app`."""
     if kind not in KINDS:
         raise ValidationError({"kind": f"unknown add-on {kind!r}; one of: {', '.join(KINDS)}"})
     if plan not in PLANS:
@@ -74,6 +77,10 @@ def addon_create(
             {"name": "use 2-20 lowercase letters, digits and dashes, starting with a letter"}
         )
     _config_var(Addon(kind=kind), as_name)  # a bad --as is refused before anything is made
+    try:
+        node_id = addon_node_resolve(node) if node else None
+    except AddonRuntimeError as exc:
+        raise ValidationError({"node": str(exc)}) from exc
     try:
         with transaction.atomic():
             addon = Addon.objects.create(
@@ -87,7 +94,7 @@ def addon_create(
         raise Conflict(f"the team already has an add-on named {name!r}") from None
     spec = addon_spec(addon)
     try:
-        addon.node = addon_service_create(spec)
+        addon.node = addon_service_create(spec, node_id=node_id)
         addon_wait_ready(spec)
     except AddonRuntimeError as exc:
         _remove_quietly(spec)

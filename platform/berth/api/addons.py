@@ -53,7 +53,24 @@ AddonCreateShape = S._shape(
     plan=s.ChoiceField(choices=list(PLANS), required=False),
     name=s.CharField(required=False),
     from_backup=s.CharField(required=False, help_text="a copy of this backup (b001 or ADDON/b001)"),
+    node=s.CharField(
+        required=False, help_text="the Swarm node (hostname or id) to pin it to; default Berth's"
+    ),
     **{"as": s.CharField(required=False, help_text="the config var is <AS>_URL")},
+)
+AddonRecoverShape = S._shape(
+    "AddonRecover",
+    confirm=s.CharField(help_text="the add-on's name again"),
+    backup=s.CharField(required=False, help_text="default: the newest verified backup"),
+    node=s.CharField(required=False, help_text="default: the node Berth runs on"),
+)
+AddonRecoveredShape = S._shape(
+    "AddonRecovered",
+    name=s.CharField(),
+    backup=s.CharField(),
+    old_node=s.CharField(),
+    new_node=s.CharField(),
+    seconds=s.FloatField(),
 )
 AddonAttachShape = S._shape(
     "AddonAttach", **{"as": s.CharField(required=False, help_text="the config var is <AS>_URL")}
@@ -105,8 +122,11 @@ class AppAddonsView(AppScopedView):
             "actor": request.user,
             "remote_addr": client_ip(request),
         }
+        node = str_field(data, "node", required=False)
         if from_backup is None:
-            addon = services.addon_create(kind=kind, **common)
+            addon = services.addon_create(kind=kind, node=node, **common)
+        elif node:
+            raise ValidationError({"node": "a copy from a backup is made on Berth's node; leave out node"})
         else:
             backup = backups.backup_of_team(team=self.app.team, ref=from_backup)
             if backup.kind != kind:
@@ -153,6 +173,42 @@ class AppAddonView(AppAddonScopedView):
                 addon=self.addon, actor=request.user, remote_addr=client_ip(request)
             )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AppAddonRecoverView(AppAddonScopedView):
+    @extend_schema(
+        request=AddonRecoverShape,
+        responses={200: AddonRecoveredShape, 400: S.Error, 404: S.Error, 409: S.Error},
+        description="Bring back an add-on whose node is lost (down, drained or gone): a new server pinned to `node` "
+        "(default: Berth's), restored from `backup` (default: the newest verified). Its URL and password stay, so "
+        "attached apps need no release; refused while its node is ready and active.",
+    )
+    def post(self, request, app: str, addon: str):
+        data = body(request)
+        if str_field(data, "confirm") != self.addon.name:
+            raise ValidationError(
+                {"confirm": f"this replaces {self.addon.name}'s server; confirm with its name"}
+            )
+        ref = str_field(data, "backup", required=False)
+        backup = (
+            backups.backup_of_team(team=self.app.team, ref=ref, addon_name=self.addon.name) if ref else None
+        )
+        recovery = backups.addon_recover(
+            addon=self.addon,
+            backup=backup,
+            node=str_field(data, "node", required=False),
+            actor=request.user,
+            remote_addr=client_ip(request),
+        )
+        return Response(
+            {
+                "name": self.addon.name,
+                "backup": recovery.backup.name,
+                "old_node": recovery.old_node,
+                "new_node": recovery.new_node,
+                "seconds": round(recovery.seconds, 1),
+            }
+        )
 
 
 class AppAddonAttachmentView(AppAddonScopedView):

@@ -65,10 +65,15 @@ def addons(args):
     arg("--name", help="the add-on's name (default: KIND-xxxxxx)"),
     arg("--plan", default="small", help="small (256 MB) or medium (1 GB)"),
     arg("--from-backup", dest="from_backup", metavar="ID", help="a copy of this backup (b001 or ADDON/b001)"),
+    arg(
+        "--node",
+        help="the Swarm node (hostname) to pin it to; it needs the add-on image (default: Berth's node)",
+    ),
     needs_app=True,
 )
 def addons_create(args):
     body = {"kind": args.kind, "plan": args.plan}
+    body |= {"node": args.node} if args.node else {}
     body |= {"as": args.as_name} if args.as_name else {}
     body |= {"name": args.name} if args.name else {}
     body |= {"from_backup": args.from_backup} if args.from_backup else {}
@@ -152,6 +157,30 @@ def addons_destroy(args):
         f"Destroyed {args.addon}; its final backup {args.addon}/{final.get('name')} stays "
         f"(`berth addons:create {final.get('kind', 'postgres')} --from-backup {args.addon}/{final.get('name')}` "
         "brings it back)",
+    )
+
+
+@command(
+    "addons:recover",
+    "bring back an add-on whose node is lost: a new server on another node, from its newest verified backup (admin+)",
+    ADDON,
+    arg("--confirm", metavar="ADDON", help="the add-on's name again"),
+    arg("--from-backup", dest="from_backup", metavar="ID", help="this backup (default: the newest verified)"),
+    arg("--node", help="the node to put it on (default: the node Berth runs on)"),
+    needs_app=True,
+)
+def addons_recover(args):
+    if args.confirm != args.addon:
+        raise CliError(
+            f"this replaces {args.addon}'s server by one holding its backup's data; to proceed, add --confirm {args.addon}"
+        )
+    body = {"confirm": args.confirm}
+    body |= {"backup": args.from_backup} if args.from_backup else {}
+    body |= {"node": args.node} if args.node else {}
+    done = _slow_api().post(_addon_path(args, "/recover"), body)
+    return done, (
+        f"Recovered {done['name']} on {done['new_node']} from backup {done['backup']} in {done['seconds']:.1f}s "
+        f"({done['old_node']} is left alone); its URL is unchanged"
     )
 
 

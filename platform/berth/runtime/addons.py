@@ -1,8 +1,9 @@
 """Add-on servers (PostgreSQL, Redis) on Swarm: one service each, one replica, its data in a named volume.
 
-- The service is pinned to the node it was first placed on (the manager that builds the add-on images: they are
-  local images, no registry), and its volume lives there; updates are stop-first, so two servers never share one
-  data directory.
+- The service is pinned to the node it was first placed on (by default the manager that builds the add-on images:
+  they are local images, no registry; `node_id` places it on another node that has the image), and its volume
+  lives there; updates are stop-first, so two servers never share one data directory. A lost node's add-on is
+  recovered by replacing its service with one pinned elsewhere (addon_service_replace), its data from a backup.
 - It joins only its team's overlay network (berth.runtime.swarm.team_network_ensure), with the endpoint mode the
   apps use (dnsrr: no IPVS here); its service name is its host name there. Another team's network has no route
   to it, and it publishes no port.
@@ -167,7 +168,13 @@ def _task_template(spec: AddonSpec, *, network_id: str, node_id: str) -> types.T
             args=["sh", "-c", kind.start],
             env=[f"BERTH_ADDON_PASSWORD={spec.password}"],
             labels=spec.labels(),
-            mounts=[types.Mount(target=kind.data_dir, source=spec.volume_name, type="volume")],
+            # labelled: on a node other than this one, Swarm creates the volume at the task's start, and only a
+            # volume carrying this installation's labels is ever removed by Berth
+            mounts=[
+                types.Mount(
+                    target=kind.data_dir, source=spec.volume_name, type="volume", labels=spec.labels()
+                )
+            ],
             stop_signal="SIGTERM" if spec.kind == "redis" else "SIGINT",  # SIGINT: PostgreSQL's fast shutdown
             stop_grace_period=STOP_GRACE_S * NANOSECONDS,
             cap_drop=["ALL"],
@@ -181,9 +188,53 @@ def _task_template(spec: AddonSpec, *, network_id: str, node_id: str) -> types.T
     )
 
 
-def addon_service_create(spec: AddonSpec) -> str:
-    """Make the add-on's volume and service on this node; returns the node id it is pinned to. Idempotent: an
-    existing service of the same name is kept (a retried create)."""
+def _node_unavailable(node: dict) -> str | None:
+    state = (node.get("Status") or {}).get("State")
+    availability = (node.get("Spec") or {}).get("Availability")
+    return None if state == "ready" and availability == "active" else f"{state}, {availability}"
+
+
+def addon_node_resolve(node: str) -> str:
+    """The id of the Swarm node `node` names (its hostname or id), refused unless it is ready and active: an add-on
+    pinned to a node that cannot run it would stay pending."""
+    found = [
+        n
+        for n in docker_client().api.nodes()
+        if node in (n["ID"], (n.get("Description") or {}).get("Hostname"))
+    ]
+    if not found:
+        raise AddonRuntimeError(f"no node {node!r} in the swarm")
+    unavailable = _node_unavailable(found[0])
+    if unavailable:
+        raise AddonRuntimeError(f"node {node} is {unavailable}: an add-on cannot start there")
+    return found[0]["ID"]
+
+
+def addon_node_describe(node_id: str) -> tuple[str, str | None]:
+    """(hostname, None when the node is ready and active, else its state and availability, e.g. "down, active")."""
+    try:
+        node = docker_client().api.inspect_node(node_id)
+    except docker.errors.NotFound:
+        return node_id, "gone from the swarm"
+    return (node.get("Description") or {}).get("Hostname") or node_id, _node_unavailable(node)
+
+
+def addon_local_node() -> str:
+    """The id of the node Berth runs on (where add-ons go by default)."""
+    return _local_node_id(docker_client())
+
+
+def addon_node_of(spec: AddonSpec) -> str | None:
+    """The id of the node the add-on's service is pinned to; None when it has no service."""
+    current = _service(docker_client(), spec.service_name)
+    if current is None:
+        return None
+    return current["Spec"]["TaskTemplate"]["Placement"]["Constraints"][0].split("==", 1)[1]
+
+
+def addon_service_create(spec: AddonSpec, *, node_id: str | None = None) -> str:
+    """Make the add-on's service pinned to `node_id` (default: this node) and, on this node, its volume; returns the
+    node id. Idempotent: an existing service of the same name is kept (a retried create)."""
     client = docker_client()
     if image_inspect(addon_image_ref(spec.kind)) is None:
         raise AddonRuntimeError(
@@ -193,9 +244,11 @@ def addon_service_create(spec: AddonSpec) -> str:
     if existing is not None:
         return existing["Spec"]["TaskTemplate"]["Placement"]["Constraints"][0].split("==", 1)[1]
     network_id = team_network_ensure(team=spec.team, client=client)
-    node_id = _local_node_id(client)
+    local = _local_node_id(client)
+    node_id = node_id or local
     try:
-        client.api.create_volume(name=spec.volume_name, driver="local", labels=spec.labels())
+        if node_id == local:
+            client.api.create_volume(name=spec.volume_name, driver="local", labels=spec.labels())
         client.api.create_service(
             _task_template(spec, network_id=network_id, node_id=node_id),
             name=spec.service_name,
@@ -207,6 +260,25 @@ def addon_service_create(spec: AddonSpec) -> str:
     except docker.errors.APIError as exc:
         raise AddonRuntimeError(f"could not create add-on {spec.name}: {exc.explanation or exc}") from exc
     return node_id
+
+
+def addon_service_replace(spec: AddonSpec, *, node_id: str, keep_local_volume: bool = True) -> None:
+    """Replace the add-on's service by one pinned to `node_id`, with an empty volume there: what recovering a lost
+    node's add-on starts from. The old service goes; its volume, on the old node, is left alone (that node may come
+    back, and nothing on it is deleted from here). Refused when `node_id` is this node and already holds a volume of
+    that name: its data would be mixed with the backup's. `keep_local_volume=False` (undoing a recovery onto this
+    node) removes this node's volume, which then holds only what the unfinished recovery wrote."""
+    client = docker_client()
+    local = _local_node_id(client)
+    if keep_local_volume and node_id == local and addon_volume_exists(spec):
+        raise AddonRuntimeError(
+            f"this node already has the volume {spec.volume_name} (an earlier life of {spec.name}); "
+            "its data is kept: restore a backup into the add-on instead, or remove the volume yourself first"
+        )
+    _service_remove(client, spec)
+    if not keep_local_volume and node_id != local:
+        _volume_remove(client, spec)
+    addon_service_create(spec, node_id=node_id)
 
 
 def addon_service_update(spec: AddonSpec) -> None:
@@ -235,6 +307,11 @@ def addon_service_update(spec: AddonSpec) -> None:
 def addon_service_remove(spec: AddonSpec) -> None:
     """Remove the service (if any) and, once its containers are gone, its volume: the data is deleted."""
     client = docker_client()
+    _service_remove(client, spec)
+    _volume_remove(client, spec)
+
+
+def _service_remove(client: docker.DockerClient, spec: AddonSpec) -> None:
     current = _service(client, spec.service_name)
     if current is not None:
         try:
@@ -244,6 +321,10 @@ def addon_service_remove(spec: AddonSpec) -> None:
     deadline = time.monotonic() + CONTAINERS_GONE_TIMEOUT_S
     while _containers(client, spec.service_name, all_states=True) and time.monotonic() < deadline:
         time.sleep(0.5)
+
+
+def _volume_remove(client: docker.DockerClient, spec: AddonSpec) -> None:
+    """This node's volume of the add-on, if there is one and it is this installation's."""
     try:
         volume = client.api.inspect_volume(spec.volume_name)
     except docker.errors.NotFound:
@@ -306,19 +387,59 @@ def _ready_command(spec: AddonSpec) -> list[str]:
     return ["redis-cli", "--no-auth-warning", "ping"]
 
 
+def _probe_over_network(spec: AddonSpec) -> tuple[int, str]:
+    """The ready command from a job container on the team's network: for a server on another node, where this
+    node's engine cannot exec."""
+    client = docker_client()
+    if spec.kind == "postgres":
+        script = "psql -tAc 'select 1'"
+    else:
+        script = "redis-cli --no-auth-warning ping"
+    container_id = _job_create(
+        client, spec, job="probe", script=script, env=_job_env(spec), on_team_network=True
+    )
+    try:
+        client.api.start(container_id)
+        exit_code = client.api.wait(container_id, timeout=30)["StatusCode"]
+        output = client.api.logs(container_id, stdout=True, stderr=True, tail=20).decode(errors="replace")
+    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+        raise AddonRuntimeError(f"could not probe add-on {spec.name}: {exc}") from exc
+    finally:
+        _job_remove(client, container_id)
+    return exit_code, output
+
+
+def _task_error(spec: AddonSpec) -> str | None:
+    """The latest task's error or pending reason, as Swarm tells it."""
+    tasks = docker_client().api.tasks(filters={"service": spec.service_name})
+    if not tasks:
+        return None
+    latest = max(tasks, key=lambda t: t.get("UpdatedAt", ""))
+    status = latest.get("Status") or {}
+    if status.get("Err"):
+        return f"{status.get('State')}: {status['Err']}"
+    if status.get("State") == "pending":
+        return f"pending: {status.get('Message') or 'not placed yet'}"
+    return None
+
+
 def addon_wait_ready(spec: AddonSpec, *, timeout: float = READY_TIMEOUT_S) -> float:
-    """Wait until the server answers its own client with the current password; returns the seconds waited."""
+    """Wait until the server answers its own client with the current password; returns the seconds waited. On this
+    node the client runs in the server's container; on another node, in a job container on the team's network."""
     started = time.monotonic()
     last = "no container yet"
+    remote = addon_node_of(spec) not in (None, _local_node_id(docker_client()))
     while time.monotonic() - started < timeout:
         try:
-            code, output = _exec(spec, _ready_command(spec))
+            code, output = _probe_over_network(spec) if remote else _exec(spec, _ready_command(spec))
             if code == 0 and output.strip() in ("1", "PONG"):
                 return time.monotonic() - started
-            last = output.strip() or f"exit {code}"
+            last = output.strip()[-300:] or f"exit {code}"
         except (AddonRuntimeError, docker.errors.APIError) as exc:
             last = str(exc)
-        time.sleep(0.5)
+        if remote:
+            last = _task_error(spec) or last  # e.g. "No such image" on that node: say it, not a DNS failure
+        time.sleep(0.5 if not remote else 1)
     raise AddonRuntimeError(f"add-on {spec.name} did not become ready within {timeout:.0f} s: {last}")
 
 
@@ -336,6 +457,13 @@ def addon_info(spec: AddonSpec) -> dict:
     try:
         code, output = _exec(spec, ["du", "-sb", KINDS[spec.kind].data_dir])
     except (AddonRuntimeError, docker.errors.APIError):
+        # on another node (addons:create --node) this engine cannot exec: Swarm's task state says whether it runs
+        tasks = (
+            client.api.tasks(filters={"service": spec.service_name, "desired-state": "running"})
+            if service is not None
+            else []
+        )
+        info["running"] = any((t.get("Status") or {}).get("State") == "running" for t in tasks)
         return info
     info["running"] = True
     if code == 0 and output.split():
