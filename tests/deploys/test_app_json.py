@@ -2,8 +2,10 @@
 (and follow a config change and a rollback), its postdeploy script runs as a one-off and a failure is reported."""
 
 import pytest
+from berth.apps.models import Formation
 from berth.audit.models import AuditEvent
 from berth.deploys.errors import DeployError
+from berth.deploys.formation import app_restart, formation_apply
 from berth.deploys.rollout import release_deploy, release_postdeploy, release_rollback
 from berth.releases.models import Release, ReleaseStatus
 from berth.releases.services import config_update, release_create
@@ -98,3 +100,24 @@ def test_a_failing_postdeploy_script_is_reported_in_the_log_the_events_and_the_a
         action="release.postdeploy_failed", target=f"{live_app.app.name} v1"
     ).exists()
     assert Release.objects.get(pk=live_app.v1.pk).status == ReleaseStatus.LIVE
+
+
+def test_a_scale_and_a_restart_hold_new_web_tasks_to_app_jsons_startup_checks_too(
+    live_app, scheduler, memory_router
+):
+    """The deploy passed its check with one task ("slot 1"); a second task answers "slot 2", which this check
+    refuses: scaling up, or restarting two tasks, fails instead of routing a task the release's own check would not
+    have let in (with Berth's default check, HTTP 200, both would pass)."""
+    app = live_app.app
+    release = _deploy(app, image="img:2", healthchecks={"web": [_check(content="slot 1")]})
+    assert release.status == ReleaseStatus.LIVE
+    Formation.objects.filter(app=app, process="web").update(replicas=2)
+    with pytest.raises(DeployError, match="startup check"):
+        formation_apply(app=app, processes=["web"])
+    assert all(answer(*endpoint).endswith("slot 1") for endpoint in memory_router.endpoints(app.name))
+    with pytest.raises(DeployError, match="startup check"):
+        app_restart(app=app)
+    Formation.objects.filter(app=app, process="web").update(replicas=1)
+    formation_apply(app=app, processes=["web"])
+    assert app_restart(app=app) == ["web"]
+    assert all(answer(*endpoint).endswith("slot 1") for endpoint in memory_router.endpoints(app.name))

@@ -45,7 +45,12 @@ CORPUS = {
     "static": [("/", "<")],
     # app.json chains heroku/nodejs then heroku-community/static: `vite build` wrote dist/, nginx serves only that
     # (the built index.html names its bundle under /assets/; the source one names /src/main.jsx)
-    "node-vite-spa": [("/", 'src="/assets/index-'), ("/", "<title>node-vite-spa</title>")],
+    # its static.json routes every path without a file to index.html: a client-side route reloaded still loads the app
+    "node-vite-spa": [
+        ("/", 'src="/assets/index-'),
+        ("/", "<title>node-vite-spa</title>"),
+        ("/settings/profile", "<title>node-vite-spa</title>"),
+    ],
 }
 # fixture → the one error line the push ends with
 WRONG = {

@@ -148,7 +148,13 @@ def _generations(*, app: App, release: int, process: str) -> list[int]:
     )
 
 
-def _roll(*, app: App, spec, old_generations: list[int]) -> None:
+def _web_checks(release, spec) -> list[dict] | None:
+    """The release's app.json startup checks for new web tasks (None: Berth's default HTTP check), so a web task
+    started by a scale or a restart must pass what the deploy's had to."""
+    return (release.healthchecks or {}).get("web") if spec.is_web else None
+
+
+def _roll(*, app: App, spec, old_generations: list[int], checks: list[dict] | None = None) -> None:
     """Start `spec` (a new generation) beside the old ones, route to it when ready, then retire the old ones.
 
     The old generation keeps serving until the router has drained it; if the new one is not ready in time it
@@ -159,7 +165,7 @@ def _roll(*, app: App, spec, old_generations: list[int]) -> None:
     try:
         scheduler.ensure_process(spec)
         if spec.replicas:
-            process_wait_ready(app=app, spec=spec, deadline=deadline)
+            process_wait_ready(app=app, spec=spec, deadline=deadline, checks=checks)
         if spec.is_web:
             app_route(
                 app=app,
@@ -213,7 +219,12 @@ def formation_apply(*, app: App, processes: list[str]) -> None:
             if not spec.is_web or running is None:
                 scheduler.ensure_process(current)
                 if spec.replicas:
-                    process_wait_ready(app=app, spec=current, deadline=time.monotonic() + BOOT_TIMEOUT)
+                    process_wait_ready(
+                        app=app,
+                        spec=current,
+                        deadline=time.monotonic() + BOOT_TIMEOUT,
+                        checks=_web_checks(live, spec),
+                    )
                 if spec.is_web:
                     app_route(app=app, endpoints=web_endpoints(app_name=app.name, release=live.version))
             elif spec.replicas == 0:
@@ -227,11 +238,16 @@ def formation_apply(*, app: App, processes: list[str]) -> None:
                     replicas=spec.replicas,
                     generation=current.generation,
                 )
-                process_wait_ready(app=app, spec=current, deadline=time.monotonic() + BOOT_TIMEOUT)
+                process_wait_ready(
+                    app=app,
+                    spec=current,
+                    deadline=time.monotonic() + BOOT_TIMEOUT,
+                    checks=_web_checks(live, spec),
+                )
                 app_route(app=app, endpoints=web_endpoints(app_name=app.name, release=live.version))
             else:
                 nxt = dataclasses.replace(spec, generation=current.generation + 1)
-                _roll(app=app, spec=nxt, old_generations=generations)
+                _roll(app=app, spec=nxt, old_generations=generations, checks=_web_checks(live, spec))
         if not changes:
             # nothing to scale (or a domain changed): the router still follows what runs
             app_route(app=app, endpoints=answering_endpoints(app=app, release=live.version)[0])
@@ -262,7 +278,7 @@ def app_restart(*, app: App, process: str | None = None) -> list[str]:
                 continue
             nxt = dataclasses.replace(spec, generation=(generations[-1] + 1) if generations else 0)
             try:
-                _roll(app=app, spec=nxt, old_generations=generations)
+                _roll(app=app, spec=nxt, old_generations=generations, checks=_web_checks(live, spec))
             except DeployError as exc:
                 app_event(
                     app.name, "restart.failed", f"restart of {spec.process} failed: {exc}".splitlines()[0]
