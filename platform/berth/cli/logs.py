@@ -35,6 +35,13 @@ LOGS_ARGS: list[tuple[tuple[str, ...], dict]] = [
         {"type": int, "default": 100, "metavar": "N", "help": "lines to show first (the server caps it)"},
     ),
     (("-p", "--process"), {"metavar": "TYPE", "help": "only this process type, e.g. web"}),
+    (
+        ("-s", "--source"),
+        {
+            "metavar": "SOURCE",
+            "help": "only lines of this source: router (access lines), berth (platform events) or a process type",
+        },
+    ),
 ]
 EVENTS_ARGS: list[tuple[tuple[str, ...], dict]] = [
     (("-t", "--tail"), {"action": "store_true", "help": "keep following new events until Ctrl-C"}),
@@ -136,13 +143,17 @@ def follow(stream: Iterator[dict], render, args: argparse.Namespace) -> tuple[An
 
 
 def logs(args: argparse.Namespace) -> tuple[Any, str]:
-    """berth logs -a APP [-t] [-n N] [-p TYPE]"""
+    """berth logs -a APP [-t] [-n N] [-p TYPE] [-s SOURCE]"""
     if args.num < 0:
         raise CliError("-n must be 0 or more")
     # the server bounds a replay (BERTH_LOG_REPLAY_MAX_LINES) and says so in a note
     query: dict[str, Any] = {"tail": args.num}
-    if args.process:
-        query["process"] = args.process
+    # a source is the `process` field of a line: router lines and platform events carry theirs like a process
+    source = getattr(args, "source", None)
+    if args.process and source and args.process != source:
+        raise CliError("-p and --source name different sources: give one")
+    if args.process or source:
+        query["process"] = args.process or source
     if args.tail:
         return follow(messages(args.app, "logs", query), log_text, args)
     received = list(messages(args.app, "logs", {**query, "follow": 0}))

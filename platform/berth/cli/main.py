@@ -15,6 +15,7 @@ import os
 import sys
 from importlib import metadata
 
+import berth.cli.drains  # noqa: F401 - registers its commands (an `import` line: the one below is full)
 from berth.cli import account, addons, apps, certs, jobs, pipelines, processes, releases, users, webhooks  # noqa: F401 - each registers its commands, in this order
 from berth.cli.client import (
     CliError,

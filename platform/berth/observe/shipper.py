@@ -12,6 +12,7 @@ log (rotated away while the shipper was down), lines may have been lost in betwe
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -31,6 +32,16 @@ SCAN_INTERVAL = 10.0
 TRIM_INTERVAL = 300.0
 TASK_NAME_LABEL = "com.docker.swarm.task.name"
 NS = 1_000_000_000
+
+# Loops the floors above run inside the shipper's process (log drains' forwarder), to share its memory rather than
+# add a process: each a callable that starts one and returns its stop. Registered from an AppConfig.ready, so this
+# floor never imports the ones above it.
+COMPANIONS: list[Callable[[], Callable[[], None]]] = []
+
+
+def companion_register(start: Callable[[], Callable[[], None]]) -> None:
+    if start not in COMPANIONS:
+        COMPANIONS.append(start)
 
 
 @dataclass(frozen=True)

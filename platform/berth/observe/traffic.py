@@ -11,17 +11,84 @@ and the router serves on; no reload is ever needed. A backend slot maps to its a
 import logging
 import os
 import random
+import re
 import socket
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
-from berth.routing.haproxy import RouterPaths, admin_command, read_slots
+from berth.observe.services import log_entries_append, now_iso
+from berth.routing.haproxy import REQUEST_LOG_MAX_BYTES, RouterPaths, admin_command, read_slots
 
 logger = logging.getLogger(__name__)
 
 TIMES_PER_WINDOW = 5_000  # request times kept per backend and window; past it a uniform sample (reservoir)
 ROUTED_PROCESS = "web"  # the one process type the router sends requests to
+ROUTER_PROCESS = "router"  # the process (and instance) name of router access lines in an app's log
+ACCESS_BUFFER = 20_000  # access lines held between two writes at most; past it they are dropped and counted
+ACCESS_FLUSH = 0.5  # seconds between two writes of access lines into the apps' logs
+PATH_MAX = 512  # characters of a path an access line keeps
+OWNERS_TTL = 2.0  # seconds the backend -> app map is reused before slots.json is read again
+# the quoted tail of a request-log line: host and path, with HAProxy's \" and \\ escapes
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"?')
+# HAProxy's termination state (first letter: who ended the session; second: in which phase) -> Heroku-like codes
+ROUTER_ERRORS = {
+    "s": ("H12", "Request timeout"),
+    "S": ("H13", "Connection closed without response"),
+    "C": ("H27", "Client Request Interrupted"),
+    "c": ("H28", "Client Connection Idle"),
+}
+
+
+def access_parse(line: str) -> dict[str, str] | None:
+    """A request-log line (haproxy.REQUEST_LOG_FORMAT) as named fields; None for one of another shape."""
+    head = line.split(" ", 11)
+    if len(head) < 12:
+        return None
+    names = ("backend", "status", "total", "connect", "service", "bytes", "state", "tls", "server")
+    fields = dict(zip(names, head[:9], strict=True))
+    fields["method"], fields["request_id"] = head[9], head[10]
+    quoted = [re.sub(r"\\(.)", r"\1", m) for m in _QUOTED.findall(head[11])]
+    fields["host"] = quoted[0] if quoted else ""
+    fields["path"] = quoted[1] if len(quoted) > 1 else ""
+    return fields
+
+
+def _ms(value: str) -> str:
+    return f"{value}ms" if value.lstrip("-").isdigit() and not value.startswith("-") else "-"
+
+
+def access_line(fields: dict[str, str]) -> str:
+    """An access line as Heroku's router prints one: at=info for an answer below 500, at=error with a code for a
+    5xx, a timeout or an interrupted request (H12 timeout, H13 closed without answer, H14 no server, H27/H28
+    client gone, H500 the app's own 5xx)."""
+    status = fields["status"]
+    state = fields["state"]
+    code = desc = ""
+    if fields["server"] in ("<NOSRV>", "-") and status.startswith("5"):
+        code, desc = "H14", "No web processes running"
+    elif state[:1] in ROUTER_ERRORS and state[:1] != "-":
+        code, desc = ROUTER_ERRORS[state[:1]]
+    elif status.startswith("5"):
+        code, desc = "H500", "App error"
+    path = fields["path"][:PATH_MAX].replace("\\", "\\\\").replace('"', '\\"')
+    host = fields["host"].replace(" ", "%20") or "-"
+    parts = ["at=error", f"code={code}", f'desc="{desc}"'] if code else ["at=info"]
+    parts += [
+        f"method={fields['method']}",
+        f'path="{path}"',
+        f"host={host}",
+        f"request_id={fields['request_id']}",
+        f"status={status}",
+        f"bytes={fields['bytes']}",
+        f"connect={_ms(fields['connect'])}",
+        f"service={_ms(fields['service'])}",
+        f"upstream={fields['server']}",
+        f"protocol={'https' if fields['tls'] == '1' else 'http'}",
+    ]
+    return " ".join(parts)
 
 
 def p95(times: list[int]) -> float | None:
@@ -35,12 +102,19 @@ def p95(times: list[int]) -> float | None:
 class RequestLog:
     """Binds the router's request-log socket and keeps the times of each backend's requests until `take`."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, owners: Callable[[], dict[str, str]] | None = None):
         self.path = path
         self.lock = threading.Lock()
         self.times: dict[str, list[int]] = {}
         self.seen: dict[str, int] = {}
         self.lines = 0
+        # access lines go into the apps' logs when the backend -> app map is known (None: timing only)
+        self.owners = owners
+        self.owners_read: tuple[float, dict[str, str]] = (0.0, {})
+        self.access: deque[tuple[str, dict[str, str]]] = deque()
+        self.access_dropped = 0
+        self.access_written = 0
+        self.flushed_at = time.monotonic()
         self.stopping = threading.Event()
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -59,10 +133,18 @@ class RequestLog:
         return self
 
     def add(self, line: str) -> None:
-        parts = line.split()
-        if len(parts) != 3:
+        parts = line.split(" ", 3)
+        if len(parts) < 3:
             return
-        backend, _status, ms = parts
+        backend, _status, ms = parts[:3]
+        if self.owners is not None and len(parts) == 4:
+            fields = access_parse(line)
+            if fields is not None:
+                with self.lock:
+                    if len(self.access) < ACCESS_BUFFER:
+                        self.access.append((now_iso(), fields))
+                    else:
+                        self.access_dropped += 1
         try:
             total = int(ms)
         except ValueError:
@@ -82,8 +164,10 @@ class RequestLog:
 
     def run(self) -> None:
         while not self.stopping.is_set():
+            if time.monotonic() - self.flushed_at >= ACCESS_FLUSH:
+                self.flush_access()
             try:
-                data = self.sock.recv(512)
+                data = self.sock.recv(REQUEST_LOG_MAX_BYTES + 64)
             except TimeoutError:
                 continue
             except OSError:
@@ -93,6 +177,48 @@ class RequestLog:
                 time.sleep(1)
                 continue
             self.add(data.decode(errors="replace").strip())
+        self.flush_access()
+
+    def _owners(self) -> dict[str, str]:
+        read_at, owners = self.owners_read
+        if self.owners is not None and time.monotonic() - read_at >= OWNERS_TTL:
+            owners = self.owners()
+            self.owners_read = (time.monotonic(), owners)
+        return owners
+
+    def flush_access(self) -> int:
+        """Write the access lines received since the last flush into their apps' logs (source `router`), in one
+        round trip per app. Each app's log stays capped (BERTH_LOG_RETENTION_LINES), so however much traffic an
+        app gets its log in Redis does not grow past the cap; lines of a backend no app owns are dropped."""
+        self.flushed_at = time.monotonic()
+        with self.lock:
+            taken, self.access = self.access, deque()
+        if not taken:
+            return 0
+        try:
+            owners = self._owners()
+            per_app: dict[str, list[dict[str, str]]] = {}
+            for ts, fields in taken:
+                app = owners.get(fields["backend"])
+                if app is None:
+                    continue
+                per_app.setdefault(app, []).append(
+                    {
+                        "ts": ts,
+                        "process": ROUTER_PROCESS,
+                        "instance": ROUTER_PROCESS,
+                        "stream": ROUTER_PROCESS,
+                        "line": access_line(fields),
+                    }
+                )
+            for app, entries in per_app.items():
+                log_entries_append(app=app, entries=entries)
+                self.access_written += len(entries)
+        except Exception:  # Redis down or slots.json unreadable: these lines are lost, the timings are not
+            logger.exception("router access lines not written")
+            self.access_dropped += len(taken)
+            return 0
+        return len(taken)
 
     def take(self) -> dict[str, list[int]]:
         """The times logged since the last take, by backend."""
@@ -135,7 +261,7 @@ class Traffic:
     def __init__(self, *, paths: RouterPaths, admin_socket: Path):
         self.paths = paths
         self.admin_socket = admin_socket
-        self.request_log = RequestLog(paths.request_log)
+        self.request_log = RequestLog(paths.request_log, owners=self.backend_apps)
         self.previous: dict[str, tuple[int, int]] = {}
         self.owners: dict[str, str] = {}
         self.read_at: float | None = None

@@ -144,8 +144,12 @@ HSTS_VALUE = "max-age=31536000"
 MAINTENANCE_RETRY_AFTER = 120  # seconds, in the Retry-After of a maintenance answer
 WEB_BACKEND = "berth_web"
 # One line per request to the metrics collector: backend, status, total active time in ms (request received to
-# answer sent, client idle time excluded). Raw: no syslog header to parse.
-REQUEST_LOG_FORMAT = "%b %ST %Ta"
+# answer sent, client idle time excluded), then what an app's router access line shows (berth.observe.traffic):
+# connect and server times, bytes, termination state, TLS, server, method, request id, host and the path without
+# its query string (whose values may be tokens). Quoted with escapes, the path last so a cut line loses only path.
+# Raw: no syslog header to parse.
+REQUEST_LOG_FORMAT = "%b %ST %Ta %Tc %Tr %B %ts %[ssl_fc] %s %HM %ID %{+Q,+E}[var(txn.host)] %{+Q,+E}HPO"
+REQUEST_LOG_MAX_BYTES = 1024  # a datagram's cap; a longer path is cut there
 UNIX_PATH_MAX = 107  # sun_path holds 108 bytes with its NUL; HAProxy refuses a longer log path at start
 
 
@@ -202,8 +206,11 @@ def request_log_lines(paths: RouterPaths) -> list[str]:
         log.warning("router: %s is too long for a unix socket: no per-request latency", paths.request_log)
         return []
     return [
-        f"    log unix@{paths.request_log} len 256 format raw local0 info",
+        f"    log unix@{paths.request_log} len {REQUEST_LOG_MAX_BYTES} format raw local0 info",
         f'    log-format "{REQUEST_LOG_FORMAT}"',
+        # the request id of the access line, also sent to the app (as Heroku's router does)
+        "    unique-id-format %[uuid()]",
+        "    unique-id-header X-Request-ID",
     ]
 
 

@@ -95,6 +95,11 @@ def engine_ping(*, timeout: int = 5) -> None:
     docker_client(timeout=timeout).ping()
 
 
+def engine_data_root(*, timeout: int = 5) -> str:
+    """Where the engine keeps images, containers and volumes (`docker info`'s DockerRootDir)."""
+    return docker_client(timeout=timeout).info().get("DockerRootDir") or "/var/lib/docker"
+
+
 def swarm_membership(*, timeout: int = 5) -> SwarmMembership:
     swarm = docker_client(timeout=timeout).info().get("Swarm", {})
     return SwarmMembership(state=swarm.get("LocalNodeState"), manager=bool(swarm.get("ControlAvailable")))

@@ -4,7 +4,7 @@ import threading
 from django.core.management.base import BaseCommand
 
 from berth.observe.metrics import SAMPLE_INTERVAL, Sampler, router_traffic
-from berth.observe.shipper import SCAN_INTERVAL, Shipper
+from berth.observe.shipper import COMPANIONS, SCAN_INTERVAL, Shipper
 
 
 class Command(BaseCommand):
@@ -15,6 +15,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--no-metrics", action="store_true", help="ship logs only")
+        parser.add_argument(
+            "--no-companions", action="store_true", help="run no companion loop (the log drains' forwarder)"
+        )
         parser.add_argument("--scan-interval", type=float, default=SCAN_INTERVAL)
         parser.add_argument("--sample-interval", type=float, default=SAMPLE_INTERVAL)
         parser.add_argument(
@@ -37,9 +40,12 @@ class Command(BaseCommand):
             if options["no_metrics"]
             else Sampler(interval=options["sample_interval"], traffic=router_traffic()).start()
         )
+        stops = [] if options["no_companions"] else [start() for start in COMPANIONS]
         self.stdout.write(f"ship_logs: following app containers on node {shipper.node}")
         self.stdout.flush()
         done.wait()
+        for stop in stops:
+            stop()
         if sampler is not None:
             sampler.stop()
         shipper.stop()
