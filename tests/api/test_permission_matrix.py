@@ -269,6 +269,26 @@ CASES.update(
 )
 
 
+def _drain(world, role):
+    from berth.drains.services import drain_add
+
+    # an address literal: resolving it needs no DNS, and adding a drain sends nothing yet
+    drain = drain_add(app=world.app, url=f"syslog://1.1.1.1:{6000 + len(role)}")
+    return {"app": "demo", "drain": str(drain.pk)}
+
+
+# an app's log drains (berth.api.drains)
+CASES.update(
+    {
+        "api:app-drains": {
+            "GET": (lambda w, r: {"app": "demo"}, None, 200),
+            "POST": (lambda w, r: {"app": "demo"}, lambda w: {"url": "syslog+tls://1.1.1.1:6514"}, 201),
+        },
+        "api:app-drain": {"DELETE": (_drain, None, 204)},
+    }
+)
+
+
 def _addon(world, role, *, attached: bool = False):
     """An add-on row of the acme team with no server behind it (the engine answers: no such service)."""
     from berth.addons.models import Addon, AddonAttachment
@@ -299,6 +319,8 @@ CASES.update(
         },
         "api:app-addon-rotate": {"POST": (_addon, lambda w: {}, 409)},
         "api:app-addon-run": {"POST": (_addon, lambda w: {"args": ["-c", "select 1"]}, 400)},
+        # a recovery not confirmed with the add-on's name is refused before anything is looked at
+        "api:app-addon-recover": {"POST": (_addon, lambda w: {"confirm": "not-it"}, 400)},
     }
 )
 
@@ -442,8 +464,8 @@ def test_the_guard_notices_a_route_without_a_rule():
 
 
 def test_matrix_size():
-    # 101 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
-    assert len(MATRIX) == 101 * 6
+    # 105 route-methods × 6 roles; update when routes are added (the guard above makes sure they are)
+    assert len(MATRIX) == 105 * 6
 
 
 @pytest.mark.parametrize(("name", "method", "role"), MATRIX)

@@ -55,6 +55,9 @@ PERMISSION_MAP: dict[str, dict[str, str]] = {
     "api:app-certs": {"GET": VIEWER, "POST": MEMBER},
     "api:app-cert": {"GET": VIEWER, "DELETE": MEMBER},
     "api:app-cert-renew": {"POST": MEMBER},
+    # log drains (berth.drains): a drain's URL can hold a secret (an HTTPS receiver's token), as config vars do
+    "api:app-drains": {"GET": MEMBER, "POST": MEMBER},
+    "api:app-drain": {"DELETE": MEMBER},
     # scheduled jobs (berth.jobs): viewers see them, members add and remove them (a run is like `berth run`)
     "api:app-cron": {"GET": VIEWER, "POST": MEMBER},
     "api:app-cron-job": {"GET": VIEWER, "DELETE": MEMBER},
@@ -64,6 +67,7 @@ PERMISSION_MAP: dict[str, dict[str, str]] = {
     "api:app-addon-attachment": {"POST": MEMBER, "DELETE": MEMBER},
     "api:app-addon-rotate": {"POST": MEMBER},
     "api:app-addon-run": {"POST": MEMBER},
+    "api:app-addon-recover": {"POST": ADMIN},  # replaces the server; the data becomes the backup's
     # add-on backups: members capture, verify and download (the data, as pg:psql reads it), admins restore over the
     # data and delete backups
     "api:app-addon-backups": {"GET": VIEWER, "POST": MEMBER},

@@ -11,6 +11,7 @@ from berth.api import (
     config,
     deploys,
     domains,
+    drains,
     formation,
     invitations,
     jobs,
@@ -68,6 +69,8 @@ urlpatterns = [
     path("apps/<str:app>/domains", domains.AppDomainsView.as_view(), name="app-domains"),
     path("apps/<str:app>/metrics", metrics.AppMetricsView.as_view(), name="app-metrics"),
     path("apps/<str:app>/domains/<str:hostname>", domains.AppDomainView.as_view(), name="app-domain"),
+    path("apps/<str:app>/drains", drains.AppDrainsView.as_view(), name="app-drains"),
+    path("apps/<str:app>/drains/<str:drain>", drains.AppDrainView.as_view(), name="app-drain"),
     path("apps/<str:app>/cron", jobs.AppCronView.as_view(), name="app-cron"),
     path("apps/<str:app>/cron/<int:job_id>", jobs.AppCronJobView.as_view(), name="app-cron-job"),
     path("apps/<str:app>/certs", certs.AppCertificatesView.as_view(), name="app-certs"),
@@ -118,6 +121,11 @@ urlpatterns = [
         name="app-addon-rotate",
     ),
     path("apps/<str:app>/addons/<str:addon>/run", addons.AppAddonRunView.as_view(), name="app-addon-run"),
+    path(
+        "apps/<str:app>/addons/<str:addon>/recover",
+        addons.AppAddonRecoverView.as_view(),
+        name="app-addon-recover",
+    ),
     path(
         "apps/<str:app>/addons/<str:addon>/backups",
         addons.AppAddonBackupsView.as_view(),

@@ -87,7 +87,13 @@ BERTH_REGISTRY_LISTEN = env("BERTH_REGISTRY_LISTEN", BERTH_REGISTRY or "127.0.0.
 BERTH_REGISTRY_DIR = Path(env("BERTH_REGISTRY_DIR", str(BERTH_HOME / "registry")))  # config, htpasswd, data
 # add-on backups (berth.addons.store): a folder (default BERTH_HOME/backups) or s3://bucket/prefix
 BERTH_BACKUP_URL = env("BERTH_BACKUP_URL", "")
+# GET /metrics' bearer token; empty: one generated into BERTH_HOME/metrics-token (`manage.py metrics_token`)
+BERTH_METRICS_TOKEN = env("BERTH_METRICS_TOKEN", "")
 BERTH_BACKUP_S3_ENDPOINT = env("BERTH_BACKUP_S3_ENDPOINT", "")  # e.g. https://minio.example:9000
+# the control plane's own scheduled backup (berth.controlplane): hourly, daily, weekly or seconds ("off": none),
+# the newest N verified archives kept, in BERTH_HOME/control-backups (or BERTH_BACKUP_URL's S3 store)
+BERTH_CONTROL_BACKUP_SCHEDULE = env("BERTH_CONTROL_BACKUP_SCHEDULE", "daily")
+BERTH_CONTROL_BACKUP_KEEP = env_int("BERTH_CONTROL_BACKUP_KEEP", 7, minimum=1, maximum=1000)
 BERTH_REGISTRY_USER = env("BERTH_REGISTRY_USER", "berth")
 BERTH_REGISTRY_PASSWORD = env("BERTH_REGISTRY_PASSWORD") or (
     secret_from_home(BERTH_REGISTRY_DIR, "password", lambda: secrets.token_urlsafe(24))
@@ -238,9 +244,12 @@ INSTALLED_APPS = [
     "berth.certs",
     "berth.jobs",
     "berth.hooks",
+    "berth.drains",
     "berth.pipelines",
     "berth.previews",
     "berth.addons",
+    "berth.controlplane",
+    "berth.operations",
 ]
 
 MIDDLEWARE = [
@@ -375,6 +384,8 @@ CELERY_BEAT_SCHEDULE = {
     "webhooks-retry-late": {"task": "berth.hooks.retry_late", "schedule": 30.0},
     # add-on backups: each add-on's daily backup at its time, verified by a restore, old ones pruned
     "addon-backups-tick": {"task": "berth.addons.backups_tick", "schedule": 60.0},
+    # the control plane's own backup when BERTH_CONTROL_BACKUP_SCHEDULE says one is due, verified by a restore
+    "control-backup-tick": {"task": "berth.controlplane.backup_tick", "schedule": 300.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(BERTH_HOME / "celerybeat-schedule")
 
