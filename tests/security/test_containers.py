@@ -6,6 +6,7 @@ Checked on real containers: the engine's view (`docker inspect`) and the process
 its cgroup's pids.max and memory limit)."""
 
 import secrets
+import time
 import uuid
 
 import docker.errors
@@ -66,6 +67,17 @@ def _cleanup() -> None:
             client.api.remove_container(container["Id"], force=True)
         except docker.errors.APIError:
             pass  # a task's container Swarm is removing itself
+    # the teams' networks too (each test makes teams of its own): a network leaves once its last task has
+    deadline = time.monotonic() + 15
+    while networks := client.api.networks(filters={"label": LABEL_FILTER}):
+        for network in networks:
+            try:
+                client.api.remove_network(network["Id"])
+            except docker.errors.APIError:
+                pass  # still attached: tried again below, or by the next run's cleanup
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module", autouse=True)
