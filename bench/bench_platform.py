@@ -6,6 +6,7 @@ sys.path, and that name would shadow the standard library's module.)"""
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -110,12 +111,15 @@ class Platform:
         return (self.logs / "worker.log").read_text(errors="replace")[-3000:]
 
 
-def remove_apps(names: list[str], *, prefix: str | None = None) -> None:
+def remove_apps(names: list[str], *, prefix: str | None = None, team: str = "bench") -> None:
     """The benchmark apps' services (those named, or every app whose name starts with `prefix`: an earlier killed
-    run's too) and their images; the platform that would tear them down is stopped by then."""
+    run's too), their images and their team's network (this installation's: left behind, it would stop another
+    benchmark's team of the same name, under another installation id, from deploying); the platform that would
+    tear them down is stopped by then."""
     # imported here: django.setup() must have run first, and the benchmark does that after its own settings
     import docker.errors
     from berth.runtime.client import docker_client
+    from berth.runtime.swarm import team_network_remove
 
     client = docker_client()
     for service in client.services.list(filters={"label": "org.berth.app"}):
@@ -131,3 +135,12 @@ def remove_apps(names: list[str], *, prefix: str | None = None) -> None:
                 client.images.remove(image.id, force=True)
             except docker.errors.APIError:
                 pass
+    deadline = time.monotonic() + 20
+    while True:  # a network goes once the removed services' tasks have left it
+        try:
+            team_network_remove(team=team, client=client)
+            break
+        except docker.errors.APIError:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)

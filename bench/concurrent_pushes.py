@@ -193,8 +193,9 @@ def main() -> int:
     results, idle, loaded, loads, breakdowns = [], [], [], [], []
     with Platform() as platform:
         # the platform's own app is the wrk target: live, but never pushed during the rounds
-        if platform.push("wrk target").returncode != 0:
-            raise SystemExit("the wrk target's deploy failed")
+        first = platform.push("wrk target")
+        if first.returncode != 0:
+            raise SystemExit(f"the wrk target's deploy failed:\n{(first.stderr or '')[-2000:]}")
         from berth.apps.services import app_create  # Django is set up by now
 
         sources = {}

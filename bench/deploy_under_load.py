@@ -8,6 +8,9 @@ Starts the whole platform as the end-to-end tests do (bench/deploy_platform). Fa
 errors (connect, read, write, timeout) plus non-2xx answers. The cut-over is the time from the new release being
 ready (every web task answered Berth's HTTP check) until the old release's services are removed (traffic moved,
 old endpoints drained); Berth prints it at the end of each roll-out. Goal: 0 failed requests.
+With --scrape (the default) the log shipper runs as under `make up` and GET /metrics is scraped every 2 s through
+the whole run, as Prometheus would: how long each scrape took, and the app's request rate, 5xx rate and p95 as the
+scrapes saw them (bench/results/deploy_under_load.scrapes.json keeps every scrape's figures).
 Prints a table and writes bench/results/deploy_under_load.json.
 """
 
@@ -15,10 +18,13 @@ import argparse
 import json
 import re
 import signal
+import statistics
 import subprocess
+import threading
 import time
 from pathlib import Path
 
+import httpx
 from common import figure, print_table, save_figures
 from deploy_platform import Platform, wait_seconds
 
@@ -47,6 +53,61 @@ def stop_wrk(process: subprocess.Popen) -> dict:
     return {"total": total, "failed": failed, "requests_per_s": rate, "wrk": out}
 
 
+SCRAPE_EVERY_S = 2.0
+SCRAPES_MAX = 1000  # bounds the scraper even if the run hangs
+
+
+class Scraper(threading.Thread):
+    """GET /metrics every SCRAPE_EVERY_S until stopped (at most SCRAPES_MAX times): each scrape's time and the app's
+    figures in it."""
+
+    def __init__(self, url: str, token: str, app: str):
+        super().__init__(daemon=True)
+        self.url, self.token, self.app = url, token, app
+        self.scrapes: list[dict] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(headers={"Authorization": f"Bearer {self.token}"}, timeout=10) as client:
+            while not self.stopping.is_set() and len(self.scrapes) < SCRAPES_MAX:
+                t0 = time.monotonic()
+                scrape = {"at": round(time.time(), 2)}
+                try:
+                    answer = client.get(self.url)
+                    scrape["status"] = answer.status_code
+                    scrape["ms"] = round((time.monotonic() - t0) * 1000, 1)
+                    for line in answer.text.splitlines():
+                        if f'app="{self.app}"' in line and not line.startswith("#"):
+                            name, _, value = line.rpartition(" ")
+                            scrape[name.split("{")[0]] = float(value)
+                except httpx.HTTPError as exc:
+                    scrape["error"] = str(exc)
+                self.scrapes.append(scrape)
+                self.stopping.wait(max(0.0, SCRAPE_EVERY_S - (time.monotonic() - t0)))
+
+
+def scrape_rows(scrapes: list[dict]) -> list[list]:
+    ok = [s for s in scrapes if s.get("status") == 200]
+    times = sorted(s["ms"] for s in ok)
+
+    def spread(key: str, factor: float = 1.0) -> str:
+        values = [s[key] * factor for s in ok if key in s]
+        if not values:
+            return "-"
+        return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
+
+    return [
+        [
+            len(scrapes),
+            len(scrapes) - len(ok),
+            f"{statistics.median(times):.0f} / {max(times):.0f}" if times else "-",
+            spread("berth_app_requests_per_second"),
+            spread("berth_app_5xx_per_second"),
+            spread("berth_app_response_p95_seconds", 1000),
+        ]
+    ]
+
+
 def seconds(pattern: str, text: str) -> float | None:
     found = re.search(pattern, text)
     return float(found.group(1)) if found else None
@@ -56,12 +117,23 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--deploys", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--no-scrape", dest="scrape", action="store_false", help="no shipper, no /metrics scrapes"
+    )
     args = parser.parse_args()
     rows, runs = [], []
-    with Platform() as platform:
+    scraper = None
+    with Platform(shipper=args.scrape) as platform:
         first = platform.push("v1")
         if first.returncode != 0:
             raise SystemExit(f"the first deploy failed:\n{first.stderr}")
+        if args.scrape:
+            from berth.operations.exposition import metrics_token
+
+            scraper = Scraper(
+                f"http://127.0.0.1:{platform.web_port}/metrics", metrics_token(), platform.app.name
+            )
+            scraper.start()
         wrk = start_wrk(platform, args.connections)
         time.sleep(1)
         started = time.monotonic()
@@ -114,6 +186,10 @@ def main() -> int:
                     )
         finally:
             load = stop_wrk(wrk)
+            if scraper is not None:
+                time.sleep(12)  # the last 10 s window of the load reaches the history, then a scrape
+                scraper.stopping.set()
+                scraper.join(timeout=15)
         load["seconds"] = round(time.monotonic() - started, 1)
     for run in runs:
         rows.append([run["what"], "yes" if run["ok"] else "NO", run["push_s"], run.get("ready_s") or "",
@@ -131,6 +207,13 @@ def main() -> int:
         [[load["failed"], load["total"], load["requests_per_s"], load["seconds"],
           min(cutovers, default=0.0), max(cutovers, default=0.0)]],
     )  # fmt: skip
+    if scraper is not None:
+        print_table(
+            "GET /metrics scraped every 2 s through all of it (the app's figures: min / median / max of the scrapes)",
+            ["scrapes", "failed", "scrape ms p50 / max", "app req/s", "app 5xx/s", "app p95 ms"],
+            scrape_rows(scraper.scrapes),
+        )
+        (RESULTS / "deploy_under_load.scrapes.json").write_text(json.dumps(scraper.scrapes, indent=1) + "\n")
     deploys = [run for run in runs if run["what"].startswith("deploy")]
     save_figures(
         "deploy_under_load",

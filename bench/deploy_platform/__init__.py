@@ -94,8 +94,11 @@ def remove_services(prefix: str | None = None) -> None:
 
 
 class Platform:
-    def __init__(self, *, http_port: int | None = None):
+    def __init__(self, *, http_port: int | None = None, shipper: bool = False):
         self.http_port = http_port or free_port()
+        self.shipper = (
+            shipper  # the log shipper too (logs, health, the metrics history), as `make up` runs it
+        )
         self.web_port = free_port()
         self.processes: dict[str, subprocess.Popen] = {}
         self.extra_apps: list[str] = []
@@ -134,6 +137,8 @@ class Platform:
         self._start("web", gunicorn, env)
         self._start("worker", worker, env)
         self._start("watcher", [str(VENV / "python"), "manage.py", "watch"], env)
+        if self.shipper:
+            self._start("shipper", [str(VENV / "python"), "manage.py", "ship_logs"], env)
         import httpx
 
         def web_up():
