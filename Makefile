@@ -1,6 +1,10 @@
-.PHONY: up test bench lint
+.PHONY: up down upgrade test bench lint
 up:
 	deploy/up.sh
+down:
+	deploy/down.sh
+upgrade:
+	deploy/upgrade.sh
 test:
 	deploy/test.sh
 lint:

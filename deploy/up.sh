@@ -37,7 +37,40 @@ ensure_redis "$REDIS_URL" "$BERTH_HOME/redis"
 ensure_venv
 
 cd "$REPO_DIR"
+source "$REPO_DIR/deploy/processes.sh"
 manage() { .venv/bin/python manage.py "$@"; }
+
+processes=(web worker beat watcher shipper)
+if [ -n "$BERTH_REGISTRY" ]; then processes+=(registry); fi
+
+# Already running from this checkout (a `make up` of Berth 0.7 or older: one honcho)? Then this is an upgrade:
+# the database migrated, the processes replaced one by one, the router and the apps' tasks left alone.
+legacy_honcho=""
+if ! platform_running; then legacy_honcho=$(adopt_legacy_platform || true); fi
+upgrade=""
+if platform_running; then
+  if [ -z "$legacy_honcho" ] && [ "$(cat "$RUN_DIR/version" 2>/dev/null)" = "$(platform_version)" ]; then
+    say "Berth is already running this version (stop it with Ctrl-C where it runs, or: make down)"
+  else
+    upgrade=1
+    say "Berth is running here: upgrading it in place (its processes one by one; the router and the apps are not restarted)"
+    # refuses a downgrade (the database knows migrations this code does not) and a migration unsafe while the old
+    # version still serves, in one line
+    manage migrations_check || die "not upgraded: nothing was changed (see the line above)"
+    backup="$BERTH_HOME/upgrade-backups/before-$(date -u +%Y%m%dT%H%M%SZ).tar.gz"
+    mkdir -p "$(dirname "$backup")"
+    say "backing up the control plane first: $backup (the way back: manage.py restore with the older checkout)"
+    manage backup --output "$backup" >/dev/null || die "not upgraded: the control plane's backup failed"
+    # the newest three are kept
+    ls -1t "$BERTH_HOME"/upgrade-backups/before-*.tar.gz 2>/dev/null | tail -n +4 | xargs -r rm -f
+  fi
+elif [ "${BERTH_UP_REQUIRE_RUNNING:-}" = 1 ]; then
+  die "Berth is not running from $REPO_DIR: nothing to upgrade (start it with make up)"
+fi
+
+detach="${BERTH_UP_DETACH:-}"
+if [ -z "$detach" ]; then follow_logs_start router "${CONTROL_PROCESSES[@]}"; fi
+
 say "migrating the database"
 manage migrate --noinput -v0
 manage ensure_admin
@@ -47,9 +80,7 @@ manage stack_build base trixie
 say "checking the add-on images"
 manage addon_images_build
 
-processes=(web worker beat router watcher shipper)
 if [ -n "$BERTH_REGISTRY" ]; then
-  processes+=(registry)
   say "private registry on ${BERTH_REGISTRY_LISTEN:-$BERTH_REGISTRY} (user ${BERTH_REGISTRY_USER:-berth}, password in ${BERTH_REGISTRY_DIR:-$BERTH_HOME/registry}/password)"
 else
   say "BERTH_REGISTRY is empty: no registry, images stay on this node (one node only)"
@@ -62,5 +93,33 @@ if [ -n "$BERTH_DASHBOARD_HOST" ]; then
   dashboard="https://$BERTH_DASHBOARD_HOST$([ "$BERTH_HTTPS_PORT" = 443 ] || echo ":$BERTH_HTTPS_PORT") (web process on 127.0.0.1:$BERTH_WEB_PORT only)"
 fi
 say "ACME: ${BERTH_ACME_DIRECTORY:-off (BERTH_ACME_DIRECTORY is empty: no certificates are issued)}"
-say "starting Berth: dashboard and API on $dashboard, apps on port ${BERTH_HTTP_PORT:-80}$https_note (Ctrl-C stops all)"
-exec .venv/bin/honcho --no-prefix start -f deploy/Procfile -d "$REPO_DIR" "${processes[@]}"
+
+# the router starts once and is left running by upgrades (Ctrl-C or make down stops it)
+if [ -z "$(process_pid router)" ]; then process_start router; fi
+if [ -n "$upgrade" ]; then
+  if [ -n "$legacy_honcho" ]; then
+    say "detaching Berth 0.7's processes from honcho (pid $legacy_honcho) so that none stops the others"
+    kill -KILL "$legacy_honcho" 2>/dev/null || true
+  fi
+  for name in "${CONTROL_PROCESSES[@]}"; do
+    if [ "$name" = registry ] && [ -z "$BERTH_REGISTRY" ]; then
+      old=$(process_pid registry)
+      if [ -n "$old" ]; then process_stop "$old"; fi
+      continue
+    fi
+    process_replace "$name"
+  done
+  say "upgraded to $(platform_version | cut -c1-12): the router (pid $(process_pid router)) was not restarted"
+else
+  for name in "${processes[@]}"; do
+    if [ -z "$(process_pid "$name")" ]; then process_start "$name"; fi
+  done
+fi
+platform_version >"$RUN_DIR/version"
+
+if [ -n "$detach" ]; then
+  say "Berth runs in the background (logs in $LOG_DIR; stop it with make down)"
+  exit 0
+fi
+say "Berth runs: dashboard and API on $dashboard, apps on port ${BERTH_HTTP_PORT:-80}$https_note (Ctrl-C stops it; logs in $LOG_DIR)"
+follow_logs_wait
