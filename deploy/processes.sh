@@ -49,14 +49,16 @@ process_start() {
 }
 
 process_wait_gone() {
-  # PID SECONDS: wait until it has ended; after SECONDS kill its whole session (the wrapper and what it runs)
-  local pid=$1 seconds=$2 i
+  # PID SECONDS: wait until it has ended; after SECONDS kill its whole process group (the wrapper and what it runs)
+  local pid=$1 seconds=$2 i group
+  group=$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ')
   for ((i = 0; i < seconds * 5; i++)); do
     _alive "$pid" || return 0
     sleep 0.2
   done
   say "pid $pid did not stop within ${seconds}s: killing it"
-  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  if [ -n "$group" ] && [ "$group" != "$(ps -o pgid= -p $$ | tr -d ' ')" ]; then kill -KILL -- "-$group" 2>/dev/null || true; fi
+  kill -KILL "$pid" 2>/dev/null || true
 }
 
 process_stop() {
@@ -83,34 +85,42 @@ platform_running() {
 }
 
 adopt_legacy_platform() {
-  # Berth ≤ 0.7's `make up` ran every process under one honcho (from this checkout). Its processes' PIDs are
-  # written as this one's PID files, and honcho's own PID printed: the caller kills honcho alone (SIGKILL: it can
-  # then not stop the others, each in a session of its own), so the router serves on and the rest are replaced.
-  local dir pid command honcho="" child name
+  # Berth ≤ 0.7's `make up` ran every process under one honcho (from this checkout): honcho's main process, one
+  # forked honcho per process waiting on it, and the processes, each in a session of its own. Their PIDs are
+  # written as this one's PID files and the honcho PIDs printed: the caller kills those alone (SIGKILL: honcho can
+  # then stop nobody), so the router serves on and the rest are replaced one by one.
+  local dir pid command honchos=() child name
   for dir in /proc/[0-9]*; do
     pid=${dir#/proc/}
-    command=$(tr '\0' ' ' <"$dir/cmdline" 2>/dev/null) || continue
+    command=$(tr '\0' ' ' 2>/dev/null <"$dir/cmdline") || continue
     case "$command" in *honcho*deploy/Procfile*) ;; *) continue ;; esac
     [ "$(readlink "$dir/cwd" 2>/dev/null)" = "$REPO_DIR" ] || continue
-    honcho=$pid
+    honchos+=("$pid")
   done
-  [ -n "$honcho" ] || return 1
+  [ ${#honchos[@]} -gt 0 ] || return 1
   mkdir -p "$RUN_DIR"
-  for child in $(ps -o pid= --ppid "$honcho"); do
-    command=$(tr '\0' ' ' <"/proc/$child/cmdline" 2>/dev/null) || continue
-    case "$command" in
-      *gunicorn*berth.config.asgi*) name=web ;;
-      *celery*berth.config*" worker "*) name=worker ;;
-      *celery*berth.config*" beat "*) name=beat ;;
-      haproxy* | */haproxy* | *router_run*) name=router ;;
-      *"manage.py watch"*) name=watcher ;;
-      *ship_logs*) name=shipper ;;
-      *docker-registry*serve* | *registry_run*) name=registry ;;
-      *) continue ;;
-    esac
-    printf '%s\n' "$child" >"$RUN_DIR/$name.pid"
+  for pid in "${honchos[@]}"; do
+    for child in $(ps -o pid= --ppid "$pid"); do
+      command=$(tr '\0' ' ' 2>/dev/null <"/proc/$child/cmdline") || continue
+      # honcho ran each command through `/bin/sh -c`: the process to signal is the shell's child (a shell stops
+      # at SIGTERM and leaves it running)
+      case "$command" in /bin/sh\ -c\ *) child=$(ps -o pid= --ppid "$child" | head -1 | tr -d ' ') ;; esac
+      [ -n "$child" ] || continue
+      case "$command" in
+        *honcho*) continue ;;
+        *gunicorn*berth.config.asgi*) name=web ;;
+        *celery*berth.config*" worker "*) name=worker ;;
+        *celery*berth.config*" beat "*) name=beat ;;
+        haproxy* | */haproxy* | *router_run*) name=router ;;
+        *"manage.py watch"*) name=watcher ;;
+        *ship_logs*) name=shipper ;;
+        *docker-registry*serve* | *registry_run*) name=registry ;;
+        *) continue ;;
+      esac
+      printf '%s\n' "$child" >"$RUN_DIR/$name.pid"
+    done
   done
-  printf '%s\n' "$honcho"
+  printf '%s\n' "${honchos[*]}"
 }
 
 wait_web() {

@@ -98,8 +98,9 @@ say "ACME: ${BERTH_ACME_DIRECTORY:-off (BERTH_ACME_DIRECTORY is empty: no certif
 if [ -z "$(process_pid router)" ]; then process_start router; fi
 if [ -n "$upgrade" ]; then
   if [ -n "$legacy_honcho" ]; then
-    say "detaching Berth 0.7's processes from honcho (pid $legacy_honcho) so that none stops the others"
-    kill -KILL "$legacy_honcho" 2>/dev/null || true
+    say "detaching Berth 0.7's processes from honcho (pids $legacy_honcho) so that none stops the others"
+    # shellcheck disable=SC2086
+    kill -KILL $legacy_honcho 2>/dev/null || true
   fi
   for name in "${CONTROL_PROCESSES[@]}"; do
     if [ "$name" = registry ] && [ -z "$BERTH_REGISTRY" ]; then
