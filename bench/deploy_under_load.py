@@ -108,6 +108,32 @@ def scrape_rows(scrapes: list[dict]) -> list[list]:
     ]
 
 
+def screenshot(platform: Platform, path: Path) -> None:
+    """The app's dashboard page, logged in as the bench user, once its charts have drawn the history."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium")
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            base = f"http://127.0.0.1:{platform.web_port}"
+            page.goto(f"{base}/login/")
+            page.fill("#id_username", "bench")
+            page.fill("#id_password", "x")
+            page.click("#login-submit")
+            page.wait_for_url(re.compile(r".*/apps/$"))
+            page.goto(f"{base}/apps/{platform.app.name}/")
+            page.wait_for_function(
+                "Number(document.querySelector('#charts').dataset.loaded) >= 1", timeout=30_000
+            )
+            page.locator("#charts").scroll_into_view_if_needed()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            page.locator("#charts").screenshot(path=str(path))
+            print(f"screenshot of the charts: {path}")
+        finally:
+            browser.close()
+
+
 def seconds(pattern: str, text: str) -> float | None:
     found = re.search(pattern, text)
     return float(found.group(1)) if found else None
@@ -119,6 +145,11 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument(
         "--no-scrape", dest="scrape", action="store_false", help="no shipper, no /metrics scrapes"
+    )
+    parser.add_argument(
+        "--screenshot",
+        metavar="PNG",
+        help="after the deploys, with the load still on, the app's dashboard page (its charts) in Chromium",
     )
     args = parser.parse_args()
     rows, runs = [], []
@@ -184,6 +215,9 @@ def main() -> int:
                             "push_s": round(time.monotonic() - t0, 2),
                         }
                     )
+            if args.screenshot:
+                time.sleep(12)  # one more 10 s window of the load in the history
+                screenshot(platform, Path(args.screenshot))
         finally:
             load = stop_wrk(wrk)
             if scraper is not None:

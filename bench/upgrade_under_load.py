@@ -196,9 +196,15 @@ def main() -> None:
         subprocess.run(
             ["deploy/down.sh"], cwd=checkout, env=os.environ | {"BERTH_HOME": str(home)}, check=False
         )
+    # an earlier run's .venv is kept (same path, so its editable install still points here): make up refreshes it
+    kept_venv = Path(f"{WORK}-venv")
+    if (checkout / ".venv").is_dir() and not kept_venv.exists():
+        (checkout / ".venv").rename(kept_venv)
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     run(["git", "clone", "-q", str(REPO), str(checkout)], cwd=WORK)
+    if kept_venv.is_dir():
+        kept_venv.rename(checkout / ".venv")
     run(["git", "checkout", "-q", source], cwd=checkout)
 
     web_port, http_port = free_port(), free_port()

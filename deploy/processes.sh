@@ -51,7 +51,7 @@ process_start() {
 process_wait_gone() {
   # PID SECONDS: wait until it has ended; after SECONDS kill its whole process group (the wrapper and what it runs)
   local pid=$1 seconds=$2 i group
-  group=$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ')
+  group=$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ' || true)
   for ((i = 0; i < seconds * 5; i++)); do
     _alive "$pid" || return 0
     sleep 0.2
@@ -104,7 +104,7 @@ adopt_legacy_platform() {
       command=$(tr '\0' ' ' 2>/dev/null <"/proc/$child/cmdline") || continue
       # honcho ran each command through `/bin/sh -c`: the process to signal is the shell's child (a shell stops
       # at SIGTERM and leaves it running)
-      case "$command" in /bin/sh\ -c\ *) child=$(ps -o pid= --ppid "$child" | head -1 | tr -d ' ') ;; esac
+      case "$command" in /bin/sh\ -c\ *) child=$(ps -o pid= --ppid "$child" | head -1 | tr -d ' ' || true) ;; esac
       [ -n "$child" ] || continue
       case "$command" in
         *honcho*) continue ;;
