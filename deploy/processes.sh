@@ -140,7 +140,7 @@ process_replace() {
   # serves (a push's output) within gunicorn's graceful timeout while the new one starts. The others are
   # singletons (one watcher, one beat, one shipper reading the streams, one registry on its port): the old one
   # ends, then the new one starts; what they do is picked up again from Redis, the database and Docker.
-  local name=$1 old
+  local name=$1 old started=$SECONDS
   old=$(process_pid "$name")
   case "$name" in
     worker)
@@ -161,7 +161,7 @@ process_replace() {
       process_start "$name"
       ;;
   esac
-  say "$name: running this version (pid $(process_pid "$name"))"
+  say "$name: running this version (pid $(process_pid "$name"); replaced in $((SECONDS - started)) s)"
 }
 
 platform_stop() {
