@@ -46,6 +46,7 @@ FULL = {
     "push_to_live": ["--runs", "5"],
     "router_overhead": ["--repeats", "3", "--duration", "3", "--deaths", "5"],
     "router_growth": ["--runs", "3"],
+    "upgrade_under_load": [],
 }
 QUICK = {
     "addons": ["--runs", "1", "--mb", "16"],
@@ -64,6 +65,7 @@ QUICK = {
     "push_to_live": ["--runs", "2"],
     "router_overhead": ["--repeats", "2", "--duration", "1", "--deaths", "2"],
     "router_growth": ["--runs", "1", "--threads", "2"],
+    "upgrade_under_load": ["--slow-build", "20"],
 }
 
 

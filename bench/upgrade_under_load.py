@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import print_table
+from common import figure, print_table, save_figures
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -270,6 +270,7 @@ def main() -> None:
         upgrade = subprocess.run(["deploy/upgrade.sh"], cwd=checkout, env=env, capture_output=True, text=True,
                                  timeout=1800)  # fmt: skip
         upgrade_s = time.monotonic() - upgrade_started
+        results["upgrade_s"] = round(upgrade_s, 1)
         (WORK / "upgrade.log").write_text(upgrade.stdout + upgrade.stderr)
         if upgrade.returncode != 0:
             raise SystemExit(
@@ -326,6 +327,22 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "upgrade_under_load.json").write_text(json.dumps(results, indent=2) + "\n")
     failed = sum(v["failed"] for k, v in results.items() if k.startswith("load_"))
+    total = sum(v["total"] for k, v in results.items() if k.startswith("load_"))
+    save_figures(
+        "upgrade_under_load",
+        [
+            figure(
+                f"failed requests on 2 apps through an upgrade {args.source} → {args.to}",
+                [failed] if total else [],
+                "requests",
+                goal="0",
+                limit=0,
+                note=f"of {total:,}; the push building through it exit {results.get('push_during_upgrade_exit')}, "
+                f"router {'not ' if results.get('router_not_restarted') else ''}restarted",
+            ),
+            figure("upgrade (deploy/upgrade.sh) wall time", [results.get("upgrade_s")], "s"),
+        ],
+    )
     if (
         failed
         or results.get("push_during_upgrade_exit")

@@ -6,6 +6,7 @@ When the pusher left mid-build, the worker moves the ref itself (ref_move_if_pus
 """
 
 import fcntl
+import logging
 import os
 import shutil
 import subprocess
@@ -22,8 +23,15 @@ from berth.builds.errors import BuildError
 from berth.builds.models import Build, BuildStatus
 from berth.builds.repos import PUSH_LOCK_NAME, pushed_objects_link, repo_path
 
+logger = logging.getLogger(__name__)
+
 # how long the push waits on a quiet build stream before it looks at the build's row
 FOLLOW_CHECK_SECONDS = 5.0
+# A build no worker has taken after these many seconds (each counted from the push) is handed to the workers
+# again: a task message lost on its way leaves nothing else to wake it, and the push would wait until the sweep
+# fails the build (builds.services.QUEUED_GRACE, 10 minutes). Taking a build is idempotent (only a queued one
+# moves to building), so a message that was merely slow costs one no-op task.
+REQUEUE_AFTER_SECONDS = (20.0, 60.0, 180.0)
 
 
 def _keep_pushed_objects(repo: Path) -> None:
@@ -100,7 +108,8 @@ class BuildOnPush:
         never a traceback. While no line comes the build's row is checked too: a build that ended without its
         end line reaching the stream (Redis lost it) still ends the push, with its reason."""
         last_id, failures = "0", 0
-        idle_since = time.monotonic()
+        idle_since = started = time.monotonic()
+        requeues = list(REQUEUE_AFTER_SECONDS)
         while True:
             try:
                 stream = services.log_stream(build)
@@ -123,6 +132,12 @@ class BuildOnPush:
                 if build.status_reason:
                     write_line(build.status_reason)
                 return
+            if build.status == BuildStatus.QUEUED and requeues and time.monotonic() - started >= requeues[0]:
+                requeues.pop(0)
+                logger.warning(
+                    "build %s of %s still queued: handed to the workers again", build.pk, build.app.name
+                )
+                services.build_enqueue(build)
             if time.monotonic() - idle_since >= services.follow_timeout():
                 return
 
