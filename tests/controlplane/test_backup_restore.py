@@ -400,3 +400,19 @@ def test_an_unreachable_database_is_one_line_not_a_traceback(env, tmp_path):
         line = result.stderr.strip()
         assert line.startswith("CommandError: database error: ") and "berth_cp_no_such_database" in line, line
         assert len(line.splitlines()) == 1
+
+
+def test_a_push_in_flight_its_quarantined_objects_is_left_out_of_the_archive(installation, env, tmp_path):
+    """git keeps a push's objects in objects/tmp_objdir-incoming-* until its hooks accept it: no ref points there,
+    and its files come and go while a backup reads them (seen: a scheduled backup failing its verification)."""
+    repo = repo_path(app_name=installation[0].name)
+    quarantine = repo / "objects" / "tmp_objdir-incoming-Ab12Cd" / "2e"
+    quarantine.mkdir(parents=True)
+    (quarantine / "35818f6a").write_bytes(b"an object of a push still deciding")
+    archive = tmp_path / "berth.tar.gz"
+    _backup(env, archive)
+
+    with tarfile.open(archive, "r:gz") as tar:
+        names = tar.getnames()
+    assert not [name for name in names if "tmp_objdir" in name]
+    assert any(name.startswith(f"home/repos/{installation[0].name}.git/objects/") for name in names)

@@ -51,6 +51,7 @@ ARCHIVE_FORMAT = 1
 MANIFEST = "manifest.json"
 PG_DUMP = "database.pgdump"
 SQLITE_DUMP = "database.sqlite3"
+GIT_QUARANTINE_PREFIXES = ("tmp_objdir-", "incoming-")
 # what BERTH_HOME holds that a restore needs; the rest (static files, the CLI bundle, build trees, locks, the beat
 # schedule) is made again by Berth itself
 HOME_SECRETS = ("secret_key", "encryption_key", "installation_id")
@@ -262,6 +263,9 @@ def _walk(source: Source) -> Iterator[tuple[str, Path]]:
                 # a git repository's refs (HEAD, packed-refs, refs/) are read before its objects: a push landing
                 # meanwhile only adds objects, so every ref archived points at objects that are archived too
                 dirs.sort(key=lambda name: (name == "objects", name))
+                # git's quarantine of a push in flight (objects/tmp_objdir-incoming-*): not accepted yet, no ref
+                # points into it, and its files come and go while they are read
+                dirs[:] = [name for name in dirs if not name.startswith(GIT_QUARANTINE_PREFIXES)]
                 for name in [*dirs, *sorted(files)]:
                     path = Path(root) / name
                     # sockets, fifos and links have no place in a backup (a bare repository holds none)
