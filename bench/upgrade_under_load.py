@@ -1,6 +1,6 @@
 """Benchmark: an upgrade of a running Berth under load (issue 19). The previous tagged version is checked out into a
 folder of its own and started with its own `make up` (deploy/up.sh, in the background, on private ports: web,
-router, Redis database 13, SQLite in its BERTH_HOME, no registry); two apps are pushed and `wrk` drives keep-alive
+router, Redis database 14 as every benchmark, SQLite in its BERTH_HOME, no registry); two apps are pushed and `wrk` drives keep-alive
 load at each through its router; a push whose build takes ~45 s (a bin/post_compile that sleeps) starts; the
 folder is moved to this checkout's commit and its deploy/upgrade.sh runs. Then: failed requests per app (goal 0),
 the push's outcome (goal: exit 0 and the new release answering), the router's PID before and after (goal: the
@@ -208,7 +208,8 @@ def main() -> None:
     run(["git", "checkout", "-q", source], cwd=checkout)
 
     web_port, http_port = free_port(), free_port()
-    redis_url = "redis://127.0.0.1:6379/13"
+    # `make bench`'s Redis database (tests/conftest.py gives the test suite's workers every other one but 0)
+    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
     subprocess.run(["redis-cli", "-u", redis_url, "flushdb"], capture_output=True, check=False)
     env = os.environ | {
         "BERTH_HOME": str(home),
