@@ -3,6 +3,7 @@ renew by themselves, add-on backups that failed or stopped, disk space under its
 each finding followed by its fix, failing the command on an error."""
 
 import json
+import subprocess
 from datetime import timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from berth.certs.models import Certificate, CertificateSource, CertificateState
 from berth.operations import checks
 from django.utils import timezone
 
-from tests.conftest import manage
+from tests.conftest import free_port, manage, wait_for
 
 NOW = timezone.now()
 
@@ -150,3 +151,31 @@ def test_doctor_prints_each_finding_with_its_fix_and_fails_on_an_error(tmp_path)
     assert json.dumps(lines)  # every line printable
     for name in ("database", "disk", "backups"):
         assert any(line.split()[:2] == [name, "ok"] for line in lines), (name, result.stdout)
+
+
+def test_the_registry_not_answering_or_refusing_berths_credentials_is_an_error(settings, tmp_path):
+    """Against the real docker-registry, configured as `manage.py registry_run` configures it."""
+    from berth.runtime.registry import registry_command, registry_config_write
+
+    settings.BERTH_REGISTRY = f"127.0.0.1:{free_port()}"
+    down = checks.registry_findings()
+    assert [(f.check, f.severity) for f in down] == [("registry", "error")]
+    assert "does not answer" in down[0].message and "registry" in down[0].fix
+
+    settings.BERTH_REGISTRY_USER, settings.BERTH_REGISTRY_PASSWORD = "berth", "right-password"
+    config = registry_config_write(
+        directory=tmp_path, listen=settings.BERTH_REGISTRY, users={"berth": "right-password"}
+    )
+    log = open(tmp_path / "registry.log", "wb")  # noqa: SIM115  (closed below)
+    process = subprocess.Popen(registry_command(config), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: checks.registry_findings() == [], timeout=20, message="the registry up")
+        settings.BERTH_REGISTRY_PASSWORD = "wrong"
+        refused = checks.registry_findings()
+        assert len(refused) == 1 and "refuses Berth's credentials" in refused[0].message
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+    settings.BERTH_REGISTRY = ""
+    assert checks.registry_findings() == []

@@ -1,6 +1,6 @@
 """What an operator of Berth checks beyond "is it up" (`manage.py doctor`): disk space for images and builds,
-certificates near expiry whose renewal fails, add-on and control-plane backups that failed or stopped, nodes that
-are not ready. Each finding carries its fix in one line.
+certificates near expiry whose renewal fails, add-on and control-plane backups that failed or stopped, the private
+registry not answering, nodes that are not ready. Each finding carries its fix in one line.
 
 These read the floors below (certs, addons, nodes, controlplane), which berth.observe, where the up-or-down checks
 live, may not: hence a place of their own above them.
@@ -19,6 +19,7 @@ from berth.addons.models import Addon, BackupState
 from berth.certs.models import Certificate, CertificateSource, CertificateState
 from berth.controlplane import services as controlplane
 from berth.nodes.selectors import node_list
+from berth.runtime.registry import registry_enabled, registry_ping
 from berth.runtime.stats import engine_data_root
 
 ERROR = "error"
@@ -169,9 +170,27 @@ def node_findings() -> list[Finding]:
     return findings
 
 
+def registry_findings() -> list[Finding]:
+    """Berth's private registry (when BERTH_REGISTRY is set) answering its API to Berth's credentials."""
+    if not registry_enabled():
+        return []
+    problem = registry_ping()
+    if problem is None:
+        return []
+    return [
+        Finding(
+            "registry",
+            ERROR,
+            f"the registry {settings.BERTH_REGISTRY} {problem}: builds cannot be pushed nor other nodes pull",
+            "start the `registry` process (make up; systemd: berth-registry.service); "
+            "its output is in BERTH_HOME/log/registry.log",
+        )
+    ]
+
+
 def operator_findings(*, database: bool, docker: bool) -> list[Finding]:
     """Every finding; the checks that need the database or the engine run only when those answered."""
-    findings = disk_findings()
+    findings = disk_findings() + registry_findings()
     if database:
         findings += certificate_findings() + addon_backup_findings()
     if docker:

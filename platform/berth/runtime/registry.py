@@ -177,6 +177,25 @@ def app_repository(app_name: str) -> str:
     return f"{settings.BERTH_REGISTRY}/{app_name}"
 
 
+def registry_ping(timeout: float = 3.0) -> str | None:
+    """None when Berth's registry answers its API (`GET /v2/`) to Berth's credentials; else why not, in a few
+    words (`manage.py doctor` says it)."""
+    try:
+        answer = httpx.get(
+            f"http://{settings.BERTH_REGISTRY}/v2/",
+            auth=(settings.BERTH_REGISTRY_USER, settings.BERTH_REGISTRY_PASSWORD),
+            timeout=timeout,
+            trust_env=False,  # the registry is Berth's own: never through a proxy
+        )
+    except httpx.HTTPError as exc:
+        return f"does not answer ({type(exc).__name__}: {exc})"
+    if answer.status_code == 401:
+        return "refuses Berth's credentials (BERTH_REGISTRY_USER, BERTH_REGISTRY_PASSWORD)"
+    if answer.status_code != 200:
+        return f"answers HTTP {answer.status_code} to GET /v2/"
+    return None
+
+
 def registry_login(client: docker.DockerClient) -> None:
     """Log `client` in to Berth's registry: its pushes, and the services it creates (X-Registry-Auth, so worker
     nodes can pull), carry the credentials. Cached by the SDK per client."""
