@@ -10,7 +10,8 @@
   const app = charts.dataset.app;
   const NS = "http://www.w3.org/2000/svg";
   const COLORS = ["#2f7de1", "#e8622c", "#2aa876", "#a64ac9", "#d4a017", "#e23d6d"];
-  const W = 600, H = 170, LEFT = 76, RIGHT = 12, TOP = 12, BOTTOM = 26;
+  // LEFT fits the longest y label the ticks make ("1500 req/s", "0.075 /s") at the tick font
+  const W = 600, H = 170, LEFT = 100, RIGHT = 12, TOP = 12, BOTTOM = 26;
   // field -> how it is drawn: unit after a value, the least top of the y axis, digits shown
   const KINDS = {
     cpu: { svg: "chart-cpu", title: "CPU", unit: "%", min: 1, digits: 1 },

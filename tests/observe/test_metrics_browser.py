@@ -97,3 +97,27 @@ def test_an_idle_app_reads_a_sensible_range_not_zero_to_zero(open_page, rds):
         assert ticks(page, "chart-memory")[-1] == "10 MB"
     finally:
         history_delete(app="demo", client=rds)
+
+
+@pytest.fixture
+def busy_history(rds):
+    """Ten minutes of a busy web: hundreds of requests a second, as under `make bench`'s load."""
+    history_delete(app="demo", client=rds)
+    now = window_of(time.time())
+    for i in range(60):
+        values = {"cpu": 40.0, "mem": 1400, "n": 2, "rps": 1200.0 + i, "e5xx": 0.075, "p95": 55}
+        sample_write(app="demo", process="web", window=now - (60 - i) * RESOLUTION, values=values, client=rds)
+    yield
+    history_delete(app="demo", client=rds)
+
+
+def test_every_y_label_fits_inside_its_chart_with_big_figures(open_page, busy_history):
+    """Seen in the deploy-under-load screenshot: "600 req/s" was cut to "00 req/s" at the chart's left edge."""
+    page = open_page("viewer")
+    page.goto("/apps/demo/")
+    page.wait_for_function("Number(document.querySelector('#charts').dataset.loaded) >= 1")
+    for chart in ("chart-cpu", "chart-memory", "chart-rps", "chart-p95", "chart-5xx"):
+        left = page.locator(f"#{chart}").bounding_box()["x"]
+        for tick in page.locator(f"#{chart} text.y-tick").all():
+            assert tick.bounding_box()["x"] >= left, f"{chart}: {tick.text_content()!r} is cut at the left edge"
+    assert ticks(page, "chart-rps")[-1].endswith("req/s") and len(ticks(page, "chart-rps")[-1]) >= 9
