@@ -119,5 +119,7 @@ def test_every_y_label_fits_inside_its_chart_with_big_figures(open_page, busy_hi
     for chart in ("chart-cpu", "chart-memory", "chart-rps", "chart-p95", "chart-5xx"):
         left = page.locator(f"#{chart}").bounding_box()["x"]
         for tick in page.locator(f"#{chart} text.y-tick").all():
-            assert tick.bounding_box()["x"] >= left, f"{chart}: {tick.text_content()!r} is cut at the left edge"
+            assert tick.bounding_box()["x"] >= left, (
+                f"{chart}: {tick.text_content()!r} is cut at the left edge"
+            )
     assert ticks(page, "chart-rps")[-1].endswith("req/s") and len(ticks(page, "chart-rps")[-1]) >= 9
