@@ -9,6 +9,8 @@
 
 RUN_DIR="$BERTH_HOME/run"
 LOG_DIR="$BERTH_HOME/log"
+# the checkout as /proc/PID/cwd names it (symbolic links resolved)
+REPO_REAL="$(cd "$REPO_DIR" && pwd -P)"
 # the order an upgrade replaces them in; never the router: it serves the apps (its backends change through its
 # admin socket, and a restart would drop the requests on its keep-alive connections)
 CONTROL_PROCESSES=(worker beat watcher shipper registry web)
@@ -27,7 +29,7 @@ _alive() {
   [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
   state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
   [ "$state" != Z ] || return 1
-  [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$REPO_DIR" ]
+  [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$REPO_REAL" ]
 }
 
 process_pid() {
@@ -94,7 +96,7 @@ adopt_legacy_platform() {
     pid=${dir#/proc/}
     command=$(tr '\0' ' ' 2>/dev/null <"$dir/cmdline") || continue
     case "$command" in *honcho*deploy/Procfile*) ;; *) continue ;; esac
-    [ "$(readlink "$dir/cwd" 2>/dev/null)" = "$REPO_DIR" ] || continue
+    [ "$(readlink "$dir/cwd" 2>/dev/null)" = "$REPO_REAL" ] || continue
     honchos+=("$pid")
   done
   [ ${#honchos[@]} -gt 0 ] || return 1

@@ -100,6 +100,8 @@ def checkout(tmp_path: Path):
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+    for pid in running_stand_ins(root):  # what a failed test left running, found by its folder
+        box.pids_seen.add(os.getpgid(pid))
     for pid in box.pids_seen:  # anything of ours a failed test left running
         try:
             os.killpg(pid, signal.SIGKILL)
@@ -231,3 +233,18 @@ def test_a_berth_07_honcho_is_detached_and_its_processes_replaced_without_the_ro
     assert len(running_stand_ins(checkout.root)) == 6
     checkout.sh("platform_stop")
     assert running_stand_ins(checkout.root) == []
+
+
+def test_a_checkout_reached_through_a_symbolic_link_finds_its_running_processes(checkout, tmp_path):
+    """/proc/PID/cwd names the real folder: a checkout used through a link must still know its processes (else
+    `make up` would start a second Berth on the same ports)."""
+    link = tmp_path / "berth-link"
+    link.symlink_to(checkout.root)
+    checkout.root = link
+    checkout.env = checkout.env | {"PWD": str(link)}  # as a shell that cd'd into the link says where it is
+    checkout.sh("process_start watcher")
+    wait_for(lambda: len(checkout.events_of("started")) == 1, timeout=30, message="the watcher started")
+    assert checkout.pid("watcher"), "a process started from the link is not found again"
+    assert checkout.sh("platform_running && echo yes").strip() == "yes"
+    checkout.sh("platform_stop")
+    assert running_stand_ins(checkout.root.resolve()) == []
