@@ -34,6 +34,7 @@ TEAM = "upgrade-bench"
 APPS = ("upgrade-bench-a", "upgrade-bench-b")
 MAX_WRK_SECONDS = 900
 PUSH_TIMEOUT_S = 600
+V07_COMMIT = "4f1660b52581"  # the last commit of Berth 0.7
 
 APP_PY = """\
 import os
@@ -180,7 +181,10 @@ def router_pids(home: Path) -> set[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--from", dest="source", default="v0.7.0", help="the version running first (a tag or commit)"
+        "--from",
+        dest="source",
+        default=None,
+        help="the version running first (a tag or commit; default v0.7.0)",
     )
     parser.add_argument("--to", default="HEAD", help="the version upgraded to (a commit of this repository)")
     parser.add_argument("--connections", type=int, default=8, help="wrk's keep-alive connections per app")
@@ -188,6 +192,11 @@ def main() -> None:
         "--slow-build", type=int, default=45, help="seconds the build during the upgrade sleeps"
     )
     args = parser.parse_args()
+    if args.source is None:
+        # Berth 0.7 (its make up under one honcho): the tag where it exists, else its last commit
+        tagged = subprocess.run(["git", "rev-parse", "--verify", "-q", "v0.7.0^{commit}"], cwd=REPO,
+                                capture_output=True, text=True)  # fmt: skip
+        args.source = "v0.7.0" if tagged.returncode == 0 else V07_COMMIT
     source = run(["git", "rev-parse", "--verify", f"{args.source}^{{commit}}"], cwd=REPO).strip()
     target = run(["git", "rev-parse", "--verify", f"{args.to}^{{commit}}"], cwd=REPO).strip()
 
