@@ -118,3 +118,29 @@ def save_figures(bench: str, figures: list[dict]) -> None:
     """bench/results/<bench>.figures.json, which bench/run_all.py gathers into the one table."""
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{bench}.figures.json").write_text(json.dumps(figures, indent=2) + "\n")
+
+
+# The app the deploy benchmarks push: a stdlib HTTP/1.1 server answering MESSAGE on every path, in one write.
+APP_PY = """\
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MESSAGE = {message!r}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = (MESSAGE + "\\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+"""

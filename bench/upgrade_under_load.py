@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import figure, print_table, save_figures
+from common import APP_PY, figure, print_table, save_figures
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -36,29 +36,6 @@ MAX_WRK_SECONDS = 900
 PUSH_TIMEOUT_S = 600
 V07_COMMIT = "4f1660b52581"  # the last commit of Berth 0.7
 
-APP_PY = """\
-import os
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-MESSAGE = {message!r}
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        body = (MESSAGE + "\\n").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
-"""
 
 TENANT = """
 from django.contrib.auth import get_user_model

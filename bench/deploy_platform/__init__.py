@@ -35,36 +35,14 @@ os.environ.update(
 )
 (HOME / "home").mkdir()
 
+from common import APP_PY  # noqa: E402  (the tiny app every deploy benchmark pushes)
+
 from tests.conftest import free_port, wait_for  # noqa: E402
 
 APP_PREFIX = "bench-"
 TEAM = "bench"  # a benchmark running beside another (another installation id) sets a team of its own
 PUSH_TIMEOUT_S = 300  # a push here takes 10-70 s; one that hangs is a failed deploy, not a hung benchmark
 VENV = REPO / ".venv/bin"
-
-APP_PY = """\
-import os
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-MESSAGE = {message!r}
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        body = (MESSAGE + "\\n").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
-"""
 
 
 def _fresh_database() -> None:
