@@ -10,6 +10,7 @@ import pytest
 from berth.addons.models import Addon, AddonBackup, AddonBackupSchedule, BackupState
 from berth.certs.models import Certificate, CertificateSource, CertificateState
 from berth.operations import checks
+from berth.runtime.registry import registry_command, registry_config_write
 from django.utils import timezone
 
 from tests.conftest import free_port, manage, wait_for
@@ -155,8 +156,6 @@ def test_doctor_prints_each_finding_with_its_fix_and_fails_on_an_error(tmp_path)
 
 def test_the_registry_not_answering_or_refusing_berths_credentials_is_an_error(settings, tmp_path):
     """Against the real docker-registry, configured as `manage.py registry_run` configures it."""
-    from berth.runtime.registry import registry_command, registry_config_write
-
     settings.BERTH_REGISTRY = f"127.0.0.1:{free_port()}"
     down = checks.registry_findings()
     assert [(f.check, f.severity) for f in down] == [("registry", "error")]

@@ -7,8 +7,6 @@ what the router serves. tests/certs/conftest.py and tests/e2e wrap these in fixt
 directly.
 """
 
-import datetime
-import ipaddress
 import os
 import signal
 import socket
@@ -20,12 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from tests.conftest import free_port, wait_for
+from tests.support.tls import loopback_certificate
 
 PEBBLE = "/usr/bin/pebble"
 CHALLTESTSRV = "/usr/bin/pebble-challtestsrv"
@@ -34,34 +28,7 @@ CERT_VALIDITY_SECONDS = 90 * 24 * 3600  # like Let's Encrypt's, so two thirds of
 
 def pebble_tls(directory: Path) -> tuple[Path, Path]:
     """A self-signed certificate for pebble's own HTTPS on 127.0.0.1 (the Debian package ships none)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pebble test WFE")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "wfe-cert.pem", directory / "wfe-key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
+    return loopback_certificate(directory, common_name="pebble test WFE", stem="wfe-", days=2)
 
 
 def stop_process(process: subprocess.Popen) -> None:
