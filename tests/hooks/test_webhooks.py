@@ -127,6 +127,18 @@ def test_repeated_crashes_make_one_notification(world, private_allowed, demo_str
     redis_client().delete("berth:hooks:crashes:demo", "berth:hooks:crashed-told:demo")
 
 
+def test_a_failed_or_unverified_addon_backup_is_a_backup_alarm(world, private_allowed, demo_streams):
+    webhook_add(team=world.team, url="http://127.0.0.1:9/hook", events=["backup.alarm"])
+    event_record(app="demo", kind="addon.backup.captured", message="backup b001 of db: 4096 bytes")
+    event_record(app="demo", kind="addon.backup.failed", message="backup b002 of db failed")
+    event_record(app="demo", kind="addon.backup.verify_failed", message="backup b001 of db does not restore")
+    deliveries = WebhookDelivery.objects.order_by("pk")
+    assert [(d.event, d.payload["message"]) for d in deliveries] == [
+        ("backup.alarm", "backup b002 of db failed"),
+        ("backup.alarm", "backup b001 of db does not restore"),
+    ]
+
+
 def test_the_slack_sender_posts_text(world, private_allowed, demo_streams):
     with Receiver([200]) as receiver:
         _, secret = webhook_add(team=world.team, url=receiver.url, events=None, slack=True)

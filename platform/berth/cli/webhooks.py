@@ -7,7 +7,7 @@ from berth.cli.client import segment
 from berth.cli.commands import TEAM, api, arg, command, resolve_team, when
 from berth.cli.output import table
 
-EVENTS = "deploy.started,deploy.live,deploy.failed,deploy.rolled_back,build.failed,app.crashed,cert.alarm"
+EVENTS = "deploy.started,deploy.live,deploy.failed,deploy.rolled_back,build.failed,app.crashed,cert.alarm,backup.alarm"
 
 
 def _path(team: str, suffix: str = "") -> str:

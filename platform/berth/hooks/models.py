@@ -14,6 +14,7 @@ EVENTS = (
     "build.failed",
     "app.crashed",
     "cert.alarm",
+    "backup.alarm",
 )
 
 

@@ -64,6 +64,9 @@ EVENT_OF_KIND = {
     "release.failed": "deploy.failed",
     "release.rollback": "deploy.rolled_back",
     "cert.alarm": "cert.alarm",
+    # an add-on backup that failed, or whose verification by a restore failed (an event on each attached app)
+    "addon.backup.failed": "backup.alarm",
+    "addon.backup.verify_failed": "backup.alarm",
     "crashed": "app.crashed",
 }
 # "crashed repeatedly": this many crashes of an app within the window make one app.crashed, once per window

@@ -30,6 +30,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 import docker.errors
+from django.conf import settings
 from docker import types
 
 from berth.runtime.client import docker_client
@@ -488,7 +489,6 @@ class SwarmScheduler(Scheduler):
         A registry that is down does not stop the service: nodes that hold the image (this one always does: the
         build pushed it from here) still start its tasks; a node that must pull reports it, and the deploy's wait
         for running tasks says so."""
-        from django.conf import settings
 
         if settings.BERTH_REGISTRY and image.startswith(f"{settings.BERTH_REGISTRY}/"):
             try:
