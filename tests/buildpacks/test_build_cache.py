@@ -1,14 +1,19 @@
 """Each app's dependency cache on the real engine: a build starts from the app's last dependency stage, so adding
-one dependency downloads only it; the cache is the app's own tag, and clearing it makes the next build cold."""
+one dependency downloads only it; the cache is the app's own tag, and clearing it makes the next build cold. A
+dependency removed from the lockfile is gone from the next image; a cache built on another stack, or past its
+bounds (layers, size), is not installed on: the dependency stage starts cold."""
 
+import io
 import secrets
 import shutil
 from pathlib import Path
 
 import docker.errors
 import pytest
+from berth.builds import builder
 from berth.builds.builder import docker_build
 from berth.builds.buildpacks import get_buildpack
+from berth.builds.stack import VARIANTS
 from berth.runtime.build import image_untag
 from berth.runtime.client import docker_client
 
@@ -16,6 +21,7 @@ from tests.conftest import FIXTURE_APPS
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 ONE_MORE = Path(__file__).parent / "data" / "uv-one-more"  # py-uv-fastapi's project with httpx added (uv add)
+PNPM_ONE_MORE = Path(__file__).parent / "data" / "pnpm-one-more"  # node-pnpm with kleur added
 LABELS = {"org.berth.test": "1", "org.berth.test.suite": "buildpacks"}
 
 
@@ -26,12 +32,14 @@ def cache_ref():
     image_untag(ref)
 
 
-def _build(source: Path, *, cache_ref: str, tag: str) -> tuple[list[str], list[str]]:
+def _build(
+    source: Path, *, cache_ref: str, tag: str, buildpack: str = "python"
+) -> tuple[list[str], list[str]]:
     shown, detail = [], []
     docker_build(
         source_dir=source,
         tag=tag,
-        buildpack=get_buildpack("python"),
+        buildpack=get_buildpack(buildpack),
         on_line=shown.append,
         on_detail=detail.append,
         ca_bundle=Path("/etc/ssl/certs/ca-certificates.crt"),
@@ -79,7 +87,7 @@ def test_adding_one_dependency_downloads_only_it_and_clearing_the_cache_download
         for name in ("pyproject.toml", "uv.lock"):
             shutil.copy(ONE_MORE / name, source / name)
         shown, detail = _build(source, cache_ref=cache_ref, tag=tag)
-        assert any(line.startswith("Step ") and f"FROM {cache_ref} AS cache" in line for line in detail)
+        assert _deps_from(detail) == cache_ref  # installed on the last build's environment
         assert _prepared(shown) == 3  # httpx, httpcore, h11; fastapi and the rest come from the cache
         assert docker_client().images.get(cache_ref).id != cache.id  # the cache moved on with the build
 
@@ -90,6 +98,128 @@ def test_adding_one_dependency_downloads_only_it_and_clearing_the_cache_download
         )  # a changed lock: install again
         shown, _ = _build(source, cache_ref=cache_ref, tag=tag)
         assert _prepared(shown) > 10
+    finally:
+        try:
+            docker_client().images.remove(tag)
+        except docker.errors.APIError:
+            pass
+
+
+def _deps_from(detail: list[str]) -> str:
+    """What the build's dependency stage started FROM: the app's cache tag, or `fresh` (cold)."""
+    froms = [
+        line.split(" : FROM ", 1)[1] for line in detail if line.startswith("Step ") and " : FROM " in line
+    ]
+    (deps,) = [line.removesuffix(" AS deps") for line in froms if line.endswith(" AS deps")]
+    return deps
+
+
+def _run(tag: str, *command: str) -> str:
+    return (
+        docker_client().containers.run(tag, list(command), entrypoint=[], remove=True, labels=LABELS).decode()
+    )
+
+
+def _use(source: Path, data: Path, names: tuple[str, ...] = ("pyproject.toml", "uv.lock")) -> None:
+    for name in names:
+        shutil.copy(data / name, source / name)
+
+
+@pytest.fixture
+def uv_app(tmp_path, cache_ref):
+    source = tmp_path / "app"
+    shutil.copytree(FIXTURE_APPS / "py-uv-fastapi", source)
+    tag = cache_ref.replace(":build-cache", ":build-test")
+    yield source, tag
+    try:
+        docker_client().images.remove(tag)
+    except docker.errors.APIError:
+        pass
+
+
+HAS_HTTPX = "import importlib.util; print(importlib.util.find_spec('httpx') is not None)"
+
+
+def test_a_dependency_removed_from_the_lockfile_is_gone_from_the_next_image(uv_app, cache_ref):
+    source, tag = uv_app
+    _use(source, ONE_MORE)
+    _build(source, cache_ref=cache_ref, tag=tag)
+    assert _run(tag, "/app/.venv/bin/python", "-c", HAS_HTTPX).strip() == "True"
+
+    _use(source, FIXTURE_APPS / "py-uv-fastapi")  # httpx (and httpcore, h11) removed with uv remove
+    _, detail = _build(source, cache_ref=cache_ref, tag=tag)
+    assert _deps_from(detail) == cache_ref
+    assert _run(tag, "/app/.venv/bin/python", "-c", HAS_HTTPX).strip() == "False"
+    assert "httpx" not in _run(cache_ref, "ls", "/app/.venv/lib/python3.11/site-packages")
+
+
+def test_a_cache_built_on_another_stack_image_is_not_installed_on(uv_app, cache_ref, settings):
+    source, tag = uv_app
+    _build(source, cache_ref=cache_ref, tag=tag)
+    # the same stack rebuilt (another image id), as after an upgrade of Berth or of the stack's packages
+    client = docker_client()
+    stack = f"berth/t-bp-stack-{secrets.token_hex(3)}:bookworm"
+    client.images.build(
+        fileobj=io.BytesIO(f"FROM {VARIANTS['base'].tag}\nLABEL org.berth.test.rebuilt={stack}\n".encode()),
+        tag=stack,
+        labels=LABELS,
+        rm=True,
+    )
+    settings.BERTH_STACK_IMAGE = stack
+    try:
+        _use(source, ONE_MORE)
+        shown, detail = _build(source, cache_ref=cache_ref, tag=tag)
+        assert _deps_from(detail) == "fresh"
+        assert _prepared(shown) > 10  # no environment or cache of the other stack
+        assert _run(tag, "/app/.venv/bin/python", "-c", HAS_HTTPX).strip() == "True"
+    finally:
+        try:
+            client.images.remove(tag)
+        except docker.errors.APIError:
+            pass
+        image_untag(cache_ref)
+        image_untag(stack)
+
+
+@pytest.mark.parametrize("bound", ["layers", "size"])
+def test_a_cache_past_its_bound_is_not_installed_on(uv_app, cache_ref, settings, monkeypatch, bound):
+    source, tag = uv_app
+    _build(source, cache_ref=cache_ref, tag=tag)
+    cold_layers = len(docker_client().images.get(cache_ref).attrs["RootFS"]["Layers"])
+    if bound == "layers":
+        monkeypatch.setattr(builder, "MAX_CACHE_LAYERS", cold_layers + 1)
+    else:
+        settings.BERTH_BUILD_CACHE_MB = 0  # the chain may not grow at all past its cold stage
+
+    _use(source, ONE_MORE)
+    _, detail = _build(source, cache_ref=cache_ref, tag=tag)
+    assert _deps_from(detail) == cache_ref  # the cold stage itself is within the bound
+    assert len(docker_client().images.get(cache_ref).attrs["RootFS"]["Layers"]) > cold_layers
+
+    _use(source, FIXTURE_APPS / "py-uv-fastapi")
+    _, detail = _build(source, cache_ref=cache_ref, tag=tag)
+    assert _deps_from(detail) == "fresh"
+    assert len(docker_client().images.get(cache_ref).attrs["RootFS"]["Layers"]) == cold_layers
+
+
+def test_node_installs_on_its_last_environment_and_drops_a_removed_dependency(tmp_path, cache_ref):
+    source = tmp_path / "app"
+    shutil.copytree(FIXTURE_APPS / "node-pnpm", source)
+    tag = cache_ref.replace(":build-cache", ":build-test")
+    files = ("package.json", "pnpm-lock.yaml")
+    try:
+        _build(source, cache_ref=cache_ref, tag=tag, buildpack="node")
+        _use(source, PNPM_ONE_MORE, files)
+        shown, detail = _build(source, cache_ref=cache_ref, tag=tag, buildpack="node")
+        assert _deps_from(detail) == cache_ref
+        assert any("Packages: +1" in line for line in shown), shown  # kleur only: the rest was installed
+        assert "kleur" in _run(tag, "ls", "/app/node_modules")
+
+        _use(source, FIXTURE_APPS / "node-pnpm", files)
+        _, detail = _build(source, cache_ref=cache_ref, tag=tag, buildpack="node")
+        assert _deps_from(detail) == cache_ref
+        assert "kleur" not in _run(tag, "ls", "/app/node_modules")
+        assert "kleur" not in _run(cache_ref, "ls", "/app/node_modules")
     finally:
         try:
             docker_client().images.remove(tag)

@@ -37,7 +37,8 @@ def test_the_chained_dockerfile_runs_the_node_build_then_serves_only_its_output(
     froms = [line for line in dockerfile.splitlines() if line.startswith("FROM ")]
     assert froms == [
         "FROM berth/stack:node AS cache",
-        "FROM berth/stack:node AS deps",
+        "FROM berth/stack:node AS fresh",
+        "FROM fresh AS deps",
         "FROM berth/stack:static",
     ]
     build_stage, run_stage = dockerfile.split("FROM berth/stack:static")

@@ -255,12 +255,18 @@ def render_dockerfile(
     plan: BuildPlan | None = None,
     cache_image: str | None = None,
     cache_ref: str = "",
+    deps_base: str | None = None,
+    cache_key: str = "",
+    cache_base_size: int = 0,
 ) -> str:
     """The Dockerfile for building `source_dir` with `buildpack`, FROM `stack_image` (and `run_image` when the
     buildpack runs on another stack than it builds on; by default the local stack image of that variant).
     `plan` (default: the tree's plan with no config vars) fills the buildpack's own placeholders. `cache_image` is
-    the app's dependency cache (its last build's dependency stage; by default none: the stack image), `cache_ref`
-    the tag the new dependency stage gets (written into its label, so that no two apps' stages are one image)."""
+    the image whose download caches (/berth-cache) the dependency stage copies (by default none: the stack
+    image), `deps_base` the image the dependency stage starts FROM (the app's last dependency stage, its
+    environment installed; by default none: a fresh one made in the template's `fresh` stage), `cache_ref` the tag
+    the new dependency stage gets (written into its label, so that no two apps' stages are one image), and
+    `cache_key` / `cache_base_size` its labels saying what it was built on and where its chain of stages began."""
     source_dir = Path(source_dir)
     template = template_text(buildpack)
     if plan is None:
@@ -273,7 +279,10 @@ def render_dockerfile(
         "cache_image": cache_image or stack_image,
         "cache_max_mb": str(settings.BERTH_BUILD_CACHE_MB),
         "cache_ref": json.dumps(cache_ref or "none"),
-        "cache_from": "app" if cache_image else "stack",
+        "cache_from": "app" if cache_image or deps_base else "stack",
+        "deps_base": deps_base or "fresh",
+        "cache_key": cache_key or "none",
+        "cache_base_size": str(cache_base_size),
         "run_image": run_image,
         "port": str(DEFAULT_PORT),
         "cmd": web_command_cmd(buildpack.default_web_command) if buildpack.default_web_command else "[]",

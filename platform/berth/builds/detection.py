@@ -61,6 +61,11 @@ class BuildPlan:
     run_stack: str
     values: dict[str, str] = field(default_factory=dict)
     steps: tuple[str, ...] = ()
+    # The dependency stage may start from the app's last one (its environment already installed): the package
+    # manager makes that environment exactly the lockfile's, removing what the lockfile no longer names.
+    deps_reuse: bool = False
+    # the dependency files the tree has: another set (one added or deleted) starts the dependency stage cold
+    deps_files: tuple[str, ...] = ()
 
 
 def _read(source_dir: Path, name: str) -> str | None:
@@ -185,6 +190,16 @@ def deps_digest(source_dir: Path, names: tuple[str, ...]) -> str:
     return digest.hexdigest()[:16]
 
 
+# uv sync is exact (it uninstalls what uv.lock no longer names); pip, pipenv and `poetry install` only add
+# packages, so those start from a fresh venv.
+PYTHON_EXACT_MANAGERS = ("uv",)
+
+
+def deps_files(source_dir: Path, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Which of the dependency files `names` the tree has."""
+    return tuple(name for name in names if tree.is_file(source_dir, name))
+
+
 def _python_plan(source_dir: Path, stack: str, run_stack: str, config: dict[str, str]) -> BuildPlan:
     minor, origin = python_version(source_dir)
     manager = python_manager(source_dir)
@@ -207,6 +222,8 @@ def _python_plan(source_dir: Path, stack: str, run_stack: str, config: dict[str,
             "deps_digest": deps_digest(source_dir, PYTHON_DEPENDENCY_FILES),
         },
         steps=(f"-----> Installing Python {minor}{said}",),
+        deps_reuse=manager in PYTHON_EXACT_MANAGERS,
+        deps_files=deps_files(source_dir, PYTHON_DEPENDENCY_FILES),
     )
 
 
@@ -255,6 +272,10 @@ def _node_plan(source_dir: Path, stack: str, run_stack: str, config: dict[str, s
             "node_manager": node_manager(source_dir, package),
             "deps_digest": deps_digest(source_dir, NODE_DEPENDENCY_FILES),
         },
+        # npm ci starts node_modules afresh; npm install, pnpm and yarn (1 and 2+) remove what the lockfile
+        # no longer has
+        deps_reuse=True,
+        deps_files=deps_files(source_dir, NODE_DEPENDENCY_FILES),
     )
 
 
