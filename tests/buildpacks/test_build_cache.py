@@ -225,3 +225,33 @@ def test_node_installs_on_its_last_environment_and_drops_a_removed_dependency(tm
             docker_client().images.remove(tag)
         except docker.errors.APIError:
             pass
+
+
+def test_yarn_1_installing_on_its_last_environment_drops_a_removed_dependency(tmp_path, cache_ref):
+    source = tmp_path / "app"
+    shutil.copytree(FIXTURE_APPS / "node-yarn1", source)
+    tag = cache_ref.replace(":build-cache", ":build-test")
+    try:
+        _build(source, cache_ref=cache_ref, tag=tag, buildpack="node")
+        assert "left-pad" in _run(cache_ref, "ls", "/app/node_modules")  # the stage before the prune
+
+        # left-pad removed as `yarn remove left-pad` does: from package.json and from yarn.lock (and from the
+        # build script, which used it)
+        (source / "build.js").write_text('require("fs").writeFileSync("built.txt", "built");\n')
+        package = (source / "package.json").read_text()
+        (source / "package.json").write_text(
+            package.replace(',\n  "devDependencies": { "left-pad": "1.3.0" }', "")
+        )
+        lock = (source / "yarn.lock").read_text()
+        (source / "yarn.lock").write_text(
+            lock[: lock.index("left-pad@1.3.0:")] + lock[lock.index("ms@2.1.3:") :]
+        )
+        _, detail = _build(source, cache_ref=cache_ref, tag=tag, buildpack="node")
+        assert _deps_from(detail) == cache_ref
+        assert "left-pad" not in _run(cache_ref, "ls", "/app/node_modules")
+        assert "ms" in _run(tag, "ls", "/app/node_modules").split()
+    finally:
+        try:
+            docker_client().images.remove(tag)
+        except docker.errors.APIError:
+            pass
