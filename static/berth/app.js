@@ -233,7 +233,8 @@ document.addEventListener("DOMContentLoaded", function () {
       const status = el("td");
       status.appendChild(el("span", { class: "badge state-" + r.status }, r.status));
       row.appendChild(status);
-      row.appendChild(el("td", { class: "wrap", title: r.image || "" }, r.description || "—"));
+      // on a phone the description gives way (the release page has it), so "Roll back" stays on the screen
+      row.appendChild(el("td", { class: "wrap hide-narrow", title: r.image || "" }, r.description || "—"));
       row.appendChild(el("td", { class: "hide-narrow" }, r.by));
       const when = el("td", { class: "hide-narrow" });
       when.appendChild(el("time", { dateTime: r.created_at }, shortTime(r.created_at)));
