@@ -33,6 +33,7 @@ whatever is named with APP_PREFIX.
 import argparse
 import calendar
 import json
+import logging
 import os
 import shutil
 import signal
@@ -45,7 +46,10 @@ import types
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+import django
 import httpx
+import psycopg
+import redis
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "platform"), str(REPO / "bench")]
@@ -148,8 +152,6 @@ def containers_memory(client) -> dict:
 def redis_memory() -> dict:
     """Redis db 2 (this bench's): keys and their MEMORY USAGE summed; the instance's used_memory beside it (shared
     with whatever else uses this Redis)."""
-    import redis
-
     client = redis.Redis.from_url(REDIS_URL)
     keys = used = 0
     for key in client.scan_iter(count=1000):
@@ -165,8 +167,6 @@ def redis_memory() -> dict:
 
 
 def database_mb() -> float:
-    import psycopg
-
     with psycopg.connect("postgresql://postgres@127.0.0.1:54329/postgres") as conn:
         return conn.execute("SELECT pg_database_size(%s)", [DB_NAME]).fetchone()[0] / 2**20
 
@@ -219,7 +219,7 @@ def stop_leftover_processes() -> None:
 
 def remove_everything(client, teams: list[str]) -> None:
     """Every service, container, image and team network named for this benchmark (this run's or a killed one's)."""
-    from berth.runtime.swarm import team_network_remove
+    from berth.runtime.swarm import team_network_remove  # Berth's modules only after django.setup() in main()
 
     names = {
         service.attrs["Spec"]["Labels"].get("org.berth.app", "")
@@ -693,14 +693,10 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminated)
-    import logging
-
-    import django
-    import redis
-
     logging.getLogger("httpx").setLevel(logging.WARNING)
     stop_leftover_processes()
     django.setup()
+    # Berth's and Django's own modules from here on: they read the settings this benchmark's environment names
     from berth.runtime.client import docker_client
 
     client = docker_client(timeout=300)
