@@ -23,7 +23,8 @@ def page(world, role: str = "viewer") -> str:
 def test_the_app_page_lists_jobs_and_their_last_run_in_utc(world):
     assert 'id="workflow-no-cron"' in page(world)
     job = cron_job_add(app=world.app, schedule="*/15 * * * *", command="python manage.py clearsessions")
-    finished = timezone.now()
+    # Finished at second 1 of a minute, so it started in the minute before: the page shows when a run started.
+    finished = timezone.now().replace(second=1, microsecond=0)
     run = CronRun.objects.create(
         job=job,
         due_at=finished,
@@ -36,4 +37,4 @@ def test_the_app_page_lists_jobs_and_their_last_run_in_utc(world):
     assert "times in UTC" in html and f'data-cron-job="{job.pk}"' in html
     assert "*/15 * * * *" in html and "python manage.py clearsessions" in html
     assert f"{run.status} (exit 2) in 3.0 s" in html
-    assert f"{finished:%Y-%m-%d %H:%M} UTC" in html
+    assert f"{run.started_at:%Y-%m-%d %H:%M} UTC" in html
