@@ -75,6 +75,34 @@ def test_apps_list_shape(world, owner):
     ]
 
 
+def test_apps_list_pages_follow_the_link_header_and_search_by_name(world, owner):
+    for name in ("shop-a", "shop-b", "shop-c", "blog"):
+        assert owner.post("/api/v1/apps", {"name": name, "team": "acme"}, format="json").status_code == 201
+    everything = [app["name"] for app in owner.get("/api/v1/apps").json()]  # no limit: every app, as before
+    assert everything == ["blog", "demo", "shop-a", "shop-b", "shop-c"]
+
+    seen, url = [], "/api/v1/apps?limit=2"
+    while url:
+        response = owner.get(url)
+        assert response.status_code == 200 and len(response.json()) <= 2
+        seen += [app["name"] for app in response.json()]
+        link = response.headers.get("Link")
+        url = link[link.index("/api/") : link.index(">")] if link else None
+        assert link is None or link.endswith('>; rel="next"')
+    assert seen == everything
+
+    first = owner.get("/api/v1/apps?q=SHOP&limit=2")
+    assert [app["name"] for app in first.json()] == ["shop-a", "shop-b"]
+    assert "q=SHOP" in first.headers["Link"] and "after=shop-b" in first.headers["Link"]
+    assert [app["name"] for app in owner.get("/api/v1/apps?q=shop&limit=2&after=shop-b").json()] == ["shop-c"]
+    assert "Link" not in owner.get("/api/v1/apps?q=shop&limit=3").headers  # nothing follows
+
+    for bad in ("0", "1001", "ten", "-1"):
+        response = owner.get(f"/api/v1/apps?limit={bad}")
+        assert response.status_code == 400
+        assert response.json()["detail"] == "limit: must be a whole number from 1 to 1000"
+
+
 def test_app_url_carries_the_router_port_when_not_80(world, owner, settings):
     settings.BERTH_HTTP_PORT = 8080
     settings.BERTH_APPS_DOMAIN = "apps.example.net"

@@ -5,7 +5,7 @@ import threading
 import time
 
 import pytest
-from berth.apps.models import Formation
+from berth.apps.models import Domain, Formation
 from berth.core.locks import app_lock
 from berth.core.redis import redis_client
 from berth.deploys import rollout
@@ -13,11 +13,13 @@ from berth.deploys.errors import DeployError
 from berth.deploys.rollout import (
     RETIRING_KEY,
     app_reconcile,
+    apps_out_of_step,
     process_specs,
     release_deploy,
     release_retire,
     release_rollback,
 )
+from berth.discovery.services import reconcile_apps
 from berth.observe.services import events_key
 from berth.releases.models import Release, ReleaseStatus
 from berth.releases.services import release_create
@@ -210,6 +212,35 @@ def test_reconcile_keeps_a_routed_endpoint_whose_check_does_not_answer_in_time(
             task.listener.close()  # running, but its check gets no answer
     assert app_reconcile(app) is False
     assert memory_router.endpoints(app.name) == serving
+
+
+def test_the_watchers_full_round_reconciles_only_the_apps_whose_routes_differ_from_what_runs(
+    make_app, deploy, scheduler, memory_router
+):
+    """With hundreds of apps the full round must not reconcile each (several engine calls and a rewrite of the
+    router's records per app): it compares them all at once and reconciles those not in step."""
+    in_step, lost, domain_added, scaled = apps = [make_app() for _ in range(4)]
+    for app in apps:
+        deploy(app)
+    retirements_finish()
+    assert apps_out_of_step(apps) == []
+
+    memory_router.remove(app=lost.name)  # e.g. a router restarted from nothing
+    Domain.objects.create(
+        app=domain_added, hostname="www.example.test"
+    )  # a change the watcher did not hear of
+    scheduler.scale(app=scaled.name, release=1, process="web", replicas=2)  # a task more, not routed yet
+    assert apps_out_of_step(apps) == [lost, domain_added, scaled]
+
+    del scheduler.journal[:]
+    assert reconcile_apps() == set()
+    assert sorted(entry[1] for entry in scheduler.journal if entry[0] == "route") == sorted(
+        [lost.name, domain_added.name, scaled.name]
+    )
+    assert apps_out_of_step(apps) == []
+    assert "www.example.test" in memory_router.state()[domain_added.name]["hostnames"]
+    assert len(memory_router.endpoints(scaled.name)) == 2
+    assert memory_router.endpoints(lost.name) == endpoints(scheduler, lost, release=1)
 
 
 def test_reconcile_leaves_the_router_to_a_deploy_holding_the_app_lock(live_app, memory_router):

@@ -137,9 +137,17 @@ def test_state_is_read_back_from_haproxy(router, backends):
     }
     # what HAProxy reports, not what Berth asked for: a server put in maintenance by hand disappears
     backend = json.loads(router.paths.slots.read_text())["apps"]["demo"]["backend"]
+    # a second app: every backend is read with one command, each app's servers are its own
+    shop = backends("shop")
+    router_.apply(app="shop", hostnames=["shop.localhost"], endpoints=[shop.endpoint])
+    assert router_.applied_routes() == {
+        "demo": ({"a.localhost", "b.localhost"}, {web.endpoint}),
+        "shop": ({"shop.localhost"}, {shop.endpoint}),
+    }
     assert router_.drifted() == []
     admin_command(f"set server {backend}/s1 state maint")
     assert router_.state()["demo"]["endpoints"] == []
+    assert router_.state()["shop"]["endpoints"] == [("127.0.0.1", shop.port, "UP")]
     assert router_.drifted() == ["demo"]
 
 

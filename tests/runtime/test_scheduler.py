@@ -1,6 +1,7 @@
 """The Swarm scheduler against the real one-node swarm, with the local stack image."""
 
 import io
+import operator
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -253,6 +254,17 @@ def test_services_lists_what_runs(team_apps):
         (f"{team_apps['a']}-v1-worker", "worker", 1, None),
     ]
     assert all(s.team == team_apps["team"] and s.image == IMAGE and s.created_at for s in services)
+
+
+def test_every_apps_web_tasks_are_read_at_once_as_each_apps_are(team_apps):
+    scheduler = SwarmScheduler()
+    every = scheduler.tasks_of_every_app(process="web")
+    for app in (team_apps["a"], team_apps["b"]):
+        one_by_one = scheduler.tasks(app=app, process="web")
+        assert len(one_by_one) == (2 if app == team_apps["a"] else 1)
+        by_id = operator.attrgetter("id")
+        assert sorted((t for t in every if t.app == app), key=by_id) == sorted(one_by_one, key=by_id)
+    assert {t.process for t in every} == {"web"}  # a's worker is not among them
 
 
 def test_scale_up_and_down_keeps_the_first_task(scheduler):

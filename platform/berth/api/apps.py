@@ -1,7 +1,9 @@
 """API v1 for apps: the caller's apps, creating one (in a named team, the caller's only team, or a personal team
 made for a caller in none), an app's detail, changing its settings, destroying it."""
 
-from drf_spectacular.utils import extend_schema
+from urllib.parse import urlencode
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
@@ -22,6 +24,8 @@ from berth.routing.router import RouterError
 
 HTTPS_FIELDS = ("https_redirect", "hsts")  # berth.certs' per-app policy, changed through the same PATCH
 MAINTENANCE_FIELDS = ("maintenance", "maintenance_page")  # the router answers for the app (apps.services)
+APPS_LIMIT_MAX = 1000  # a page of the apps list
+APP_NAME_MAX = App._meta.get_field("name").max_length
 
 
 def app_summary_repr(app: App) -> dict:
@@ -59,6 +63,18 @@ def app_detail_repr(app: App) -> dict:
     }
 
 
+def _limit(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= APPS_LIMIT_MAX:
+        raise ValidationError({"limit": f"must be a whole number from 1 to {APPS_LIMIT_MAX}"})
+    return limit
+
+
 class AppListView(BerthAPIView):
     def permission_team(self, request) -> Team:
         # Only POST is team-scoped; the team comes from the body, or is the user's only team.
@@ -87,16 +103,38 @@ class AppListView(BerthAPIView):
         self.team = teams[0]
         return self.team
 
-    @extend_schema(responses=S.AppSummary(many=True))
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "limit",
+                int,
+                description=f"at most this many apps (1–{APPS_LIMIT_MAX}; default: every app); when more follow, "
+                'the `Link` header names the next page (rel="next")',
+            ),
+            OpenApiParameter(
+                "after", str, description="only apps whose name sorts after this one (the next page)"
+            ),
+            OpenApiParameter("q", str, description="only apps whose name contains this"),
+        ],
+        responses={200: S.AppSummary(many=True), 400: S.Error},
+    )
     def get(self, request):
-        return Response(
-            [
-                app_summary_repr(app)
-                for app in certs_selectors.apps_with_certificates(
-                    releases_selectors.apps_for_user(user=request.user)
-                )
-            ]
+        limit = _limit(request.query_params.get("limit"))
+        search = request.query_params.get("q", "").strip()[:APP_NAME_MAX]
+        after = request.query_params.get("after", "")[:APP_NAME_MAX]
+        apps = certs_selectors.apps_with_certificates(
+            releases_selectors.apps_for_user(user=request.user, search=search, after=after)
         )
+        if limit is None:
+            return Response([app_summary_repr(app) for app in apps])
+        page = list(apps[: limit + 1])
+        response = Response([app_summary_repr(app) for app in page[:limit]])
+        if len(page) > limit:
+            following = {"limit": limit, "after": page[limit - 1].name} | ({"q": search} if search else {})
+            response["Link"] = (
+                f'<{request.build_absolute_uri(request.path)}?{urlencode(following)}>; rel="next"'
+            )
+        return response
 
     @extend_schema(
         request=S.AppCreate,

@@ -15,7 +15,7 @@ from datetime import timedelta
 import redis
 from django.db import transaction
 
-from berth.apps.models import App, Formation
+from berth.apps.models import App, Domain, Formation
 from berth.apps.selectors import app_hostnames
 from berth.apps.services import app_maintenance_follow, config_replace
 from berth.audit.services import audit_record
@@ -28,7 +28,7 @@ from berth.deploys.selectors import live_release
 from berth.deploys.signals import releases_retired
 from berth.releases.models import Release, ReleaseStatus
 from berth.releases.services import release_create, release_image_available, release_set_status
-from berth.routing.router import Endpoint, get_router
+from berth.routing.router import Endpoint, clean_hostnames, get_router
 from berth.runtime.health import http_probe, http_ready, startup_check
 from berth.runtime.oneoff import run_oneoff
 from berth.runtime.scheduler import ProcessSpec, Scheduler, SchedulerError, TaskInfo, get_scheduler
@@ -558,6 +558,49 @@ def app_reconcile(app: App) -> bool:
             lock.release()
         except redis.exceptions.LockError:
             pass
+
+
+def apps_out_of_step(apps: list[App]) -> list[App]:
+    """Those of `apps` whose routes may not match what runs, to be reconciled one by one (app_reconcile): the
+    router's last applied routes differ from the live release's running web tasks or the app's hostnames, the
+    router drifted from them (e.g. restarted), or a web task is starting.
+
+    One read of the router, of its drift and of the engine for all the apps, and two queries: the watcher's full
+    round over hundreds of apps in step costs a few calls instead of a reconcile each (which asks the engine
+    four times, and rewrites the router's records, per app).
+    """
+    router = get_router()
+    applied = router.applied_routes()
+    drifted = set(router.drifted())
+    running: dict[tuple[str, int], list[TaskInfo]] = {}
+    for task in get_scheduler().tasks_of_every_app(process="web"):
+        running.setdefault((task.app, task.release), []).append(task)
+    # the newest live release of each (a cut-over may briefly have two)
+    live = dict(
+        Release.objects.filter(app__in=apps, status=ReleaseStatus.LIVE)
+        .order_by("version")
+        .values_list("app_id", "version")
+    )
+    domains: dict[int, list[str]] = {}
+    for app_id, hostname in Domain.objects.filter(app__in=apps).values_list("app_id", "hostname"):
+        domains.setdefault(app_id, []).append(hostname)
+    out = []
+    for app in apps:
+        if app.pk not in live:
+            continue
+        tasks = running.get((app.name, live[app.pk]), [])
+        endpoints = {
+            Endpoint(t.node_address, t.published_port) for t in tasks if t.running and t.published_port
+        }
+        starting = any(t.desired_state == "running" and not t.running for t in tasks)
+        try:
+            hostnames = set(clean_hostnames([app.hostname, *domains.get(app.pk, [])]))
+        except ValueError:  # app_reconcile says what is wrong with it
+            out.append(app)
+            continue
+        if starting or app.name in drifted or applied.get(app.name) != (hostnames, endpoints):
+            out.append(app)
+    return out
 
 
 def app_teardown(*, name: str) -> None:

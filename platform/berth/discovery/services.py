@@ -13,7 +13,7 @@ import time
 from django.db import close_old_connections
 
 from berth.apps.models import App
-from berth.deploys.rollout import app_reconcile
+from berth.deploys.rollout import app_reconcile, apps_out_of_step
 from berth.nodes.services import node_states_follow
 from berth.releases.models import ReleaseStatus
 from berth.runtime.events import container_events, engine_unreachable
@@ -36,6 +36,15 @@ def reconcile_apps(names: set[str] | None = None) -> set[str]:
     apps = App.objects.select_related("team").filter(releases__status=ReleaseStatus.LIVE).distinct()
     if names is not None:
         apps = apps.filter(name__in=names)
+    else:
+        try:
+            apps = apps_out_of_step(list(apps))  # every app: only those not in step are reconciled one by one
+        except Exception as exc:
+            if engine_unreachable(exc):
+                logger.warning("reconcile skipped: the Docker engine is unreachable (%s)", exc)
+                return set()
+            # the comparison failing must not stop the healing: every app, one by one, as a deploy does
+            logger.exception("comparing every app's routes with what runs failed; reconciling each")
     waiting = set()
     for app in apps:
         started = time.monotonic()

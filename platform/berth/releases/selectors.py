@@ -35,11 +35,16 @@ def _with_current_version(apps: QuerySet[App]) -> QuerySet[App]:
     return apps.annotate(current_version=Coalesce(Subquery(live[:1]), Subquery(releases[:1])))
 
 
-def apps_for_user(*, user) -> QuerySet[App]:
-    """Apps of the user's teams (all apps for a superuser), with `current_version` annotated."""
+def apps_for_user(*, user, search: str = "", after: str = "") -> QuerySet[App]:
+    """Apps of the user's teams (all apps for a superuser) by name, with `current_version` annotated; those whose
+    name contains `search`, and only those after the name `after` (the next page of a list)."""
     apps = App.objects.select_related("team", "parent").order_by("name")
     if not user.is_superuser:
         apps = apps.filter(team__memberships__user=user)
+    if search:
+        apps = apps.filter(name__icontains=search)
+    if after:
+        apps = apps.filter(name__gt=after)
     return _with_current_version(apps)
 
 

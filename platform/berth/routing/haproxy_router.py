@@ -171,6 +171,7 @@ class HaproxyRouter(Router):
     def state(self) -> dict[str, dict]:
         slots = self._load()
         runtime_map = self._runtime_map()
+        every_server = self._every_server()
         result = {}
         for app, record in sorted(slots["apps"].items()):
             if record.get("removing"):
@@ -180,7 +181,7 @@ class HaproxyRouter(Router):
                 "hostnames": sorted(host for host, backends in runtime_map.items() if backend in backends),
                 "endpoints": [
                     (server.address, server.port, server.status)
-                    for server in self._servers(backend)
+                    for server in every_server.get(backend, [])
                     if not server.free
                 ],
             }
@@ -205,16 +206,27 @@ class HaproxyRouter(Router):
             self._save(slots)
         self._finish_drains(draining, timeout=self._drain_timeout(drain_timeout))
 
+    def applied_routes(self) -> dict[str, tuple[set[str], set[Endpoint]]]:
+        return {
+            app: (
+                set(record["hostnames"]),
+                {Endpoint(address, port) for address, port in record["endpoints"]},
+            )
+            for app, record in self._load()["apps"].items()
+            if not record.get("removing")
+        }
+
     def drifted(self) -> list[str]:
         slots = self._load()
         runtime_map = self._runtime_map()
+        every_server = self._every_server()
         drifted = []
         for app, record in sorted(slots["apps"].items()):
             if record.get("removing"):
                 continue
             backend = record["backend"]
             hostnames = {host for host, backends in runtime_map.items() if backends == {backend}}
-            live = {s.endpoint for s in self._servers(backend) if not s.free and not s.draining}
+            live = {s.endpoint for s in every_server.get(backend, []) if not s.free and not s.draining}
             wanted = {Endpoint(address, port) for address, port in record["endpoints"]}
             if hostnames != set(record["hostnames"]) or live != wanted:
                 drifted.append(app)
@@ -844,36 +856,16 @@ class HaproxyRouter(Router):
         raise RouterError("`show info` has no Pid")
 
     def _servers(self, backend: str) -> list[_Server]:
-        states = self._ask(f"show servers state {backend}")
-        stats = self._ask(f"show stat {backend} 4 -1")
-        header, _, body = stats.lstrip("# ").partition("\n")
-        by_name = {
-            row["svname"]: row
-            for row in csv.DictReader(io.StringIO(body), fieldnames=header.split(","))
-            if row.get("pxname") == backend
-        }
-        servers = []
-        for line in states.splitlines():
-            fields = line.split()
-            if len(fields) < 19 or line.startswith("#") or fields[1] != backend:
-                continue
-            stat = by_name.get(fields[3], {})
-            servers.append(
-                _Server(
-                    backend=backend,
-                    name=fields[3],
-                    index=int(fields[2]),
-                    address=fields[4],
-                    port=int(fields[18]),
-                    admin=int(fields[6]),
-                    status=(stat.get("status") or "?").split(" ")[0],
-                    sessions=int(stat.get("scur") or 0) + int(stat.get("qcur") or 0),
-                    op_state=int(fields[5]),
-                )
-            )
+        servers = _parse_servers(
+            self._ask(f"show servers state {backend}"), self._ask(f"show stat {backend} 4 -1")
+        ).get(backend, [])
         if not servers:
-            raise RouterError(f"HAProxy has no backend {backend}: {states.strip()[:200]}")
+            raise RouterError(f"HAProxy has no backend {backend}")
         return servers
+
+    def _every_server(self) -> dict[str, list[_Server]]:
+        """Every backend's server slots, asked with two commands whatever the number of apps."""
+        return _parse_servers(self._ask("show servers state"), self._ask("show stat -1 4 -1"))
 
     def _runtime_map(self) -> dict[str, set[str]]:
         answer = self._ask(f"show map {self.paths.hosts_map}")
@@ -902,6 +894,36 @@ class HaproxyRouter(Router):
 
     def _drain_timeout(self, drain_timeout: float | None) -> float:
         return self.drain_timeout if drain_timeout is None else drain_timeout
+
+
+def _parse_servers(states: str, stats: str) -> dict[str, list[_Server]]:
+    """{backend: its server slots} from `show servers state` and `show stat … 4 -1` (servers' rows)."""
+    header, _, body = stats.lstrip("# ").partition("\n")
+    stat_rows = {
+        (row.get("pxname"), row.get("svname")): row
+        for row in csv.DictReader(io.StringIO(body), fieldnames=header.split(","))
+    }
+    servers: dict[str, list[_Server]] = {}
+    for line in states.splitlines():
+        fields = line.split()
+        if len(fields) < 19 or line.startswith("#"):
+            continue
+        backend = fields[1]
+        stat = stat_rows.get((backend, fields[3]), {})
+        servers.setdefault(backend, []).append(
+            _Server(
+                backend=backend,
+                name=fields[3],
+                index=int(fields[2]),
+                address=fields[4],
+                port=int(fields[18]),
+                admin=int(fields[6]),
+                status=(stat.get("status") or "?").split(" ")[0],
+                sessions=int(stat.get("scur") or 0) + int(stat.get("qcur") or 0),
+                op_state=int(fields[5]),
+            )
+        )
+    return servers
 
 
 def _most_servers(servers_state: str) -> int:

@@ -52,6 +52,12 @@ class InMemoryRouter(Router):
         with self._lock:
             return set(self._apps.get(app, ([], []))[1])
 
+    def applied_routes(self) -> dict[str, tuple[set[str], set[Endpoint]]]:
+        with self._lock:
+            return {
+                app: (set(hostnames), set(endpoints)) for app, (hostnames, endpoints) in self._apps.items()
+            }
+
     def state(self) -> dict[str, dict]:
         with self._lock:
             return {

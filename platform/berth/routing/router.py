@@ -104,6 +104,11 @@ class Router(ABC):
         state: cheap enough for every reconcile of every app."""
 
     @abstractmethod
+    def applied_routes(self) -> dict[str, tuple[set[str], set[Endpoint]]]:
+        """{app: (hostnames, endpoints)} as last applied, for every routed app at once and without asking each
+        server's state: the watcher's full round compares it with what runs."""
+
+    @abstractmethod
     def sync(self, desired: Desired, *, drain_timeout: float | None = None) -> None:
         """Make the router hold exactly `desired` ({app: (hostnames, endpoints)}); other apps are removed."""
 

@@ -320,6 +320,15 @@ class InMemoryScheduler(Scheduler):
                 for slot in sorted(service.slots)
             ]
 
+    def tasks_of_every_app(self, *, process: str) -> list[TaskInfo]:
+        with self.engine.lock:
+            return [
+                self._info(service, slot)
+                for service in sorted(self.engine.services.values(), key=lambda s: s.name)
+                if service.spec.process == process
+                for slot in sorted(service.slots)
+            ]
+
     def wait_running(
         self, *, app: str, release: int, process: str, replicas: int, timeout: float, generation: int = 0
     ) -> list[TaskInfo]:

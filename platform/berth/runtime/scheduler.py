@@ -197,6 +197,11 @@ class Scheduler(ABC):
         """The newest task of each slot of the matching services."""
 
     @abstractmethod
+    def tasks_of_every_app(self, *, process: str) -> list[TaskInfo]:
+        """The newest task of each slot of every app's services of that process type, read at once: what the
+        watcher compares with the router for hundreds of apps without a call per app."""
+
+    @abstractmethod
     def wait_running(
         self, *, app: str, release: int, process: str, replicas: int, timeout: float, generation: int = 0
     ) -> list[TaskInfo]:

@@ -342,6 +342,11 @@ class SwarmScheduler(Scheduler):
         services = self._find_services(app=app, release=release, process=process, generation=generation)
         return self._tasks_of(services)
 
+    def tasks_of_every_app(self, *, process: str) -> list[TaskInfo]:
+        filters = {"label": [LABEL_APP, f"{LABEL_PROCESS}={process}"]}
+        services = [s for s in self.api.services(filters=filters) if is_ours(s["Spec"].get("Labels"))]
+        return self._tasks_of(services)
+
     def wait_running(
         self,
         *,
