@@ -162,7 +162,10 @@ def main() -> int:
                     raise SystemExit("the server did not start") from None
                 time.sleep(0.2)
         api_auth = {"headers": {"Authorization": f"Bearer {token}"}}
-        pages = [("GET /api/v1/apps", url, api_auth)]
+        pages = [
+            ("GET /api/v1/apps", url, api_auth),
+            ("GET /api/v1/apps?limit=100", f"{url}?limit=100", api_auth),
+        ]
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as browser:
             browser.get("/login/")
             login = browser.post(
