@@ -242,6 +242,11 @@ def test_the_watchers_full_round_reconciles_only_the_apps_whose_routes_differ_fr
     assert len(memory_router.endpoints(scaled.name)) == 2
     assert memory_router.endpoints(lost.name) == endpoints(scheduler, lost, release=1)
 
+    # an app in maintenance is always looked at: its hostnames' maintenance entries follow in app_reconcile only
+    in_step.maintenance = True
+    in_step.save(update_fields=["maintenance"])
+    assert apps_out_of_step(apps) == [in_step]
+
 
 def test_reconcile_leaves_the_router_to_a_deploy_holding_the_app_lock(live_app, memory_router):
     app = live_app.app

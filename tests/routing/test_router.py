@@ -150,6 +150,19 @@ def test_state_is_read_back_from_haproxy(router, backends):
     assert router_.state()["shop"]["endpoints"] == [("127.0.0.1", shop.port, "UP")]
     assert router_.drifted() == ["demo"]
 
+    # a cut-over leaves the old server draining until its process stops: not as last applied until an apply (the
+    # watcher's full round) finds it down and retires it
+    shop_v2 = backends("shop-v2")
+    router_.apply(app="shop", hostnames=["shop.localhost"], endpoints=[shop_v2.endpoint], retire_idle=False)
+    assert "shop" in router_.drifted()
+    shop.stop()
+    deadline = time.monotonic() + 20
+    while "shop" in router_.drifted():
+        assert time.monotonic() < deadline, router_.state()["shop"]
+        router_.apply(app="shop", hostnames=["shop.localhost"], endpoints=[shop_v2.endpoint], wait=False)
+        time.sleep(0.5)
+    assert router_.state()["shop"]["endpoints"] == [("127.0.0.1", shop_v2.port, "UP")]
+
 
 def test_the_hosts_map_on_disk_follows_every_change(router, backends):
     web = backends("web")

@@ -563,7 +563,8 @@ def app_reconcile(app: App) -> bool:
 def apps_out_of_step(apps: list[App]) -> list[App]:
     """Those of `apps` whose routes may not match what runs, to be reconciled one by one (app_reconcile): the
     router's last applied routes differ from the live release's running web tasks or the app's hostnames, the
-    router drifted from them (e.g. restarted), or a web task is starting.
+    router drifted from them (e.g. restarted, or an endpoint left draining after a cut-over), a web task is
+    starting, or the app is in maintenance.
 
     One read of the router, of its drift and of the engine for all the apps, and two queries: the watcher's full
     round over hundreds of apps in step costs a few calls instead of a reconcile each (which asks the engine
@@ -598,7 +599,10 @@ def apps_out_of_step(apps: list[App]) -> list[App]:
         except ValueError:  # app_reconcile says what is wrong with it
             out.append(app)
             continue
-        if starting or app.name in drifted or applied.get(app.name) != (hostnames, endpoints):
+        # an app in maintenance: its hostnames' maintenance entries are followed by app_route (app_reconcile)
+        # only, and such apps are few
+        in_step = applied.get(app.name) == (hostnames, endpoints) and app.name not in drifted
+        if starting or app.maintenance or not in_step:
             out.append(app)
     return out
 

@@ -226,9 +226,13 @@ class HaproxyRouter(Router):
                 continue
             backend = record["backend"]
             hostnames = {host for host, backends in runtime_map.items() if backends == {backend}}
-            live = {s.endpoint for s in every_server.get(backend, []) if not s.free and not s.draining}
+            servers = [s for s in every_server.get(backend, []) if not s.free]
+            live = {s.endpoint for s in servers if not s.draining}
             wanted = {Endpoint(address, port) for address, port in record["endpoints"]}
-            if hostnames != set(record["hostnames"]) or live != wanted:
+            # a server left draining after a cut-over is retired by an apply that finds it down or idle (the
+            # watcher's full round does it): until then the app is not as last applied
+            leftover = [s for s in servers if s.endpoint not in wanted]
+            if hostnames != set(record["hostnames"]) or live != wanted or leftover:
                 drifted.append(app)
         return drifted
 

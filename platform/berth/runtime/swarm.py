@@ -345,7 +345,9 @@ class SwarmScheduler(Scheduler):
     def tasks_of_every_app(self, *, process: str) -> list[TaskInfo]:
         filters = {"label": [LABEL_APP, f"{LABEL_PROCESS}={process}"]}
         services = [s for s in self.api.services(filters=filters) if is_ours(s["Spec"].get("Labels"))]
-        return self._tasks_of(services)
+        # every task, not a filter naming each service: the engine refuses the whole call when one of them was
+        # removed in between (a release retired); _tasks_of keeps those of `services`
+        return self._tasks_of(services, raw=self.api.tasks() if services else [])
 
     def wait_running(
         self,
