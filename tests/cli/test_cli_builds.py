@@ -98,6 +98,27 @@ def test_builds_lists_them_newest_first_and_info_shows_fields_and_log(cli, shop)
     assert_one_error_line(cli("builds:info", "999", "-a", shop), contains="shop has no build 999")
 
 
+def test_a_build_that_just_finished_shows_its_lines_before_its_log_is_saved(cli, shop):
+    """The worker moves the row to failed a moment before it saves the log on it: `berth deploy` asking then must
+    still print the lines (a full run once printed only "[build N failed]")."""
+    build = make_build(shop, status="building")
+    builds.log_stream(build).append("-----> Pulling registry.test/shop:1")
+    builds.log_stream(build).append("error: manifest unknown")
+    assert builds.build_transition(
+        build=build, from_statuses=["building"], to_status="failed", reason="error: manifest unknown"
+    )
+    assert Build.objects.get(pk=build.pk).log == ""  # not saved yet
+    output = cli("builds:output", str(build.pk), "-a", shop)
+    assert output.stdout.splitlines() == [
+        "-----> Pulling registry.test/shop:1",
+        "error: manifest unknown",
+        f"[build {build.pk} failed]",
+    ]
+    assert as_json(cli("builds:info", str(build.pk), "-a", shop, "--json"))["log"].endswith(
+        "manifest unknown"
+    )
+
+
 def test_an_app_without_builds_says_so(cli, shop):
     assert ok(cli("builds", "-a", shop)) == "shop has no builds yet.\n"
 

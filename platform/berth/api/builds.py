@@ -40,7 +40,10 @@ def build_repr(build: Build, *, with_log: bool = False) -> dict:
         "worker": build.worker,
     }
     if with_log:
-        data["log"] = build.log if build.is_finished else "\n".join(services.log_stream(build).read_all())
+        # a build's row says it finished a moment before its log is saved on it (berth.builds.services
+        # .build_log_finish): until then, and while the build runs, its lines are the stream's
+        saved = build.log if build.is_finished else ""
+        data["log"] = saved or "\n".join(services.log_stream(build).read_all())
     return data
 
 
