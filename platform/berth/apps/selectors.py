@@ -36,7 +36,8 @@ def formation_for_app(*, app: App) -> QuerySet[Formation]:
 
 def app_hostnames(app: App) -> list[str]:
     """Every name the router serves the app at: <name>.<BERTH_APPS_DOMAIN>, then its custom domains."""
-    return [app.hostname, *app.domains.values_list("hostname", flat=True)]
+    # .all(): a list of apps with their domains prefetched (the watcher's full round) asks nothing more per app
+    return [app.hostname, *(domain.hostname for domain in app.domains.all())]
 
 
 def domains_for_app(*, app: App) -> QuerySet[Domain]:

@@ -14,8 +14,9 @@ from datetime import timedelta
 
 import redis
 from django.db import transaction
+from django.db.models import prefetch_related_objects
 
-from berth.apps.models import App, Domain, Formation
+from berth.apps.models import App, Formation
 from berth.apps.selectors import app_hostnames
 from berth.apps.services import app_maintenance_follow, config_replace
 from berth.audit.services import audit_record
@@ -582,9 +583,9 @@ def apps_out_of_step(apps: list[App]) -> list[App]:
         .order_by("version")
         .values_list("app_id", "version")
     )
-    domains: dict[int, list[str]] = {}
-    for app_id, hostname in Domain.objects.filter(app__in=apps).values_list("app_id", "hostname"):
-        domains.setdefault(app_id, []).append(hostname)
+    prefetch_related_objects(
+        apps, "domains"
+    )  # app_hostnames below, and app_reconcile after, query none per app
     out = []
     for app in apps:
         if app.pk not in live:
@@ -595,7 +596,7 @@ def apps_out_of_step(apps: list[App]) -> list[App]:
         }
         starting = any(t.desired_state == "running" and not t.running for t in tasks)
         try:
-            hostnames = set(clean_hostnames([app.hostname, *domains.get(app.pk, [])]))
+            hostnames = set(clean_hostnames(app_hostnames(app)))
         except ValueError:  # app_reconcile says what is wrong with it
             out.append(app)
             continue
