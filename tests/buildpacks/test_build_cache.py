@@ -216,6 +216,11 @@ def test_node_installs_on_its_last_environment_and_drops_a_removed_dependency(tm
         assert _deps_from(detail) == cache_ref
         assert any("Packages: +1" in line for line in shown), shown  # kleur only: the rest was installed
         assert "kleur" in _run(tag, "ls", "/app/node_modules")
+        # the app's files are its own (a framework may write beside them), node_modules root's as a virtualenv is:
+        # copied as it is, no owner changed file by file; nothing set aside for the copy is left in the image
+        owners = _run(tag, "stat", "-c", "%U %n", "/app", "/app/package.json", "/app/node_modules").split("\n")
+        assert owners[:3] == ["app /app", "app /app/package.json", "root /app/node_modules"]
+        assert _run(tag, "sh", "-c", "touch /app/written && ls /").split().count("berth-app") == 0
 
         _use(source, FIXTURE_APPS / "node-pnpm", files)
         _, detail = _build(source, cache_ref=cache_ref, tag=tag, buildpack="node")
