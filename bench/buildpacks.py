@@ -90,7 +90,8 @@ class Build:
         self.source = source
         self.tag = f"berth-bench/bp-{RUN}-{name}:latest"
         self.cache_ref = f"berth/bench-{RUN}-{name}:build-cache"
-        TAGS.extend([self.tag, self.cache_ref])
+        self.run_ref = f"berth/bench-{RUN}-{name}:build-run"
+        TAGS.extend([self.tag, self.cache_ref, self.run_ref])
 
     def __call__(self) -> tuple[float, list[str], list[str]]:
         from berth.builds.builder import docker_build
@@ -108,6 +109,7 @@ class Build:
             timeout=BUILD_TIMEOUT_S,
             labels={"org.berth.bench": "1"},
             cache_ref=self.cache_ref,
+            run_ref=self.run_ref,
         )
         return time.monotonic() - started, shown, detail
 
@@ -308,6 +310,7 @@ def main() -> None:
                 _first_push(source)  # no earlier run's install layer either
                 if clear:
                     image_untag(build.cache_ref)
+                    image_untag(build.run_ref)
                 seconds, shown, _ = build()
                 results[label].append((seconds, _downloaded(shown)))
         cold = statistics.median(colds)

@@ -30,6 +30,12 @@ def cache_ref():
     ref = f"berth/t-bp-{secrets.token_hex(3)}:build-cache"
     yield ref
     image_untag(ref)
+    image_untag(_run_ref(ref))
+
+
+def _run_ref(cache_ref: str) -> str:
+    """The run cache tag beside a dependency cache tag (as builds.models.build_run_ref beside build_cache_ref)."""
+    return cache_ref.replace(":build-cache", ":build-run")
 
 
 def _build(
@@ -46,6 +52,7 @@ def _build(
         timeout=600,
         labels=LABELS,
         cache_ref=cache_ref,
+        run_ref=_run_ref(cache_ref),
     )
     return shown, detail
 
@@ -114,6 +121,23 @@ def _deps_from(detail: list[str]) -> str:
     ]
     (deps,) = [line.removesuffix(" AS deps") for line in froms if line.endswith(" AS deps")]
     return deps
+
+
+def _run_from(detail: list[str]) -> str:
+    """What the app's image started FROM: the app's run cache tag, or `runtime` (its dependencies copied whole)."""
+    (run,) = [
+        line.split(" : FROM ", 1)[1].removesuffix(" AS run") for line in detail if line.endswith(" AS run")
+    ]
+    return run
+
+
+def _changed_layer_size(tag: str) -> int:
+    """The size of the layer that copied what changed in node_modules into the app's image."""
+    history = docker_client().images.get(tag).history()
+    # newest first; the engine records a COPY as `#(nop) COPY dir:<hash> in <destination>`
+    return next(
+        step["Size"] for step in history if step["CreatedBy"].rstrip().endswith(" in /app/node_modules/")
+    )
 
 
 def _run(tag: str, *command: str) -> str:
@@ -210,15 +234,33 @@ def test_node_installs_on_its_last_environment_and_drops_a_removed_dependency(tm
     tag = cache_ref.replace(":build-cache", ":build-test")
     files = ("package.json", "pnpm-lock.yaml")
     try:
-        _build(source, cache_ref=cache_ref, tag=tag, buildpack="node")
+        _, detail = _build(source, cache_ref=cache_ref, tag=tag, buildpack="node")
+        assert _run_from(detail) == "runtime"
+        assert _changed_layer_size(tag) > 1_000_000  # every dependency, on no run cache
         _use(source, PNPM_ONE_MORE, files)
         shown, detail = _build(source, cache_ref=cache_ref, tag=tag, buildpack="node")
         assert _deps_from(detail) == cache_ref
         assert any("Packages: +1" in line for line in shown), shown  # kleur only: the rest was installed
         assert "kleur" in _run(tag, "ls", "/app/node_modules")
+        # the app's image started from its last one's node_modules and copied only what changed (kleur's few
+        # files and pnpm's own lists), not every dependency again
+        assert _run_from(detail) == _run_ref(cache_ref)
+        assert _changed_layer_size(tag) < 200_000
+        assert "listening" in _run(
+            tag, "node", "-e", "require('kleur'); require('express'); console.log('listening')"
+        )
+        run_cache = docker_client().images.get(_run_ref(cache_ref)).id
+        (source / "server.js").write_text((source / "server.js").read_text() + "\n// a code-only change\n")
+        _, detail = _build(source, cache_ref=cache_ref, tag=tag, buildpack="node")
+        assert _run_from(detail) == _run_ref(cache_ref)
+        assert (
+            docker_client().images.get(_run_ref(cache_ref)).id == run_cache
+        )  # its chain grows only with deps
         # the app's files are its own (a framework may write beside them), node_modules root's as a virtualenv is:
         # copied as it is, no owner changed file by file; nothing set aside for the copy is left in the image
-        owners = _run(tag, "stat", "-c", "%U %n", "/app", "/app/package.json", "/app/node_modules").split("\n")
+        owners = _run(tag, "stat", "-c", "%U %n", "/app", "/app/package.json", "/app/node_modules").split(
+            "\n"
+        )
         assert owners[:3] == ["app /app", "app /app/package.json", "root /app/node_modules"]
         assert _run(tag, "sh", "-c", "touch /app/written && ls /").split().count("berth-app") == 0
 

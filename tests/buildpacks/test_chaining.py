@@ -38,6 +38,8 @@ def test_the_chained_dockerfile_runs_the_node_build_then_serves_only_its_output(
     assert froms == [
         "FROM berth/stack:node AS cache",
         "FROM berth/stack:node AS fresh",
+        "FROM berth/stack:node AS runtime",  # the Node.js image's start, unused when chained
+        "FROM runtime AS run",
         "FROM fresh AS deps",
         "FROM berth/stack:static",
     ]

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from berth.apps.models import App
 from berth.builds import services as builds
-from berth.builds.models import Build, build_cache_ref
+from berth.builds.models import Build, build_cache_ref, build_run_ref
 from berth.builds.stack import stack_image_ref
 from berth.releases.models import Release
 from berth.releases.services import release_create, release_set_status
@@ -474,15 +474,18 @@ def test_rollback_without_a_version_right_after_a_change_undoes_that_change(cli,
 
 
 def test_builds_cache_clear_drops_the_apps_dependency_cache(cli, shop):
-    ref = build_cache_ref(app_name=shop)
+    ref, run_ref = build_cache_ref(app_name=shop), build_run_ref(app_name=shop)
     assert ok(cli("builds:cache:clear", "-a", shop)) == f"{shop} has no build cache\n"
     image_tag(docker_client().images.get(stack_image_ref()).id, ref)
+    image_tag(docker_client().images.get(stack_image_ref()).id, run_ref)
     try:
         assert ok(cli("builds:cache:clear", "-a", shop)) == f"Cleared the build cache of {shop}\n"
-        with pytest.raises(docker.errors.ImageNotFound):
-            docker_client().images.get(ref)
+        for each in (ref, run_ref):  # its run cache too
+            with pytest.raises(docker.errors.ImageNotFound):
+                docker_client().images.get(each)
     finally:
-        try:
-            docker_client().images.remove(ref)
-        except docker.errors.ImageNotFound:
-            pass
+        for each in (ref, run_ref):
+            try:
+                docker_client().images.remove(each)
+            except docker.errors.ImageNotFound:
+                pass

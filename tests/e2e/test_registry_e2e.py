@@ -81,7 +81,7 @@ def local_image(reference: str):
 def test_pushes_run_by_digest_and_old_images_leave_the_registry_and_the_node(
     repo, tenant, berth_platform, berth_registry, registry_settings, app_images_removed
 ):
-    from berth.builds.models import build_cache_ref
+    from berth.builds.models import build_cache_ref, build_run_ref
     from berth.releases.models import Release
     from berth.releases.services import ImagePruned, release_image_available
     from berth.runtime.scheduler import get_scheduler
@@ -155,9 +155,9 @@ def test_pushes_run_by_digest_and_old_images_leave_the_registry_and_the_node(
     # the build tags too: a pruned release's containers may still be stopping when its deploy's GC runs (they are
     # removed in the background once the new release serves); the GC queued after that removal takes the rest
     def build_tags() -> list[str]:
-        # the app's dependency cache (berth/<app>:build-cache, builds.models.build_cache_ref) is no release's image
+        # the app's dependency and run caches (builds.models.build_cache_ref, build_run_ref) are no release's image
         tags = [t for i in docker_images(f"berth/{app}") for t in i.get("RepoTags") or []]
-        return [t for t in tags if t != build_cache_ref(app_name=app)]
+        return [t for t in tags if t not in (build_cache_ref(app_name=app), build_run_ref(app_name=app))]
 
     wait_for(lambda: len(build_tags()) == KEEP, timeout=60, message=f"{KEEP} build tags left")
 

@@ -7,7 +7,7 @@ import secrets
 
 import docker.errors
 import pytest
-from berth.builds.models import build_cache_ref
+from berth.builds.models import build_cache_ref, build_run_ref
 from django.core.management import call_command
 
 pytestmark = [pytest.mark.docker]
@@ -78,6 +78,9 @@ def test_images_gc_keeps_the_last_releases_the_live_one_and_work_in_flight(app, 
     # the app's dependency cache (its last build's dependency stage) is kept for its next build
     cache_ref = build_cache_ref(app_name=app.name)
     docker_client().images.get(images[5]).tag(*cache_ref.rsplit(":", 1))
+    # and its run cache (its last image up to its dependencies), which its next image starts from
+    run_ref = build_run_ref(app_name=app.name)
+    docker_client().images.get(images[5]).tag(*run_ref.rsplit(":", 1))
 
     call_command("images_gc", "--app", app.name, "--keep", "2")
 
@@ -91,6 +94,7 @@ def test_images_gc_keeps_the_last_releases_the_live_one_and_work_in_flight(app, 
     assert all(present(images[i]) for i in (0, 1, 3)), images
     assert present(running_tag)
     assert present(cache_ref)
+    assert present(run_ref)
     with pytest.raises(ImagePruned):
         release_image_available(rows[3])
     release_image_available(rows[1])
@@ -98,7 +102,7 @@ def test_images_gc_keeps_the_last_releases_the_live_one_and_work_in_flight(app, 
     # a second run finds nothing more to do
     call_command("images_gc", "--app", app.name, "--keep", "2")
     assert "0 releases pruned" in capsys.readouterr().out
-    for tag in (running_tag, cache_ref):
+    for tag in (running_tag, cache_ref, run_ref):
         try:
             docker_client().images.remove(tag)
         except docker.errors.ImageNotFound:
@@ -114,13 +118,15 @@ def test_a_destroyed_apps_images_and_stopped_containers_leave_this_engine(app, i
     client = docker_client()
     cache_ref = build_cache_ref(app_name=app.name)  # the app's dependency cache goes with it
     client.images.get(images[1]).tag(*cache_ref.rsplit(":", 1))
+    run_ref = build_run_ref(app_name=app.name)  # and its run cache
+    client.images.get(images[1]).tag(*run_ref.rsplit(":", 1))
     finished = client.containers.run(
         images[0], ["true"], labels={"org.berth.app": app.name, "org.berth.test": "1"}, detach=True
     )
     try:
         finished.wait(timeout=30)
         report = app_images_remove(name=app.name)
-        assert not [t for t in [*images, cache_ref] if present(t)], report.as_dict()
+        assert not [t for t in [*images, cache_ref, run_ref] if present(t)], report.as_dict()
         with pytest.raises(docker.errors.NotFound):
             client.containers.get(finished.id)
         assert report.errors == []

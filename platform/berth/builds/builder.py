@@ -61,6 +61,9 @@ CACHE_KEY_LABEL = "org.berth.cache-key"
 # the size (bytes) of the cold stage a chain of stages, each installed on the one before, began from (0: this
 # stage is that cold one): what the chain grew by is bounded by BERTH_BUILD_CACHE_MB
 CACHE_BASE_SIZE_LABEL = "org.berth.cache-base-size"
+# the app's run cache (buildpacks whose template marks a stage of the app's image with it, e.g. Node.js): that image
+# up to its dependencies, tagged so that the next build's image starts FROM it and adds only what changed
+RUN_STAGE_LABEL = "org.berth.run-stage"
 # Each build installed on the last one adds its layers (about four) to the cache image; overlay2 refuses an image
 # of more than 125, so past this many the dependency stage starts cold again.
 MAX_CACHE_LAYERS = 100
@@ -85,10 +88,9 @@ class BuildOutputFilter:
         self.on_detail = on_detail
         self.steps_are_noise = steps_are_noise
         self.last_step = ""
-        self.cache_stage_image = (
-            ""  # the image the engine made at the template's `LABEL org.berth.cache-stage`
-        )
-        self._in_cache_stage_step = False
+        # the images the engine made at the template's `LABEL org.berth.cache-stage` / `org.berth.run-stage`
+        self.stage_images: dict[str, str] = {}
+        self._stage_step = ""
 
     def is_noise(self, line: str) -> bool:
         return bool(_ENGINE_NOISE.match(line)) or (self.steps_are_noise and bool(STEP_LINE.match(line)))
@@ -101,9 +103,16 @@ class BuildOutputFilter:
             self.last_step = line.removeprefix(STEP_PREFIX).strip()
         step = STEP_LINE.match(line)
         if step:
-            self._in_cache_stage_step = step.group(3).startswith(f"LABEL {CACHE_STAGE_LABEL}=")
-        elif self._in_cache_stage_step and _LAYER_ID.match(line):
-            self.cache_stage_image = line.removeprefix(" ---> ")
+            self._stage_step = next(
+                (
+                    label
+                    for label in (CACHE_STAGE_LABEL, RUN_STAGE_LABEL)
+                    if step.group(3).startswith(f"LABEL {label}=")
+                ),
+                "",
+            )
+        elif self._stage_step and _LAYER_ID.match(line):
+            self.stage_images[self._stage_step] = line.removeprefix(" ---> ")
         if self.on_detail is not None and self.is_noise(line):
             self.on_detail(line)
         else:
@@ -211,6 +220,7 @@ def docker_build(
     config: dict[str, str] | None = None,
     on_detail: Callable[[str], None] | None = None,
     cache_ref: str | None = None,
+    run_ref: str | None = None,
 ) -> BuildResult:
     """Build `source_dir` into image `tag` with `buildpack`, calling `on_line` with each output line as it comes.
 
@@ -221,7 +231,8 @@ def docker_build(
     is the app's config vars, read by the buildpack's plan (e.g. DISABLE_COLLECTSTATIC), never put in the image.
     With `on_detail`, the engine's step noise goes there instead of `on_line` (BuildOutputFilter). `cache_ref` is
     the app's dependency cache tag: the build starts from it when it exists, and a successful build moves it to its
-    own dependency stage (buildpacks whose template marks one with LABEL org.berth.cache-stage).
+    own dependency stage (buildpacks whose template marks one with LABEL org.berth.cache-stage). `run_ref` is the
+    app's run cache tag, the same for the app's image up to its dependencies (LABEL org.berth.run-stage).
     """
     started = time.monotonic()
     deadline = started + timeout
@@ -236,6 +247,7 @@ def docker_build(
         start = cache_start(
             cache_ref, plan, cache_key(buildpack=buildpack, plan=plan, stack_image=stack_image)
         )
+        run = run_start(run_ref, plan, start)
         dockerfile = render_dockerfile(
             buildpack,
             source_dir,
@@ -247,6 +259,9 @@ def docker_build(
             deps_base=start.deps_base,
             cache_key=start.key,
             cache_base_size=start.base_size,
+            run_ref=run_ref or "",
+            run_base=run.base,
+            run_base_size=run.base_size,
         )
         if check_dockerfile is not None:
             check_dockerfile(dockerfile)
@@ -291,8 +306,12 @@ def docker_build(
             )
             on_line(line)
             raise BuildError(line) from exc
-    if cache_ref and output.cache_stage_image and not start.keep_tag:
-        image_tag(output.cache_stage_image, cache_ref)
+    for ref, label, keep in (
+        (cache_ref, CACHE_STAGE_LABEL, start.keep_tag),
+        (run_ref, RUN_STAGE_LABEL, run.keep_tag),
+    ):
+        if ref and output.stage_images.get(label) and not keep:
+            image_tag(output.stage_images[label], ref)
     duration = time.monotonic() - started
     on_line(f"-----> Built {tag} ({image_id[:19]}) in {duration:.1f}s")
     return BuildResult(image_id=image_id, tag=tag, duration=duration, buildpack=buildpack)
@@ -357,15 +376,58 @@ def cache_start(cache_ref: str | None, plan: BuildPlan, key: str) -> CacheStart:
         return CacheStart(cache_image=cache_ref, key=key)
     if labels.get(CACHE_STAGE_LABEL) != cache_ref or labels.get(CACHE_KEY_LABEL) != key:
         return CacheStart(key=key)
+    base_size = _chain_base_size(image, labels)
+    if base_size is None:
+        return CacheStart(key=key)
+    return CacheStart(deps_base=cache_ref, key=key, base_size=base_size, keep_tag=same_deps)
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """Where the app's image starts, from the app's run cache (`berth/<app>:build-run`: its last image up to its
+    dependencies), and what the new stage's labels say."""
+
+    # the app's last run stage, its dependencies in place; None: the template's `runtime`
+    base: str | None = None
+    base_size: int = 0  # CACHE_BASE_SIZE_LABEL of the new stage
+    keep_tag: bool = False  # the run cache already holds these dependencies: its tag stays where it is
+
+
+def run_start(run_ref: str | None, plan: BuildPlan, deps: CacheStart) -> RunStart:
+    """Where the app's image starts: on its run cache when the package manager keeps unchanged files in place
+    (`plan.run_reuse`), the dependency stage starts on the app's cache too (a cold one installs every file anew,
+    and the image takes all of them anyway), and the run cache was built on the same (CACHE_KEY_LABEL), is this
+    tag's own stage and is within the bounds a dependency cache has. The tag stays where it is when it holds the
+    dependencies of these dependency files already (a code-only push): its chain grows only when they change."""
+    image = image_inspect(run_ref) if run_ref and plan.run_reuse and deps.deps_base else None
+    if image is None:
+        return RunStart()
+    labels = (image.get("Config") or {}).get("Labels") or {}
+    if labels.get(RUN_STAGE_LABEL) != run_ref or labels.get(CACHE_KEY_LABEL) != deps.key:
+        return RunStart()
+    base_size = _chain_base_size(image, labels)
+    if base_size is None:
+        return RunStart()
+    digest = plan.values.get("deps_digest")
+    return RunStart(
+        base=run_ref,
+        base_size=base_size,
+        keep_tag=bool(digest) and labels.get(CACHE_DEPS_LABEL) == digest,
+    )
+
+
+def _chain_base_size(image: dict, labels: dict[str, str]) -> int | None:
+    """The size the chain of stages `image` ends began from, or None when the chain is past its bounds
+    (MAX_CACHE_LAYERS layers, BERTH_BUILD_CACHE_MB of growth) or its label is not a number."""
     size = int(image.get("Size") or 0)
     try:
         base_size = int(labels.get(CACHE_BASE_SIZE_LABEL) or 0) or size
     except ValueError:
-        return CacheStart(key=key)
+        return None
     layers = len((image.get("RootFS") or {}).get("Layers") or [])
     if layers >= MAX_CACHE_LAYERS or size - base_size > settings.BERTH_BUILD_CACHE_MB * 1024 * 1024:
-        return CacheStart(key=key)
-    return CacheStart(deps_base=cache_ref, key=key, base_size=base_size, keep_tag=same_deps)
+        return None
+    return base_size
 
 
 def build_container_limits() -> dict:

@@ -258,6 +258,9 @@ def render_dockerfile(
     deps_base: str | None = None,
     cache_key: str = "",
     cache_base_size: int = 0,
+    run_ref: str = "",
+    run_base: str | None = None,
+    run_base_size: int = 0,
 ) -> str:
     """The Dockerfile for building `source_dir` with `buildpack`, FROM `stack_image` (and `run_image` when the
     buildpack runs on another stack than it builds on; by default the local stack image of that variant).
@@ -266,7 +269,9 @@ def render_dockerfile(
     image), `deps_base` the image the dependency stage starts FROM (the app's last dependency stage, its
     environment installed; by default none: a fresh one made in the template's `fresh` stage), `cache_ref` the tag
     the new dependency stage gets (written into its label, so that no two apps' stages are one image), and
-    `cache_key` / `cache_base_size` its labels saying what it was built on and where its chain of stages began."""
+    `cache_key` / `cache_base_size` its labels saying what it was built on and where its chain of stages began.
+    `run_base` is the image the app's image starts FROM (its last one up to its dependencies, the run cache tagged
+    `run_ref`; by default none: the template's `runtime` stage), `run_base_size` its chain's label as above."""
     source_dir = Path(source_dir)
     template = template_text(buildpack)
     if plan is None:
@@ -283,6 +288,9 @@ def render_dockerfile(
         "deps_base": deps_base or "fresh",
         "cache_key": cache_key or "none",
         "cache_base_size": str(cache_base_size),
+        "run_ref": json.dumps(run_ref or "none"),
+        "run_base": run_base or "runtime",
+        "run_base_size": str(run_base_size),
         "run_image": run_image,
         "port": str(DEFAULT_PORT),
         "cmd": web_command_cmd(buildpack.default_web_command) if buildpack.default_web_command else "[]",

@@ -64,6 +64,9 @@ class BuildPlan:
     # The dependency stage may start from the app's last one (its environment already installed): the package
     # manager makes that environment exactly the lockfile's, removing what the lockfile no longer names.
     deps_reuse: bool = False
+    # The app's image may start from its last one up to its dependencies (the run cache) and take only the files
+    # that changed: the package manager leaves the files it keeps in place (npm ci writes every one anew)
+    run_reuse: bool = False
     # the dependency files the tree has: another set (one added or deleted) starts the dependency stage cold
     deps_files: tuple[str, ...] = ()
 
@@ -264,17 +267,19 @@ def _node_plan(source_dir: Path, stack: str, run_stack: str, config: dict[str, s
     if not isinstance(version, str) or (version.strip() and not _NODE_RANGE.fullmatch(version.strip())):
         raise BuildError(f"package.json's engines.node {version!r} is not a version range like 22.x or >=20")
     version = version.strip()
+    manager = node_manager(source_dir, package)
     return BuildPlan(
         stack=stack,
         run_stack=run_stack,
         values={
             "node_version": json.dumps(version),
-            "node_manager": node_manager(source_dir, package),
+            "node_manager": manager,
             "deps_digest": deps_digest(source_dir, NODE_DEPENDENCY_FILES),
         },
         # npm ci starts node_modules afresh; npm install, pnpm and yarn (1 and 2+) remove what the lockfile
         # no longer has
         deps_reuse=True,
+        run_reuse=manager != "npm",
         deps_files=deps_files(source_dir, NODE_DEPENDENCY_FILES),
     )
 

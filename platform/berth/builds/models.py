@@ -33,6 +33,12 @@ def build_cache_ref(*, app_name: str) -> str:
     return f"{LOCAL_REPOSITORY}/{app_name}:build-cache"
 
 
+def build_run_ref(*, app_name: str) -> str:
+    """The local tag of the app's run cache (its last image up to its dependencies, which its next image starts
+    FROM: buildpacks that mark one, e.g. Node.js); kept and removed as the dependency cache is."""
+    return f"{LOCAL_REPOSITORY}/{app_name}:build-run"
+
+
 class Build(models.Model):
     """One attempt to turn a pushed commit or an image reference into a release (and roll it out).
 

@@ -32,7 +32,7 @@ from berth.builds.images import (
 )
 from berth.builds.logstream import LogStream
 from berth.builds.manifest import AppManifest, manifest_read
-from berth.builds.models import ACTIVE_BUILD_STATUSES, Build, BuildStatus, build_cache_ref
+from berth.builds.models import ACTIVE_BUILD_STATUSES, Build, BuildStatus, build_cache_ref, build_run_ref
 from berth.builds.procfile import read_procfile
 from berth.builds.repos import repo_path
 from berth.builds.signals import build_failed, build_queued
@@ -308,6 +308,7 @@ def build_image(build: Build, log: BuildLog) -> BuiltImage:
             config=config_for_app(app=app),
             on_detail=lambda line: log(line, detail=True),
             cache_ref=build_cache_ref(app_name=app.name),
+            run_ref=build_run_ref(app_name=app.name),
         )
     return BuiltImage(
         image=result.tag,
@@ -319,9 +320,10 @@ def build_image(build: Build, log: BuildLog) -> BuiltImage:
 
 
 def build_cache_clear(*, app: App, actor, remote_addr: str | None = None) -> bool:
-    """Drop the app's dependency cache (its last build's dependency stage): the next build downloads everything
-    again. True when there was one."""
+    """Drop the app's dependency cache (its last build's dependency stage) and run cache: the next build downloads
+    everything again. True when there was one."""
     cleared = image_untag(build_cache_ref(app_name=app.name))
+    image_untag(build_run_ref(app_name=app.name))
     audit_record(
         action="build.cache.clear",
         actor=actor,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from berth.apps.models import App
-from berth.builds.models import ACTIVE_BUILD_STATUSES, Build, build_cache_ref, build_image_tag
+from berth.builds.models import ACTIVE_BUILD_STATUSES, Build, build_cache_ref, build_image_tag, build_run_ref
 from berth.builds.stack import stack_image_ref
 from berth.core.locks import app_lock
 from berth.releases.models import Release, ReleaseStatus
@@ -102,6 +102,7 @@ def images_gc(
             )
             protected = {build_image_tag(app_name=each.name, token=token) for token in active}
             protected.add(build_cache_ref(app_name=each.name))  # the dependency cache of its next build
+            protected.add(build_run_ref(app_name=each.name))  # and the image it starts from
             releases_mark_image_pruned(releases=plan.prune)
             report.releases_pruned += len(plan.prune)
             report.apps += 1
