@@ -190,7 +190,8 @@ def test_each_process_runs_on_its_own_and_an_upgrade_replaces_all_but_the_router
     assert new_worker_started < finished[0][2]
     assert "worker: running this version" in out and "router:" not in out
 
-    assert len(running_stand_ins(checkout.root)) == 6
+    # a replaced process behind respawn.sh is a shell for a moment before it execs the program
+    wait_for(lambda: len(running_stand_ins(checkout.root)) == 6, timeout=10, message="six processes running")
     checkout.sh("platform_stop")
     assert running_stand_ins(checkout.root) == []
 
@@ -230,7 +231,8 @@ def test_a_berth_07_honcho_is_detached_and_its_processes_replaced_without_the_ro
         assert after[name] != adopted[name] and not checkout.alive(adopted[name]), name
     assert len(checkout.events_of("finished-task")) == 1, "the old worker did not finish its task"
 
-    assert len(running_stand_ins(checkout.root)) == 6
+    # a replaced process behind respawn.sh is a shell for a moment before it execs the program
+    wait_for(lambda: len(running_stand_ins(checkout.root)) == 6, timeout=10, message="six processes running")
     checkout.sh("platform_stop")
     assert running_stand_ins(checkout.root) == []
 
