@@ -228,7 +228,9 @@ def test_a_cache_past_its_bound_is_not_installed_on(uv_app, cache_ref, settings,
     assert len(docker_client().images.get(cache_ref).attrs["RootFS"]["Layers"]) == cold_layers
 
 
-def test_node_installs_on_its_last_environment_and_drops_a_removed_dependency(tmp_path, cache_ref):
+def test_node_installs_on_its_last_environment_and_drops_a_removed_dependency(
+    tmp_path, cache_ref, monkeypatch
+):
     source = tmp_path / "app"
     shutil.copytree(FIXTURE_APPS / "node-pnpm", source)
     tag = cache_ref.replace(":build-cache", ":build-test")
@@ -253,9 +255,8 @@ def test_node_installs_on_its_last_environment_and_drops_a_removed_dependency(tm
         (source / "server.js").write_text((source / "server.js").read_text() + "\n// a code-only change\n")
         _, detail = _build(source, cache_ref=cache_ref, tag=tag, buildpack="node")
         assert _run_from(detail) == _run_ref(cache_ref)
-        assert (
-            docker_client().images.get(_run_ref(cache_ref)).id == run_cache
-        )  # its chain grows only with deps
+        # its chain grows only with the dependencies
+        assert docker_client().images.get(_run_ref(cache_ref)).id == run_cache
         # the app's files are its own (a framework may write beside them), node_modules root's as a virtualenv is:
         # copied as it is, no owner changed file by file; nothing set aside for the copy is left in the image
         owners = _run(tag, "stat", "-c", "%U %n", "/app", "/app/package.json", "/app/node_modules").split(
@@ -267,8 +268,16 @@ def test_node_installs_on_its_last_environment_and_drops_a_removed_dependency(tm
         _use(source, FIXTURE_APPS / "node-pnpm", files)
         _, detail = _build(source, cache_ref=cache_ref, tag=tag, buildpack="node")
         assert _deps_from(detail) == cache_ref
+        assert _run_from(detail) == _run_ref(cache_ref)  # kleur's removal applied on the run cache
         assert "kleur" not in _run(tag, "ls", "/app/node_modules")
         assert "kleur" not in _run(cache_ref, "ls", "/app/node_modules")
+        # a run cache grown past its bound (it is the app's image, pulled by every node) is not started from
+        monkeypatch.setattr(builder, "MAX_RUN_GROWTH", 0.0)
+        (source / "server.js").write_text(
+            (source / "server.js").read_text() + "\n// another code-only change\n"
+        )
+        _, detail = _build(source, cache_ref=cache_ref, tag=tag, buildpack="node")
+        assert _run_from(detail) == "runtime"
     finally:
         try:
             docker_client().images.remove(tag)

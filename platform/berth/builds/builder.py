@@ -67,6 +67,11 @@ RUN_STAGE_LABEL = "org.berth.run-stage"
 # Each build installed on the last one adds its layers (about four) to the cache image; overlay2 refuses an image
 # of more than 125, so past this many the dependency stage starts cold again.
 MAX_CACHE_LAYERS = 100
+# The run cache's chain is the app's image, pulled by every node that runs it: past this many layers, or grown by
+# more than a quarter of the size it started at (node_modules removed or replaced stay in the layers below), the
+# app's image starts from the template's `runtime` again.
+MAX_RUN_LAYERS = 40
+MAX_RUN_GROWTH = 0.25
 _LAYER_ID = re.compile(r"^ ---> [0-9a-f]{12}$")
 
 
@@ -245,7 +250,9 @@ def docker_build(
         stack_image = stack_image_ref(plan.stack)
         run_image = stack_image_ref(plan.run_stack)
         start = cache_start(
-            cache_ref, plan, cache_key(buildpack=buildpack, plan=plan, stack_image=stack_image)
+            cache_ref,
+            plan,
+            cache_key(buildpack=buildpack, plan=plan, stack_image=stack_image, ca_bundle=ca_bundle),
         )
         run = run_start(run_ref, plan, start)
         dockerfile = render_dockerfile(
@@ -327,12 +334,18 @@ class CacheStart:
     key: str = ""  # CACHE_KEY_LABEL of the new stage
     base_size: int = 0  # CACHE_BASE_SIZE_LABEL of the new stage
     keep_tag: bool = False  # the cache already holds these dependencies: its tag stays where it is
+    # a cold stage whose install the engine takes as it is from the cache's own cold build (same dependency files)
+    same_install: bool = False
 
 
-def cache_key(*, buildpack: Buildpack, plan: BuildPlan, stack_image: str) -> str:
+def cache_key(
+    *, buildpack: Buildpack, plan: BuildPlan, stack_image: str, ca_bundle: Path | None = None
+) -> str:
     """A hash of everything a dependency stage is built on but the dependency files' contents: the stack image
     (its id: a rebuilt stack is another), the buildpack's template and files (which pin the tools' versions), the
-    plan's values (package manager, Node.js range) and which dependency files there are."""
+    plan's values (package manager, Node.js range), which dependency files there are, and the build's CA bundle
+    (another rebuilds the template's first stages, which may then fetch a newer Node.js of the same range than the
+    one a cache's modules were built with)."""
     stack = image_inspect(stack_image)
     files = [
         (path.relative_to(b.files_dir).as_posix(), hashlib.sha256(path.read_bytes()).hexdigest())
@@ -349,6 +362,9 @@ def cache_key(*, buildpack: Buildpack, plan: BuildPlan, stack_image: str) -> str
         "files": files,
         "values": values,
         "deps_files": list(plan.deps_files),
+        "ca": hashlib.sha256(Path(ca_bundle).read_bytes()).hexdigest()
+        if ca_bundle is not None and Path(ca_bundle).is_file()
+        else None,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -371,7 +387,7 @@ def cache_start(cache_ref: str | None, plan: BuildPlan, key: str) -> CacheStart:
     digest = plan.values.get("deps_digest")
     same_deps = bool(digest) and labels.get(CACHE_DEPS_LABEL) == digest
     if same_deps and labels.get(CACHE_FROM_LABEL) == "stack":
-        return CacheStart(key=key)
+        return CacheStart(key=key, same_install=True)
     if not plan.deps_reuse:
         return CacheStart(cache_image=cache_ref, key=key)
     if labels.get(CACHE_STAGE_LABEL) != cache_ref or labels.get(CACHE_KEY_LABEL) != key:
@@ -395,17 +411,18 @@ class RunStart:
 
 def run_start(run_ref: str | None, plan: BuildPlan, deps: CacheStart) -> RunStart:
     """Where the app's image starts: on its run cache when the package manager keeps unchanged files in place
-    (`plan.run_reuse`), the dependency stage starts on the app's cache too (a cold one installs every file anew,
-    and the image takes all of them anyway), and the run cache was built on the same (CACHE_KEY_LABEL), is this
-    tag's own stage and is within the bounds a dependency cache has. The tag stays where it is when it holds the
+    (`plan.run_reuse`), the dependency stage starts on the app's cache or takes its cold install as it is (a new
+    cold one installs every file anew, and the image takes all of them anyway), and the run cache was built on the
+    same (CACHE_KEY_LABEL), is this tag's own stage and is within MAX_RUN_LAYERS and MAX_RUN_GROWTH. The tag stays where it is when it holds the
     dependencies of these dependency files already (a code-only push): its chain grows only when they change."""
-    image = image_inspect(run_ref) if run_ref and plan.run_reuse and deps.deps_base else None
+    reused = deps.deps_base is not None or deps.same_install
+    image = image_inspect(run_ref) if run_ref and plan.run_reuse and reused else None
     if image is None:
         return RunStart()
     labels = (image.get("Config") or {}).get("Labels") or {}
     if labels.get(RUN_STAGE_LABEL) != run_ref or labels.get(CACHE_KEY_LABEL) != deps.key:
         return RunStart()
-    base_size = _chain_base_size(image, labels)
+    base_size = _chain_base_size(image, labels, max_layers=MAX_RUN_LAYERS, max_growth=MAX_RUN_GROWTH)
     if base_size is None:
         return RunStart()
     digest = plan.values.get("deps_digest")
@@ -416,16 +433,29 @@ def run_start(run_ref: str | None, plan: BuildPlan, deps: CacheStart) -> RunStar
     )
 
 
-def _chain_base_size(image: dict, labels: dict[str, str]) -> int | None:
+def _chain_base_size(
+    image: dict,
+    labels: dict[str, str],
+    *,
+    max_layers: int | None = None,
+    max_growth: float | None = None,
+) -> int | None:
     """The size the chain of stages `image` ends began from, or None when the chain is past its bounds
-    (MAX_CACHE_LAYERS layers, BERTH_BUILD_CACHE_MB of growth) or its label is not a number."""
+    (`max_layers` layers, by default MAX_CACHE_LAYERS; BERTH_BUILD_CACHE_MB of growth, and `max_growth` times its
+    first size when given) or its label is not a number."""
     size = int(image.get("Size") or 0)
     try:
         base_size = int(labels.get(CACHE_BASE_SIZE_LABEL) or 0) or size
     except ValueError:
         return None
     layers = len((image.get("RootFS") or {}).get("Layers") or [])
-    if layers >= MAX_CACHE_LAYERS or size - base_size > settings.BERTH_BUILD_CACHE_MB * 1024 * 1024:
+    growth = size - base_size
+    if (
+        layers >= (MAX_CACHE_LAYERS if max_layers is None else max_layers)
+        or growth > settings.BERTH_BUILD_CACHE_MB * 1024 * 1024
+    ):
+        return None
+    if max_growth is not None and growth > base_size * max_growth:
         return None
     return base_size
 

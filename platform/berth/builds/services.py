@@ -323,7 +323,7 @@ def build_cache_clear(*, app: App, actor, remote_addr: str | None = None) -> boo
     """Drop the app's dependency cache (its last build's dependency stage) and run cache: the next build downloads
     everything again. True when there was one."""
     cleared = image_untag(build_cache_ref(app_name=app.name))
-    image_untag(build_run_ref(app_name=app.name))
+    cleared = image_untag(build_run_ref(app_name=app.name)) or cleared
     audit_record(
         action="build.cache.clear",
         actor=actor,
