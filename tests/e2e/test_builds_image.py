@@ -48,10 +48,12 @@ def registry_image(local_registry):
     )
     assert manifest.status_code == 200, manifest.text
     yield f"{repository}:1", message, manifest.headers["Docker-Content-Digest"]
-    for leftover in client.images.list(filters={"label": "org.berth.test=1"}):
-        if any(tag.startswith(repository) for tag in leftover.tags) or image.id == leftover.id:
+    # the engine's list as it is (images.list inspects each one, which fails when another test removes one between)
+    for leftover in client.api.images(filters={"label": "org.berth.test=1"}):
+        tags = leftover.get("RepoTags") or []
+        if any(tag.startswith(repository) for tag in tags) or image.id == leftover["Id"]:
             try:
-                client.images.remove(leftover.id, force=True)
+                client.images.remove(leftover["Id"], force=True)
             except Exception:  # still used by a container being removed
                 pass
 
