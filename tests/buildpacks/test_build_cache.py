@@ -225,7 +225,11 @@ def test_a_cache_past_its_bound_is_not_installed_on(uv_app, cache_ref, settings,
     _use(source, FIXTURE_APPS / "py-uv-fastapi")
     _, detail = _build(source, cache_ref=cache_ref, tag=tag)
     assert _deps_from(detail) == "fresh"
-    assert len(docker_client().images.get(cache_ref).attrs["RootFS"]["Layers"]) == cold_layers
+    cache = docker_client().images.get(cache_ref)
+    assert len(cache.attrs["RootFS"]["Layers"]) == cold_layers
+    # the chain the tag moved from went with it: no stage of this cache is left behind untagged
+    stages = docker_client().images.list(filters={"label": f"{builder.CACHE_STAGE_LABEL}={cache_ref}"})
+    assert [image.id for image in stages] == [cache.id]
 
 
 def test_node_installs_on_its_last_environment_and_drops_a_removed_dependency(

@@ -53,6 +53,41 @@ def remove_leftover_services(
                 pass  # already gone, or its removal is in progress
 
 
+def remove_leftover_images(
+    prefix: str = APP_PREFIX, *, names: set[str] | None = None, older_than: float = 0
+) -> None:
+    """Remove the images of t-e2e-* apps (their builds, release images tagged for a registry, cache stages left
+    untagged): only those of `names` when given, only those created more than `older_than` seconds ago. Each run
+    builds hundreds; left behind, they fill the disk CI runs on next."""
+    import docker
+    from berth.builds.builder import CACHE_STAGE_LABEL, RUN_STAGE_LABEL
+    from berth.runtime.client import docker_client
+
+    client = docker_client(timeout=300)
+    cutoff = time.time() - older_than
+
+    def app_of(image: dict) -> str:
+        labels = image.get("Labels") or {}
+        for ref in (image.get("RepoTags") or []) + [labels.get(CACHE_STAGE_LABEL), labels.get(RUN_STAGE_LABEL)]:
+            if ref and ref != "<none>:<none>":
+                return ref.rpartition(":")[0].rpartition("/")[2]  # berth/<app>:tag, 127.0.0.1:5000/<app>:tag
+        return labels.get("org.berth.image.app", "")
+
+    def ours(image: dict) -> bool:
+        app = app_of(image)
+        if not app.startswith(prefix) or (names is not None and app not in names):
+            return False
+        return not older_than or image["Created"] < cutoff
+
+    # newest first: an image built on another goes before it (the engine refuses a parent with children)
+    for image in sorted(client.api.images(), key=lambda i: i["Created"], reverse=True):
+        if ours(image):
+            try:
+                client.api.remove_image(image["Id"], force=True)
+            except docker.errors.APIError:
+                pass  # a parent of another image, or removed meanwhile
+
+
 def _timestamp(docker_time: str) -> float:
     # Docker's RFC 3339 times carry nanoseconds; seconds are all a cut-off needs
     return datetime.fromisoformat(docker_time[:19]).replace(tzinfo=UTC).timestamp()
@@ -95,6 +130,7 @@ def berth_platform(transactional_db, router, tmp_path, settings, platform_env):
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
     # leftovers of an earlier killed run only: other engineers' end-to-end tests may be running right now
     remove_leftover_services(older_than=LEFTOVER_AGE)
+    remove_leftover_images(older_than=LEFTOVER_AGE)
     settings.BERTH_HOME = home  # shared with the platform: repos, pushed trees, the config encryption key
     settings.BERTH_HTTP_PORT = router.port
     env = {
@@ -183,7 +219,9 @@ def berth_platform(transactional_db, router, tmp_path, settings, platform_env):
                 pass
         from berth.apps.models import App
 
-        remove_leftover_services(names=set(App.objects.values_list("name", flat=True)))
+        apps = set(App.objects.values_list("name", flat=True))
+        remove_leftover_services(names=apps)
+        remove_leftover_images(names=apps)
 
 
 @pytest.fixture(scope="session")

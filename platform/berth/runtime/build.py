@@ -237,9 +237,22 @@ def image_build(
 
 
 def image_tag(image_id: str, ref: str) -> None:
-    """Tag the local image `image_id` as `ref` (repository:tag), moving the tag from any image that had it."""
+    """Tag the local image `image_id` as `ref` (repository:tag), moving the tag from any image that had it.
+
+    That image is removed when nothing else names or uses it (no other tag, no container, no image built on it):
+    a cache tag moved at each build would otherwise leave the last stage behind, untagged, for good."""
+    api = docker_client().api
+    try:
+        previous = api.inspect_image(ref)["Id"]
+    except docker.errors.NotFound:
+        previous = None
     repository, _, tag = ref.rpartition(":")
-    docker_client().api.tag(image_id, repository, tag, force=True)
+    api.tag(image_id, repository, tag, force=True)
+    if previous and previous != api.inspect_image(image_id)["Id"]:
+        try:
+            api.remove_image(previous)  # never forced: the engine keeps an image still named or used
+        except docker.errors.APIError:
+            pass  # 409: still named, used or a parent (a cache chained on it); 404: gone meanwhile
 
 
 def image_untag(ref: str) -> bool:
