@@ -68,7 +68,8 @@ def remove_leftover_images(
 
     def app_of(image: dict) -> str:
         labels = image.get("Labels") or {}
-        for ref in (image.get("RepoTags") or []) + [labels.get(CACHE_STAGE_LABEL), labels.get(RUN_STAGE_LABEL)]:
+        stages = [labels.get(CACHE_STAGE_LABEL), labels.get(RUN_STAGE_LABEL)]
+        for ref in (image.get("RepoTags") or []) + stages:
             if ref and ref != "<none>:<none>":
                 return ref.rpartition(":")[0].rpartition("/")[2]  # berth/<app>:tag, 127.0.0.1:5000/<app>:tag
         return labels.get("org.berth.image.app", "")
