@@ -345,9 +345,13 @@ class SwarmScheduler(Scheduler):
     def tasks_of_every_app(self, *, process: str) -> list[TaskInfo]:
         filters = {"label": [LABEL_APP, f"{LABEL_PROCESS}={process}"]}
         services = [s for s in self.api.services(filters=filters) if is_ours(s["Spec"].get("Labels"))]
-        # every task, not a filter naming each service: the engine refuses the whole call when one of them was
-        # removed in between (a release retired); _tasks_of keeps those of `services`
-        return self._tasks_of(services, raw=self.api.tasks() if services else [])
+        # every task meant to run, not a filter naming each service: the engine refuses the whole call when one of
+        # them was removed in between (a release retired); _tasks_of keeps those of `services`. Only those meant
+        # to run: the history Swarm keeps of each slot (up to 5 ended tasks) is most of the list, and of no use
+        # here (a task still running while it is shut down is left out: its app looks out of step, and is
+        # reconciled one by one, from all of its tasks)
+        raw = self.api.tasks(filters={"desired-state": "running"}) if services else []
+        return self._tasks_of(services, raw=raw)
 
     def wait_running(
         self,
