@@ -919,7 +919,10 @@ def _parse_servers(states: str, stats: str, *, free: bool = True) -> dict[str, l
         raise RouterError(f"unexpected `show stat` answer: {stats.strip()[:200]}") from exc
     width = max(pxname, svname, status, scur, qcur)
     stat_rows = {
-        (row[pxname], row[svname]): (row[status].split(" ")[0] or "?", int(row[scur] or 0) + int(row[qcur] or 0))
+        (row[pxname], row[svname]): (
+            row[status].split(" ")[0] or "?",
+            int(row[scur] or 0) + int(row[qcur] or 0),
+        )
         for row in csv.reader(io.StringIO(body))
         if len(row) > width
     }
