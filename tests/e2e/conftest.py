@@ -34,21 +34,25 @@ def remove_leftover_services(
     client = docker_client()
     cutoff = time.time() - older_than
 
-    def ours(app: str, created: str) -> bool:
+    def ours(app: str, created: float) -> bool:
         if not app.startswith(prefix) or (names is not None and app not in names):
             return False
-        return not older_than or _timestamp(created) < cutoff
+        return not older_than or created < cutoff
 
     for service in client.services.list(filters={"label": "org.berth.app"}):
-        if ours(service.attrs["Spec"]["Labels"].get("org.berth.app", ""), service.attrs["CreatedAt"]):
+        if ours(
+            service.attrs["Spec"]["Labels"].get("org.berth.app", ""), _timestamp(service.attrs["CreatedAt"])
+        ):
             try:
                 service.remove()
             except docker.errors.NotFound:
                 pass  # removed meanwhile (its own test finishing)
-    for container in client.containers.list(all=True, filters={"label": "org.berth.app"}):
-        if ours(container.labels.get("org.berth.app", ""), container.attrs["Created"]):
+    # the plain list (its "Created" in seconds): containers.list inspects each container, and fails on one that
+    # Swarm or another test's clean-up removes meanwhile (a test's setup failed so once)
+    for container in client.api.containers(all=True, filters={"label": "org.berth.app"}):
+        if ours((container.get("Labels") or {}).get("org.berth.app", ""), container["Created"]):
             try:
-                container.remove(force=True)
+                client.api.remove_container(container["Id"], force=True)
             except docker.errors.APIError:
                 pass  # already gone, or its removal is in progress
 

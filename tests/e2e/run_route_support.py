@@ -119,9 +119,9 @@ def timed(fn, *args, **kwargs) -> SimpleNamespace:
     return SimpleNamespace(result=result, seconds=time.monotonic() - started)
 
 
-def wait_containers_gone(prefix: str, timeout: float = 60) -> None:
-    """Wait (bounded) until Swarm has removed the containers of apps named `prefix`*: the next test's clean-up
-    lists containers and would race the ones still going away."""
+def wait_containers_gone(names: set[str], timeout: float = 60) -> None:
+    """Wait (bounded) until Swarm has removed the containers of the apps `names`: the next test's clean-up lists
+    containers and would race the ones still going away."""
     from berth.runtime.client import docker_client
 
     client = docker_client()
@@ -129,13 +129,29 @@ def wait_containers_gone(prefix: str, timeout: float = 60) -> None:
     def gone() -> bool:
         # the plain list: no per-container inspect, which fails for a container removed meanwhile
         containers = client.api.containers(all=True, filters={"label": "org.berth.app"})
-        return not any(
-            (c.get("Labels") or {}).get("org.berth.app", "").startswith(prefix) for c in containers
-        )
+        return not any((c.get("Labels") or {}).get("org.berth.app") in names for c in containers)
 
     deadline = time.monotonic() + timeout
     while not gone() and time.monotonic() < deadline:
         time.sleep(0.25)
+
+
+def remove_test_apps() -> None:
+    """Remove the services of this test's apps (those in its database), wait for their containers, untag their
+    images. Only this test's: the engine also runs the t-e2e-* apps of tests running beside it (the other xdist
+    worker, another checkout's run), and removing every t-e2e-* app pulled their services from under them (a deploy
+    told that its new release's service "does not exist", the live release gone with it)."""
+    from berth.apps.models import App
+    from berth.runtime.scheduler import get_scheduler
+
+    names = set(App.objects.values_list("name", flat=True))
+    for name in sorted(names):
+        try:
+            get_scheduler().remove(app=name)
+        except Exception:  # the platform's own clean-up still runs after this
+            pass
+    wait_containers_gone(names)
+    remove_app_images()
 
 
 @pytest.fixture(autouse=True)
@@ -143,22 +159,7 @@ def _settled_containers(berth_platform):
     """Remove the test's apps' services and wait for their containers before the platform stops: its clean-up
     lists containers one by one and fails on one that Swarm removes meanwhile."""
     yield
-    from berth.runtime.client import docker_client
-    from berth.runtime.scheduler import get_scheduler
-
-    from tests.e2e.conftest import APP_PREFIX
-
-    apps = {
-        (s["Spec"].get("Labels") or {}).get("org.berth.app", "")
-        for s in docker_client().api.services(filters={"label": "org.berth.app"})
-    }
-    for app in sorted(a for a in apps if a.startswith(APP_PREFIX)):
-        try:
-            get_scheduler().remove(app=app)
-        except Exception:  # the platform's own clean-up still runs after this
-            pass
-    wait_containers_gone(APP_PREFIX)
-    remove_app_images()
+    remove_test_apps()
 
 
 def remove_app_images() -> None:
