@@ -60,3 +60,26 @@ def test_a_holder_that_stops_renewing_loses_the_lock_within_its_ttl(app_name, sh
     held._thread.join(5)
     time.sleep(2)
     assert not redis_client().exists(app_lock_key(app_name))
+
+
+def test_a_lock_lost_with_redis_data_is_taken_back_by_its_running_deploy(app_name, short_ttl):
+    key = app_lock_key(app_name)
+    with HeldAppLock(app_name) as held:
+        token = redis_client().get(key)
+        redis_client().delete(key)  # what a Redis restarted without its data looks like to the deploy
+        time.sleep(1.5)  # a renewal interval (TTL / 3) and more
+        assert redis_client().get(key) == token  # this deploy's again, not a stranger's
+        assert redis_client().pttl(key) > 0
+        with pytest.raises(AppBusy):
+            with HeldAppLock(app_name):
+                pass
+        assert held.lock.owned()
+    assert not redis_client().exists(key)  # released as usual
+
+
+def test_a_lock_taken_by_another_meanwhile_is_left_to_it(app_name, short_ttl):
+    key = app_lock_key(app_name)
+    with HeldAppLock(app_name):
+        redis_client().set(key, b"another-deploy", px=10_000)  # the key lost, then taken by someone else
+        time.sleep(1.5)
+        assert redis_client().get(key) == b"another-deploy"

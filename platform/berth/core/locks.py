@@ -78,5 +78,17 @@ class HeldAppLock:
         while not self._stop.wait(LOCK_TTL / 3):
             try:
                 self.lock.extend(LOCK_TTL, replace_ttl=True)
+            except redis.exceptions.LockNotOwnedError:
+                self._take_back()
             except Exception:  # noqa: BLE001 - whatever went wrong, keep trying while the deploy runs
                 logger.warning("could not renew the app lock %s", self.lock.name, exc_info=True)
+
+    def _take_back(self) -> None:
+        """The key is gone (Redis restarted without its data): set it again, with this deploy's token, unless
+        another holder took it meanwhile. Left gone, the sweep would take this running deploy for a dead one
+        (no lock) and fail it, and a second deploy of the app could start beside it."""
+        token = self.lock.local.token
+        if token is not None and self.lock.redis.set(self.lock.name, token, nx=True, px=int(LOCK_TTL * 1000)):
+            logger.warning("the app lock %s was gone (Redis restarted?); taken back", self.lock.name)
+        else:
+            logger.warning("the app lock %s is now held by another; this deploy goes on", self.lock.name)
