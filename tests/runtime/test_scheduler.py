@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import docker.errors
 import pytest
 from berth.runtime.client import docker_client
-from berth.runtime.health import http_ready
+from berth.runtime.health import http_probe, http_ready
 from berth.runtime.oneoff import run_oneoff
 from berth.runtime.scheduler import ProcessSpec, SchedulerError, command_args, get_scheduler, service_name
 from berth.runtime.swarm import SwarmScheduler
@@ -312,6 +312,26 @@ def test_remove_deletes_services_and_waits_for_containers(scheduler):
     api = docker_client().api
     assert scheduler.services(app=app) == [] and scheduler.tasks(app=app) == []
     assert api.containers(all=True, filters={"label": f"org.berth.app={app}"}) == []
+
+
+def test_a_task_that_answers_counts_at_once_and_one_that_does_not_after_it_ran_a_moment(scheduler):
+    app, team = unique(), unique("ts")
+    scheduler.ensure_process(spec_for(app, team))
+    asked = []
+
+    def answers(task) -> bool:
+        asked.append(task.id)
+        return http_probe(task.node_address, task.published_port, timeout=0.5) == 200
+
+    started = time.monotonic()
+    (task,) = scheduler.wait_running(
+        app=app, release=1, process="web", replicas=1, timeout=60, settle=40, answers=answers
+    )
+    assert time.monotonic() - started < 30  # its answer counted, not the 40 s of running it would need
+    assert asked[-1] == task.id and http_probe(task.node_address, task.published_port) == 200
+    started = time.monotonic()
+    scheduler.wait_running(app=app, release=1, process="web", replicas=1, timeout=60, answers=lambda t: False)
+    assert time.monotonic() - started >= 1.0  # no answer: seen running for the settle (1 s) first
 
 
 def test_crash_loop_fails_wait_running_early_with_the_error(scheduler):

@@ -85,6 +85,11 @@ def process_wait_ready(*, app: App, spec, deadline: float, checks: list[dict] | 
     """Wait until spec's tasks run and, for web, each answers Berth's HTTP check, or passes each of `checks` (the
     release's app.json startup checks, berth.builds.manifest) when it has some; DeployError otherwise."""
     scheduler = get_scheduler()
+
+    def answers(task: TaskInfo) -> bool:
+        status = http_probe(task.node_address, task.published_port, app.health_check_path, timeout=0.5)
+        return status is not None and status < 500
+
     tasks = scheduler.wait_running(
         app=app.name,
         release=spec.release,
@@ -92,6 +97,7 @@ def process_wait_ready(*, app: App, spec, deadline: float, checks: list[dict] | 
         replicas=spec.replicas,
         timeout=max(5.0, deadline - time.monotonic()),
         generation=spec.generation,
+        answers=answers if spec.is_web else None,
     )
     if not spec.is_web:
         return
@@ -106,6 +112,7 @@ def process_wait_ready(*, app: App, spec, deadline: float, checks: list[dict] | 
             task.published_port,
             app.health_check_path,
             timeout=max(1.0, deadline - time.monotonic()),
+            interval=0.1,  # refused at once while it boots: asking often costs little, and the deploy waits on it
             still_worth_it=still_running,
         ):
             failed_check = (

@@ -330,7 +330,15 @@ class InMemoryScheduler(Scheduler):
             ]
 
     def wait_running(
-        self, *, app: str, release: int, process: str, replicas: int, timeout: float, generation: int = 0
+        self,
+        *,
+        app: str,
+        release: int,
+        process: str,
+        replicas: int,
+        timeout: float,
+        generation: int = 0,
+        answers: Callable[[TaskInfo], bool] | None = None,
     ) -> list[TaskInfo]:
         """The running tasks (web: with a port) when there are `replicas` of them. Nothing changes in memory while
         one waits, so otherwise it raises at once, with Swarm's account of each slot and the last failure."""

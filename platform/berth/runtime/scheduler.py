@@ -203,9 +203,20 @@ class Scheduler(ABC):
 
     @abstractmethod
     def wait_running(
-        self, *, app: str, release: int, process: str, replicas: int, timeout: float, generation: int = 0
+        self,
+        *,
+        app: str,
+        release: int,
+        process: str,
+        replicas: int,
+        timeout: float,
+        generation: int = 0,
+        answers: Callable[[TaskInfo], bool] | None = None,
     ) -> list[TaskInfo]:
-        """Block until `replicas` tasks run (web: with a published port); raise SchedulerError otherwise."""
+        """Block until `replicas` tasks run (web: with a published port); raise SchedulerError otherwise.
+
+        A task counts once it has run for a moment (a process that exits at once is reported running by Swarm
+        for a moment), or as soon as `answers` says it does (a web process answering HTTP is up)."""
 
     @abstractmethod
     def scale(self, *, app: str, release: int, process: str, replicas: int, generation: int = 0) -> None: ...

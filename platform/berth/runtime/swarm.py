@@ -27,6 +27,7 @@ import json
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import docker.errors
@@ -364,11 +365,14 @@ class SwarmScheduler(Scheduler):
         max_failures: int = 3,
         settle: float = 1.0,
         generation: int = 0,
+        answers: Callable[[TaskInfo], bool] | None = None,
     ) -> list[TaskInfo]:
         """Wait until `replicas` tasks of the current spec run (web: each with a published port).
 
         A task counts once it has been seen running for `settle` seconds: a process that exits at once is
-        reported "running" by Swarm for a moment. Raises SchedulerError at `timeout`, or as soon as `max_failures` tasks of the current spec have failed
+        reported "running" by Swarm for a moment. Or as soon as `answers` says it is up (a web process answering
+        HTTP: no need to wait out the second, which a quick app's deploy spent waiting). Raises SchedulerError at
+        `timeout`, or as soon as `max_failures` tasks of the current spec have failed
         (a crash loop does not get better by waiting), with each slot's state, its last error and the last lines
         the latest failed task printed.
         """
@@ -391,7 +395,7 @@ class SwarmScheduler(Scheduler):
             now = time.monotonic()
             up = [t for t in current if t.running and (t.published_port or not needs_port)]
             seen_running = {t.id: seen_running.get(t.id, now) for t in up}
-            ready = [t for t in up if now - seen_running[t.id] >= settle]
+            ready = [t for t in up if now - seen_running[t.id] >= settle or (answers and answers(t))]
             if len(ready) >= replicas:
                 return ready
             failed = [t for t in raw if t["Status"]["State"] in FAILED_STATES]
@@ -400,7 +404,7 @@ class SwarmScheduler(Scheduler):
                 raise SchedulerError(self._not_running_message(name, current, replicas, elapsed, failed))
             if time.monotonic() >= deadline:
                 raise SchedulerError(self._not_running_message(name, current, replicas, elapsed, failed))
-            time.sleep(0.25)
+            time.sleep(0.1 if up and answers else 0.25)  # a task up: its answer is what the deploy waits for
 
     def task_logs(self, task_id: str, tail: int = 100) -> list[str]:
         """The last `tail` lines the task's container printed (stdout and stderr interleaved)."""
