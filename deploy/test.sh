@@ -59,12 +59,15 @@ say "add-on images"
 # pytest in tiers, each timed, on parallel workers where tests isolate cleanly: every xdist worker has its own Redis
 # database, BERTH_HOME and test database (tests/conftest.py). The Docker tier keeps a module's tests on one worker
 # (--dist loadfile; all of tests/cluster on one: one 3-node swarm per machine); its tests mostly wait (on builds,
-# Swarm, drains), so the SQLite tier runs beside it, on Redis databases and a BERTH_HOME of its own, its output shown
-# when it ends. Tests marked `serial` (they cannot share the machine, e.g. one restarts the Docker engine) run alone
-# afterwards. Every tier runs; any failure fails `make test`.
-FAST_WORKERS="${BERTH_TEST_WORKERS:-3}"
-DOCKER_WORKERS="${BERTH_TEST_DOCKER_WORKERS:-2}"
+# Swarm, drains, the platform's processes starting), so the tiers without Docker run beside it, one after the other:
+# PostgreSQL (a database name of its own), then SQLite (the database-level tests again), on Redis databases and
+# BERTH_HOMEs of their own, their output shown when the Docker tier ends. Tests marked `serial` (they cannot share the
+# machine, e.g. one restarts the Docker engine) run alone afterwards. Every tier runs; any failure fails `make test`.
+DOCKER_WORKERS="${BERTH_TEST_DOCKER_WORKERS:-3}"
+FAST_WORKERS="${BERTH_TEST_WORKERS:-2}"
 PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/${BERTH_TEST_PG_DB:-berth}"
+PG_FAST_URL="postgres://postgres@127.0.0.1:$PG_PORT/${BERTH_TEST_PG_DB:-berth}_nodocker"
+SQLITE_URL="sqlite:///$TEST_HOME/home-sqlite/berth.sqlite3"
 failed=()
 rm -f "$TEST_HOME/tier-times" "$TEST_HOME"/pytest-*.log "$TEST_HOME/reruns"
 rm -rf "$TEST_HOME"/cache-*
@@ -89,25 +92,32 @@ rerun() {
     --last-failed-no-failures none -n 0 "$@" 2>&1 | tee "$TEST_HOME/pytest-$slug-rerun.log"
 }
 PG_DOCKER=(-m "docker and not serial")
-SQLITE_URL="sqlite:///$TEST_HOME/home-sqlite/berth.sqlite3"
-tier "no Docker, PostgreSQL, $FAST_WORKERS workers" fast "$PG_URL" -m "not docker and not serial" -n "$FAST_WORKERS" \
-  "$@" || rerun "no Docker, PostgreSQL" fast "$PG_URL" -m "not docker and not serial" "$@" \
-  || failed+=("no Docker, PostgreSQL")
-sqlite_name="no Docker, SQLite, $FAST_WORKERS workers (database-level tests again, beside the Docker tier)"
-rm -rf "$TEST_HOME/home-sqlite" && mkdir -p "$TEST_HOME/home-sqlite"
-BERTH_HOME="$TEST_HOME/home-sqlite" BERTH_TEST_WORKER_OFFSET="$DOCKER_WORKERS" \
-  tier "$sqlite_name" sqlite "$SQLITE_URL" -m "not docker and not faults and not serial" -q -n "$FAST_WORKERS" "$@" \
-  > /dev/null 2>&1 &
-sqlite_pid=$!
+FAST=(-m "not docker and not serial")
+SQLITE=(-m "not docker and not faults and not serial")
+fast_name="no Docker, PostgreSQL, $FAST_WORKERS workers (beside the Docker tier)"
+sqlite_name="no Docker, SQLite, $FAST_WORKERS workers (the database-level tests again, beside the Docker tier)"
+rm -rf "$TEST_HOME/home-fast" "$TEST_HOME/home-sqlite" && mkdir -p "$TEST_HOME/home-fast" "$TEST_HOME/home-sqlite"
+without_docker() {  # the Redis databases after the Docker tier's workers'
+  local status=0
+  BERTH_HOME="$TEST_HOME/home-fast" BERTH_TEST_WORKER_OFFSET="$DOCKER_WORKERS" \
+    tier "$fast_name" fast "$PG_FAST_URL" "${FAST[@]}" -q -n "$FAST_WORKERS" "$@" || status=1
+  BERTH_HOME="$TEST_HOME/home-sqlite" BERTH_TEST_WORKER_OFFSET="$DOCKER_WORKERS" \
+    tier "$sqlite_name" sqlite "$SQLITE_URL" "${SQLITE[@]}" -q -n "$FAST_WORKERS" "$@" || status=$((status | 2))
+  return $status
+}
+without_docker "$@" > /dev/null 2>&1 &
+without_docker_pid=$!
 docker_ok=1
 tier "Docker, PostgreSQL, $DOCKER_WORKERS workers" docker "$PG_URL" "${PG_DOCKER[@]}" -n "$DOCKER_WORKERS" \
   --dist loadfile "$@" || docker_ok=0
-sqlite_ok=1
-wait "$sqlite_pid" || sqlite_ok=0
-cat "$TEST_HOME/pytest-sqlite.log"
+without_docker_status=0
+wait "$without_docker_pid" || without_docker_status=$?
+cat "$TEST_HOME/pytest-fast.log" "$TEST_HOME/pytest-sqlite.log"
 [ "$docker_ok" = 1 ] || rerun "Docker" docker "$PG_URL" "${PG_DOCKER[@]}" "$@" || failed+=("Docker")
-[ "$sqlite_ok" = 1 ] || BERTH_HOME="$TEST_HOME/home-sqlite" BERTH_TEST_WORKER_OFFSET="$DOCKER_WORKERS" \
-  rerun "SQLite" sqlite "$SQLITE_URL" -m "not docker and not faults and not serial" "$@" || failed+=("SQLite")
+[ $((without_docker_status & 1)) = 0 ] || BERTH_HOME="$TEST_HOME/home-fast" \
+  rerun "no Docker, PostgreSQL" fast "$PG_FAST_URL" "${FAST[@]}" "$@" || failed+=("no Docker, PostgreSQL")
+[ $((without_docker_status & 2)) = 0 ] || BERTH_HOME="$TEST_HOME/home-sqlite" \
+  rerun "SQLite" sqlite "$SQLITE_URL" "${SQLITE[@]}" "$@" || failed+=("SQLite")
 tier "serial, PostgreSQL" serial "$PG_URL" -m serial "$@" || rerun "serial" serial "$PG_URL" -m serial "$@" \
   || failed+=("serial")
 say "pytest tiers' wall times"
