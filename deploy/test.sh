@@ -60,9 +60,10 @@ say "add-on images"
 # database, BERTH_HOME and test database (tests/conftest.py). The Docker tier keeps a module's tests on one worker
 # (--dist loadfile; all of tests/cluster on one: one 3-node swarm per machine); its tests mostly wait (on builds,
 # Swarm, drains, the platform's processes starting), so the tiers without Docker run beside it, one after the other:
-# PostgreSQL (a database name of its own), then SQLite (the database-level tests again), on Redis databases and
-# BERTH_HOMEs of their own, their output shown when the Docker tier ends. Tests marked `serial` (they cannot share the
-# machine, e.g. one restarts the Docker engine) run alone afterwards. Every tier runs; any failure fails `make test`.
+# PostgreSQL (a database name of its own), then SQLite (again, those of them that use the database), on Redis
+# databases and BERTH_HOMEs of their own, their output shown when the Docker tier ends. Tests marked `serial` (they
+# cannot share the machine, e.g. one restarts the Docker engine) run alone afterwards. Every tier runs; any failure
+# fails `make test`.
 DOCKER_WORKERS="${BERTH_TEST_DOCKER_WORKERS:-3}"
 FAST_WORKERS="${BERTH_TEST_WORKERS:-2}"
 PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/${BERTH_TEST_PG_DB:-berth}"
@@ -101,7 +102,7 @@ without_docker() {  # the Redis databases after the Docker tier's workers'
   local status=0
   BERTH_HOME="$TEST_HOME/home-fast" BERTH_TEST_WORKER_OFFSET="$DOCKER_WORKERS" \
     tier "$fast_name" fast "$PG_FAST_URL" "${FAST[@]}" -q -n "$FAST_WORKERS" "$@" || status=1
-  BERTH_HOME="$TEST_HOME/home-sqlite" BERTH_TEST_WORKER_OFFSET="$DOCKER_WORKERS" \
+  BERTH_HOME="$TEST_HOME/home-sqlite" BERTH_TEST_WORKER_OFFSET="$DOCKER_WORKERS" BERTH_TEST_DATABASE_ONLY=1 \
     tier "$sqlite_name" sqlite "$SQLITE_URL" "${SQLITE[@]}" -q -n "$FAST_WORKERS" "$@" || status=$((status | 2))
   return $status
 }
@@ -116,7 +117,7 @@ cat "$TEST_HOME/pytest-fast.log" "$TEST_HOME/pytest-sqlite.log"
 [ "$docker_ok" = 1 ] || rerun "Docker" docker "$PG_URL" "${PG_DOCKER[@]}" "$@" || failed+=("Docker")
 [ $((without_docker_status & 1)) = 0 ] || BERTH_HOME="$TEST_HOME/home-fast" \
   rerun "no Docker, PostgreSQL" fast "$PG_FAST_URL" "${FAST[@]}" "$@" || failed+=("no Docker, PostgreSQL")
-[ $((without_docker_status & 2)) = 0 ] || BERTH_HOME="$TEST_HOME/home-sqlite" \
+[ $((without_docker_status & 2)) = 0 ] || BERTH_HOME="$TEST_HOME/home-sqlite" BERTH_TEST_DATABASE_ONLY=1 \
   rerun "SQLite" sqlite "$SQLITE_URL" "${SQLITE[@]}" "$@" || failed+=("SQLite")
 tier "serial, PostgreSQL" serial "$PG_URL" -m serial "$@" || rerun "serial" serial "$PG_URL" -m serial "$@" \
   || failed+=("serial")

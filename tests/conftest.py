@@ -91,10 +91,29 @@ def pytest_configure(config) -> None:
 DOCKER_FIXTURES = frozenset({"berth_platform", "tenant", "cluster", "run_service"})
 
 
+# Fixtures through which a test uses the test database (pytest-django's; the `django_db` mark asks for one of them)
+DATABASE_FIXTURES = frozenset(
+    {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback"}
+)
+
+
+def uses_database(item) -> bool:
+    return bool(item.get_closest_marker("django_db")) or bool(
+        DATABASE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+    )
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if DOCKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.docker)
+    # `make test`'s SQLite tier runs again the tests that use the database, on SQLite: the others (a router's TLS,
+    # the buildpacks' detection, a CLI's arguments) ran on the PostgreSQL tier already and would only do the same
+    if os.environ.get("BERTH_TEST_DATABASE_ONLY") == "1":
+        kept = [item for item in items if uses_database(item)]
+        if len(kept) != len(items):
+            config.hook.pytest_deselected(items=[item for item in items if not uses_database(item)])
+            items[:] = kept
 
 
 class ClusterTogetherScheduling(LoadFileScheduling):
