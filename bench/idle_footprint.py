@@ -19,7 +19,7 @@ import threading
 import time
 
 from common import RESULTS, figure, print_table, process_tree, save_figures, tree_memory_mb
-from deploy_platform import HOME, VENV, Platform
+from deploy_platform import Platform
 
 QUIET_S = 30
 GOAL_MB = 350  # issue 17: Berth's own processes, idle, one node
@@ -46,10 +46,7 @@ def main() -> int:
     apps = max(1, min(args.apps, 10))
     idle_s = max(10.0, min(args.idle, 600.0))
     result: dict = {"apps": apps}
-    with Platform(shipper=True) as platform:
-        beat = [str(VENV / "celery"), "-A", "berth.config", "beat", "--loglevel", "INFO",
-                "--schedule", str(HOME / "celerybeat-schedule")]  # fmt: skip
-        platform._start("beat", beat)
+    with Platform(shipper=True, beat=True) as platform:
         time.sleep(QUIET_S)
         result["before"] = footprint(platform)
 

@@ -72,11 +72,12 @@ def remove_services(prefix: str | None = None) -> None:
 
 
 class Platform:
-    def __init__(self, *, http_port: int | None = None, shipper: bool = False):
+    def __init__(self, *, http_port: int | None = None, shipper: bool = False, beat: bool = False):
         self.http_port = http_port or free_port()
         self.shipper = (
             shipper  # the log shipper too (logs, health, the metrics history), as `make up` runs it
         )
+        self.beat = beat  # and Celery's beat (the sweeps, the cron tick), as deploy/Procfile runs it
         self.web_port = free_port()
         self.processes: dict[str, subprocess.Popen] = {}
         self.extra_apps: list[str] = []
@@ -117,6 +118,10 @@ class Platform:
         self._start("watcher", [str(VENV / "python"), "manage.py", "watch"], env)
         if self.shipper:
             self._start("shipper", [str(VENV / "python"), "manage.py", "ship_logs"], env)
+        if self.beat:
+            beat = [str(VENV / "celery"), "-A", "berth.config", "beat", "--loglevel", "INFO",
+                    "--schedule", str(HOME / "celerybeat-schedule")]  # fmt: skip
+            self._start("beat", beat, env)
         import httpx
 
         def web_up():
@@ -231,9 +236,9 @@ class Platform:
             shutil.rmtree(kept, ignore_errors=True)
             shutil.copytree(self.logs, kept)
             print(f"the platform's logs: {kept}", file=sys.stderr)
-        for name in ("web", "worker", "watcher"):
-            if name in self.processes:
-                self.processes[name].terminate()
+        for name, process in self.processes.items():
+            if name != "router":  # last: the services are removed first
+                process.terminate()
         for name, process in self.processes.items():
             if name == "router":
                 continue
