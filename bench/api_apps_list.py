@@ -40,8 +40,9 @@ from berth.releases.services import release_create
 n = int(sys.argv[1])
 user = get_user_model().objects.create_user("bench", "bench@example.test", "bench-password")
 team = team_create(name="bench", actor=user)
-team.max_apps = 0  # a platform admin lifts the app quota (default 50) for this team: 0 is no limit
-team.save(update_fields=["max_apps"])
+# a platform admin lifts the team's quotas (default 50 apps, 100 replicas, ...): 0 is no limit
+team.max_apps = team.max_replicas = team.max_memory_mb = 0
+team.save(update_fields=["max_apps", "max_replicas", "max_memory_mb"])
 for i in range(n):
     app = app_create(team=team, name=f"bench-app-{i:03d}", actor=user)
     if i % 2 == 0:  # half the apps have a release, so current_release is computed for real
@@ -124,11 +125,13 @@ def main() -> int:
             [str(PYTHON), "manage.py", "shell", "-c", SETUP.replace("sys.argv[1]", str(args.apps))],
             cwd=REPO,
             env=env,
-            check=True,
+            check=False,
             timeout=300,
             capture_output=True,
             text=True,
         )
+        if setup.returncode != 0:
+            raise SystemExit(f"setting up the apps failed:\n{setup.stderr[-3000:]}")
         token = setup.stdout.strip().splitlines()[-1]
         port = free_port()
         server = subprocess.Popen(

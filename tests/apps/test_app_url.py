@@ -89,3 +89,33 @@ def test_the_apps_list_reads_the_certificates_in_one_query_whatever_the_number_o
     assert {a["url"] for a in client.get("/api/v1/apps").json()} == {
         f"https://{name}.apps.example.net:8443" for name in ("shop", "cart", "pay", "mail")
     }
+
+
+def test_the_lists_and_the_app_agree_on_every_certificate_case(
+    ports, client, make_user, make_team, make_app, token_client
+):
+    # The API's list and the dashboard's read rows, not App instances (berth.certs.selectors.apps_serving_https):
+    # each case must come out as App.url says
+    owner = make_user()
+    team = make_team(owner=owner)
+    cases = {
+        "none": None,
+        "pending": {"serial": "", "state": CertificateState.PENDING},
+        "custom": {"hostnames": ["www.custom.test"]},
+        "expired": {"days": -1},
+        "served": {},
+        "failing": {"state": CertificateState.FAILING},
+    }
+    apps = {}
+    for name, case in cases.items():
+        apps[name] = make_app(name, team=team, actor=owner)
+        if case is not None:
+            certificate(apps[name], **case)
+    expected = {name: app.url for name, app in apps.items()}
+    assert {name for name, url in expected.items() if url.startswith("https://")} == {"served", "failing"}
+    listed = {a["name"]: a["url"] for a in token_client(owner).get("/api/v1/apps?limit=10").json()}
+    assert listed == expected
+    client.force_login(owner)
+    page = client.get("/apps/").content.decode()
+    for name, url in expected.items():
+        assert f'<a href="{url}" rel="noopener">{url}</a>' in page, name

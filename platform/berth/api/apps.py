@@ -16,7 +16,7 @@ from berth.api.common import AppScopedView, BerthAPIView, body, client_ip, str_f
 from berth.api.formation import formation_repr
 from berth.apps import selectors as apps_selectors
 from berth.apps import services as apps_services
-from berth.apps.models import App
+from berth.apps.models import App, app_url
 from berth.certs import selectors as certs_selectors
 from berth.certs import services as certs_services
 from berth.releases import selectors as releases_selectors
@@ -28,15 +28,21 @@ APPS_LIMIT_MAX = 1000  # a page of the apps list
 APP_NAME_MAX = App._meta.get_field("name").max_length
 
 
-def app_summary_repr(app: App) -> dict:
+def app_summary_repr(row: dict, *, serves_https: bool) -> dict:
+    """An app of the list, from its row (berth.releases.selectors.app_summaries_for_user)."""
     return {
-        "name": app.name,
-        "team": app.team.name,
-        "url": app.url,
-        "created_at": app.created_at,
-        "current_release": app.current_version,
-        "parent": app.parent.name if app.parent_id else None,
+        "name": row["name"],
+        "team": row["team_name"],
+        "url": app_url(row["name"], serves_https=serves_https),
+        "created_at": row["created_at"],
+        "current_release": row["current_version"],
+        "parent": row["parent_name"],
     }
+
+
+def app_summaries_repr(rows: list[dict]) -> list[dict]:
+    https = certs_selectors.apps_serving_https(rows)
+    return [app_summary_repr(row, serves_https=row["id"] in https) for row in rows]
 
 
 def app_detail_repr(app: App) -> dict:
@@ -122,15 +128,15 @@ class AppListView(BerthAPIView):
         limit = _limit(request.query_params.get("limit"))
         search = request.query_params.get("q", "").strip()[:APP_NAME_MAX]
         after = request.query_params.get("after", "")[:APP_NAME_MAX]
-        apps = certs_selectors.apps_with_certificates(
-            releases_selectors.apps_for_user(user=request.user, search=search, after=after)
+        apps = certs_selectors.with_certified(
+            releases_selectors.app_summaries_for_user(user=request.user, search=search, after=after)
         )
         if limit is None:
-            return Response([app_summary_repr(app) for app in apps])
+            return Response(app_summaries_repr(list(apps)))
         page = list(apps[: limit + 1])
-        response = Response([app_summary_repr(app) for app in page[:limit]])
+        response = Response(app_summaries_repr(page[:limit]))
         if len(page) > limit:
-            following = {"limit": limit, "after": page[limit - 1].name} | ({"q": search} if search else {})
+            following = {"limit": limit, "after": page[limit - 1]["name"]} | ({"q": search} if search else {})
             response["Link"] = (
                 f'<{request.build_absolute_uri(request.path)}?{urlencode(following)}>; rel="next"'
             )

@@ -43,19 +43,12 @@ class App(models.Model):
     @property
     def hostname(self) -> str:
         """The app's built-in hostname, <name>.<BERTH_APPS_DOMAIN>."""
-        return f"{self.name}.{settings.BERTH_APPS_DOMAIN}".lower()
+        return app_hostname(self.name)
 
     @property
     def url(self) -> str:
-        """Where the app answers at its built-in hostname: https://… once a certificate for that name is served and
-        the router has an HTTPS port (BERTH_HTTPS_PORT), else http://…; the port shown unless it is the scheme's
-        default. What the API, the CLI, the dashboard and the push output show."""
-        https_port = settings.BERTH_HTTPS_PORT
-        if https_port and self.serves_https:
-            return f"https://{self.hostname}{'' if https_port == 443 else f':{https_port}'}"
-        port = settings.BERTH_HTTP_PORT
-        suffix = "" if port == 80 else f":{port}"
-        return f"http://{self.name}.{settings.BERTH_APPS_DOMAIN}{suffix}"
+        """Where the app answers at its built-in hostname (app_url)."""
+        return app_url(self.name, serves_https=self.serves_https)
 
     @property
     def serves_https(self) -> bool:
@@ -67,12 +60,38 @@ class App(models.Model):
         # import. Filtered here rather than in SQL: a list that prefetched `certificates` costs no query, and JSON
         # containment is not available on SQLite
         return any(
-            certificate.serial
-            and certificate.not_after is not None
-            and certificate.not_after > now
-            and self.hostname in certificate.hostnames
+            certificate_serves(
+                certificate.hostnames,
+                self.hostname,
+                serial=certificate.serial,
+                not_after=certificate.not_after,
+                now=now,
+            )
             for certificate in self.certificates.all()
         )
+
+
+def app_hostname(name: str) -> str:
+    """An app's built-in hostname, <name>.<BERTH_APPS_DOMAIN>."""
+    return f"{name}.{settings.BERTH_APPS_DOMAIN}".lower()
+
+
+def app_url(name: str, *, serves_https: bool) -> str:
+    """Where the app `name` answers at its built-in hostname: https://… once a certificate for that name is served
+    and the router has an HTTPS port (BERTH_HTTPS_PORT), else http://…; the port shown unless it is the scheme's
+    default. What the API, the CLI, the dashboard and the push output show. (A function of the name, so a list
+    read as plain rows needs no App instances: berth.releases.selectors.app_summaries_for_user.)"""
+    https_port = settings.BERTH_HTTPS_PORT
+    if https_port and serves_https:
+        return f"https://{app_hostname(name)}{'' if https_port == 443 else f':{https_port}'}"
+    port = settings.BERTH_HTTP_PORT
+    suffix = "" if port == 80 else f":{port}"
+    return f"http://{name}.{settings.BERTH_APPS_DOMAIN}{suffix}"
+
+
+def certificate_serves(hostnames: list, hostname: str, *, serial: str, not_after, now) -> bool:
+    """Does a certificate (its names, serial, expiry) serve `hostname` now: issued or uploaded, not expired?"""
+    return bool(serial) and not_after is not None and not_after > now and hostname in hostnames
 
 
 class ConfigVar(models.Model):

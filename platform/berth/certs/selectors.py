@@ -3,10 +3,10 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
-from berth.apps.models import App
+from berth.apps.models import App, app_hostname, certificate_serves
 from berth.certs.models import Certificate
 
 
@@ -15,11 +15,32 @@ def certificates_for_app(app: App) -> QuerySet[Certificate]:
     return Certificate.objects.filter(app=app).order_by("id")
 
 
-def apps_with_certificates(apps: QuerySet[App]) -> QuerySet[App]:
-    """`apps` with the fields of their certificates that App.url reads (names, serial, expiry) prefetched: a list of
-    apps costs one query for them, not one per app."""
-    served = Certificate.objects.only("app_id", "hostnames", "serial", "not_after")
-    return apps.prefetch_related(Prefetch("certificates", queryset=served))
+def with_certified(apps: QuerySet) -> QuerySet:
+    """`apps` (App rows or instances) annotated with `certified`: has the app a certificate in force (issued or
+    uploaded, not expired), for whichever of its names. A list asks apps_serving_https only about those."""
+    in_force = Certificate.objects.filter(app=OuterRef("pk"), not_after__gt=timezone.now()).exclude(serial="")
+    return apps.annotate(certified=Exists(in_force))
+
+
+def apps_serving_https(rows: list[dict]) -> set[int]:
+    """Of a list's rows (id, name, certified: with_certified), the ids of the apps whose built-in hostname a
+    certificate serves: App.serves_https without App or Certificate instances, one query when any is certified."""
+    names = {row["id"]: row["name"] for row in rows if row["certified"]}
+    if not names:
+        return set()
+    now = timezone.now()
+    served = (
+        Certificate.objects.filter(app_id__in=names, not_after__gt=now)
+        .exclude(serial="")
+        .values_list("app_id", "hostnames", "serial", "not_after")
+    )
+    return {
+        app_id
+        for app_id, hostnames, serial, not_after in served
+        if certificate_serves(
+            hostnames, app_hostname(names[app_id]), serial=serial, not_after=not_after, now=now
+        )
+    }
 
 
 def certificates_expiring(days: int | None = None) -> QuerySet[Certificate]:

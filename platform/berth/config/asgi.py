@@ -4,6 +4,8 @@ import os
 import re
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "berth.config.settings")
+# PostgreSQL connections from a pool: a connection kept by a request's thread is never used again (settings.py)
+os.environ.setdefault("BERTH_DATABASE_POOL", "1")
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402

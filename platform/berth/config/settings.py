@@ -164,6 +164,22 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# The web process (berth/config/asgi.py sets BERTH_DATABASE_POOL) takes PostgreSQL connections from a pool. Under
+# ASGI every request runs its sync code in a thread of its own, and a connection belongs to its thread: a kept
+# (CONN_MAX_AGE) connection was never used again, so each request opened one (measured: a tenth of the API's time
+# at 8 clients, and an idle connection left behind by each thread). A long request (a push, a followed build
+# output) holds its connection to the end: the pool's ceiling is generous, a request waits for a free one up to
+# `timeout`. Other processes keep one connection per thread (a Celery worker's forks cannot share a pool).
+if env_bool("BERTH_DATABASE_POOL", False) and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # CONN_HEALTH_CHECKS stays on: the pool checks a connection before lending it (one a PostgreSQL restart broke
+    # is replaced, not served)
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env_int("BERTH_DATABASE_POOL_SIZE", 40, minimum=1),
+        "timeout": 30,
+        "max_idle": 300,
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and a busy timeout let web, worker and watcher share one file without "database is locked".
     DATABASES["default"]["OPTIONS"] = {

@@ -22,15 +22,16 @@ def apps_with_status(*, apps: QuerySet[App]) -> QuerySet[App]:
     )
 
 
-def app_state(app: App) -> str:
-    """One word for the apps list: building, deploying, live, failed, ... or "new" before any release."""
-    if getattr(app, "build_status", None) in ("queued", "building"):
+def app_state(row: dict) -> str:
+    """One word for the apps list, from an app's row of apps_with_status: building, deploying, live, failed, ... or
+    "new" before any release."""
+    if row.get("build_status") in ("queued", "building"):
         return "building"
-    if getattr(app, "newest_release_status", None) == "deploying":
+    if row.get("newest_release_status") == "deploying":
         return "deploying"
-    if getattr(app, "live_status", None) == "live":
+    if row.get("live_status") == "live":
         return "live"
-    return getattr(app, "newest_release_status", None) or "new"
+    return row.get("newest_release_status") or "new"
 
 
 def builds_for_app(*, app: App, limit: int = 10) -> QuerySet[Build]:
