@@ -44,9 +44,17 @@ def team_with_role(request: HttpRequest, name: str, min_role: str) -> tuple[Team
     return team, role
 
 
-def page(request: HttpRequest, template: str, context: dict | None = None, status: int = 200) -> HttpResponse:
-    """Render a page inside the frame (navigation, team switcher, messages)."""
-    team, teams = current_team(request)
+def page(
+    request: HttpRequest,
+    template: str,
+    context: dict | None = None,
+    status: int = 200,
+    *,
+    teams: tuple[Team | None, list[Team]] | None = None,
+) -> HttpResponse:
+    """Render a page inside the frame (navigation, team switcher, messages). `teams`: current_team's answer, when
+    the view asked it already."""
+    team, teams = teams or current_team(request)
     frame = {
         "current_team": team,
         "teams": teams,
