@@ -62,7 +62,7 @@ class Platform:
             "-k",
             "berth.config.worker.BerthUvicornWorker",
         ]
-        web += ["-b", f"127.0.0.1:{self.web_port}", "-w", "2", "--timeout", "0"]
+        web += ["-b", f"127.0.0.1:{self.web_port}", "-w", "2", "--preload", "--timeout", "0"]
         self._spawn("web", web, env=env)
         worker = [
             str(VENV / "celery"),

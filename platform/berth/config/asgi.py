@@ -1,5 +1,6 @@
 """ASGI entry point: gunicorn's uvicorn worker serves HTTP (Django) and WebSockets (Channels) here."""
 
+import gc
 import os
 import re
 
@@ -51,3 +52,9 @@ application = ProtocolTypeRouter(
         "websocket": websocket_auth(URLRouter(websocket_urlpatterns)),
     }
 )
+
+# gunicorn --preload (deploy/Procfile) imports all of the above once, in its master, and forks the workers from it.
+# Frozen, those objects are never walked by a worker's garbage collector: no collection copies the pages they sit
+# on into each worker, nor spends its time on them (measured, web tree after 80 requests: 225 MB PSS, 239
+# preloaded, 199 preloaded and frozen; the API's apps list at 8 clients 210 → 231 requests/s)
+gc.freeze()
