@@ -162,6 +162,7 @@ def berth_platform(transactional_db, router, tmp_path, settings, platform_env):
             f"127.0.0.1:{web_port}",
             "-w",
             "2",
+            "--preload",  # as deploy/Procfile: Django imported once, the workers forked from it
             "--timeout",
             "0",
         ],
