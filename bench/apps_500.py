@@ -58,7 +58,15 @@ sys.path[:0] = [str(REPO), str(REPO / "platform"), str(REPO / "bench")]
 # imported: this benchmark's is set after it
 import deploy_platform  # noqa: E402
 from api_apps_list import run_load  # noqa: E402
-from common import figure, percentile, print_table, process_tree, save_figures, tree_memory_mb  # noqa: E402
+from common import (  # noqa: E402
+    figure,
+    percentile,
+    print_table,
+    process_tree,
+    push_timings,
+    save_figures,
+    tree_memory_mb,
+)
 from concurrent_pushes import Round  # noqa: E402
 from deploy_platform import Source  # noqa: E402
 
@@ -295,10 +303,15 @@ class Bench:
         source = Source(
             WORK / "src" / name, f"http://git:{self.token}@127.0.0.1:{self.berth.web_port}/git/{name}.git"
         )
-        result = Round(self.router, {name: source}, "push").run()
+        pushing = Round(self.router, {name: source}, "push")
+        result = pushing.run()
         if not result["ok"]:
             raise RuntimeError(f"the push to {name} failed: {json.dumps(result['errors'])[-2000:]}")
-        return {"push_to_live_s": result["push_to_live_s"][0], "git_push_s": result["git_push_s"][0]}
+        return {
+            "push_to_live_s": result["push_to_live_s"][0],
+            "git_push_s": result["git_push_s"][0],
+            **push_timings(pushing.outputs.get(name, "")),
+        }
 
     def seed(self, team: str) -> dict:
         """The team's first app, a `git push` of the tiny app: its image is what the team's other apps deploy (a
@@ -355,7 +368,8 @@ class Bench:
             images.append(self.image_deploy(name, self.teams[0]))
             self.app_destroy(name)
             print(
-                f"  one more app ({label}) run {run + 1}: git push → live {pushes[-1]['push_to_live_s']:.2f} s, "
+                f"  one more app ({label}) run {run + 1}: git push → live {pushes[-1]['push_to_live_s']:.2f} s "
+                f"(builder {pushes[-1]['builder_s']} s, roll-out ready {pushes[-1]['rollout_ready_s']} s), "
                 f"image deploy → live {images[-1]['to_live_s']:.2f} s",
                 flush=True,
             )

@@ -3,6 +3,7 @@ each benchmark hands to bench/run_all.py."""
 
 import json
 import math
+import re
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +47,17 @@ def _cell(value: object) -> str:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float)
+
+
+def push_timings(output: str) -> dict:
+    """What a `git push`'s output says of its build and roll-out: the builder's seconds ("-----> Built … in Ns")
+    and the roll-out's until the new release was ready ("-----> Ready in Ns"); None for a line it lacks."""
+    built = re.search(r"-----> Built \S+ \(\S+\) in ([0-9.]+)s", output)
+    ready = re.search(r"-----> Ready in ([0-9.]+)s", output)
+    return {
+        "builder_s": float(built.group(1)) if built else None,
+        "rollout_ready_s": float(ready.group(1)) if ready else None,
+    }
 
 
 def process_tree(pid: int) -> list[int]:

@@ -48,6 +48,7 @@ class Round:
         self.pushed: dict[str, float] = {}
         self.live: dict[str, float] = {}
         self.errors: dict[str, str] = {}
+        self.outputs: dict[str, str] = {}  # what each push printed (git writes the remote's lines to stderr)
 
     def serving(self, name: str) -> bool:
         import httpx
@@ -73,6 +74,7 @@ class Round:
             self.started[name] = time.monotonic()
             try:
                 done = self.sources[name].git("push", "berth", "main", check=False, timeout=PUSH_TIMEOUT_S)
+                self.outputs[name] = done.stderr
                 if done.returncode != 0:
                     self.errors[name] = done.stderr[-1500:]
             except (

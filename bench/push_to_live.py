@@ -66,7 +66,7 @@ os.environ.update(
 )
 
 from bench_platform import Platform, database, remove_apps  # noqa: E402
-from common import figure, print_table, save_figures  # noqa: E402
+from common import figure, print_table, push_timings, save_figures  # noqa: E402
 
 
 def machine() -> str:
@@ -188,13 +188,10 @@ class App:
             for command in ("show servers state", "show map"):
                 print(f"$ {command}\n{admin_command(command)}", file=sys.stderr)
             raise RuntimeError(f"{self.name} never served {expected!r}")
-        built = re.search(r"-----> Built \S+ \(\S+\) in ([0-9.]+)s", stderr)
-        ready = re.search(r"-----> Ready in ([0-9.]+)s", stderr)
         return {
             "push_to_live_s": served[0] - started,
             "git_push_s": pushed - started,
-            "builder_s": float(built.group(1)) if built else None,
-            "rollout_ready_s": float(ready.group(1)) if ready else None,
+            **push_timings(stderr),
             "phases_s": marks,
         }
 
