@@ -108,7 +108,7 @@ class Platform:
         wait_for(lambda: settings.BERTH_ROUTER_ADMIN_SOCKET.exists(), timeout=10, message="the admin socket")
         env = {**os.environ, "BERTH_WEB_PORT": str(self.web_port), "PYTHONPATH": str(REPO / "platform")}
         gunicorn = [str(VENV / "gunicorn"), "berth.config.asgi:application", "-k", "uvicorn.workers.UvicornWorker",
-                    "-b", f"127.0.0.1:{self.web_port}", "-w", "2", "--timeout", "0"]  # fmt: skip
+                    "-b", f"127.0.0.1:{self.web_port}", "-w", "2", "--preload", "--timeout", "0"]  # fmt: skip
         # the pool as deploy/Procfile sizes it: it grows with the builds queued (a build mostly waits on Docker)
         worker = [str(VENV / "celery"), "-A", "berth.config", "worker", "-Q", "default,builds,deploys,previews",
                   "--autoscale", "10,1",
@@ -119,7 +119,7 @@ class Platform:
         if self.shipper:
             self._start("shipper", [str(VENV / "python"), "manage.py", "ship_logs"], env)
         if self.beat:
-            beat = [str(VENV / "celery"), "-A", "berth.config", "beat", "--loglevel", "INFO",
+            beat = [str(VENV / "celery"), "-A", "berth.config.beat", "beat", "--loglevel", "INFO",
                     "--schedule", str(HOME / "celerybeat-schedule")]  # fmt: skip
             self._start("beat", beat, env)
         import httpx

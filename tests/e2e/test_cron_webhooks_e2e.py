@@ -32,7 +32,7 @@ def beat(berth_platform):
     command = [
         str(REPO_DIR / ".venv/bin/celery"),
         "-A",
-        "berth.config",
+        "berth.config.beat",  # as deploy/Procfile runs it: Berth's Celery settings without Django's apps
         "beat",
         "-s",
         str(berth_platform.home / "celerybeat-schedule"),
