@@ -1,5 +1,8 @@
 """The worker's pool grows with work and shrinks back once it is done, though beat's small tasks keep arriving."""
 
+import time
+from typing import NamedTuple
+
 import celery.worker.autoscale as celery_autoscale
 import pytest
 from berth.config.celery import PoolAutoscaler
@@ -36,10 +39,28 @@ def reserved(monkeypatch):
     return requests
 
 
+class Request(NamedTuple):
+    """A request the worker holds, as the autoscaler sees it: its task's name (`n` tells apart one task's), and
+    when it started (the wall clock; None: waiting)."""
+
+    name: str
+    n: int = 0
+    time_start: float | None = None
+
+
+def task(name: str, n: int = 0, *, running_s: float | None = None) -> Request:
+    return Request(name, n, None if running_s is None else time.time() - running_s)
+
+
+BUILD = "berth.builds.run"
+TICK = "berth.jobs.tick"
+SCHEDULED = sorted({entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()})
+
+
 def _ten_pushes_then_beats_ticks(scaler, clock, reserved) -> list[int]:
     """Ten tasks at once, done in 20 s; then a cron tick every 15 s for two minutes. The pool's size when the
     work is done, then at each tick."""
-    reserved.update(f"push-{n}" for n in range(10))
+    reserved.update(task(BUILD, n) for n in range(10))
     scaler.maybe_scale()
     clock[0] += 20
     reserved.clear()
@@ -47,8 +68,8 @@ def _ten_pushes_then_beats_ticks(scaler, clock, reserved) -> list[int]:
     sizes = [scaler.processes]  # the work just done: within keepalive of the growth
     for _ in range(8):
         clock[0] += 15
-        reserved.add("tick")
-        scaler.maybe_scale(req="tick")
+        reserved.add(task(TICK))
+        scaler.maybe_scale(req=task(TICK))
         reserved.clear()
         scaler.maybe_scale()
         sizes.append(scaler.processes)
@@ -65,6 +86,36 @@ def test_celerys_own_autoscaler_keeps_a_grown_pool_while_ticks_arrive(clock, res
     """Why PoolAutoscaler is there: the rule it replaces, with the same work."""
     scaler = celery_autoscale.Autoscaler(Pool(1), max_concurrency=10, min_concurrency=1, keepalive=30)
     assert _ten_pushes_then_beats_ticks(scaler, clock, reserved) == [10] * 9
+
+
+def test_beats_tasks_falling_due_together_take_one_process_between_them(clock, reserved):
+    scaler = PoolAutoscaler(Pool(1), max_concurrency=10, min_concurrency=1, keepalive=30)
+    assert TICK in SCHEDULED and len(SCHEDULED) >= 5
+    # beat's start: every entry is due at once; the one process has just started the first
+    burst = [task(name) for name in SCHEDULED[1:]] + [task(SCHEDULED[0], running_s=0.01)]
+    reserved.update(burst)
+    scaler.maybe_scale(req=burst[0])
+    assert scaler.processes == 1
+    # a build gets a process of its own
+    reserved.add(task(BUILD))
+    scaler.maybe_scale(req=task(BUILD))
+    assert scaler.processes == 2
+    # so does a scheduled task that has run long (a backup): the ticks behind it get the next one
+    reserved.remove(burst[-1])
+    reserved.add(task(SCHEDULED[0], running_s=5))
+    scaler.maybe_scale(req=task(TICK))
+    assert scaler.processes == 3
+    reserved.update(task(BUILD, n) for n in range(1, 4))
+    scaler.maybe_scale(req=task(BUILD, 3))
+    assert scaler.processes == 6
+
+
+def test_celerys_own_autoscaler_forks_for_each_scheduled_task(clock, reserved):
+    """What PoolAutoscaler.qty changes: the same burst forks a process per task."""
+    scaler = celery_autoscale.Autoscaler(Pool(1), max_concurrency=10, min_concurrency=1, keepalive=30)
+    reserved.update(task(name) for name in SCHEDULED)
+    scaler.maybe_scale(req=task(TICK))
+    assert scaler.processes == len(SCHEDULED)
 
 
 def test_the_worker_uses_it():
