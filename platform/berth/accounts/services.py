@@ -410,7 +410,9 @@ def token_authenticate(*, clear: str, now: datetime | None = None) -> ApiToken |
     now = now or timezone.now()
     # the one token of that hash (unique), judged here rather than in SQL: every request asks, and the plain lookup
     # costs a quarter less to build than the filtered one
-    token = next(iter(ApiToken.objects.select_related("user").filter(token_hash=hash_secret(clear))[:1]), None)
+    token = next(
+        iter(ApiToken.objects.select_related("user").filter(token_hash=hash_secret(clear))[:1]), None
+    )
     if (
         token is None
         or token.revoked_at is not None
