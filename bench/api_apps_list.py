@@ -144,6 +144,7 @@ def main() -> int:
                 f"127.0.0.1:{port}",
                 "--workers",
                 str(args.workers),
+                "--preload",  # as deploy/Procfile: the workers forked from one master that imported everything
                 "--log-level",
                 "warning",
             ],
