@@ -6,13 +6,16 @@ import re
 from importlib import import_module
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "berth.config.settings")
-# PostgreSQL connections from a pool: a connection kept by a request's thread is never used again (settings.py)
-os.environ.setdefault("BERTH_DATABASE_POOL", "1")
+# PostgreSQL connections from a pool, in this process only (settings.py: a connection kept by a request's thread is
+# never used again): set for the settings to read, then taken away, so the programs it starts (and a test process
+# that imports this module after its settings were read) never inherit it
+os.environ["BERTH_DATABASE_POOL"] = "1"
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
+del os.environ["BERTH_DATABASE_POOL"]
 
 from django.conf import settings  # noqa: E402
 

@@ -168,8 +168,10 @@ DATABASES = {
 # ASGI every request runs its sync code in a thread of its own, and a connection belongs to its thread: a kept
 # (CONN_MAX_AGE) connection was never used again, so each request opened one (measured: a tenth of the API's time
 # at 8 clients, and an idle connection left behind by each thread). A long request (a push, a followed build
-# output) holds its connection to the end: the pool's ceiling is generous, a request waits for a free one up to
-# `timeout`. Other processes keep one connection per thread (a Celery worker's forks cannot share a pool).
+# output) holds its connection to the end: the pool's ceiling is generous. A request waits up to `timeout` for a
+# connection — the pool's all taken, or PostgreSQL unreachable: then it fails after those seconds, not at once (the
+# pool keeps trying in the background). Other processes keep one connection per thread (a Celery worker's forks
+# cannot share a pool).
 if env_bool("BERTH_DATABASE_POOL", False) and DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # CONN_HEALTH_CHECKS stays on: the pool checks a connection before lending it (one a PostgreSQL restart broke
     # is replaced, not served)
@@ -177,7 +179,7 @@ if env_bool("BERTH_DATABASE_POOL", False) and DATABASES["default"]["ENGINE"].end
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": env_int("BERTH_DATABASE_POOL_SIZE", 40, minimum=1),
-        "timeout": 30,
+        "timeout": 5,
         "max_idle": 300,
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
