@@ -100,10 +100,13 @@ def _remove_app_workloads(client, wanted) -> None:
         ):
             with contextlib.suppress(docker.errors.NotFound):
                 service.remove()
-    for container in client.containers.list(all=True, filters={"label": "org.berth.app"}):
-        if wanted(container.labels.get("org.berth.app", ""), container.attrs.get("Created", "")):
+    # the engine's list as it answers it: the SDK's containers.list() inspects each one after, and one another
+    # test removed in between failed this fixture (NotFound)
+    for container in client.api.containers(all=True, filters={"label": "org.berth.app"}):
+        created = datetime.fromtimestamp(container["Created"], UTC).isoformat()
+        if wanted((container.get("Labels") or {}).get("org.berth.app", ""), created):
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                container.remove(force=True)
+                client.api.remove_container(container["Id"], force=True)
 
 
 @pytest.fixture

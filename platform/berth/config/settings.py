@@ -180,6 +180,10 @@ if env_bool("BERTH_DATABASE_POOL", False) and DATABASES["default"]["ENGINE"].end
         "min_size": 1,
         "max_size": env_int("BERTH_DATABASE_POOL_SIZE", 40, minimum=1),
         "timeout": 5,
+        # psycopg_pool retries a failed connection with a doubling delay up to this: past it, the next request
+        # starts afresh; the default (300 s) left the web process on its database's 16-32 s backoff for as long
+        # after the database was back (tests/e2e/test_faults_database.py)
+        "reconnect_timeout": 3,
         "max_idle": 300,
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
