@@ -21,12 +21,14 @@ pytestmark = pytest.mark.django_db
 REQUESTS = 40
 
 
-def _connections(application_name: str) -> tuple[int, object]:
-    """How many connections the web process holds, and when the newest of them was opened (PostgreSQL's clock)."""
+def _connections(application_name: str, since) -> tuple[int, int]:
+    """How many connections the web process holds, and how many of them were opened after `since` (PostgreSQL's
+    clock)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*), max(backend_start) FROM pg_stat_activity WHERE application_name = %s",
-            [application_name],
+            "SELECT count(*), count(*) FILTER (WHERE backend_start > %s) FROM pg_stat_activity"
+            " WHERE application_name = %s",
+            [since, application_name],
         )
         return cursor.fetchone()
 
@@ -85,8 +87,10 @@ def test_the_web_process_reuses_a_few_pooled_connections_across_requests(tmp_pat
         with httpx.Client(headers=headers, timeout=10) as client:
             for _ in range(REQUESTS):
                 assert client.get(api).status_code == 401
-        held, newest = _connections(name)
+        held, opened = _connections(name, started)
         assert 1 <= held <= 3, f"{held} connections after {REQUESTS} requests"
-        assert newest < started, f"a connection was opened during the {REQUESTS} requests, at {newest}"
+        # the pool may still be growing to its second connection as the requests begin; without it, each request
+        # opens one (those still open at the end are counted: 8-11 were seen)
+        assert opened <= 1, f"{opened} connections were opened during the {REQUESTS} requests"
     finally:
         web.stop()
