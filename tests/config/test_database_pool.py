@@ -14,7 +14,7 @@ import pytest
 from django.db import connection
 
 from tests.conftest import REPO_DIR, free_port
-from tests.support.processes import Child, wait_serving
+from tests.support.processes import Child, wait_serving, web_command
 
 pytestmark = pytest.mark.django_db
 
@@ -51,16 +51,9 @@ def test_the_web_process_reuses_a_few_pooled_connections_across_requests(tmp_pat
     port = free_port()
     web = Child(
         "web",
-        [
-            str(REPO_DIR / ".venv/bin/gunicorn"),
-            "berth.config.asgi:application",
-            "--worker-class",
-            "uvicorn.workers.UvicornWorker",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-        ],
+        web_command(
+            port
+        ),  # preloaded, as deploy/Procfile: the pool must be opened in the worker, not its master
         log=tmp_path / "web.log",
         group=True,
         cwd=REPO_DIR,

@@ -13,6 +13,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from tests.conftest import REPO_DIR, free_port, manage, wait_for
+from tests.support.processes import web_command
 
 
 def test_stdlib_platform_module_is_not_shadowed():
@@ -217,16 +218,7 @@ def test_web_process_serves_http_through_gunicorn_with_the_uvicorn_worker(tmp_pa
     env = {**os.environ, "BERTH_HOME": str(tmp_path), "DATABASE_URL": "", "BERTH_WEB_PORT": str(port)}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO_DIR, env=env, check=True)
     process = subprocess.Popen(
-        [
-            str(REPO_DIR / ".venv/bin/gunicorn"),
-            "berth.config.asgi:application",
-            "--worker-class",
-            "uvicorn.workers.UvicornWorker",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-        ],
+        web_command(port),
         cwd=REPO_DIR,
         env={**env, "PYTHONPATH": str(REPO_DIR / "platform")},
         stdout=subprocess.DEVNULL,

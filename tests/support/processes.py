@@ -14,11 +14,30 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.conftest import REPO_DIR
+
 # what a server says when its port is taken: HAProxy ("cannot bind socket (Address already in use)"), gunicorn
 # ("Connection in use" on each of its five tries)
 PORT_TAKEN = re.compile(r"Address already in use|Connection in use")
 # /proc/net/tcp's state of a listening socket
 TCP_LISTEN = "0A"
+
+
+def web_command(port: int, *, workers: int = 1) -> list[str]:
+    """The web process as deploy/Procfile runs it (gunicorn, Berth's uvicorn worker, preloaded), on 127.0.0.1:`port`."""
+    return [
+        str(REPO_DIR / ".venv/bin/gunicorn"),
+        "berth.config.asgi:application",
+        "--worker-class",
+        "berth.config.worker.BerthUvicornWorker",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--preload",
+        "--timeout",
+        "0",
+    ]
 
 
 class Child:
