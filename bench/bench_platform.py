@@ -74,7 +74,7 @@ class Platform:
         ]
         worker += [
             "--autoscale",
-            "10,1",
+            "10,0",
             "--without-heartbeat",
             "--without-mingle",
             "--without-gossip",

@@ -2,12 +2,12 @@
 
     .venv/bin/python bench/idle_footprint.py [--apps 4] [--idle 90]
 
-Starts the platform as the deploy benchmarks do (bench/deploy_platform: HAProxy, gunicorn+uvicorn with 2 workers,
-the Celery worker with deploy/Procfile's `--autoscale 10,1`, the watcher, the log shipper) plus beat, as
-deploy/Procfile runs it. (Berth's registry, a `docker-registry` of ~24 MB, is not started: no benchmark pushes to
+Starts the platform as deploy/Procfile runs it, through the deploy benchmarks' bench/deploy_platform: HAProxy,
+gunicorn+uvicorn with 2 workers, the Celery worker with `--autoscale 10,0`, and the `daemons` process (the watcher,
+the log shipper and beat in one). (Berth's registry, a `docker-registry` of ~24 MB, is not started: no benchmark pushes to
 it.) Measures the PSS of each process tree (shared pages divided among their sharers: what the tree really costs)
 after 30 s of quiet; then pushes --apps apps at once (the worker's pool grows), and samples every 10 s for --idle
-seconds of quiet after the last one is live: the pool should be back to one process, the rest as before. Prints a
+seconds of quiet after the last one is live: the pool should be back to no process (one for a moment at each of beat's ticks), the rest as before. Prints a
 table, writes bench/results/idle_footprint.json (+ .figures.json for bench/run_all.py). Stops what it started, by PID.
 """
 
@@ -46,7 +46,7 @@ def main() -> int:
     apps = max(1, min(args.apps, 10))
     idle_s = max(10.0, min(args.idle, 600.0))
     result: dict = {"apps": apps}
-    with Platform(shipper=True, beat=True) as platform:
+    with Platform(daemons=True) as platform:
         time.sleep(QUIET_S)
         result["before"] = footprint(platform)
 

@@ -13,7 +13,10 @@ LOG_DIR="$BERTH_HOME/log"
 REPO_REAL="$(cd "$REPO_DIR" && pwd -P)"
 # the order an upgrade replaces them in; never the router: it serves the apps (its backends change through its
 # admin socket, and a restart would drop the requests on its keep-alive connections)
-CONTROL_PROCESSES=(worker beat watcher shipper registry web)
+CONTROL_PROCESSES=(worker daemons registry web)
+# processes of an older Berth that `daemons` (one process since issue 17) took over: an upgrade stops them before it
+# starts the new one (they are singletons); stopping the platform stops them too
+RETIRED_PROCESSES=(beat watcher shipper)
 
 procfile_command() {
   # NAME → its command line in deploy/Procfile, without the respawn wrapper a line may carry (all get one here)
@@ -80,7 +83,7 @@ platform_version() {
 platform_running() {
   # true when any process of this checkout's platform runs (its PID files name live processes)
   local name
-  for name in router "${CONTROL_PROCESSES[@]}"; do
+  for name in router "${CONTROL_PROCESSES[@]}" "${RETIRED_PROCESSES[@]}"; do
     [ -n "$(process_pid "$name")" ] && return 0
   done
   return 1
@@ -116,6 +119,7 @@ adopt_legacy_platform() {
         haproxy* | */haproxy* | *router_run*) name=router ;;
         *"manage.py watch"*) name=watcher ;;
         *ship_logs*) name=shipper ;;
+        *"manage.py daemons"*) name=daemons ;;
         *docker-registry*serve* | *registry_run*) name=registry ;;
         *) continue ;;
       esac
@@ -140,8 +144,9 @@ process_replace() {
   # old one gets SIGTERM, Celery's warm shutdown: it takes no new task and finishes the running ones (a build, a
   # deploy) before it exits. The web process: the old one stops listening at once and ends the requests it
   # serves (a push's output) within gunicorn's graceful timeout while the new one starts. The others are
-  # singletons (one watcher, one beat, one shipper reading the streams, one registry on its port): the old one
-  # ends, then the new one starts; what they do is picked up again from Redis, the database and Docker.
+  # singletons (one watcher, one beat, one shipper reading the streams, all three in `daemons`; one registry on
+  # its port): the old one ends (for `daemons`, an older Berth's separate beat, watcher and shipper too), then the
+  # new one starts; what they do is picked up again from Redis, the database and Docker.
   local name=$1 old started=$SECONDS
   old=$(process_pid "$name")
   case "$name" in
@@ -158,6 +163,19 @@ process_replace() {
       wait_web
       if [ -n "$old" ]; then process_wait_gone "$old" 45; fi
       ;;
+    daemons)
+      local retired pid
+      for retired in "${RETIRED_PROCESSES[@]}"; do
+        pid=$(process_pid "$retired")
+        if [ -n "$pid" ]; then
+          process_stop "$pid" 40
+          say "$retired: stopped (the daemons process runs it now)"
+        fi
+        rm -f "$RUN_DIR/$retired.pid"
+      done
+      if [ -n "$old" ]; then process_stop "$old" 40; fi
+      process_start daemons
+      ;;
     *)
       if [ -n "$old" ]; then process_stop "$old" 40; fi
       process_start "$name"
@@ -169,7 +187,7 @@ process_replace() {
 platform_stop() {
   # every process, the router too (SIGTERM to all at once, then each waited for)
   local name pid pids=()
-  for name in "${CONTROL_PROCESSES[@]}" router; do
+  for name in "${CONTROL_PROCESSES[@]}" "${RETIRED_PROCESSES[@]}" router; do
     pid=$(process_pid "$name")
     if [ -n "$pid" ]; then
       kill -TERM "$pid" 2>/dev/null || true

@@ -40,7 +40,7 @@ cd "$REPO_DIR"
 source "$REPO_DIR/deploy/processes.sh"
 manage() { .venv/bin/python manage.py "$@"; }
 
-processes=(web worker beat watcher shipper)
+processes=(web worker daemons)
 if [ -n "$BERTH_REGISTRY" ]; then processes+=(registry); fi
 
 # Already running from this checkout (a `make up` of Berth 0.7 or older: one honcho)? Then this is an upgrade:

@@ -72,8 +72,12 @@ def remove_services(prefix: str | None = None) -> None:
 
 
 class Platform:
-    def __init__(self, *, http_port: int | None = None, shipper: bool = False, beat: bool = False):
+    def __init__(
+        self, *, http_port: int | None = None, shipper: bool = False, beat: bool = False, daemons: bool = False
+    ):
         self.http_port = http_port or free_port()
+        # the watcher, the shipper and beat as deploy/Procfile runs them: one `daemons` process
+        self.daemons = daemons
         self.shipper = (
             shipper  # the log shipper too (logs, health, the metrics history), as `make up` runs it
         )
@@ -111,14 +115,18 @@ class Platform:
                     "-b", f"127.0.0.1:{self.web_port}", "-w", "2", "--preload", "--timeout", "0"]  # fmt: skip
         # the pool as deploy/Procfile sizes it: it grows with the builds queued (a build mostly waits on Docker)
         worker = [str(VENV / "celery"), "-A", "berth.config", "worker", "-Q", "default,builds,deploys,previews",
-                  "--autoscale", "10,1",
+                  "--autoscale", "10,0",
                   "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "INFO"]  # fmt: skip
         self._start("web", gunicorn, env)
         self._start("worker", worker, env)
-        self._start("watcher", [str(VENV / "python"), "manage.py", "watch"], env)
-        if self.shipper:
+        if self.daemons:
+            daemons = [str(VENV / "python"), "manage.py", "daemons", "--schedule", str(HOME / "celerybeat-schedule")]
+            self._start("daemons", daemons, env)
+        else:
+            self._start("watcher", [str(VENV / "python"), "manage.py", "watch"], env)
+        if self.shipper and not self.daemons:
             self._start("shipper", [str(VENV / "python"), "manage.py", "ship_logs"], env)
-        if self.beat:
+        if self.beat and not self.daemons:
             beat = [str(VENV / "celery"), "-A", "berth.config.beat", "beat", "--loglevel", "INFO",
                     "--schedule", str(HOME / "celerybeat-schedule")]  # fmt: skip
             self._start("beat", beat, env)

@@ -123,3 +123,51 @@ def test_the_worker_uses_it():
     from berth.config.celery import app
 
     assert app.conf.worker_autoscaler == "berth.config.celery:PoolAutoscaler"
+
+
+def test_with_no_minimum_the_last_process_ends_once_the_pool_is_idle_and_returns_with_work(clock, reserved):
+    """deploy/Procfile's `--autoscale 10,0`: an idle worker keeps no pool process; beat's tick gets one for a
+    moment, a build holds its own as long as it runs, and a burst's processes shrink by Celery's rule first."""
+    scaler = PoolAutoscaler(Pool(0), max_concurrency=10, min_concurrency=0, keepalive=30)
+    scaler.maybe_scale()
+    assert scaler.processes == 0  # idle from the start
+    sizes = []
+    for _ in range(3):  # beat's tick every 15 s: a process while it runs, none a moment after
+        reserved.add(task(TICK))
+        scaler.maybe_scale(req=task(TICK))
+        sizes.append(scaler.processes)
+        reserved.clear()
+        clock[0] += 1
+        scaler.maybe_scale()
+        sizes.append(scaler.processes)
+        clock[0] += 2.5
+        scaler.maybe_scale()
+        sizes.append(scaler.processes)
+        clock[0] += 11.5
+    assert sizes == [1, 1, 0] * 3
+    # a build running for a minute keeps its process throughout
+    reserved.add(task(BUILD, running_s=0))
+    scaler.maybe_scale(req=task(BUILD))
+    for _ in range(60):
+        clock[0] += 1
+        scaler.maybe_scale()
+        assert scaler.processes == 1
+    reserved.clear()
+    scaler.maybe_scale()
+    assert scaler.processes == 1  # the deploy that follows a build finds it still there
+    clock[0] += 3
+    scaler.maybe_scale()
+    assert scaler.processes == 0
+    # ten at once: ten processes; done: back to one by Celery's rule (keepalive after the growth), then none
+    reserved.update(task(BUILD, n) for n in range(10))
+    scaler.maybe_scale(req=task(BUILD))
+    assert scaler.processes == 10
+    clock[0] += 20
+    reserved.clear()
+    scaler.maybe_scale()
+    assert scaler.processes == 10  # within keepalive of the growth
+    clock[0] += 15
+    scaler.maybe_scale()
+    assert scaler.processes == 1
+    scaler.maybe_scale()
+    assert scaler.processes == 0

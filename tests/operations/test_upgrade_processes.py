@@ -4,7 +4,8 @@ lines look like the platform's (the whole platform, upgraded under load, is benc
 
 Checked: each process runs on its own with a PID file; an upgrade replaces every process but the router, the new
 worker starting before the old one has finished its task (Celery's warm shutdown stands in as "finish, then exit
-0"); Berth 0.7's honcho is detached without its processes stopping, and they are replaced the same way; `make
+0"), and an older Berth's beat, watcher and shipper are stopped for the one `daemons` process that runs the three
+now; Berth 0.7's honcho is detached without its processes stopping, and they are replaced the same way; `make
 down`'s platform_stop leaves nothing running.
 """
 
@@ -61,16 +62,21 @@ while True:
     time.sleep(1)
 """
 
+# this version's processes, and (beat, watcher, shipper) an older Berth's, which `daemons` runs now: an upgrade from
+# that version finds them running and stops them
 PROCFILE = """\
 web: python3 stand_in.py gunicorn berth.config.asgi:application web
 worker: deploy/respawn.sh python3 stand_in.py celery -A berth.config worker --queues default worker
-beat: deploy/respawn.sh python3 stand_in.py celery -A berth.config beat --loglevel INFO beat
+daemons: python3 stand_in.py manage.py daemons daemons
 router: python3 stand_in.py manage.py router_run router
+beat: deploy/respawn.sh python3 stand_in.py celery -A berth.config beat --loglevel INFO beat
 watcher: python3 stand_in.py manage.py watch watcher
 shipper: python3 stand_in.py manage.py ship_logs shipper
 """
 
-NAMES = ("web", "worker", "beat", "router", "watcher", "shipper")
+NAMES = ("web", "worker", "daemons", "router")
+OLDER = ("web", "worker", "beat", "router", "watcher", "shipper")  # an older Berth's processes
+RETIRED = ("beat", "watcher", "shipper")
 
 
 @pytest.fixture
@@ -164,36 +170,55 @@ def replace_all(checkout: Checkout) -> str:
 
 
 def test_each_process_runs_on_its_own_and_an_upgrade_replaces_all_but_the_router(checkout):
+    # an older Berth runs: its beat, watcher and shipper each a process
     checkout.sh("for name in router web worker beat watcher shipper; do process_start $name; done")
     wait_for(lambda: len(checkout.events_of("started")) == 6, timeout=30, message="six processes started")
-    before = {name: checkout.pid(name) for name in NAMES}
+    before = {name: checkout.pid(name) for name in OLDER}
     assert all(before.values()), before
     assert checkout.sh("platform_running && echo yes").strip() == "yes"
     assert (checkout.home / "log" / "worker.log").read_text().startswith("started celery")
     # one process ending (as honcho's did, it stopped all) leaves the others running
     os.kill(before["watcher"], signal.SIGTERM)
     wait_for(lambda: not checkout.alive(before["watcher"]), timeout=10, message="the watcher stopped")
-    assert all(checkout.alive(before[name]) for name in NAMES if name != "watcher")
+    assert all(checkout.alive(before[name]) for name in OLDER if name != "watcher")
 
     out = replace_all(checkout)
 
-    after = {name: checkout.pid(name) for name in NAMES}
+    after = {name: checkout.pid(name) for name in NAMES + RETIRED}
     assert after["router"] == before["router"], "the router was restarted"
-    for name in ("web", "worker", "beat", "shipper"):
+    for name in ("web", "worker"):
         assert after[name] != before[name], f"{name} was not replaced"
+    for name in ("web", "worker", *RETIRED):
         assert not checkout.alive(before[name]), f"the old {name} still runs"
-    assert after["watcher"], "the watcher that had stopped is started again"
+    assert after["daemons"], "the daemons process runs"
+    assert [after[name] for name in RETIRED] == [None, None, None], "a retired process is still known"
     # the old worker finished its task, and the new worker had started before it did
     finished = checkout.events_of("finished-task")
     assert len(finished) == 1
     new_worker_started = [t for role, _, t in checkout.events_of("started") if role == "worker"][-1]
     assert new_worker_started < finished[0][2]
     assert "worker: running this version" in out and "router:" not in out
+    assert "beat: stopped (the daemons process runs it now)" in out
+    # the retired singletons ended before the process that runs them now started
+    daemons_started = [t for role, _, t in checkout.events_of("started") if role == "daemons"][0]
+    assert all(t < daemons_started for role, _, t in checkout.events_of("stopped") if role in RETIRED)
+
+    # an upgrade of this version replaces the daemons process like the others
+    replace_all(checkout)
+    assert checkout.pid("daemons") not in (None, after["daemons"]) and not checkout.alive(after["daemons"])
 
     # a replaced process behind respawn.sh is a shell for a moment before it execs the program
-    wait_for(lambda: len(running_stand_ins(checkout.root)) == 6, timeout=10, message="six processes running")
+    wait_for(lambda: len(running_stand_ins(checkout.root)) == 4, timeout=10, message="four processes running")
     checkout.sh("platform_stop")
     assert running_stand_ins(checkout.root) == []
+
+
+def test_stopping_the_platform_stops_an_older_berths_processes_too(checkout):
+    checkout.sh("for name in router web worker beat watcher shipper; do process_start $name; done")
+    wait_for(lambda: len(checkout.events_of("started")) == 6, timeout=30, message="six processes started")
+    checkout.sh("platform_stop")
+    assert running_stand_ins(checkout.root) == []
+    assert checkout.sh("platform_running || echo no").strip() == "no"
 
 
 def test_a_berth_07_honcho_is_detached_and_its_processes_replaced_without_the_router(checkout):
@@ -204,13 +229,13 @@ def test_a_berth_07_honcho_is_detached_and_its_processes_replaced_without_the_ro
     )  # fmt: skip
     checkout.started.append(honcho)
     wait_for(
-        lambda: len(checkout.events_of("started")) == 6, timeout=30, message="honcho started six processes"
+        lambda: len(checkout.events_of("started")) == 7, timeout=30, message="honcho started seven processes"
     )
     honchos = checkout.sh("adopt_legacy_platform").split()
     assert str(honcho.pid) in honchos
-    adopted = {name: checkout.pid(name) for name in NAMES}
+    adopted = {name: checkout.pid(name) for name in NAMES + RETIRED}
     stand_ins = set(running_stand_ins(checkout.root))
-    for name in ("web", "router", "watcher", "shipper"):
+    for name in ("web", "router", "daemons", "watcher", "shipper"):
         assert adopted[name] in stand_ins, f"{name}: the shell honcho ran, not the process, was adopted"
 
     os.kill(honcho.pid, signal.SIGKILL)  # what the upgrade does: honcho alone
@@ -225,14 +250,14 @@ def test_a_berth_07_honcho_is_detached_and_its_processes_replaced_without_the_ro
 
     replace_all(checkout)
 
-    after = {name: checkout.pid(name) for name in NAMES}
+    after = {name: checkout.pid(name) for name in NAMES + RETIRED}
     assert after["router"] == adopted["router"] and checkout.alive(adopted["router"])
-    for name in ("web", "worker", "beat", "watcher", "shipper"):
+    for name in ("web", "worker", "daemons", *RETIRED):
         assert after[name] != adopted[name] and not checkout.alive(adopted[name]), name
     assert len(checkout.events_of("finished-task")) == 1, "the old worker did not finish its task"
 
     # a replaced process behind respawn.sh is a shell for a moment before it execs the program
-    wait_for(lambda: len(running_stand_ins(checkout.root)) == 6, timeout=10, message="six processes running")
+    wait_for(lambda: len(running_stand_ins(checkout.root)) == 4, timeout=10, message="four processes running")
     checkout.sh("platform_stop")
     assert running_stand_ins(checkout.root) == []
 

@@ -2,7 +2,7 @@ import os
 import time
 
 from celery import Celery
-from celery.worker import state
+from celery.worker import autoscale, state
 from celery.worker.autoscale import Autoscaler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "berth.config.settings")
@@ -13,6 +13,7 @@ app.autodiscover_tasks()
 
 
 SCHEDULED_LONG_S = 2.0  # a scheduled task running this long holds its process like any task
+LAST_PROCESS_IDLE_S = 2.0  # with `--autoscale N,0`: the last process ends once the pool has been idle this long
 
 
 class PoolAutoscaler(Autoscaler):
@@ -23,8 +24,29 @@ class PoolAutoscaler(Autoscaler):
     15 s (the cron tick), so a pool grown to ten processes by ten pushes at once kept them, idle, for good (five
     forks, 427 MB PSS, two minutes after one push on a `make up` install)."""
 
+    _last_busy: float | None = None
+
     def on_task_received(self, req) -> None:
         pass  # the pool's clock is its last growth (Autoscaler.scale_down): a task that fits does not reset it
+
+    def _maybe_scale(self, req=None):
+        if self.qty:
+            self._last_busy = autoscale.monotonic()
+        return super()._maybe_scale(req)
+
+    def scale_down(self, n: int):
+        """Celery's rule for the processes a burst of work grew; the last one (`--autoscale N,0`, as deploy/Procfile
+        runs the worker) ends LAST_PROCESS_IDLE_S after the pool was last busy. An idle worker is then its main
+        process alone (~100 MB PSS), which forks a process the moment a task arrives (~50 ms, from the loaded
+        Django); the pool process it kept for good was ~65 MB more (issue 17: the idle footprint). Beat's tick every
+        15 s gets a process for ~3 s."""
+        if n < self.processes:
+            return super().scale_down(n)
+        if n > 1:
+            return super().scale_down(n - 1)  # down to one first: the burst's processes by Celery's rule
+        if self._last_busy is None or autoscale.monotonic() - self._last_busy > LAST_PROCESS_IDLE_S:
+            return self._shrink(1)
+        return None
 
     @property
     def qty(self) -> int:
