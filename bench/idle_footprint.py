@@ -7,8 +7,8 @@ gunicorn+uvicorn with 2 workers, the Celery worker with `--autoscale 10,0`, and 
 the log shipper and beat in one). (Berth's registry, a `docker-registry` of ~24 MB, is not started: no benchmark pushes to
 it.) Measures the PSS of each process tree (shared pages divided among their sharers: what the tree really costs)
 after 30 s of quiet; then pushes --apps apps at once (the worker's pool grows), and samples every 10 s for --idle
-seconds of quiet after the last one is live: the pool should be back to no process (one for a moment at each of beat's ticks), the rest as before. Prints a
-table, writes bench/results/idle_footprint.json (+ .figures.json for bench/run_all.py). Stops what it started, by PID.
+seconds of quiet after the last one is live: the pool should be back to no process (one for a moment at each of
+beat's ticks), the rest as before. Prints a table, writes bench/results/idle_footprint.json (+ .figures.json for bench/run_all.py). Stops what it started, by PID.
 """
 
 import argparse

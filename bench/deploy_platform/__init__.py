@@ -73,7 +73,12 @@ def remove_services(prefix: str | None = None) -> None:
 
 class Platform:
     def __init__(
-        self, *, http_port: int | None = None, shipper: bool = False, beat: bool = False, daemons: bool = False
+        self,
+        *,
+        http_port: int | None = None,
+        shipper: bool = False,
+        beat: bool = False,
+        daemons: bool = False,
     ):
         self.http_port = http_port or free_port()
         # the watcher, the shipper and beat as deploy/Procfile runs them: one `daemons` process
@@ -120,7 +125,13 @@ class Platform:
         self._start("web", gunicorn, env)
         self._start("worker", worker, env)
         if self.daemons:
-            daemons = [str(VENV / "python"), "manage.py", "daemons", "--schedule", str(HOME / "celerybeat-schedule")]
+            daemons = [
+                str(VENV / "python"),
+                "manage.py",
+                "daemons",
+                "--schedule",
+                str(HOME / "celerybeat-schedule"),
+            ]
             self._start("daemons", daemons, env)
         else:
             self._start("watcher", [str(VENV / "python"), "manage.py", "watch"], env)

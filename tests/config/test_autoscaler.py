@@ -171,3 +171,30 @@ def test_with_no_minimum_the_last_process_ends_once_the_pool_is_idle_and_returns
     assert scaler.processes == 1
     scaler.maybe_scale()
     assert scaler.processes == 0
+
+
+class Hub:
+    """The worker's event loop as the autoscaler uses it: callbacks to run later."""
+
+    def __init__(self):
+        self.later: list = []
+
+    def call_later(self, delay: float, callback) -> None:
+        self.later.append((delay, callback))
+
+
+def test_in_the_event_loop_a_busy_pool_is_looked_at_again_until_its_last_process_can_end(clock, reserved):
+    """Celery's event loop looks at the pool only when a task arrives and every 30 s: the follow-up look is what
+    ends the last process after a tick (without it, ticks falling on those looks kept it for good)."""
+    worker = type("Worker", (), {"hub": Hub()})()
+    scaler = PoolAutoscaler(Pool(0), max_concurrency=10, min_concurrency=0, keepalive=30, worker=worker)
+    reserved.add(task(TICK))
+    scaler.maybe_scale(req=task(TICK))
+    assert scaler.processes == 1 and len(worker.hub.later) == 1  # one look asked for, however many tasks arrive
+    scaler.maybe_scale(req=task(TICK))
+    assert len(worker.hub.later) == 1
+    reserved.clear()
+    delay, look = worker.hub.later.pop()
+    clock[0] += delay
+    look()
+    assert scaler.processes == 0 and worker.hub.later == []

@@ -13,7 +13,7 @@ app.autodiscover_tasks()
 
 
 SCHEDULED_LONG_S = 2.0  # a scheduled task running this long holds its process like any task
-LAST_PROCESS_IDLE_S = 2.0  # with `--autoscale N,0`: the last process ends once the pool has been idle this long
+LAST_PROCESS_IDLE_S = 2.0  # `--autoscale N,0`: the last process ends once the pool is idle this long
 
 
 class PoolAutoscaler(Autoscaler):
@@ -29,10 +29,43 @@ class PoolAutoscaler(Autoscaler):
     def on_task_received(self, req) -> None:
         pass  # the pool's clock is its last growth (Autoscaler.scale_down): a task that fits does not reset it
 
+    _check_pending = False
+
     def _maybe_scale(self, req=None):
         if self.qty:
             self._last_busy = autoscale.monotonic()
+            self._look_again_soon()
         return super()._maybe_scale(req)
+
+    def _look_again_soon(self) -> None:
+        """With the worker's event loop Celery looks at the pool only when a task arrives and every `keepalive`
+        (30 s): beat's ticks, every 15 s, fell on those looks and kept the last process for good. While the pool is
+        busy it is looked at again just after LAST_PROCESS_IDLE_S."""
+        hub = getattr(self.worker, "hub", None)
+        if hub is None or self._check_pending:
+            return  # no event loop: Celery's own thread looks every second
+        self._check_pending = True
+
+        def look() -> None:
+            self._check_pending = False
+            self.maybe_scale()
+
+        hub.call_later(LAST_PROCESS_IDLE_S + 0.5, look)
+
+    def _grow(self, n: int) -> None:
+        if self.processes == 0 and n == 1:  # the idle worker's first process: at every tick, not worth a line
+            self.pool.grow(1)
+        else:
+            super()._grow(n)
+
+    def _shrink(self, n: int) -> None:
+        if self.processes == 1 and n == 1:
+            try:
+                self.pool.shrink(1)
+            except ValueError:
+                pass  # busy after all: looked at again later
+        else:
+            super()._shrink(n)
 
     def scale_down(self, n: int):
         """Celery's rule for the processes a burst of work grew; the last one (`--autoscale N,0`, as deploy/Procfile

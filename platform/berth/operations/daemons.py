@@ -44,7 +44,9 @@ def daemons_run(
     sampler = Sampler(interval=sample_interval, traffic=router_traffic()).start()
     companions = [start() for start in COMPANIONS]
     # beat's clock as a thread (Celery's embedded service wakes every second, to stop within one)
-    beat = EmbeddedService(current_app._get_current_object(), thread=True, schedule_filename=str(schedule_path))
+    beat = EmbeddedService(
+        current_app._get_current_object(), thread=True, schedule_filename=str(schedule_path)
+    )
     beat.name = "beat"
     beat.start()
     say(f"beat: sending the schedule's tasks (schedule file {schedule_path})")
