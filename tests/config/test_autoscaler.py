@@ -190,7 +190,8 @@ def test_in_the_event_loop_a_busy_pool_is_looked_at_again_until_its_last_process
     scaler = PoolAutoscaler(Pool(0), max_concurrency=10, min_concurrency=0, keepalive=30, worker=worker)
     reserved.add(task(TICK))
     scaler.maybe_scale(req=task(TICK))
-    assert scaler.processes == 1 and len(worker.hub.later) == 1  # one look asked for, however many tasks arrive
+    # one look asked for, however many tasks arrive
+    assert scaler.processes == 1 and len(worker.hub.later) == 1
     scaler.maybe_scale(req=task(TICK))
     assert len(worker.hub.later) == 1
     reserved.clear()
