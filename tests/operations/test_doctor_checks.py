@@ -107,7 +107,7 @@ def test_a_scheduled_addon_without_a_recent_verified_backup_is_an_error_an_unsch
     assert [f.message for f in found] == [
         f"add-on {app.team.name}/db: no verified backup for 2 days (the newest is 3 days old)"
     ]
-    assert "berth-beat" in found[0].fix
+    assert "berth-daemons" in found[0].fix
     _backup(scheduled, "b002", BackupState.VERIFIED, age=timedelta(hours=20))
     assert not [f for f in checks.addon_backup_findings(now=NOW) if "add-on" in f.message]
 

@@ -129,7 +129,7 @@ def addon_backup_findings(now=None) -> list[Finding]:
                     "backups",
                     ERROR,
                     f"add-on {where}: no verified backup for {BACKUP_MAX_AGE.days} days ({age})",
-                    "scheduled backups run from Celery beat: check that `berth-beat` and a worker run",
+                    "scheduled backups run from Celery beat: check that `berth-daemons` (beat runs there) and a worker run",
                 )
             )
     alarm = controlplane.backup_alarm()
