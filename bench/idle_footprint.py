@@ -6,13 +6,15 @@ Starts the platform as deploy/Procfile runs it, through the deploy benchmarks' b
 gunicorn+uvicorn with 2 workers, the Celery worker with `--autoscale 10,0`, and the `daemons` process (the watcher,
 the log shipper and beat in one). (Berth's registry, a `docker-registry` of ~24 MB, is not started: no benchmark pushes to
 it.) Measures the PSS of each process tree (shared pages divided among their sharers: what the tree really costs)
-after 30 s of quiet; then pushes --apps apps at once (the worker's pool grows), and samples every 10 s for --idle
+after 30 s of quiet (the median of 10 samples 2 s apart: beat's tick every 15 s gives the worker a pool process
+for ~3 s, which a single sample may or may not catch); then pushes --apps apps at once (the worker's pool grows), and samples every 10 s for --idle
 seconds of quiet after the last one is live: the pool should be back to no process (one for a moment at each of
 beat's ticks), the rest as before. Prints a table, writes bench/results/idle_footprint.json (+ .figures.json for bench/run_all.py). Stops what it started, by PID.
 """
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import threading
@@ -22,6 +24,7 @@ from common import RESULTS, figure, print_table, process_tree, save_figures, tre
 from deploy_platform import Platform
 
 QUIET_S = 30
+SAMPLES, SAMPLE_EVERY_S = 10, 2.0  # an idle figure is the median of these, per process tree
 GOAL_MB = 350  # issue 17: Berth's own processes, idle, one node
 
 
@@ -38,6 +41,26 @@ def footprint(platform: Platform) -> dict[str, dict]:
     return trees
 
 
+def footprint_median(platform: Platform) -> dict[str, dict]:
+    """footprint() sampled SAMPLES times, SAMPLE_EVERY_S apart: the median of each tree's figures, and the process
+    counts seen."""
+    samples = []
+    for n in range(SAMPLES):
+        if n:
+            time.sleep(SAMPLE_EVERY_S)
+        samples.append(footprint(platform))
+    trees = {}
+    for name in samples[0]:
+        values = [sample[name] for sample in samples if name in sample]
+        trees[name] = {
+            "pss_mb": round(statistics.median(v["pss_mb"] for v in values), 1),
+            "rss_mb": round(statistics.median(v["rss_mb"] for v in values), 1),
+            "processes": round(statistics.median(v["processes"] for v in values)),
+            "processes_seen": sorted({v["processes"] for v in values}),
+        }
+    return trees
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--apps", type=int, default=4, help="apps pushed at once (the worker's pool grows)")
@@ -48,7 +71,7 @@ def main() -> int:
     result: dict = {"apps": apps}
     with Platform(daemons=True) as platform:
         time.sleep(QUIET_S)
-        result["before"] = footprint(platform)
+        result["before"] = footprint_median(platform)
 
         from berth.apps.services import app_create  # Django is set up by now
 
@@ -90,9 +113,10 @@ def main() -> int:
             time.sleep(10)
             samples.append({"after_s": round(time.monotonic() - quiet_from), **footprint(platform)})
         result["after"] = samples
+        result["after_median"] = footprint_median(platform)
 
     names = list(result["before"])
-    last = result["after"][-1]
+    last = {"after_s": round(idle_s + SAMPLES * SAMPLE_EVERY_S), **result["after_median"]}
     rows = [
         [
             name,
@@ -109,12 +133,19 @@ def main() -> int:
         ["all", round(totals["before"], 1), round(totals["peak"], 1), "", round(totals["after"], 1), ""]
     )
     print_table(
-        f"Berth's processes, PSS MB: idle; while {apps} pushes run (peak pool); {idle_s:.0f} s after the last is live",
+        f"Berth's processes, PSS MB (idle: median of {SAMPLES} samples {SAMPLE_EVERY_S:.0f} s apart): idle; while"
+        f" {apps} pushes run (peak pool); {idle_s:.0f} s after the last is live",
         ["process", "idle", "pushing", "procs", f"idle after {last['after_s']} s", "procs"],
         rows,
     )
     print(
         "worker's processes every 10 s after the pushes:", [s["worker"]["processes"] for s in result["after"]]
+    )
+    print(
+        "worker's processes seen in the idle samples: before the pushes",
+        result["before"]["worker"]["processes_seen"],
+        "after",
+        result["after_median"]["worker"]["processes_seen"],
     )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "idle_footprint.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -1,5 +1,6 @@
 """ASGI entry point: gunicorn's uvicorn worker serves HTTP (Django) and WebSockets (Channels) here."""
 
+import contextlib
 import gc
 import os
 import re
@@ -24,6 +25,21 @@ from berth.core.bodylimit import BodyCap, BodyLimit  # noqa: E402
 from berth.gitserver import conf as git_conf  # noqa: E402
 from berth.gitserver.backend import HEAD_BYTES  # noqa: E402
 from berth.live.middleware import websocket_auth  # noqa: E402
+
+PRELOADED = (
+    "celery.app.amqp",
+    "celery.app.events",
+    "celery.backends.base",
+    "celery.canvas",
+    "celery.contrib.django.task",
+    "celery.events.dispatcher",
+    "celery.result",
+    "kombu.mixins",
+    "kombu.transport.redis",
+    "kombu.utils.limits",
+    "django.contrib.messages.storage.fallback",
+    "django.contrib.sessions.serializers",
+)
 
 # Django reads a whole body before any view runs: the caps apply before it, by path.
 http_app = BodyLimit(
@@ -60,6 +76,12 @@ application = ProtocolTypeRouter(
 # Every view's module, now rather than at each worker's first request: with --preload, once, shared by the workers
 # (measured: the web tree after 80 requests 199 → 157 MB PSS)
 import_module(settings.ROOT_URLCONF)
+# What a worker's first task sent (a push's build) and first dashboard login import, found in each worker after four
+# pushes (33-37 modules): imported here, once, for the same reason. A name a newer
+# library no longer has is skipped, never a reason not to start.
+for module in PRELOADED:
+    with contextlib.suppress(ImportError):
+        import_module(module)
 
 # gunicorn --preload (deploy/Procfile) imports all of the above once, in its master, and forks the workers from it.
 # Frozen, those objects are never walked by a worker's garbage collector: no collection copies the pages they sit

@@ -184,7 +184,9 @@ if env_bool("BERTH_DATABASE_POOL", False) and DATABASES["default"]["ENGINE"].end
         # starts afresh; the default (300 s) left the web process on its database's 16-32 s backoff for as long
         # after the database was back (tests/e2e/test_faults_database.py)
         "reconnect_timeout": 3,
-        "max_idle": 300,
+        # connections a burst opened (6 in a worker after four pushes at once) close after a minute unused: each
+        # is memory here and a PostgreSQL backend process there, on a small server (issue 17's idle footprint)
+        "max_idle": 60,
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and a busy timeout let web, worker and watcher share one file without "database is locked".
