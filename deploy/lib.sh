@@ -191,3 +191,28 @@ ensure_venv() {
     echo "$want" > "$stamp"
   fi
 }
+
+systemd_units_update() {
+  # UNITS_DIR (/etc/systemd/system): an older Berth's beat, watcher and shipper units give way to berth-daemons,
+  # which runs the three now. They are singletons: each is stopped, disabled and its unit file removed (berth.target's
+  # Wants= would start it again) before berth-daemons starts, whatever an earlier, interrupted upgrade left. The unit
+  # this version adds and the target that names them all are installed; an admin's edits to the other units are
+  # kept, and a unit that differs from this version's is named.
+  local units=$1 unit file
+  for unit in beat watcher shipper; do
+    if [ -f "$units/berth-$unit.service" ] || systemctl is-active --quiet "berth-$unit.service" 2>/dev/null; then
+      say "berth-$unit: stopped, disabled and removed (berth-daemons runs it now)"
+      systemctl disable --now "berth-$unit.service" >/dev/null 2>&1 || true
+      rm -f "$units/berth-$unit.service"
+    fi
+  done
+  [ -f "$units/berth-daemons.service" ] || cp "$REPO_DIR/deploy/systemd/berth-daemons.service" "$units/"
+  cp "$REPO_DIR/deploy/systemd/berth.target" "$units/"
+  systemctl daemon-reload
+  systemctl enable berth-daemons.service >/dev/null 2>&1 || die "could not enable berth-daemons.service"
+  for file in "$REPO_DIR"/deploy/systemd/*.service; do
+    if ! cmp -s "$file" "$units/$(basename "$file")"; then
+      say "$units/$(basename "$file") differs from $file: kept (copy it over for this version's settings)"
+    fi
+  done
+}

@@ -26,19 +26,7 @@ if [ -d /run/systemd/system ] && systemctl is-active --quiet berth-web.service 2
   manage collectstatic --noinput -v0
   manage stack_build base trixie
   manage addon_images_build
-  # an older Berth's beat, watcher and shipper units: one `daemons` unit runs the three now (singletons: the old
-  # ones stop before it starts)
-  if [ ! -f /etc/systemd/system/berth-daemons.service ]; then
-    cp deploy/systemd/berth-daemons.service deploy/systemd/berth.target /etc/systemd/system/
-    systemctl daemon-reload
-    for unit in beat watcher shipper; do
-      if systemctl is-enabled --quiet "berth-$unit.service" 2>/dev/null || systemctl is-active --quiet "berth-$unit.service" 2>/dev/null; then
-        say "berth-$unit: stopped and disabled (berth-daemons runs it now)"
-        systemctl disable --now "berth-$unit.service" >/dev/null 2>&1 || true
-      fi
-    done
-    systemctl enable berth-daemons.service >/dev/null 2>&1
-  fi
+  systemd_units_update /etc/systemd/system
   # the worker's unit stops it with SIGTERM: Celery's warm shutdown finishes the running builds first
   for unit in worker daemons registry web; do
     if systemctl is-enabled --quiet "berth-$unit.service" 2>/dev/null; then

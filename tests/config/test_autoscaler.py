@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 import celery.worker.autoscale as celery_autoscale
 import pytest
-from berth.config.celery import PoolAutoscaler
+from berth.config.celery import LAST_PROCESS_IDLE_S, PoolAutoscaler
 from django.conf import settings
 
 
@@ -178,14 +178,24 @@ class Hub:
 
     def __init__(self):
         self.later: list = []
+        self.on_tick: set = set()
 
     def call_later(self, delay: float, callback) -> None:
         self.later.append((delay, callback))
 
+    def run_later(self, clock) -> None:
+        """Run the callbacks asked for (and those they ask for), the clock moved on to each; at most 20."""
+        for _ in range(20):
+            if not self.later:
+                return
+            delay, callback = self.later.pop(0)
+            clock[0] += delay
+            callback()
+
 
 def test_in_the_event_loop_a_busy_pool_is_looked_at_again_until_its_last_process_can_end(clock, reserved):
-    """Celery's event loop looks at the pool only when a task arrives and every 30 s: the follow-up look is what
-    ends the last process after a tick (without it, ticks falling on those looks kept it for good)."""
+    """Celery's event loop looks at the pool only when a task arrives and every 30 s: the follow-up looks are what
+    end the last process after a tick (without them, ticks falling on those looks kept it for good)."""
     worker = type("Worker", (), {"hub": Hub()})()
     scaler = PoolAutoscaler(Pool(0), max_concurrency=10, min_concurrency=0, keepalive=30, worker=worker)
     reserved.add(task(TICK))
@@ -195,7 +205,33 @@ def test_in_the_event_loop_a_busy_pool_is_looked_at_again_until_its_last_process
     scaler.maybe_scale(req=task(TICK))
     assert len(worker.hub.later) == 1
     reserved.clear()
-    delay, look = worker.hub.later.pop()
-    clock[0] += delay
-    look()
+    started = clock[0]
+    worker.hub.run_later(clock)
     assert scaler.processes == 0 and worker.hub.later == []
+    assert clock[0] - started >= LAST_PROCESS_IDLE_S  # seen idle that long first
+
+
+def test_a_task_reserved_without_a_message_gets_a_process_on_the_loops_next_turn(clock, reserved):
+    """A countdown come due (a webhook's retry) is reserved by the worker's timer, not by a message arriving: the
+    event loop's turn grows the empty pool for it."""
+    worker = type("Worker", (), {"hub": Hub()})()
+    scaler = PoolAutoscaler(Pool(0), max_concurrency=10, min_concurrency=0, keepalive=30, worker=worker)
+    for tick in worker.hub.on_tick:
+        tick()
+    assert scaler.processes == 0  # nothing reserved: no fork
+    reserved.add(task("berth.hooks.deliver"))
+    for tick in worker.hub.on_tick:
+        tick()
+    assert scaler.processes == 1
+
+
+def test_the_last_process_is_kept_when_it_turns_out_busy(clock, reserved):
+    class BusyPool(Pool):
+        def shrink(self, n: int) -> None:
+            raise ValueError("Can't shrink pool. All processes busy!")  # billiard's words
+
+    scaler = PoolAutoscaler(BusyPool(1), max_concurrency=10, min_concurrency=0, keepalive=30)
+    scaler.maybe_scale()
+    clock[0] += LAST_PROCESS_IDLE_S + 1
+    scaler.maybe_scale()
+    assert scaler.processes == 1

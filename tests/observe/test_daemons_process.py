@@ -4,6 +4,7 @@ sent, SIGTERM a clean stop; and a loop that dies takes the process with it, so i
 
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,8 @@ def lines(rds, key: str) -> list[str]:
     return [fields[b"line"].decode() for _, fields in rds.xrange(key) if b"line" in fields]
 
 
-def start_daemons(home: Path, *args: str) -> tuple[subprocess.Popen, Path]:
-    output = home / "daemons.log"
+def start_daemons(home: Path, *args: str, log: str = "daemons.log") -> tuple[subprocess.Popen, Path]:
+    output = home / log
     with output.open("wb") as log:
         process = subprocess.Popen(
             [PYTHON, MANAGE, "daemons", "--schedule", str(home / "beat-schedule"), *args],
@@ -79,12 +80,36 @@ def test_one_process_ships_an_apps_lines_sends_beats_tasks_and_stops_cleanly(
         assert "Message Error" not in text, text[-3000:]  # what beat logs when a task could not be sent
         assert "watcher: following Docker events" in text, text[-2000:]
         assert process.poll() is None, text[-3000:]  # no loop has ended on its own
+        # a second one on the same BERTH_HOME (a unit beside make up's, a process an old make up lost) waits
+        second, second_output = start_daemons(home, "--scan-interval", "1", *labels, log="second.log")
+        try:
+            wait_for(
+                lambda: "another daemons process holds" in second_output.read_text(),
+                timeout=30,
+                message="the second daemons process to wait for the first",
+            )
+            time.sleep(2)
+            assert "shipper:" not in second_output.read_text() and second.poll() is None
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            code = stopped(process)
+            stop_s = time.monotonic() - started
+            wait_for(
+                lambda: "watcher: following Docker events" in second_output.read_text(),
+                timeout=30,
+                message="the second daemons process to take over once the first has ended",
+            )
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert stopped(second) == 0, second_output.read_text()[-3000:]
     finally:
-        process.send_signal(signal.SIGTERM)
-        code = stopped(process)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            code = stopped(process)
     text = output.read_text()
     assert code == 0, text[-3000:]
     assert text.rstrip().endswith("daemons: stopped"), text[-3000:]
+    assert stop_s < 15, f"SIGTERM took {stop_s:.1f} s to stop the loops"
 
 
 @pytest.mark.docker

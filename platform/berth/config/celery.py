@@ -14,6 +14,7 @@ app.autodiscover_tasks()
 
 SCHEDULED_LONG_S = 2.0  # a scheduled task running this long holds its process like any task
 LAST_PROCESS_IDLE_S = 2.0  # `--autoscale N,0`: the last process ends once the pool is idle this long
+BUSY_LOOK_S = 1.0  # how often a busy pool is looked at (to see it idle soon after its work ends)
 
 
 class PoolAutoscaler(Autoscaler):
@@ -24,33 +25,47 @@ class PoolAutoscaler(Autoscaler):
     15 s (the cron tick), so a pool grown to ten processes by ten pushes at once kept them, idle, for good (five
     forks, 427 MB PSS, two minutes after one push on a `make up` install)."""
 
-    _last_busy: float | None = None
+    _idle_since: float | None = None  # when a look first found the pool idle (None: busy, or not looked yet)
+    _look_pending = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        hub = getattr(self.worker, "hub", None)
+        if hub is not None:
+            hub.on_tick.add(self._on_tick)
 
     def on_task_received(self, req) -> None:
         pass  # the pool's clock is its last growth (Autoscaler.scale_down): a task that fits does not reset it
 
-    _check_pending = False
+    def _on_tick(self) -> None:
+        """A task reserved without a message arriving (a countdown or ETA come due, a rate limit's turn) calls no
+        look: with no process it would wait for the next message (beat's tick, 15 s) or Celery's 30 s look."""
+        if self.processes == 0 and state.reserved_requests:
+            self.maybe_scale()
 
     def _maybe_scale(self, req=None):
         if self.qty:
-            self._last_busy = autoscale.monotonic()
-            self._look_again_soon()
+            self._idle_since = None
+            self._look_again(BUSY_LOOK_S)
+        elif self.processes and self._idle_since is None:
+            self._idle_since = autoscale.monotonic()
+            self._look_again(LAST_PROCESS_IDLE_S + 0.1)
         return super()._maybe_scale(req)
 
-    def _look_again_soon(self) -> None:
+    def _look_again(self, delay: float) -> None:
         """With the worker's event loop Celery looks at the pool only when a task arrives and every `keepalive`
-        (30 s): beat's ticks, every 15 s, fell on those looks and kept the last process for good. While the pool is
-        busy it is looked at again just after LAST_PROCESS_IDLE_S."""
+        (30 s): beat's ticks, every 15 s, fell on those looks and kept the last process for good. A busy pool is
+        looked at again every BUSY_LOOK_S, an idle one once more when its last process may end."""
         hub = getattr(self.worker, "hub", None)
-        if hub is None or self._check_pending:
+        if hub is None or self._look_pending:
             return  # no event loop: Celery's own thread looks every second
-        self._check_pending = True
+        self._look_pending = True
 
         def look() -> None:
-            self._check_pending = False
+            self._look_pending = False
             self.maybe_scale()
 
-        hub.call_later(LAST_PROCESS_IDLE_S + 0.5, look)
+        hub.call_later(delay, look)
 
     def _grow(self, n: int) -> None:
         if self.processes == 0 and n == 1:  # the idle worker's first process: at every tick, not worth a line
@@ -69,7 +84,8 @@ class PoolAutoscaler(Autoscaler):
 
     def scale_down(self, n: int):
         """Celery's rule for the processes a burst of work grew; the last one (`--autoscale N,0`, as deploy/Procfile
-        runs the worker) ends LAST_PROCESS_IDLE_S after the pool was last busy. An idle worker is then its main
+        runs the worker) ends once the pool has been seen idle for LAST_PROCESS_IDLE_S (a deploy queued just after its
+        build finds it still there). An idle worker is then its main
         process alone (~100 MB PSS), which forks a process the moment a task arrives (~50 ms, from the loaded
         Django); the pool process it kept for good was ~65 MB more (issue 17: the idle footprint). Beat's tick every
         15 s gets a process for ~3 s."""
@@ -77,7 +93,7 @@ class PoolAutoscaler(Autoscaler):
             return super().scale_down(n)
         if n > 1:
             return super().scale_down(n - 1)  # down to one first: the burst's processes by Celery's rule
-        if self._last_busy is None or autoscale.monotonic() - self._last_busy > LAST_PROCESS_IDLE_S:
+        if self._idle_since is not None and autoscale.monotonic() - self._idle_since >= LAST_PROCESS_IDLE_S:
             return self._shrink(1)
         return None
 

@@ -44,6 +44,7 @@ class Command(BaseCommand):
         ended = daemons_run(
             stop=stop,
             schedule_path=options["schedule"] or settings.BERTH_HOME / "celerybeat-schedule",
+            lock_path=settings.BERTH_HOME / "daemons.lock",
             scan_interval=options["scan_interval"],
             sample_interval=options["sample_interval"],
             only_labels=dict(item.partition("=")[::2] for item in options["only_label"]),
