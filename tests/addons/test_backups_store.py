@@ -5,7 +5,8 @@ import hashlib
 
 import boto3
 import pytest
-from berth.addons.store import BackupStoreError, FolderStore, S3Store, backup_store
+from berth.addons.store import BackupStoreError, FolderStore, backup_store
+from berth.addons.store_s3 import S3Store
 
 
 def _chunks(total: int, size: int = 256 * 1024):

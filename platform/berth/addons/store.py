@@ -12,12 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import urlparse
 
-import boto3
-import botocore.exceptions
-from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
@@ -35,7 +30,7 @@ class StoredObject:
     sha256: str
 
 
-class _Hashing:
+class HashingChunks:
     """Counts and hashes the chunks that pass through it."""
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
@@ -55,7 +50,7 @@ class _Hashing:
         return StoredObject(size=self.size, sha256=self.digest.hexdigest())
 
 
-class _ChunksReader:
+class ChunksReader:
     """A read()-able file over an iterator of chunks (what boto3's upload_fileobj takes)."""
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
@@ -108,7 +103,7 @@ class FolderStore(BackupStore):
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         partial = path.with_name(path.name + ".partial")
-        hashing = _Hashing(chunks)
+        hashing = HashingChunks(chunks)
         try:
             with open(partial, "wb") as f:
                 for chunk in hashing:
@@ -137,67 +132,14 @@ class FolderStore(BackupStore):
         return self._path(key).is_file()
 
 
-class S3Store(BackupStore):
-    def __init__(self, url: str, *, endpoint: str | None) -> None:
-        parsed = urlparse(url)
-        if not parsed.netloc:
-            raise ImproperlyConfigured(f"BERTH_BACKUP_URL={url!r}: use s3://bucket/prefix")
-        self.bucket = parsed.netloc
-        self.prefix = parsed.path.strip("/")
-        self.description = url
-        self.client = boto3.client(
-            "s3",
-            endpoint_url=endpoint or None,
-            config=Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}),
-        )
-
-    def _key(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if self.prefix else key
-
-    def put(self, key: str, chunks: Iterable[bytes]) -> StoredObject:
-        hashing = _Hashing(chunks)
-        try:
-            self.client.upload_fileobj(
-                _ChunksReader(hashing),
-                self.bucket,
-                self._key(key),
-                Config=TransferConfig(
-                    multipart_chunksize=S3_PART, multipart_threshold=S3_PART, max_concurrency=2
-                ),
-            )
-            stored = hashing.stored
-            self.client.put_object(
-                Bucket=self.bucket, Key=self._key(key) + ".sha256", Body=(stored.sha256 + "\n").encode()
-            )
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise BackupStoreError(f"could not write backup {key} to {self.description}: {exc}") from exc
-        return stored
-
-    def open(self, key: str) -> BinaryIO:
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise BackupStoreError(f"could not read backup {key} from {self.description}: {exc}") from exc
-
-    def delete(self, key: str) -> None:
-        try:
-            for each in (key, key + ".sha256"):
-                self.client.delete_object(Bucket=self.bucket, Key=self._key(each))
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise BackupStoreError(f"could not delete backup {key} from {self.description}: {exc}") from exc
-
-    def exists(self, key: str) -> bool:
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-            return True
-        except botocore.exceptions.ClientError:
-            return False
-
-
 def backup_store() -> BackupStore:
     """The store BERTH_BACKUP_URL names: s3://bucket/prefix, or a folder (default BERTH_HOME/backups)."""
     url = settings.BERTH_BACKUP_URL or ""
     if url.startswith("s3://"):
+        # boto3 and botocore, ~20 MB of every process that imports them (the worker's main process and each of its
+        # forks, issue 17's idle footprint), are imported only by an installation that keeps its backups in S3
+        from berth.addons.store_s3 import S3Store
+
         return S3Store(url, endpoint=settings.BERTH_BACKUP_S3_ENDPOINT or None)
     if url and "://" in url and not url.startswith("file://"):
         raise ImproperlyConfigured(f"BERTH_BACKUP_URL={url!r}: use s3://bucket/prefix or a folder")
