@@ -230,8 +230,16 @@ def test_the_last_process_is_kept_when_it_turns_out_busy(clock, reserved):
         def shrink(self, n: int) -> None:
             raise ValueError("Can't shrink pool. All processes busy!")  # billiard's words
 
-    scaler = PoolAutoscaler(BusyPool(1), max_concurrency=10, min_concurrency=0, keepalive=30)
-    scaler.maybe_scale()
+    worker = type("Worker", (), {"hub": Hub()})()
+    pool = BusyPool(1)
+    scaler = PoolAutoscaler(pool, max_concurrency=10, min_concurrency=0, keepalive=30, worker=worker)
+    scaler.maybe_scale()  # seen idle: looked at again once the last process may end
+    _, look = worker.hub.later.pop()
     clock[0] += LAST_PROCESS_IDLE_S + 1
-    scaler.maybe_scale()
+    look()
     assert scaler.processes == 1
+    # billiard refused: the pool is looked at again soon, and the process ends once billiard lets it
+    assert len(worker.hub.later) == 1
+    pool.shrink = lambda n: Pool.shrink(pool, n)
+    worker.hub.run_later(clock)
+    assert scaler.processes == 0

@@ -77,8 +77,10 @@ class PoolAutoscaler(Autoscaler):
         if self.processes == 1 and n == 1:
             try:
                 self.pool.shrink(1)
-            except ValueError:
-                pass  # busy after all: looked at again later
+            except (
+                ValueError
+            ):  # billiard still counts it busy (its last result not yet read): look again soon
+                self._look_again(BUSY_LOOK_S)
         else:
             super()._shrink(n)
 
