@@ -243,3 +243,18 @@ def test_the_last_process_is_kept_when_it_turns_out_busy(clock, reserved):
     pool.shrink = lambda n: Pool.shrink(pool, n)
     worker.hub.run_later(clock)
     assert scaler.processes == 0
+
+
+def test_a_look_from_elsewhere_while_one_is_pending_does_not_end_the_looks(clock, reserved):
+    """Measured in a worker: the tick's tasks done, a look from elsewhere (Celery's own) found the pool idle while
+    the busy pool's look was pending; that look then found it idle too short, asked for none, and the process
+    lived on to the next tick, and the next (the worker at two processes in every idle sample)."""
+    worker = type("Worker", (), {"hub": Hub()})()
+    scaler = PoolAutoscaler(Pool(0), max_concurrency=10, min_concurrency=0, keepalive=30, worker=worker)
+    reserved.add(task(TICK))
+    scaler.maybe_scale(req=task(TICK))  # busy: a look asked for in BUSY_LOOK_S
+    reserved.clear()
+    clock[0] += 0.3
+    scaler.maybe_scale()  # Celery's own look: idle now; the busy look is still pending
+    worker.hub.run_later(clock)
+    assert scaler.processes == 0

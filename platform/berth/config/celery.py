@@ -47,9 +47,15 @@ class PoolAutoscaler(Autoscaler):
         if self.qty:
             self._idle_since = None
             self._look_again(BUSY_LOOK_S)
-        elif self.processes and self._idle_since is None:
-            self._idle_since = autoscale.monotonic()
-            self._look_again(LAST_PROCESS_IDLE_S + 0.1)
+        elif self.processes:
+            now = autoscale.monotonic()
+            if self._idle_since is None:
+                self._idle_since = now
+            # however this look came (a look asked for while busy, a task's message, Celery's own): one more is
+            # due when the last process may end
+            left = LAST_PROCESS_IDLE_S - (now - self._idle_since)
+            if left > 0:
+                self._look_again(left + 0.1)
         return super()._maybe_scale(req)
 
     def _look_again(self, delay: float) -> None:
