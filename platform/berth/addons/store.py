@@ -6,86 +6,17 @@ Each object is written with its sha256 beside it (`<key>.sha256`), so a backup c
 a local object appears under its name only once complete (written to `.partial`, then renamed).
 """
 
-import hashlib
 import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-CHUNK = 1024 * 1024
-S3_PART = 16 * 1024 * 1024  # multipart part size: at most this much of a dump in memory at once
+from berth.addons.store_base import CHUNK, BackupStore, BackupStoreError, HashingChunks, StoredObject
 
-
-class BackupStoreError(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    size: int
-    sha256: str
-
-
-class HashingChunks:
-    """Counts and hashes the chunks that pass through it."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self.chunks = iter(chunks)
-        self.digest = hashlib.sha256()
-        self.size = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self.chunks:
-            if chunk:
-                self.digest.update(chunk)
-                self.size += len(chunk)
-                yield chunk
-
-    @property
-    def stored(self) -> StoredObject:
-        return StoredObject(size=self.size, sha256=self.digest.hexdigest())
-
-
-class ChunksReader:
-    """A read()-able file over an iterator of chunks (what boto3's upload_fileobj takes)."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self.chunks = iter(chunks)
-        self.buffer = b""
-
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self.buffer) < size:
-            chunk = next(self.chunks, None)
-            if chunk is None:
-                break
-            self.buffer += chunk
-        if size < 0:
-            data, self.buffer = self.buffer, b""
-        else:
-            data, self.buffer = self.buffer[:size], self.buffer[size:]
-        return data
-
-
-class BackupStore:
-    """The interface: put a stream under a key, open it again, delete it."""
-
-    description = ""
-
-    def put(self, key: str, chunks: Iterable[bytes]) -> StoredObject:
-        raise NotImplementedError
-
-    def open(self, key: str) -> BinaryIO:
-        raise NotImplementedError
-
-    def delete(self, key: str) -> None:
-        raise NotImplementedError
-
-    def exists(self, key: str) -> bool:
-        raise NotImplementedError
+__all__ = ["CHUNK", "BackupStore", "BackupStoreError", "FolderStore", "StoredObject", "backup_store"]
 
 
 class FolderStore(BackupStore):
@@ -136,8 +67,9 @@ def backup_store() -> BackupStore:
     """The store BERTH_BACKUP_URL names: s3://bucket/prefix, or a folder (default BERTH_HOME/backups)."""
     url = settings.BERTH_BACKUP_URL or ""
     if url.startswith("s3://"):
-        # boto3 and botocore, ~20 MB of every process that imports them (the worker's main process and each of its
-        # forks, issue 17's idle footprint), are imported only by an installation that keeps its backups in S3
+        # Deferred, not for a cycle (store_s3 imports only store_base): boto3 and botocore are ~4 MB of every
+        # process that imports them (the worker's main process, and each fork of it: issue 17's idle footprint),
+        # and only an installation that keeps its backups in S3 needs them
         from berth.addons.store_s3 import S3Store
 
         return S3Store(url, endpoint=settings.BERTH_BACKUP_S3_ENDPOINT or None)

@@ -10,7 +10,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from django.core.exceptions import ImproperlyConfigured
 
-from berth.addons.store import (
+from berth.addons.store_base import (
     S3_PART,
     BackupStore,
     BackupStoreError,

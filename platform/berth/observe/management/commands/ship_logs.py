@@ -3,8 +3,9 @@ import threading
 
 from django.core.management.base import BaseCommand
 
-from berth.observe.metrics import SAMPLE_INTERVAL, Sampler, router_traffic
-from berth.observe.shipper import COMPANIONS, SCAN_INTERVAL, Shipper
+from berth.observe.management.options import only_labels, shipper_arguments
+from berth.observe.metrics import Sampler, router_traffic
+from berth.observe.shipper import COMPANIONS, Shipper
 
 
 class Command(BaseCommand):
@@ -18,22 +19,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-companions", action="store_true", help="run no companion loop (the log drains' forwarder)"
         )
-        parser.add_argument("--scan-interval", type=float, default=SCAN_INTERVAL)
-        parser.add_argument("--sample-interval", type=float, default=SAMPLE_INTERVAL)
-        parser.add_argument(
-            "--only-label",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="follow only containers that also carry this label (benchmarks on a shared engine)",
-        )
+        shipper_arguments(parser)
 
     def handle(self, *args, **options):
         done = threading.Event()
         # The main thread only waits: SIGTERM (honcho, systemd) and Ctrl-C both end in a clean stop.
         signal.signal(signal.SIGTERM, lambda *_: done.set())
         signal.signal(signal.SIGINT, lambda *_: done.set())
-        only = dict(item.partition("=")[::2] for item in options["only_label"])
+        only = only_labels(options["only_label"])
         shipper = Shipper(only_labels=only).start(scan_interval=options["scan_interval"])
         sampler = (
             None

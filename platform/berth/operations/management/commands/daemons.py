@@ -4,8 +4,7 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from berth.observe.metrics import SAMPLE_INTERVAL
-from berth.observe.shipper import SCAN_INTERVAL
+from berth.observe.management.options import only_labels, shipper_arguments
 from berth.operations.daemons import daemons_run
 
 
@@ -21,15 +20,7 @@ class Command(BaseCommand):
             default=None,
             help="beat's schedule file (default: BERTH_HOME/celerybeat-schedule, as deploy/Procfile had it)",
         )
-        parser.add_argument("--scan-interval", type=float, default=SCAN_INTERVAL)
-        parser.add_argument("--sample-interval", type=float, default=SAMPLE_INTERVAL)
-        parser.add_argument(
-            "--only-label",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="ship the logs only of containers that also carry this label (tests on a shared engine)",
-        )
+        shipper_arguments(parser)
 
     def handle(self, *args, **options):
         stop = threading.Event()
@@ -47,7 +38,7 @@ class Command(BaseCommand):
             lock_path=settings.BERTH_HOME / "daemons.lock",
             scan_interval=options["scan_interval"],
             sample_interval=options["sample_interval"],
-            only_labels=dict(item.partition("=")[::2] for item in options["only_label"]),
+            only_labels=only_labels(options["only_label"]),
             say=say,
         )
         if ended:
