@@ -51,11 +51,6 @@ say "the floors (import contracts in pyproject.toml)"
 say "django checks"
 .venv/bin/python manage.py check --fail-level WARNING
 .venv/bin/python manage.py makemigrations --check --dry-run >/dev/null || die "models changed without a migration"
-say "stack image"
-.venv/bin/python manage.py stack_build base trixie
-say "add-on images"
-.venv/bin/python manage.py addon_images_build
-
 # pytest in tiers, each timed, on parallel workers where tests isolate cleanly: every xdist worker has its own Redis
 # database, BERTH_HOME and test database (tests/conftest.py). The Docker tier keeps a module's tests on one worker
 # (--dist loadfile; all of tests/cluster on one: one 3-node swarm per machine); its tests mostly wait (on builds,
@@ -108,9 +103,30 @@ without_docker() {  # the Redis databases after the Docker tier's workers'
 }
 without_docker "$@" > /dev/null 2>&1 &
 without_docker_pid=$!
+# Every stack variant and add-on image, three builds at a time (each is mostly a download, an unpack and an import,
+# not a whole CPU), while the tiers without Docker already run: a fresh machine's first go, node and static builds
+# would otherwise make their stacks inside the Docker tier's tests, one after another on the same worker.
+say "stack images and add-on images (the tiers without Docker run meanwhile)"
+images=("stack_build base trixie" "stack_build node go static" "addon_images_build")
+pids=()
+for i in "${!images[@]}"; do
+  # shellcheck disable=SC2086  # the command and its arguments
+  .venv/bin/python manage.py ${images[$i]} > "$TEST_HOME/images-$i.log" 2>&1 &
+  pids+=($!)
+done
+images_failed=()
+for i in "${!images[@]}"; do
+  wait "${pids[$i]}" || images_failed+=("${images[$i]}")
+  cat "$TEST_HOME/images-$i.log"
+done
 docker_ok=1
-tier "Docker, PostgreSQL, $DOCKER_WORKERS workers" docker "$PG_URL" "${PG_DOCKER[@]}" -n "$DOCKER_WORKERS" \
-  --dist loadfile "$@" || docker_ok=0
+if [ ${#images_failed[@]} = 0 ]; then
+  tier "Docker, PostgreSQL, $DOCKER_WORKERS workers" docker "$PG_URL" "${PG_DOCKER[@]}" -n "$DOCKER_WORKERS" \
+    --dist loadfile "$@" || docker_ok=0
+else
+  say "the images did not build: $(printf '%s; ' "${images_failed[@]}")the Docker tier cannot run"
+  failed+=("images")
+fi
 without_docker_status=0
 wait "$without_docker_pid" || without_docker_status=$?
 cat "$TEST_HOME/pytest-fast.log" "$TEST_HOME/pytest-sqlite.log"

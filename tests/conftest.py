@@ -24,6 +24,11 @@ FIXTURE_APPS = REPO_DIR / "tests" / "fixtures" / "apps"
 
 pytest_plugins = ["tests.support.factories"]
 
+# When this pytest run started (Unix time), the same in every xdist worker: the controller imports this module before
+# it starts them, and they inherit its environment. A Docker object a session's clean-up finds that was made earlier
+# is a killed run's leftover; a newer one is another worker's, in use.
+TEST_RUN_STARTED = float(os.environ.setdefault("BERTH_TEST_RUN_STARTED", f"{time.time():.3f}"))
+
 # Parallel workers (pytest-xdist, `-n N`): each xdist worker gets a Redis database, a BERTH_HOME and a test database
 # of its own, so tests that flush Redis (the end-to-end platform), count sign-ins in it or write repositories under
 # BERTH_HOME never see another worker's. The test database is pytest-django's: test_<name>_gwN on PostgreSQL,

@@ -22,7 +22,7 @@ from berth.runtime.addons import addon_service_exists, addon_volume_exists
 from berth.runtime.oneoff import run_oneoff
 from berth.runtime.swarm import team_network_remove
 
-from tests.addons.conftest import TEST_TEAM_PREFIX, _docker, _remove_leftovers
+from tests.addons.conftest import TEST_TEAM_PREFIX, _docker, _remove_addons
 
 pytestmark = pytest.mark.docker
 
@@ -47,7 +47,7 @@ def teams(addon_images, db, make_user, make_team, make_app):
             services.addon_destroy(addon=addon, actor=None)
         except Exception:
             pass
-    _remove_leftovers()
+    _remove_addons(f"{mine.name}-", f"{theirs.name}-")  # what a failed destroy left
     for team in (mine, theirs):
         team_network_remove(team=team.name)
 

@@ -5,7 +5,7 @@ import secrets
 
 import pytest
 
-from tests.addons.conftest import _remove_leftovers
+from tests.addons.conftest import _remove_addons
 from tests.cli.conftest import assert_one_error_line, ok
 
 pytestmark = pytest.mark.docker
@@ -14,8 +14,9 @@ pytestmark = pytest.mark.docker
 @pytest.fixture
 def redis_name(addon_images, shop):
     """A fresh add-on name (a killed run's leftover service must not be taken for it); removed afterwards."""
-    yield f"cache-{secrets.token_hex(3)}"
-    _remove_leftovers()
+    name = f"cache-{secrets.token_hex(3)}"
+    yield name
+    _remove_addons(f"acme-{name}")
 
 
 def test_create_use_inspect_and_destroy_through_the_cli(cli, shop, redis_name):

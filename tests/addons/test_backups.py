@@ -18,7 +18,7 @@ from berth.releases.models import Release
 from berth.runtime.addons import addon_service_remove
 from berth.runtime.swarm import team_network_remove
 
-from tests.addons.conftest import TEST_TEAM_PREFIX, _remove_leftovers
+from tests.addons.conftest import TEST_TEAM_PREFIX, _remove_addons
 
 pytestmark = pytest.mark.docker
 
@@ -42,7 +42,7 @@ def team_app(addon_images, backup_home, db, make_user, make_team, make_app):
             services.addon_destroy(addon=addon, actor=None)
         except Exception:
             pass
-    _remove_leftovers()
+    _remove_addons(f"{team.name}-")  # what a failed destroy left (a copy made from a backup too)
     team_network_remove(team=team.name)
 
 

@@ -8,7 +8,7 @@ import secrets
 
 import pytest
 
-from tests.addons.conftest import _remove_leftovers
+from tests.addons.conftest import _remove_addons
 from tests.cli.conftest import assert_one_error_line, ok
 
 pytestmark = pytest.mark.docker
@@ -17,8 +17,9 @@ pytestmark = pytest.mark.docker
 @pytest.fixture
 def pg_name(addon_images, shop, settings, tmp_path):
     settings.BERTH_BACKUP_URL = str(tmp_path / "backups")
-    yield f"bk-{secrets.token_hex(3)}"
-    _remove_leftovers()
+    name = f"bk-{secrets.token_hex(3)}"
+    yield name
+    _remove_addons(f"acme-{name}")  # and its copy, <name>-c
 
 
 def _count(cli, shop, addon) -> str:

@@ -21,6 +21,9 @@ mkdir -p "/sys/fs/cgroup/pids/$group"
 echo $$ > "/sys/fs/cgroup/pids/$group/cgroup.procs"
 # The engine keeps a few things at fixed paths (/etc/docker/key.json is its identity): give each node its own.
 mkdir -p "$dir/etc-docker" "$dir/run-containerd" "$dir/run-docker"
+# the mount points too: the host's engine makes /run/containerd only when its first container starts (a fresh
+# machine whose first test is this one has none yet)
+mkdir -p /etc/docker /run/containerd
 mount --bind "$dir/etc-docker" /etc/docker
 # The nodes reach nothing beyond the bridge: a name lookup must fail at once, not time out. Swarm's agent tries
 # to pull a service's image before every task start (even one it has), and a 20 s DNS timeout per start

@@ -226,6 +226,9 @@ if BERTH_DASHBOARD_HOST:
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# a dashboard page reads its session from Redis (the cache above) instead of a query each time; written through to
+# the database, so a restarted Redis costs a query, not a sign-in
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 if BERTH_PUBLIC_URL.startswith("https://") or BERTH_DASHBOARD_HOST:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
