@@ -103,11 +103,11 @@ without_docker() {  # the Redis databases after the Docker tier's workers'
 }
 without_docker "$@" > /dev/null 2>&1 &
 without_docker_pid=$!
-# Every stack variant and add-on image, three builds at a time (each is mostly a download, an unpack and an import,
-# not a whole CPU), while the tiers without Docker already run: a fresh machine's first go, node and static builds
-# would otherwise make their stacks inside the Docker tier's tests, one after another on the same worker.
+# The stack images and the add-on images side by side (each build is mostly a download, an unpack and an import, not
+# a whole CPU), while the tiers without Docker already run: the Docker tier starts as soon as both are made. The other
+# stack variants (node, go, static) are made by the first build that needs one, as on a user's machine.
 say "stack images and add-on images (the tiers without Docker run meanwhile)"
-images=("stack_build base trixie" "stack_build node go static" "addon_images_build")
+images=("stack_build base trixie" "addon_images_build")
 pids=()
 for i in "${!images[@]}"; do
   # shellcheck disable=SC2086  # the command and its arguments

@@ -1,6 +1,8 @@
 """What the dashboard shows of certificates (berth.certs' selectors do the reading): each certificate's state as a
 person reads it, and the alarm banner for certificates close to expiry that will not renew by themselves."""
 
+from django.db.models import Q
+
 from berth.certs import selectors as certs_selectors
 from berth.certs.models import Certificate, CertificateSource, CertificateState
 
@@ -31,25 +33,26 @@ def certificate_rows(app) -> list[dict]:
 def certificate_alarms(*, app=None, team=None) -> list[dict]:
     """Certificates within the alarm window (BERTH_CERT_RENEW_DAYS_ALARM) whose renewal is failing, or uploaded
     ones (Berth cannot renew those): of one app, or of every app of a team. Each with the words of the banner."""
-    expiring = certs_selectors.certificates_expiring()
+    # rows, not instances with their apps: this runs on every apps page, nearly always to find nothing
+    expiring = certs_selectors.certificates_expiring().filter(
+        Q(state=CertificateState.FAILING) | Q(source=CertificateSource.UPLOADED)
+    )
     if app is not None:
         expiring = expiring.filter(app=app)
     if team is not None:
         expiring = expiring.filter(app__team=team)
     alarms = []
-    for certificate in expiring:
-        if certificate.state == CertificateState.FAILING:
-            why = f"renewal is failing: {certificate.reason or 'no reason given'}"
-        elif certificate.source == CertificateSource.UPLOADED:
+    for row in expiring.values("id", "state", "source", "reason", "hostnames", "not_after", "app__name"):
+        if row["state"] == CertificateState.FAILING:
+            why = f"renewal is failing: {row['reason'] or 'no reason given'}"
+        else:  # uploaded: Berth cannot renew it
             why = "it was uploaded: upload its successor"
-        else:
-            continue  # an ACME one renewing now, or not issued yet
         alarms.append(
             {
-                "app": certificate.app.name,
-                "id": certificate.pk,
-                "hostnames": ", ".join(certificate.hostnames),
-                "not_after": certificate.not_after,
+                "app": row["app__name"],
+                "id": row["id"],
+                "hostnames": ", ".join(row["hostnames"]),
+                "not_after": row["not_after"],
                 "why": why,
             }
         )
