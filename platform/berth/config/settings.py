@@ -288,6 +288,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # last: the chain above runs sync in one thread (berth/config/middleware.py says why)
+    "berth.config.middleware.SyncRequestChain",
 ]
 
 ROOT_URLCONF = "berth.config.urls"
