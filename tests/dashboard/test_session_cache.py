@@ -7,7 +7,9 @@ def test_a_signed_in_page_reads_its_session_from_redis_and_the_database_keeps_it
     response = client.post("/login/", {"username": "the-member", "password": "pw-123456"})
     assert response.status_code == 302
     key = client.cookies["sessionid"].value
-    assert Session.objects.filter(session_key=key).exists()  # written through: a restarted Redis signs no one out
+    assert Session.objects.filter(
+        session_key=key
+    ).exists()  # written through: a restarted Redis signs no one out
 
     Session.objects.filter(session_key=key).delete()  # the page now has only Redis's copy
     page = client.get("/apps/")
