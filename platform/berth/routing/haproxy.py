@@ -52,10 +52,7 @@ EMPTY_SERVER_STATE = "1\n"  # version line only: no server state to load
 # returning connection above its estimate of need. Here the app closes them (its keep-alive timeout, or its exit
 # once drained: HaproxyRouter keeps a drained server until its process stops) and HAProxy only follows; the pool is
 # trimmed hourly, and keeps up to 64 spare.
-SERVER_OPTIONS = (
-    "check inter 1s fastinter 500ms fall 2 rise 1"
-    " pool-purge-delay 1h pool-low-conn 64"
-)
+SERVER_OPTIONS = "check inter 1s fastinter 500ms fall 2 rise 1 pool-purge-delay 1h pool-low-conn 64"
 
 
 @dataclass(frozen=True)
