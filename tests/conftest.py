@@ -4,6 +4,7 @@ role, apps and API clients with real tokens.
 
 Kept light (no Django import at the top): the benchmarks in bench/ import free_port and wait_for from here."""
 
+import collections
 import os
 import re
 import shutil
@@ -150,6 +151,20 @@ def pytest_terminal_summary(terminalreporter) -> None:
         tests = len({report.nodeid for report in reports})
         seconds = sum(report.duration for report in reports)
         terminalreporter.write_line(f"tests' own time: {seconds:.1f}s over {tests} tests")
+        # where a parallel tier's wall time goes: each worker's share (the last to finish sets the tier's time)
+        # and the costliest units of scheduling (a module, or all of tests/cluster)
+        workers: collections.Counter = collections.Counter()
+        units: collections.Counter = collections.Counter()
+        for report in reports:
+            node = getattr(report, "node", None)
+            workers[getattr(getattr(node, "gateway", None), "id", "main")] += report.duration
+            path = report.nodeid.split("::", 1)[0]
+            units["tests/cluster" if path.startswith("tests/cluster/") else path] += report.duration
+        if len(workers) > 1:
+            shares = ", ".join(f"{name} {s:.0f}s" for name, s in sorted(workers.items()))
+            terminalreporter.write_line(f"own time by worker: {shares}")
+        costliest = ", ".join(f"{unit} {s:.0f}s" for unit, s in units.most_common(8))
+        terminalreporter.write_line(f"costliest modules: {costliest}")
 
 
 def free_port() -> int:

@@ -276,14 +276,14 @@ def cleanup() -> None:
         shutil.rmtree(BASE, ignore_errors=True)
 
 
-def _stack_tar() -> Path:
-    """berth/stack:bookworm saved from the host's engine once per image id (the nodes start with no images)."""
-    host = docker.from_env()
-    image = host.images.get(STACK_IMAGE)
-    tar = CACHE / f"stack-{image.id.split(':')[-1][:16]}.tar"
+def image_tar(ref: str, stem: str) -> Path:
+    """An image of the host's engine saved once per image id as CACHE/<stem>-<id>.tar (the nodes start with no
+    images); the tars of its earlier ids are removed."""
+    image = docker.from_env().images.get(ref)
+    tar = CACHE / f"{stem}-{image.id.split(':')[-1][:16]}.tar"
     if not tar.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
-        for old in CACHE.glob("stack-*.tar"):
+        for old in CACHE.glob(f"{stem}-*.tar"):
             old.unlink()
         partial = tar.with_suffix(".partial")
         with open(partial, "wb") as handle:
@@ -291,6 +291,34 @@ def _stack_tar() -> Path:
                 handle.write(chunk)
         partial.rename(tar)
     return tar
+
+
+def _stack_tar() -> Path:
+    return image_tar(STACK_IMAGE, "stack")
+
+
+def load_image(ref: str, stem: str, nodes: list[Node]) -> None:
+    """An image of the host's engine into those nodes' engines that lack it, side by side. Only the nodes a test
+    places work on: every load unpacks the whole image again."""
+    image_id = docker.from_env().images.get(ref).id
+    missing = []
+    for node in nodes:
+        try:
+            if node.client.images.get(ref).id == image_id:
+                continue  # loaded by an earlier test of this session (the nodes live as long as it)
+        except docker.errors.ImageNotFound:
+            pass
+        missing.append(node)
+    if not missing:
+        return
+    tar = image_tar(ref, stem)
+
+    def load(node: Node) -> None:
+        run("docker", "-H", node.docker_host, "load", "-q", "-i", str(tar), timeout=300)
+
+    with concurrent.futures.ThreadPoolExecutor(len(missing)) as pool:
+        for job in [pool.submit(load, node) for node in missing]:
+            job.result()
 
 
 def _network(count: int) -> None:

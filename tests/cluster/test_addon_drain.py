@@ -11,7 +11,6 @@ The drain is the cluster's own (its manager, in its namespace), never the host's
 every node active again afterwards, whatever happened."""
 
 import json
-import subprocess
 import time
 import uuid
 
@@ -53,20 +52,9 @@ while time.time() < end:
 
 
 def _load_addon_image(cluster) -> None:
-    """The add-on image into the manager's engine (the nodes start with the stack image only), cached per image id."""
+    """The add-on image into the manager's engine (the nodes start with the stack image only)."""
     addon_image_build("postgres", echo=lambda line: None)
-    image = docker.from_env().images.get(addon_image_ref("postgres"))
-    tar = harness.CACHE / f"addon-postgres-{image.id.split(':')[-1][:16]}.tar"
-    if not tar.exists():
-        harness.CACHE.mkdir(parents=True, exist_ok=True)
-        partial = tar.with_suffix(".partial")
-        with open(partial, "wb") as handle:
-            for chunk in image.save(named=True):
-                handle.write(chunk)
-        partial.rename(tar)
-    subprocess.run(
-        ["docker", "-H", cluster.docker_host, "load", "-q", "-i", str(tar)], check=True, timeout=300
-    )
+    harness.load_image(addon_image_ref("postgres"), "addon-postgres", [cluster.manager])
 
 
 def _psql(spec: AddonSpec, sql: str) -> tuple[int | None, str]:

@@ -9,10 +9,8 @@ to test-artifacts/addon-recover.json; README "Add-ons" quotes them. Both kinds i
 
 import json
 import secrets
-import subprocess
 import time
 
-import docker
 import pytest
 from berth.accounts.errors import Conflict
 from berth.addons import backups, services
@@ -30,27 +28,10 @@ pytestmark = [pytest.mark.docker, pytest.mark.cluster, pytest.mark.timeout(900)]
 
 
 def _load_image(cluster, kind: str) -> None:
-    """The add-on image into the manager's engine (backup jobs run there) and every worker's (the nodes start with
-    the stack image only), through a tar cached per image id."""
+    """The add-on image into the engines of the nodes it runs on: the worker it is placed on, the manager it is
+    recovered onto (backup jobs run there too)."""
     addon_image_build(kind, echo=lambda line: None)
-    image = docker.from_env().images.get(addon_image_ref(kind))
-    tar = harness.CACHE / f"addon-{kind}-{image.id.split(':')[-1][:16]}.tar"
-    if not tar.exists():
-        harness.CACHE.mkdir(parents=True, exist_ok=True)
-        partial = tar.with_suffix(".partial")
-        with open(partial, "wb") as handle:
-            for chunk in image.save(named=True):
-                handle.write(chunk)
-        partial.rename(tar)
-    for node in cluster.nodes:
-        try:
-            if node.client.images.get(addon_image_ref(kind)).id == image.id:
-                continue  # loaded by an earlier test of this session (the nodes live as long as it)
-        except docker.errors.ImageNotFound:
-            pass
-        subprocess.run(
-            ["docker", "-H", node.docker_host, "load", "-q", "-i", str(tar)], check=True, timeout=300
-        )
+    harness.load_image(addon_image_ref(kind), f"addon-{kind}", [cluster.manager, cluster.workers[0]])
 
 
 def _hostname(cluster, node_id: str) -> str:
@@ -92,14 +73,17 @@ def test_a_killed_nodes_addons_are_recovered_onto_berths_node_from_their_last_ve
 ):
     cluster = healthy_cluster
     on_cluster.BERTH_BACKUP_URL = str(tmp_path / "backups")
+    loading = time.monotonic()
     for kind in KINDS:
         _load_image(cluster, kind)
+    loaded_s = round(time.monotonic() - loading, 1)
     owner = make_user()
     team = make_team(f"rc{secrets.token_hex(3)}", owner=owner)
     app = make_app(f"rcapp{secrets.token_hex(3)}", team=team, actor=owner)
     Release.objects.create(app=app, version=1, image="demo:v1", procfile={"web": "true"})
     worker = cluster.workers[0]
     figures: dict = {kind: {} for kind in KINDS}
+    figures["images_loaded_s"] = loaded_s
     addons: dict[str, Addon] = {}
     urls, verified = {}, {}
     try:

@@ -19,7 +19,9 @@ import requests
 
 from tests.e2e.faults_support import own_redis, platform_env  # noqa: F401  (fixtures)
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(420)]
+# 140-210 s alone or in make test; 411 s once beside the whole Docker tier on a 2-CPU machine (the cases are made
+# on the CPU: hypothesis and schemathesis take ~60 % of it), which the old 420 s bound cut off
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(720)]
 
 EXAMPLES_PER_OPERATION = 40
 CHECK_NAMES = (
