@@ -5,6 +5,7 @@ Load comes from KeepAliveLoad (plain http.client, no client retries), so every f
 
 import shutil
 import subprocess
+import threading
 import time
 
 import httpx
@@ -60,6 +61,45 @@ def test_release_cut_overs_under_keep_alive_load_drop_no_request(router, backend
     assert load.failures == []
     assert set(load.served_by(since=cut_over + 0.2)) == {"v6"}
     assert set(load.served_by()) == {f"v{n}" for n in range(1, 7)}
+
+
+def test_requests_in_flight_to_an_endpoint_that_stops_listening_are_answered_after_it_is_marked_down(
+    router, backends
+):
+    """A server shutting down gracefully refuses new connections first, so HAProxy's checks mark it down while it
+    still answers the requests it has: it must be left to answer them. (HAProxy's on-marked-down shutdown-sessions
+    cut them: a GET was sent again to the other server, its work done twice, a POST failed; and it cut a request
+    between a dead server's refusal and its retry elsewhere.)"""
+    router_ = get_router()
+    leaving, staying = backends("leaving"), backends("staying")
+    router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[leaving.endpoint, staying.endpoint])
+    answers: list = []
+
+    def slow(method: str):
+        try:
+            response = httpx.request(
+                method,
+                f"http://127.0.0.1:{router.port}/slow?s=4",
+                headers={"Host": "demo.localhost"},
+                timeout=20,
+            )
+            answers.append((response.status_code, response.text))
+        except httpx.HTTPError as exc:
+            answers.append((None, repr(exc)))
+
+    threads = [threading.Thread(target=slow, args=(method,)) for method in ("GET", "POST", "POST", "GET")]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)  # the four are in flight, two on each server (round robin)
+    httpx.get(f"http://127.0.0.1:{leaving.port}/stop-listening", timeout=5)
+    wait_for(
+        lambda: ("127.0.0.1", leaving.port, "DOWN") in router_.state()["demo"]["endpoints"],
+        timeout=3,
+        message="the endpoint that stopped listening to be marked DOWN",
+    )
+    for thread in threads:
+        thread.join(timeout=25)
+    assert sorted(answers) == [(200, "leaving")] * 2 + [(200, "staying")] * 2
 
 
 def test_an_endpoint_killed_under_load_costs_no_request(router, backends):

@@ -181,6 +181,10 @@ def _serve_http(ident: str, port: int) -> None:
             url = urlsplit(self.path)
             if url.path == "/slow":
                 time.sleep(float(parse_qs(url.query).get("s", ["1"])[0]))
+            if url.path == "/stop-listening":
+                # a graceful shutdown's first step (gunicorn's or uvicorn's on SIGTERM): new connections are
+                # refused, the requests in flight still get their answers
+                threading.Thread(target=self.server.stop_listening, daemon=True).start()
             if url.path == "/drop":  # read the request, then hang up without an answer
                 dropped[0] += 1
                 self.close_connection = True
@@ -209,7 +213,14 @@ def _serve_http(ident: str, port: int) -> None:
         def handle_error(self, request, client_address):
             pass  # HAProxy's L4 checks reset their connections; that is no error
 
+        def stop_listening(self):
+            self.shutdown()  # serve_forever returns: nothing more is accepted
+            self.socket.close()
+
     Server(("127.0.0.1", port), Handler).serve_forever()
+    time.sleep(
+        60
+    )  # stopped listening: the requests in flight finish on their threads (bounded; stop() ends it)
 
 
 def _serve_websocket(ident: str, port: int) -> None:
