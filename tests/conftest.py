@@ -138,6 +138,14 @@ def pytest_xdist_make_scheduler(config, log):
     return None
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Each phase's report kept on the test (`item.report_call`), so a fixture's teardown knows the test failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     """The tests' own time (setup, call and teardown), beside the wall time pytest prints: with parallel workers
     the two differ, and on a busy machine the wall time alone says little."""

@@ -115,9 +115,13 @@ def platform_env() -> dict:
     return {}
 
 
+PLATFORM_LOG_LINES = 40  # of each process's log, printed under a failed test (its tmp_path goes after 3 runs)
+
+
 @pytest.fixture
-def berth_platform(transactional_db, router, tmp_path, settings, platform_env):
-    """Start web and worker processes for this test's database; stop them by PID afterwards."""
+def berth_platform(transactional_db, router, tmp_path, settings, platform_env, request):
+    """Start web and worker processes for this test's database; stop them by PID afterwards. When the test
+    failed, the end of each process's log is printed with it (a failure under load seen once is read there)."""
     from django.db import connection
 
     db = connection.settings_dict
@@ -211,6 +215,11 @@ def berth_platform(transactional_db, router, tmp_path, settings, platform_env):
     finally:
         for process in processes.values():
             process.terminate()
+        report = getattr(request.node, "report_call", None)
+        if report is not None and report.failed:
+            for log in sorted(logs.glob("*.log")):
+                lines = log.read_text(errors="replace").splitlines()[-PLATFORM_LOG_LINES:]
+                print(f"--- the last {len(lines)} lines of {log.name} ---", *lines, sep="\n")
         for process in processes.values():
             try:
                 process.wait(timeout=20)
