@@ -2,6 +2,7 @@
 
 import io
 import operator
+import re
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -366,7 +367,9 @@ def test_unschedulable_process_times_out_with_the_reason(scheduler):
     with pytest.raises(SchedulerError, match="no suitable node") as raised:
         scheduler.wait_running(app=app, release=1, process="worker", replicas=1, timeout=3)
     assert 3 <= time.monotonic() - started < 10
-    assert "0/1 replicas running after 3s" in str(raised.value)
+    # the message gives the time waited: the 3 s asked, or more when the machine is busy (4 s seen in make test)
+    waited = re.search(r"0/1 replicas running after (\d+)s", str(raised.value))
+    assert waited and 3 <= int(waited.group(1)) < 10, str(raised.value)
 
 
 def test_app_that_never_binds_port_is_not_http_ready(scheduler):
