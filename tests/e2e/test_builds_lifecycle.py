@@ -40,7 +40,8 @@ def step_containers(nonce: str) -> list[str]:
     """Running containers of a build step whose command holds `nonce` (the engine's intermediate containers)."""
     from berth.runtime.client import docker_client
 
-    running = docker_client().containers.list(filters={"status": "running"})
+    # ignore_removed: a container listed, then gone before it is inspected (as the one waited for may be), is skipped
+    running = docker_client().containers.list(filters={"status": "running"}, ignore_removed=True)
     return [c.id for c in running if nonce in " ".join(c.attrs["Config"].get("Cmd") or [])]
 
 
