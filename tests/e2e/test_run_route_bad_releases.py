@@ -66,9 +66,10 @@ def test_bad_releases_are_refused_with_a_reason_and_the_old_one_serves_every_req
         for version, (what, kwargs, words) in enumerate(BAD, start=2):
             started = time.monotonic()
             result = push(repo, what, **kwargs)
-            assert result.returncode != 0, (what, result.stderr)
-            assert "previous release keeps serving" in result.stderr, (what, result.stderr)
-            assert words in result.stderr, (what, result.stderr)
+            said = f"{what}:\n{result.stderr}"  # a string, shown whole (pytest cut a tuple's repr short)
+            assert result.returncode != 0, said
+            assert "previous release keeps serving" in result.stderr, said
+            assert words in result.stderr, said
             release = Release.objects.get(app=app, version=version)
             assert release.status == "failed", what
             assert words in release.status_reason, (what, release.status_reason)
