@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+from importlib import metadata
 
 import berth.cli.drains  # noqa: F401 - registers its commands (an `import` line: the one below is full)
 from berth.cli import account, addons, apps, certs, jobs, pipelines, processes, releases, users, webhooks  # noqa: F401 - each registers its commands, in this order
@@ -91,7 +92,7 @@ class HelpAction(argparse.Action):
 def build_parser() -> Parser:
     parser = Parser(prog="berth", add_help=False)
     parser.add_argument("-h", "--help", action=HelpAction)
-    parser.add_argument("--version", action=VersionAction, nargs=0, help="show the version and exit")
+    parser.add_argument("--version", action="version", version=f"berth {package_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     help_parser = subparsers.add_parser("help", help="show the commands")
     help_parser.add_argument("topic", nargs="?", metavar="COMMAND")
@@ -108,19 +109,7 @@ def build_parser() -> Parser:
     return parser
 
 
-class VersionAction(argparse.Action):
-    """--version, its package version looked up only when asked (importlib.metadata is a third of the CLI's own
-    import time, paid by every command)."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        print(f"berth {package_version()}")
-        parser.exit()
-
-
 def package_version() -> str:
-    # importlib.metadata here, not at the top: see VersionAction
-    from importlib import metadata
-
     # installed with the server ("berth"), on its own ("berth-cli", deploy/cli), or the one-file download (neither)
     for distribution in ("berth", "berth-cli"):
         try:
