@@ -293,10 +293,6 @@ def image_tar(ref: str, stem: str) -> Path:
     return tar
 
 
-def _stack_tar() -> Path:
-    return image_tar(STACK_IMAGE, "stack")
-
-
 def load_image(ref: str, stem: str, nodes: list[Node]) -> None:
     """An image of the host's engine into those nodes' engines that lack it, side by side. Only the nodes a test
     places work on: every load unpacks the whole image again."""
@@ -388,7 +384,7 @@ def create(count: int = 3, heartbeat_s: float | None = None) -> Cluster:
     started = time.monotonic()
     _lock()
     cleanup()
-    tar_future = concurrent.futures.ThreadPoolExecutor(1).submit(_stack_tar)
+    tar_future = concurrent.futures.ThreadPoolExecutor(1).submit(image_tar, STACK_IMAGE, "stack")
     _network(count)
     cluster = Cluster(nodes=[Node(index=i, directory=BASE / f"node{i}") for i in range(1, count + 1)])
     for node in cluster.nodes:
