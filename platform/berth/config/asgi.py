@@ -12,10 +12,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "berth.config.settings")
 # that imports this module after its settings were read) never inherit it
 os.environ["BERTH_DATABASE_POOL"] = "1"
 
+import django  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.core.asgi import get_asgi_application  # noqa: E402
 
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application, whose handler is replaced below
+
+from berth.config.middleware import SyncViewsASGIHandler  # noqa: E402
+
+django_asgi_app = SyncViewsASGIHandler()
 del os.environ["BERTH_DATABASE_POOL"]
 
 from django.conf import settings  # noqa: E402
