@@ -14,18 +14,19 @@ from rest_framework.test import APIClient
 _counter = itertools.count(1)
 
 
+def user_create(username: str | None = None, **extra):
+    username = username or f"user{next(_counter)}"
+    return get_user_model().objects.create_user(
+        username=username,
+        email=extra.pop("email", f"{username}@example.test"),
+        password="pw-123456",
+        **extra,
+    )
+
+
 @pytest.fixture
 def make_user(db):
-    def make(username: str | None = None, **extra):
-        username = username or f"user{next(_counter)}"
-        return get_user_model().objects.create_user(
-            username=username,
-            email=extra.pop("email", f"{username}@example.test"),
-            password="pw-123456",
-            **extra,
-        )
-
-    return make
+    return user_create
 
 
 @pytest.fixture
@@ -45,30 +46,30 @@ def make_app(make_team):
     return make
 
 
+def api_client(user=None) -> APIClient:
+    """An APIClient that authenticates as `user` with a real API token (None = anonymous)."""
+    client = APIClient()
+    if user is not None:
+        _, clear = token_create(user=user, name="tests")
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {clear}")
+    return client
+
+
 @pytest.fixture
 def token_client(db):
     """An APIClient that authenticates as `user` with a real API token (None = anonymous)."""
-
-    def make(user=None) -> APIClient:
-        client = APIClient()
-        if user is not None:
-            _, clear = token_create(user=user, name="tests")
-            client.credentials(HTTP_AUTHORIZATION=f"Bearer {clear}")
-        return client
-
-    return make
+    return api_client
 
 
-@pytest.fixture
-def world(make_user, make_team, make_app, token_client):
+def world_create() -> SimpleNamespace:
     """One team with a user in each role, an outsider in another team, an app with a release, a domain."""
-    users = {role: make_user(f"the-{role}") for role in ("owner", "admin", "member", "viewer", "outsider")}
-    team = make_team("acme", owner=users["owner"])
+    users = {role: user_create(f"the-{role}") for role in ("owner", "admin", "member", "viewer", "outsider")}
+    team = team_create(name="acme", actor=users["owner"])
     for role in ("admin", "member", "viewer"):
         membership_add(team=team, user=users[role], role=role, actor=users["owner"])
-    make_team("other", owner=users["outsider"])
-    newcomer = make_user("newcomer")
-    app = make_app("demo", team=team, actor=users["owner"])
+    team_create(name="other", actor=users["outsider"])
+    newcomer = user_create("newcomer")
+    app = app_create(team=team, name="demo", actor=users["owner"])
     release = release_create(
         app=app, image="demo:v1", procfile={"web": "python app.py"}, description="first", actor=users["owner"]
     )
@@ -84,5 +85,11 @@ def world(make_user, make_team, make_app, token_client):
         newcomer=newcomer,
         invitation=invitation,
         invitation_token=invitation_token,
-        client=lambda role: token_client(users.get(role)),
+        client=lambda role: api_client(users.get(role)),
     )
+
+
+@pytest.fixture
+def world(db):
+    """world_create's: one of each, made for the test."""
+    return world_create()
