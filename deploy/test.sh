@@ -42,6 +42,10 @@ export BERTH_SECRET_KEY=test-secret-key-not-for-production
 # machine: a team network or service a killed run left is this suite's own, never another installation's
 export BERTH_INSTALLATION_ID="${BERTH_INSTALLATION_ID:-berth-test-suite}"
 rm -rf "$BERTH_HOME" && mkdir -p "$BERTH_HOME"
+# bytecode caches written, whatever the calling shell says: the suite starts ~570 Python processes of the platform
+# and pytest rewrites each test module's asserts in each of its workers; with PYTHONDONTWRITEBYTECODE set, all of it
+# was compiled again every time (ensure_venv compiled the platform; this covers the tests and what it missed)
+unset PYTHONDONTWRITEBYTECODE
 
 say "ruff"
 .venv/bin/ruff check .
