@@ -115,11 +115,23 @@ def platform_env() -> dict:
     return {}
 
 
+# The platform's processes: web (gunicorn + uvicorn, as deploy/Procfile), worker (Celery), watcher (routes).
+PLATFORM_PROCESSES = ("web", "worker", "watcher")
+
+
+@pytest.fixture
+def platform_processes() -> tuple[str, ...]:
+    """Which of PLATFORM_PROCESSES berth_platform starts: all of them. A module whose tests only speak to the web
+    process (its doors, its caps, its sign-in) overrides it with ("web",): a worker and a watcher cost ~3 s of CPU
+    to start, for each test."""
+    return PLATFORM_PROCESSES
+
+
 PLATFORM_LOG_LINES = 40  # of each process's log, printed under a failed test (its tmp_path goes after 3 runs)
 
 
 @pytest.fixture
-def berth_platform(transactional_db, router, tmp_path, settings, platform_env, request):
+def berth_platform(transactional_db, router, tmp_path, settings, platform_env, platform_processes, request):
     """Start web and worker processes for this test's database; stop them by PID afterwards. When the test
     failed, the end of each process's log is printed with it (a failure under load seen once is read there)."""
     from django.db import connection
@@ -188,7 +200,7 @@ def berth_platform(transactional_db, router, tmp_path, settings, platform_env, r
         "watcher": [str(venv / "python"), "manage.py", "watch"],
     }
     # by name, so a fault test can kill one (its PID) and start it again like a supervisor would
-    processes = {name: _start(name, command, env, logs) for name, command in commands.items()}
+    processes = {name: _start(name, commands[name], env, logs) for name in platform_processes}
 
     def start(name: str) -> subprocess.Popen:
         log_name = f"{name}-{sum(1 for _ in logs.glob(name + '*.log'))}"

@@ -5,6 +5,7 @@ from tests.e2e.conftest import (  # noqa: F401  (fixtures, registered by import)
     berth_platform,
     berth_registry,
     platform_env,
+    platform_processes,
     repo,
     tenant,
 )

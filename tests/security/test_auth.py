@@ -163,6 +163,12 @@ def test_creating_tokens_as_a_signed_in_user_is_throttled(make_user, token_clien
 # --- through the real web processes ------------------------------------------------------------------------
 
 
+@pytest.fixture
+def platform_processes() -> tuple[str, ...]:
+    """Sign-ins and a refused push are the web process's alone: no worker or watcher."""
+    return ("web",)
+
+
 def test_the_throttle_holds_across_web_workers_and_their_restart(berth_platform, make_user):
     make_user("victim")
     url = f"{berth_platform.web_url}/api/v1/auth/token"

@@ -53,6 +53,12 @@ def spool(tmp_path) -> Path:
 
 
 @pytest.fixture
+def platform_processes() -> tuple[str, ...]:
+    """Every door here is the web process's: no worker or watcher (no push gets past a cap to a build)."""
+    return ("web",)
+
+
+@pytest.fixture
 def platform_env(spool):
     """The web process spools into a folder of this test, so what it stores can be measured."""
     return {"TMPDIR": str(spool), "BERTH_GIT_MAX_PUSH_BYTES": str(MAX_PUSH_BYTES)}
