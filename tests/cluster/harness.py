@@ -36,6 +36,9 @@ OVERLAY_POOL = "10.214.0.0/16"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PIDS = CGROUP_ROOT / "pids"
 STACK_IMAGE = "berth/stack:bookworm"
+# this machine's engine as docker.from_env() finds it: the images the nodes load come from it, so the code under
+# test makes them there (override_settings(DOCKER_HOST=...)) even while on_cluster points it at the manager
+HOST_DOCKER_HOST = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 NODE_SCRIPT = Path(__file__).with_name("node.sh")
 FORWARD_RULE = [
     "FORWARD",

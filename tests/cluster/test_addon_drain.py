@@ -28,6 +28,7 @@ from berth.runtime.addons import (
 )
 from berth.runtime.oneoff import run_oneoff
 from berth.runtime.scheduler import team_network_name
+from django.test import override_settings
 
 from tests.cluster import harness
 from tests.cluster.conftest import TEST_LABELS
@@ -52,8 +53,10 @@ while time.time() < end:
 
 
 def _load_addon_image(cluster) -> None:
-    """The add-on image into the manager's engine (the nodes start with the stack image only)."""
-    addon_image_build("postgres", echo=lambda line: None)
+    """The add-on image into the manager's engine (the nodes start with the stack image only), made on this
+    machine's engine (a no-op when current there), which the nodes load it from."""
+    with override_settings(DOCKER_HOST=harness.HOST_DOCKER_HOST):
+        addon_image_build("postgres", echo=lambda line: None)
     harness.load_image(addon_image_ref("postgres"), "addon-postgres", [cluster.manager])
 
 

@@ -20,6 +20,7 @@ from berth.addons.selectors import addon_spec
 from berth.releases.models import Release
 from berth.runtime.addons import addon_image_ref, addon_info, addon_node_of
 from berth.runtime.swarm import team_network_remove
+from django.test import override_settings
 
 from tests.cluster import harness
 from tests.conftest import REPO_DIR, wait_for
@@ -29,8 +30,10 @@ pytestmark = [pytest.mark.docker, pytest.mark.cluster, pytest.mark.timeout(900)]
 
 def _load_image(cluster, kind: str) -> None:
     """The add-on image into the engines of the nodes it runs on: the worker it is placed on, the manager it is
-    recovered onto (backup jobs run there too)."""
-    addon_image_build(kind, echo=lambda line: None)
+    recovered onto (backup jobs run there too). Made on this machine's engine (a no-op when current there), which
+    the nodes load it from."""
+    with override_settings(DOCKER_HOST=harness.HOST_DOCKER_HOST):
+        addon_image_build(kind, echo=lambda line: None)
     harness.load_image(addon_image_ref(kind), f"addon-{kind}", [cluster.manager, cluster.workers[0]])
 
 

@@ -199,8 +199,13 @@ def test_each_process_runs_on_its_own_and_an_upgrade_replaces_all_but_the_router
     assert new_worker_started < finished[0][2]
     assert "worker: running this version" in out and "router:" not in out
     assert "beat: stopped (the daemons process runs it now)" in out
-    # the retired singletons ended before the process that runs them now started
-    daemons_started = [t for role, _, t in checkout.events_of("started") if role == "daemons"][0]
+    # the retired singletons ended before the process that runs them now started (its stand-in notes its start
+    # once Python is up, which on a busy machine can be after process_replace has returned)
+    daemons_started = wait_for(
+        lambda: [t for role, _, t in checkout.events_of("started") if role == "daemons"],
+        timeout=10,
+        message="the daemons process's start noted",
+    )[0]
     assert all(t < daemons_started for role, _, t in checkout.events_of("stopped") if role in RETIRED)
 
     # an upgrade of this version replaces the daemons process like the others

@@ -10,6 +10,7 @@ has no call for that, so the build keeps the HTTP response of the build and shut
 or cancellation (measured: the running step's container is gone within a second or two).
 """
 
+import os
 import queue
 import re
 import socket
@@ -280,7 +281,9 @@ class ImageImport:
     """A running `docker import` of the root filesystem tar read from `source` (a pipe another process writes),
     tagged `tag`, each of `changes` a Dockerfile instruction (LABEL, ENV, ENTRYPOINT) applied to the image.
 
-    The caller closes its own copy of `source` once this has started, so the writer sees the reader go."""
+    The caller closes its own copy of `source` once this has started, so the writer sees the reader go. The import
+    goes to the engine settings.DOCKER_HOST names, the one every other call here (and the caller's "is it current?"
+    inspect) speaks to: the CLI's own default would be this machine's engine whatever the setting says."""
 
     def __init__(self, *, source: IO[bytes], tag: str, changes: Iterable[str]):
         self._process = subprocess.Popen(
@@ -288,6 +291,7 @@ class ImageImport:
             stdin=source,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            env={**os.environ, "DOCKER_HOST": settings.DOCKER_HOST},
         )
 
     def kill(self) -> None:
