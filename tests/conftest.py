@@ -158,7 +158,11 @@ def pytest_terminal_summary(terminalreporter) -> None:
     if reports:
         tests = len({report.nodeid for report in reports})
         seconds = sum(report.duration for report in reports)
-        terminalreporter.write_line(f"tests' own time: {seconds:.1f}s over {tests} tests")
+        phases: collections.Counter = collections.Counter()
+        for report in reports:
+            phases[report.when] += report.duration
+        split = ", ".join(f"{when} {phases[when]:.0f}s" for when in ("setup", "call", "teardown"))
+        terminalreporter.write_line(f"tests' own time: {seconds:.1f}s over {tests} tests ({split})")
         # where a parallel tier's wall time goes: each worker's share (the last to finish sets the tier's time)
         # and the costliest units of scheduling (a module, or all of tests/cluster)
         workers: collections.Counter = collections.Counter()
