@@ -109,16 +109,25 @@ def uses_database(item) -> bool:
     )
 
 
+def database_level(item) -> bool:
+    """A test the SQLite tier runs again: one using the database, but not through a real browser (`browser`): a
+    page's queries are its view's, which the test client's page tests run on SQLite too, and what the browser
+    adds (scripts, sockets, layout) does not depend on the database. chromium for each of them again was ~110 of
+    the ~3,300 CPU-seconds of a `make test` on 2 CPUs (the PostgreSQL tier runs them all)."""
+    return uses_database(item) and "browser" not in getattr(item, "fixturenames", ())
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if DOCKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.docker)
-    # `make test`'s SQLite tier runs again the tests that use the database, on SQLite: the others (a router's TLS,
-    # the buildpacks' detection, a CLI's arguments) ran on the PostgreSQL tier already and would only do the same
+    # `make test`'s SQLite tier runs again the database-level tests, on SQLite: the others (a router's TLS, the
+    # buildpacks' detection, a CLI's arguments, a page's scripts in a browser) ran on the PostgreSQL tier already
+    # and would only do the same
     if os.environ.get("BERTH_TEST_DATABASE_ONLY") == "1":
-        kept = [item for item in items if uses_database(item)]
+        kept = [item for item in items if database_level(item)]
         if len(kept) != len(items):
-            config.hook.pytest_deselected(items=[item for item in items if not uses_database(item)])
+            config.hook.pytest_deselected(items=[item for item in items if not database_level(item)])
             items[:] = kept
 
 
