@@ -6,6 +6,8 @@ from typing import NamedTuple
 import celery.worker.autoscale as celery_autoscale
 import pytest
 from berth.config.celery import LAST_PROCESS_IDLE_S, PoolAutoscaler
+from berth.core.redis import redis_client
+from berth.deploys.retiring import RETIRE_GRACE, RETIRING_KEY
 from django.conf import settings
 
 
@@ -30,6 +32,14 @@ def clock(monkeypatch):
     now = [1000.0]
     monkeypatch.setattr(celery_autoscale, "monotonic", lambda: now[0])
     return now
+
+
+@pytest.fixture(autouse=True)
+def no_retirements():
+    """No deploy's retirement noted (one keeps the pool's processes: berth.deploys.retiring); none left after."""
+    redis_client().delete(RETIRING_KEY)
+    yield
+    redis_client().delete(RETIRING_KEY)
 
 
 @pytest.fixture
@@ -256,5 +266,34 @@ def test_a_look_from_elsewhere_while_one_is_pending_does_not_end_the_looks(clock
     reserved.clear()
     clock[0] += 0.3
     scaler.maybe_scale()  # Celery's own look: idle now; the busy look is still pending
+    worker.hub.run_later(clock)
+    assert scaler.processes == 0
+
+
+def test_the_pool_keeps_its_processes_while_a_deploys_retirement_runs_in_one(clock, reserved):
+    """A deploy's replaced releases are removed by a thread of the pool process that deployed (berth.deploys
+    .retiring). Ended with that process 2 s after the deploy (as deploy/Procfile runs the worker), the removal and
+    its release.retired event waited for the sweep: tests/e2e/test_push_to_live.py's event never came in 60 s."""
+    worker = type("Worker", (), {"hub": Hub()})()
+    scaler = PoolAutoscaler(Pool(0), max_concurrency=10, min_concurrency=0, keepalive=30, worker=worker)
+    reserved.add(task("berth.deploys.deploy"))
+    scaler.maybe_scale(req=task("berth.deploys.deploy"))
+    assert scaler.processes == 1
+    redis_client().zadd(RETIRING_KEY, {"shop:2": time.time()})  # the deploy is done; its retirement runs
+    reserved.clear()
+    worker.hub.run_later(clock)
+    assert scaler.processes == 1 and worker.hub.later  # kept, and looked at again
+    redis_client().zrem(RETIRING_KEY, "shop:2")  # the thread is done
+    worker.hub.run_later(clock)
+    assert scaler.processes == 0
+
+
+def test_a_retirement_older_than_its_grace_is_the_sweeps_and_keeps_no_process(clock, reserved):
+    worker = type("Worker", (), {"hub": Hub()})()
+    scaler = PoolAutoscaler(Pool(0), max_concurrency=10, min_concurrency=0, keepalive=30, worker=worker)
+    redis_client().zadd(RETIRING_KEY, {"shop:2": time.time() - RETIRE_GRACE.total_seconds() - 1})
+    reserved.add(task(TICK))
+    scaler.maybe_scale(req=task(TICK))
+    reserved.clear()
     worker.hub.run_later(clock)
     assert scaler.processes == 0

@@ -10,8 +10,8 @@ from berth.core.locks import app_lock
 from berth.core.redis import redis_client
 from berth.deploys import rollout
 from berth.deploys.errors import DeployError
+from berth.deploys.retiring import RETIRING_KEY
 from berth.deploys.rollout import (
-    RETIRING_KEY,
     app_reconcile,
     apps_out_of_step,
     process_specs,

@@ -5,7 +5,8 @@ from datetime import timedelta
 
 from berth.core.locks import app_lock
 from berth.core.redis import redis_client
-from berth.deploys.rollout import RETIRE_GRACE, RETIRING_KEY, process_specs
+from berth.deploys.retiring import RETIRE_GRACE, RETIRING_KEY
+from berth.deploys.rollout import process_specs
 from berth.deploys.sweeps import STUCK_DEPLOY_GRACE, releases_sweep, retire_pending_sweep
 from berth.releases.models import Release, ReleaseStatus
 from berth.releases.services import release_create

@@ -5,6 +5,8 @@ from celery import Celery
 from celery.worker import autoscale, state
 from celery.worker.autoscale import Autoscaler
 
+from berth.deploys.retiring import retirements_pending
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "berth.config.settings")
 
 app = Celery("berth")
@@ -80,6 +82,12 @@ class PoolAutoscaler(Autoscaler):
             super()._grow(n)
 
     def _shrink(self, n: int) -> None:
+        if retirements_pending():
+            # a deploy's replaced releases are being removed by a thread of one of the pool's processes
+            # (berth.deploys.retiring), which billiard would end with it: the removal and its event then waited
+            # for the sweep, a minute or more. Looked at again until it is done.
+            self._look_again(BUSY_LOOK_S)
+            return
         if self.processes == 1 and n == 1:
             try:
                 self.pool.shrink(1)

@@ -10,7 +10,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
 
 import redis
 from django.db import transaction
@@ -25,6 +24,7 @@ from berth.core.locks import HeldAppLock, app_lock
 from berth.core.redis import redis_client
 from berth.deploys.errors import DeployError
 from berth.deploys.events import app_event
+from berth.deploys.retiring import RETIRING_KEY
 from berth.deploys.selectors import live_release
 from berth.deploys.signals import releases_retired
 from berth.releases.models import Release, ReleaseStatus
@@ -400,10 +400,6 @@ def _supersede_previous(previous: list[Release]) -> None:
         )
 
 
-# Retirements started and not finished (a sorted set of "<app>:<live version>" scored by when): the background
-# retirement clears its entry; the sweep (deploys.sweeps.retire_pending_sweep) finishes what a killed worker left.
-RETIRING_KEY = "berth:deploys:retiring"
-RETIRE_GRACE = timedelta(seconds=60)
 # a release in one of these states never runs again (a rollback makes a new release): its services may go
 RETIRED_STATUSES = (ReleaseStatus.SUPERSEDED, ReleaseStatus.FAILED, ReleaseStatus.ROLLED_BACK)
 

@@ -13,7 +13,8 @@ from berth.core.redis import redis_client
 from berth.core.sweep import register_sweeper
 from berth.deploys.events import app_event
 from berth.deploys.pipeline import build_end_with_release
-from berth.deploys.rollout import RETIRE_GRACE, RETIRING_KEY, release_retire
+from berth.deploys.retiring import RETIRE_GRACE, RETIRING_KEY
+from berth.deploys.rollout import release_retire
 from berth.releases.models import Release, ReleaseStatus
 from berth.releases.services import release_set_status
 from berth.runtime.oneoff import oneoff_prune
