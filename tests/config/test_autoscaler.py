@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 import celery.worker.autoscale as celery_autoscale
 import pytest
-from berth.config.celery import LAST_PROCESS_IDLE_S, PoolAutoscaler
+from berth.config.autoscaler import LAST_PROCESS_IDLE_S, PoolAutoscaler
 from berth.core.redis import redis_client
 from berth.deploys.retiring import RETIRE_GRACE, RETIRING_KEY
 from django.conf import settings
@@ -129,10 +129,10 @@ def test_celerys_own_autoscaler_forks_for_each_scheduled_task(clock, reserved):
 
 
 def test_the_worker_uses_it():
-    assert settings.CELERY_WORKER_AUTOSCALER == "berth.config.celery:PoolAutoscaler"
+    assert settings.CELERY_WORKER_AUTOSCALER == "berth.config.autoscaler:PoolAutoscaler"
     from berth.config.celery import app
 
-    assert app.conf.worker_autoscaler == "berth.config.celery:PoolAutoscaler"
+    assert app.conf.worker_autoscaler == "berth.config.autoscaler:PoolAutoscaler"
 
 
 def test_with_no_minimum_the_last_process_ends_once_the_pool_is_idle_and_returns_with_work(clock, reserved):

@@ -396,7 +396,7 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = (
 )
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # `--autoscale max,min` grows the pool with work and shrinks it back when the work is done (see the class)
-CELERY_WORKER_AUTOSCALER = "berth.config.celery:PoolAutoscaler"
+CELERY_WORKER_AUTOSCALER = "berth.config.autoscaler:PoolAutoscaler"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = False  # a killed build is failed by the sweep, not replayed blindly
 CELERY_TASK_TIME_LIMIT = 60 * 60
