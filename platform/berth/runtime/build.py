@@ -24,6 +24,7 @@ from typing import IO
 
 import docker
 import docker.errors
+import requests
 from django.conf import settings
 from docker.utils.build import exclude_paths
 
@@ -249,7 +250,13 @@ def image_tag(image_id: str, ref: str) -> None:
         previous = None
     repository, _, tag = ref.rpartition(":")
     api.tag(image_id, repository, tag, force=True)
-    if previous and previous != api.inspect_image(image_id)["Id"]:
+    _replaced_remove(api, previous, ref)
+
+
+def _replaced_remove(api: docker.APIClient, previous: str | None, ref: str) -> None:
+    """Remove the image `ref` named before (`previous`, its id) now that `ref` names another, unless something
+    still names or uses it."""
+    if previous and previous != api.inspect_image(ref)["Id"]:
         try:
             api.remove_image(previous)  # never forced: the engine keeps an image still named or used
         except docker.errors.APIError:
@@ -283,9 +290,16 @@ class ImageImport:
 
     The caller closes its own copy of `source` once this has started, so the writer sees the reader go. The import
     goes to the engine settings.DOCKER_HOST names, the one every other call here (and the caller's "is it current?"
-    inspect) speaks to: the CLI's own default would be this machine's engine whatever the setting says."""
+    inspect) speaks to: the CLI's own default would be this machine's engine whatever the setting says. The image
+    `tag` named before goes once the import has succeeded, unless something still names or uses it: a stack or
+    add-on image rebuilt for a new recipe left the old one behind, unnamed, for good (~130-690 MB each)."""
 
     def __init__(self, *, source: IO[bytes], tag: str, changes: Iterable[str]):
+        self._tag = tag
+        try:
+            self._previous = docker_client().api.inspect_image(tag)["Id"]
+        except (docker.errors.DockerException, requests.RequestException):
+            self._previous = None  # none, or no engine: the import says so
         self._process = subprocess.Popen(
             ["docker", "import", *sum((["--change", c] for c in changes), []), "-", tag],
             stdin=source,
@@ -304,3 +318,4 @@ class ImageImport:
         output = self._process.communicate()[0].decode(errors="replace").strip()
         if self._process.returncode != 0:
             raise ImageImportError(output)
+        _replaced_remove(docker_client().api, self._previous, self._tag)
