@@ -190,7 +190,7 @@ def berth_platform(transactional_db, router, tmp_path, settings, platform_env, p
             "-Q",
             "default,builds,deploys,previews",
             # as deploy/Procfile: a process forked for each task that finds none idle, the last one ending once
-            # the pool is idle (berth.config.celery); at most 3 here. A fixed pool of 3 cost ~0.6 s more CPU to
+            # the pool is idle (berth.config.autoscaler); at most 3 here. A fixed pool of 3 cost ~0.6 s more CPU to
             # start and stop, for each of the ~80 tests that start the whole platform.
             "--autoscale",
             "3,0",

@@ -1,9 +1,9 @@
 """Retirements in progress: the replaced releases' services a worker removes in a thread of its own once the new
 release is live (berth.deploys.rollout), noted in Redis from start to end. The sweep finishes what a killed worker
-left (berth.deploys.sweeps); the worker's pool autoscaler (berth.config.celery) keeps its processes while one is
+left (berth.deploys.sweeps); the worker's pool autoscaler (berth.config.autoscaler) keeps its processes while one is
 noted, since that thread lives in one of them.
 
-No model is imported here: the Celery app's module reads it before Django's apps are ready."""
+It imports no model: the worker's autoscaler (berth.config) reads it whenever Celery loads that, apps ready or not."""
 
 import time
 from datetime import timedelta

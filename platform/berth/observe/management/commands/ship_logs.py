@@ -1,18 +1,13 @@
 import signal
 import threading
 
-from django.core.management.base import BaseCommand
-
+from berth.core.management.daemon import DaemonCommand
 from berth.observe.management.options import only_labels, shipper_arguments
 from berth.observe.metrics import Sampler, router_traffic
 from berth.observe.shipper import COMPANIONS, Shipper
 
 
-class Command(BaseCommand):
-    # a daemon: Django's system checks ran with `migrate`, which `make up` runs before it starts the daemons; here
-    # they would import every view for the URL checks: ~0.2 s of CPU, and ~14 MB of PSS in a process that serves none
-    requires_system_checks: list[str] = []
-
+class Command(DaemonCommand):
     help = (
         "Ship the logs of this node's app containers into Redis (exactly once, resuming after a restart) and "
         "sample their health and metrics. Runs until SIGTERM or Ctrl-C."

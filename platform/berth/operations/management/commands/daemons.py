@@ -2,17 +2,14 @@ import signal
 import threading
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from berth.core.management.daemon import DaemonCommand
 from berth.observe.management.options import only_labels, shipper_arguments
 from berth.operations.daemons import daemons_run
 
 
-class Command(BaseCommand):
-    # a daemon: Django's system checks ran with `migrate`, which `make up` runs before it starts the daemons; here
-    # they would import every view for the URL checks: ~0.2 s of CPU, and ~14 MB of PSS in a process that serves none
-    requires_system_checks: list[str] = []
-
+class Command(DaemonCommand):
     help = (
         "Run Berth's singleton loops in one process: the service-discovery watcher (`watch`), the log shipper with "
         "its metrics sampler (`ship_logs`) and beat's clock (Celery beat). Runs until SIGTERM or Ctrl-C."
