@@ -3,6 +3,7 @@ one dependency downloads only it; the cache is the app's own tag, and clearing i
 dependency removed from the lockfile is gone from the next image; a cache built on another stack, or past its
 bounds (layers, size), is not installed on: the dependency stage starts cold."""
 
+import collections
 import io
 import secrets
 import shutil
@@ -23,14 +24,59 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 ONE_MORE = Path(__file__).parent / "data" / "uv-one-more"  # py-uv-fastapi's project with httpx added (uv add)
 PNPM_ONE_MORE = Path(__file__).parent / "data" / "pnpm-one-more"  # node-pnpm with kleur added
 LABELS = {"org.berth.test": "1", "org.berth.test.suite": "buildpacks"}
+TEST_CACHE_LABEL = "org.berth.test.cache-ref"
 
 
 @pytest.fixture
 def cache_ref():
     ref = f"berth/t-bp-{secrets.token_hex(3)}:build-cache"
     yield ref
-    image_untag(ref)
-    image_untag(_run_ref(ref))
+    _remove_stages(ref)
+
+
+def _remove_stages(cache_ref: str) -> None:
+    """The test's images gone: the tags, the stages their chains left untagged (a cache installed on its last stage
+    keeps that one as its parent; untagging the last leaves them all) and the app images a rebuild took the tag
+    from (~25 images a run were left behind)."""
+    image_untag(cache_ref)
+    image_untag(_run_ref(cache_ref))
+    api = docker_client().api
+    stages = [
+        image
+        for label, ref in (
+            (builder.CACHE_STAGE_LABEL, cache_ref),
+            (builder.RUN_STAGE_LABEL, _run_ref(cache_ref)),
+            (TEST_CACHE_LABEL, cache_ref),
+        )
+        for image in api.images(filters={"label": f"{label}={ref}"})
+    ]
+    for image in sorted(stages, key=lambda i: i["Created"], reverse=True):  # a child before its parent
+        try:
+            api.remove_image(image["Id"], force=True)
+        except docker.errors.APIError:
+            pass  # removed with a child already
+
+
+def _remove_with_descendants(image_id: str) -> None:
+    """The image and every image built on it: the build's other stages stay on the engine as its unnamed
+    children, and the engine keeps a parent (untagging it only) while it has any."""
+    api = docker_client().api
+    children = collections.defaultdict(list)
+    for image in api.images(all=True):
+        children[image.get("ParentId")].append(image["Id"])
+    order: list[str] = []
+
+    def visit(parent: str) -> None:
+        for child in children[parent]:
+            visit(child)
+        order.append(parent)  # after its children
+
+    visit(image_id)
+    for image in order:
+        try:
+            api.remove_image(image, force=True)
+        except docker.errors.APIError:
+            pass  # gone meanwhile
 
 
 def _run_ref(cache_ref: str) -> str:
@@ -50,7 +96,7 @@ def _build(
         on_detail=detail.append,
         ca_bundle=Path("/etc/ssl/certs/ca-certificates.crt"),
         timeout=600,
-        labels=LABELS,
+        labels={**LABELS, TEST_CACHE_LABEL: cache_ref},  # the test's images, whatever tag moved off them
         cache_ref=cache_ref,
         run_ref=_run_ref(cache_ref),
     )
@@ -203,8 +249,8 @@ def test_a_cache_built_on_another_stack_image_is_not_installed_on(uv_app, cache_
             client.images.remove(tag)
         except docker.errors.APIError:
             pass
-        image_untag(cache_ref)
-        image_untag(stack)
+        _remove_stages(cache_ref)
+        _remove_with_descendants(client.images.get(stack).id)
 
 
 @pytest.mark.parametrize("bound", ["layers", "size"])

@@ -19,12 +19,14 @@ from tests.conftest import REPO_DIR, free_port, wait_for
 from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS
 
 APP_PREFIX = "t-e2e-"
+# the apps the end-to-end tests name, and the buildpack cache tests' (tests/buildpacks/test_build_cache.py)
+LEFTOVER_PREFIXES = (APP_PREFIX, "t-bp-")
 # no end-to-end test runs this long: older t-e2e-* services are an earlier (killed) run's leftovers
 LEFTOVER_AGE = 3600
 
 
 def remove_leftover_services(
-    prefix: str = APP_PREFIX, *, names: set[str] | None = None, older_than: float = 0
+    prefix: str | tuple[str, ...] = APP_PREFIX, *, names: set[str] | None = None, older_than: float = 0
 ) -> None:
     """Remove t-e2e-* services and containers: only those of `names` when given, and only those created more
     than `older_than` seconds ago (so a starting test does not tear down the apps of another one running now)."""
@@ -58,7 +60,7 @@ def remove_leftover_services(
 
 
 def remove_leftover_images(
-    prefix: str = APP_PREFIX, *, names: set[str] | None = None, older_than: float = 0
+    prefix: str | tuple[str, ...] = APP_PREFIX, *, names: set[str] | None = None, older_than: float = 0
 ) -> None:
     """Remove the images of t-e2e-* apps (their builds, release images tagged for a registry, cache stages left
     untagged): only those of `names` when given, only those created more than `older_than` seconds ago. Each run
@@ -130,8 +132,19 @@ def platform_processes() -> tuple[str, ...]:
 PLATFORM_LOG_LINES = 40  # of each process's log, printed under a failed test (its tmp_path goes after 3 runs)
 
 
+@pytest.fixture(scope="session")
+def leftovers_swept() -> None:
+    """An earlier, killed run's apps and images removed, once per test process: before each test, the engine's
+    listing of every image (~0.3-1.3 s of its CPU with a few hundred) was paid ~100 times a run for what only a
+    run's start can find. Only those older than LEFTOVER_AGE: other engineers' tests may be running right now."""
+    remove_leftover_services(LEFTOVER_PREFIXES, older_than=LEFTOVER_AGE)
+    remove_leftover_images(LEFTOVER_PREFIXES, older_than=LEFTOVER_AGE)
+
+
 @pytest.fixture
-def berth_platform(transactional_db, router, tmp_path, settings, platform_env, platform_processes, request):
+def berth_platform(
+    leftovers_swept, transactional_db, router, tmp_path, settings, platform_env, platform_processes, request
+):
     """Start web and worker processes for this test's database; stop them by PID afterwards. When the test
     failed, the end of each process's log is printed with it (a failure under load seen once is read there)."""
     from django.db import connection
@@ -149,9 +162,6 @@ def berth_platform(transactional_db, router, tmp_path, settings, platform_env, p
         settings.REDIS_URL = platform_env["REDIS_URL"]  # the test process reads build streams from it too
     # tasks queued by earlier tests name rows of their own (flushed) database: start from an empty queue
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
-    # leftovers of an earlier killed run only: other engineers' end-to-end tests may be running right now
-    remove_leftover_services(older_than=LEFTOVER_AGE)
-    remove_leftover_images(older_than=LEFTOVER_AGE)
     settings.BERTH_HOME = home  # shared with the platform: repos, pushed trees, the config encryption key
     settings.BERTH_HTTP_PORT = router.port
     env = {

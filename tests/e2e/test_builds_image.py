@@ -26,7 +26,11 @@ CMD ["sh", "-c", "exec python3 -m http.server \\"$PORT\\" --directory /srv/site"
 @pytest.fixture
 def registry_image(local_registry):
     """A small image built FROM the stack, pushed to the local registry as demo:1, and no longer tagged here
-    (so the deploy really pulls it). Returns (reference, message it serves, the registry's digest)."""
+    (so the deploy really pulls it). Returns (reference, message it serves, the registry's digest).
+
+    A test asks for it before berth_platform: its clean-up (the pulled image removed) then runs after the
+    platform's, which removes the app's service and containers; before it, the image was still in use, and
+    stayed on the engine for good."""
     from berth.runtime.client import docker_client
 
     client = docker_client(timeout=300)
@@ -70,7 +74,7 @@ def output(api, app: str, build_id: int) -> list[str]:
 
 
 def test_an_image_from_a_local_registry_is_pulled_pinned_by_digest_and_served(
-    berth_platform, app_name, api, registry_image, local_registry
+    registry_image, berth_platform, app_name, api, local_registry
 ):
     reference, message, digest = registry_image
     answer = deploy(api, app_name, reference)

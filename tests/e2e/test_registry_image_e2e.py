@@ -21,8 +21,8 @@ def platform_env(berth_registry) -> dict:
 
 
 def test_a_deployed_image_is_pushed_to_berths_registry_and_runs_from_there_by_digest(
-    berth_platform, app_name, api, registry_image, berth_registry
-):
+    registry_image, berth_platform, app_name, api, berth_registry
+):  # registry_image first: its clean-up after the platform's (test_builds_image.registry_image)
     from berth.runtime.client import docker_client
     from berth.runtime.scheduler import get_scheduler
 
