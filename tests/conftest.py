@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.parse
 from pathlib import Path
@@ -18,6 +19,8 @@ from types import SimpleNamespace
 
 import pytest
 from xdist.scheduler import LoadFileScheduling
+
+from tests.support import forkserver
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 # the sample apps: one per buildpack (detection and builds) and `hello`, the end-to-end tests' stdlib web app
@@ -258,16 +261,24 @@ def router(tmp_path, settings):
 
 
 def manage(*args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
-    """Run manage.py in a fresh interpreter (settings are read at start-up, so each env gets its own)."""
+    """Run manage.py as a process of its own (settings are read at start-up, so each env gets its own), forked
+    from this test process's fork server (tests/support/forkserver.py: the libraries imported once, ~0.5 s of CPU
+    less for each of the ~150 a run starts); as subprocess.run(capture_output=True, text=True, timeout=120)."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [str(REPO_DIR / ".venv/bin/python"), str(REPO_DIR / "manage.py"), *args],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=check,
-    )
+    command = [str(REPO_DIR / ".venv/bin/python"), str(REPO_DIR / "manage.py"), *args]
+    with tempfile.TemporaryDirectory(prefix="berth-manage-") as directory:
+        stdout, stderr = Path(directory, "stdout"), Path(directory, "stderr")
+        process = forkserver.shared().spawn(command, env=full_env, log=stdout, stderr=stderr)
+        try:
+            code = process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+            raise
+        result = subprocess.CompletedProcess(command, code, stdout.read_text(), stderr.read_text())
+    if check:
+        result.check_returncode()
+    return result
 
 
 @pytest.fixture(autouse=True)

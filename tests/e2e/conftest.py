@@ -17,6 +17,7 @@ import redis
 
 from tests.conftest import REPO_DIR, free_port, wait_for
 from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.support import forkserver
 from tests.support.forkserver import Forked, ForkServer
 
 APP_PREFIX = "t-e2e-"
@@ -108,17 +109,10 @@ def _start(fork_server: ForkServer, name: str, command: list[str], env: dict, lo
 
 
 @pytest.fixture(scope="session")
-def fork_server(tmp_path_factory):
+def fork_server() -> ForkServer:
     """The platform's processes are forked from one Python that imported their libraries once
-    (tests/support/forkserver.py): ~0.5 s of CPU less for each of the ~300 a run starts."""
-    server = ForkServer(
-        tmp_path_factory.mktemp("forkserver"),
-        python=str(REPO_DIR / ".venv/bin/python"),
-        cwd=REPO_DIR,
-        env={**os.environ, "PYTHONPATH": str(REPO_DIR / "platform")},
-    )
-    yield server
-    server.stop()
+    (tests/support/forkserver.py): ~2 s of CPU less for each platform started, ~100 a run."""
+    return forkserver.shared()
 
 
 @pytest.fixture

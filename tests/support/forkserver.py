@@ -12,14 +12,17 @@ reads its own settings from its own environment, as it would started alone.
 subprocess says it) is written to its "status" file: the test's `Forked` handle reads it there (the process is this
 server's child, not the test's). Test equipment, so it lives with the tests."""
 
+import atexit
 import json
 import os
 import runpy
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -82,7 +85,9 @@ def _reap(children: dict[int, str]) -> None:
 
 
 def serve(path: str) -> dict:
-    """Fork a process for each request, until stopped; returns only in a forked process, with its request."""
+    """Fork a process for each request, until stopped or the test process that started it is gone (killed: this
+    one goes too); returns only in a forked process, with its request."""
+    parent = os.getppid()
     _preload()
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
@@ -92,6 +97,8 @@ def serve(path: str) -> dict:
         _reap(children)
         ready, _, _ = select.select([server], [], [], 0.2)
         if not ready:
+            if os.getppid() != parent:
+                raise SystemExit(0)
             continue
         connection, _ = server.accept()
         with connection, connection.makefile("rb") as lines:
@@ -112,16 +119,20 @@ def become(request: dict) -> None:
     for number in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
     os.close(null)
+    for number, key in ((1, "log"), (2, "stderr" if request.get("stderr") else "log")):
+        out = os.open(request[key], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(out, number)
+        os.close(out)
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    # what PYTHONPATH would have put on the path of an interpreter started with this environment
+    for entry in reversed(request["env"].get("PYTHONPATH", "").split(os.pathsep)):
+        if entry and entry not in sys.path:
+            sys.path.insert(1, entry)
     argv = request["argv"]
     program = os.path.basename(argv[0])
     if program == "gunicorn":
@@ -203,10 +214,19 @@ class ForkServer:
                 )
             time.sleep(0.05)
 
-    def spawn(self, argv: list[str], *, env: dict, log: Path) -> Forked:
+    def spawn(self, argv: list[str], *, env: dict, log: Path, stderr: Path | None = None) -> Forked:
+        """Start `argv` (gunicorn, celery or `python manage.py`) with `env`, its output in `log` (its stderr in
+        `stderr` when given)."""
         self._count += 1
         status = self.directory / f"exit-{self._count}"
-        request = {"argv": argv, "env": env, "cwd": str(self.cwd), "log": str(log), "status": str(status)}
+        request = {
+            "argv": argv,
+            "env": env,
+            "cwd": str(self.cwd),
+            "log": str(log),
+            "stderr": str(stderr) if stderr else "",
+            "status": str(status),
+        }
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
             connection.settimeout(30)
             connection.connect(str(self.socket))
@@ -223,6 +243,25 @@ class ForkServer:
             self.process.kill()
             self.process.wait()
         self._log.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+_shared: ForkServer | None = None
+
+
+def shared() -> ForkServer:
+    """This test process's fork server, started at its first use and stopped (by its PID) when the process exits."""
+    global _shared
+    if _shared is None:
+        repo = Path(__file__).resolve().parents[2]
+        _shared = ForkServer(
+            Path(tempfile.mkdtemp(prefix="berth-forkserver-")),
+            python=str(repo / ".venv/bin/python"),
+            cwd=repo,
+            env={**os.environ, "PYTHONPATH": str(repo / "platform")},
+        )
+        atexit.register(_shared.stop)
+    return _shared
 
 
 def main() -> None:
