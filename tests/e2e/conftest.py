@@ -18,7 +18,7 @@ import redis
 from tests.conftest import REPO_DIR, free_port, wait_for
 from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.support import forkserver
-from tests.support.forkserver import Forked, ForkServer
+from tests.support.forkserver import Forked
 
 APP_PREFIX = "t-e2e-"
 # the apps the end-to-end tests name, and the buildpack cache tests' (tests/buildpacks/test_build_cache.py)
@@ -102,17 +102,11 @@ def _timestamp(docker_time: str) -> float:
     return datetime.fromisoformat(docker_time[:19]).replace(tzinfo=UTC).timestamp()
 
 
-def _start(fork_server: ForkServer, name: str, command: list[str], env: dict, logs: Path) -> Forked:
-    # forked in a session of its own: teardown ends its whole process group (a gunicorn worker outliving its master
-    # would keep the test database open)
-    return fork_server.spawn(command, env=env, log=logs / f"{name}.log")
-
-
-@pytest.fixture(scope="session")
-def fork_server() -> ForkServer:
-    """The platform's processes are forked from one Python that imported their libraries once
-    (tests/support/forkserver.py): ~2 s of CPU less for each platform started, ~100 a run."""
-    return forkserver.shared()
+def _start(name: str, command: list[str], env: dict, logs: Path) -> Forked:
+    # forked from this test process's fork server (tests/support/forkserver.py: the libraries imported once, ~2 s of
+    # CPU less for each platform started, ~100 a run), in a session of its own: teardown ends its whole process
+    # group (a gunicorn worker outliving its master would keep the test database open)
+    return forkserver.shared().spawn(command, env=env, log=logs / f"{name}.log")
 
 
 @pytest.fixture
@@ -150,7 +144,6 @@ def leftovers_swept() -> None:
 @pytest.fixture
 def berth_platform(
     leftovers_swept,
-    fork_server,
     transactional_db,
     router,
     tmp_path,
@@ -227,11 +220,11 @@ def berth_platform(
         "watcher": [str(venv / "python"), "manage.py", "watch"],
     }
     # by name, so a fault test can kill one (its PID) and start it again like a supervisor would
-    processes = {name: _start(fork_server, name, commands[name], env, logs) for name in platform_processes}
+    processes = {name: _start(name, commands[name], env, logs) for name in platform_processes}
 
     def start(name: str) -> Forked:
         log_name = f"{name}-{sum(1 for _ in logs.glob(name + '*.log'))}"
-        processes[name] = _start(fork_server, log_name, commands[name], env, logs)
+        processes[name] = _start(log_name, commands[name], env, logs)
         return processes[name]
 
     def web_up():

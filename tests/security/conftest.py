@@ -4,7 +4,6 @@
 from tests.e2e.conftest import (  # noqa: F401  (fixtures, registered by import)
     berth_platform,
     berth_registry,
-    fork_server,
     leftovers_swept,
     platform_env,
     platform_processes,
