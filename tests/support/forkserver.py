@@ -13,6 +13,7 @@ subprocess says it) is written to its "status" file: the test's `Forked` handle 
 server's child, not the test's). Test equipment, so it lives with the tests."""
 
 import atexit
+import importlib
 import json
 import os
 import runpy
@@ -62,8 +63,6 @@ LIBRARIES = (
 
 
 def _preload() -> None:
-    import importlib
-
     for name in LIBRARIES:
         try:
             importlib.import_module(name)
@@ -135,6 +134,8 @@ def become(request: dict) -> None:
             sys.path.insert(1, entry)
     argv = request["argv"]
     program = os.path.basename(argv[0])
+    # each program's main imported here, not at the top: the test processes import this module for Forked and
+    # ForkServer only (the server preloaded these)
     if program == "gunicorn":
         from gunicorn.app.wsgiapp import run
 
