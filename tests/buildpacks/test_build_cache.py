@@ -14,22 +14,24 @@ import pytest
 from berth.builds import builder
 from berth.builds.builder import docker_build
 from berth.builds.buildpacks import get_buildpack
+from berth.builds.images import APP_LABEL
 from berth.builds.stack import VARIANTS
 from berth.runtime.build import image_untag
 from berth.runtime.client import docker_client
 
 from tests.conftest import FIXTURE_APPS
+from tests.e2e.conftest import remove_leftover_images
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 ONE_MORE = Path(__file__).parent / "data" / "uv-one-more"  # py-uv-fastapi's project with httpx added (uv add)
 PNPM_ONE_MORE = Path(__file__).parent / "data" / "pnpm-one-more"  # node-pnpm with kleur added
 LABELS = {"org.berth.test": "1", "org.berth.test.suite": "buildpacks"}
-TEST_CACHE_LABEL = "org.berth.test.cache-ref"
+BP_PREFIX = "t-bp-"  # the apps these tests name (tests/e2e/conftest.py sweeps an earlier run's)
 
 
 @pytest.fixture
 def cache_ref():
-    ref = f"berth/t-bp-{secrets.token_hex(3)}:build-cache"
+    ref = f"berth/{BP_PREFIX}{secrets.token_hex(3)}:build-cache"
     yield ref
     _remove_stages(ref)
 
@@ -37,24 +39,14 @@ def cache_ref():
 def _remove_stages(cache_ref: str) -> None:
     """The test's images gone: the tags, the stages their chains left untagged (a cache installed on its last stage
     keeps that one as its parent; untagging the last leaves them all) and the app images a rebuild took the tag
-    from (~25 images a run were left behind)."""
+    from (labelled with the app by _build): ~25 images a run were left behind."""
     image_untag(cache_ref)
     image_untag(_run_ref(cache_ref))
-    api = docker_client().api
-    stages = [
-        image
-        for label, ref in (
-            (builder.CACHE_STAGE_LABEL, cache_ref),
-            (builder.RUN_STAGE_LABEL, _run_ref(cache_ref)),
-            (TEST_CACHE_LABEL, cache_ref),
-        )
-        for image in api.images(filters={"label": f"{label}={ref}"})
-    ]
-    for image in sorted(stages, key=lambda i: i["Created"], reverse=True):  # a child before its parent
-        try:
-            api.remove_image(image["Id"], force=True)
-        except docker.errors.APIError:
-            pass  # removed with a child already
+    remove_leftover_images(BP_PREFIX, names={_app_of(cache_ref)})
+
+
+def _app_of(cache_ref: str) -> str:
+    return cache_ref.rpartition(":")[0].rpartition("/")[2]  # berth/<app>:build-cache
 
 
 def _remove_with_descendants(image_id: str) -> None:
@@ -96,7 +88,7 @@ def _build(
         on_detail=detail.append,
         ca_bundle=Path("/etc/ssl/certs/ca-certificates.crt"),
         timeout=600,
-        labels={**LABELS, TEST_CACHE_LABEL: cache_ref},  # the test's images, whatever tag moved off them
+        labels={**LABELS, APP_LABEL: _app_of(cache_ref)},  # the test's images, whatever tag moved off them
         cache_ref=cache_ref,
         run_ref=_run_ref(cache_ref),
     )

@@ -69,6 +69,7 @@ def remove_leftover_images(
     builds hundreds; left behind, they fill the disk CI runs on next."""
     import docker
     from berth.builds.builder import CACHE_STAGE_LABEL, RUN_STAGE_LABEL
+    from berth.builds.images import APP_LABEL
     from berth.runtime.client import docker_client
 
     client = docker_client(timeout=300)
@@ -80,7 +81,7 @@ def remove_leftover_images(
         for ref in (image.get("RepoTags") or []) + stages:
             if ref and ref != "<none>:<none>":
                 return ref.rpartition(":")[0].rpartition("/")[2]  # berth/<app>:tag, 127.0.0.1:5000/<app>:tag
-        return labels.get("org.berth.image.app", "")
+        return labels.get(APP_LABEL, "")
 
     def ours(image: dict) -> bool:
         app = app_of(image)
