@@ -4,6 +4,7 @@ There is no Celery worker here, so a build or a rollback stays where the API lef
 worker's part through the same services and the build's Redis log stream, while `berth` follows it.
 """
 
+import io
 import json
 import os
 import random
@@ -476,15 +477,19 @@ def test_rollback_without_a_version_right_after_a_change_undoes_that_change(cli,
 def test_builds_cache_clear_drops_the_apps_dependency_cache(cli, shop):
     ref, run_ref = build_cache_ref(app_name=shop), build_run_ref(app_name=shop)
     assert ok(cli("builds:cache:clear", "-a", shop)) == f"{shop} has no build cache\n"
-    image_tag(docker_client().images.get(stack_image_ref()).id, ref)
-    image_tag(docker_client().images.get(stack_image_ref()).id, run_ref)
+    # an image of its own, on the stack: the stack itself tagged berth/<app> would, for that while, be "another
+    # team's image" to every other test's build on this engine (their FROM of the stack refused)
+    dockerfile = f"FROM {stack_image_ref()}\nLABEL org.berth.test.cache-clear={shop}\n"
+    cache, _ = docker_client().images.build(fileobj=io.BytesIO(dockerfile.encode()), rm=True, pull=False)
+    image_tag(cache.id, ref)
+    image_tag(cache.id, run_ref)
     try:
         assert ok(cli("builds:cache:clear", "-a", shop)) == f"Cleared the build cache of {shop}\n"
         for each in (ref, run_ref):  # its run cache too
             with pytest.raises(docker.errors.ImageNotFound):
                 docker_client().images.get(each)
     finally:
-        for each in (ref, run_ref):
+        for each in (ref, run_ref, cache.id):
             try:
                 docker_client().images.remove(each)
             except docker.errors.ImageNotFound:
