@@ -192,6 +192,20 @@ def test_two_web_replicas_on_one_node_get_distinct_reachable_ports(team_apps):
         assert http_ready(task.node_address, task.published_port, timeout=10)
 
 
+def test_a_poll_of_tasks_does_not_ask_the_engine_for_its_info(team_apps, monkeypatch):
+    # the engine's /info runs `runc --version` and `docker-init --version` each time: a deploy polls its tasks
+    # several times a second, and the node's own id is needed only for a node that registered no address
+    scheduler = SwarmScheduler()
+    asked = []
+    real_info = scheduler.api.info
+    monkeypatch.setattr(scheduler.api, "info", lambda: asked.append(1) or real_info())
+    tasks = scheduler.tasks(app=team_apps["a"], release=1)
+    running = scheduler.wait_running(app=team_apps["b"], release=1, process="web", replicas=1, timeout=30)
+    assert len(tasks) == 3 and running
+    assert all(t.node_address for t in [*tasks, *running])
+    assert asked == []
+
+
 def test_tasks_report_container_start_and_no_restarts(team_apps):
     tasks = SwarmScheduler().tasks(app=team_apps["a"])
     assert sorted((t.process, t.slot) for t in tasks) == [("web", 1), ("web", 2), ("worker", 1)]

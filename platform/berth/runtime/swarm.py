@@ -570,11 +570,10 @@ class SwarmScheduler(Scheduler):
         text = str(exc.explanation or exc).lower()
         return exc.status_code == 409 or "out of sequence" in text or "already exists" in text
 
-    def _node_addresses(self) -> dict[str, str]:
+    def _node_addresses(self) -> dict[str, str | None]:
         # Host-mode ports bind every interface of the node: every node, this manager included, is reached at the
         # address it registered with (Status.Addr); loopback only when the manager reports none.
-        local = self.api.info().get("Swarm", {}).get("NodeID")
-        addresses = {}
+        addresses, unaddressed = {}, []
         for node in self.api.nodes():
             address = node.get("Status", {}).get("Addr")
             if address in (None, "", "0.0.0.0"):
@@ -583,7 +582,16 @@ class SwarmScheduler(Scheduler):
                 address = manager.rpartition(":")[0] or None
             # the node's own address even for this manager: a router outside the manager's network namespace
             # (or on another machine) must reach its tasks too; host-mode ports listen on every interface
-            addresses[node["ID"]] = address or (LOOPBACK if node["ID"] == local else None)
+            addresses[node["ID"]] = address
+            if address is None:
+                unaddressed.append(node["ID"])
+        if unaddressed:
+            # Which node is this one, asked only when one has no address: the engine's /info runs `runc
+            # --version` and `docker-init --version` each time, and every poll of a deploy's tasks asked it
+            # (~10 a second in make test, the largest part of the engine's CPU there)
+            local = self.api.info().get("Swarm", {}).get("NodeID")
+            if local in unaddressed:
+                addresses[local] = LOOPBACK
         return addresses
 
     def _tasks_of(
