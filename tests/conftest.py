@@ -298,8 +298,10 @@ def _fresh_sign_in_counts(settings):
 
 @pytest.fixture(autouse=True)
 def _fast_passwords(request, settings):
-    # PBKDF2 would make each factory user cost ~100 ms; the matrix creates hundreds. Not with a running platform:
-    # its web process keeps the production hashers and could not check a password hashed with MD5.
+    # PBKDF2 at Django's 1,000,000 rounds costs ~0.25 CPU-s a user; the matrix creates hundreds. With a running
+    # platform, its web process keeps the production hashers: it could not check MD5, but checks PBKDF2 at the
+    # rounds the stored hash names (and re-hashes at its own on a sign-in, as after an upgrade of Django)
     if "berth_platform" in request.fixturenames:
+        settings.PASSWORD_HASHERS = ["tests.support.factories.QuickPBKDF2PasswordHasher"]
         return
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

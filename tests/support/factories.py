@@ -9,9 +9,17 @@ from berth.accounts.services import invitation_create, membership_add, team_crea
 from berth.apps.services import app_create, domain_add
 from berth.releases.services import release_create
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from rest_framework.test import APIClient
 
 _counter = itertools.count(1)
+
+
+class QuickPBKDF2PasswordHasher(PBKDF2PasswordHasher):
+    """Django's PBKDF2 at 1,000 rounds: the same algorithm name, so a platform process with the production
+    hashers checks these hashes (at the rounds each names)."""
+
+    iterations = 1000
 
 
 def user_create(username: str | None = None, **extra):
