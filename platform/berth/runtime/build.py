@@ -29,7 +29,7 @@ from django.conf import settings
 from docker.utils.build import exclude_paths
 
 from berth.core.lines import line_max_bytes
-from berth.runtime.client import docker_client
+from berth.runtime.client import docker_api_version, docker_client
 from berth.runtime.scheduler import installation_labels
 
 CANCEL_POLL_SECONDS = 0.5
@@ -170,7 +170,7 @@ def image_build(
     only. Raises BuildRefused or EngineLost when the engine refuses or the connection fails."""
     # The engine's output is read on a thread of its own, so that this thread can notice a timeout or a
     # cancellation while a step prints nothing, and stop the build by shutting the stream's socket.
-    api = _BuildAPIClient(base_url=settings.DOCKER_HOST, version="auto", timeout=60)
+    api = _BuildAPIClient(base_url=settings.DOCKER_HOST, version=docker_api_version(), timeout=60)
     messages: queue.Queue = queue.Queue()
 
     def read() -> None:
