@@ -1,11 +1,14 @@
 """The Swarm scheduler against the real one-node swarm, with the local stack image."""
 
+import contextlib
 import io
 import operator
+import os
 import re
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import docker.errors
 import pytest
@@ -21,10 +24,32 @@ from tests.conftest import wait_for
 IMAGE = "berth/stack:bookworm"
 WEB = "python3 -m http.server $PORT"
 WORKER = "while true; do echo tick; sleep 1; done"
+
+
+def _process_start(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot), None when there is none: a pid and its start name
+    one process, even after the pid is used again."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 # org.berth.test=1 marks test leftovers; the suite label keeps this module's cleanup away from services that
-# other test modules, possibly running at the same time on this machine, have made.
-TEST_LABELS = {"org.berth.test": "1", "org.berth.test.suite": "runtime"}
-TEST_FILTER = [f"{k}={v}" for k, v in TEST_LABELS.items()]
+# other test modules, possibly running at the same time on this machine, have made. The owner label names the
+# test process: the cleanup takes its own and those of a process that is gone (a killed run), never those of
+# another test process of this run (test_oneoff.py shares the cleanup, and ran it on another worker while this
+# module's test waited for its service: "does not exist")
+OWNER_LABEL = "org.berth.test.owner"
+OWNER = f"{os.getpid()}-{_process_start(os.getpid())}"
+TEST_LABELS = {"org.berth.test": "1", "org.berth.test.suite": "runtime", OWNER_LABEL: OWNER}
+TEST_FILTER = ["org.berth.test=1", "org.berth.test.suite=runtime"]
+
+
+def _ours_or_left(labels: dict | None) -> bool:
+    owner = (labels or {}).get(OWNER_LABEL, "")
+    pid, _, started = owner.partition("-")
+    return owner == OWNER or not pid.isdigit() or _process_start(int(pid)) != started
 
 
 def unique(prefix: str = "t") -> str:
@@ -35,25 +60,29 @@ def cleanup_leftovers(timeout: float = 60) -> None:
     """Remove every service, container and network this suite labelled, e.g. left by a killed earlier run."""
     client = docker_client()
     for service in client.api.services(filters={"label": TEST_FILTER}):
+        if not _ours_or_left(service["Spec"].get("Labels")):
+            continue
         try:
             client.api.remove_service(service["ID"])
         except docker.errors.NotFound:
             pass
-    for container in client.api.containers(all=True, filters={"label": TEST_FILTER}):
+
+    def containers() -> list[dict]:
+        found = client.api.containers(all=True, filters={"label": TEST_FILTER})
+        return [c for c in found if _ours_or_left(c.get("Labels"))]
+
+    for container in containers():
         if "com.docker.swarm.task.id" not in container["Labels"]:
             try:
                 client.api.remove_container(container["Id"], force=True)
             except docker.errors.NotFound:
                 pass
-    wait_for(
-        lambda: not client.api.containers(all=True, filters={"label": TEST_FILTER}),
-        timeout=timeout,
-        interval=0.2,
-        message="test containers to go",
-    )
+    wait_for(lambda: not containers(), timeout=timeout, interval=0.2, message="test containers to go")
     # a network lingers briefly after its last container went
     deadline = time.monotonic() + 20
     for network in client.api.networks(filters={"label": TEST_FILTER}):
+        if not _ours_or_left(network.get("Labels")):
+            continue
         while True:
             try:
                 client.api.remove_network(network["Id"])
@@ -77,7 +106,7 @@ def clean_swarm():
 def cmd_image():
     """A local image with a CMD (the stack image has none), built without a registry."""
     client = docker_client()
-    tag = "berth-test/with-cmd:runtime"
+    tag = f"berth-test/with-cmd:runtime-{os.getpid()}"  # another test process removes its own tag
     dockerfile = (
         b'FROM berth/stack:bookworm\nCMD ["sh", "-c", "echo from-cmd $GREETING; exec sleep ${SLEEP:-0}"]\n'
     )
@@ -415,17 +444,29 @@ def test_missing_service_is_an_error(scheduler):
         scheduler.scale(app=unique(), release=1, process="web", replicas=2)
 
 
-def test_leftover_of_a_killed_run_is_cleaned():
+def test_leftover_of_a_killed_run_is_cleaned_and_another_test_processs_service_kept():
     api = docker_client().api
-    name = f"{unique()}-v1-web"
-    api.create_service(
-        {"ContainerSpec": {"Image": IMAGE, "Args": ["sleep", "600"]}},
-        name=name,
-        labels={**TEST_LABELS, "org.berth.app": "leftover"},
-    )
-    cleanup_leftovers()
-    with pytest.raises(docker.errors.NotFound):
-        api.inspect_service(name)
+    parent = os.getppid()  # alive: the test run's process (xdist's controller, or the shell)
+    owners = {
+        "killed": "4194305-1",
+        "another": f"{parent}-{_process_start(parent)}",
+    }  # 4194305: above pid_max
+    names = {}
+    for who, owner in owners.items():
+        names[who] = f"{unique()}-v1-web"
+        api.create_service(
+            {"ContainerSpec": {"Image": IMAGE, "Args": ["sleep", "600"]}},
+            name=names[who],
+            labels={**TEST_LABELS, OWNER_LABEL: owner, "org.berth.app": who},
+        )
+    try:
+        cleanup_leftovers()
+        with pytest.raises(docker.errors.NotFound):
+            api.inspect_service(names["killed"])
+        assert api.inspect_service(names["another"])["Spec"]["Labels"][OWNER_LABEL] == owners["another"]
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            api.remove_service(names["another"])
 
 
 def test_get_scheduler_is_swarm():
