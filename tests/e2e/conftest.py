@@ -248,10 +248,11 @@ def berth_platform(
         )
     finally:
         for name, process in processes.items():
-            if name == "worker":
+            if name == "worker" and _leads_its_group(process.pid):
                 # killed, not stopped: Celery's warm shutdown took 1.3-1.6 s after SIGTERM (the web and the
                 # watcher ~0.3 s), the longest part of each end-to-end test's teardown; the test is over, and
-                # what a worker killed mid-task leaves is the fault tests' subject (test_faults_worker.py)
+                # what a worker killed mid-task leaves is the fault tests' subject (test_faults_worker.py). Not
+                # a worker a test runs under deploy/respawn.sh in the test's own group: stopped, it stops the worker
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(process.pid, signal.SIGKILL)
             else:
@@ -278,6 +279,14 @@ def berth_platform(
         apps = set(App.objects.values_list("name", flat=True))
         remove_leftover_services(names=apps)
         remove_leftover_images(names=apps)
+
+
+def _leads_its_group(pid: int) -> bool:
+    """Whether `pid` is its process group's leader (the fork server starts each platform process so)."""
+    try:
+        return os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False
 
 
 @pytest.fixture(scope="session")
