@@ -14,9 +14,6 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-from websockets.sync.client import connect
-
 from berth.cli.client import (
     CA_BUNDLE_HINT,
     ApiError,
@@ -65,6 +62,11 @@ def websocket_url(base: str, path: str, query: dict[str, Any]) -> str:
 
 def messages(app: str, what: str, query: dict[str, Any]) -> Iterator[dict]:
     """Each JSON message the server sends on /ws/apps/<app>/<what>, until it closes the socket."""
+    # imported here, by the two commands that open a socket: websockets takes ~60 ms of CPU to import (and with it
+    # importlib.metadata), which every other command of the CLI would pay at its start
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+    from websockets.sync.client import connect
+
     credentials = current_credentials()
     url = websocket_url(credentials.url, f"/ws/apps/{segment(app)}/{what}", query)
     # wss:// checks the certificate as the API calls do (the same CA bundle); ws:// takes no TLS context at all
