@@ -163,6 +163,22 @@ ensure_swarm() {
   docker swarm init --advertise-addr "${addr:-127.0.0.1}" --dispatcher-heartbeat "$SWARM_HEARTBEAT" >/dev/null
 }
 
+ensure_request_log_queue() {
+  # The router's access lines reach Berth as datagrams on a Unix socket (berth.observe.traffic). The kernel queues at
+  # most net.unix.max_dgram_qlen of them for the reader; HAProxy drops the line when the queue is full. systemd sets
+  # 512 on Debian (sysctl.d/50-default.conf); a machine without it keeps the kernel's 10, where a burst of requests
+  # lost 174 of 1,000 access lines while the reader waited for a CPU (make test on 2 busy CPUs).
+  local want=512 now
+  now=$(cat /proc/sys/net/unix/max_dgram_qlen 2>/dev/null || echo "$want")
+  if [ "$now" -lt "$want" ]; then
+    if echo "$want" > /proc/sys/net/unix/max_dgram_qlen 2>/dev/null; then
+      say "net.unix.max_dgram_qlen $now -> $want (the router's access lines)"
+    else
+      say "net.unix.max_dgram_qlen is $now and cannot be raised here: a burst of requests may lose access lines"
+    fi
+  fi
+}
+
 ensure_redis() {
   local url="${1:-redis://127.0.0.1:6379/0}" dir="$2"
   if redis-cli -u "$url" ping >/dev/null 2>&1; then return; fi

@@ -15,6 +15,7 @@ ensure_swarm
 # a database of its own on the usual Redis (db 15), so a running `make up` on db 0 is not disturbed
 export REDIS_URL="${BERTH_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 ensure_redis "$REDIS_URL" "$TEST_HOME/redis"
+ensure_request_log_queue
 
 ensure_postgres() {
   local bin

@@ -34,6 +34,7 @@ registry_listen="${BERTH_REGISTRY_LISTEN:-${BERTH_REGISTRY:-127.0.0.1:5000}}"
 ensure_firewall "$BERTH_WEB_PORT" "$(port_of "$REDIS_URL" 6379)" 5432 "$(port_of "${DATABASE_URL:-postgres://x}" 5432)" \
   "${registry_listen##*:}" 2375 2376
 ensure_redis "$REDIS_URL" "$BERTH_HOME/redis"
+ensure_request_log_queue
 ensure_venv
 
 cd "$REPO_DIR"
