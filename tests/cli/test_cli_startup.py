@@ -60,7 +60,7 @@ print(json.dumps({
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen == {"code": 1, "modules": [], "subparsers": ["apps", "help"], "cas": 0}, result.stderr
     assert "cannot reach Berth" in result.stderr
-    # an https:// server still gets the public CAs checked, and help still lists every command
+    # an https:// server still gets the public CAs checked (help's full list: test_cli_offline.py's help tests)
     env["BERTH_URL"] = f"https://127.0.0.1:{free_port()}"
     result = subprocess.run(
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path

@@ -8,12 +8,13 @@ and the machine's own setting is never touched."""
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO_DIR
 
-QUEUE = "/proc/sys/net/unix/max_dgram_qlen"
+QUEUE = Path("/proc/sys/net/unix/max_dgram_qlen")
 
 
 def in_own_namespace(script: str) -> subprocess.CompletedProcess:
@@ -29,7 +30,7 @@ def in_own_namespace(script: str) -> subprocess.CompletedProcess:
 def test_the_datagram_queue_is_raised_to_512_once_and_a_larger_one_is_kept():
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("a network namespace of its own needs root and unshare (make test runs as root)")
-    machine = open(QUEUE).read()
+    machine = QUEUE.read_text()
     fresh = in_own_namespace(
         f"cat {QUEUE}; source deploy/lib.sh && ensure_request_log_queue && cat {QUEUE} "
         f"&& ensure_request_log_queue && cat {QUEUE}"
@@ -43,4 +44,4 @@ def test_the_datagram_queue_is_raised_to_512_once_and_a_larger_one_is_kept():
         f"echo 2048 > {QUEUE}; source deploy/lib.sh && ensure_request_log_queue && cat {QUEUE}"
     )
     assert larger.stdout.split() == ["2048"], larger.stdout
-    assert open(QUEUE).read() == machine  # the machine's own namespace untouched
+    assert QUEUE.read_text() == machine  # the machine's own namespace untouched
