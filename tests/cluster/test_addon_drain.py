@@ -111,6 +111,20 @@ def _first(client, service_id: str, since: float, word: str) -> float | None:
     )
 
 
+def _probe_report(client, name: str) -> dict:
+    try:
+        service = client.services.get(name)
+    except docker.errors.NotFound:
+        return {"service": "not created"}
+    return {
+        "tasks": [
+            (t.get("NodeID", "")[:12], t["Status"]["State"], t["Status"].get("Err", ""))
+            for t in client.api.tasks(filters={"service": service.id})
+        ],
+        "last_lines": _probe_lines(client, service.id)[-6:],
+    }
+
+
 def _tasks(client, service: str) -> list[dict]:
     return client.api.tasks(filters={"service": service})
 
@@ -193,6 +207,10 @@ def test_draining_the_addons_node_leaves_it_pending_and_unreachable_until_the_no
             _first(client, probe, activated_wall, "ok"), 1
         )
         assert _psql(spec, "select count(*) from items") == (0, "1000")  # the same data
+    except AssertionError:
+        # printed with the figures: where the probe ran and what it last saw (once it never connected in 120 s)
+        figures["probe_when_failed"] = _probe_report(client, f"probe-{spec.team}")
+        raise
     finally:
         for service in client.services.list(filters={"name": f"probe-{spec.team}"}):
             service.remove()

@@ -182,9 +182,18 @@ def nodes_images_remove(
         "keep": sorted(keep),
         "installation": settings.BERTH_INSTALLATION_ID,
     }
-    for node in nodes_job_run(client=client, job=job, stack_image=stack_image, exclude_node=local):
+    nodes = nodes_job_run(
+        client=client,
+        job=job,
+        stack_image=stack_image,
+        exclude_node=local,
+        node_ids={n["ID"] for n in others},
+    )
+    for node in nodes:
         result.removed += node.get("removed", [])
         result.in_use += node.get("in_use", [])
+        if "error" in node:
+            result.errors.append(f"node {node['node'][:12]}: {node['error']}")
     return result
 
 
@@ -194,11 +203,15 @@ def nodes_job_run(
     job: dict,
     stack_image: str,
     exclude_node: str | None = None,
+    node_ids: set[str] = frozenset(),
     labels: dict[str, str] | None = None,
     timeout: float = JOB_TIMEOUT,
 ) -> list[dict]:
     """Run NODE_SCRIPT once on every node (but `exclude_node`) as a Swarm global job; return each node's
-    result ({"removed": [...], "in_use": [...]}). The job service is removed afterwards."""
+    result ({"removed": [...], "in_use": [...]}, or {"error": ...}). It waits until each of `node_ids` (the
+    nodes the job must reach) has a task that ended: Swarm makes a global job's tasks one node after another,
+    and the first one ended is not the job ended (the job service removed then, a node's task never ran and its
+    result was lost). The job service is removed afterwards."""
     registry_login(client)
     image = stack_image_in_registry(image=stack_image, client=client)
     constraints = [f"node.id!={exclude_node}"] if exclude_node else []
@@ -228,8 +241,8 @@ def nodes_job_run(
         deadline = time.monotonic() + timeout
         while True:
             tasks = client.api.tasks(filters={"service": service["ID"]})
-            states = [t["Status"]["State"] for t in tasks]
-            if tasks and all(s in JOB_ENDED for s in states):
+            ended = all(t["Status"]["State"] in JOB_ENDED for t in tasks)
+            if tasks and ended and node_ids <= {t.get("NodeID") for t in tasks}:
                 break
             if time.monotonic() > deadline:
                 raise RegistryError(f"the image GC job did not finish on every node in {timeout:.0f}s")
