@@ -132,15 +132,70 @@ def pytest_collection_modifyitems(config, items) -> None:
         if len(kept) != len(items):
             config.hook.pytest_deselected(items=[item for item in items if not database_level(item)])
             items[:] = kept
+    if getattr(config, "workerinput", {}).get("longest_units_first"):
+        longest_units_first(items)
+
+
+def scheduling_unit(nodeid: str) -> str:
+    """What `--dist loadfile` hands a worker at once: a module, or all of tests/cluster."""
+    path = nodeid.split("::", 1)[0]
+    return "tests/cluster" if path.startswith("tests/cluster/") else path
+
+
+# Roughly how long the longest units take in `make test` (seconds, session 23: 2 CPUs, the Docker tier's three
+# workers beside the other tiers). The units are handed out longest first, so no worker starts a 3-minute module
+# while the others are finishing: xdist's own order (by number of tests) gave the single-test corpus module last,
+# and its worker ran on alone at the end of the tier. A unit not named: 20 s a test end to end, 3 s else.
+UNIT_SECONDS = {
+    "tests/buildpacks/test_build_cache.py": 370,
+    "tests/cluster": 340,
+    "tests/addons/test_backups.py": 240,
+    "tests/e2e/test_buildpack_corpus.py": 200,
+    "tests/e2e/test_run_route_ops.py": 140,
+    "tests/e2e/test_bad_input_api_fuzz.py": 135,
+    "tests/e2e/test_bad_input_doors.py": 130,
+    "tests/e2e/test_builds_lifecycle.py": 120,
+    "tests/e2e/test_faults_worker.py": 110,
+    "tests/e2e/test_run_route_bad_releases.py": 110,
+}
+
+
+def longest_units_first(items: list) -> None:
+    """Order `items` by the expected time of their unit, longest first; a unit's tests stay together, in order."""
+    tests = collections.Counter(scheduling_unit(item.nodeid) for item in items)
+
+    def seconds(unit: str) -> float:
+        per_test = 20 if unit.startswith("tests/e2e/") else 3
+        return UNIT_SECONDS.get(unit, tests[unit] * per_test)
+
+    order = {item.nodeid: index for index, item in enumerate(items)}
+    items.sort(
+        key=lambda item: (
+            -seconds(scheduling_unit(item.nodeid)),
+            scheduling_unit(item.nodeid),
+            order[item.nodeid],
+        )
+    )
 
 
 class ClusterTogetherScheduling(LoadFileScheduling):
     """`--dist loadfile` (each module's tests on one worker: its module fixtures, and names its tests reuse) with
-    all of tests/cluster as one unit: their 3-node swarm is one per machine (tests/cluster/harness.py locks it)."""
+    all of tests/cluster as one unit: their 3-node swarm is one per machine (tests/cluster/harness.py locks it).
+    The units go out in the order of the collection (longest_units_first), not xdist's by number of tests."""
+
+    def __init__(self, config, log=None):
+        super().__init__(config, log)
+        config.option.loadscopereorder = False
 
     def _split_scope(self, nodeid: str) -> str:
-        path = nodeid.split("::", 1)[0]
-        return "tests/cluster" if path.startswith("tests/cluster/") else path
+        return scheduling_unit(nodeid)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    # the workers collect, and the order they collect in is the order the units go out; xdist gives a worker
+    # `--dist no`, so it is told here
+    node.workerinput["longest_units_first"] = node.config.getvalue("dist") == "loadfile"
 
 
 @pytest.hookimpl(optionalhook=True)

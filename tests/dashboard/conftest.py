@@ -2,7 +2,6 @@
 driven by Playwright) logged in as one of them."""
 
 import os
-import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -91,6 +90,20 @@ def browser():
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
+def _session_cookie(username: str, base_url: str) -> dict:
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    client = Client()
+    client.force_login(get_user_model().objects.get(username=username))
+    return {
+        "name": settings.SESSION_COOKIE_NAME,
+        "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+        "url": base_url,
+    }
+
+
 class PageOpener:
     """Opens logged-in pages at `base_url`, each in a fresh browser context; collects JavaScript errors."""
 
@@ -102,14 +115,14 @@ class PageOpener:
         context = self.browser.new_context(viewport=viewport, base_url=self.base_url)
         context.set_default_timeout(TIMEOUT_MS)
         self.contexts.append(context)
+        # signed in by a session made here, as the sign-in form makes one: the form in a browser is the end-to-end
+        # tests' (tests/e2e/conftest.py `page`, test_join): going through it for every page opened was two page
+        # loads more each time, ~1 CPU-s of chromium a test
+        context.add_cookies([_session_cookie(f"the-{role}", self.base_url)])
         page = context.new_page()
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         page.on("dialog", lambda dialog: dialog.accept())  # the confirm() of rollback, unset, remove
-        page.goto("/login/")
-        page.fill("#id_username", f"the-{role}")
-        page.fill("#id_password", PASSWORD)
-        page.click("#login-submit")
-        page.wait_for_url(re.compile(r".*/apps/$"))
+        page.goto("/apps/")
         return page
 
     def close(self) -> None:
