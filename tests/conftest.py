@@ -157,6 +157,9 @@ UNIT_SECONDS = {
     "tests/e2e/test_builds_lifecycle.py": 120,
     "tests/e2e/test_faults_worker.py": 110,
     "tests/e2e/test_run_route_bad_releases.py": 110,
+    # many tests, each quick
+    "tests/api/test_permission_matrix.py": 20,
+    "tests/api/test_api.py": 10,
 }
 
 

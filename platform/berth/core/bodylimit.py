@@ -4,7 +4,8 @@ Django's ASGIHandler reads a whole request body into a temporary file (spooled t
 Django middleware or view runs, so a cap checked in a view comes after the disk has filled. This ASGI callable
 wraps Django: it picks the cap of a request by its path, refuses an announced Content-Length over it without
 calling Django, and counts a chunked body as Django reads it, stopping at the cap. Every refusal closes the
-connection, so the server reads no more of the body either.
+connection, so the server reads little more of the body either: a body that ends within LINGER_BYTES past the
+cap is read to its end (and dropped) before the answer, so its client has sent it all and reads why.
 """
 
 import asyncio
@@ -18,6 +19,13 @@ Message = dict
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# A server that closes the connection while a body is still coming resets it, and the client may never read the
+# answer it was sent (git: "RPC failed; curl 55 Send failure: Connection reset by peer" instead of why its push was
+# refused). So past a cap, up to this much more is read and dropped, for up to LINGER_SECONDS, waiting for the
+# body's end; a body further over is cut there, unread.
+LINGER_BYTES = 4 * 1024 * 1024
+LINGER_SECONDS = 5.0
 
 
 def too_large_detail(limit: int, setting: str = "BERTH_MAX_REQUEST_BYTES") -> str:
@@ -61,7 +69,7 @@ class BodyLimit:
         if declared is not None and declared > cap.limit and not cap.app_answers:
             await _refuse(send, cap)
             return
-        gate = _Gate(cap, receive, send, declared_over=declared is not None and declared > cap.limit)
+        gate = _Gate(cap, receive, send, declared=declared)
         await self.app(scope, gate.receive, gate.send)
 
 
@@ -96,10 +104,11 @@ async def _refuse(send: Send, cap: BodyCap) -> None:
 class _Gate:
     """The `receive` and `send` one request's app sees: counts the body and stops it at the cap."""
 
-    def __init__(self, cap: BodyCap, receive: Receive, send: Send, *, declared_over: bool):
+    def __init__(self, cap: BodyCap, receive: Receive, send: Send, *, declared: int | None):
         self.cap, self._receive, self._send = cap, receive, send
+        self.declared = declared
         # An app that answers for itself needs only the head of a body whose announced length is already over.
-        self.head_only = declared_over
+        self.head_only = declared is not None and declared > cap.limit
         self.received = 0
         self.cut = False  # the body was ended early for the app: what follows is never read
         self.refused = False  # the door answered 413 itself: the app's own answer is dropped
@@ -121,6 +130,8 @@ class _Gate:
                 return message
         elif self.received <= self.cap.limit:
             return message
+        if more:
+            await self._linger()
         if self.cap.app_answers:
             # The app sees a body past its cap (or only the head of one announced past it) and says why.
             self.cut = True
@@ -131,6 +142,24 @@ class _Gate:
             await _refuse(self._send, self.cap)
         self.finished.set()
         return {"type": "http.disconnect"}
+
+    async def _linger(self) -> None:
+        """Read on and drop the rest of a body over its cap, when it ends within LINGER_BYTES past the cap (and
+        LINGER_SECONDS)."""
+        if self.declared is not None and self.declared > self.cap.limit + LINGER_BYTES:
+            return  # announced further over: cut now
+        loop = asyncio.get_running_loop()
+        budget, deadline = self.cap.limit + LINGER_BYTES - self.received, loop.time() + LINGER_SECONDS
+        while budget >= 0 and (left := deadline - loop.time()) > 0:
+            try:
+                message = await asyncio.wait_for(self._receive(), left)
+            except TimeoutError:
+                return
+            if message["type"] != "http.request":
+                return
+            budget -= len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
 
     async def send(self, message: Message) -> None:
         if self.refused:
