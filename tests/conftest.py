@@ -142,8 +142,8 @@ def scheduling_unit(nodeid: str) -> str:
     return "tests/cluster" if path.startswith("tests/cluster/") else path
 
 
-# Roughly how long the longest units take in `make test` (seconds, session 23: 2 CPUs, the Docker tier's three
-# workers beside the other tiers). The units are handed out longest first, so no worker starts a 3-minute module
+# Roughly how long the longest units take in `make test` (seconds, session 23: 2 CPUs, the Docker tier's workers
+# beside the other tiers). The units are handed out longest first, so no worker starts a 3-minute module
 # while the others are finishing: xdist's own order (by number of tests) gave the single-test corpus module last,
 # and its worker ran on alone at the end of the tier. A unit not named: 20 s a test end to end, 3 s else.
 UNIT_SECONDS = {
@@ -157,6 +157,7 @@ UNIT_SECONDS = {
     "tests/e2e/test_builds_lifecycle.py": 120,
     "tests/e2e/test_faults_worker.py": 110,
     "tests/e2e/test_run_route_bad_releases.py": 110,
+    "tests/e2e/test_cron_webhooks_e2e.py": 80,  # waits for the next minute (cron), up to 60 s
     # many tests, each quick
     "tests/api/test_permission_matrix.py": 20,
     "tests/api/test_api.py": 10,

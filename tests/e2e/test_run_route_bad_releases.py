@@ -42,7 +42,8 @@ BAD = [
     # (what, push kwargs, words the push's error and the release's reason must hold)
     ("never binds $PORT", {"mode": "noport"}, "did not answer HTTP on $PORT"),
     ("answers 500", {"mode": "fail"}, "status 500 or above"),
-    ("crashes at boot", {"mode": "crash"}, "tasks failed"),
+    # gone before Swarm reports it running ("tasks failed"), or just after, while it boots (4 Docker workers: once)
+    ("crashes at boot", {"mode": "crash"}, ("tasks failed", "exited while booting")),
     # seen running first, then gone: told at once (not after the boot timeout), with its exit
     ("exits after a while at boot", {"mode": "latecrash"}, "exited while booting"),
     ("has no command", {"files": NO_COMMAND}, "the image has no command to run"),
@@ -69,10 +70,11 @@ def test_bad_releases_are_refused_with_a_reason_and_the_old_one_serves_every_req
             said = f"{what}:\n{result.stderr}"  # a string, shown whole (pytest cut a tuple's repr short)
             assert result.returncode != 0, said
             assert "previous release keeps serving" in result.stderr, said
-            assert words in result.stderr, said
+            either = (words,) if isinstance(words, str) else words
+            assert any(word in result.stderr for word in either), said
             release = Release.objects.get(app=app, version=version)
             assert release.status == "failed", what
-            assert words in release.status_reason, (what, release.status_reason)
+            assert any(word in release.status_reason for word in either), (what, release.status_reason)
             assert time.monotonic() - started < BOOT_TIMEOUT + 45, what
             assert body_of(berth_platform.router_port, host) == "stable", what
             assert [s.release for s in web_services(app.name)] == [1], what  # the new services are gone
