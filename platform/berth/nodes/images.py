@@ -212,3 +212,4 @@ def _nodes_prune(plans: list[AppPlan], report: GcReport) -> None:
     )
     report.nodes_removed += removed.removed
     report.in_use += removed.in_use
+    report.errors += removed.errors  # a node whose job failed or printed no result
