@@ -154,6 +154,16 @@ def _parse(raw: bytes) -> tuple[int | None, dict[str, str], bytes, bool]:
     return status, headers, body, length is not None and len(body) >= int(length)
 
 
+def _request_head(
+    platform, method: str, path: str, headers: dict[str, str], *, chunked: bool, total: int = 0
+) -> bytes:
+    """The request line and headers of a body sent chunked, or announced as `total` bytes."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {urlsplit(platform.web_url).netloc}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    lines.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {total}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
 def send_big(
     platform,
     path: str,
@@ -170,13 +180,10 @@ def send_big(
     if body is not None:
         total = len(body)
     url = urlsplit(platform.web_url)
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {url.netloc}", "Connection: close"]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    lines.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {total}")
     piece = b"0032" + b"a" * (PIECE - 4)  # starts like a pkt-line, so the git view reads on as it would
     sock = socket.create_connection((url.hostname, url.port), timeout=10)
     with SpoolWatch(platform.processes["web"].pid, Path(platform.env["TMPDIR"])) as watch:
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        sock.sendall(_request_head(platform, method, path, headers or {}, chunked=chunked, total=total))
         sock.setblocking(False)
         started = time.monotonic()
         sent, pending, received, writing = 0, b"", b"", True
@@ -393,17 +400,10 @@ def _send_whole_then_read(platform, path: str, headers: dict[str, str], body: by
     """Send `body` chunked to its end, then read the answer to the connection's end: what came, and how the
     connection ended ("eof", or the error that ended it)."""
     url = urlsplit(platform.web_url)
-    lines = [
-        f"POST {path} HTTP/1.1",
-        f"Host: {url.netloc}",
-        "Connection: close",
-        "Transfer-Encoding: chunked",
-    ]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
     received = b""
     with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
         try:
-            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            sock.sendall(_request_head(platform, "POST", path, headers, chunked=True))
             for start in range(0, len(body), PIECE):
                 chunk = body[start : start + PIECE]
                 sock.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
