@@ -6,6 +6,11 @@ Uses a throwaway BERTH_HOME (SQLite unless --database-url names a PostgreSQL dat
 migrate and creates a user "bench" with its apps there). Starts gunicorn on a free loopback port, measures the
 latency of sequential and concurrent requests (bounded in count and time) and prints a table. The server is
 stopped by its PID at the end.
+
+Two clients measure every page. `httpx`: Python threads in this process, as a script would call the API; its 8
+threads share one interpreter lock, so an answer that has arrived can wait for another thread's turn, and that wait
+counts in its latency. `wrk`: one C thread over keep-alive connections (as many as clients), which measures the
+server's latency with almost nothing of its own (both share the machine's CPUs with the server and PostgreSQL).
 """
 
 import argparse
@@ -30,6 +35,17 @@ REPO = Path(__file__).resolve().parent.parent
 PYTHON = REPO / ".venv/bin/python"
 GUNICORN = REPO / ".venv/bin/gunicorn"
 TIME_BUDGET_S = 120  # no phase may run longer than this
+WRK_SECONDS = 8  # one wrk run: a fixed time, not a count
+# wrk's summary as one JSON line (its own table has no p95); latencies in microseconds
+WRK_REPORT = """
+done = function(summary, latency, requests)
+  io.write(string.format('{"requests": %d, "seconds": %f, "errors": %d, "p50": %d, "p95": %d, "max": %d}\\n',
+    summary.requests, summary.duration / 1e6,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status
+      + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(95), latency.max))
+end
+"""
 
 SETUP = """
 import sys
@@ -91,6 +107,28 @@ def run_load(url: str, auth: dict, total: int, concurrency: int) -> tuple[list[f
     return latencies, time.perf_counter() - start
 
 
+def run_wrk(url: str, auth: dict, concurrency: int, report: Path) -> dict:
+    """`concurrency` keep-alive connections for WRK_SECONDS on one wrk thread; the latencies of its summary."""
+    headers = [f"{k}: {v}" for k, v in auth.get("headers", {}).items()]
+    headers += [f"Cookie: {k}={v}" for k, v in auth.get("cookies", {}).items()]
+    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{WRK_SECONDS}s", "-s", str(report)]
+    for header in headers:
+        command += ["-H", header]
+    done = subprocess.run(
+        [*command, url], capture_output=True, text=True, timeout=WRK_SECONDS + 30, check=True
+    )
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    if summary["errors"]:
+        raise SystemExit(f"wrk: {summary['errors']} requests failed on {url}:\n{done.stdout}")
+    return {
+        "requests": summary["requests"],
+        "p50_ms": round(summary["p50"] / 1000, 1),
+        "p95_ms": round(summary["p95"] / 1000, 1),
+        "max_ms": round(summary["max"] / 1000, 1),
+        "req_per_s": round(summary["requests"] / summary["seconds"]),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--apps", type=int, default=100)
@@ -99,6 +137,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="repetitions of every page × client count")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (deploy/Procfile uses 2)")
     parser.add_argument("--database-url", default=None, help="a PostgreSQL database to wipe and use")
+    parser.add_argument(
+        "--clients", default="httpx,wrk", help="which load clients measure: httpx, wrk or both (see above)"
+    )
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="berth-bench-"))
@@ -190,35 +231,51 @@ def main() -> int:
         database = "PostgreSQL" if args.database_url else "SQLite"
         print(f"{args.apps} apps, {database}, gunicorn+uvicorn x{args.workers} workers")
         print(
-            f"{'page':<24} {'clients':>7} {'requests':>8} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'req/s':>8}"
+            f"{'page':<24} {'client':>6} {'clients':>7} {'requests':>8} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} "
+            f"{'req/s':>8}"
         )
         rows = []
-        plan = [(p, int(c)) for p in pages for c in args.concurrency.split(",")]
-        for (page, page_url, auth), concurrency in plan * max(1, min(args.rounds, 10)):
+        clients = [c for c in ("httpx", "wrk") if c in args.clients.split(",")]
+        if "wrk" in clients and shutil.which("wrk") is None:
+            raise SystemExit(
+                "wrk is not installed (Debian's wrk; make test installs it), or pass --clients httpx"
+            )
+        report = home / "wrk-report.lua"
+        report.write_text(WRK_REPORT)
+        plan = [(p, int(c), client) for p in pages for c in args.concurrency.split(",") for client in clients]
+        for (page, page_url, auth), concurrency, client in plan * max(1, min(args.rounds, 10)):
             run_load(page_url, auth, 20, 1)  # warm up every worker's connection and caches
-            latencies, wall = run_load(page_url, auth, args.requests, concurrency)
-            row = {
-                "page": page,
-                "clients": concurrency,
-                "requests": len(latencies),
-                "p50_ms": round(statistics.median(latencies), 1),
-                "p95_ms": round(percentile(latencies, 0.95), 1),
-                "max_ms": round(max(latencies), 1),
-                "req_per_s": round(len(latencies) / wall),
-            }
+            if client == "wrk":
+                row = {"page": page, "client": client, "clients": concurrency}
+                row |= run_wrk(page_url, auth, concurrency, report)
+            else:
+                latencies, wall = run_load(page_url, auth, args.requests, concurrency)
+                row = {
+                    "page": page,
+                    "client": client,
+                    "clients": concurrency,
+                    "requests": len(latencies),
+                    "p50_ms": round(statistics.median(latencies), 1),
+                    "p95_ms": round(percentile(latencies, 0.95), 1),
+                    "max_ms": round(max(latencies), 1),
+                    "req_per_s": round(len(latencies) / wall),
+                }
             rows.append(row)
             print(
-                f"{row['page']:<24} {row['clients']:>7} {row['requests']:>8} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} "
-                f"{row['max_ms']:>8.1f} {row['req_per_s']:>8}",
+                f"{row['page']:<24} {client:>6} {row['clients']:>7} {row['requests']:>8} {row['p50_ms']:>8.1f} "
+                f"{row['p95_ms']:>8.1f} {row['max_ms']:>8.1f} {row['req_per_s']:>8}",
                 flush=True,
             )
         figures = []
-        for (page, _, _), concurrency in plan:
-            mine = [r for r in rows if r["page"] == page and r["clients"] == concurrency]
+        for (page, _, _), concurrency, client in plan:
+            mine = [
+                r for r in rows if r["page"] == page and r["clients"] == concurrency and r["client"] == client
+            ]
             for key in ("p50_ms", "p95_ms"):
                 figures.append(
                     figure(
-                        f"{page}, {args.apps} apps, {concurrency} client{'s' if concurrency > 1 else ''}, {key[:3]}",
+                        f"{page}, {args.apps} apps, {concurrency} client{'s' if concurrency > 1 else ''} ({client}), "
+                        f"{key[:3]}",
                         [r[key] for r in mine],
                         "ms",
                         note=database,

@@ -1,5 +1,9 @@
 """The stack image: built from Debian packages, labelled with its recipe, rebuilt only when that changes."""
 
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import docker
 import pytest
 from berth.builds.stack import RECIPE_LABEL, VARIANTS, StackBuildError, stack_build, stack_image_ref
@@ -49,3 +53,37 @@ def test_berth_stack_image_overrides_the_base(settings):
     assert stack_build("base", echo=lambda line: None) is False
     with pytest.raises(docker.errors.ImageNotFound):
         docker_client().images.get("registry.example/stack:1")
+
+
+def test_a_variant_another_installation_is_building_is_waited_for_not_built_twice(
+    monkeypatch, settings, tmp_path
+):
+    """The engine's images are every installation's on this machine: one building a variant (here this test, in
+    another BERTH_HOME) makes the others wait for it, and they find it current instead of building it again."""
+    from berth.builds import stack
+
+    name = f"t-lock-{secrets.token_hex(3)}"
+    variant = stack.StackVariant(name)  # base's recipe under a tag of its own: "built" by tagging base
+    monkeypatch.setitem(stack.VARIANTS, name, variant)
+    built: list[str] = []
+    monkeypatch.setattr(stack, "_build", lambda building, echo: built.append(building.tag))
+    client = docker_client()
+    lines: list[str] = []
+    try:
+        settings.BERTH_HOME = str(tmp_path / "one")
+        with ThreadPoolExecutor(1) as pool:
+            with stack._variant_lock(name):
+                settings.BERTH_HOME = str(tmp_path / "other")
+                waiter = pool.submit(stack_build, name, echo=lines.append)
+                time.sleep(1.5)
+                assert not waiter.done(), lines  # waiting for the lock, not building
+                tag = variant.tag.split(":", 1)[1]
+                client.images.get(VARIANTS["base"].tag).tag(stack.STACK_REPOSITORY, tag)
+            assert waiter.result(timeout=30) is False
+        assert built == [] and "built meanwhile by another process" in lines[-1], lines
+    finally:
+        try:
+            client.images.remove(variant.tag)  # the tag only: base keeps the image
+        except docker.errors.ImageNotFound:
+            pass
+        (stack.MACHINE_LOCK_DIR / f"berth-stack-{name}.lock").unlink(missing_ok=True)

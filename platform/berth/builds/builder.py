@@ -6,7 +6,6 @@ under berth/: the proxy's CA bundle and the buildpack's helper files) and has th
 and the words of every failure; the engine stops its build on timeout or cancellation.
 """
 
-import fcntl
 import hashlib
 import io
 import json
@@ -194,21 +193,20 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 def ensure_stacks(variants: tuple[str, ...], *, on_line: Callable[[str], None]) -> None:
     """Build the stack variants a build needs when missing (first use of node/go/static/trixie: 30-90 s).
 
-    A file lock keeps two builds from making the same variant at once.
+    stack_build's lock keeps two builds (of any installation on this engine) from making the same variant at once.
     """
     for variant in variants:
         if variant == "base" and settings.BERTH_STACK_IMAGE:
             continue
         if stack_is_current(variant):
             continue
-        lock_dir = Path(settings.BERTH_HOME) / "locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(lock_dir / f"stack-{variant}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if stack_is_current(variant):  # another build made it while this one waited
-                continue
-            on_line(f"-----> Preparing the {variant} stack (first use; this takes a minute)")
-            stack_build(variant, echo=lambda line: on_line(f"       {line.strip()}"))
+        stack_build(
+            variant,
+            echo=lambda line: on_line(f"       {line.strip()}"),
+            on_start=lambda variant=variant: on_line(
+                f"-----> Preparing the {variant} stack (first use; this takes a minute)"
+            ),
+        )
 
 
 def docker_build(
