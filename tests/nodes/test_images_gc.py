@@ -135,3 +135,49 @@ def test_a_destroyed_apps_images_and_stopped_containers_leave_this_engine(app, i
             finished.remove(force=True)
         except docker.errors.NotFound:
             pass
+
+
+def test_a_build_ending_while_the_gc_looks_keeps_its_new_image(app, images):
+    """A running build's image is kept by its tag; when the build ends just after the GC looked that tag up (not
+    there yet), its new image is still kept, not removed before it is pushed. The engine is the real one: the
+    build ends (a real image is built) at that moment."""
+    from berth.nodes.images import app_repositories
+    from berth.runtime.client import docker_client
+    from berth.runtime.images import local_images_remove
+
+    client = docker_client()
+    new = f"berth/{app.name}:build-new"
+
+    class BuildEndsAfterTheLookup:
+        def __init__(self, api):
+            self._api, self.ended = api, False
+
+        def __getattr__(self, name):
+            return getattr(self._api, name)
+
+        def inspect_image(self, ref):
+            try:
+                return self._api.inspect_image(ref)
+            except docker.errors.NotFound:
+                if ref == new and not self.ended:
+                    self.ended = True
+                    dockerfile = f"FROM berth/stack:bookworm\nLABEL org.berth.test=1 build={app.name}-new\n"
+                    client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=new, rm=True)
+                raise
+
+    class Engine:
+        api = BuildEndsAfterTheLookup(client.api)
+
+    try:
+        removed = local_images_remove(
+            app_name=app.name, repositories=app_repositories(app.name), keep={new, images[5]}, client=Engine()
+        )
+        assert Engine.api.ended
+        assert present(new), removed
+        assert sorted(removed.removed) == sorted(images[:5]) and not removed.errors
+        assert present(images[5])
+    finally:
+        try:
+            client.images.remove(new)
+        except docker.errors.ImageNotFound:
+            pass

@@ -121,6 +121,11 @@ def local_images_remove(
     its references or its id). `app_name` only names the app in error lines."""
     client = client or docker_client(timeout=300)
     result = ImagesRemoved()
+    # The images are listed before the kept references are looked up: a build of the app (kept by its tag) that
+    # ends in between is then either not listed, or listed and found kept. Looked up first, a build ending just
+    # after its tag was not found was listed with an id nobody kept, and its new image removed before it was
+    # pushed ("no such image", once in make test). An image named by a kept reference is kept whatever its id.
+    images = client.api.images()
     keep_ids = set()
     for ref in keep:
         try:
@@ -131,13 +136,13 @@ def local_images_remove(
             # not knowing what a kept reference is, nothing of this app may go
             result.errors.append(f"{app_name}: cannot inspect {ref}: {exc.explanation or exc}")
             return result
-    for image in client.api.images():
+    for image in images:
         refs = [
             r
             for r in (image.get("RepoTags") or []) + (image.get("RepoDigests") or [])
             if _repository(r) in repositories
         ]
-        if not refs or image["Id"] in keep_ids or not is_ours(image.get("Labels")):
+        if not refs or image["Id"] in keep_ids or keep.intersection(refs) or not is_ours(image.get("Labels")):
             continue  # kept, or another installation's build of an app of the same name
         for ref in refs:
             try:
