@@ -180,7 +180,7 @@ def main() -> int:
                 str(GUNICORN),
                 "berth.config.asgi:application",
                 "--worker-class",
-                "uvicorn.workers.UvicornWorker",
+                "berth.config.worker.BerthUvicornWorker",  # deploy/Procfile's
                 "--bind",
                 f"127.0.0.1:{port}",
                 "--workers",
