@@ -114,7 +114,7 @@ without_docker() {  # the Redis databases after the Docker tier's workers'
 # containers, none of them children of these tiers). On a new machine the images are ~80 s of mmdebstrap and import
 # for both CPUs (4 images; 84 s with nothing beside them), which took 160 s beside these tiers at the same
 # priority, 104 s with them lower (measured, session 24).
-(renice -n 10 -p "$BASHPID" >/dev/null; without_docker "$@") > /dev/null 2>&1 &
+(renice -n 10 -p "$BASHPID" >/dev/null || true; without_docker "$@") > /dev/null 2>&1 &
 without_docker_pid=$!
 # The stack images and the add-on images, two at a time (each build keeps a CPU busy: two at a time took 84 s on a new
 # machine, four at a time 89 s), while the tiers without Docker already run: the Docker tier starts as soon as all are

@@ -67,6 +67,7 @@ def test_a_variant_another_installation_is_building_is_waited_for_not_built_twic
     monkeypatch.setitem(stack.VARIANTS, name, variant)
     built: list[str] = []
     monkeypatch.setattr(stack, "_build", lambda building, echo: built.append(building.tag))
+    monkeypatch.setattr(stack, "MACHINE_LOCK_DIR", tmp_path)  # the machine's lock folder (/run/lock)
     client = docker_client()
     lines: list[str] = []
     try:
@@ -81,9 +82,9 @@ def test_a_variant_another_installation_is_building_is_waited_for_not_built_twic
                 client.images.get(VARIANTS["base"].tag).tag(stack.STACK_REPOSITORY, tag)
             assert waiter.result(timeout=30) is False
         assert built == [] and "built meanwhile by another process" in lines[-1], lines
+        assert lines[0] == f"waiting for another process building {variant.tag}", lines
     finally:
         try:
             client.images.remove(variant.tag)  # the tag only: base keeps the image
         except docker.errors.ImageNotFound:
             pass
-        (stack.MACHINE_LOCK_DIR / f"berth-stack-{name}.lock").unlink(missing_ok=True)

@@ -85,15 +85,19 @@ class StackBuildError(RuntimeError):
 
 
 @contextmanager
-def _variant_lock(variant: str) -> Iterator[None]:
+def _variant_lock(variant: str, *, on_wait: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Held while the variant is built. `on_wait` is called once if another process holds it (then this waits)."""
     directory = MACHINE_LOCK_DIR
-    if not os.access(directory, os.W_OK):
+    if not os.access(directory, os.W_OK):  # then only this installation's builds wait for each other
         directory = Path(settings.BERTH_HOME) / "locks"
         directory.mkdir(parents=True, exist_ok=True)
     with open(directory / f"berth-stack-{variant}.lock", "a") as lock:
-        fcntl.flock(
-            lock, fcntl.LOCK_EX
-        )  # released when the file closes, or when a killed holder's process ends
+        # released when the file closes, or when a killed holder's process ends
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            on_wait()
+            fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
 
@@ -130,7 +134,7 @@ def stack_build(
     if not force and stack_is_current(variant):
         echo(f"{stack.tag} is up to date (recipe {stack.recipe_hash})")
         return False
-    with _variant_lock(variant):
+    with _variant_lock(variant, on_wait=lambda: echo(f"waiting for another process building {stack.tag}")):
         # another process may have built it while this one waited: then it is current (unless forced)
         if not force and stack_is_current(variant):
             echo(
