@@ -250,10 +250,20 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_line(f"costliest modules: {costliest}")
 
 
+_ports_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on, never one this process handed out before: the kernel may give a port
+    just closed again, so two taken in a row (pebble's listen and management ports) once were the same one."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _ports_handed_out:
+            _ports_handed_out.add(port)
+            return port
+    raise AssertionError("no loopback port this process has not handed out already")
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.1, message: str = "condition"):
