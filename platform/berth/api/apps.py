@@ -128,14 +128,11 @@ class AppListView(BerthAPIView):
         limit = _limit(request.query_params.get("limit"))
         search = request.query_params.get("q", "").strip()[:APP_NAME_MAX]
         after = request.query_params.get("after", "")[:APP_NAME_MAX]
-        apps = certs_selectors.with_certified(
-            releases_selectors.app_summaries_for_user(user=request.user, search=search, after=after)
+        page = certs_selectors.app_summaries_page(
+            user=request.user, search=search, after=after, limit=None if limit is None else limit + 1
         )
-        if limit is None:
-            return Response(app_summaries_repr(list(apps)))
-        page = list(apps[: limit + 1])
         response = Response(app_summaries_repr(page[:limit]))
-        if len(page) > limit:
+        if limit is not None and len(page) > limit:
             following = {"limit": limit, "after": page[limit - 1]["name"]} | ({"q": search} if search else {})
             response["Link"] = (
                 f'<{request.build_absolute_uri(request.path)}?{urlencode(following)}>; rel="next"'

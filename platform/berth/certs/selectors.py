@@ -4,10 +4,13 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from berth.apps.models import App, app_hostname, certificate_serves
 from berth.certs.models import Certificate
+from berth.core.queries import compiled_rows
+from berth.releases.selectors import app_summaries_visible
 
 
 def certificates_for_app(app: App) -> QuerySet[Certificate]:
@@ -18,8 +21,31 @@ def certificates_for_app(app: App) -> QuerySet[Certificate]:
 def with_certified(apps: QuerySet) -> QuerySet:
     """`apps` (App rows or instances) annotated with `certified`: has the app a certificate in force (issued or
     uploaded, not expired), for whichever of its names. A list asks apps_serving_https only about those."""
-    in_force = Certificate.objects.filter(app=OuterRef("pk"), not_after__gt=timezone.now()).exclude(serial="")
+    # the database's clock, not a parameter: the SQL stays the same from one request to the next (compiled_rows)
+    in_force = Certificate.objects.filter(app=OuterRef("pk"), not_after__gt=Now()).exclude(serial="")
     return apps.annotate(certified=Exists(in_force))
+
+
+def app_summaries_page(*, user, search: str = "", after: str = "", limit: int | None = None) -> list[dict]:
+    """The API's list: app_summaries_for_user's rows with `certified`, the first `limit` of them (all: None).
+
+    Without a search its SQL is compiled once per shape (a superuser or a member, after a name or from the
+    start, the page size) and run with the user's id and `after` as its parameters (berth.core.queries)."""
+    user_id = None if user.is_superuser else user.pk
+    if search:  # a search is a LIKE pattern Django escapes: this list is compiled for each
+        summaries = with_certified(app_summaries_visible(user_id=user_id, search=search, after=after))
+        return list(summaries if limit is None else summaries[:limit])
+    values: dict[str, int | str] = {}
+    if user_id is not None:
+        values["user_id"] = user_id
+    if after:
+        values["after"] = after
+
+    def build(user_id: int | None = None, after: str = "") -> QuerySet:
+        summaries = with_certified(app_summaries_visible(user_id=user_id, after=after))
+        return summaries if limit is None else summaries[:limit]
+
+    return compiled_rows(("app_summaries_page", user_id is None, bool(after), limit), build, **values)
 
 
 def apps_serving_https(rows: list[dict]) -> set[int]:

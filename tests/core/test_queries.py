@@ -1,0 +1,94 @@
+"""A list query compiled once per shape (berth.core.queries) runs with each caller's values, never the first's.
+
+The API's apps list is such a query: the user's id and the name a page starts after are parameters of SQL compiled
+once; a tenant must still see only its own teams' apps, whoever asked first."""
+
+import secrets
+from datetime import timedelta
+
+import pytest
+from berth.certs.models import Certificate
+from berth.certs.selectors import app_summaries_page
+from berth.core.queries import compiled_rows
+from berth.releases.selectors import app_summaries_visible
+from django.utils import timezone
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def two_teams(make_user, make_team, make_app):
+    alice, bob = make_user(), make_user()
+    for user, names in ((alice, ("a-one", "a-two", "a-three")), (bob, ("b-one",))):
+        team = make_team(owner=user)
+        for name in names:
+            make_app(name=name, team=team, actor=user)
+    return alice, bob
+
+
+def test_one_compiled_shape_answers_each_user_with_their_own_apps_and_pages(two_teams):
+    alice, bob = two_teams
+    shape = ("test", secrets.token_hex(4))  # a shape of this test's own: compiled here
+    built = []
+
+    def build(user_id: int, after: str):
+        built.append((user_id, after))
+        return app_summaries_visible(user_id=user_id, after=after)
+
+    def names(user, after):
+        return [row["name"] for row in compiled_rows(shape, build, user_id=user.pk, after=after)]
+
+    assert names(alice, "a-one") == ["a-three", "a-two"]
+    assert names(bob, "a-one") == ["b-one"]
+    assert names(alice, "a-three") == ["a-two"]
+    assert names(bob, "b-one") == []
+    assert len(built) == 1 and built[0] != (alice.pk, "a-one")  # compiled once, on stand-ins
+    rows = compiled_rows(shape, build, user_id=alice.pk, after="a-three")
+    assert set(rows[0]) == {"id", "name", "created_at", "current_version", "team_name", "parent_name"}
+    assert rows[0]["created_at"].tzinfo is not None  # converted as values() converts (SQLite stores text)
+
+
+def test_the_apps_list_of_one_user_is_never_another_users(two_teams, make_user):
+    alice, bob = two_teams
+    stranger = make_user()
+    for limit in (None, 2, 2):
+        assert [r["name"] for r in app_summaries_page(user=alice, limit=limit)] == (
+            ["a-one", "a-three", "a-two"][:limit]
+        )
+        assert [r["name"] for r in app_summaries_page(user=bob, limit=limit)] == ["b-one"]
+        assert app_summaries_page(user=stranger, limit=limit) == []
+    assert [r["name"] for r in app_summaries_page(user=alice, after="a-one", limit=1)] == ["a-three"]
+    assert [r["name"] for r in app_summaries_page(user=bob, after="a-one", limit=1)] == ["b-one"]
+    admin = make_user(is_superuser=True)
+    assert [r["name"] for r in app_summaries_page(user=admin, after="a-two")] == ["b-one"]
+    assert [r["name"] for r in app_summaries_page(user=alice, search="TWO")] == ["a-two"]
+
+
+def test_certified_follows_the_clock_in_a_compiled_list(two_teams):
+    alice, _ = two_teams
+
+    def certified():
+        return {row["name"]: row["certified"] for row in app_summaries_page(user=alice, limit=10)}
+
+    assert not any(certified().values())
+    certificate = Certificate.objects.create(
+        app_id=app_summaries_page(user=alice, limit=1)[0]["id"],
+        hostnames=["a-one.localhost"],
+        source="uploaded",
+        serial="01",
+        not_after=timezone.now() + timedelta(seconds=60),
+    )
+    assert certified()["a-one"] is True
+    certificate.not_after = timezone.now() - timedelta(seconds=1)
+    certificate.save(update_fields=["not_after"])
+    assert certified()["a-one"] is False
+
+
+def test_a_value_the_query_does_not_take_as_it_is_is_refused(two_teams):
+    alice, _ = two_teams
+
+    def build(user_id: int, search: str):
+        return app_summaries_visible(user_id=user_id, search=search)  # icontains escapes and wraps it
+
+    with pytest.raises(ValueError, match="'search' is not one parameter of the query"):
+        compiled_rows(("test", secrets.token_hex(4)), build, user_id=alice.pk, search="a")
