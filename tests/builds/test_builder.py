@@ -2,6 +2,7 @@
 failures name the step, timeouts and cancellation stop the engine's build, code-only changes reuse the
 dependency layer."""
 
+import re
 import time
 import uuid
 from pathlib import Path
@@ -345,3 +346,37 @@ def test_a_build_past_its_timeout_fails_and_stops(docker_env, tmp_path):
 def test_a_missing_ca_bundle_is_a_build_error(docker_env, tmp_path):
     with pytest.raises(BuildError, match="CA bundle /nonexistent.crt does not exist"):
         _build(APPS / "static", ca_bundle=Path("/nonexistent.crt"))
+
+
+def test_a_templates_labels_are_one_step_and_the_image_carries_each_as_given(docker_env, tmp_path, settings):
+    """The engine makes a LABEL step (a container made, committed, removed) for each label it is given: Berth's
+    own templates set them in one; a value the Dockerfile would not keep as it is stays the engine's to set."""
+    (tmp_path / "index.html").write_text("<h1>labels</h1>")
+    steps: list[str] = []
+    result, _ = _build(tmp_path, on_detail=steps.append, labels={**LABELS, "org.berth.test.note": "a-b_c.d"})
+    label_steps = [line for line in steps if re.match(r"Step \d+/\d+ : LABEL ", line)]
+    expected = {
+        "org.berth.installation": settings.BERTH_INSTALLATION_ID,
+        BUILDPACK_LABEL: "static",
+        **LABELS,
+        "org.berth.test.note": "a-b_c.d",
+    }
+    ours = [line for line in label_steps if "org.berth.installation" in line]
+    assert len(ours) == 1 and all(key in ours[0] for key in expected), label_steps
+    labels = docker_env.images.get(result.tag).labels
+    assert {key: labels.get(key) for key in expected} == expected
+
+    steps.clear()
+    dollar = {**LABELS, "org.berth.test.note": '$HOME `x` "quoted"'}
+    result, _ = _build(tmp_path, on_detail=steps.append, labels=dollar)
+    assert docker_env.images.get(result.tag).labels["org.berth.test.note"] == '$HOME `x` "quoted"'
+    engine_steps = [line for line in steps if " : LABEL " in line and "org.berth." in line]
+    assert len(engine_steps) == len(expected), engine_steps  # one step a label: as given, nothing expanded
+
+
+def test_a_repository_dockerfile_is_labelled_by_the_engine(docker_env, tmp_path, settings):
+    (tmp_path / "Dockerfile").write_text('FROM berth/stack:bookworm\nCMD ["true"] \\\n')  # ends continuing
+    result, _ = _build(tmp_path)
+    labels = docker_env.images.get(result.tag).labels
+    assert labels["org.berth.installation"] == settings.BERTH_INSTALLATION_ID
+    assert labels[BUILDPACK_LABEL] == "dockerfile" and labels[SUITE_LABEL] == "builds"

@@ -30,7 +30,6 @@ from docker.utils.build import exclude_paths
 
 from berth.core.lines import line_max_bytes
 from berth.runtime.client import docker_api_version, docker_client
-from berth.runtime.scheduler import installation_labels
 
 CANCEL_POLL_SECONDS = 0.5
 # how the engine's legacy builder starts a step: "Step <number>/<total> : <instruction>"
@@ -164,7 +163,8 @@ def image_build(
     cancelled: Callable[[], bool],
     container_limits: dict | None = None,
 ) -> BuildRun:
-    """Build the uncompressed tar `context` (its Dockerfile at the top) into image `tag`, each output line given
+    """Build the uncompressed tar `context` (its Dockerfile at the top) into image `tag`, labelled with `labels`
+    (those its Dockerfile does not set itself: the installation's too), each output line given
     to `on_line` as it comes, until the engine ends or `deadline` (time.monotonic()) passes or `cancelled()`
     turns true: then the engine is told to stop. `on_line` and `cancelled` are called from the calling thread
     only. Raises BuildRefused or EngineLost when the engine refuses or the connection fails."""
@@ -182,7 +182,7 @@ def image_build(
                 rm=True,
                 forcerm=True,
                 pull=False,
-                labels={**installation_labels(), **labels},
+                labels=labels,  # the engine adds a LABEL step for each (berth.builds.builder.labels_in_dockerfile)
                 decode=True,
                 dockerfile="Dockerfile",
                 container_limits=container_limits,
