@@ -10,7 +10,9 @@ import pytest
 from berth.certs.models import Certificate
 from berth.certs.selectors import app_summaries_page
 from berth.core.queries import compiled_rows
+from berth.dashboard.selectors import STATUS_FIELDS, AppStatusRows
 from berth.releases.selectors import app_summaries_visible
+from django.core.paginator import Paginator
 from django.utils import timezone
 
 pytestmark = pytest.mark.django_db
@@ -92,3 +94,22 @@ def test_a_value_the_query_does_not_take_as_it_is_is_refused(two_teams):
 
     with pytest.raises(ValueError, match="'search' is not one parameter of the query"):
         compiled_rows(("test", secrets.token_hex(4)), build, user_id=alice.pk, search="a")
+
+
+def test_the_dashboards_pages_of_one_team_are_never_another_teams(two_teams):
+    alice, bob = two_teams
+    teams = {user: user.memberships.get().team for user in (alice, bob)}
+    for _ in range(2):  # the second time from the compiled SQL
+        pages = Paginator(AppStatusRows(team_id=teams[alice].pk, page_size=2), 2)
+        assert pages.count == 3
+        assert [row["name"] for row in pages.page(1).object_list] == ["a-one", "a-three"]
+        assert [row["name"] for row in pages.page(2).object_list] == ["a-two"]
+        bobs = Paginator(AppStatusRows(team_id=teams[bob].pk, page_size=2), 2)
+        assert [row["name"] for row in bobs.page(1).object_list] == ["b-one"]
+    searched = Paginator(AppStatusRows(team_id=teams[alice].pk, page_size=2, search="T"), 2)
+    assert searched.count == 2 and [row["name"] for row in searched.page(1).object_list] == [
+        "a-three",
+        "a-two",
+    ]
+    row = Paginator(AppStatusRows(team_id=teams[bob].pk, page_size=2), 2).page(1).object_list[0]
+    assert set(row) == set(STATUS_FIELDS) and row["certified"] is False and row["build_id"] is None

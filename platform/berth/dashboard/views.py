@@ -22,7 +22,7 @@ from berth.apps.models import app_url
 from berth.builds import services as builds_services
 from berth.builds.procfile import RELEASE_PROCESS
 from berth.certs.acme_client import acme_enabled
-from berth.certs.selectors import apps_serving_https, with_certified
+from berth.certs.selectors import apps_serving_https
 from berth.dashboard.addon_views import addon_panel
 from berth.dashboard.certificates import certificate_alarms, certificate_rows
 from berth.dashboard.common import attempt, client_ip, current_team, page, team_with_role
@@ -34,7 +34,7 @@ from berth.dashboard.forms import (
     formation_input_errors,
     service_refusal,
 )
-from berth.dashboard.selectors import app_state, apps_with_status, build_for_app, builds_for_app
+from berth.dashboard.selectors import AppStatusRows, app_state, build_for_app, builds_for_app
 from berth.deploys.errors import DeployError
 from berth.deploys.formation import formation_update
 from berth.deploys.rollout import release_rollback
@@ -81,22 +81,9 @@ def _status_rows(request: HttpRequest, team=None) -> tuple[object, list[dict], P
         team, _ = current_team(request)
     if team is None:
         return None, [], None
-    apps = releases_selectors.apps_for_team(team=team)
     query = request.GET.get("q", "").strip()[:APP_NAME_MAX]
-    if query:
-        apps = apps.filter(name__icontains=query)
     # plain rows, not App instances: a page of 100 as models with their certificates was most of the page's time
-    statuses = with_certified(apps_with_status(apps=apps)).values(
-        "id",
-        "name",
-        "created_at",
-        "current_version",
-        "live_status",
-        "newest_release_status",
-        "build_id",
-        "build_status",
-        "certified",
-    )
+    statuses = AppStatusRows(team_id=team.pk, page_size=APPS_PAGE, search=query)
     page_obj = Paginator(statuses, APPS_PAGE).get_page(request.GET.get("page"))
     https = apps_serving_https(page_obj.object_list)
     app_link, build_link = _row_links()
