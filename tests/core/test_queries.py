@@ -4,6 +4,7 @@ The API's apps list is such a query: the user's id and the name a page starts af
 once; a tenant must still see only its own teams' apps, whoever asked first."""
 
 import secrets
+import time
 from datetime import timedelta
 
 import pytest
@@ -72,18 +73,36 @@ def test_certified_follows_the_clock_in_a_compiled_list(two_teams):
     def certified():
         return {row["name"]: row["certified"] for row in app_summaries_page(user=alice, limit=10)}
 
-    assert not any(certified().values())
-    certificate = Certificate.objects.create(
+    assert not any(certified().values())  # compiled now: a time put in the SQL would be this one
+    Certificate.objects.create(
         app_id=app_summaries_page(user=alice, limit=1)[0]["id"],
         hostnames=["a-one.localhost"],
         source="uploaded",
         serial="01",
-        not_after=timezone.now() + timedelta(seconds=60),
+        not_after=timezone.now() + timedelta(seconds=0.5),
     )
     assert certified()["a-one"] is True
-    certificate.not_after = timezone.now() - timedelta(seconds=1)
-    certificate.save(update_fields=["not_after"])
-    assert certified()["a-one"] is False
+    time.sleep(0.7)
+    assert certified()["a-one"] is False  # expired since the SQL was compiled
+
+
+def test_a_shape_compiled_for_a_superuser_is_never_run_for_a_member(two_teams, make_user):
+    alice, _ = two_teams
+    admin = make_user(is_superuser=True)
+    shape = ("test", secrets.token_hex(4))
+
+    def build(user_id: int | None = None, after: str = ""):
+        return app_summaries_visible(user_id=user_id, after=after)
+
+    assert len(compiled_rows(shape, build, after="a")) == 4  # every app: the superuser's SQL
+    with pytest.raises(ValueError, match="this shape takes"):
+        compiled_rows(shape, build, user_id=alice.pk, after="a")
+    assert [r["name"] for r in app_summaries_page(user=admin, after="a", limit=5)][:1] == ["a-one"]
+    assert [r["name"] for r in app_summaries_page(user=alice, after="a", limit=5)] == [
+        "a-one",
+        "a-three",
+        "a-two",
+    ]
 
 
 def test_a_value_the_query_does_not_take_as_it_is_is_refused(two_teams):

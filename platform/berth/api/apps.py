@@ -29,7 +29,7 @@ APP_NAME_MAX = App._meta.get_field("name").max_length
 
 
 def app_summary_repr(row: dict, *, serves_https: bool) -> dict:
-    """An app of the list, from its row (berth.releases.selectors.app_summaries_for_user)."""
+    """An app of the list, from its row (berth.certs.selectors.app_summaries_page)."""
     return {
         "name": row["name"],
         "team": row["team_name"],

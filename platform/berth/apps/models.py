@@ -80,7 +80,7 @@ def app_url(name: str, *, serves_https: bool) -> str:
     """Where the app `name` answers at its built-in hostname: https://… once a certificate for that name is served
     and the router has an HTTPS port (BERTH_HTTPS_PORT), else http://…; the port shown unless it is the scheme's
     default. What the API, the CLI, the dashboard and the push output show. (A function of the name, so a list
-    read as plain rows needs no App instances: berth.releases.selectors.app_summaries_for_user.)"""
+    read as plain rows needs no App instances: berth.releases.selectors.app_summaries_visible.)"""
     https_port = settings.BERTH_HTTPS_PORT
     if https_port and serves_https:
         return f"https://{app_hostname(name)}{'' if https_port == 443 else f':{https_port}'}"

@@ -27,11 +27,14 @@ def with_certified(apps: QuerySet) -> QuerySet:
 
 
 def app_summaries_page(*, user, search: str = "", after: str = "", limit: int | None = None) -> list[dict]:
-    """The API's list: app_summaries_for_user's rows with `certified`, the first `limit` of them (all: None).
+    """The API's list: the rows of the apps of the user's teams (app_summaries_visible) with `certified`, the
+    first `limit` of them (all: None).
 
     Without a search its SQL is compiled once per shape (a superuser or a member, after a name or from the
     start, the page size) and run with the user's id and `after` as its parameters (berth.core.queries)."""
-    user_id = None if user.is_superuser else user.pk
+    if not user.is_authenticated:
+        return []
+    user_id = None if user.is_superuser else user.pk  # None: every app
     if search:  # a search is a LIKE pattern Django escapes: this list is compiled for each
         summaries = with_certified(app_summaries_visible(user_id=user_id, search=search, after=after))
         return list(summaries if limit is None else summaries[:limit])

@@ -165,9 +165,11 @@ DATABASES = {
     )
 }
 # The web process (berth/config/asgi.py sets BERTH_DATABASE_POOL) takes PostgreSQL connections from a pool. Under
-# ASGI every request runs its sync code in a thread of its own, and a connection belongs to its thread: a kept
-# (CONN_MAX_AGE) connection was never used again, so each request opened one (measured: a tenth of the API's time
-# at 8 clients, and an idle connection left behind by each thread). A long request (a push, a followed build
+# ASGI each request runs its sync code in a thread lent to it alone (one a finished request left, or a new one:
+# berth/config/middleware.py), and a connection belongs to its thread: a kept (CONN_MAX_AGE) connection was never
+# used again when every request had a new thread, so each request opened one (measured: a tenth of the API's time
+# at 8 clients, and an idle connection left behind by each thread); the request's connection goes back to the pool
+# when its response is closed. A long request (a push, a followed build
 # output) holds its connection to the end: the pool's ceiling is generous. A request waits up to `timeout` for a
 # connection — the pool's all taken, or PostgreSQL unreachable: then it fails after those seconds, not at once (the
 # pool keeps trying in the background). Other processes keep one connection per thread (a Celery worker's forks

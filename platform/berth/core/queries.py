@@ -9,6 +9,7 @@ are parameters of the SQL, and here they are put in the compiled SQL's places fo
 
 import copy
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
 from django.db import connections
@@ -17,10 +18,10 @@ from django.db.models.sql.compiler import SQLCompiler
 
 # stand-ins for the values while a shape is compiled: nothing else in a query is equal to one of them
 _MARKS: dict[type, Callable[[int], int | str]] = {
-    int: lambda i: -7_340_000_000 - i,
+    int: lambda i: -2_000_000_000 - i,  # within a 32-bit integer column's range
     str: lambda i: f"\x1fberth-value-{i}\x1f",
 }
-MAX_SHAPES = 512  # a shape per page size and kind of user at most: far fewer in use
+MAX_SHAPES = 512  # the least recently used go first (a client may ask for every page size there is)
 
 
 class _Compiled:
@@ -30,6 +31,8 @@ class _Compiled:
         self.compiler, self.sql, self.params, self.slots, self.names = compiler, sql, params, slots, names
 
     def rows(self, values: dict[str, int | str]) -> list[dict]:
+        if values.keys() != self.slots.keys():  # a shape compiled for other values: never run it without them
+            raise ValueError(f"this shape takes {sorted(self.slots)}, not {sorted(values)}")
         params = list(self.params)
         for name, at in self.slots.items():
             params[at] = values[name]
@@ -41,7 +44,7 @@ class _Compiled:
         return [{name: row[i] for i, name in names} for row in run.results_iter()]
 
 
-_compiled: dict[Hashable, _Compiled] = {}
+_compiled: OrderedDict[Hashable, _Compiled] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -52,13 +55,16 @@ def compiled_rows(shape: Hashable, build: Callable[..., QuerySet], **values: int
     their own values in the stand-ins' places. `shape` must tell apart everything else that changes the SQL (who
     sees what, whether a filter applies, a page's size). Each value must reach the SQL as it is, as one parameter:
     an int or a str compared with `=`, `>` or `<` (not a `contains`, which escapes and wraps it)."""
-    entry = _compiled.get(shape)
+    with _lock:
+        entry = _compiled.get(shape)
+        if entry is not None:
+            _compiled.move_to_end(shape)
     if entry is None:
         entry = _compile(build, values)
         with _lock:
-            if len(_compiled) >= MAX_SHAPES:
-                _compiled.clear()
             _compiled[shape] = entry
+            while len(_compiled) > MAX_SHAPES:
+                _compiled.popitem(last=False)
     return entry.rows(values)
 
 
@@ -85,4 +91,5 @@ def _compile(build: Callable[..., QuerySet], values: dict[str, int | str]) -> _C
             *query.annotation_select,
         ]
     )
+    compiler.connection = None  # each run takes its own thread's
     return _Compiled(compiler, sql, tuple(params), slots, names)

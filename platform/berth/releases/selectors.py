@@ -34,13 +34,9 @@ def _with_current_version(apps: QuerySet[App]) -> QuerySet[App]:
     return apps.annotate(current_version=Coalesce(Subquery(live[:1]), Subquery(releases[:1])))
 
 
-def apps_for_user(*, user, search: str = "", after: str = "") -> QuerySet[App]:
-    """Apps of the user's teams (all apps for a superuser) by name, with `current_version` annotated; those whose
-    name contains `search`, and only those after the name `after` (the next page of a list)."""
-    return _apps_visible(user_id=None if user.is_superuser else user.pk, search=search, after=after)
-
-
 def _apps_visible(*, user_id: int | None, search: str = "", after: str = "") -> QuerySet[App]:
+    """Apps of the teams of the user `user_id` (all apps: None, a superuser) by name, with `current_version`
+    annotated; those whose name contains `search`, and only those after the name `after` (a list's next page)."""
     apps = App.objects.select_related("team", "parent").order_by("name")
     if user_id is not None:  # None: a superuser, who sees every app
         apps = apps.filter(team__memberships__user_id=user_id)
@@ -51,15 +47,11 @@ def _apps_visible(*, user_id: int | None, search: str = "", after: str = "") -> 
     return _with_current_version(apps)
 
 
-def app_summaries_for_user(*, user, search: str = "", after: str = "") -> QuerySet:
-    """apps_for_user as plain rows (dicts of id, name, team, parent, created_at, current_version): the API's list
-    reads no App instances (measured: a page of 100 apps cost 9 ms as models with their certificates, 4 as rows)."""
-    return app_summaries_visible(user_id=None if user.is_superuser else user.pk, search=search, after=after)
-
-
 def app_summaries_visible(*, user_id: int | None, search: str = "", after: str = "") -> QuerySet:
-    """app_summaries_for_user by the user's id (None: a superuser), for a list whose SQL is compiled once
-    (berth.core.queries): the id and `after` are then that SQL's parameters."""
+    """_apps_visible as plain rows (dicts of id, name, team, parent, created_at, current_version): the API's list
+    reads no App instances (measured: a page of 100 apps cost 9 ms as models with their certificates, 4 as rows).
+    By the user's id (None: a superuser), for a list whose SQL is compiled once (berth.core.queries): the id and
+    `after` are then that SQL's parameters."""
     return _apps_visible(user_id=user_id, search=search, after=after).values(
         "id",
         "name",
