@@ -1,8 +1,10 @@
 """A URL conf for tests/config/test_middleware_chain.py: one sync view and one async view, each telling how it ran,
-before Berth's own (its 404 page names them)."""
+before Berth's own (its 404 page names them); and for tests/config/test_request_threads.py a sync view that holds
+its thread until the test lets it go."""
 
 import asyncio
 import inspect
+import threading
 
 from berth.config.urls import urlpatterns as berth_urlpatterns
 from django.http import HttpRequest, JsonResponse
@@ -23,4 +25,19 @@ async def async_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"on_the_loop": asyncio.get_running_loop() is not None})
 
 
-urlpatterns = [path("sync/", sync_view), path("async/", async_view), *berth_urlpatterns]
+HELD = threading.Event()  # set: held_view returns
+HELD_STARTED = threading.Event()
+
+
+def held_view(request: HttpRequest) -> JsonResponse:
+    HELD_STARTED.set()
+    HELD.wait(10)
+    return JsonResponse({"held": True})
+
+
+urlpatterns = [
+    path("sync/", sync_view),
+    path("async/", async_view),
+    path("held/", held_view),
+    *berth_urlpatterns,
+]

@@ -8,8 +8,11 @@ import asyncio
 import threading
 import time
 
+import pytest
 from berth.config.middleware import RequestThread, SyncViewsASGIHandler
 from django.core.signals import request_started
+
+from tests.config import asgi_urls
 
 
 async def _get(handler: SyncViewsASGIHandler, path: str) -> int:
@@ -98,3 +101,76 @@ def test_requests_at_once_get_threads_of_their_own_and_leave_them_idle():
     finally:
         for thread in handler.idle_threads:
             thread.shutdown()
+
+
+def _held_request(handler: SyncViewsASGIHandler, *, client_leaves: bool):
+    """A request for the view that holds its thread; its client leaves once the view runs, or stays."""
+
+    async def receive() -> dict:
+        if not receive.body_read:
+            receive.body_read = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.get_running_loop().run_in_executor(None, asgi_urls.HELD_STARTED.wait, 10)
+        if not client_leaves:
+            await asyncio.Event().wait()
+        return {"type": "http.disconnect"}
+
+    receive.body_read = False
+
+    async def send(message: dict) -> None:
+        pass
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/held/",
+        "raw_path": b"/held/",
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    return handler(scope, receive, send)
+
+
+@pytest.fixture
+def held_view(settings):
+    settings.ROOT_URLCONF = "tests.config.asgi_urls"
+    asgi_urls.HELD.clear()
+    asgi_urls.HELD_STARTED.clear()
+    handler = SyncViewsASGIHandler()
+    yield handler
+    asgi_urls.HELD.set()
+    for thread in handler.idle_threads:
+        thread.shutdown()
+
+
+def test_a_request_whose_client_left_lends_its_thread_again_once_its_view_ended(held_view):
+    async def left():
+        let_go = asyncio.get_running_loop().call_later(0.5, asgi_urls.HELD.set)
+        await _held_request(held_view, client_leaves=True)  # Django waits for the view, then returns
+        let_go.cancel()
+
+    asyncio.run(asyncio.wait_for(left(), 10))
+    assert len(held_view.idle_threads) == 1 and not held_view.idle_threads[0].busy
+
+
+def test_a_request_cancelled_while_its_view_runs_does_not_lend_that_thread_again(held_view):
+    """The server stopping cancels a request's task; asgiref then waits for the view, and a second cancel stops
+    that wait: the view still runs on its thread, which is not lent to the next request (it would wait behind)."""
+
+    async def cancelled():
+        task = asyncio.ensure_future(_held_request(held_view, client_leaves=False))
+        await asyncio.get_running_loop().run_in_executor(None, asgi_urls.HELD_STARTED.wait, 10)
+        for _ in range(2):
+            task.cancel()
+            await asyncio.sleep(0.05)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert held_view.idle_threads == []
+        assert await _get(held_view, "/no-such-page/") == 404  # at once, on a thread of its own
+
+    asyncio.run(asyncio.wait_for(cancelled(), 10))

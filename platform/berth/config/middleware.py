@@ -45,7 +45,7 @@ IDLE_REQUEST_THREADS = 16
 
 class RequestThread(ThreadPoolExecutor):
     """One thread that runs a request's sync code, lent to one request at a time; `busy` while anything given to
-    it has not ended (a request its client left may end before the code it started)."""
+    it has not ended (a request cancelled from outside may end before the code it started)."""
 
     def __init__(self) -> None:
         super().__init__(max_workers=1, thread_name_prefix="request")
@@ -92,7 +92,8 @@ class SyncViewsASGIHandler(ASGIHandler):
             async with ThreadSensitiveContext(executor=thread):
                 await self.handle(scope, receive, send)
         finally:
-            # a request whose client left may have left its code running on the thread: not lent again
+            # a client that left is waited for (asgiref lets the view end), but a request cancelled from outside
+            # (the server stopping: a second cancel ends that wait) may leave its code running: not lent again
             if not thread.busy and len(self.idle_threads) < IDLE_REQUEST_THREADS:
                 self.idle_threads.append(thread)
             else:
