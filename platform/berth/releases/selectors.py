@@ -1,7 +1,8 @@
-from django.db.models import F, OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404
 
+from berth.accounts.models import Membership, Team
 from berth.apps.models import App
 from berth.releases.models import Release, ReleaseStatus
 
@@ -37,9 +38,12 @@ def _with_current_version(apps: QuerySet[App]) -> QuerySet[App]:
 def _apps_visible(*, user_id: int | None, search: str = "", after: str = "") -> QuerySet[App]:
     """Apps of the teams of the user `user_id` (all apps: None, a superuser) by name, with `current_version`
     annotated; those whose name contains `search`, and only those after the name `after` (a list's next page)."""
-    apps = App.objects.select_related("team", "parent").order_by("name")
+    apps = App.objects.order_by("name")
     if user_id is not None:  # None: a superuser, who sees every app
-        apps = apps.filter(team__memberships__user_id=user_id)
+        # the user's teams as a subquery, not a join (a membership is unique per user and team): with the team's
+        # and parent's names as subqueries too (app_summaries_visible), PostgreSQL planned a page of 100 of 500
+        # apps in 0.2 ms instead of 2.0, and ran it in 0.6 instead of 1.4 (EXPLAIN ANALYZE)
+        apps = apps.filter(team_id__in=Membership.objects.filter(user_id=user_id).values("team_id"))
     if search:
         apps = apps.filter(name__icontains=search)
     if after:
@@ -52,13 +56,17 @@ def app_summaries_visible(*, user_id: int | None, search: str = "", after: str =
     reads no App instances (measured: a page of 100 apps cost 9 ms as models with their certificates, 4 as rows).
     By the user's id (None: a superuser), for a list whose SQL is compiled once (berth.core.queries): the id and
     `after` are then that SQL's parameters."""
+    # names by scalar subqueries, computed for the rows of the page only (after its sort and limit), not joins
+    # the planner weighs in every order
+    team_name = Team.objects.filter(pk=OuterRef("team_id")).order_by().values("name")
+    parent_name = App.objects.filter(pk=OuterRef("parent_id")).order_by().values("name")
     return _apps_visible(user_id=user_id, search=search, after=after).values(
         "id",
         "name",
         "created_at",
         "current_version",
-        team_name=F("team__name"),
-        parent_name=F("parent__name"),
+        team_name=Subquery(team_name),
+        parent_name=Subquery(parent_name),
     )
 
 
