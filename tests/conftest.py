@@ -85,7 +85,10 @@ def pytest_configure(config) -> None:
     they make. pytest-django has read the settings by now."""
     from django.conf import settings  # here, not at the top: bench/ imports this module without Django
 
+    from tests.support import flush
+
     os.environ.setdefault("BERTH_INSTALLATION_ID", settings.BERTH_INSTALLATION_ID)
+    flush.install()  # a transactional test's rows deleted after it; content types and permissions kept
     # Started in the background by a shell without job control (`make test &`, nohup, some CI runners), this process
     # inherits SIGINT ignored, and so would every program a test starts: a test's Ctrl-C (SIGINT) to `berth logs -t`
     # or `git push` would do nothing. A handler, unlike an ignored signal, is reset to the default by exec.
