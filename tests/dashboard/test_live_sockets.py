@@ -12,6 +12,7 @@ import redis
 
 from tests.conftest import REPO_DIR, free_port, wait_for
 from tests.dashboard.conftest import PASSWORD, PageOpener, build_world
+from tests.support.factories import QuickPBKDF2PasswordHasher
 
 
 @pytest.fixture
@@ -70,12 +71,13 @@ def web(browser, transactional_db, settings, tmp_path):
 def live_app(web):
     """The world plus an app of a random name (its Redis streams are this test's alone); streams removed after."""
     from berth.apps.services import app_create
-    from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
     world = build_world()
-    # the web process knows only the default hasher, not the fast one these tests use
+    # the web process knows only the default hasher, not the MD5 one these tests use: PBKDF2, which it checks at
+    # the rounds each hash names (Django's 1,000,000 for each of the world's users was ~20 CPU-s of a run)
+    hasher = QuickPBKDF2PasswordHasher()
     for user in world.users.values():
-        user.password = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt())
+        user.password = hasher.encode(PASSWORD, hasher.salt())
         user.save(update_fields=["password"])
     app = app_create(team=world.team, name=f"dash-{secrets.token_hex(4)}", actor=world.users["owner"])
     client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15"))
