@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -267,6 +268,13 @@ def free_port() -> int:
             _ports_handed_out.add(port)
             return port
     raise AssertionError("no loopback port this process has not handed out already")
+
+
+# httpx loads the public CAs into a new TLS context for every client it makes, and httpx.get() makes one a call:
+# ~25 ms of CPU even for http://. The tests' plain-HTTP requests to loopback (a poll every 0.1 s while a platform
+# starts, ~100 platforms a run) pass this instead, a context that trusts no CA: never used for http://, and were it,
+# it would refuse. py-spy of `make test`'s workers: ~94 s of their samples were in making those contexts.
+NO_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.1, message: str = "condition"):

@@ -16,7 +16,7 @@ from berth.builds.errors import BuildCancelled, BuildError
 from berth.builds.stack import stack_build
 from berth.runtime.client import docker_client
 
-from tests.conftest import FIXTURE_APPS, wait_for
+from tests.conftest import FIXTURE_APPS, NO_TLS, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -111,7 +111,7 @@ def _serve(client: docker.DockerClient, image: str) -> str:
 
         def get():
             try:
-                response = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                response = httpx.get(f"http://127.0.0.1:{port}/", timeout=2, verify=NO_TLS)
             except httpx.TransportError:
                 return None
             return response if response.status_code == 200 else None

@@ -25,7 +25,7 @@ from berth.runtime.build import image_tag
 from berth.runtime.client import docker_client
 
 from tests.cli.conftest import Background, as_json, assert_one_error_line, ok
-from tests.conftest import REPO_DIR, free_port, wait_for
+from tests.conftest import NO_TLS, REPO_DIR, free_port, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -187,7 +187,7 @@ def asgi_web(transactional_db, settings, tmp_path):
 
     def up():
         try:
-            return httpx.get(f"{url}/healthz", timeout=2).status_code in (200, 503)
+            return httpx.get(f"{url}/healthz", timeout=2, verify=NO_TLS).status_code in (200, 503)
         except httpx.TransportError:
             return False
 

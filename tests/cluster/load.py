@@ -8,6 +8,8 @@ from collections import Counter
 
 import httpx
 
+from tests.conftest import NO_TLS
+
 
 class TimedLoad:
     def __init__(
@@ -41,7 +43,9 @@ class TimedLoad:
         return self.ok + self.failed
 
     def _run(self) -> None:
-        with httpx.Client(base_url=self.url, headers={"Host": self.host}, timeout=self.timeout) as client:
+        with httpx.Client(
+            base_url=self.url, headers={"Host": self.host}, timeout=self.timeout, verify=NO_TLS
+        ) as client:
             while not self._stop.is_set() and time.monotonic() < self._deadline and self.total < self._max:
                 started = time.monotonic()
                 try:

@@ -9,7 +9,7 @@ import docker.errors
 import pytest
 
 from tests.cluster import harness
-from tests.conftest import free_port, wait_for
+from tests.conftest import NO_TLS, free_port, wait_for
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -45,7 +45,7 @@ def private_registry(healthy_cluster, tmp_path):
 
 def _answers(httpx, url: str) -> bool:
     try:
-        return httpx.get(url, timeout=1).status_code == 401  # up, and asking for credentials
+        return httpx.get(url, timeout=1, verify=NO_TLS).status_code == 401  # up, and asking for credentials
     except httpx.HTTPError:
         return False
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from django.db import connection
 
-from tests.conftest import REPO_DIR, free_port
+from tests.conftest import NO_TLS, REPO_DIR, free_port
 from tests.support.processes import Child, wait_serving, web_command
 
 pytestmark = pytest.mark.django_db
@@ -71,7 +71,7 @@ def test_the_web_process_reuses_a_few_pooled_connections_across_requests(tmp_pat
 
         def answered():
             try:
-                return httpx.get(api, headers=headers, timeout=5).status_code == 401
+                return httpx.get(api, headers=headers, timeout=5, verify=NO_TLS).status_code == 401
             except httpx.TransportError:
                 return False
 

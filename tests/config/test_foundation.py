@@ -12,7 +12,7 @@ import httpx
 import pytest
 from django.conf import settings as django_settings
 
-from tests.conftest import REPO_DIR, free_port, manage, wait_for
+from tests.conftest import NO_TLS, REPO_DIR, free_port, manage, wait_for
 from tests.support.processes import web_command
 
 
@@ -228,7 +228,7 @@ def test_web_process_serves_http_through_gunicorn_with_the_uvicorn_worker(tmp_pa
 
         def answered():
             try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5, verify=NO_TLS)
             except httpx.TransportError:
                 return None
 

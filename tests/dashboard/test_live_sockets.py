@@ -10,7 +10,7 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import REPO_DIR, free_port, wait_for
+from tests.conftest import NO_TLS, REPO_DIR, free_port, wait_for
 from tests.dashboard.conftest import PASSWORD, PageOpener, build_world
 from tests.support.factories import QuickPBKDF2PasswordHasher
 
@@ -51,7 +51,7 @@ def web(browser, transactional_db, settings, tmp_path):
 
     def up():
         try:
-            return httpx.get(f"http://127.0.0.1:{port}/login/", timeout=2).status_code == 200
+            return httpx.get(f"http://127.0.0.1:{port}/login/", timeout=2, verify=NO_TLS).status_code == 200
         except httpx.TransportError:
             return False
 

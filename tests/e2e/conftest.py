@@ -16,7 +16,7 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import REPO_DIR, free_port, wait_for
+from tests.conftest import NO_TLS, REPO_DIR, free_port, wait_for
 from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.support import forkserver
 from tests.support.forkserver import Forked
@@ -231,7 +231,9 @@ def berth_platform(
 
     def web_up():
         try:
-            return httpx.get(f"http://127.0.0.1:{web_port}/healthz", timeout=2).status_code in (200, 503)
+            return httpx.get(
+                f"http://127.0.0.1:{web_port}/healthz", timeout=2, verify=NO_TLS
+            ).status_code in (200, 503)
         except httpx.TransportError:
             return False
 

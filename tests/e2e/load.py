@@ -5,6 +5,8 @@ import time
 
 import httpx
 
+from tests.conftest import NO_TLS
+
 
 class Load:
     """Keep-alive GETs through the router from a few threads, bounded in time and count; counts failures."""
@@ -24,7 +26,7 @@ class Load:
 
     def _run(self):
         with httpx.Client(
-            base_url=f"http://127.0.0.1:{self.port}", headers={"Host": self.host}, timeout=10
+            base_url=f"http://127.0.0.1:{self.port}", headers={"Host": self.host}, timeout=10, verify=NO_TLS
         ) as client:
             while (
                 not self._stop.is_set()

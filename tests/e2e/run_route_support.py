@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from tests.conftest import hello_app, wait_for
+from tests.conftest import NO_TLS, hello_app, wait_for
 
 
 def git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -56,7 +56,9 @@ def push_ok(repo: Path, message: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 def get(router_port: int, host: str, path: str = "/") -> httpx.Response:
-    return httpx.get(f"http://127.0.0.1:{router_port}{path}", headers={"Host": host}, timeout=10)
+    return httpx.get(
+        f"http://127.0.0.1:{router_port}{path}", headers={"Host": host}, timeout=10, verify=NO_TLS
+    )
 
 
 def body_of(router_port: int, host: str) -> str | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO_DIR, wait_for
+from tests.conftest import NO_TLS, REPO_DIR, wait_for
 from tests.e2e.load import Load
 from tests.e2e.test_push_to_live import commit_and_push, get
 
@@ -163,7 +163,7 @@ def test_the_control_plane_destroyed_and_restored_keeps_the_app_served_and_the_n
 
 def _answers(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=2).status_code in (200, 503)
+        return httpx.get(url, timeout=2, verify=NO_TLS).status_code in (200, 503)
     except httpx.TransportError:
         return False
 

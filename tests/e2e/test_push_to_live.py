@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import wait_for, write_hello_app
+from tests.conftest import NO_TLS, wait_for, write_hello_app
 from tests.e2e.load import Load
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
@@ -29,7 +29,7 @@ def commit_and_push(repo: Path, message: str, **kwargs) -> subprocess.CompletedP
 
 
 def get(router_port: int, host: str) -> httpx.Response:
-    return httpx.get(f"http://127.0.0.1:{router_port}/", headers={"Host": host}, timeout=10)
+    return httpx.get(f"http://127.0.0.1:{router_port}/", headers={"Host": host}, timeout=10, verify=NO_TLS)
 
 
 def test_push_builds_releases_and_routes_then_redeploys_without_dropping_requests(

@@ -17,7 +17,7 @@ from berth.routing.router import Endpoint, get_router
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as websocket_connect
 
-from tests.conftest import free_port, wait_for
+from tests.conftest import NO_TLS, free_port, wait_for
 from tests.support.backends import start_backend
 
 
@@ -37,7 +37,9 @@ def backends():
 
 
 def get(router, host: str, path: str = "/") -> httpx.Response:
-    return httpx.get(f"http://127.0.0.1:{router.port}{path}", headers={"Host": host}, timeout=10)
+    return httpx.get(
+        f"http://127.0.0.1:{router.port}{path}", headers={"Host": host}, timeout=10, verify=NO_TLS
+    )
 
 
 def test_rendered_configuration_is_valid_for_haproxy(tmp_path, settings):

@@ -12,7 +12,7 @@ import pytest
 from berth.routing.haproxy import admin_command, haproxy_command, write_config
 from berth.routing.router import get_router
 
-from tests.conftest import free_port, wait_for
+from tests.conftest import NO_TLS, free_port, wait_for
 from tests.support.backends import KeepAliveLoad, start_backend
 
 # they kill and restart real processes (their own backends and HAProxy), and need no database: run once
@@ -55,7 +55,7 @@ def backends():
 
 
 def get(port: int, host: str) -> str:
-    return httpx.get(f"http://127.0.0.1:{port}/", headers={"Host": host}, timeout=10).text
+    return httpx.get(f"http://127.0.0.1:{port}/", headers={"Host": host}, timeout=10, verify=NO_TLS).text
 
 
 def worker_pid() -> int:

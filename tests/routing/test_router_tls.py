@@ -19,7 +19,7 @@ from berth.routing.haproxy_router import HaproxyRouter
 from berth.routing.router import Endpoint, RouterError, RouterRefused, ServedCertificate, get_router
 from websockets.sync.client import connect as websocket_connect
 
-from tests.conftest import REPO_DIR, free_port, wait_for
+from tests.conftest import NO_TLS, REPO_DIR, free_port, wait_for
 from tests.routing.tls_ca import LocalCA, serial_of
 from tests.routing.tls_load import (
     HttpsKeepAliveLoad,
@@ -109,7 +109,7 @@ def restarted(router):
 
 def answers(port: int) -> bool:
     try:
-        httpx.get(f"http://127.0.0.1:{port}/", headers={"Host": "nobody.localhost"}, timeout=1)
+        httpx.get(f"http://127.0.0.1:{port}/", headers={"Host": "nobody.localhost"}, timeout=1, verify=NO_TLS)
         return True
     except httpx.HTTPError:
         return False
