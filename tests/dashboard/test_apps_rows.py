@@ -1,10 +1,9 @@
 """The apps list's rows (`{% app_rows %}`, dashboard/templatetags/apps_list.py) are written without the template
 engine: every value a tenant or the platform put in a row is escaped all the same."""
 
+from berth.dashboard.templatetags.apps_list import app_rows
 from django.utils.html import escape
 from django.utils.safestring import SafeString
-
-from berth.dashboard.templatetags.apps_list import app_rows
 
 HOSTILE = "<script>alert('x')</script>&\""
 
