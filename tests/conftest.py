@@ -64,30 +64,6 @@ def worker_redis_url(url: str, index: int) -> str:
     return parts._replace(path=f"/{worker_redis_db(base, index)}").geturl()
 
 
-# set in the xdist workers' environment when their controller swept an earlier run's leftovers before starting them
-LEFTOVERS_SWEPT = "BERTH_TEST_LEFTOVERS_SWEPT"
-
-
-def leftovers_swept_before_workers(config) -> bool:
-    """An earlier run's apps and images swept (tests/e2e/conftest.py sweep_leftovers) before the workers start,
-    when they may run Docker tests: no build of theirs has begun yet, so none can take a cached step from an image
-    the sweep then removes. False when it did not (a tier without Docker, or no engine to ask): each worker's
-    end-to-end tests then sweep for themselves, as a run without xdist does."""
-    if "not docker" in (config.option.markexpr or ""):
-        return False
-    # here, not at the top: bench/ imports this module without Django or the docker SDK
-    import docker
-    import requests
-
-    from tests.e2e.conftest import sweep_leftovers
-
-    try:
-        sweep_leftovers()
-    except (docker.errors.DockerException, requests.RequestException):
-        return False
-    return True
-
-
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_setupnodes(config, specs) -> None:
     """Each worker's Redis database and BERTH_HOME, in its environment from its start (and a restarted one's):
@@ -98,13 +74,10 @@ def pytest_xdist_setupnodes(config, specs) -> None:
     # another pytest run beside this one on the same Redis (`make test` runs two tiers at once) holds the databases
     # of the first BERTH_TEST_WORKER_OFFSET workers
     offset = int(os.environ.get("BERTH_TEST_WORKER_OFFSET") or 0)
-    swept = leftovers_swept_before_workers(config)
     for spec in specs:  # ids "gw0", "gw1"...: what the worker sees as PYTEST_XDIST_WORKER
         index = int(spec.id.removeprefix("gw"))
         spec.env["REDIS_URL"] = worker_redis_url(base_url, offset + index)
         spec.env["BERTH_HOME"] = str(base_home / f"xdist-{spec.id}")
-        if swept:
-            spec.env[LEFTOVERS_SWEPT] = "1"
 
 
 def pytest_configure(config) -> None:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import LEFTOVERS_SWEPT, NO_TLS, REPO_DIR, free_port, wait_for
+from tests.conftest import NO_TLS, REPO_DIR, free_port, wait_for
 from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.support import forkserver
 from tests.support.forkserver import Forked
@@ -134,22 +134,13 @@ def platform_processes() -> tuple[str, ...]:
 PLATFORM_LOG_LINES = 40  # of each process's log, printed under a failed test (its tmp_path goes after 3 runs)
 
 
-def sweep_leftovers() -> None:
-    """An earlier, killed run's apps and images removed. Only those older than LEFTOVER_AGE: other engineers' tests
-    may be running right now."""
-    remove_leftover_services(LEFTOVER_PREFIXES, older_than=LEFTOVER_AGE)
-    remove_leftover_images(LEFTOVER_PREFIXES, older_than=LEFTOVER_AGE)
-
-
 @pytest.fixture(scope="session")
 def leftovers_swept() -> None:
-    """sweep_leftovers once per test process: before each test, the engine's listing of every image (~0.3-1.3 s of
-    its CPU with a few hundred) was paid ~100 times a run for what only a run's start can find. Not in an xdist
-    worker whose controller swept before starting the workers: a worker's sweep in the middle of the run once
-    removed an earlier run's image another worker's build had just taken a cached step from ("unknown parent image
-    ID" at its next step)."""
-    if os.environ.get(LEFTOVERS_SWEPT) != "1":
-        sweep_leftovers()
+    """An earlier, killed run's apps and images removed, once per test process: before each test, the engine's
+    listing of every image (~0.3-1.3 s of its CPU with a few hundred) was paid ~100 times a run for what only a
+    run's start can find. Only those older than LEFTOVER_AGE: other engineers' tests may be running right now."""
+    remove_leftover_services(LEFTOVER_PREFIXES, older_than=LEFTOVER_AGE)
+    remove_leftover_images(LEFTOVER_PREFIXES, older_than=LEFTOVER_AGE)
 
 
 @pytest.fixture
