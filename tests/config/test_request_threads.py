@@ -15,6 +15,23 @@ from django.core.signals import request_started
 from tests.config import asgi_urls
 
 
+def _get_scope(path: str) -> dict:
+    """An ASGI scope of a GET of `path` from a loopback client."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
 async def _get(handler: SyncViewsASGIHandler, path: str) -> int:
     sent: list[dict] = []
     body_read = False
@@ -31,19 +48,7 @@ async def _get(handler: SyncViewsASGIHandler, path: str) -> int:
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": [(b"host", b"127.0.0.1")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
+    scope = _get_scope(path)
     await handler(scope, receive, send)
     return next(message["status"] for message in sent if message["type"] == "http.response.start")
 
@@ -120,19 +125,7 @@ def _held_request(handler: SyncViewsASGIHandler, *, client_leaves: bool):
     async def send(message: dict) -> None:
         pass
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/held/",
-        "raw_path": b"/held/",
-        "query_string": b"",
-        "headers": [(b"host", b"127.0.0.1")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
+    scope = _get_scope("/held/")
     return handler(scope, receive, send)
 
 
