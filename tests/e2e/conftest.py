@@ -62,6 +62,20 @@ def remove_leftover_services(
                 pass  # already gone, or its removal is in progress
 
 
+def image_app(image: dict) -> str:
+    """The app an image (an entry of the engine's image list) is of: its tags' or its build stage's repository
+    (berth/<app>:tag, 127.0.0.1:5000/<app>:tag), else the app label a build gives it; "" for none."""
+    from berth.builds.builder import CACHE_STAGE_LABEL, RUN_STAGE_LABEL
+    from berth.builds.images import APP_LABEL
+
+    labels = image.get("Labels") or {}
+    stages = [labels.get(CACHE_STAGE_LABEL), labels.get(RUN_STAGE_LABEL)]
+    for ref in (image.get("RepoTags") or []) + stages:
+        if ref and ref != "<none>:<none>":
+            return ref.rpartition(":")[0].rpartition("/")[2]
+    return labels.get(APP_LABEL, "")
+
+
 def remove_leftover_images(
     prefix: str | tuple[str, ...] = APP_PREFIX, *, names: set[str] | None = None, older_than: float = 0
 ) -> None:
@@ -69,23 +83,13 @@ def remove_leftover_images(
     untagged): only those of `names` when given, only those created more than `older_than` seconds ago. Each run
     builds hundreds; left behind, they fill the disk CI runs on next."""
     import docker
-    from berth.builds.builder import CACHE_STAGE_LABEL, RUN_STAGE_LABEL
-    from berth.builds.images import APP_LABEL
     from berth.runtime.client import docker_client
 
     client = docker_client(timeout=300)
     cutoff = time.time() - older_than
 
-    def app_of(image: dict) -> str:
-        labels = image.get("Labels") or {}
-        stages = [labels.get(CACHE_STAGE_LABEL), labels.get(RUN_STAGE_LABEL)]
-        for ref in (image.get("RepoTags") or []) + stages:
-            if ref and ref != "<none>:<none>":
-                return ref.rpartition(":")[0].rpartition("/")[2]  # berth/<app>:tag, 127.0.0.1:5000/<app>:tag
-        return labels.get(APP_LABEL, "")
-
     def ours(image: dict) -> bool:
-        app = app_of(image)
+        app = image_app(image)
         if not app.startswith(prefix) or (names is not None and app not in names):
             return False
         return not older_than or image["Created"] < cutoff

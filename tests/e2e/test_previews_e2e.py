@@ -5,6 +5,7 @@ import httpx
 import pytest
 
 from tests.conftest import wait_for
+from tests.e2e.conftest import image_app
 from tests.e2e.test_push_to_live import commit_and_push, get, git, write_app
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
@@ -15,6 +16,7 @@ def test_a_branch_push_makes_updates_and_deletes_its_preview_app(repo, tenant, b
     from berth.apps.selectors import config_for_app
     from berth.builds.models import Build
     from berth.previews.services import preview_name
+    from berth.runtime.client import docker_client
 
     parent = tenant.app
     api = httpx.Client(
@@ -63,3 +65,13 @@ def test_a_branch_push_makes_updates_and_deletes_its_preview_app(repo, tenant, b
         timeout=60,
         message="the preview's hostname to be gone from the router",
     )
+    # and its services and images from the engine (its builds', their cache stages' and its releases'): each run
+    # of this test left three images and a service behind while the platform's clean-up was still under way
+    engine = docker_client()
+
+    def preview_left() -> list[str]:
+        services = engine.services.list(filters={"label": f"org.berth.app={name}"})
+        images = [image["Id"] for image in engine.api.images(all=True) if image_app(image) == name]
+        return [s.name for s in services] + images
+
+    wait_for(lambda: not preview_left(), timeout=120, message="the preview's services and images to go")
