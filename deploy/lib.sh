@@ -206,8 +206,9 @@ ensure_venv() {
     # compiled below on every CPU: pip compiles each wheel's files one after the other (measured on 2 CPUs: 28-38 s
     # with pip compiling; 14 s installing + 10 s compiling here)
     .venv/bin/pip install -q --no-compile -e ".[dev]"
-    # a file that does not compile (a package's sample or template; none today) fails only if it is ever imported
-    .venv/bin/python -m compileall -q -j 0 .venv/lib >/dev/null || true
+    # a file that does not compile (a package's sample or template; none today) fails only if it is ever imported;
+    # its errors and SyntaxWarnings unshown, as pip's own compiling showed none
+    .venv/bin/python -m compileall -q -j 0 .venv/lib >/dev/null 2>&1 || true
     echo "$want" > "$stamp"
   fi
   # Berth's own modules compiled now: where PYTHONDONTWRITEBYTECODE is set (some shells and CI runners set it) every

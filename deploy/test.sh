@@ -112,11 +112,13 @@ without_docker() {  # the Redis databases after the Docker tier's workers'
 # The tiers without Docker run in a session of their own, so in a scheduling group of their own: the kernel shares the
 # CPUs between such groups (autogroups: one per session) before it shares a group between its processes, and the
 # Docker tier's CPU is mostly spent outside make test's group (the platform processes it starts, each in its own
-# session; dockerd; the containers), so renicing processes within make test's group changed nothing (measured, session
-# 24: the run as long). Their group's nice is raised instead: 10 while the stack images are made (on a new machine
-# ~80 s of mmdebstrap for both CPUs, which the Docker tier waits for), then BERTH_TEST_FAST_NICE: the Docker tier,
-# the run's longest, takes the CPUs when it wants them and the tiers without Docker the rest; they used to end
-# ~400 s before it, the CPUs ~18 % idle meanwhile. Where autogroups are off, the processes' own nice does it.
+# session; dockerd; the containers). Renicing these tiers' processes within make test's group (session 24) made the
+# images on a new machine 160 -> 104 s, but kept lower for the whole run it left the run as long. Their group's nice
+# is raised instead: 10 while the stack images are made (on a new machine ~80 s of mmdebstrap for both CPUs, which
+# the Docker tier waits for), then BERTH_TEST_FAST_NICE: the Docker tier, the run's longest, takes the CPUs when it
+# wants them and the tiers without Docker the rest; they used to end ~400 s before it, the CPUs ~18 % idle
+# meanwhile. Where autogroups are off, the processes' own nice (BERTH_TEST_FAST_NICE from the start) does it. A
+# test that starts a process in a session of its own gives that process the usual priority.
 FAST_NICE="${BERTH_TEST_FAST_NICE:-5}"
 without_docker_session="$TEST_HOME/without-docker.session"
 rm -f "$without_docker_session"
@@ -126,6 +128,12 @@ setsid -w bash -c "set -euo pipefail; $(declare -f); $(declare -p FAST SQLITE TE
   renice -n "$1" -p $$ >/dev/null 2>&1 || true; echo $$ > "$2"; shift 2; without_docker "$@"' \
   without-docker "$FAST_NICE" "$without_docker_session" "$@" > /dev/null 2>&1 &
 without_docker_pid=$!
+# outside make test's process group, so not stopped with it (Ctrl-C, a CI timeout): stopped here (setsid did not
+# fork: a background job of a script is no group leader, so its PID is the session's and its group's)
+stop_without_docker() { kill -TERM -- "-$without_docker_pid" 2>/dev/null || true; }
+trap stop_without_docker EXIT
+trap 'stop_without_docker; exit 130' INT
+trap 'stop_without_docker; exit 143' TERM
 # The stack images and the add-on images, two at a time (each build keeps a CPU busy: two at a time took 84 s on a new
 # machine, four at a time 89 s), while the tiers without Docker already run: the Docker tier starts as soon as all are
 # made. The other stack variants (node, go, static) are made by the first build that needs one, as on a user's
@@ -143,7 +151,8 @@ for i in "${!images[@]}"; do
   wait "${pids[$i]}" || images_failed+=("${images[$i]}")
   cat "$TEST_HOME/images-$i.log"
 done
-echo "$FAST_NICE" > "/proc/$(cat "$without_docker_session" 2>/dev/null)/autogroup" 2>/dev/null || true
+{ echo "$FAST_NICE" > "/proc/$(cat "$without_docker_session" || echo "$without_docker_pid")/autogroup"; } 2>/dev/null \
+  || true
 docker_ok=1
 if [ ${#images_failed[@]} = 0 ]; then
   # The serial tier (a test that restarts the Docker engine, so nothing else may use it meanwhile) first, while the
@@ -159,6 +168,7 @@ else
 fi
 without_docker_status=0
 wait "$without_docker_pid" || without_docker_status=$?
+trap - EXIT INT TERM
 cat "$TEST_HOME/pytest-fast.log" "$TEST_HOME/pytest-sqlite.log"
 [ "$docker_ok" = 1 ] || rerun "Docker" docker "$PG_URL" "${PG_DOCKER[@]}" "$@" || failed+=("Docker")
 [ $((without_docker_status & 1)) = 0 ] || BERTH_HOME="$TEST_HOME/home-fast" \
