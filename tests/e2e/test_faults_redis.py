@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 import redis
+from berth.operations.exposition import QUEUES
 
 from tests.conftest import wait_for
 from tests.e2e.faults_support import (  # noqa: F401  (fixtures)
@@ -40,8 +41,6 @@ def _in_flight(app) -> list[str]:
 def _broker_idle(url: str) -> bool:
     """No task queued and none running, read twice a second apart, each time in one transaction: kombu keeps a
     delivered message in its `unacked` hash until the task acks (and between a queue and that hash for a moment)."""
-    from berth.operations.exposition import QUEUES
-
     broker = redis.Redis.from_url(url)
     try:
         for attempt in range(2):
