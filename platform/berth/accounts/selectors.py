@@ -1,7 +1,7 @@
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery, Value
+from django.db.models import F, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
@@ -15,7 +15,8 @@ def user_role(*, user, team: Team) -> str | None:
     """The user's role in the team, or None. An active superuser counts as an owner of every team."""
     if user is None or not user.is_authenticated or not user.is_active:
         return None
-    role = Membership.objects.filter(user=user, team=team).values_list("role", flat=True).first()
+    # order_by(): Membership's default order joins the team and user tables, for a row that is unique
+    role = Membership.objects.filter(user=user, team=team).order_by().values_list("role", flat=True).first()
     if role is None and user.is_superuser:
         return OWNER
     return role
@@ -24,10 +25,14 @@ def user_role(*, user, team: Team) -> str | None:
 def teams_for_user(*, user) -> QuerySet[Team]:
     """Teams the user can see, each annotated with `role`: the user's role in it as `user_role` answers (a
     superuser is owner of the teams they are not a member of)."""
-    role = Subquery(Membership.objects.filter(team=OuterRef("pk"), user=user).values("role")[:1])
     if user.is_superuser:
+        role = Subquery(
+            Membership.objects.filter(team=OuterRef("pk"), user=user).order_by().values("role")[:1]
+        )
         return Team.objects.annotate(role=Coalesce(role, Value(OWNER))).order_by("name")
-    return Team.objects.annotate(role=role).order_by("name").filter(memberships__user=user)
+    # the membership the filter joins gives the role (a subquery per team, ordered by Membership's joins, was half
+    # of this query's time on every dashboard page)
+    return Team.objects.filter(memberships__user=user).annotate(role=F("memberships__role")).order_by("name")
 
 
 def team_for_user(*, user, name: str) -> Team:

@@ -77,8 +77,9 @@ def certificates_expiring(days: int | None = None) -> QuerySet[Certificate]:
     banner. A healthy ACME certificate is renewed long before (two thirds into its life), so each one listed is a
     renewal that keeps failing (`state` "failing", `reason` says why) or an uploaded one nobody replaced."""
     window = timedelta(days=settings.BERTH_CERT_RENEW_DAYS_ALARM if days is None else days)
+    # the database's clock: for given `days` the SQL stays the same from one call to the next (compiled_rows)
     return (
-        Certificate.objects.filter(not_after__isnull=False, not_after__lt=timezone.now() + window)
+        Certificate.objects.filter(not_after__isnull=False, not_after__lt=Now() + window)
         .select_related("app")
         .order_by("not_after", "id")
     )

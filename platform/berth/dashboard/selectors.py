@@ -1,6 +1,6 @@
 """Reads the dashboard pages combine from several domains (the domains' own selectors do the real work)."""
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 
 from berth.accounts.models import ApiToken
 from berth.apps.models import App
@@ -51,7 +51,21 @@ class AppStatusRows:
 
     def count(self) -> int:
         apps = App.objects.filter(team_id=self.team_id)
-        return (apps.filter(name__icontains=self.search) if self.search else apps).count()
+        if self.search:
+            return apps.filter(name__icontains=self.search).count()
+        # compiled once, as the page's rows (a team without apps has no group: no row)
+        counted = compiled_rows(
+            ("dashboard-apps-count",),
+            lambda team_id: (
+                App.objects.filter(team_id=team_id)
+                .order_by()
+                .values("team_id")
+                .annotate(apps=Count("pk"))
+                .values("apps")
+            ),
+            team_id=self.team_id,
+        )
+        return counted[0]["apps"] if counted else 0
 
     def __getitem__(self, window: slice) -> list[dict]:
         # a whole page from where the window starts (a last page ends where the count does: the same SQL)
