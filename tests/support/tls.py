@@ -9,6 +9,7 @@ the test's own server (the live server), as the router does in TCP terms. Test e
 
 import datetime
 import ipaddress
+import selectors
 import socket
 import ssl
 import threading
@@ -132,7 +133,9 @@ class TestCA:
 class TlsTerminator:
     """Real TLS on 127.0.0.1:<port> with `leaf`, relaying the decrypted bytes to 127.0.0.1:<upstream_port>.
 
-    One thread per connection and direction; `stop()` closes the listening socket and every open connection."""
+    One thread per connection relays both directions: an SSL socket is never used by two threads at once (a read
+    in one thread while another sent close_notify or closed it aborted a test process inside OpenSSL, once).
+    `stop()` closes the listening socket and ends every open connection."""
 
     def __init__(self, leaf: Leaf, upstream_port: int):
         self.upstream_port = upstream_port
@@ -142,6 +145,7 @@ class TlsTerminator:
         self.port = self.listener.getsockname()[1]
         self.handshakes_failed = 0
         self._open: set[socket.socket] = set()
+        self._relays: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
@@ -156,62 +160,92 @@ class TlsTerminator:
                 client, _ = self.listener.accept()
             except OSError:
                 return  # stopped
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+            relay = threading.Thread(target=self._serve, args=(client,), daemon=True)
+            with self._lock:
+                self._relays.append(relay)
+            relay.start()
 
     def _serve(self, client: socket.socket) -> None:
         client.settimeout(10)  # a client that never finishes its handshake cannot hold the thread for long
+        with self._lock:
+            self._open.add(client)
         try:
             secure = self.context.wrap_socket(client, server_side=True)
         except (OSError, ssl.SSLError):
             with self._lock:
                 self.handshakes_failed += 1
+                self._open.discard(client)
             client.close()
             return
+        with self._lock:  # the handshake took the connection over from `client`
+            self._open.discard(client)
+            self._open.add(secure)
         secure.settimeout(None)
         try:
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
         except OSError:
-            secure.close()
-            return
-        upstream.settimeout(None)
-        with self._lock:
-            self._open.update((secure, upstream))
-        threading.Thread(target=self._pipe, args=(upstream, secure), daemon=True).start()
-        self._pipe(secure, upstream)
-
-    def _pipe(self, source: socket.socket, target: socket.socket) -> None:
+            upstream = None
         try:
-            while data := source.recv(65536):
-                target.sendall(data)
-        except OSError:
-            pass
-        finally:
-            if isinstance(target, ssl.SSLSocket):
-                # TLS says "the end" with close_notify: a client reading to the end (curl, git) needs it
-                try:
-                    target.unwrap()
-                except (OSError, ValueError):
-                    pass
-            for sock in (source, target):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                sock.close()
+            if upstream is not None:
+                upstream.settimeout(None)
                 with self._lock:
-                    self._open.discard(sock)
+                    self._open.add(upstream)
+                self._relay(secure, upstream)
+        finally:
+            for sock in (secure, upstream):
+                if sock is not None:
+                    sock.close()
+            with self._lock:
+                self._open.difference_update((secure, upstream))
+
+    @staticmethod
+    def _relay(secure: ssl.SSLSocket, upstream: socket.socket) -> None:
+        """Bytes each way until either side ends; then close_notify to the TLS client (a client reading to the end,
+        curl or git, needs it) if the upstream ended."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(secure, selectors.EVENT_READ)
+            selector.register(upstream, selectors.EVENT_READ)
+            while True:
+                for key, _ in selector.select():
+                    source = key.fileobj
+                    target = upstream if source is secure else secure
+                    try:
+                        data = source.recv(65536)
+                        while data and source is secure and secure.pending():  # decrypted, not yet read
+                            data += secure.recv(secure.pending())
+                        if data:
+                            target.sendall(data)
+                            continue
+                    except ssl.SSLWantReadError:
+                        continue  # part of a TLS record: the rest comes
+                    except OSError:
+                        return
+                    if source is upstream:
+                        try:
+                            secure.unwrap()
+                        except (OSError, ValueError):
+                            pass
+                    return
 
     def stop(self) -> None:
-        self.listener.close()
-        with self._lock:
-            still_open = list(self._open)
-        for sock in still_open:
+        # shut down before closing: a thread blocked in accept() or recv() wakes up (a close alone does not wake it,
+        # and the accept thread's join waited its whole timeout, 5 s, at each stop). The TCP connections only: the
+        # relay thread that owns an SSL socket is the only one to touch its TLS state
+        for sock in (self.listener, *self._snapshot()):
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass
-            sock.close()
+        self.listener.close()
         self._thread.join(timeout=5)
+        with self._lock:
+            relays = list(self._relays)
+        for relay in relays:
+            relay.join(timeout=5)
+
+    def _snapshot(self) -> list[socket.socket]:
+        with self._lock:
+            return list(self._open)
 
 
 def loopback_certificate(
