@@ -44,20 +44,23 @@ def test_rate_5xx_and_p95_come_from_real_haproxy_traffic(router, backend, settin
         ) as web:
             for _ in range(40):
                 assert web.get("/", timeout=10).status_code == 200
-            for _ in range(2):
+            for _ in range(3):
                 assert web.get("/slow?s=0.5", timeout=10).status_code == 200
             # the app gone: HAProxy answers 5xx itself (503 once its check marks the server down)
             backend.stop()
             statuses = [web.get("/", timeout=10).status_code for _ in range(3)]
         # the last datagrams: read by the log's thread, which a loaded machine runs late (16 of 45 after 0.3 s)
-        wait_for(lambda: traffic.request_log.lines >= 45, timeout=10, message="45 request log lines")
+        wait_for(lambda: traffic.request_log.lines >= 46, timeout=10, message="46 request log lines")
         figures = traffic.window()[app]
         elapsed = traffic.read_at - started  # the window's own length: figures are per second of it
         assert all(status >= 500 for status in statuses)
-        assert figures["rps"] * elapsed == pytest.approx(45, abs=0.5)  # 45 requests over the window
+        assert figures["rps"] * elapsed == pytest.approx(46, abs=0.5)  # 46 requests over the window
         assert figures["e5xx"] * elapsed == pytest.approx(3, abs=0.5)
-        assert 400 <= figures["p95"] < 3000  # the two 0.5 s answers are among the slowest 5 %
-        assert traffic.request_log.lines == 45  # every request logged on the socket
+        # the nearest rank of 46 is the third slowest: one of the three 0.5 s answers, or slower (a 5xx answered
+        # after HAProxy's retries). With two, it was the slowest 5xx: fast (369 ms) once the check had marked the
+        # server down
+        assert 400 <= figures["p95"] < 3000
+        assert traffic.request_log.lines == 46  # every request logged on the socket
         # and written into the history per 10 s window, as the sampler does
         backend2 = start_backend("m2", port=free_port())
         HaproxyRouter().apply(
