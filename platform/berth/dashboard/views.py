@@ -97,7 +97,6 @@ def _status_rows(request: HttpRequest, team=None) -> tuple[object, list[dict], P
             "state": app_state(row),
             "build_id": row["build_id"],
             "build_status": row["build_status"],
-            "created_at": row["created_at"],
         }
         for row in page_obj.object_list
     ]
@@ -138,8 +137,6 @@ def apps_list(request: HttpRequest) -> HttpResponse:
 def apps_status(request: HttpRequest) -> JsonResponse:
     """What the apps list polls to stay live (current release and state of each app of the current team)."""
     _, rows, _ = _status_rows(request)
-    for row in rows:
-        row.pop("created_at")
     return JsonResponse({"apps": rows})
 
 
