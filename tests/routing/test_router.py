@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as websocket_connect
 
 from tests.conftest import NO_TLS, free_port, wait_for
+from tests.routing.stats import sessions
 from tests.support.backends import start_backend
 
 
@@ -200,7 +201,7 @@ def test_drain_waits_for_running_requests_before_maintenance(router, backends):
                 client.get, f"http://127.0.0.1:{router.port}/slow?s=1.5", headers={"Host": "demo.localhost"}
             )
             wait_for(
-                lambda: router_.state()["demo"]["endpoints"] and _sessions(router) > 0,
+                lambda: router_.state()["demo"]["endpoints"] and sessions(router) > 0,
                 timeout=5,
                 message="the slow request to reach the old endpoint",
             )
@@ -212,22 +213,13 @@ def test_drain_waits_for_running_requests_before_maintenance(router, backends):
     assert router_.state()["demo"]["endpoints"] == [("127.0.0.1", new.port, "UP")]
 
 
-def _sessions(router) -> int:
-    backend = json.loads(router.paths.slots.read_text())["apps"]["demo"]["backend"]
-    lines = admin_command(f"show stat {backend} 4 -1").splitlines()
-    header = lines[0].lstrip("# ").split(",")
-    return sum(
-        int(dict(zip(header, line.split(","), strict=False))["scur"] or 0) for line in lines[1:] if line
-    )
-
-
 def test_a_drain_that_outlasts_its_timeout_ends_in_maintenance_anyway(router, backends):
     old, new = backends("old"), backends("new")
     router_ = get_router()
     router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[old.endpoint])
     with socket.create_connection(("127.0.0.1", router.port)) as stuck:
         stuck.sendall(b"GET /slow?s=30 HTTP/1.1\r\nHost: demo.localhost\r\n\r\n")
-        wait_for(lambda: _sessions(router) > 0, timeout=5, message="the stuck request")
+        wait_for(lambda: sessions(router) > 0, timeout=5, message="the stuck request")
         router_.apply(app="demo", hostnames=["demo.localhost"], endpoints=[new.endpoint], drain_timeout=1)
     assert router_.state()["demo"]["endpoints"] == [("127.0.0.1", new.port, "UP")]
 
@@ -288,7 +280,7 @@ def test_a_drain_does_not_hold_up_other_apps(router, backends):
         concurrent.futures.ThreadPoolExecutor(1) as pool,
     ):
         stuck.sendall(b"GET /slow?s=30 HTTP/1.1\r\nHost: demo.localhost\r\n\r\n")
-        wait_for(lambda: _sessions(router) > 0, timeout=5, message="the stuck request")
+        wait_for(lambda: sessions(router) > 0, timeout=5, message="the stuck request")
         cut_over = pool.submit(
             router_.apply, app="demo", hostnames=["demo.localhost"], endpoints=[new.endpoint], drain_timeout=4
         )
@@ -438,7 +430,7 @@ def test_apply_without_waiting_returns_at_once_and_the_drain_finishes_behind_it(
         slow = pool.submit(
             client.get, f"http://127.0.0.1:{router.port}/slow?s=2", headers={"Host": "demo.localhost"}
         )
-        wait_for(lambda: _sessions(router) > 0, timeout=5, message="the slow request on the old endpoint")
+        wait_for(lambda: sessions(router) > 0, timeout=5, message="the slow request on the old endpoint")
         started = time.monotonic()
         router_.apply(
             app="demo", hostnames=["demo.localhost"], endpoints=[new.endpoint], drain_timeout=10, wait=False

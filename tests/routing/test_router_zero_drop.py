@@ -14,6 +14,7 @@ from berth.routing.haproxy import haproxy_command, write_config
 from berth.routing.router import get_router
 
 from tests.conftest import free_port, wait_for
+from tests.routing.stats import sessions
 from tests.support.backends import KeepAliveLoad, start_backend
 
 # they kill and restart real processes (their own backends and HAProxy), and need no database: run once
@@ -90,7 +91,9 @@ def test_requests_in_flight_to_an_endpoint_that_stops_listening_are_answered_aft
     threads = [threading.Thread(target=slow, args=(method,)) for method in ("GET", "POST", "POST", "GET")]
     for thread in threads:
         thread.start()
-    time.sleep(0.5)  # the four are in flight, two on each server (round robin)
+    # the four in flight, two on each server (round robin), before one server stops listening: a fixed 0.5 s was
+    # once too short on a loaded machine (a request sent after it went to the other server: 1 and 3)
+    wait_for(lambda: sessions(router) == 4, timeout=10, message="the four requests in flight")
     httpx.get(f"http://127.0.0.1:{leaving.port}/stop-listening", timeout=5)
     wait_for(
         lambda: ("127.0.0.1", leaving.port, "DOWN") in router_.state()["demo"]["endpoints"],
