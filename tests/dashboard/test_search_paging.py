@@ -34,6 +34,28 @@ def test_apps_list_searches_by_name_and_pages(client_as, world):
     assert "No app name contains" in none
 
 
+def test_the_page_asked_is_read_with_its_count_and_alarm_in_one_statement(client_as, world):
+    make_apps(world.team, 150)
+    client = client_as("viewer")
+    with CaptureQueriesContext(connection) as captured:
+        second = client.get("/apps/", {"page": 2}).content.decode()
+    of_apps = [q["sql"] for q in captured.captured_queries if '"apps_app"' in q["sql"]]
+    # the rows, the count and whether a certificate is in alarm (none: the banner's list is not read)
+    assert len(of_apps) == 1 and "COUNT(" in of_apps[0] and '"certs_certificate"' in of_apps[0], of_apps
+    assert (
+        second.count('<tr data-app="') == 51 and "page 2 of 2" in second and 'id="cert-alarm"' not in second
+    )
+    # past the last page, or not a page number: the Paginator's own choice (the last page, the first)
+    for asked, shown, rows in (
+        ("9", "page 2 of 2", 51),
+        ("9" * 40, "page 2 of 2", 51),
+        ("²", "page 1 of 2", 100),
+    ):
+        page = client.get("/apps/", {"page": asked})
+        assert page.status_code == 200, (asked, page.status_code)
+        assert shown in page.content.decode() and page.content.decode().count('<tr data-app="') == rows, asked
+
+
 def test_apps_status_json_follows_the_same_page(client_as, world):
     make_apps(world.team, 120)
     data = client_as("viewer").get("/apps/status.json", {"q": "app-", "page": 2}).json()

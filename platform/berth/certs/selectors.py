@@ -3,12 +3,12 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from berth.apps.models import App, app_hostname, certificate_serves
-from berth.certs.models import Certificate
+from berth.certs.models import Certificate, CertificateSource, CertificateState
 from berth.core.queries import compiled_rows
 from berth.releases.selectors import app_summaries_visible
 
@@ -82,4 +82,12 @@ def certificates_expiring(days: int | None = None) -> QuerySet[Certificate]:
         Certificate.objects.filter(not_after__isnull=False, not_after__lt=Now() + window)
         .select_related("app")
         .order_by("not_after", "id")
+    )
+
+
+def certificates_in_alarm(days: int | None = None) -> QuerySet[Certificate]:
+    """Of certificates_expiring, those that will not renew by themselves: the renewal is failing, or it was
+    uploaded (Berth cannot renew it). The dashboard's banner lists them."""
+    return certificates_expiring(days).filter(
+        Q(state=CertificateState.FAILING) | Q(source=CertificateSource.UPLOADED)
     )

@@ -26,7 +26,12 @@ MAX_SHAPES = 512  # the least recently used go first (a client may ask for every
 
 class _Compiled:
     def __init__(
-        self, compiler: SQLCompiler, sql: str, params: tuple, slots: dict[str, int], names: list[str]
+        self,
+        compiler: SQLCompiler,
+        sql: str,
+        params: tuple,
+        slots: dict[str, tuple[int, ...]],
+        names: list[str],
     ):
         self.compiler, self.sql, self.params, self.slots, self.names = compiler, sql, params, slots, names
 
@@ -34,8 +39,9 @@ class _Compiled:
         if values.keys() != self.slots.keys():  # a shape compiled for other values: never run it without them
             raise ValueError(f"this shape takes {sorted(self.slots)}, not {sorted(values)}")
         params = list(self.params)
-        for name, at in self.slots.items():
-            params[at] = values[name]
+        for name, places in self.slots.items():
+            for at in places:
+                params[at] = values[name]
         run = copy.copy(self.compiler)  # the compiled state (columns, converters); this thread's connection
         run.connection = connections[self.compiler.using]
         sql, bound = self.sql, tuple(params)
@@ -53,8 +59,9 @@ def compiled_rows(shape: Hashable, build: Callable[..., QuerySet], **values: int
 
     Its SQL is compiled on the first call for `shape`, with stand-ins for `values`; later calls run that SQL with
     their own values in the stand-ins' places. `shape` must tell apart everything else that changes the SQL (who
-    sees what, whether a filter applies, a page's size). Each value must reach the SQL as it is, as one parameter:
-    an int or a str compared with `=`, `>` or `<` (not a `contains`, which escapes and wraps it)."""
+    sees what, whether a filter applies, a page's size). Each value must reach the SQL as it is, as a parameter (in
+    one place or several): an int or a str compared with `=`, `>` or `<` (not a `contains`, which escapes and wraps
+    it)."""
     with _lock:
         entry = _compiled.get(shape)
         if entry is not None:
@@ -77,11 +84,9 @@ def _compile(build: Callable[..., QuerySet], values: dict[str, int | str]) -> _C
     slots = {}
     for name, mark in marks.items():
         found = [at for at, param in enumerate(params) if type(param) is type(mark) and param == mark]
-        if len(found) != 1:
-            raise ValueError(
-                f"{name!r} is not one parameter of the query as it was given ({len(found)} found)"
-            )
-        slots[name] = found[0]
+        if not found:  # transformed on its way (a `contains` escapes and wraps it): never put in as it is
+            raise ValueError(f"{name!r} is not one parameter of the query as it was given (0 found)")
+        slots[name] = tuple(found)  # each place the query uses it (a subquery of the same team, say)
     names = (
         list(query.selected)
         if query.selected

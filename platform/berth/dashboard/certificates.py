@@ -1,12 +1,8 @@
 """What the dashboard shows of certificates (berth.certs' selectors do the reading): each certificate's state as a
 person reads it, and the alarm banner for certificates close to expiry that will not renew by themselves."""
 
-from django.conf import settings
-from django.db.models import Q, QuerySet
-
 from berth.certs import selectors as certs_selectors
 from berth.certs.models import Certificate, CertificateSource, CertificateState
-from berth.core.queries import compiled_rows
 
 
 def certificate_label(certificate: Certificate) -> str:
@@ -32,34 +28,17 @@ def certificate_rows(app) -> list[dict]:
     ]
 
 
-ALARM_FIELDS = ("id", "state", "source", "reason", "hostnames", "not_after", "app__name")
-
-
-def _alarming(days: int) -> QuerySet[Certificate]:
-    return certs_selectors.certificates_expiring(days).filter(
-        Q(state=CertificateState.FAILING) | Q(source=CertificateSource.UPLOADED)
-    )
-
-
 def certificate_alarms(*, app=None, team=None) -> list[dict]:
     """Certificates within the alarm window (BERTH_CERT_RENEW_DAYS_ALARM) whose renewal is failing, or uploaded
     ones (Berth cannot renew those): of one app, or of every app of a team. Each with the words of the banner."""
-    # rows, not instances with their apps: this runs on every apps page, nearly always to find nothing
-    days = settings.BERTH_CERT_RENEW_DAYS_ALARM
-    if app is None and team is not None:
-        # compiled once (berth.core.queries): building and compiling it was a seventh of the apps page's time
-        rows = compiled_rows(
-            ("certificate-alarms-of-team", days),
-            lambda team_id: _alarming(days).filter(app__team_id=team_id).values(*ALARM_FIELDS),
-            team_id=team.pk,
-        )
-    else:
-        expiring = _alarming(days)
-        if app is not None:
-            expiring = expiring.filter(app=app)
-        if team is not None:
-            expiring = expiring.filter(app__team=team)
-        rows = list(expiring.values(*ALARM_FIELDS))
+    # rows, not instances with their apps (the apps page reads whether there are any with its rows:
+    # berth.dashboard.selectors.AppStatusRows)
+    expiring = certs_selectors.certificates_in_alarm()
+    if app is not None:
+        expiring = expiring.filter(app=app)
+    if team is not None:
+        expiring = expiring.filter(app__team=team)
+    rows = expiring.values("id", "state", "source", "reason", "hostnames", "not_after", "app__name")
     alarms = []
     for row in rows:
         if row["state"] == CertificateState.FAILING:

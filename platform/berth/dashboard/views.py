@@ -74,17 +74,22 @@ def _row_links() -> tuple[str, str]:
     return app.replace(ROW_APP, "{app}"), build.replace(ROW_APP, "{app}").replace(str(ROW_BUILD), "{build}")
 
 
-def _status_rows(request: HttpRequest, team=None) -> tuple[object, list[dict], Page | None]:
-    """The current team's apps whose name contains ?q=, one page (?page=) of APPS_PAGE: a constant number of
-    queries whatever the number of apps (the count, the page with its statuses, its certificates)."""
+def _status_rows(request: HttpRequest, team=None) -> tuple[object, list[dict], Page | None, bool]:
+    """The current team's apps whose name contains ?q=, one page (?page=) of APPS_PAGE, and whether a certificate
+    of the team is in alarm: a constant number of queries whatever the number of apps (the page with its
+    statuses, the count and the alarm; its certificates, when one serves HTTPS)."""
     if team is None:
         team, _ = current_team(request)
     if team is None:
-        return None, [], None
+        return None, [], None, False
     query = request.GET.get("q", "").strip()[:APP_NAME_MAX]
-    # plain rows, not App instances: a page of 100 as models with their certificates was most of the page's time
-    statuses = AppStatusRows(team_id=team.pk, page_size=APPS_PAGE, search=query)
-    page_obj = Paginator(statuses, APPS_PAGE).get_page(request.GET.get("page"))
+    asked = request.GET.get("page", "")
+    # plain rows, not App instances: a page of 100 as models with their certificates was most of the page's time.
+    # The page read with the count is the one asked for, if a number of up to 4 digits (else the first; the
+    # Paginator's own choice is read after the count when that page has no rows: a statement more)
+    guess = int(asked) if asked.isascii() and asked.isdigit() and len(asked) <= 4 else 1
+    statuses = AppStatusRows(team_id=team.pk, page_size=APPS_PAGE, search=query, page=guess)
+    page_obj = Paginator(statuses, APPS_PAGE).get_page(asked or None)
     https = apps_serving_https(page_obj.object_list)
     app_link, build_link = _row_links()
     rows = [
@@ -100,7 +105,7 @@ def _status_rows(request: HttpRequest, team=None) -> tuple[object, list[dict], P
         }
         for row in page_obj.object_list
     ]
-    return team, rows, page_obj
+    return team, rows, page_obj, statuses.alarm is not False
 
 
 @login_required
@@ -112,7 +117,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 def apps_list(request: HttpRequest) -> HttpResponse:
     team, teams = current_team(request)
-    team, rows, page_obj = _status_rows(request, team)
+    team, rows, page_obj, alarm = _status_rows(request, team)
     role = team.role if team else None  # teams_for_user's annotation: user_role's answer, without its query
     query = request.GET.get("q", "").strip()[:APP_NAME_MAX]
     return page(
@@ -125,7 +130,7 @@ def apps_list(request: HttpRequest) -> HttpResponse:
             "filters_qs": urlencode({"q": query} if query else {}),
             "role": role,
             "can_create": role_at_least(role, MEMBER),
-            "cert_alarms": certificate_alarms(team=team) if team else [],
+            "cert_alarms": certificate_alarms(team=team) if alarm else [],
         },
         teams=(team, teams),
     )
@@ -136,7 +141,7 @@ def apps_list(request: HttpRequest) -> HttpResponse:
 @never_cache
 def apps_status(request: HttpRequest) -> JsonResponse:
     """What the apps list polls to stay live (current release and state of each app of the current team)."""
-    _, rows, _ = _status_rows(request)
+    _, rows, _, _ = _status_rows(request)
     return JsonResponse({"apps": rows})
 
 
