@@ -148,7 +148,7 @@ REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "
 # Shares Redis with Celery, so never cache.clear() (FLUSHDB); every key starts with "berth:".
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "berth.config.cache.SharedRedisCache",  # Django's, one connection pool a process
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "berth",
     }
