@@ -186,7 +186,8 @@ def test_the_banner_on_the_app_page_and_the_apps_list_when_renewal_fails_near_ex
         not_after=soon + datetime.timedelta(days=60),
     )
     client = client_as("viewer")
-    for path in ("/apps/demo/", "/apps/"):
+    # the apps list's banner is the team's, whatever its search finds (nothing, a page past the last)
+    for path in ("/apps/demo/", "/apps/", "/apps/?q=nothing-has-this-name", "/apps/?page=7"):
         page = client.get(path).content.decode()
         banner = re.search(r'id="cert-alarm".*?</div>', page, flags=re.S).group(0)
         assert f'data-cert-alarm="{failing.pk}"' in banner

@@ -60,10 +60,13 @@ class AppStatusRows:
 
     def count(self) -> int:
         if self._page(self.asked):
-            return self._total
-        # past the last page (or no apps): the count alone; no app, no certificate in alarm
+            return int(self._total or 0)
+        # past the last page, or none found: the count alone (a team without apps has no certificate in alarm;
+        # the alarm of a search that found nothing is the team's, unknown here)
         apps = App.objects.filter(team_id=self.team_id)
-        total = (apps.filter(name__icontains=self.search) if self.search else apps).count()
+        if self.search:
+            return apps.filter(name__icontains=self.search).count()
+        total = apps.count()
         if total == 0:
             self.alarm = False
         return total
