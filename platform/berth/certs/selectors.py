@@ -73,9 +73,10 @@ def apps_serving_https(rows: list[dict]) -> set[int]:
 
 
 def certificates_expiring(days: int | None = None) -> QuerySet[Certificate]:
-    """Certificates that expire within `days` (default BERTH_CERT_RENEW_DAYS_ALARM), soonest first: the dashboard's
-    banner. A healthy ACME certificate is renewed long before (two thirds into its life), so each one listed is a
-    renewal that keeps failing (`state` "failing", `reason` says why) or an uploaded one nobody replaced."""
+    """Certificates that expire within `days` (default BERTH_CERT_RENEW_DAYS_ALARM), soonest first: the alarms
+    (certificates_in_alarm, the dashboard's banner; the uploaded ones' daily alarm event). A healthy ACME certificate
+    is renewed long before (two thirds into its life), so each one listed is a renewal that keeps failing (`state`
+    "failing", `reason` says why) or an uploaded one nobody replaced."""
     window = timedelta(days=settings.BERTH_CERT_RENEW_DAYS_ALARM if days is None else days)
     # the database's clock: for given `days` the SQL stays the same from one call to the next (compiled_rows)
     return (

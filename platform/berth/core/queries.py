@@ -75,6 +75,12 @@ def compiled_rows(shape: Hashable, build: Callable[..., QuerySet], **values: int
     return entry.rows(values)
 
 
+def has_compiled(shape: Hashable) -> bool:
+    """Whether `shape` is compiled already (a caller may prefer not to compile a shape it only guessed)."""
+    with _lock:
+        return shape in _compiled
+
+
 def _compile(build: Callable[..., QuerySet], values: dict[str, int | str]) -> _Compiled:
     marks = {name: _MARKS[type(value)](i) for i, (name, value) in enumerate(values.items())}
     queryset = build(**marks)
@@ -86,6 +92,8 @@ def _compile(build: Callable[..., QuerySet], values: dict[str, int | str]) -> _C
         found = [at for at, param in enumerate(params) if type(param) is type(mark) and param == mark]
         if not found:  # transformed on its way (a `contains` escapes and wraps it): never put in as it is
             raise ValueError(f"{name!r} is not one parameter of the query as it was given (0 found)")
+        if str(mark) in sql:  # written into the SQL's text somewhere too: that place would keep the stand-in
+            raise ValueError(f"{name!r} is written into the query's text, not only passed as a parameter")
         slots[name] = tuple(found)  # each place the query uses it (a subquery of the same team, say)
     names = (
         list(query.selected)

@@ -7,7 +7,7 @@ from berth.accounts.models import ApiToken
 from berth.apps.models import App
 from berth.builds.models import Build
 from berth.certs.selectors import certificates_in_alarm, with_certified
-from berth.core.queries import compiled_rows
+from berth.core.queries import compiled_rows, has_compiled
 from berth.releases.models import Release
 from berth.releases.selectors import apps_for_team
 
@@ -59,14 +59,16 @@ class AppStatusRows:
         self._pages: dict[int, list[dict]] = {}
 
     def count(self) -> int:
-        if self._page(self.asked):
+        # the page asked for, if its SQL is compiled already (or it is the first): a page number that may not
+        # exist is not worth a shape of its own (the Paginator reads the page it chooses after the count)
+        first = self.asked if self.search or has_compiled(self._shape(self.asked)) else 0
+        if self._page(first):
             return int(self._total or 0)
         # past the last page, or none found: the count alone (a team without apps has no certificate in alarm;
         # the alarm of a search that found nothing is the team's, unknown here)
-        apps = App.objects.filter(team_id=self.team_id)
         if self.search:
-            return apps.filter(name__icontains=self.search).count()
-        total = apps.count()
+            return self._searched(App.objects.filter(team_id=self.team_id)).count()
+        total = App.objects.filter(team_id=self.team_id).count()
         if total == 0:
             self.alarm = False
         return total
@@ -77,22 +79,28 @@ class AppStatusRows:
         rows = self._page(start)
         return rows[: window.stop - start] if window.stop is not None else rows
 
+    def _searched(self, apps: QuerySet[App]) -> QuerySet[App]:
+        return apps.filter(name__icontains=self.search) if self.search else apps
+
+    def _shape(self, start: int) -> tuple:
+        return ("dashboard-apps", start, self.page_size, settings.BERTH_CERT_RENEW_DAYS_ALARM)
+
     def _page(self, start: int) -> list[dict]:
         if start in self._pages:
             return self._pages[start]
         days = settings.BERTH_CERT_RENEW_DAYS_ALARM
 
         def build(team_id: int) -> QuerySet:
-            apps = App.objects.filter(team_id=team_id)
-            if self.search:
-                apps = apps.filter(name__icontains=self.search)
-            counted = apps.order_by().values("team_id").annotate(apps=Count("pk")).values("apps")
+            counted = (
+                self._searched(App.objects.filter(team_id=team_id))
+                .order_by()
+                .values("team_id")
+                .annotate(apps=Count("pk"))
+                .values("apps")
+            )
             alarm = certificates_in_alarm(days).filter(app__team_id=team_id)
-            listed = apps_for_team(team_id=team_id)
-            if self.search:
-                listed = listed.filter(name__icontains=self.search)
             return (
-                with_certified(apps_with_status(apps=listed))
+                with_certified(apps_with_status(apps=self._searched(apps_for_team(team_id=team_id))))
                 .annotate(team_apps=Subquery(counted), team_alarm=Exists(alarm))
                 .values(*STATUS_FIELDS, "team_apps", "team_alarm")[start : start + self.page_size]
             )
@@ -100,8 +108,7 @@ class AppStatusRows:
         if self.search:  # a LIKE pattern Django escapes: compiled for each search
             rows = list(build(self.team_id))
         else:
-            shape = ("dashboard-apps", start, self.page_size, days)
-            rows = compiled_rows(shape, build, team_id=self.team_id)
+            rows = compiled_rows(self._shape(start), build, team_id=self.team_id)
         for row in rows:
             self._total, self.alarm = row.pop("team_apps"), bool(row.pop("team_alarm"))
         self._pages[start] = rows

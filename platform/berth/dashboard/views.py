@@ -85,8 +85,8 @@ def _status_rows(request: HttpRequest, team=None) -> tuple[object, list[dict], P
     query = request.GET.get("q", "").strip()[:APP_NAME_MAX]
     asked = request.GET.get("page", "")
     # plain rows, not App instances: a page of 100 as models with their certificates was most of the page's time.
-    # The page read with the count is the one asked for, if a number of up to 4 digits (else the first; the
-    # Paginator's own choice is read after the count when that page has no rows: a statement more)
+    # The page read with the count is the one asked for, if a number of up to 4 digits (else the first); when the
+    # Paginator chooses another (none such, past the last), it is read after the count: a statement more
     guess = int(asked) if asked.isascii() and asked.isdigit() and len(asked) <= 4 else 1
     statuses = AppStatusRows(team_id=team.pk, page_size=APPS_PAGE, search=query, page=guess)
     page_obj = Paginator(statuses, APPS_PAGE).get_page(asked or None)
