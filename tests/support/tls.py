@@ -201,31 +201,38 @@ class TlsTerminator:
     @staticmethod
     def _relay(secure: ssl.SSLSocket, upstream: socket.socket) -> None:
         """Bytes each way until either side ends; then close_notify to the TLS client (a client reading to the end,
-        curl or git, needs it) if the upstream ended."""
+        curl or git, needs it) if the upstream ended. An upstream that stops reading (it answered early, a 413
+        while the client still sends) still has its answer relayed: the client is no longer read."""
         with selectors.DefaultSelector() as selector:
             selector.register(secure, selectors.EVENT_READ)
             selector.register(upstream, selectors.EVENT_READ)
+            client_read = True
             while True:
                 for key, _ in selector.select():
                     source = key.fileobj
+                    if source is secure and not client_read:
+                        continue
                     target = upstream if source is secure else secure
-                    try:
+                    try:  # the socket blocks: a TLS record arrived in part is read whole
                         data = source.recv(65536)
                         while data and source is secure and secure.pending():  # decrypted, not yet read
                             data += secure.recv(secure.pending())
-                        if data:
-                            target.sendall(data)
-                            continue
-                    except ssl.SSLWantReadError:
-                        continue  # part of a TLS record: the rest comes
                     except OSError:
                         return
-                    if source is upstream:
-                        try:
-                            secure.unwrap()
-                        except (OSError, ValueError):
-                            pass
-                    return
+                    if not data:
+                        if source is upstream:
+                            try:
+                                secure.unwrap()
+                            except (OSError, ValueError):
+                                pass
+                        return
+                    try:
+                        target.sendall(data)
+                    except OSError:
+                        if target is not upstream:
+                            return
+                        selector.unregister(secure)
+                        client_read = False
 
     def stop(self) -> None:
         # shut down before closing: a thread blocked in accept() or recv() wakes up (a close alone does not wake it,
