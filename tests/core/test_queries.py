@@ -8,12 +8,15 @@ import time
 from datetime import timedelta
 
 import pytest
+from berth.apps.models import App
 from berth.certs.models import Certificate
 from berth.certs.selectors import app_summaries_page
 from berth.core.queries import compiled_rows
 from berth.dashboard.selectors import STATUS_FIELDS, AppStatusRows
 from berth.releases.selectors import app_summaries_visible
 from django.core.paginator import Paginator
+from django.db.models import Count, Subquery
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 pytestmark = pytest.mark.django_db
@@ -132,3 +135,37 @@ def test_the_dashboards_pages_of_one_team_are_never_another_teams(two_teams):
     ]
     row = Paginator(AppStatusRows(team_id=teams[bob].pk, page_size=2), 2).page(1).object_list[0]
     assert set(row) == set(STATUS_FIELDS) and row["certified"] is False and row["build_id"] is None
+
+
+def test_a_value_used_in_several_places_gets_each_callers_value_in_all_of_them(two_teams):
+    alice, bob = two_teams
+    teams = {user: user.memberships.get().team for user in (alice, bob)}
+    shape = ("test", secrets.token_hex(4))
+
+    def build(team_id: int):  # the team's id twice: the rows' filter and the count of its apps
+        counted = App.objects.filter(team_id=team_id).order_by().values("team_id").annotate(n=Count("pk"))
+        return (
+            App.objects.filter(team_id=team_id)
+            .annotate(apps=Subquery(counted.values("n")))
+            .order_by("name")
+            .values("name", "apps")
+        )
+
+    for _ in range(2):
+        assert compiled_rows(shape, build, team_id=teams[alice].pk) == [
+            {"name": name, "apps": 3} for name in ("a-one", "a-three", "a-two")
+        ]
+        assert compiled_rows(shape, build, team_id=teams[bob].pk) == [{"name": "b-one", "apps": 1}]
+
+
+def test_a_value_written_into_the_querys_text_is_refused(two_teams):
+    alice, _ = two_teams
+    team = alice.memberships.get().team
+
+    def build(team_id: int):  # also in the SQL's text: a later caller's value would not reach that place
+        return (
+            App.objects.filter(team_id=team_id).annotate(seen=RawSQL(str(team_id), ())).values("name", "seen")
+        )
+
+    with pytest.raises(ValueError, match="'team_id' is written into the query's text"):
+        compiled_rows(("test", secrets.token_hex(4)), build, team_id=team.pk)
